@@ -1,0 +1,1 @@
+"""Rule compiler: expressions to Python code objects, patterns to NFAs."""

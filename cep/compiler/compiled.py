@@ -1,0 +1,59 @@
+"""The compiled form of one rule: everything the operator needs, nothing of the syntax."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from cep.event import Event
+from cep.nfa.model import NFA
+
+__all__ = ["CompiledRule"]
+
+EmitFn = Callable[[dict[str, list[Event]]], dict[str, Any]]
+
+
+@dataclass(eq=False)
+class CompiledRule:
+    """One rule version, compiled.
+
+    Attributes:
+        name, version: the rule's name and ``rule_version`` (hash of its canonical text).
+        severity: ``info`` … ``critical``.
+        sources: source names the rule reads, or ``None`` for every source.
+        header_filter: the header ``where`` as ``fn(event) -> bool``, or ``None``.
+        key_fn: ``fn(event.data) -> hashable key`` (``None`` fields stay ``None``).
+        key_names: names of the key fields for the alert's ``key`` object.
+        nfa: the automaton shared by all keys.
+        emit_fn / sink: builds the alert ``data`` from ``{stage: [events]}``; its sink.
+        timeout_emit_fn / timeout_sink: the same for ``on timeout emit`` (``None``: timed-out
+            partial matches are dropped silently, as Flink does without a timeout handler).
+        file, line: where the rule was defined.
+    """
+
+    name: str
+    version: str
+    severity: str
+    sources: frozenset[str] | None
+    header_filter: Callable[[Event], bool] | None
+    key_fn: Callable[[dict[str, Any]], Hashable]
+    key_names: tuple[str, ...]
+    nfa: NFA
+    emit_fn: EmitFn | None
+    sink: str = "alerts"
+    timeout_emit_fn: EmitFn | None = None
+    timeout_sink: str = "alerts"
+    file: str = ""
+    line: int = 0
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+
+    def key_object(self, key: Any) -> dict[str, Any]:
+        """The alert's ``key`` field: ``{"user": "alice"}``; ``{}`` for an unkeyed rule."""
+        names = self.key_names
+        if not names:
+            return {}
+        if len(names) == 1:
+            return {names[0]: key}
+        return dict(zip(names, key, strict=False))

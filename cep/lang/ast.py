@@ -1,0 +1,271 @@
+"""Typed AST of rule files, every node carrying its source span.
+
+The parser (:mod:`cep.lang.parse`) builds these from Lark's tree; the checker
+(:mod:`cep.lang.check`) validates them; the compiler (:mod:`cep.compiler`) reads them.
+Nodes are frozen dataclasses: plain data, safe to share and to hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal as TLiteral
+
+__all__ = [
+    "Span", "Expr", "Lit", "ListLit", "Path", "Unary", "Binary", "IsNull", "Call", "Attr",
+    "Modifier", "Stage", "Skip", "Emit", "Rule", "RuleFile",
+    "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS",
+]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a rule file: 1-based line and column of its first and last character."""
+
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+
+NOWHERE = Span(0, 0, 0, 0)
+
+
+# --------------------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Lit:
+    """A literal: str, int, float, bool or None. Durations are ints in milliseconds with
+    ``duration=True`` (so the formatter can write ``5m`` back)."""
+
+    value: str | int | float | bool | None
+    span: Span = field(default=NOWHERE, compare=False)
+    duration: bool = False
+
+
+@dataclass(frozen=True)
+class ListLit:
+    """``[a, b, …]``."""
+
+    items: tuple[Expr, ...]
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Path:
+    """A dotted name as written: ``amount``, ``geo.country``, ``fail.user``, ``this.user``.
+
+    ``parts`` are the segments (backquoted segments unquoted).  Whether the first segment is a
+    stage, ``this`` or a field of the event under test is decided by the checker/compiler:
+    a stage name wins, ``this`` names the event under test, anything else is a field.
+    """
+
+    parts: tuple[str, ...]
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Unary:
+    """``not x`` (op ``"not"``) or ``-x`` (op ``"-"``)."""
+
+    op: str
+    operand: Expr
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+BinaryOp = TLiteral[
+    "and", "or", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%",
+    "in", "not in", "contains", "starts with", "ends with", "matches",
+]
+
+
+@dataclass(frozen=True)
+class Binary:
+    """A binary operation; ``op`` is one of :data:`BinaryOp` spelled as in the language."""
+
+    op: str
+    left: Expr
+    right: Expr
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class IsNull:
+    """``x is null`` (``negated=False``) or ``x is not null`` (``negated=True``)."""
+
+    operand: Expr
+    negated: bool
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A function or aggregate call: ``lower(x)``, ``count(again)``, ``sum(s.amount)``."""
+
+    func: str
+    args: tuple[Expr, ...]
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Attr:
+    """Field access on a call's result: ``first(s).src_ip`` → ``Attr(Call(first,…), ("src_ip",))``."""
+
+    obj: Expr
+    parts: tuple[str, ...]
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+Expr = Lit | ListLit | Path | Unary | Binary | IsNull | Call | Attr
+
+AGGREGATES = frozenset({"count", "sum", "avg", "min", "max", "first", "last", "distinct_count"})
+"""Aggregates over a stage's matched events (Flink's IterativeCondition context)."""
+
+FUNCTIONS: dict[str, int] = {
+    "lower": 1, "upper": 1, "len": 1, "abs": 1, "round": 2, "haversine_km": 4,
+}
+"""Scalar functions and their argument counts (``round`` also accepts 1)."""
+
+# --------------------------------------------------------------------------- patterns
+
+CONTIGUITIES = ("begin", "next", "followed_by", "followed_by_any", "not_next", "not_followed_by")
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """One quantifier or modifier exactly as written after a stage, in source order.
+
+    ``kind`` is one of ``times`` (``n``), ``times_range`` (``n``, ``m``), ``times_or_more``
+    (``n``), ``one_or_more``, ``optional``, ``greedy``, ``consecutive``,
+    ``allow_combinations``, ``until`` (``expr``), ``within`` (``ms``).  The checker rejects
+    duplicates and invalid combinations; the compiler reads the normalised view on
+    :class:`Stage`.
+    """
+
+    kind: str
+    span: Span = field(default=NOWHERE, compare=False)
+    n: int | None = None
+    m: int | None = None
+    expr: Expr | None = None
+    ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One line of a ``pattern`` block (or a parenthesised group).
+
+    ``contiguity`` is one of :data:`CONTIGUITIES`.  Exactly one of ``condition`` (may be
+    ``None``: accepts every event) or ``group`` applies: a group stage has ``group`` set to its
+    sub-pattern (whose first stage uses ``begin``) and no condition.  ``modifiers`` keeps every
+    modifier as written; the convenience properties below give the first occurrence of each.
+    """
+
+    contiguity: str
+    name: str
+    condition: Expr | None
+    modifiers: tuple[Modifier, ...]
+    span: Span = field(default=NOWHERE, compare=False)
+    name_span: Span = field(default=NOWHERE, compare=False)
+    group: tuple[Stage, ...] | None = None
+
+    def _first(self, *kinds: str) -> Modifier | None:
+        for mod in self.modifiers:
+            if mod.kind in kinds:
+                return mod
+        return None
+
+    @property
+    def quantifier(self) -> Modifier | None:
+        """The first of ``times``/``times_range``/``times_or_more``/``one_or_more``, if any."""
+        return self._first("times", "times_range", "times_or_more", "one_or_more")
+
+    @property
+    def optional(self) -> bool:
+        return self._first("optional") is not None
+
+    @property
+    def greedy(self) -> bool:
+        return self._first("greedy") is not None
+
+    @property
+    def consecutive(self) -> bool:
+        return self._first("consecutive") is not None
+
+    @property
+    def allow_combinations(self) -> bool:
+        return self._first("allow_combinations") is not None
+
+    @property
+    def until(self) -> Expr | None:
+        mod = self._first("until")
+        return mod.expr if mod else None
+
+    @property
+    def within_ms(self) -> int | None:
+        mod = self._first("within")
+        return mod.ms if mod else None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """After-match skip strategy: ``no_skip``, ``skip_to_next``, ``skip_past_last_event``,
+    ``skip_to_first`` or ``skip_to_last`` (the last two name ``stage``)."""
+
+    kind: str = "no_skip"
+    stage: str | None = None
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Emit:
+    """``emit [to SINK] { name: expr, … }`` or, with ``on_timeout``, ``on timeout emit …``."""
+
+    fields: tuple[tuple[str, Expr], ...]
+    sink: str = "alerts"
+    on_timeout: bool = False
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``rule NAME … end`` block.
+
+    Header clauses are ``None``/empty when absent.  ``within_ms`` is the pattern-level window
+    (Flink's FIRST_AND_LAST ``within``).  ``emits`` holds at most one match emit and one timeout
+    emit (the checker enforces it).  ``spans`` maps a header clause keyword (``"severity"``,
+    ``"key by"``, ``"within"``, …) to where it was written, for diagnostics.
+    """
+
+    name: str
+    pattern: tuple[Stage, ...]
+    span: Span = field(default=NOWHERE, compare=False)
+    name_span: Span = field(default=NOWHERE, compare=False)
+    description: str | None = None
+    severity: str = "medium"
+    tags: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    where: Expr | None = None
+    key_by: tuple[Path, ...] = ()
+    within_ms: int | None = None
+    skip: Skip = Skip()
+    emits: tuple[Emit, ...] = ()
+    spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False)
+
+    @property
+    def match_emit(self) -> Emit | None:
+        return next((e for e in self.emits if not e.on_timeout), None)
+
+    @property
+    def timeout_emit(self) -> Emit | None:
+        return next((e for e in self.emits if e.on_timeout), None)
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    """A parsed ``.cep`` file: its path, text and the rules that parsed."""
+
+    path: str
+    text: str
+    rules: tuple[Rule, ...]

@@ -1,0 +1,281 @@
+"""The matching step: one event (or one advance of time) against one key's partial matches.
+
+This follows Flink CEP's ``NFA.doProcess`` / ``computeNextStates`` / ``advanceTime`` /
+``processMatchesAccordingToSkipStrategy``:
+
+* every partial match (a *computation*: NFA state, the events taken so far, first-event and
+  previous-event time, first-event id) evaluates all edges reachable through PROCEEDs; each
+  TAKE or IGNORE edge whose guard holds yields a new computation, so one partial match may fork;
+* a TAKE that lands where FINAL is reachable through PROCEEDs holding for the event completes
+  a match; a branch that reaches a STOP state discards *every* non-final branch its partial
+  match produced on that event;
+* the start computation never ignores and is re-created after every event;
+* completed matches are queued by first event and, under a skip strategy, released only when
+  no partial match that started earlier is alive; releasing one prunes partial and completed
+  matches per the strategy (Flink's ``AfterMatchSkipStrategy.prune``);
+* time advances prune partial matches outside the pattern window (``now - first >= window``)
+  or a stage window (``now - previous >= window``), report them as timed out, and release
+  PENDING matches (patterns ending in ``not followed by … within``).
+
+Partial matches share their event history through :class:`~cep.nfa.pattern.PartialMatchNode`
+chains (the shared buffer); Flink's Dewey-number versioning is unnecessary because each
+computation points at its own chain.  Computation queues order ties exactly as Java's
+``PriorityQueue`` (:mod:`cep.nfa.heap`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cep.nfa.heap import JavaHeap
+from cep.nfa.model import FINAL, IGNORE, NFA, PENDING, PROCEED, STOP, TAKE, State
+from cep.nfa.pattern import PartialMatchNode
+
+__all__ = ["Computation", "KeyState", "new_key_state", "process", "advance_time",
+           "is_idle", "next_deadline"]
+
+_INF = float("inf")
+START_CK = (_INF, _INF)
+
+
+class Computation:
+    """One partial match: waiting in ``state`` with the events of ``node`` taken so far.
+
+    ``start_ts``/``prev_ts`` are the event times (ms) of its first and latest event,
+    ``ck`` = ``(first event ts, first event seq)`` orders computations (start: +∞).
+    """
+
+    __slots__ = ("state", "node", "start_ts", "prev_ts", "ck")
+
+    def __init__(
+        self, state: State, node: PartialMatchNode | None, start_ts: int, prev_ts: int, ck: Any
+    ) -> None:
+        self.state = state
+        self.node = node
+        self.start_ts = start_ts
+        self.prev_ts = prev_ts
+        self.ck = ck
+
+    def __repr__(self) -> str:
+        return f"Computation({self.state.name}, start={self.ck})"
+
+
+class KeyState:
+    """Per-key matcher state: live partial matches and completed matches held back by the
+    skip strategy's ordering rule.  ``clock`` is the last time advanced to (ms)."""
+
+    __slots__ = ("partial", "completed", "clock")
+
+    def __init__(self, partial: JavaHeap, completed: JavaHeap, clock: float) -> None:
+        self.partial = partial
+        self.completed = completed
+        self.clock = clock
+
+
+def new_key_state(nfa: NFA) -> KeyState:
+    """A key with only the start computation."""
+    return KeyState(JavaHeap([Computation(nfa.start, None, -1, -1, START_CK)]), JavaHeap(), -_INF)
+
+
+def is_idle(ks: KeyState) -> bool:
+    """True when the key holds nothing but the start computation (its state can be dropped)."""
+    return len(ks.partial.a) == 1 and not ks.completed.a and ks.partial.a[0].ck is START_CK
+
+
+def next_deadline(nfa: NFA, ks: KeyState) -> float:
+    """Earliest event time (ms) at which advancing time would change this key: a window
+    expiring or a pending match being released.  +∞ when nothing can time out."""
+    w = nfa.window_ms
+    best = _INF
+    for cs in ks.partial.a:
+        if cs.ck is START_CK:
+            continue
+        if w > 0:
+            d = cs.start_ts + w
+            if d < best:
+                best = d
+        wp = cs.state.window_ms
+        if wp:
+            d = cs.prev_ts + wp
+            if d < best:
+                best = d
+    return best
+
+
+def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
+    """Feed one event (``ev.ts`` ms, ``ev.seq``) to a key; return completed matches (each the
+    :class:`PartialMatchNode` of its last event) in emission order.  Mutates ``ks``."""
+    new_partial = JavaHeap()
+    potential = JavaHeap()
+    for cs in ks.partial.a:
+        nexts = _next_computations(cs, ev)
+        retain = []
+        discard = False
+        for ns in nexts:
+            kind = ns.state.kind
+            if kind == FINAL:
+                potential.offer(ns)
+            elif kind == STOP:
+                discard = True
+            else:
+                retain.append(ns)
+        if not discard:
+            for ns in retain:
+                new_partial.offer(ns)
+    results: list[PartialMatchNode] = []
+    _release(nfa, ks, potential, new_partial, results)
+    ks.partial = new_partial
+    return results
+
+
+def advance_time(
+    nfa: NFA, ks: KeyState, now: float
+) -> tuple[list[PartialMatchNode], list[tuple[PartialMatchNode, int]]]:
+    """Advance a key's clock to ``now`` (ms; may be +∞ at end of input).
+
+    Returns ``(matches, timeouts)``: matches released (pending ``not followed by`` matches and
+    completed matches freed by a timeout), and timed-out partial matches as ``(node,
+    timeout_ts)`` with ``timeout_ts = first + window`` or ``previous + stage window``.
+    """
+    ks.clock = now
+    w = nfa.window_ms
+    new_partial = JavaHeap()
+    potential = JavaHeap()
+    timeouts: list[tuple[PartialMatchNode, int]] = []
+    for cs in ks.partial.a:
+        st = cs.state
+        if cs.ck is START_CK or st.is_start:
+            new_partial.offer(cs)
+            continue
+        wp = st.window_ms
+        by_prev = bool(wp) and now - cs.prev_ts >= wp  # type: ignore[operator]
+        by_first = w > 0 and now - cs.start_ts >= w
+        if by_prev or by_first:
+            if st.kind == PENDING:
+                potential.offer(cs)
+                continue
+            assert cs.node is not None
+            timeouts.append((cs.node, cs.prev_ts + wp if by_prev else cs.start_ts + w))  # type: ignore[operator]
+        else:
+            new_partial.offer(cs)
+    results: list[PartialMatchNode] = []
+    _release(nfa, ks, potential, new_partial, results)
+    ks.partial = new_partial
+    return results, timeouts
+
+
+def _next_computations(cs: Computation, ev: Any) -> list[Computation]:
+    """Flink's ``computeNextStates``: the decision graph from ``cs.state`` on ``ev``."""
+    state = cs.state
+    pm = cs.node
+    edges = []
+    stack = [state]
+    while stack:
+        s = stack.pop()
+        for t in s.transitions:
+            c = t.cond
+            if c.always or c.fn(ev, pm):
+                if t.action == PROCEED:
+                    stack.append(t.target)
+                else:
+                    edges.append(t)
+    is_start = cs.ck is START_CK
+    out: list[Computation] = []
+    for t in edges:
+        if t.action == IGNORE:
+            if is_start:
+                continue
+            if t.target is state:
+                out.append(cs)
+            else:
+                out.append(Computation(t.target, pm, cs.start_ts, cs.prev_ts, cs.ck))
+        else:  # TAKE
+            node = PartialMatchNode(t.source.stage, ev, pm)
+            if is_start:
+                start_ts = ev.ts
+                ck = (ev.ts, ev.seq)
+            else:
+                start_ts = cs.start_ts
+                ck = cs.ck
+            target = t.target
+            out.append(Computation(target, node, start_ts, ev.ts, ck))
+            final = _final_after_proceed(target, ev, pm)
+            if final is not None:
+                out.append(Computation(final, node, start_ts, ev.ts, ck))
+    if is_start:
+        out.append(cs)
+    return out
+
+
+def _final_after_proceed(state: State, ev: Any, pm: PartialMatchNode | None) -> State | None:
+    """Flink's ``findFinalStateAfterProceed``: FINAL reachable from ``state`` by PROCEED edges
+    whose guards hold for ``ev`` (evaluated against the partial match *before* ``ev``)."""
+    stack = [state]
+    while stack:
+        s = stack.pop()
+        for t in s.transitions:
+            if t.action == PROCEED:
+                c = t.cond
+                if c.always or c.fn(ev, pm):
+                    if t.target.kind == FINAL:
+                        return t.target
+                    stack.append(t.target)
+    return None
+
+
+def _release(
+    nfa: NFA,
+    ks: KeyState,
+    potential: JavaHeap,
+    partial: JavaHeap,
+    results: list[PartialMatchNode],
+) -> None:
+    """Flink's ``processMatchesAccordingToSkipStrategy``."""
+    completed = ks.completed
+    for c in potential.a:
+        completed.offer(c)
+    if not completed.a:
+        return
+    skipping = nfa.skip != "no_skip"
+    while completed.a:
+        earliest = completed.a[0]
+        if skipping:
+            first_partial = partial.peek()
+            if first_partial is not None and not earliest.ck <= first_partial.ck:
+                break
+        completed.poll()
+        node = earliest.node
+        if skipping:
+            pid = _pruning_id(nfa, node)
+            if pid is not None:
+                inclusive = nfa.skip in ("skip_to_next", "skip_past_last_event")
+                _prune(partial, pid, inclusive)
+                _prune(completed, pid, inclusive)
+        results.append(node)
+
+
+def _prune(heap: JavaHeap, pid: tuple[int, int], inclusive: bool) -> None:
+    if inclusive:
+        heap.remove_if(lambda c: c.ck is not START_CK and c.ck <= pid)
+    else:
+        heap.remove_if(lambda c: c.ck is not START_CK and c.ck < pid)
+
+
+def _pruning_id(nfa: NFA, node: PartialMatchNode | None) -> tuple[int, int] | None:
+    """The event id a released match prunes against (Flink's ``getPruningId``)."""
+    ids = []
+    skip_stage = nfa.skip_stage
+    while node is not None:
+        if skip_stage is None or node.stage == skip_stage:
+            ids.append((node.event.ts, node.event.seq))
+        node = node.prev
+    if not ids:
+        return None
+    skip = nfa.skip
+    if skip == "skip_to_next":
+        return min(ids)
+    if skip == "skip_past_last_event":
+        return max(ids)
+    if skip == "skip_to_first":
+        return ids[-1]  # the chain is newest first: the stage's first event is last here
+    return ids[0]  # skip_to_last

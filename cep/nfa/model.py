@@ -1,0 +1,211 @@
+"""The compiled automaton: states, transitions and edge conditions.  Immutable once built.
+
+The shape is Flink CEP's (``nfa/State.java``, ``StateTransition.java``): every state has TAKE
+(consume the event, move to the target), IGNORE (skip the event, move to the target without
+consuming) and PROCEED (epsilon move, evaluated on the same event) transitions, each guarded by
+a condition.  STOP states kill a branch (negated stages); PENDING states hold matches of
+patterns ending in ``not followed by … within`` until time passes; FINAL is the accept state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cep.nfa.pattern import Condition, PartialMatchNode
+
+__all__ = [
+    "TAKE", "IGNORE", "PROCEED", "NORMAL", "FINAL", "STOP", "PENDING",
+    "EdgeCond", "Transition", "State", "NFA", "cond_true", "cond_of", "cond_not", "cond_and",
+]
+
+TAKE, IGNORE, PROCEED = 0, 1, 2
+ACTION_NAMES = ("take", "ignore", "proceed")
+NORMAL, FINAL, STOP, PENDING = 0, 1, 2, 3
+KIND_NAMES = ("normal", "final", "stop", "pending")
+
+EdgeFn = Callable[[Any, "PartialMatchNode | None"], bool]
+
+
+class EdgeCond:
+    """A transition guard: ``fn(event, partial) -> bool`` with a readable ``label``.
+
+    ``always`` marks the constant-true guard (its ``fn`` is never called on the hot path);
+    ``iterative`` marks a guard that reads the partial match.
+    """
+
+    __slots__ = ("fn", "label", "always", "iterative")
+
+    def __init__(self, fn: EdgeFn, label: str, always: bool = False, iterative: bool = False):
+        self.fn = fn
+        self.label = label
+        self.always = always
+        self.iterative = iterative
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+def _true(ev: Any, pm: PartialMatchNode | None) -> bool:
+    return True
+
+
+_TRUE = EdgeCond(_true, "true", always=True)
+
+
+def cond_true() -> EdgeCond:
+    """The guard that always holds (Flink's ``BooleanConditions.trueFunction``)."""
+    return _TRUE
+
+
+def cond_of(c: Condition) -> EdgeCond:
+    """Wrap a stage :class:`~cep.nfa.pattern.Condition` as a guard."""
+    if c.always:
+        return _TRUE
+    return EdgeCond(c.fn, c.label, False, c.iterative)
+
+
+def cond_not(c: EdgeCond) -> EdgeCond:
+    """``not c`` (Flink's ``RichNotCondition``)."""
+    f = c.fn
+    if c.always:
+        return EdgeCond(lambda ev, pm: False, "false", False, False)
+    return EdgeCond(lambda ev, pm: not f(ev, pm), f"not ({c.label})", False, c.iterative)
+
+
+def cond_and(a: EdgeCond, b: EdgeCond) -> EdgeCond:
+    """``a and b`` (Flink's ``RichAndCondition``), short-circuit left to right."""
+    if a.always:
+        return b
+    if b.always:
+        return a
+    fa, fb = a.fn, b.fn
+    return EdgeCond(
+        lambda ev, pm: fa(ev, pm) and fb(ev, pm),
+        f"({a.label}) and ({b.label})",
+        False,
+        a.iterative or b.iterative,
+    )
+
+
+class Transition:
+    """One edge: ``action`` (TAKE/IGNORE/PROCEED) from ``source`` to ``target`` under ``cond``."""
+
+    __slots__ = ("action", "source", "target", "cond")
+
+    def __init__(self, action: int, source: State, target: State, cond: EdgeCond) -> None:
+        self.action = action
+        self.source = source
+        self.target = target
+        self.cond = cond
+
+    def __repr__(self) -> str:
+        return f"{ACTION_NAMES[self.action]} {self.source.name} -> {self.target.name} [{self.cond}]"
+
+
+class State:
+    """An NFA state.  ``name`` is unique in the NFA (``stage``, ``stage:0``, …); ``stage`` is
+    the pattern stage it belongs to (the name events taken here are recorded under).
+    ``window_ms`` is a stage-level (PREVIOUS_AND_CURRENT) window for partial matches waiting
+    here, or ``None``."""
+
+    __slots__ = ("name", "stage", "kind", "transitions", "is_start", "window_ms", "index")
+
+    def __init__(self, name: str, stage: str, kind: int) -> None:
+        self.name = name
+        self.stage = stage
+        self.kind = kind
+        self.transitions: list[Transition] = []
+        self.is_start = False
+        self.window_ms: int | None = None
+        self.index = -1
+
+    @property
+    def is_final(self) -> bool:
+        return self.kind == FINAL
+
+    @property
+    def is_stop(self) -> bool:
+        return self.kind == STOP
+
+    @property
+    def is_pending(self) -> bool:
+        return self.kind == PENDING
+
+    def add(self, action: int, target: State | None, cond: EdgeCond | None) -> None:
+        """Add a transition; ``target=None`` means a self-loop (Flink's ``addTake(cond)``)."""
+        self.transitions.append(
+            Transition(action, self, self if target is None else target, cond or _TRUE)
+        )
+
+    def __repr__(self) -> str:
+        return f"State({self.name}, {KIND_NAMES[self.kind]})"
+
+
+class NFA:
+    """An immutable compiled pattern, shared by all keys of a rule version.
+
+    Attributes:
+        states: every state, start state first.
+        start: the start state.
+        window_ms: the pattern window (FIRST_AND_LAST) in ms; 0 means none.
+        skip: after-match skip strategy name; ``skip_stage`` for ``skip_to_first/last``.
+        stage_names: event-bearing stage names in pattern order (groups flattened).
+        start_take_conds: guards of every TAKE reachable from the start state through
+            PROCEEDs — an event failing all of them cannot start a partial match.
+        has_pending: the pattern ends in ``not followed by … within``.
+    """
+
+    __slots__ = (
+        "states", "start", "window_ms", "skip", "skip_stage", "stage_names",
+        "start_take_conds", "has_pending", "start_prefilter",
+    )
+
+    def __init__(
+        self,
+        states: list[State],
+        start: State,
+        window_ms: int,
+        skip: str,
+        skip_stage: str | None,
+        stage_names: tuple[str, ...],
+    ) -> None:
+        self.states = states
+        self.start = start
+        self.window_ms = window_ms
+        self.skip = skip
+        self.skip_stage = skip_stage
+        self.stage_names = stage_names
+        self.has_pending = any(s.kind == PENDING for s in states)
+        for i, s in enumerate(states):
+            s.index = i
+        self.start_take_conds = _start_take_conds(start)
+        conds = self.start_take_conds
+        self.start_prefilter: EdgeCond | None = None
+        if conds and not any(c.iterative or c.always for c in conds):
+            if len(conds) == 1:
+                self.start_prefilter = conds[0]
+            else:
+                fns = tuple(c.fn for c in conds)
+                self.start_prefilter = EdgeCond(
+                    lambda ev, pm: any(f(ev, None) for f in fns), "any start condition"
+                )
+
+
+def _start_take_conds(start: State) -> list[EdgeCond]:
+    """TAKE guards reachable from ``start`` by PROCEED edges (ignoring the PROCEED guards,
+    which can only narrow: a superset of what can start a match)."""
+    seen: set[int] = set()
+    stack = [start]
+    out: list[EdgeCond] = []
+    while stack:
+        s = stack.pop()
+        if id(s) in seen:
+            continue
+        seen.add(id(s))
+        for t in s.transitions:
+            if t.action == TAKE:
+                out.append(t.cond)
+            elif t.action == PROCEED and t.target.kind in (NORMAL, PENDING):
+                stack.append(t.target)
+    return out
