@@ -1,0 +1,1 @@
+"""Application wiring: pipelines, rule loading, reload and replay."""

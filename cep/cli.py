@@ -1,0 +1,225 @@
+"""The ``cep`` command line: parses flags and calls the application layer; no logic here.
+
+Exit codes: 0 success; 1 rule errors (``check``, ``run`` refuses to start); 2 usage or
+configuration errors (bad flag values, unreadable input).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
+
+app = typer.Typer(
+    name="cep",
+    help=(
+        "Complex-event-processing rules, compiled to per-key NFAs with Flink CEP semantics.\n\n"
+        "Write rules in .cep files, validate them with `cep check`, run them over JSON lines or "
+        "CSV with `cep run`, and look at the compiled automaton with `cep explain`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_RULES, EXIT_USAGE = 0, 1, 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    typer.echo(f"cep: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _parse_duration(text: str) -> int:
+    """``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or a plain number of ms → milliseconds."""
+    units = (("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000))
+    t = text.strip()
+    for suffix, scale in units:
+        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
+            return round(float(t[: -len(suffix)]) * scale)
+    if t.isdigit():
+        return int(t)
+    raise typer.BadParameter(f"not a duration: {text!r} (use e.g. 500ms, 30s, 5m, 2h, 1d)")
+
+
+def _load(paths: list[str], quiet_warnings: bool = False) -> RuleSet:
+    for p in paths:
+        if not Path(p).exists():
+            raise _fail(f"no such rule file or directory: {p}")
+    rs = load_rule_set(paths)
+    shown = rs if not quiet_warnings else RuleSet(diagnostics=rs.errors, files=rs.files)
+    if shown.diagnostics:
+        typer.echo(render_diagnostics(shown), err=True)
+    return rs
+
+
+@app.command()
+def check(
+    paths: Annotated[list[str], typer.Argument(help="Rule files or directories (*.cep, recursively).")],
+) -> None:
+    """Validate rule files: every syntax and semantic error, each as `file:line:col`.
+
+    Reports all errors of all files in one run, with the offending line and a caret, plus
+    warnings (for example a looping stage without `within`: unbounded state).  Exit status 0
+    when there are no errors, 1 otherwise.
+
+    Example: cep check rules/
+    """
+    rs = _load(paths)
+    n_rules = sum(len(f.rules) for f in rs.files)
+    n_err, n_warn = len(rs.errors), len(rs.diagnostics) - len(rs.errors)
+    if rs.errors:
+        typer.echo(f"{n_err} error(s), {n_warn} warning(s) in {len(rs.files)} file(s)", err=True)
+        raise typer.Exit(EXIT_RULES)
+    typer.echo(f"ok: {n_rules} rule(s) in {len(rs.files)} file(s), {n_warn} warning(s)")
+
+
+@app.command()
+def explain(
+    path: Annotated[str, typer.Argument(help="A rule file or directory.")],
+    rule: Annotated[str | None, typer.Option("--rule", help="Only this rule.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Output format: text.")] = "text",
+) -> None:
+    """Show the compiled NFA of each rule: states and their take/ignore/proceed edges.
+
+    Example: cep explain rules/login/brute_force.cep --rule login_brute_force
+    """
+    from cep.compiler.explain import explain_text
+
+    if fmt != "text":
+        raise _fail(f"unknown format {fmt!r}: this version renders 'text'")
+    rs = _load([path], quiet_warnings=True)
+    if not rs.ok:
+        raise typer.Exit(EXIT_RULES)
+    chosen = [r for r in rs.rules if rule is None or r.name == rule]
+    if not chosen:
+        raise _fail(f"no rule named {rule!r} in {path}")
+    typer.echo("\n".join(explain_text(r) for r in chosen), nl=False)
+
+
+@app.command()
+def run(
+    rules: Annotated[
+        list[str], typer.Option("--rules", "-r", help="Rule files or directories; repeatable.")
+    ],
+    input_path: Annotated[
+        str, typer.Option("--input", "-i", help="Input file of events, or - for standard input.")
+    ] = "-",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Where alerts go (JSON lines); - is stdout.")
+    ] = "-",
+    fmt: Annotated[str, typer.Option("--format", help="Input format: json (JSON lines) or csv.")] = "json",
+    event_time: Annotated[
+        str, typer.Option("--event-time", help="Field holding the event time.")
+    ] = "ts",
+    time_unit: Annotated[
+        str, typer.Option("--time-unit", help="Unit of the event time: ms, s, us, ns or iso.")
+    ] = "ms",
+    max_ooo: Annotated[
+        str,
+        typer.Option(
+            "--max-out-of-orderness",
+            help="How late events may arrive and still be matched (e.g. 0s, 500ms, 5m).",
+        ),
+    ] = "0s",
+    late: Annotated[
+        str | None, typer.Option("--late", help="Write late events (JSON lines) to this file.")
+    ] = None,
+    dead_letter: Annotated[
+        str | None,
+        typer.Option("--dead-letter", help="Write undecodable input lines to this file."),
+    ] = None,
+    sink: Annotated[
+        list[str] | None,
+        typer.Option("--sink", help="NAME=FILE for a sink a rule names in `emit to`; repeatable."),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep reading a growing file, as tail -f does.")
+    ] = False,
+    max_partial: Annotated[
+        int,
+        typer.Option("--max-partial-matches-per-key", help="Cap per rule and key (evictions are logged)."),
+    ] = 10_000,
+    source: Annotated[
+        str, typer.Option("--source", help="Source name of the input, for rules' `from`.")
+    ] = "input",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+) -> None:
+    """Run rules over events: JSON lines (or CSV) in, alerts out as JSON lines.
+
+    Events are matched in event-time order: each is buffered until the watermark (largest
+    event time seen − max out-of-orderness − 1 ms) passes it; an event at or below the
+    watermark on arrival is late.  At the end of the input every window is decided.
+
+    Example: cep run --rules rules/login --input events.jsonl --output alerts.jsonl
+    """
+    from cep.app.pipeline import FileRunOptions, run_file
+    from cep.io.codecs import TIME_UNITS, TimeSpec
+    from cep.io.sinks import JsonLinesSink, Sink, SinkSet
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if fmt not in ("json", "csv"):
+        raise _fail(f"unknown --format {fmt!r}: use json or csv")
+    if time_unit not in TIME_UNITS:
+        raise _fail(f"unknown --time-unit {time_unit!r}: use one of {', '.join(TIME_UNITS)}")
+    if input_path != "-" and not Path(input_path).is_file():
+        raise _fail(f"no such input file: {input_path}")
+    ooo = _parse_duration(max_ooo)
+    rs = _load(rules)
+    if not rs.ok:
+        typer.echo(f"cep: {len(rs.errors)} rule error(s); no events processed", err=True)
+        raise typer.Exit(EXIT_RULES)
+    if not rs.rules:
+        raise _fail("no rules found under " + ", ".join(rules))
+    sinks: dict[str, Sink] = {"alerts": JsonLinesSink(output)}
+    if late:
+        sinks["late"] = JsonLinesSink(late)
+    if dead_letter:
+        sinks["dead_letter"] = JsonLinesSink(dead_letter)
+    for spec in sink or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise _fail(f"--sink takes NAME=FILE, got {spec!r}")
+        sinks[name] = JsonLinesSink(path)
+    sink_set = SinkSet(sinks)
+    opts = FileRunOptions(
+        path=input_path,
+        fmt=fmt,
+        time=TimeSpec(event_time, time_unit),
+        max_out_of_orderness_ms=ooo,
+        source=source,
+        follow=follow,
+        max_partial_matches_per_key=max_partial,
+        progress=sys.stderr.isatty() and not quiet,
+    )
+    try:
+        summary = run_file(rs.rules, opts, sink_set)
+    except KeyboardInterrupt:
+        sink_set.close()
+        raise typer.Exit(130) from None
+    sink_set.close()
+    if not quiet:
+        counts = summary.sink_counts
+        parts = [
+            f"{summary.events:,} events",
+            f"{counts.get('alerts', 0):,} alerts",
+            f"{summary.late:,} late" + ("" if late or not summary.late else " (not kept: use --late)"),
+            f"{summary.dead_letters:,} dead letters"
+            + ("" if dead_letter or not summary.dead_letters else " (not kept: use --dead-letter)"),
+            f"{summary.elapsed_s:.2f} s ({summary.events_per_s:,.0f} events/s)",
+        ]
+        typer.echo("cep: " + ", ".join(parts), err=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
