@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Stop the Kafka broker started by runtime/kafka/up.sh and remove its data dir.
+#
+# Usage: runtime/kafka/down.sh [--port N]
+#
+# SIGTERM first (controlled shutdown), SIGKILL if it is still alive after
+# CEP_KAFKA_STOP_TIMEOUT seconds (default 20). Exits 0 when nothing runs.
+# Uses the same CEP_KAFKA_PORT / CEP_KAFKA_HOME as up.sh to find the broker.
+set -euo pipefail
+
+log() { printf 'cep-kafka: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+    cat >&2 <<'EOF'
+Usage: runtime/kafka/down.sh [--port N]
+
+Stops the broker that runtime/kafka/up.sh started for port N (default 9092,
+or $CEP_KAFKA_PORT) and deletes its data directory.
+EOF
+}
+
+# --- Arguments and settings ------------------------------------------------
+PORT="${CEP_KAFKA_PORT:-9092}"
+while (($#)); do
+    case "$1" in
+        --port) (($# >= 2)) || die "--port needs a value"; PORT="$2"; shift 2 ;;
+        --port=*) PORT="${1#--port=}"; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage; die "unknown argument: $1" ;;
+    esac
+done
+[[ "$PORT" =~ ^[0-9]{1,5}$ ]] || die "invalid port: $PORT"
+PORT=$((10#$PORT))
+
+DATA_DIR="${CEP_KAFKA_HOME:-/tmp/cep-kafka-$PORT}"
+DATA_DIR="${DATA_DIR%/}"
+[[ -n "$DATA_DIR" ]] || die "CEP_KAFKA_HOME must not be /"
+STOP_TIMEOUT="${CEP_KAFKA_STOP_TIMEOUT:-20}"
+[[ "$STOP_TIMEOUT" =~ ^[0-9]+$ ]] || die "invalid CEP_KAFKA_STOP_TIMEOUT: $STOP_TIMEOUT"
+OWNER_MARKER="$DATA_DIR/.cep-kafka"
+PID_FILE="$DATA_DIR/kafka.pid"
+CONFIG_FILE="$DATA_DIR/server.properties"
+
+# Command line of process $1 (empty when it is gone or a zombie).
+proc_cmdline() {
+    if [[ -r "/proc/$1/cmdline" ]]; then
+        tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true
+    else
+        ps -p "$1" -o args= 2>/dev/null || true
+    fi
+}
+
+# True while PID $1 is still the broker started for DATA_DIR (the command line
+# check guards against a recycled PID).
+is_our_broker() {
+    case "$(proc_cmdline "$1")" in
+        *kafka.Kafka*"$CONFIG_FILE"*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+# Nothing to do when up.sh never made this data dir.
+if [[ ! -d "$DATA_DIR" ]]; then
+    log "no broker data in $DATA_DIR; nothing to stop"
+    exit 0
+fi
+
+# Serialise with up.sh for the same data dir.
+exec 9>"$DATA_DIR.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+
+# --- Stop the broker -------------------------------------------------------
+pid=""
+if [[ -f "$PID_FILE" ]]; then
+    pid="$(<"$PID_FILE")"
+fi
+if [[ "$pid" =~ ^[0-9]+$ ]] && is_our_broker "$pid"; then
+    log "stopping Kafka broker (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    while is_our_broker "$pid" && ((SECONDS < deadline)); do
+        sleep 0.2
+    done
+    if is_our_broker "$pid"; then
+        log "still running after ${STOP_TIMEOUT}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        for _ in {1..50}; do
+            is_our_broker "$pid" || break
+            sleep 0.1
+        done
+    fi
+    is_our_broker "$pid" && die "could not stop pid $pid"
+    log "stopped"
+else
+    log "no running broker for $DATA_DIR"
+fi
+
+# --- Remove the data dir (only if up.sh created it) ------------------------
+if [[ -f "$OWNER_MARKER" ]]; then
+    rm -rf -- "$DATA_DIR"
+    log "removed $DATA_DIR"
+else
+    log "$DATA_DIR was not created by up.sh; left in place"
+fi
