@@ -60,7 +60,9 @@ def _load(paths: list[str], quiet_warnings: bool = False) -> RuleSet:
 
 @app.command()
 def check(
-    paths: Annotated[list[str], typer.Argument(help="Rule files or directories (*.cep, recursively).")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Rule files or directories (*.cep, recursively).")
+    ],
 ) -> None:
     """Validate rule files: every syntax and semantic error, each as `file:line:col`.
 
@@ -113,7 +115,9 @@ def run(
     output: Annotated[
         str, typer.Option("--output", "-o", help="Where alerts go (JSON lines); - is stdout.")
     ] = "-",
-    fmt: Annotated[str, typer.Option("--format", help="Input format: json (JSON lines) or csv.")] = "json",
+    fmt: Annotated[
+        str, typer.Option("--format", help="Input format: json (JSON lines) or csv.")
+    ] = "json",
     event_time: Annotated[
         str, typer.Option("--event-time", help="Field holding the event time.")
     ] = "ts",
@@ -143,7 +147,9 @@ def run(
     ] = False,
     max_partial: Annotated[
         int,
-        typer.Option("--max-partial-matches-per-key", help="Cap per rule and key (evictions are logged)."),
+        typer.Option(
+            "--max-partial-matches-per-key", help="Cap per rule and key (evictions are logged)."
+        ),
     ] = 10_000,
     source: Annotated[
         str, typer.Option("--source", help="Source name of the input, for rules' `from`.")
@@ -208,7 +214,8 @@ def run(
         parts = [
             f"{summary.events:,} events",
             f"{counts.get('alerts', 0):,} alerts",
-            f"{summary.late:,} late" + ("" if late or not summary.late else " (not kept: use --late)"),
+            f"{summary.late:,} late"
+            + ("" if late or not summary.late else " (not kept: use --late)"),
             f"{summary.dead_letters:,} dead letters"
             + ("" if dead_letter or not summary.dead_letters else " (not kept: use --dead-letter)"),
             f"{summary.elapsed_s:.2f} s ({summary.events_per_s:,.0f} events/s)",

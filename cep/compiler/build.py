@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 from cep.compiler.codegen import (
-    StageScope, compile_condition, compile_emit, compile_header_filter, compile_key, key_names,
+    StageScope,
+    compile_condition,
+    compile_emit,
+    compile_header_filter,
+    compile_key,
+    key_names,
 )
 from cep.compiler.compiled import CompiledRule
 from cep.lang import ast

@@ -27,8 +27,20 @@ Flink rejects at compile time (the language checker reports them earlier, with p
 from __future__ import annotations
 
 from cep.nfa.model import (
-    FINAL, IGNORE, NFA, NORMAL, PENDING, PROCEED, STOP, TAKE, EdgeCond, State,
-    cond_and, cond_not, cond_of, cond_true,
+    FINAL,
+    IGNORE,
+    NFA,
+    NORMAL,
+    PENDING,
+    PROCEED,
+    STOP,
+    TAKE,
+    EdgeCond,
+    State,
+    cond_and,
+    cond_not,
+    cond_of,
+    cond_true,
 )
 from cep.nfa.pattern import PatternSpec, StageSpec
 
@@ -280,7 +292,9 @@ class _Compiler:
             else:
                 last = self._convert(last)
             self.following = cur
-            self.current = cur.prev
+            prev = cur.prev
+            assert prev is not None
+            self.current = prev
         return last
 
     def _convert(self, sink: State) -> State:

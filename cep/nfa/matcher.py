@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from cep.nfa.heap import JavaHeap
-from cep.nfa.model import FINAL, IGNORE, NFA, PENDING, PROCEED, STOP, TAKE, State
+from cep.nfa.model import FINAL, IGNORE, NFA, PENDING, PROCEED, STOP, State
 from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["Computation", "KeyState", "new_key_state", "process", "advance_time",

@@ -1,0 +1,713 @@
+"""Rule expressions → Python code objects.
+
+Each expression is translated to the source of one small Python function, compiled with
+:func:`compile` and executed with empty builtins and only the helpers of
+:mod:`cep.compiler.runtime` in scope.
+
+Safety
+    Generated source never contains rule text except as literals written by :func:`repr` on
+    exact ``str``/``int``/``float`` values.  Identifiers are generated (``_v0``, ``_c0``);
+    field names only ever appear as ``repr``'d dictionary keys (``_d.get('user')``) or tuples
+    passed to a runtime helper, so a field called ``__class__`` is just a dictionary key and no
+    rule can reach an attribute, a builtin or a module.  Regexes are compiled once, here, with
+    google-re2 (linear time) and passed in as constants.  The source stays inspectable through
+    :func:`source_of` (or the ``source`` attribute of the returned function).
+
+Name resolution (see :class:`cep.lang.ast.Path`)
+    * ``NAME.f`` where ``NAME`` is a stage in scope: field ``f`` of the stage's *first* matched
+      event — for a looping stage that is its first event (``last(NAME).f`` reads the last);
+      null when the stage has no event yet.  ``NAME`` alone is that event's data object.
+    * ``this.f``: field ``f`` of the event under test; ``this`` alone is its data object.
+    * anything else: the whole path is a (possibly nested) field of the event under test.
+    * ``ts``, ``this.ts`` and ``NAME.ts`` are the event time ``Event.ts`` in epoch
+      milliseconds, never a data field.
+    * In an emit there is no event under test; bare fields and ``ts`` read the match's latest
+      event (the one that completed it) and ``NAME.f`` the stage's first event.
+
+Semantics
+    * Missing fields and type mismatches never raise; a missing field and ``null`` are the same.
+    * A comparison with a missing/null value is false, including ``x == null`` and
+      ``x != null`` (the checker warns; ``is null`` / ``is not null`` is the way).  ``!=`` is
+      false when either side is null, so ``x != "a"`` is false for a missing ``x``.
+    * Two-valued logic: every comparison yields true or false, ``not`` negates that bool, and
+      ``and``/``or`` short-circuit.  So ``not (x == "a")`` is true for a missing ``x``.
+    * A bare value as a condition (``where ok``) is true only when it holds ``true``.
+    * Ordering compares two numbers or two strings; otherwise false.  ``bool`` is not a number.
+    * Arithmetic with null, with a non-number or by zero yields null; ``+`` also joins two
+      strings.  ``/`` is true division.
+    * ``x in [..]`` / ``x not in [..]`` are false when ``x`` is null; a list of hashable
+      literals compiles to a frozenset membership test.  ``contains`` is substring, list item
+      or object key; ``starts with`` / ``ends with`` need two strings.
+    * ``matches "re"`` uses re2 *search* semantics: the pattern may match anywhere in the
+      string; anchor it with ``^…$`` to match the whole string.  The pattern must be a string
+      literal.
+    * Durations are ints in milliseconds, so ``again.ts - fail.ts < 10s`` works.
+    * Aggregates read the stage's events so far (``count``, ``sum``, ``avg``, ``min``,
+      ``max``, ``first``, ``last``, ``distinct_count``; see :mod:`cep.compiler.runtime`); in a
+      condition that is the partial match *before* the event under test.  ``sum``/``avg``/
+      ``min``/``max`` skip nulls and non-numbers (``sum`` of nothing is 0, ``min``/``max``/
+      ``avg`` of nothing null); ``count(s.f)`` counts the events whose ``f`` is not null;
+      ``first(s).f`` / ``last(s).f`` read one event, and ``first(s)`` alone is its data object.
+    * Emitted values are made JSON-serialisable (:func:`cep.compiler.runtime.to_json`).
+
+Speed
+    Comparisons of a field with a number or string literal are inlined
+    (``_type(_v0 := _d.get('amount')) in _NUM and _v0 < (5)``, ``_d.get('action') == 'login'``),
+    ``in`` over string or number literals is one frozenset lookup, ``and``/``or``/``not`` are
+    Python's short-circuit operators on bools, ``count(s)`` compared with a number needs no
+    type guard, and regexes use re2's low-level matcher.  Helpers are called only where an
+    inline form would not be total.
+
+Errors
+    :class:`CompileError` (a ``ValueError`` carrying the node's span) for an unknown function
+    or operator, a wrong number of arguments, an aggregate over something that is not a stage
+    in scope, a non-literal or invalid regex, a stage reference in the header filter, a literal
+    of an unsupported type, or an expression nested too deeply for Python to compile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from cep.compiler import runtime as rt
+from cep.event import Event
+from cep.lang import ast
+from cep.nfa.pattern import Condition
+
+__all__ = [
+    "CompileError", "StageScope", "compile_condition", "compile_header_filter",
+    "compile_key", "key_names", "key_object", "compile_emit", "source_of",
+]
+
+Mode = Literal["cond", "filter", "emit"]
+
+_MAX_INLINE_INT = 10**15
+
+
+class CompileError(ValueError):
+    """An expression that cannot be compiled; ``span`` locates it in the rule file."""
+
+    def __init__(self, message: str, span: ast.Span = ast.NOWHERE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+
+
+@dataclass(frozen=True)
+class StageScope:
+    """The names of the event-bearing stages a rule's expressions may refer to.
+
+    Group names are not stages for field access; :meth:`from_pattern` collects the stages
+    inside groups instead.
+    """
+
+    names: frozenset[str] = frozenset()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> StageScope:
+        """A scope holding ``names``."""
+        return cls(frozenset(names))
+
+    @classmethod
+    def from_pattern(cls, stages: Sequence[ast.Stage]) -> StageScope:
+        """Every non-group stage of ``stages``, recursing into groups."""
+        out: set[str] = set()
+        todo = list(stages)
+        while todo:
+            st = todo.pop()
+            if st.group is not None:
+                todo.extend(st.group)
+            else:
+                out.add(st.name)
+        return cls(frozenset(out))
+
+
+EMPTY_SCOPE = StageScope()
+
+
+# --------------------------------------------------------------------------- code fragments
+
+_NOLIT: Any = object()
+
+
+class _Code(NamedTuple):
+    """A generated Python expression.
+
+    ``kind`` is ``"bool"`` when it always evaluates to exactly True or False, ``"int"`` when it
+    always evaluates to an ``int`` (never null), ``"any"`` otherwise; ``lit`` holds the value
+    when it is a compile-time constant."""
+
+    code: str
+    kind: str = "any"
+    lit: Any = _NOLIT
+
+    @property
+    def is_lit(self) -> bool:
+        return self.lit is not _NOLIT
+
+
+_FALSE = _Code("False", "bool", False)
+_TRUE = _Code("True", "bool", True)
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_CMP_HELPER = {"==": "_eq", "!=": "_ne", "<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge"}
+_CMP_FN: dict[str, Callable[[Any, Any], bool]] = {
+    "==": rt.eq, "!=": rt.ne, "<": rt.lt, "<=": rt.le, ">": rt.gt, ">=": rt.ge,
+}
+_ARITH_HELPER = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
+_ARITH_FN: dict[str, Callable[[Any, Any], Any]] = {
+    "+": rt.add, "-": rt.sub, "*": rt.mul, "/": rt.div, "%": rt.mod,
+}
+_FUNC_HELPER = {
+    "lower": "_lower", "upper": "_upper", "len": "_len", "abs": "_abs",
+    "round": "_round", "haversine_km": "_haversine_km",
+}
+_FIELD_AGGS = {
+    "sum": "_agg_sum", "avg": "_agg_avg", "min": "_agg_min", "max": "_agg_max",
+    "distinct_count": "_agg_distinct_count",
+}
+
+
+def _scalar_lit(value: Any) -> bool:
+    return value is None or type(value) in rt.SCALAR
+
+
+# --------------------------------------------------------------------------- generator
+
+
+class _Gen:
+    """Translates one expression tree to Python source in a given mode.
+
+    ``cond``: a function ``(ev, pm)``; stages read the partial-match chain ``pm``.
+    ``filter``: a function ``(ev)``; no stages.  ``emit``: a function ``(m)`` over the match
+    map; ``ev`` is bound to the match's latest event.
+    """
+
+    def __init__(self, mode: Mode, scope: StageScope) -> None:
+        self.mode = mode
+        self.scope = scope
+        self.consts: dict[str, Any] = {}
+        self.n_tmp = 0
+        self.iterative = False
+        self.uses_data = False
+        self.uses_ev = False
+
+    # -- naming
+
+    def tmp(self) -> str:
+        name = f"_v{self.n_tmp}"
+        self.n_tmp += 1
+        return name
+
+    def const(self, value: Any) -> str:
+        name = f"_c{len(self.consts)}"
+        self.consts[name] = value
+        return name
+
+    def literal(self, value: Any, span: ast.Span) -> _Code:
+        """A literal value as source: ``repr`` of exact builtin scalars only."""
+        t = type(value)
+        if value is None or t is bool:
+            return _Code(repr(value), "bool" if t is bool else "any", value)
+        if t is str:
+            return _Code(repr(value), "any", value)
+        if t is int:
+            if -_MAX_INLINE_INT < value < _MAX_INLINE_INT:
+                return _Code(f"({value!r})", "any", value)
+            return _Code(self.const(value), "any", value)
+        if t is float:
+            if math.isfinite(value):
+                return _Code(f"({value!r})", "any", value)
+            return _Code(self.const(value), "any", value)
+        raise CompileError(f"unsupported literal of type {t.__name__}", span)
+
+    def parts(self, parts: tuple[str, ...], span: ast.Span) -> str:
+        for p in parts:
+            if type(p) is not str:
+                raise CompileError("field names must be strings", span)
+        return repr(tuple(parts))
+
+    def name(self, name: str, span: ast.Span) -> str:
+        if type(name) is not str:
+            raise CompileError("names must be strings", span)
+        return repr(name)
+
+    # -- dispatch
+
+    def expr(self, e: ast.Expr) -> _Code:
+        if isinstance(e, ast.Lit):
+            return self.literal(e.value, e.span)
+        if isinstance(e, ast.ListLit):
+            items = [self.expr(i) for i in e.items]
+            return _Code("[" + ", ".join(i.code for i in items) + "]")
+        if isinstance(e, ast.Path):
+            return self.path(e)
+        if isinstance(e, ast.Unary):
+            return self.unary(e)
+        if isinstance(e, ast.Binary):
+            return self.binary(e)
+        if isinstance(e, ast.IsNull):
+            inner = self.expr(e.operand)
+            if inner.is_lit:
+                return _TRUE if (inner.lit is None) != e.negated else _FALSE
+            return _Code(f"({inner.code} is {'not ' if e.negated else ''}None)", "bool")
+        if isinstance(e, ast.Call):
+            return self.call(e)
+        if isinstance(e, ast.Attr):
+            return self.attr(e)
+        raise CompileError(f"unsupported expression node {type(e).__name__}")
+
+    def truth(self, c: _Code) -> _Code:
+        """``c`` as a bool: true only when it ``is True``."""
+        if c.kind == "bool":
+            return c
+        if c.is_lit:
+            return _TRUE if c.lit is True else _FALSE
+        return _Code(f"({c.code} is True)", "bool")
+
+    # -- paths
+
+    def data_field(self, parts: tuple[str, ...], span: ast.Span) -> _Code:
+        """A field of the event under test (bound to ``_d``)."""
+        self.uses_data = True
+        if len(parts) == 1:
+            return _Code(f"_d.get({self.name(parts[0], span)})")
+        if len(parts) == 2:
+            t = self.tmp()
+            k0 = self.name(parts[0], span)
+            k1 = self.name(parts[1], span)
+            return _Code(f"({t}.get({k1}) if _type({t} := _d.get({k0})) is _dict else None)")
+        return _Code(f"_getp(_d, {self.parts(parts, span)})")
+
+    def stage_event(self, stage: str, which: str, span: ast.Span) -> str:
+        """Source of the first/last event of ``stage`` (or None)."""
+        self.iterative = True
+        s = self.name(stage, span)
+        if self.mode == "emit":
+            return f"_match_{which}(m, {s})"
+        return f"_pm_{which}(pm, {s})"
+
+    def stage_events(self, stage: str, span: ast.Span) -> str:
+        self.iterative = True
+        s = self.name(stage, span)
+        if self.mode == "emit":
+            return f"_match_events(m, {s})"
+        return f"_pm_events(pm, {s})"
+
+    def event_field(self, ev_code: str, parts: tuple[str, ...], span: ast.Span) -> _Code:
+        if not parts:
+            return _Code(f"_ev_data({ev_code})")
+        if parts == rt.TS:
+            return _Code(f"_ev_ts({ev_code})")
+        return _Code(f"_ev_field({ev_code}, {self.parts(parts, span)})")
+
+    def path(self, e: ast.Path) -> _Code:
+        parts = tuple(e.parts)
+        if not parts:
+            raise CompileError("empty field path", e.span)
+        self.parts(parts, e.span)
+        head = parts[0]
+        if head in self.scope:
+            return self.event_field(self.stage_event(head, "first", e.span), parts[1:], e.span)
+        if head == "this":
+            parts = parts[1:]
+            if not parts:
+                self.uses_data = True
+                return _Code("_d")
+        if parts == rt.TS:
+            self.uses_ev = True
+            return _Code("ev.ts", "any" if self.mode == "emit" else "int")
+        return self.data_field(parts, e.span)
+
+    # -- operators
+
+    def unary(self, e: ast.Unary) -> _Code:
+        inner = self.expr(e.operand)
+        if e.op == "not":
+            b = self.truth(inner)
+            if b.is_lit:
+                return _FALSE if b.lit else _TRUE
+            return _Code(f"(not {b.code})", "bool")
+        if e.op == "-":
+            if inner.is_lit:
+                return self.literal(rt.neg(inner.lit), e.span)
+            t = self.tmp()
+            return _Code(f"(-{t} if _type({t} := {inner.code}) in _NUM else None)")
+        raise CompileError(f"unknown unary operator {e.op!r}", e.span)
+
+    def logical(self, e: ast.Binary) -> _Code:
+        # Flatten chains iteratively so long `a and b and c …` stay shallow.
+        operands: list[ast.Expr] = []
+        todo: list[ast.Expr] = [e]
+        while todo:
+            x = todo.pop()
+            if isinstance(x, ast.Binary) and x.op == e.op:
+                todo.append(x.right)
+                todo.append(x.left)
+            else:
+                operands.append(x)
+        codes = [self.truth(self.expr(x)) for x in operands]
+        return _Code("(" + f" {e.op} ".join(c.code for c in codes) + ")", "bool")
+
+    def binary(self, e: ast.Binary) -> _Code:
+        op = e.op
+        if op in ("and", "or"):
+            return self.logical(e)
+        if op in ("in", "not in") and isinstance(e.right, ast.ListLit):
+            return self.in_list(op, self.expr(e.left), e.right)
+        left = self.expr(e.left)
+        if op == "matches":
+            return self.matches(left, e.right)
+        right = self.expr(e.right)
+        if op in _CMP_HELPER:
+            return self.compare(op, left, right)
+        if op in _ARITH_HELPER:
+            return self.arith(op, left, right, e.span)
+        if left.is_lit and right.is_lit:
+            fold = {
+                "in": rt.in_, "not in": rt.not_in, "contains": rt.contains,
+                "starts with": rt.starts_with, "ends with": rt.ends_with,
+            }.get(op)
+            if fold is not None:
+                return _TRUE if fold(left.lit, right.lit) else _FALSE
+        if op == "in":
+            return _Code(f"_in({left.code}, {right.code})", "bool")
+        if op == "not in":
+            return _Code(f"_not_in({left.code}, {right.code})", "bool")
+        if op == "contains":
+            if type(right.lit) is str:
+                t = self.tmp()
+                return _Code(
+                    f"(({right.code} in {t}) if _type({t} := {left.code}) is _str"
+                    f" else _contains({t}, {right.code}))",
+                    "bool",
+                )
+            return _Code(f"_contains({left.code}, {right.code})", "bool")
+        if op in ("starts with", "ends with"):
+            method = "startswith" if op == "starts with" else "endswith"
+            if type(right.lit) is str:
+                t = self.tmp()
+                return _Code(
+                    f"(_type({t} := {left.code}) is _str and {t}.{method}({right.code}))", "bool"
+                )
+            helper = "_starts_with" if op == "starts with" else "_ends_with"
+            return _Code(f"{helper}({left.code}, {right.code})", "bool")
+        raise CompileError(f"unknown operator {op!r}", e.span)
+
+    def compare(self, op: str, left: _Code, right: _Code) -> _Code:
+        if left.is_lit and right.is_lit:
+            return _TRUE if _CMP_FN[op](left.lit, right.lit) else _FALSE
+        if left.is_lit:
+            op, left, right = _FLIP[op], right, left
+        if not right.is_lit:
+            return _Code(f"{_CMP_HELPER[op]}({left.code}, {right.code})", "bool")
+        v = right.lit
+        x = left.code
+        if v is None:
+            return _FALSE  # a comparison with null is false
+        if left.kind == "int" and type(v) in rt.NUM:
+            return _Code(f"({x} {op} {right.code})", "bool")  # an int that is never null
+        t = self.tmp()
+        if type(v) is bool:
+            if op == "==":
+                return _Code(f"({x} is {v!r})", "bool")
+            if op == "!=":
+                return _Code(f"(({t} := {x}) is not None and {t} is not {v!r})", "bool")
+            return _FALSE  # bool is not ordered
+        if type(v) is str:
+            if op == "==":
+                return _Code(f"({x} == {right.code})", "bool")
+            if op == "!=":
+                return _Code(f"(({t} := {x}) is not None and {t} != {right.code})", "bool")
+            return _Code(f"(_type({t} := {x}) is _str and {t} {op} {right.code})", "bool")
+        # a number
+        if op == "!=":
+            return _Code(
+                f"(({t} := {x}) is not None and"
+                f" (_type({t}) not in _NUM or {t} != {right.code}))",
+                "bool",
+            )
+        return _Code(f"(_type({t} := {x}) in _NUM and {t} {op} {right.code})", "bool")
+
+    def arith(self, op: str, left: _Code, right: _Code, span: ast.Span) -> _Code:
+        if left.is_lit and right.is_lit:
+            return self.literal(_ARITH_FN[op](left.lit, right.lit), span)
+        if right.is_lit and type(right.lit) is int and (op in "+-*" or (op == "%" and right.lit)):
+            if left.kind == "int":
+                return _Code(f"({left.code} {op} {right.code})", "int")
+            t = self.tmp()
+            return _Code(f"({t} {op} {right.code} if _type({t} := {left.code}) in _NUM else None)")
+        if left.is_lit and type(left.lit) is int and op in "+-*":
+            if right.kind == "int":
+                return _Code(f"({left.code} {op} {right.code})", "int")
+            t = self.tmp()
+            return _Code(f"({left.code} {op} {t} if _type({t} := {right.code}) in _NUM else None)")
+        return _Code(f"{_ARITH_HELPER[op]}({left.code}, {right.code})")
+
+    def in_list(self, op: str, left: _Code, lst: ast.ListLit) -> _Code:
+        items = [self.expr(i) for i in lst.items]
+        if not all(i.is_lit and _scalar_lit(i.lit) for i in items):
+            helper = "_in" if op == "in" else "_not_in"
+            return _Code(f"{helper}({left.code}, [{', '.join(i.code for i in items)}])", "bool")
+        values = [i.lit for i in items if i.lit is not None]
+        keys = frozenset(rt.set_key(v) for v in values)
+        if left.is_lit:
+            hit = rt.in_set(left.lit, keys)
+            if op == "in":
+                return _TRUE if hit else _FALSE
+            return _TRUE if left.lit is not None and not hit else _FALSE
+        if not values:
+            return _FALSE if op == "in" else _Code(f"({left.code} is not None)", "bool")
+        t = self.tmp()
+        c = self.const(keys)
+        types = {type(v) for v in values}
+        if types == {str}:
+            guard = "is _str"
+        elif types <= rt.NUM:
+            guard = "in _NUM"
+        elif op == "in":
+            return _Code(f"_in_set({left.code}, {c})", "bool")
+        else:
+            return _Code(f"_not_in_set({left.code}, {c})", "bool")
+        if op == "in":
+            return _Code(f"(_type({t} := {left.code}) {guard} and {t} in {c})", "bool")
+        return _Code(
+            f"(({t} := {left.code}) is not None and not (_type({t}) {guard} and {t} in {c}))",
+            "bool",
+        )
+
+    def matches(self, left: _Code, pattern: ast.Expr) -> _Code:
+        if not isinstance(pattern, ast.Lit) or type(pattern.value) is not str:
+            raise CompileError("`matches` needs a string literal pattern", pattern.span)
+        try:
+            regex = rt.Regex(pattern.value)
+        except Exception as exc:
+            raise CompileError(f"invalid regular expression: {exc}", pattern.span) from exc
+        if left.is_lit:
+            return _TRUE if rt.matches(regex, left.lit) else _FALSE
+        return _Code(f"_matches({self.const(regex)}, {left.code})", "bool")
+
+    # -- calls
+
+    def stage_arg(self, e: ast.Call, allow_field: bool) -> tuple[str, tuple[str, ...]]:
+        """The (stage, field parts) an aggregate ranges over."""
+        if self.mode == "filter":
+            raise CompileError(f"aggregate {e.func}() cannot be used in a header filter", e.span)
+        if len(e.args) != 1:
+            raise CompileError(f"{e.func}() takes exactly one argument", e.span)
+        arg = e.args[0]
+        if not isinstance(arg, ast.Path) or not arg.parts or arg.parts[0] not in self.scope:
+            raise CompileError(f"{e.func}() needs a stage, as in {e.func}(s)", e.span)
+        parts = tuple(arg.parts)
+        self.parts(parts, arg.span)
+        if len(parts) > 1 and not allow_field:
+            raise CompileError(f"{e.func}() takes a stage, not a field", e.span)
+        return parts[0], parts[1:]
+
+    def aggregate_event(self, e: ast.Call) -> str:
+        """Source of the Event returned by ``first(s)`` / ``last(s)``."""
+        stage, _ = self.stage_arg(e, allow_field=False)
+        return self.stage_event(stage, e.func, e.span)
+
+    def call(self, e: ast.Call) -> _Code:
+        f = e.func
+        if f in ("first", "last"):
+            return _Code(f"_ev_data({self.aggregate_event(e)})")
+        if f == "count":
+            stage, parts = self.stage_arg(e, allow_field=True)
+            if parts:
+                evs = self.stage_events(stage, e.span)
+                return _Code(f"_agg_count_field({evs}, {self.parts(parts, e.span)})", "int")
+            if self.mode == "emit":
+                return _Code(f"_agg_count({self.stage_events(stage, e.span)})", "int")
+            self.iterative = True
+            return _Code(f"_pm_count(pm, {self.name(stage, e.span)})", "int")
+        if f in _FIELD_AGGS:
+            stage, parts = self.stage_arg(e, allow_field=True)
+            if not parts:
+                raise CompileError(f"{f}() needs a field, as in {f}(s.amount)", e.span)
+            evs = self.stage_events(stage, e.span)
+            kind = "int" if f == "distinct_count" else "any"
+            return _Code(f"{_FIELD_AGGS[f]}({evs}, {self.parts(parts, e.span)})", kind)
+        if f in _FUNC_HELPER:
+            arity = ast.FUNCTIONS[f]
+            if not (len(e.args) == arity or (f == "round" and len(e.args) == 1)):
+                raise CompileError(f"{f}() takes {arity} argument(s), got {len(e.args)}", e.span)
+            args = [self.expr(a) for a in e.args]
+            if all(a.is_lit for a in args):
+                fn = rt.HELPERS[_FUNC_HELPER[f]]
+                return self.literal(fn(*(a.lit for a in args)), e.span)
+            if f in ("lower", "upper"):
+                t = self.tmp()
+                return _Code(f"({t}.{f}() if _type({t} := {args[0].code}) is _str else None)")
+            return _Code(f"{_FUNC_HELPER[f]}({', '.join(a.code for a in args)})")
+        raise CompileError(f"unknown function {f}()", e.span)
+
+    def attr(self, e: ast.Attr) -> _Code:
+        parts = tuple(e.parts)
+        ptxt = self.parts(parts, e.span)
+        if isinstance(e.obj, ast.Call) and e.obj.func in ("first", "last"):
+            return self.event_field(self.aggregate_event(e.obj), parts, e.span)
+        obj = self.expr(e.obj)
+        if not parts:
+            return obj
+        return _Code(f"_getp({obj.code}, {ptxt})")
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _build(gen: _Gen, name: str, params: str, body: str) -> Any:
+    """Compile ``def name(params): return body`` (plus the bindings ``body`` needs) with empty
+    builtins and only the runtime helpers and ``gen``'s constants in scope."""
+    lines = [f"def {name}({params}):"]
+    if gen.mode == "emit" and (gen.uses_data or gen.uses_ev):
+        lines.append("    ev = _match_latest(m)")
+    if gen.uses_data:
+        lines.append("    _d = ev.data")
+    lines.append(f"    return {body}")
+    source = "\n".join(lines) + "\n"
+    namespace: dict[str, Any] = {"__builtins__": {}}
+    namespace.update(rt.HELPERS)
+    namespace.update(gen.consts)
+    try:
+        code = compile(source, f"<cep:{name}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
+        raise CompileError("expression is too complex or too deeply nested") from exc
+    exec(code, namespace)
+    fn = namespace[name]
+    fn.source = source
+    return fn
+
+
+def _expr(gen: _Gen, expr: ast.Expr) -> _Code:
+    try:
+        return gen.expr(expr)
+    except RecursionError as exc:
+        raise CompileError("expression is nested too deeply") from exc
+
+
+def compile_condition(expr: ast.Expr, stages: StageScope, label: str) -> Condition:
+    """Compile a stage's ``where`` or ``until`` expression.
+
+    Args:
+        expr: the expression AST.
+        stages: the rule's event-bearing stage names.
+        label: the expression's text, shown by ``cep explain``.
+
+    Returns:
+        A :class:`~cep.nfa.pattern.Condition` whose ``fn(ev, pm)`` takes the
+        :class:`~cep.event.Event` under test and the partial match so far (a
+        ``PartialMatchNode`` chain, newest first, or None) and returns a bool without raising.
+        ``iterative`` is set iff the expression refers to a stage (``NAME.f`` or an
+        aggregate); otherwise the function never reads ``pm``.  ``always`` is set when the
+        expression is the constant ``true``.
+
+    Raises:
+        CompileError: see the module docstring.
+    """
+    gen = _Gen("cond", stages)
+    body = gen.truth(_expr(gen, expr))
+    fn = _build(gen, "_cond", "ev, pm", body.code)
+    return Condition(fn, label, gen.iterative, body.is_lit and body.lit is True)
+
+
+def compile_header_filter(expr: ast.Expr) -> Callable[[Event], bool]:
+    """Compile the rule header ``where`` to ``fn(event) -> bool`` (no stages in scope).
+
+    Raises:
+        CompileError: for aggregates (there is no match yet) and the usual errors.
+    """
+    gen = _Gen("filter", EMPTY_SCOPE)
+    body = gen.truth(_expr(gen, expr))
+    fn: Callable[[Event], bool] = _build(gen, "_filter", "ev", body.code)
+    return fn
+
+
+def compile_key(paths: tuple[ast.Path, ...]) -> Callable[[dict[str, Any]], Any]:
+    """Compile ``key by p1, p2, …`` to ``fn(data) -> key`` over an event's data object.
+
+    Returns:
+        A function giving, for one path, the field's value itself (the fast path: no tuple is
+        built); for several paths, a tuple with one value per path; without paths, ``()``
+        (every event shares one key).  A missing field gives None; list and object values are
+        made hashable by :func:`cep.compiler.runtime.hashable`.  A leading ``this.`` is
+        dropped; ``ts`` here is a data field.  Use :func:`key_object` for the alert's ``key``.
+    """
+    gen = _Gen("filter", EMPTY_SCOPE)
+    items = []
+    for p in paths:
+        parts = tuple(p.parts)
+        if len(parts) > 1 and parts[0] == "this":
+            parts = parts[1:]
+        if not parts:
+            raise CompileError("empty key path", p.span)
+        if len(parts) == 1:
+            get = f"_d.get({gen.name(parts[0], p.span)})"
+        else:
+            get = f"_getp(_d, {gen.parts(parts, p.span)})"
+        t = gen.tmp()
+        items.append(f"({t} if _type({t} := {get}) in _SCALAR or {t} is None else _hashable({t}))")
+    gen.consts["_SCALAR"] = rt.SCALAR
+    body = items[0] if len(items) == 1 else "(" + "".join(f"{i}, " for i in items) + ")"
+    fn: Callable[[dict[str, Any]], Any] = _build(gen, "_key", "_d", body)
+    return fn
+
+
+def key_names(paths: tuple[ast.Path, ...]) -> tuple[str, ...]:
+    """Names of the key fields for the alert's ``key`` object: ``("user", "device.id")``."""
+    out = []
+    for p in paths:
+        parts = tuple(p.parts)
+        if len(parts) > 1 and parts[0] == "this":
+            parts = parts[1:]
+        out.append(".".join(parts))
+    return tuple(out)
+
+
+def key_object(names: tuple[str, ...], key: Any) -> dict[str, Any]:
+    """The alert's ``key`` object from :func:`key_names` and a key from :func:`compile_key`
+    (a bare value for one name, a tuple otherwise): ``{"user": "alice"}``, ``{}`` unkeyed."""
+    if not names:
+        return {}
+    if len(names) == 1:
+        return {names[0]: rt.to_json(key)}
+    return {n: rt.to_json(v) for n, v in zip(names, key, strict=False)}
+
+
+def compile_emit(
+    fields: Sequence[tuple[str, ast.Expr]], stages: StageScope
+) -> Callable[[dict[str, list[Event]]], dict[str, Any]]:
+    """Compile an ``emit { name: expr, … }`` block to ``fn(match) -> dict``.
+
+    ``match`` is the full match map ``{stage: [events oldest first]}``.  ``NAME.f`` reads the
+    stage's first event, aggregates all its events, bare fields and ``ts`` the match's latest
+    event.  Values are JSON-serialisable (see :func:`cep.compiler.runtime.to_json`); keys keep
+    the order written.
+
+    Raises:
+        CompileError: see the module docstring.
+    """
+    gen = _Gen("emit", stages)
+    entries = []
+    for name, expr in fields:
+        value = _expr(gen, expr)
+        entries.append(f"{gen.name(name, ast.NOWHERE)}: _json({value.code})")
+    body = "{" + ", ".join(entries) + "}"
+    fn: Callable[[dict[str, list[Event]]], dict[str, Any]] = _build(gen, "_emit", "m", body)
+    return fn
+
+
+def source_of(compiled: Any) -> str:
+    """The generated Python source behind a compiled condition, filter, key or emit."""
+    fn = compiled.fn if isinstance(compiled, Condition) else compiled
+    src = getattr(fn, "source", None)
+    if not isinstance(src, str):
+        raise TypeError("not a compiled expression")
+    return src
