@@ -44,7 +44,7 @@ def load_rule_set(paths: list[str]) -> RuleSet:
         return rs
     for rf in files:
         for rule in rf.rules:
-            rs.rules.append(build_rule(rule, rf.path, rf.text))
+            rs.rules.append(build_rule(rule, rf.path))
     return rs
 
 

@@ -13,24 +13,11 @@ from cep.compiler.codegen import (
 )
 from cep.compiler.compiled import CompiledRule
 from cep.lang import ast
-from cep.lang.format import rule_version
+from cep.lang.format import format_expr, rule_version
 from cep.nfa.compile import compile_nfa
 from cep.nfa.pattern import TRUE, PatternSpec, Quantifier, StageSpec
 
 __all__ = ["build_rule", "pattern_spec"]
-
-
-def _text(source: str, span: ast.Span) -> str:
-    """The source text of ``span`` (for labels in ``cep explain``), on one line."""
-    if span.line <= 0:
-        return "…"
-    lines = source.splitlines()
-    if span.line == span.end_line:
-        return lines[span.line - 1][span.col - 1 : span.end_col - 1].strip() or "…"
-    first = lines[span.line - 1][span.col - 1 :]
-    middle = lines[span.line : span.end_line - 1]
-    last = lines[span.end_line - 1][: span.end_col - 1]
-    return " ".join(part.strip() for part in [first, *middle, last] if part.strip())
 
 
 def _quantifier(stage: ast.Stage) -> Quantifier:
@@ -51,16 +38,16 @@ def _quantifier(stage: ast.Stage) -> Quantifier:
     return Quantifier("one_or_more", 1, None, inner)
 
 
-def _stage(stage: ast.Stage, scope: StageScope, source: str) -> StageSpec:
+def _stage(stage: ast.Stage, scope: StageScope) -> StageSpec:
     group = None
     cond = TRUE
     if stage.group is not None:
-        group = tuple(_stage(s, scope, source) for s in stage.group)
+        group = tuple(_stage(s, scope) for s in stage.group)
     elif stage.condition is not None:
-        cond = compile_condition(stage.condition, scope, _text(source, _span(stage.condition)))
+        cond = compile_condition(stage.condition, scope, format_expr(stage.condition))
     until = None
     if stage.until is not None:
-        until = compile_condition(stage.until, scope, _text(source, _span(stage.until)))
+        until = compile_condition(stage.until, scope, format_expr(stage.until))
     return StageSpec(
         name=stage.name,
         contiguity=stage.contiguity,
@@ -74,26 +61,22 @@ def _stage(stage: ast.Stage, scope: StageScope, source: str) -> StageSpec:
     )
 
 
-def _span(expr: ast.Expr) -> ast.Span:
-    return expr.span
-
-
-def pattern_spec(rule: ast.Rule, source: str = "") -> PatternSpec:
+def pattern_spec(rule: ast.Rule) -> PatternSpec:
     """The language-independent pattern of a checked rule."""
     scope = StageScope.from_pattern(rule.pattern)
     return PatternSpec(
-        stages=tuple(_stage(s, scope, source) for s in rule.pattern),
+        stages=tuple(_stage(s, scope) for s in rule.pattern),
         within_ms=rule.within_ms,
         skip=rule.skip.kind,
         skip_stage=rule.skip.stage,
     )
 
 
-def build_rule(rule: ast.Rule, path: str = "", source: str = "") -> CompiledRule:
+def build_rule(rule: ast.Rule, path: str = "") -> CompiledRule:
     """Compile one checked rule.  Raises :class:`cep.nfa.compile.PatternError` or
     :class:`cep.compiler.codegen.CompileError` only for rules the checker would reject."""
     scope = StageScope.from_pattern(rule.pattern)
-    nfa = compile_nfa(pattern_spec(rule, source))
+    nfa = compile_nfa(pattern_spec(rule))
     match_emit, timeout_emit = rule.match_emit, rule.timeout_emit
     return CompiledRule(
         name=rule.name,

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, Protocol
 
 from cep.io.codecs import encode_json
 
-__all__ = ["Sink", "JsonLinesSink", "SinkSet"]
+__all__ = ["Sink", "JsonLinesSink", "MemorySink", "SinkSet"]
 
 
 class Sink(Protocol):
@@ -49,6 +49,22 @@ class JsonLinesSink:
         self._fh.flush()
         if self._own:
             self._fh.close()
+
+
+class MemorySink:
+    """Keeps records in a list (tests, rule tests, replays into memory)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class SinkSet:

@@ -214,7 +214,7 @@ def run_case(case: dict[str, Any], timeouts: bool | None = None) -> dict[str, An
         result["error"] = "; ".join(d.message for d in errors)
         result["error_phase"] = "compile"
         return result
-    rule = build_rule(rf.rules[0], "<case>", text)
+    rule = build_rule(rf.rules[0], "<case>")
 
     def emit(sink: str, record: dict[str, Any]) -> None:
         if sink == "late":
