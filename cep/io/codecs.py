@@ -171,38 +171,39 @@ def csv_value(text: str) -> Any:
     return text
 
 
-def csv_rows(
-    lines: Any, time: TimeSpec
-) -> Any:
+def _csv_text(row: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(row)
+    return buf.getvalue()
+
+
+def csv_rows(lines: Any, time: TimeSpec) -> Any:
     """Yield ``(line_no, raw_text, (data, ts) | DeadLetter)`` for each data row of CSV text
-    (the first row is the header; empty cells are left out of the object)."""
+    (the first row is the header; empty cells are left out of the object).  ``raw_text`` is
+    the row re-encoded as CSV for dead letters and ``""`` for rows that decoded."""
     reader = csv.reader(lines)
     header: list[str] | None = None
     for row in reader:
         line_no = reader.line_num
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="").writerow(row)
-        raw = buf.getvalue()
         if header is None:
             header = row
             continue
         if not row:
             continue
         if len(row) != len(header):
-            yield line_no, raw, DeadLetter(
+            yield line_no, _csv_text(row), DeadLetter(
                 "malformed", f"expected {len(header)} columns, got {len(row)}"
             )
             continue
         data = {}
         for k, v in zip(header, row, strict=True):
-            value = csv_value(v)
-            if value is not None:
-                data[k] = value
+            if v:
+                data[k] = csv_value(v)
         ts = parse_event_time(_lookup(data, time.field), time.unit)
         if type(ts) is DeadLetter:
-            yield line_no, raw, ts
+            yield line_no, _csv_text(row), ts
         else:
-            yield line_no, raw, (data, ts)
+            yield line_no, "", (data, ts)
 
 
 def encode_json(record: dict[str, Any]) -> bytes:

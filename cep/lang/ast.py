@@ -109,7 +109,10 @@ class Call:
 
 @dataclass(frozen=True)
 class Attr:
-    """Field access on a call's result: ``first(s).src_ip`` → ``Attr(Call(first,…), ("src_ip",))``."""
+    """Field access on a call's result.
+
+    ``first(s).src_ip`` → ``Attr(Call("first", …), ("src_ip",))``.
+    """
 
     obj: Expr
     parts: tuple[str, ...]
@@ -226,6 +229,8 @@ class Emit:
     sink: str = "alerts"
     on_timeout: bool = False
     span: Span = field(default=NOWHERE, compare=False)
+    field_spans: tuple[Span, ...] = field(default=(), compare=False)
+    """Where each field's name was written (parallel to ``fields``; empty when built by hand)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""Parse and check rule files and directories in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from cep.diagnostics import Diagnostic
+from cep.lang.ast import NOWHERE, RuleFile
+from cep.lang.check import check_rule_file, check_rule_set
+from cep.lang.parse import parse_file
+
+__all__ = ["expand_paths", "load_rules"]
+
+
+def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
+    """Files to load: each file as given, each directory's ``*.cep`` files recursively
+    (sorted).  A path that does not exist yields a diagnostic; duplicates are dropped."""
+    files: list[Path] = []
+    diags: list[Diagnostic] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.cep") if p.is_file())
+        elif path.exists():
+            found = [path]
+        else:
+            diags.append(Diagnostic(str(raw), NOWHERE, "no such file or directory"))
+            continue
+        for p in found:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(p)
+    return files, diags
+
+
+def load_rules(paths: Iterable[str | Path]) -> tuple[list[RuleFile], list[Diagnostic]]:
+    """Parse and check every rule file under ``paths``.
+
+    Returns the parsed files (each with the rules that parsed) and every diagnostic: syntax
+    errors, semantic errors and warnings of each file, then rule names defined in more than
+    one file.  Nothing is raised for bad rules; callers decide what an error means.
+    """
+    files, diags = expand_paths(paths)
+    parsed: list[RuleFile] = []
+    for path in files:
+        rf, parse_diags = parse_file(path)
+        parsed.append(rf)
+        file_diags = parse_diags + check_rule_file(rf)
+        diags.extend(sorted(file_diags, key=lambda d: (d.span.line, d.span.col)))
+    diags.extend(check_rule_set(parsed))
+    return parsed, diags
