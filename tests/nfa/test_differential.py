@@ -8,10 +8,9 @@ the same late events as the reference, which is written from the semantics alone
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
-
-import json
 
 from hypothesis import HealthCheck, assume, given, settings
 from reference.reference import reference_run
