@@ -204,7 +204,7 @@ class _Parser:
         self.iterative = False
         self.stages: set[str] = set()
 
-    # -- token helpers
+    # -- tokens
     def peek(self) -> tuple[str, str]:
         return self.toks[self.i]
 
@@ -244,9 +244,7 @@ class _Parser:
         left = self.and_()
         while self.accept("or"):
             right = self.and_()
-            left = (lambda a, b: lambda ev, cx: truthy(a(ev, cx)) or truthy(b(ev, cx)))(
-                left, right
-            )
+            left = (lambda a, b: lambda ev, cx: truthy(a(ev, cx)) or truthy(b(ev, cx)))(left, right)
         return left
 
     def and_(self) -> Evaluator:

@@ -20,12 +20,14 @@ from hypothesis import strategies as st
 __all__ = ["cases", "random_case", "EXCLUSIONS", "Draw"]
 
 EXCLUSIONS = {
-    "groups": "group patterns are not generated (the reference does not model them)",
-    "pc_window": "PREVIOUS_AND_CURRENT windows are not generated",
+    "groups": "groups only contain 2-3 plain stages (no quantifier, optional or NOT inside), "
+    "are not nested, never follow a greedy stage, and a quantified group is never followed by "
+    "a NOT stage",
+    "pc_window": "PREVIOUS_AND_CURRENT windows only on a final notFollowedBy or on a plain, "
+    "unquantified, non-optional stage that follows a plain non-optional stage",
     "greedy_next_to_not": "a greedy stage is never directly before or after a NOT stage, and an "
     "optional greedy stage never has a notFollowedBy reachable backwards over optional stages",
     "adjacent_nots": "two NOT stages are never adjacent",
-    "throw_on_miss": "throwExceptionOnMiss() is not generated",
 }
 
 NAMES = ("a", "b", "c", "d")
@@ -79,7 +81,7 @@ class HypothesisDraw:
 # ----------------------------------------------------------------------------- conditions
 
 
-def _simple_condition(d: Draw) -> str:
+def _simple_condition(d: Draw, w: dict[str, Any]) -> str:
     kind = d.integer(0, 13)
     if kind <= 4:
         return f'name == "{d.pick(NAMES)}"'
@@ -95,7 +97,7 @@ def _simple_condition(d: Draw) -> str:
         return f'type == "SubEvent" and volume {d.pick((">", "<="))} {d.integer(1, 8)}'
     if kind == 10:
         return f'not (startsWith(name, "{d.pick(NAMES)}") or price * 2 > {d.integer(4, 16)})'
-    if kind == 11:
+    if kind == 11 and w.get("if", True):
         return f'if(name == "{d.pick(NAMES)}", price > {d.integer(0, 9)}, contains("ab", name))'
     return "true"
 
@@ -117,7 +119,7 @@ def _iterative_condition(d: Draw, own: str, earlier: list[str]) -> str:
 def _condition(d: Draw, own: str, earlier: list[str], w: dict[str, int]) -> str:
     if d.flag(w["iterative"]):
         return _iterative_condition(d, own, earlier)
-    return _simple_condition(d)
+    return _simple_condition(d, w)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -166,20 +168,43 @@ def _greedy_able(q: dict[str, Any] | None) -> bool:
 
 
 PROFILES: dict[str, dict[str, int]] = {
-    # percentages of the optional features
+    # how often each optional feature appears (percent), and the longest event sequence
     "default": {
-        "iterative": 15, "not_mid": 25, "not_end": 20, "optional": 25, "until": 20,
-        "greedy": 30, "ooo": 20, "max_events": 9,
+        "iterative": 15,
+        "not_mid": 25,
+        "not_end": 20,
+        "optional": 25,
+        "until": 20,
+        "greedy": 30,
+        "ooo": 20,
+        "max_events": 9,
+        "group": 12,
+        "pc": 12,
     },
     "heavy": {
-        "iterative": 25, "not_mid": 55, "not_end": 45, "optional": 45, "until": 45,
-        "greedy": 60, "ooo": 25, "max_events": 10,
+        "iterative": 25,
+        "not_mid": 55,
+        "not_end": 45,
+        "optional": 45,
+        "until": 45,
+        "greedy": 60,
+        "ooo": 25,
+        "max_events": 10,
+        "group": 25,
+        "pc": 20,
     },
 }
 
 
-def gen_case(d: Draw, case_id: str = "gen", profile: str = "default") -> dict[str, Any]:
-    w = PROFILES[profile]
+def gen_case(
+    d: Draw,
+    case_id: str = "gen",
+    profile: str = "default",
+    *,
+    if_function: bool = True,
+    throw_on_miss: bool = True,
+) -> dict[str, Any]:
+    w = dict(PROFILES[profile], **{"if": if_function})
     n_pos = d.integer(1, 4)
     stages: list[dict[str, Any]] = []
     positive: list[str] = []
@@ -192,15 +217,19 @@ def gen_case(d: Draw, case_id: str = "gen", profile: str = "default") -> dict[st
         else:
             prev = stages[-1]
             # an optional stage cannot be followed by a NOT stage (§6, §10)
-            if not _optional(prev) and not prev["greedy"] and d.flag(w["not_mid"]):
+            if _not_may_follow(prev) and d.flag(w["not_mid"]):
                 kind = d.pick(("notNext", "notFollowedBy"))
-                stages.append(_stage(NOT_NAMES[nots_used], kind, _simple_condition(d)))
+                stages.append(_stage(NOT_NAMES[nots_used], kind, _simple_condition(d, w)))
                 nots_used += 1
             contiguity = d.pick(("next", "followedBy", "followedBy", "followedByAny"))
-        st_ = _stage(name, contiguity, _condition(d, name, positive, w))
-        st_["quantifier"] = _quantifier(d)
         prev_stage = stages[-1] if stages else None
         after_greedy = prev_stage is not None and prev_stage["greedy"]
+        if not after_greedy and d.flag(w["group"]):
+            st_ = _group(d, name, contiguity, positive, w)
+            stages.append(st_)
+            continue
+        st_ = _stage(name, contiguity, _condition(d, name, positive, w))
+        st_["quantifier"] = _quantifier(d)
         q = st_["quantifier"]
         if _zero_range(q):
             # times(0, n) is times(1, n).optional(): optional() must not be applied again, and
@@ -210,7 +239,7 @@ def gen_case(d: Draw, case_id: str = "gen", profile: str = "default") -> dict[st
         elif not after_greedy and d.flag(w["optional"]):
             st_["optional"] = True
         if _is_looping(q) and d.flag(w["until"]):
-            st_["until"] = _simple_condition(d)
+            st_["until"] = _simple_condition(d, w)
         if _greedy_able(q) and d.flag(w["greedy"]):
             prev_is_not = prev_stage is not None and prev_stage["contiguity"] in (
                 "notNext",
@@ -222,10 +251,9 @@ def gen_case(d: Draw, case_id: str = "gen", profile: str = "default") -> dict[st
         stages.append(st_)
         positive.append(name)
     # a NOT stage at the end
-    last = stages[-1]
-    if not _optional(last) and not last["greedy"] and d.flag(w["not_end"]):
+    if _not_may_follow(stages[-1]) and d.flag(w["not_end"]):
         kind = "notNext" if window is None or d.flag(40) else "notFollowedBy"
-        stages.append(_stage(NOT_NAMES[nots_used], kind, _simple_condition(d)))
+        stages.append(_stage(NOT_NAMES[nots_used], kind, _simple_condition(d, w)))
     skip_kind = d.integer(0, 9)
     if skip_kind <= 3:
         skip = "noSkip"
@@ -234,9 +262,16 @@ def gen_case(d: Draw, case_id: str = "gen", profile: str = "default") -> dict[st
     elif skip_kind == 6:
         skip = "skipToNext"
     else:
-        all_names = [s["name"] for s in stages]
-        target = d.pick(all_names) if d.flag(10) else d.pick(positive)
-        skip = f"{d.pick(('skipToFirst', 'skipToLast'))}:{target}"
+        # only top-level stage names are valid targets (group members are not found, §10)
+        top = [s["name"] for s in stages if s["group"] is None and s["name"] not in NOT_NAMES]
+        nots = [s["name"] for s in stages if s["name"] in NOT_NAMES]
+        how = d.pick(("skipToFirst", "skipToLast"))
+        if nots and (not top or d.flag(10)):
+            skip = f"{how}:{d.pick(nots)}"
+        elif top:
+            skip = f"{how}:{d.pick(top)}"
+        else:
+            skip = "skipPastLastEvent"
     events, ooo = _events(d, w, stages)
     case: dict[str, Any] = {
         "id": case_id,
@@ -245,9 +280,73 @@ def gen_case(d: Draw, case_id: str = "gen", profile: str = "default") -> dict[st
         "skip": skip,
         "events": events,
     }
+    if throw_on_miss and skip.startswith("skipTo") and ":" in skip and d.flag(10):
+        case["skip_throw_on_miss"] = True
+    targets = _pc_targets(stages)
+    if window is not None and targets and d.flag(w["pc"]):
+        # a PREVIOUS_AND_CURRENT window replaces the global one; a final notFollowedBy then
+        # needs it
+        last = stages[-1]
+        if last["contiguity"] == "notFollowedBy":
+            target = last["name"]
+        else:
+            target = d.pick(targets)
+        case["within_type"] = "PREVIOUS_AND_CURRENT"
+        case["within_stage"] = target
     if ooo:
         case["ooo"] = ooo
     return case
+
+
+def _group(
+    d: Draw, name: str, contiguity: str, positive: list[str], w: dict[str, int]
+) -> dict[str, Any]:
+    """A group of 2-3 plain member stages (names ``<name>1``, ``<name>2``, ...)."""
+    members = []
+    for m in range(d.integer(2, 3)):
+        mname = f"{name}{m + 1}"
+        how = "begin" if m == 0 else d.pick(("next", "followedBy", "followedBy", "followedByAny"))
+        members.append(_stage(mname, how, _condition(d, mname, positive, w)))
+        positive.append(mname)
+    g = _stage(None, contiguity, None)  # type: ignore[arg-type]
+    g["group"] = members
+    g["quantifier"] = _quantifier(d)
+    q = g["quantifier"]
+    if not _zero_range(q) and d.flag(w["optional"]):
+        g["optional"] = True
+    if _is_looping(q) and d.flag(w["until"]):
+        g["until"] = _simple_condition(d, w)
+    return g
+
+
+def _pc_targets(stages: list[dict[str, Any]]) -> list[str]:
+    """Stages that may carry a PREVIOUS_AND_CURRENT window in generated cases: a final
+    notFollowedBy, or a plain, unquantified, non-optional stage after a plain non-optional
+    stage (possibly across a notFollowedBy)."""
+    out = []
+    for j, s in enumerate(stages):
+        if s["contiguity"] == "notFollowedBy" and j == len(stages) - 1:
+            out.append(s["name"])
+            continue
+        if j == 0 or s["group"] is not None or s["quantifier"] is not None or _optional(s):
+            continue
+        if s["contiguity"] in ("notNext", "notFollowedBy"):
+            continue
+        prev = stages[j - 1]
+        if prev["contiguity"] == "notFollowedBy":
+            prev = stages[j - 2]
+        if prev["contiguity"] == "notNext" or prev["group"] is not None or _optional(prev):
+            continue
+        out.append(s["name"])
+    return out
+
+
+def _not_may_follow(prev: dict[str, Any]) -> bool:
+    """A NOT stage may follow ``prev``: not optional (§10), not greedy, not a quantified group
+    (both left out, see EXCLUSIONS)."""
+    if _optional(prev) or prev["greedy"]:
+        return False
+    return not (prev["group"] is not None and prev["quantifier"] is not None)
 
 
 def _nf_reachable_backwards(stages: list[dict[str, Any]]) -> bool:
@@ -273,8 +372,9 @@ def _wanted_names(stages: list[dict[str, Any]]) -> list[str]:
     for s in stages:
         if s["contiguity"] in ("notNext", "notFollowedBy"):
             continue
-        m = _NAME_EQ.search(s["where"] or "")
-        out.append(m.group(1) if m else "")
+        for member in s["group"] or [s]:
+            m = _NAME_EQ.search(member["where"] or "")
+            out.append(m.group(1) if m else "")
     return out
 
 
@@ -313,12 +413,24 @@ def _events(
 
 
 @st.composite
-def cases(draw, profile: str | None = None) -> dict[str, Any]:
-    """Hypothesis strategy: one random case (profile drawn too unless given)."""
+def cases(
+    draw, profile: str | None = None, if_function: bool = True, throw_on_miss: bool = True
+) -> dict[str, Any]:
+    """Hypothesis strategy: one random case (profile drawn too unless given).
+    ``if_function=False`` leaves out conditions using ``if(...)``, ``throw_on_miss=False``
+    the ``throwExceptionOnMiss()`` skip strategies."""
     if profile is None:
         profile = draw(st.sampled_from(sorted(PROFILES)))
-    return gen_case(HypothesisDraw(draw), "hypothesis", profile)
+    return gen_case(
+        HypothesisDraw(draw),
+        "hypothesis",
+        profile,
+        if_function=if_function,
+        throw_on_miss=throw_on_miss,
+    )
 
 
-def random_case(rng: random.Random, case_id: str, profile: str = "default") -> dict[str, Any]:
-    return gen_case(RandomDraw(rng), case_id, profile)
+def random_case(
+    rng: random.Random, case_id: str, profile: str = "default", *, if_function: bool = True
+) -> dict[str, Any]:
+    return gen_case(RandomDraw(rng), case_id, profile, if_function=if_function)
