@@ -233,6 +233,22 @@ class CepOperator:
             rs.rule.name, key, over, self.cap,
         )
 
+    # ------------------------------------------------------------------ checkpoints
+
+    def buffer_state(self) -> tuple[list[Event], float]:
+        """Buffered, not yet released events in release order (event time, arrival), and the
+        largest event time (ms) appended in order so far.  For checkpoints."""
+        events = list(self._inorder) + [e for _, _, e in self._ooo]
+        events.sort(key=lambda e: (e.ts, e.seq))
+        return events, self._last_ts
+
+    def restore_buffer(self, events: list[Event], last_ts: float) -> None:
+        """Replace the buffer with ``events`` (in release order) and the in-order mark
+        ``last_ts`` (ms), as returned by :meth:`buffer_state`.  For checkpoint restore."""
+        self._inorder = deque(events)
+        self._ooo = SortedList()
+        self._last_ts = last_ts
+
     # ------------------------------------------------------------------ introspection
 
     def stats(self) -> dict[str, Any]:

@@ -1,0 +1,315 @@
+"""Versioned msgpack snapshots of a :class:`~cep.operator.cep_operator.CepOperator`.
+
+A snapshot holds everything needed to continue a stream exactly where it stopped: per rule (by
+name *and* rule version) each key's partial matches — NFA state by *name*, the event chain with
+shared prefixes stored once, first/previous event times (ms), the ordering key ``ck`` — the
+completed matches still held back by the skip strategy, the key's clock, the rule's timers and
+counters; the events buffered but not yet released; the watermark tracker's per-input maxima;
+and a ``meta`` map for the caller (input offsets, the next arrival number).
+
+Layout (format version 1), one msgpack map::
+
+    {"format": "cep.checkpoint", "version": 1, "meta": {...},
+     "events_in": int, "late": int,
+     "watermark": {"current": float, "finished": bool, "inputs": [[name, max_ms, idle], ...]},
+     "events": [[ts, seq, data, source, offset, partition], ...],     # each event once
+     "nodes":  [[stage, event_index, prev_node_index | -1], ...],     # parents before children
+     "buffer": {"events": [event_index, ...], "last_ts": float},
+     "rules":  [{"name", "version", "counter", "draining", "matches", "timeouts", "evictions",
+                 "keys": [[key, clock, partial, completed], ...],
+                 "timers": [[deadline_ms, n, key], ...], "deadline": [[key, deadline_ms], ...]}]}
+
+A computation (in ``partial`` / ``completed``, kept in heap array order so ties break exactly as
+before) is ``[state_name, node_index | -1, start_ts, prev_ts, ck | None]`` (``None`` is the start
+computation's +∞ key).  Keys that are tuples are msgpack extension type 1.
+
+:func:`decode` refuses data that is not a snapshot or has a format version this code does not
+know (a newer engine wrote it) with :class:`CheckpointError`; it never guesses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from cep.errors import CepError
+from cep.event import Event
+from cep.nfa.heap import JavaHeap
+from cep.nfa.matcher import START_CK, Computation, KeyState
+from cep.nfa.model import NFA, State
+from cep.nfa.pattern import PartialMatchNode
+from cep.operator.cep_operator import CepOperator, RuleState
+from cep.operator.watermark import WatermarkTracker
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "RestoreReport", "encode", "decode",
+           "read_meta"]
+
+FORMAT = "cep.checkpoint"
+FORMAT_VERSION = 1
+_TUPLE = 1  # msgpack extension code for tuples (composite keys)
+
+
+class CheckpointError(CepError):
+    """A checkpoint that cannot be read: not a snapshot, corrupt, or of an unknown version."""
+
+    exit_code = 2
+
+
+@dataclass
+class RestoreReport:
+    """What :func:`decode` restored.
+
+    ``dropped_rules`` lists ``(name, saved_version, running_version | None)`` for saved rule
+    state that was discarded because the rule changed or disappeared; ``keys`` and
+    ``partial_matches`` count what was restored; ``meta`` is the caller's map from :func:`encode`.
+    """
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    restored_rules: list[str] = field(default_factory=list)
+    dropped_rules: list[tuple[str, str, str | None]] = field(default_factory=list)
+    keys: int = 0
+    partial_matches: int = 0
+    buffered: int = 0
+    created_ms: int = 0
+
+
+# --------------------------------------------------------------------------- msgpack
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return msgpack.ExtType(_TUPLE, _pack(list(obj)))
+    raise TypeError(f"cannot checkpoint a value of type {type(obj).__name__}")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _TUPLE:
+        return tuple(_unpack(data))
+    raise CheckpointError(f"unknown msgpack extension type {code} in checkpoint")
+
+
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, default=_default, strict_types=True, use_bin_type=True)
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook,
+                           use_list=True)
+
+
+# --------------------------------------------------------------------------- encode
+
+
+class _Tables:
+    """Events and chain nodes, each stored once (shared prefixes are shared in the file)."""
+
+    def __init__(self) -> None:
+        self.events: list[list[Any]] = []
+        self.nodes: list[list[Any]] = []
+        self._ev: dict[int, int] = {}
+        self._node: dict[int, int] = {}
+
+    def event(self, ev: Event) -> int:
+        i = self._ev.get(id(ev))
+        if i is None:
+            i = self._ev[id(ev)] = len(self.events)
+            self.events.append([ev.ts, ev.seq, ev.data, ev.source, ev.offset, ev.partition])
+        return i
+
+    def node(self, node: PartialMatchNode | None) -> int:
+        if node is None:
+            return -1
+        known = self._node.get(id(node))
+        if known is not None:
+            return known
+        chain = []  # walk back to a stored node (or the start) without recursion
+        cur: PartialMatchNode | None = node
+        while cur is not None and id(cur) not in self._node:
+            chain.append(cur)
+            cur = cur.prev
+        prev = -1 if cur is None else self._node[id(cur)]
+        for n in reversed(chain):
+            idx = self._node[id(n)] = len(self.nodes)
+            self.nodes.append([n.stage, self.event(n.event), prev])
+            prev = idx
+        return prev
+
+    def computation(self, cs: Computation) -> list[Any]:
+        ck = None if cs.ck is START_CK else list(cs.ck)
+        return [cs.state.name, self.node(cs.node), cs.start_ts, cs.prev_ts, ck]
+
+
+def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
+    keys = [
+        [key, ks.clock, [t.computation(c) for c in ks.partial.a],
+         [t.computation(c) for c in ks.completed.a]]
+        for key, ks in rs.keys.items()
+    ]
+    return {
+        "name": rs.rule.name, "version": rs.rule.version, "counter": rs.counter,
+        "draining": rs.draining, "matches": rs.matches, "timeouts": rs.timeouts,
+        "evictions": rs.evictions, "keys": keys,
+        "timers": [[d, n, k] for d, n, k in rs.timers],
+        "deadline": [[k, d] for k, d in rs.deadline.items()],
+    }
+
+
+def _encode_watermark(wm: WatermarkTracker) -> dict[str, Any]:
+    # The tracker keeps its maxima private; a snapshot is the one reader that needs them.
+    maxima: dict[str, float] = wm._max
+    idle: set[str] = wm._idle
+    return {
+        "current": wm.current,
+        "finished": wm._finished,
+        "inputs": [[name, m, name in idle] for name, m in maxima.items()],
+    }
+
+
+def encode(op: CepOperator, meta: dict[str, Any] | None = None) -> bytes:
+    """Snapshot ``op`` (not modified) as msgpack bytes; ``meta`` (plain data: str keys, ints,
+    strings, lists, maps) is stored as is and returned by :func:`decode`.  Raises
+    :class:`CheckpointError` when an event holds a value msgpack cannot store."""
+    t = _Tables()
+    rules = [_encode_rule(rs, t) for rs in op.rules]
+    buffered, last_ts = op.buffer_state()
+    doc = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "created_ms": int(time.time() * 1000),
+        "meta": meta or {},
+        "events_in": op.events_in,
+        "late": op.late,
+        "watermark": _encode_watermark(op.watermarks),
+        "buffer": {"events": [t.event(e) for e in buffered], "last_ts": last_ts},
+        "rules": rules,
+        "nodes": t.nodes,
+        "events": t.events,
+    }
+    try:
+        return _pack(doc)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"cannot encode checkpoint: {exc}") from None
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    """Parse and validate the envelope (format name and version)."""
+    try:
+        doc = _unpack(data)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types on corrupt input
+        raise CheckpointError(f"corrupt checkpoint: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise CheckpointError("not a cep checkpoint (missing the 'cep.checkpoint' marker)")
+    version = doc.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"checkpoint has an invalid format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format version {version} is newer than this engine reads "
+            f"(up to {FORMAT_VERSION}); run a newer cep or remove the checkpoint to start over")
+    return doc
+
+
+def read_meta(data: bytes) -> dict[str, Any]:
+    """The ``meta`` map of a snapshot without restoring it.  Raises :class:`CheckpointError`."""
+    meta: dict[str, Any] = _load(data).get("meta", {})
+    return meta
+
+
+def _restore_watermark(wm: WatermarkTracker, saved: dict[str, Any]) -> None:
+    """Maxima come from the snapshot; out-of-orderness bounds from the running config."""
+    for name, maximum, idle in saved["inputs"]:
+        wm.add_input(name)
+        if maximum != float("-inf"):
+            wm.observe(name, maximum)
+        if idle:
+            wm.set_idle(name)
+    if saved["finished"]:
+        wm.finish()
+    wm.current = max(wm.current, saved["current"])
+
+
+def _computations(
+    items: list[list[Any]], states: dict[str, State], nodes: list[PartialMatchNode], rule: str
+) -> JavaHeap:
+    heap = JavaHeap()
+    for name, node_i, start_ts, prev_ts, ck in items:
+        state = states.get(name)
+        if state is None:
+            raise CheckpointError(f"rule {rule}: checkpoint names NFA state {name!r}, "
+                                  "which the compiled rule does not have")
+        key = START_CK if ck is None else (ck[0], ck[1])
+        node = nodes[node_i] if node_i >= 0 else None
+        heap.a.append(Computation(state, node, start_ts, prev_ts, key))
+    return heap
+
+
+def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatchNode],
+                  report: RestoreReport) -> None:
+    nfa: NFA = rs.rule.nfa
+    states = {s.name: s for s in nfa.states}
+    for key, clock, partial, completed in saved["keys"]:
+        ks = KeyState(_computations(partial, states, nodes, rs.rule.name),
+                      _computations(completed, states, nodes, rs.rule.name), clock)
+        rs.keys[_hashable_key(key)] = ks
+        report.partial_matches += len(partial) - sum(1 for c in partial if c[4] is None)
+    report.keys += len(saved["keys"])
+    rs.timers = [(d, n, _hashable_key(k)) for d, n, k in saved["timers"]]
+    rs.deadline = {_hashable_key(k): d for k, d in saved["deadline"]}
+    rs.counter = saved["counter"]
+    rs.draining = saved["draining"]
+    rs.matches = saved["matches"]
+    rs.timeouts = saved["timeouts"]
+    rs.evictions = saved["evictions"]
+
+
+def _hashable_key(key: Any) -> Hashable:
+    """Keys were hashable when saved; msgpack gives lists back only inside events."""
+    return tuple(_hashable_key(k) for k in key) if isinstance(key, (list, tuple)) else key
+
+
+def decode(data: bytes, op: CepOperator) -> RestoreReport:
+    """Restore a snapshot into ``op``, a freshly built operator for the running rules.
+
+    Rule state is matched by rule name; when the running version differs from the saved one
+    (or the rule is gone) its state is dropped and listed in ``dropped_rules``.  Raises
+    :class:`CheckpointError` for data that is not a snapshot, a corrupt one, or an unknown
+    format version (never a partial restore of a newer format)."""
+    doc = _load(data)
+    report = RestoreReport(meta=doc.get("meta", {}), created_ms=doc.get("created_ms", 0))
+    try:
+        events = [Event(ts, seq, d, src, off, part)
+                  for ts, seq, d, src, off, part in doc["events"]]
+        nodes: list[PartialMatchNode] = []
+        for stage, ev_i, prev_i in doc["nodes"]:
+            nodes.append(PartialMatchNode(stage, events[ev_i], nodes[prev_i] if prev_i >= 0
+                                          else None))
+        running = {rs.rule.name: rs for rs in op.rules}
+        for saved in doc["rules"]:
+            rs = running.get(saved["name"])
+            if rs is None or rs.rule.version != saved["version"]:
+                report.dropped_rules.append(
+                    (saved["name"], saved["version"], rs.rule.version if rs else None))
+                continue
+            _restore_rule(rs, saved, nodes, report)
+            report.restored_rules.append(saved["name"])
+        _restore_watermark(op.watermarks, doc["watermark"])
+        buf = doc["buffer"]
+        op.restore_buffer([events[i] for i in buf["events"]], buf["last_ts"])
+        report.buffered = len(buf["events"])
+        op.events_in = doc["events_in"]
+        op.late = doc["late"]
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"corrupt checkpoint (format {FORMAT_VERSION}): "
+                              f"{type(exc).__name__}: {exc}") from None
+    return report
