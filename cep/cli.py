@@ -9,11 +9,15 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
+from cep.errors import CepError
+
+if TYPE_CHECKING:
+    from cep.config import Config
 
 app = typer.Typer(
     name="cep",
@@ -107,14 +111,17 @@ def explain(
 @app.command()
 def run(
     rules: Annotated[
-        list[str], typer.Option("--rules", "-r", help="Rule files or directories; repeatable.")
-    ],
+        list[str] | None,
+        typer.Option("--rules", "-r", help="Rule files or directories; repeatable."),
+    ] = None,
     input_path: Annotated[
-        str, typer.Option("--input", "-i", help="Input file of events, or - for standard input.")
-    ] = "-",
+        str | None,
+        typer.Option("--input", "-i", help="Input file of events, or - for standard input."),
+    ] = None,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Where alerts go (JSON lines); - is stdout.")
-    ] = "-",
+        str | None,
+        typer.Option("--output", "-o", help="Where alerts go (JSON lines); - is stdout."),
+    ] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="Input format: json (JSON lines) or csv.")
     ] = "json",
@@ -155,12 +162,19 @@ def run(
         str, typer.Option("--source", help="Source name of the input, for rules' `from`.")
     ] = "input",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="A cep.toml: sources, sinks, Kafka, state, rules."),
+    ] = None,
 ) -> None:
     """Run rules over events: JSON lines (or CSV) in, alerts out as JSON lines.
 
     Events are matched in event-time order: each is buffered until the watermark (largest
     event time seen − max out-of-orderness − 1 ms) passes it; an event at or below the
     watermark on arrival is late.  At the end of the input every window is decided.
+
+    With --config, rules, sources and sinks come from a cep.toml; when it has Kafka sources
+    (and no --input is given) the run consumes them as a consumer-group member until SIGTERM.
 
     Example: cep run --rules rules/login --input events.jsonl --output alerts.jsonl
     """
@@ -169,6 +183,27 @@ def run(
     from cep.io.sinks import JsonLinesSink, Sink, SinkSet
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = _config(config) if config else None
+    rules = list(rules or (cfg.rules.paths if cfg else ()))
+    if not rules:
+        raise _fail("no rules: give --rules PATH or [rules] paths in the --config file")
+    if cfg is not None and cfg.uses_kafka and input_path is None:
+        _run_kafka(cfg, rules, quiet)
+        return
+    if cfg is not None and input_path is None:
+        file_src = next((s for s in cfg.sources.values() if s.kind == "file"), None)
+        if file_src is not None and file_src.path:
+            input_path, fmt, source, follow = (
+                file_src.path, file_src.format, file_src.name, follow or file_src.follow)
+            event_time, time_unit = file_src.event_time, file_src.event_time_unit
+            max_ooo = f"{file_src.max_out_of_orderness_ms}ms"
+        paths = {n: s.path for n, s in cfg.sinks.items() if s.kind == "file" and s.path}
+        output = output or paths.pop("alerts", None)
+        late = late or paths.pop("late", None)
+        dead_letter = dead_letter or paths.pop("dead_letter", None)
+        sink = [*(sink or []), *(f"{n}={p}" for n, p in paths.items())]
+        max_partial = cfg.state.max_partial_matches_per_key
+    input_path, output = input_path or "-", output or "-"
     if fmt not in ("json", "csv"):
         raise _fail(f"unknown --format {fmt!r}: use json or csv")
     if time_unit not in TIME_UNITS:
@@ -221,6 +256,38 @@ def run(
             f"{summary.elapsed_s:.2f} s ({summary.events_per_s:,.0f} events/s)",
         ]
         typer.echo("cep: " + ", ".join(parts), err=True)
+
+
+def _config(path: str) -> Config:
+    from cep.config import load_config
+
+    try:
+        return load_config(path)
+    except CepError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+
+
+def _run_kafka(cfg: Config, rules: list[str], quiet: bool) -> None:
+    """Kafka mode: consume until SIGTERM, then drain, checkpoint and exit 0."""
+    from cep.app.kafka_pipeline import run_kafka
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    rs = _load(rules)
+    if not rs.ok:
+        typer.echo(f"cep: {len(rs.errors)} rule error(s); not started", err=True)
+        raise typer.Exit(EXIT_RULES)
+    if not rs.rules:
+        raise _fail("no rules found under " + ", ".join(rules))
+    try:
+        stats = run_kafka(cfg, rs.rules)
+    except CepError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    if not quiet:
+        typer.echo(f"cep: {stats.events:,} events, {stats.sinks.get('alerts', 0):,} alerts, "
+                   f"{stats.dead_letters:,} dead letters, {stats.checkpoints:,} checkpoints",
+                   err=True)
 
 
 def main() -> None:

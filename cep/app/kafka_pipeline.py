@@ -1,0 +1,510 @@
+"""Kafka mode: consume → decode → operator → produce, as a consumer-group member.
+
+**One operator per input partition.**  Every Kafka source must be keyed by the rules' key and
+all source topics must have the same number of partitions (*co-partitioning*, as Kafka Streams
+and Flink's keyed state require): then all events of one key live in partition ``p`` of their
+topics and a *task* — partition number ``p`` of every source topic — owns that key's state.
+Each task has its own :class:`~cep.operator.cep_operator.CepOperator` (its own watermark: the
+minimum over the task's topic-partitions that are not idle), so state moves with the partition
+on a rebalance and a restart reproduces exactly what an uninterrupted run does.
+
+**Exactly-once** (``exactly_once = true``, the default): each task has a transactional producer
+whose ``transactional_id`` is ``cep-<group>-<topics>-<p>`` — stable for the partition, so a new
+owner fences the old one (a zombie can no longer commit).  Every ``checkpoint_interval`` (or
+``checkpoint_records`` records) each changed task commits ONE transaction holding its outputs,
+its snapshot on the compacted changelog and its consumed offsets (the order is written out in
+:mod:`cep.app.kafka_commit`).  A crash before the commit aborts all of it; the new owner's
+producer start fences the old producer and completes its transaction, then the newest committed
+snapshot is read (``read_committed``) and the partition is re-read from the snapshot's offsets.
+With ``exactly_once = false`` the same happens at least once (``alert_id`` dedups).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    ProducerFenced,
+    TransactionalIdAuthorizationFailed,
+)
+
+from cep.app.kafka_commit import Committer, RunStats, Stopped, Task, quietly, retry, sleep
+from cep.checkpoint import CheckpointError, decode
+from cep.compiler.compiled import CompiledRule
+from cep.config import Config, KafkaConfig, SourceConfig
+from cep.errors import ConfigError
+from cep.event import Event
+from cep.io.kafka import (
+    Backoff,
+    Changelog,
+    MessageDecoder,
+    SinkRoutes,
+    client_options,
+    describe_options,
+    ensure_changelog_topic,
+    topic_partitions,
+)
+from cep.operator.cep_operator import CepOperator
+
+__all__ = ["KafkaPipeline", "KafkaRunStats", "run_kafka"]
+
+log = logging.getLogger("cep.kafka")
+
+FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed)
+MAX_POLL_RECORDS = 5000
+KafkaRunStats = RunStats
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, pipeline: KafkaPipeline) -> None:
+        self.pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            await self.pipeline.on_revoked(revoked)
+        except Stopped:
+            return
+        except Exception as exc:  # the consumer would only log it: stop the run instead
+            self.pipeline._fail(exc)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            await self.pipeline.on_assigned(assigned)
+        except Stopped:
+            return
+        except Exception as exc:
+            self.pipeline._fail(exc)
+
+
+class KafkaPipeline:
+    """A consumer-group member running ``rules`` over the Kafka sources of ``config``.
+
+    Raises :class:`ConfigError` for a configuration Kafka mode cannot run (no ``[kafka]``,
+    file sinks, two sources on one topic, topics with different partition counts) and
+    :class:`CheckpointError` for a changelog snapshot it must not read.
+    """
+
+    def __init__(self, config: Config, rules: list[CompiledRule]) -> None:
+        if config.kafka is None:
+            raise ConfigError(f"{config.path}: Kafka sources need a [kafka] table")
+        self.cfg = config
+        self.k: KafkaConfig = config.kafka
+        self.rules = rules
+        self.sources: dict[str, SourceConfig] = {}
+        for s in config.kafka_sources:
+            if s.topic in self.sources:
+                raise ConfigError(f"{config.path}: sources {self.sources[s.topic].name} and "
+                                  f"{s.name} read the same topic {s.topic}")
+            self.sources[s.topic or ""] = s
+        bad = [n for n, s in config.sinks.items() if s.kind != "kafka"]
+        if bad:
+            raise ConfigError(f"{config.path}: with Kafka sources every sink must be a Kafka "
+                              f"topic (file sinks: {', '.join(sorted(bad))})")
+        self.topics = sorted(self.sources)
+        self.decoders = {t: MessageDecoder(s, self.k.max_event_bytes)
+                         for t, s in self.sources.items()}
+        self.routes = SinkRoutes(config.sinks)
+        self.tasks: dict[int, Task] = {}
+        self.lock = asyncio.Lock()
+        self.stopping = asyncio.Event()
+        self.stats = RunStats()
+        self.changelog = Changelog(self.k.changelog, 1)
+        self.committer = Committer(self.k, self.changelog, self.routes, self.stats)
+        self.opts = client_options(self.k)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.restorer: AIOKafkaConsumer | None = None
+        self.since_checkpoint = 0
+        self.fatal: BaseException | None = None
+        self.fenced: dict[int, float] = {}  # partition → when its task was fenced
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def stop(self) -> None:
+        """Ask the run to drain, checkpoint and return (signal-safe)."""
+        self.stopping.set()
+
+    async def run(self) -> KafkaRunStats:
+        """Join the group and process until :meth:`stop`; returns the run's counters."""
+        try:
+            await self._start()
+            await self._loop()
+            if self.fatal is None:
+                async with self.lock:
+                    await self._checkpoint(list(self.tasks.values()), final=True)
+        except Stopped:
+            log.info("stopped while waiting for the broker")
+        finally:
+            await self._close()
+        if self.fatal is not None:
+            raise self.fatal
+        return self.stats
+
+    def _fail(self, exc: BaseException) -> None:
+        """An error the run cannot continue after (raised from :meth:`run`)."""
+        log.error("%s: %s", type(exc).__name__, exc)
+        if self.fatal is None:
+            self.fatal = exc
+        self.stopping.set()
+
+    async def _start(self) -> None:
+        log.info("connecting to Kafka: %s; group %s; exactly_once=%s",
+                 describe_options(self.opts), self.k.group_id, self.k.exactly_once)
+        if self.cfg.metrics.http:
+            log.warning("[metrics] http = %s is not served in Kafka mode yet",
+                        self.cfg.metrics.http)
+        self.consumer = AIOKafkaConsumer(
+            group_id=self.k.group_id, group_instance_id=self.k.group_instance_id,
+            enable_auto_commit=False, auto_offset_reset=self.k.auto_offset_reset,
+            isolation_level="read_committed",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=self.k.session_timeout_ms,
+            heartbeat_interval_ms=max(100, min(3000, self.k.session_timeout_ms // 3)),
+            **self.opts)
+        await retry("start the consumer", self.consumer.start, self.stopping)
+        partitions = await self._partition_count()
+        self.changelog.partitions = await retry(
+            "create the changelog topic", lambda: ensure_changelog_topic(self.k, partitions),
+            self.stopping)
+        self.restorer = AIOKafkaConsumer(
+            isolation_level="read_committed", enable_auto_commit=False, fetch_max_wait_ms=20,
+            **self.opts)
+        await retry("start the changelog reader", self.restorer.start, self.stopping)
+        self.committer.consumer = self.consumer
+        if not self.k.exactly_once:
+            producer = AIOKafkaProducer(enable_idempotence=True, linger_ms=5, **self.opts)
+            await retry("start the producer", producer.start, self.stopping)
+            self.committer.producer = producer
+        self.consumer.subscribe(self.topics, listener=_Listener(self))
+
+    async def _partition_count(self) -> int:
+        """Partitions per source topic (waits for missing topics); all must be equal."""
+        backoff = Backoff()
+        while True:
+            sizes = await retry("describe the source topics",
+                                 lambda: topic_partitions(self.k, self.topics), self.stopping)
+            missing = [t for t in self.topics if t not in sizes]
+            if not missing:
+                break
+            delay = backoff.next_delay()
+            log.warning("waiting for topic(s) %s to exist; retrying in %.1f s",
+                        ", ".join(missing), delay)
+            await sleep(delay, self.stopping)
+        if len(set(sizes.values())) > 1:
+            raise ConfigError("Kafka sources must be co-partitioned (same partition count): "
+                              + ", ".join(f"{t} has {n}" for t, n in sorted(sizes.items())))
+        return max(sizes.values())
+
+    async def _close(self) -> None:
+        if self.consumer is not None:
+            await quietly(self.consumer.stop())
+        for task in list(self.tasks.values()):
+            await self._close_task(task)
+        self.tasks.clear()
+        if self.restorer is not None:
+            await quietly(self.restorer.stop())
+        if self.committer.producer is not None:
+            await quietly(self.committer.producer.stop())
+        log.info("stopped: %d events, %d dead letters, %s, %d checkpoints",
+                 self.stats.events, self.stats.dead_letters, dict(self.stats.sinks),
+                 self.stats.checkpoints)
+
+    # ----------------------------------------------------------------- rebalancing
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Checkpoint the revoked tasks, then drop them (their new owner restores them)."""
+        async with self.lock:
+            pids = sorted({tp.partition for tp in revoked if tp.topic in self.sources})
+            tasks = [self.tasks.pop(p) for p in pids if p in self.tasks]
+            if tasks:
+                log.info("partitions %s revoked: checkpointing and handing over", pids)
+                await self._checkpoint(tasks, final=True)
+            for task in tasks:
+                await self._close_task(task)
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Open a task per newly assigned partition number: fence its previous owner, restore
+        its newest checkpoint, and position its topic-partitions at the checkpoint's offsets."""
+        async with self.lock:
+            pids = sorted({tp.partition for tp in assigned if tp.topic in self.sources})
+            for pid in pids:
+                missing = [t for t in self.topics if TopicPartition(t, pid) not in assigned]
+                if missing:
+                    log.error("partition %d of %s not assigned with the others: sources are "
+                              "not co-partitioned", pid, ", ".join(missing))
+            new = [p for p in pids if p not in self.tasks]
+            if new:
+                log.info("partitions %s assigned: restoring", new)
+            producers = await asyncio.gather(*(self._task_producer(p) for p in new))
+            try:
+                for pid, producer in zip(new, producers, strict=True):
+                    self.tasks[pid] = await self._open_task(pid, producer)
+            except BaseException:
+                owned = {id(t.producer) for t in self.tasks.values()}
+                for producer in producers:
+                    if producer is not None and id(producer) not in owned:
+                        await quietly(producer.stop())
+                raise
+
+    def _task_key(self, pid: int) -> str:
+        return f"{self.k.group_id}/{'+'.join(self.topics)}/{pid}"
+
+    async def _task_producer(self, pid: int) -> AIOKafkaProducer | None:
+        """The task's transactional producer, started: its start fences any earlier producer
+        with the same id and completes that producer's open transaction."""
+        if not self.k.exactly_once:
+            return None
+        tid = "cep-" + self._task_key(pid).replace("/", "-")
+        producer = AIOKafkaProducer(
+            transactional_id=tid, transaction_timeout_ms=self.k.transaction_timeout_ms,
+            linger_ms=5, retry_backoff_ms=10, **self.opts)
+        await retry(f"start the producer for partition {pid}", producer.start, self.stopping)
+        return producer
+
+    async def _open_task(self, pid: int, producer: AIOKafkaProducer | None) -> Task:
+        """Build the task's operator from its newest committed checkpoint (or empty) and seek
+        each of its topic-partitions to the checkpoint's offset, else the group's committed
+        offset, else per ``auto_offset_reset``."""
+        assert self.restorer is not None and self.consumer is not None
+        task = Task(pid, self._task_key(pid), [TopicPartition(t, pid) for t in self.topics],
+                     producer)
+        task.op = CepOperator(
+            self.rules, task.emit,
+            {task.inputs[tp]: self.sources[tp.topic].max_out_of_orderness_ms for tp in task.tps},
+            self.cfg.state.max_partial_matches_per_key)
+        data = await retry(f"read the changelog for partition {pid}",
+                            lambda: self.changelog.read_latest(self.restorer, task.key, pid),
+                            self.stopping)
+        if data is not None:
+            self._restore(task, data)
+        else:
+            log.info("partition %d: no checkpoint; starting empty at the committed offsets", pid)
+        for tp in task.tps:
+            # Always an explicit seek: records fetched meanwhile are re-read from here, and
+            # the offset guard in _process drops what was fetched before it.
+            if tp not in task.offsets:
+                task.offsets[tp] = await self._start_offset(tp)
+            self.consumer.seek(tp, task.offsets[tp])
+        self.consumer.resume(*[tp for tp in task.tps if tp in self.consumer.assignment()])
+        self.fenced.pop(pid, None)
+        return task
+
+    async def _start_offset(self, tp: TopicPartition) -> int:
+        """Where a partition without a checkpoint starts: the group's committed offset, else
+        the beginning or end (``auto_offset_reset``)."""
+        assert self.consumer is not None
+        committed = await self.consumer.committed(tp)
+        if committed is not None:
+            return int(committed)
+        if self.k.auto_offset_reset == "earliest":
+            return int((await self.consumer.beginning_offsets([tp]))[tp])
+        return int((await self.consumer.end_offsets([tp]))[tp])
+
+    def _restore(self, task: Task, data: bytes) -> None:
+        """Restore a checkpoint into a fresh task.  Raises :class:`CheckpointError`."""
+        report = decode(data, task.op)
+        meta = report.meta
+        task.seq, task.number = meta["seq"], meta["checkpoint"]
+        by_input = {v: tp for tp, v in task.inputs.items()}
+        for name, off in meta["offsets"].items():
+            if name in by_input:
+                task.offsets[by_input[name]] = off
+        self.stats.restores += 1
+        log.info("partition %d: restored checkpoint %d (%d keys, %d partial matches, "
+                 "%d buffered events) at offsets %s", task.pid, task.number, report.keys,
+                 report.partial_matches, report.buffered, meta["offsets"])
+        for name, old, new in report.dropped_rules:
+            log.warning("partition %d: rule %s changed (%s -> %s): its saved state is dropped",
+                        task.pid, name, old, new)
+
+    async def _close_task(self, task: Task) -> None:
+        task.closed = True
+        if task.producer is not None:
+            await quietly(task.producer.stop())
+
+    # ----------------------------------------------------------------- main loop
+
+    async def _loop(self) -> None:
+        assert self.consumer is not None
+        interval = self.cfg.state.checkpoint_interval_ms / 1000
+        last = time.monotonic()
+        backoff = Backoff()
+        while not self.stopping.is_set():
+            wait = max(0.005, min(0.2, last + interval - time.monotonic()))
+            try:
+                batch = await self.consumer.getmany(timeout_ms=int(wait * 1000),
+                                                    max_records=MAX_POLL_RECORDS)
+            except KafkaError as exc:
+                delay = backoff.next_delay()
+                log.warning("fetch failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            async with self.lock:
+                if batch:
+                    self._process(batch)
+                self._check_idle()
+                await self._recover_all(await self.committer.reap(list(self.tasks.values())))
+                if self.fenced:
+                    await self._reopen_fenced()
+                await self._recover_all(await self.committer.send_outputs(
+                    list(self.tasks.values())))
+                tasks = list(self.tasks.values())  # after recovery replaced any
+                now = time.monotonic()
+                if (now - last >= interval
+                        or self.since_checkpoint >= self.cfg.state.checkpoint_records):
+                    self.since_checkpoint = 0
+                    last = now
+                    await self._checkpoint(tasks)
+            backoff.reset()
+
+    def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Decode and feed one fetched batch; dead letters join the task's outputs."""
+        now = time.monotonic()
+        for tp, msgs in batch.items():
+            task = self.tasks.get(tp.partition)
+            if task is None or tp not in task.tp_set or not msgs:
+                continue
+            decode_msg = self.decoders[tp.topic].decode
+            input_id = task.inputs[tp]
+            on_event = task.op.on_event
+            expected = task.offsets.get(tp, -1)
+            seq = task.seq
+            pid = tp.partition
+            n = 0
+            for msg in msgs:
+                if msg.offset < expected:
+                    continue  # fetched before a seek back: already processed
+                res = decode_msg(msg.value, pid, msg.offset, seq + 1)
+                if type(res) is Event:
+                    seq += 1
+                    n += 1
+                    on_event(res, input_id)
+                else:
+                    task.out.append(("dead_letter", res))  # type: ignore[arg-type]
+                    self.stats.dead_letters += 1
+            task.seq = seq
+            task.offsets[tp] = max(expected, msgs[-1].offset + 1)
+            task.dirty = True
+            task.last_seen[input_id] = now
+            task.idle.discard(input_id)
+            self.stats.events += n
+            self.since_checkpoint += len(msgs)
+
+    def _check_idle(self) -> None:
+        """Mark topic-partitions silent for longer than their ``idle_timeout`` idle, so the
+        task's other inputs can advance its watermark."""
+        now = time.monotonic()
+        for task in self.tasks.values():
+            if len(task.tps) < 2:
+                continue
+            for tp in task.tps:
+                limit = self.sources[tp.topic].idle_timeout_ms
+                name = task.inputs[tp]
+                if limit is None or name in task.idle:
+                    continue
+                if now - task.last_seen.get(name, task.started) > limit / 1000:
+                    task.idle.add(name)
+                    before = task.op.watermark
+                    wm = task.op.watermarks.set_idle(name)
+                    log.info("partition %d: %s idle for %d ms", task.pid, name, limit)
+                    if wm > before:
+                        task.op.advance(wm)
+                        task.dirty = True
+
+    # ----------------------------------------------------------------- checkpoints
+
+    async def _checkpoint(self, tasks: list[Task], final: bool = False) -> None:
+        """Checkpoint changed tasks (in the background unless ``final``: before a hand-over
+        or shutdown every commit is waited for)."""
+        failed = await self.committer.checkpoint(tasks, wait=final)
+        if not final:
+            await self._recover_all(failed)
+            return
+        for task, err in failed:
+            if isinstance(err, CheckpointError):
+                raise err
+            if isinstance(err, FENCED):
+                log.warning("partition %d: fenced by its new owner; its uncommitted work is "
+                            "discarded (the new owner resumes from the last checkpoint)",
+                            task.pid)
+            else:
+                log.warning("partition %d: final checkpoint failed (%s: %s); the next owner "
+                            "resumes from the previous one", task.pid, type(err).__name__, err)
+
+    async def _recover_all(self, failed: list[tuple[Task, BaseException]]) -> None:
+        for task, err in failed:
+            if isinstance(err, CheckpointError):
+                raise err
+            if self.tasks.get(task.pid) is task:
+                await self._recover(task, err)
+
+    async def _recover(self, task: Task, exc: BaseException) -> None:
+        """After a failed checkpoint the task is rebuilt from its newest committed checkpoint
+        and its partitions re-read from there, after a backoff.  A fenced task (a newer
+        producer took its id) is paused instead: usually another member owns it now and a
+        rebalance is coming; if the partition is still ours after a session timeout (the
+        broker aborted a transaction that outlived ``transaction_timeout``) it is rebuilt."""
+        assert self.consumer is not None
+        self.tasks.pop(task.pid, None)
+        await self._close_task(task)
+        if isinstance(exc, FENCED):
+            log.warning("partition %d: fenced (%s): another member took it over or the broker "
+                        "aborted a transaction that outlived transaction_timeout; paused",
+                        task.pid, type(exc).__name__)
+            self.consumer.pause(*[tp for tp in task.tps if tp in self.consumer.assignment()])
+            self.fenced[task.pid] = time.monotonic()
+            return
+        delay = Backoff(1.0).next_delay()
+        log.warning("partition %d: checkpoint failed (%s: %s); restoring the last committed "
+                    "checkpoint in %.1f s", task.pid, type(exc).__name__, exc, delay)
+        await sleep(delay, self.stopping)
+        self.tasks[task.pid] = await self._open_task(task.pid, await self._task_producer(task.pid))
+
+    async def _reopen_fenced(self) -> None:
+        """Rebuild fenced tasks whose partitions are still assigned after a session timeout."""
+        assert self.consumer is not None
+        wait = self.k.session_timeout_ms / 1000 + 1
+        for pid, since in list(self.fenced.items()):
+            if time.monotonic() - since < wait:
+                continue
+            del self.fenced[pid]
+            if pid in self.tasks or TopicPartition(self.topics[0], pid) not in \
+                    self.consumer.assignment():
+                continue
+            log.warning("partition %d: still assigned here after being fenced; restoring it",
+                        pid)
+            self.tasks[pid] = await self._open_task(pid, await self._task_producer(pid))
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Unread failures inside a fenced or stopped Kafka client (its futures and tasks
+    outlive the task that owned them) are expected after a hand-over: log them at debug
+    level; report anything else as asyncio does."""
+    exc = context.get("exception")
+    origin = repr(context.get("future") or context.get("task") or "")
+    if "never retrieved" in context.get("message", "") and (
+            isinstance(exc, KafkaError) or "aiokafka" in origin):
+        log.debug("ignored after a hand-over: %r", exc)
+        return
+    loop.default_exception_handler(context)
+
+
+def run_kafka(config: Config, rules: list[CompiledRule]) -> KafkaRunStats:
+    """Run until SIGTERM/SIGINT, then drain, checkpoint and return the counters."""
+
+    async def main() -> KafkaRunStats:
+        pipeline = KafkaPipeline(config, rules)
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_loop_exception)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, pipeline.stop)
+        return await pipeline.run()
+
+    return asyncio.run(main())

@@ -1,0 +1,326 @@
+"""Kafka plumbing: client settings, decoding messages, routing records to topics, and the
+changelog that holds checkpoints.
+
+* :func:`client_options` turns ``[kafka]`` into aiokafka keyword arguments (bootstrap servers,
+  SASL, SSL); :func:`describe_options` is the same with secrets masked, for logs.
+* :class:`MessageDecoder` decodes one consumed message of a source into an
+  :class:`~cep.event.Event` or a dead-letter record (reason, error, source, topic, partition,
+  offset, raw value).
+* :class:`SinkRoutes` maps a sink name (``alerts``, ``late``, ``dead_letter``, or a name a rule
+  uses in ``emit to``) to a topic; :func:`encode_record` gives a message's key and value.
+* :class:`Changelog` writes a partition's snapshot as one or more messages of a compacted topic
+  and finds the newest complete snapshot again.
+
+Nothing here loops or owns a consumer group: :mod:`cep.app.kafka_pipeline` does that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+
+from cep.config import KafkaConfig, SinkConfig, SourceConfig
+from cep.event import Event
+from cep.io.codecs import DeadLetter, TimeSpec, json_decoder, msgpack_decoder
+from cep.operator.records import dead_letter_record
+
+__all__ = [
+    "client_options", "describe_options", "MessageDecoder", "SinkRoutes", "encode_record",
+    "Changelog", "Backoff", "ensure_changelog_topic", "topic_partitions",
+]
+
+log = logging.getLogger("cep.kafka")
+
+CHUNK_BYTES = 512 * 1024
+"""Largest changelog message value; bigger snapshots are split (brokers default to 1 MB)."""
+
+
+def client_options(cfg: KafkaConfig) -> dict[str, Any]:
+    """Keyword arguments common to aiokafka consumers, producers and admin clients.
+
+    Secrets are revealed here and only here; never log the result (use
+    :func:`describe_options`)."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": list(cfg.bootstrap_servers),
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+    }
+    if cfg.security_protocol.startswith("SASL"):
+        opts["sasl_mechanism"] = cfg.sasl_mechanism
+        if cfg.sasl_plain_username is not None:
+            opts["sasl_plain_username"] = cfg.sasl_plain_username
+        if cfg.sasl_plain_password is not None:
+            opts["sasl_plain_password"] = cfg.sasl_plain_password.reveal()
+    if cfg.security_protocol in ("SSL", "SASL_SSL"):
+        ctx = create_ssl_context(
+            cafile=cfg.ssl_cafile, certfile=cfg.ssl_certfile, keyfile=cfg.ssl_keyfile,
+            password=cfg.ssl_password.reveal() if cfg.ssl_password is not None else None,
+        )
+        ctx.check_hostname = cfg.ssl_check_hostname
+        opts["ssl_context"] = ctx
+    return opts
+
+
+def describe_options(opts: dict[str, Any]) -> str:
+    """``client_options`` for a log line: passwords masked, the SSL context summarised."""
+    shown = []
+    for k, v in sorted(opts.items()):
+        if "password" in k:
+            v = "***"
+        elif k == "ssl_context":
+            v = "<ssl>"
+        shown.append(f"{k}={v}")
+    return " ".join(shown)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+class MessageDecoder:
+    """Decodes the values of one source's topic.
+
+    ``decode(value, partition, offset, seq)`` returns an :class:`Event` (event time in ms,
+    ``source`` the source's name, Kafka ``partition`` and ``offset``) or a dead-letter record
+    ``{"reason", "error", "source", "raw", "topic", "partition", "offset"}`` for a value that
+    does not decode, is not an object, has no parsable event time, or exceeds ``max_bytes``.
+    """
+
+    def __init__(self, source: SourceConfig, max_bytes: int) -> None:
+        self.source = source.name
+        self.topic = source.topic or ""
+        time = TimeSpec(source.event_time, source.event_time_unit)
+        make = msgpack_decoder if source.format == "msgpack" else json_decoder
+        self._decode = make(time, max_bytes)
+
+    def decode(self, value: bytes | None, partition: int, offset: int, seq: int
+               ) -> Event | dict[str, Any]:
+        if value is None:
+            res: Any = DeadLetter("malformed", "the message has no value (a tombstone)")
+        else:
+            res = self._decode(value)
+        if type(res) is DeadLetter:
+            return self.dead_letter(res, value or b"", partition, offset)
+        data, ts = res
+        return Event(ts, seq, data, self.source, offset, partition)
+
+    def dead_letter(self, dl: DeadLetter, raw: bytes, partition: int, offset: int
+                    ) -> dict[str, Any]:
+        """The dead-letter record; ``raw`` is the value as text (invalid UTF-8 is replaced,
+        and the exact bytes are added as ``raw_hex``)."""
+        try:
+            text = raw.decode("utf-8")
+            exact = True
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "replace")
+            exact = False
+        if len(text) > 65536:
+            text = text[:65536]
+        rec = dead_letter_record(dl.reason, dl.error, self.source, text, topic=self.topic,
+                                 partition=partition, offset=offset)
+        if not exact:
+            rec["raw_hex"] = raw[:32768].hex()
+        return rec
+
+
+# ----------------------------------------------------------------------------- sinks
+
+
+class SinkRoutes:
+    """Sink name → topic.
+
+    A name without a ``[sinks.NAME]`` goes to the ``alerts`` topic, except ``late`` and
+    ``dead_letter``, which are dropped (and counted by the caller) when not configured.
+    """
+
+    SIDE_OUTPUTS = ("late", "dead_letter")
+
+    def __init__(self, sinks: dict[str, SinkConfig]) -> None:
+        self.topics = {name: s.topic for name, s in sinks.items() if s.topic}
+        self.fallback = self.topics.get("alerts")
+
+    def topic_for(self, sink: str) -> str | None:
+        topic = self.topics.get(sink)
+        if topic is None and sink not in self.SIDE_OUTPUTS:
+            return self.fallback
+        return topic
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    return str(obj)
+
+
+def encode_record(sink: str, record: dict[str, Any]) -> tuple[bytes | None, bytes]:
+    """``(key, value)`` of the message for ``record``: an alert's key is its ``key`` object as
+    JSON (so one key's alerts stay in order on one partition); side outputs have no key."""
+    value = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=_default)
+    key_obj = record.get("key") if sink not in SinkRoutes.SIDE_OUTPUTS else None
+    key = (orjson.dumps(key_obj, option=orjson.OPT_NON_STR_KEYS, default=_default)
+           if isinstance(key_obj, dict) else None)
+    return key, value
+
+
+# ----------------------------------------------------------------------------- changelog
+
+Header = tuple[str, bytes]
+
+
+@dataclass
+class Changelog:
+    """The compacted topic of checkpoints.
+
+    The snapshot of task ``T`` (key ``<group>/<topics>/<partition>``) is written to changelog
+    partition ``partition % partitions`` as ``n`` messages: chunk 0 keyed ``T``, chunk ``i``
+    keyed ``T#i``, each with headers ``cep-checkpoint`` (a per-task counter) and
+    ``cep-chunk`` (``i/n``).  Compaction keeps the newest message per key, so the chunks of
+    the newest checkpoint always survive.
+    """
+
+    topic: str
+    partitions: int
+
+    def partition_of(self, pid: int) -> int:
+        return pid % max(1, self.partitions)
+
+    @staticmethod
+    def messages(task_key: str, number: int, snapshot: bytes
+                 ) -> list[tuple[bytes, bytes, list[Header]]]:
+        """``(key, value, headers)`` for each chunk of one checkpoint, in write order."""
+        chunks = [snapshot[i:i + CHUNK_BYTES] for i in range(0, len(snapshot), CHUNK_BYTES)]
+        chunks = chunks or [b""]
+        n = len(chunks)
+        out = []
+        for i, chunk in enumerate(chunks):
+            key = task_key if i == 0 else f"{task_key}#{i}"
+            headers = [("cep-checkpoint", str(number).encode()),
+                       ("cep-chunk", f"{i}/{n}".encode())]
+            out.append((key.encode(), chunk, headers))
+        return out
+
+    async def read_latest(self, consumer: AIOKafkaConsumer, task_key: str, pid: int
+                          ) -> bytes | None:
+        """The newest complete snapshot of ``task_key`` (committed data only: ``consumer``
+        must use ``isolation_level="read_committed"`` and no group), or ``None``.
+
+        Reads backwards from the end of the partition in growing windows, so a restore
+        reads about one checkpoint, not the topic's history."""
+        tp = TopicPartition(self.topic, self.partition_of(pid))
+        consumer.assign([tp])
+        start = await consumer.beginning_offsets([tp])
+        end = await consumer.end_offsets([tp])
+        lo, hi = start[tp], end[tp]
+        window = 64
+        while hi > lo:
+            first = max(lo, hi - window)
+            found = await self._scan(consumer, tp, first, hi, task_key)
+            if found is not None:
+                return found
+            if first == lo:
+                break
+            window *= 8
+        return None
+
+    async def _scan(self, consumer: AIOKafkaConsumer, tp: TopicPartition, first: int,
+                    end: int, task_key: str) -> bytes | None:
+        consumer.seek(tp, first)
+        chunks: dict[tuple[int, int], bytes] = {}  # (checkpoint, index) → value
+        newest: tuple[int, int] | None = None  # (offset, checkpoint) of the latest chunk
+        totals: dict[int, int] = {}
+        base, prefix = task_key.encode(), (task_key + "#").encode()
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=100)
+            for msg in batch.get(tp, []):
+                key = msg.key or b""
+                if key != base and not key.startswith(prefix):
+                    continue
+                headers = dict(msg.headers or ())
+                number = int(headers.get("cep-checkpoint", b"0"))
+                idx, n = (int(x) for x in headers.get("cep-chunk", b"0/1").split(b"/"))
+                chunks[(number, idx)] = msg.value or b""
+                totals[number] = n
+                if newest is None or msg.offset > newest[0]:
+                    newest = (msg.offset, number)
+        if newest is None:
+            return None
+        number = newest[1]
+        parts = [chunks.get((number, i)) for i in range(totals[number])]
+        if any(p is None for p in parts):
+            return None  # the window starts inside this checkpoint: widen it
+        return b"".join(p for p in parts if p is not None)
+
+
+async def ensure_changelog_topic(cfg: KafkaConfig, partitions: int) -> int:
+    """Create the changelog topic (compacted) when it does not exist; return its partition
+    count.  Replication is ``min(3, brokers)``.  Raises ``KafkaError`` when the broker
+    refuses."""
+    admin = AIOKafkaAdminClient(**client_options(cfg))
+    await admin.start()
+    try:
+        topic = cfg.changelog
+        # list first: a metadata request naming a missing topic may auto-create it
+        if topic not in await admin.list_topics():
+            brokers = len((await admin.describe_cluster())["brokers"])
+            configs = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                       "segment.ms": "600000", "segment.bytes": str(64 << 20)}
+            resp = await admin.create_topics([NewTopic(topic, partitions, min(3, brokers),
+                                                       topic_configs=configs)])
+            for t in resp.to_object().get("topic_errors", []):
+                if t.get("error_code") not in (0, 36):  # 36: created concurrently
+                    raise KafkaError(f"cannot create changelog topic {topic}: "
+                                     f"{t.get('error_message') or t.get('error_code')}")
+            log.info("created changelog topic %s (%d partitions, compacted)", topic, partitions)
+        for _ in range(50):
+            for t in await admin.describe_topics([topic]):
+                if t.get("topic") == topic and t.get("error_code") == 0 and t.get("partitions"):
+                    return len(t["partitions"])
+            await asyncio.sleep(0.1)
+        raise KafkaError(f"changelog topic {topic} did not become available")
+    finally:
+        await admin.close()
+
+
+async def topic_partitions(cfg: KafkaConfig, topics: list[str]) -> dict[str, int]:
+    """Partition count of each topic that exists (missing topics are left out; they are not
+    auto-created by asking)."""
+    admin = AIOKafkaAdminClient(**client_options(cfg))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics if t in existing]
+        out = {}
+        if wanted:
+            for t in await admin.describe_topics(wanted):
+                if t.get("error_code") == 0 and t.get("partitions"):
+                    out[t["topic"]] = len(t["partitions"])
+        return out
+    finally:
+        await admin.close()
+
+
+class Backoff:
+    """Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped at ``cap_s`` seconds."""
+
+    def __init__(self, first_s: float = 0.5, cap_s: float = 30.0) -> None:
+        self.first_s = first_s
+        self.cap_s = cap_s
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap_s, self.first_s * (2 ** self.attempt))
+        self.attempt += 1
+        return delay * (0.8 + 0.4 * random.random())
+
+    def reset(self) -> None:
+        self.attempt = 0
