@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Benchmark: Kafka mode end to end against a real broker.
+
+* **Throughput** — ``cep run --config`` processes (1, then 2 in one consumer group) are started
+  on an empty 4-partition topic and wait until the group has settled; then N events are
+  appended as fast as the producer can (the append rate is reported too) and the clock stops
+  when the group's committed offsets reach the end of the topic — with exactly-once that is
+  the moment the last alerts are committed.  events/s = N ÷ (last commit − first append).
+* **Latency** — one process; events are appended at a steady rate (default 5,000/s).  Input
+  and alert topics use ``LogAppendTime``, so each message carries the broker's append time.
+  For every alert: *append→append* = alert's append time − append time of the match's last
+  event (the issue's definition; the alert is then written but its transaction not yet
+  committed), and *append→visible* = when a ``read_committed`` consumer received the alert −
+  the same event's append time (what a downstream consumer sees with exactly-once).
+
+Usage (a broker must be running; ``runtime/kafka/up.sh --port 19192`` starts one)::
+
+    python benchmarks/kafka_e2e.py --bootstrap 127.0.0.1:19192 [--events 500000]
+        [--rules benchmarks/kafka_rules.cep] [--rate 5000] [--seconds 20] [--out results.json]
+
+Results are printed and written as JSON; ``docs/performance.md`` quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
+
+ROOT = Path(__file__).resolve().parent.parent
+GEN = ROOT.parent / "shared" / "peers" / "gen_events.py"
+PARTITIONS = 4
+BRUTE_FORCE = """\
+rule brute_force
+  key by user
+  pattern
+    begin fail  where type == "login" and not ok
+    next  more  where type == "login" and not ok  times 4 consecutive
+  within 5m
+end
+"""
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def generate(n: int, users: int, seed: int) -> list[tuple[int, bytes, bytes]]:
+    """``(partition, key, value)`` per event, partitioned by user as a keyed producer would."""
+    out = subprocess.run([sys.executable, str(GEN), "--events", str(n), "--users", str(users),
+                          "--seed", str(seed)], capture_output=True, check=True).stdout
+    part = DefaultPartitioner()
+    parts = list(range(PARTITIONS))
+    rows = []
+    for line in out.splitlines():
+        key = orjson.loads(line)["user"].encode()
+        rows.append((part(key, parts, parts), key, line))
+    return rows
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        cfg = {"message.timestamp.type": "LogAppendTime"}
+        await admin.create_topics([NewTopic(n, partitions, 1, topic_configs=cfg) for n in names])
+    finally:
+        await admin.close()
+
+
+async def append(bootstrap: str, topic: str, rows: list[tuple[int, bytes, bytes]],
+                 rate: float | None = None) -> float:
+    """Append rows with the producer's batch API; ``rate`` events/s, or as fast as possible.
+    Returns the seconds it took."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1,
+                                max_batch_size=512 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        step = max(1, int(rate / 100)) if rate else 20_000
+        for i in range(0, len(rows), step):
+            if rate:
+                due = started + i / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            batches: dict[int, Any] = {}
+            for p, key, value in rows[i:i + step]:
+                b = batches.get(p)
+                if b is None:
+                    b = batches[p] = producer.create_batch()
+                if b.append(key=key, value=value, timestamp=None) is None:
+                    b.close()
+                    await producer.send_batch(b, topic, partition=p)
+                    b = batches[p] = producer.create_batch()
+                    b.append(key=key, value=value, timestamp=None)
+            for p, b in batches.items():
+                b.close()
+                await producer.send_batch(b, topic, partition=p)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+        return sum(max(0, o.offset) for o in offsets.values())
+    except Exception:
+        return 0
+    finally:
+        await admin.close()
+
+
+def write_config(path: Path, bootstrap: str, topic: str, alerts: str, group: str,
+                 rules: Path) -> None:
+    path.write_text(
+        f'[kafka]\nbootstrap_servers = "{bootstrap}"\ngroup_id = "{group}"\n'
+        f'session_timeout = "6s"\n\n[sources.events]\nkind = "kafka"\ntopic = "{topic}"\n\n'
+        f'[sinks.alerts]\nkind = "kafka"\ntopic = "{alerts}"\n\n'
+        f'[rules]\npaths = ["{rules}"]\n')
+
+
+def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "cep.cli", "run", "--config", str(config)],
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT)  # noqa: SIM115
+
+
+def settled(logs: list[Path], n: int) -> bool:
+    """Every process owns PARTITIONS / n partitions and has restored them."""
+    owned = []
+    for log in logs:
+        found = re.findall(r"partitions \[([0-9, ]*)\] assigned", log.read_text())
+        if not found:
+            return False
+        last = [int(x) for x in found[-1].split(",") if x.strip()]
+        text = log.read_text()
+        if not all(re.search(rf"partition {p}: (no checkpoint|restored)", text) for p in last):
+            return False
+        owned += last
+    return sorted(owned) == list(range(PARTITIONS)) and all(
+        len(re.findall(r"partitions \[([0-9, ]*)\] assigned", log.read_text())[-1].split(","))
+        == PARTITIONS // n for log in logs)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux ``/proc``), 0 when unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(60)
+
+
+def throughput(bootstrap: str, rows: list[tuple[int, bytes, bytes]], n: int, rules: Path,
+               work: Path, broker_pid: int | None) -> dict[str, Any]:
+    topic, alerts, group = uid("bench-in"), uid("bench-alerts"), uid("bench-g")
+    asyncio.run(create_topics(bootstrap, [topic, alerts], PARTITIONS))
+    config = work / f"{group}.toml"
+    write_config(config, bootstrap, topic, alerts, group, rules)
+    logs = [work / f"{group}-{i}.log" for i in range(n)]
+    procs = [start(config, log) for log in logs]
+    try:
+        deadline = time.monotonic() + 120
+        while not settled(logs, n):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the group did not settle: " + logs[0].read_text()[-2000:])
+            time.sleep(0.1)
+        cpu0 = [cpu_seconds(p.pid) for p in procs]
+        broker0 = cpu_seconds(broker_pid) if broker_pid else 0.0
+        t0 = time.perf_counter()
+        append_s = asyncio.run(append(bootstrap, topic, rows))
+        while asyncio.run(committed(bootstrap, group, topic)) < len(rows):
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        cep_cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
+        broker_cpu = cpu_seconds(broker_pid) - broker0 if broker_pid else None
+    finally:
+        stop(procs)
+    n_alerts = asyncio.run(count_committed(bootstrap, alerts))
+    return {"processes": n, "events": len(rows), "seconds": round(elapsed, 3),
+            "events_per_s": round(len(rows) / elapsed), "append_events_per_s":
+            round(len(rows) / append_s), "alerts": n_alerts,
+            "cep_cpu_s": round(cep_cpu, 2),
+            "broker_cpu_s": round(broker_cpu, 2) if broker_cpu is not None else None,
+            "cores": os.cpu_count()}
+
+
+async def read_topic(bootstrap: str, topic: str, committed_only: bool) -> list[Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed" if committed_only
+                                else "read_uncommitted")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend(msgs)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def count_committed(bootstrap: str, topic: str) -> int:
+    return len(await read_topic(bootstrap, topic, True))
+
+
+async def watch_alerts(bootstrap: str, topic: str, seen: dict[str, float],
+                       stop_event: asyncio.Event) -> None:
+    """Record the wall time (ms) at which each alert becomes visible to read_committed."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed", auto_offset_reset="earliest",
+                                fetch_max_wait_ms=10)
+    await consumer.start()
+    try:
+        while not stop_event.is_set():
+            for msgs in (await consumer.getmany(timeout_ms=50)).values():
+                now = time.time() * 1000
+                for m in msgs:
+                    seen[orjson.loads(m.value)["alert_id"]] = now
+    finally:
+        await consumer.stop()
+
+
+async def paced_run(bootstrap: str, topic: str, alerts: str, rows: list[Any], rate: float,
+                    group: str, seen: dict[str, float]) -> None:
+    stop_event = asyncio.Event()
+    watcher = asyncio.create_task(watch_alerts(bootstrap, alerts, seen, stop_event))
+    await append(bootstrap, topic, rows, rate)
+    while await committed(bootstrap, group, topic) < len(rows):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    stop_event.set()
+    await watcher
+
+
+def latency(bootstrap: str, rows: list[tuple[int, bytes, bytes]], rate: float, rules: Path,
+            work: Path) -> dict[str, Any]:
+    topic, alerts, group = uid("lat-in"), uid("lat-alerts"), uid("lat-g")
+    asyncio.run(create_topics(bootstrap, [topic, alerts], PARTITIONS))
+    config = work / f"{group}.toml"
+    write_config(config, bootstrap, topic, alerts, group, rules)
+    log = work / f"{group}.log"
+    procs = [start(config, log)]
+    seen: dict[str, float] = {}
+    try:
+        while not settled([log], 1):
+            time.sleep(0.1)
+        asyncio.run(paced_run(bootstrap, topic, alerts, rows, rate, group, seen))
+    finally:
+        stop(procs)
+    appended = {orjson.loads(m.value)["id"]: m.timestamp
+                for m in asyncio.run(read_topic(bootstrap, topic, False))}
+    to_append, to_visible = [], []
+    for m in asyncio.run(read_topic(bootstrap, alerts, True)):
+        rec = orjson.loads(m.value)
+        last = max(appended[e["id"]] for evs in rec["match"].values() for e in evs)
+        to_append.append(m.timestamp - last)
+        if rec["alert_id"] in seen:
+            to_visible.append(seen[rec["alert_id"]] - last)
+    return {"rate": rate, "events": len(rows), "alerts": len(to_append),
+            "append_to_append_ms": pct(to_append), "append_to_visible_ms": pct(to_visible)}
+
+
+def pct(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    values = sorted(values)
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(q[49], 1), "p99": round(q[98], 1), "max": round(values[-1], 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bootstrap", default=os.environ.get("CEP_KAFKA_BOOTSTRAP",
+                                                          "127.0.0.1:9092"))
+    ap.add_argument("--events", type=int, default=500_000)
+    ap.add_argument("--users", type=int, default=50_000)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--rules", type=Path, help="rule file (default: brute_force)")
+    ap.add_argument("--processes", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--rate", type=float, default=5000.0)
+    ap.add_argument("--broker-pid", type=int, help="the broker's pid, to report its CPU time "
+                    "(runtime/kafka/up.sh writes it to $CEP_KAFKA_HOME/kafka.pid)")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
+                    "kafka_e2e.json")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cep-kafka-bench-"))
+    rules = args.rules
+    if rules is None:
+        rules = work / "brute_force.cep"
+        rules.write_text(BRUTE_FORCE)
+    rows = generate(args.events, args.users, args.seed)
+    results: dict[str, Any] = {"rules": str(rules), "throughput": [], "latency": None}
+    for n in args.processes:
+        r = throughput(args.bootstrap, rows, n, rules.resolve(), work, args.broker_pid)
+        results["throughput"].append(r)
+        print(f"{n} process(es): {r['events']:,} events in {r['seconds']:.2f} s = "
+              f"{r['events_per_s']:,} events/s (appended at {r['append_events_per_s']:,}/s), "
+              f"{r['alerts']:,} alerts; CPU: cep {r['cep_cpu_s']} s, broker "
+              f"{r['broker_cpu_s']} s on {r['cores']} cores", flush=True)
+    if args.rate > 0:
+        paced = rows[: int(args.rate * args.seconds)]
+        r = latency(args.bootstrap, paced, args.rate, rules.resolve(), work)
+        results["latency"] = r
+        print(f"latency at {args.rate:,.0f} events/s over {len(paced):,} events, "
+              f"{r['alerts']:,} alerts: append→append {r['append_to_append_ms']}, "
+              f"append→visible (read_committed) {r['append_to_visible_ms']}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
