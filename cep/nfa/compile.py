@@ -428,16 +428,20 @@ class _Compiler:
         self.current, self.following, self.group = saved
 
     def _group(self, group: _P, sink: State, proceed: State | None, optional: bool) -> State:
+        # As in Flink's createGroupPatternState, the PROCEED condition is taken in the
+        # enclosing context: the group's own `until` does not guard leaving the group.
+        proceed_cond = self._true()
         saved = self._enter_group(group)
         last = self._middle_states(sink)
         last = self._convert(last)
         if optional:
             assert proceed is not None
-            last.add(PROCEED, proceed, self._true())
+            last.add(PROCEED, proceed, proceed_cond)
         self._leave_group(saved)
         return last
 
     def _looping_group(self, group: _P, sink: State) -> State:
+        proceed_cond = self._true()  # the enclosing context's, as in _group
         saved = self._enter_group(group)
         # the dummy state belongs to the group (Flink creates it before switching patterns)
         self.current = group
@@ -446,8 +450,8 @@ class _Compiler:
         self.current = group.raw
         last = self._middle_states(dummy)
         last = self._convert(last)
-        last.add(PROCEED, sink, self._true())
-        dummy.add(PROCEED, last, self._true())
+        last.add(PROCEED, sink, proceed_cond)
+        dummy.add(PROCEED, last, proceed_cond)
         self._leave_group(saved)
         return last
 

@@ -31,8 +31,6 @@ def test_engine_agrees_with_reference(case: dict[str, Any]) -> None:
     # Skip strategies release tied matches in Java heap order; those cases are checked against
     # recorded Flink runs instead of the reference, which does not model the tie order.
     assume(case["skip"] == "noSkip")
-    # Known engine gap, to be fixed: groups carrying `until` (9 recorded Flink cases differ).
-    assume(not any(st.get("group") is not None and st.get("until") for st in case["stages"]))
     expected = reference_run(case)
     got = run_case(case)
     assert got["error"] is None, got["error"]
