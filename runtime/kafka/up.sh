@@ -3,7 +3,7 @@
 # bound to 127.0.0.1, for development and tests. No Docker, no Kafka tarball:
 # the broker jars and their runtime dependencies come from Maven Central.
 #
-# Usage: runtime/kafka/up.sh [--port N]
+# Usage: runtime/kafka/up.sh [--port N] [--keep-data]
 #
 # Progress goes to stderr; the LAST line of stdout is the bootstrap address
 # (127.0.0.1:PORT), so callers can do: BOOTSTRAP=$(runtime/kafka/up.sh | tail -n1)
@@ -27,17 +27,23 @@ die() { log "error: $*"; exit 1; }
 
 usage() {
     cat >&2 <<'EOF'
-Usage: runtime/kafka/up.sh [--port N]
+Usage: runtime/kafka/up.sh [--port N] [--keep-data]
 
 Starts a single-node Kafka broker on 127.0.0.1:N (default 9092, or
 $CEP_KAFKA_PORT) and prints the bootstrap address as the last line of stdout.
+
+  --keep-data   restart on the data a previous start on this port left behind
+                (topics, offsets, transactions survive, as after a broker
+                crash); without it every start begins from an empty broker.
 EOF
 }
 
 # --- Arguments and settings ------------------------------------------------
 PORT="${CEP_KAFKA_PORT:-9092}"
+KEEP_DATA=0
 while (($#)); do
     case "$1" in
+        --keep-data) KEEP_DATA=1; shift ;;
         --port) (($# >= 2)) || die "--port needs a value"; PORT="$2"; shift 2 ;;
         --port=*) PORT="${1#--port=}"; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -286,7 +292,12 @@ fetch_kafka
 
 # Controller listener: CEP_KAFKA_CONTROLLER_PORT, else the first free port
 # after the client port.
-if [[ -n "${CEP_KAFKA_CONTROLLER_PORT:-}" ]]; then
+if ((KEEP_DATA)) && [[ -f "$DATA_DIR/logs/meta.properties" && -f "$CONFIG_FILE" ]]; then
+    # The quorum was formatted with this controller address: keep it.
+    CONTROLLER_PORT="$(sed -n 's/^controller\.quorum\.bootstrap\.servers=127\.0\.0\.1://p' "$CONFIG_FILE")"
+    [[ "$CONTROLLER_PORT" =~ ^[0-9]+$ ]] || die "cannot read the controller port from $CONFIG_FILE"
+    port_open "$CONTROLLER_PORT" && die "controller port $CONTROLLER_PORT is already in use"
+elif [[ -n "${CEP_KAFKA_CONTROLLER_PORT:-}" ]]; then
     CONTROLLER_PORT="$CEP_KAFKA_CONTROLLER_PORT"
     [[ "$CONTROLLER_PORT" =~ ^[0-9]+$ && "$CONTROLLER_PORT" != "$PORT" ]] || die "invalid CEP_KAFKA_CONTROLLER_PORT: $CONTROLLER_PORT"
     port_open "$CONTROLLER_PORT" && die "controller port $CONTROLLER_PORT is already in use"
@@ -299,8 +310,12 @@ else
 fi
 
 # Fresh data dir for every start (a stale one from a killed broker is wiped,
-# but only if this script created it).
-if [[ -e "$DATA_DIR" ]]; then
+# but only if this script created it), unless --keep-data finds a formatted one.
+REUSE=0
+if ((KEEP_DATA)) && [[ -f "$OWNER_MARKER" && -f "$DATA_DIR/logs/meta.properties" ]]; then
+    REUSE=1
+    log "keeping the data in $DATA_DIR"
+elif [[ -e "$DATA_DIR" ]]; then
     if [[ -f "$OWNER_MARKER" ]]; then
         rm -rf -- "$DATA_DIR"
     elif [[ -n "$(ls -A -- "$DATA_DIR" 2>/dev/null)" ]]; then
@@ -377,12 +392,16 @@ cluster_id="-"
 while [[ "$cluster_id" == -* ]]; do
     cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
 done
+if ((REUSE)); then
+    : # already formatted
+else
 log "formatting $DATA_DIR/logs (cluster id $cluster_id)"
 if ! "$JAVA" -Dcep.kafka.log.level=WARN -Dlog4j2.configurationFile="$LOG4J_FILE" -cp "$LIBS_DIR/*" \
     kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$CONFIG_FILE" --standalone \
     >"$LOG_FILE" 2>&1; then
     show_log_tail
     die "kafka-storage format failed"
+fi
 fi
 
 # Start the broker in the background, detached from this shell (nohup, no
