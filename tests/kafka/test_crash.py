@@ -36,7 +36,7 @@ from tests.kafka.kafkautil import (
 pytestmark = pytest.mark.kafka
 
 RULES = str(Path(__file__).parent / "rules" / "brute_force.cep")
-GEN = Path("/work/shared/peers/gen_events.py")
+GEN = Path(__file__).resolve().parents[3] / "shared" / "peers" / "gen_events.py"
 EVENTS = 100_000
 RESTORED = re.compile(r"restored checkpoint \d+ \((\d+) keys, (\d+) partial matches")
 ASSIGNED = re.compile(r"partitions \[([0-9, ]*)\] assigned")
