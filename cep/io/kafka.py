@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from cep.operator.records import dead_letter_record
 __all__ = [
     "client_options", "describe_options", "MessageDecoder", "SinkRoutes", "encode_record",
     "Changelog", "Backoff", "ensure_changelog_topic", "topic_partitions",
+    "OffsetBound", "resolve_offset_range", "read_offset_range",
 ]
 
 log = logging.getLogger("cep.kafka")
@@ -324,3 +326,91 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+# ----------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True)
+class OffsetBound:
+    """One end of a range of a topic: a Kafka timestamp (``time_ms``, epoch ms: the first
+    offset whose message timestamp is ≥ it), an offset for every partition (``offset``), one
+    per partition (``offsets``: partition → offset; unlisted partitions take the topic's
+    beginning for a start and its end for an end), or, all ``None``, the beginning (start)
+    or the end as it is when the range is resolved (end)."""
+
+    time_ms: int | None = None
+    offset: int | None = None
+    offsets: dict[int, int] | None = None
+
+
+async def resolve_offset_range(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], start: OffsetBound, end: OffsetBound
+) -> dict[TopicPartition, tuple[int, int]]:
+    """``tp → (first offset, end offset (exclusive))`` for a range of history.
+
+    Timestamps use ``offsets_for_times`` (a time after the last message resolves to the
+    partition's end); offsets are clamped to what the partition still holds.  The consumer
+    needs no group and nothing is committed.  Raises ``KafkaError`` from the broker."""
+    first = await consumer.beginning_offsets(tps)
+    last = await consumer.end_offsets(tps)
+
+    async def place(bound: OffsetBound, default: dict[TopicPartition, int]
+                    ) -> dict[TopicPartition, int]:
+        if bound.time_ms is not None:
+            found = await consumer.offsets_for_times({tp: bound.time_ms for tp in tps})
+            return {tp: (found[tp].offset if found.get(tp) is not None else last[tp])
+                    for tp in tps}
+        if bound.offset is not None:
+            return {tp: bound.offset for tp in tps}
+        if bound.offsets is not None:
+            return {tp: bound.offsets.get(tp.partition, default[tp]) for tp in tps}
+        return dict(default)
+
+    lo = await place(start, first)
+    hi = await place(end, last)
+    out = {}
+    for tp in tps:
+        a = min(max(lo[tp], first[tp]), last[tp])
+        b = min(max(hi[tp], first[tp]), last[tp])
+        out[tp] = (a, max(a, b))
+    return out
+
+
+async def read_offset_range(
+    consumer: AIOKafkaConsumer, ranges: dict[TopicPartition, tuple[int, int]],
+    max_records: int = 20_000, timeout_ms: int = 200,
+) -> AsyncIterator[tuple[dict[TopicPartition, list[Any]], list[TopicPartition]]]:
+    """Yield ``(batch, finished)`` until every partition of ``ranges`` reaches its end:
+    ``batch`` maps partitions to fetched records (in offset order, each below its partition's
+    end), ``finished`` lists the partitions that have just reached their end (partitions
+    with an empty range are reported in the first item).
+
+    Partitions are assigned manually (no consumer group, no commits: a live group's
+    offsets are untouched) and paused as they finish.  Control records of transactions take
+    offsets without being returned, so completion is judged by the consumer's position."""
+    pending = {tp for tp, (a, b) in ranges.items() if b > a}
+    consumer.assign(list(ranges))
+    for tp, (a, _) in ranges.items():
+        consumer.seek(tp, a)
+    finished = [tp for tp in ranges if tp not in pending]
+    if finished:
+        consumer.pause(*finished)
+        yield {}, finished
+    while pending:
+        batch = await consumer.getmany(*pending, timeout_ms=timeout_ms, max_records=max_records)
+        out: dict[TopicPartition, list[Any]] = {}
+        for tp, msgs in batch.items():
+            end = ranges[tp][1]
+            if msgs and msgs[-1].offset >= end:
+                msgs = [m for m in msgs if m.offset < end]
+            if msgs:
+                out[tp] = msgs
+        finished = []
+        for tp in list(pending):
+            if await consumer.position(tp) >= ranges[tp][1]:
+                pending.discard(tp)
+                consumer.pause(tp)
+                finished.append(tp)
+        if out or finished:
+            yield out, finished

@@ -1,0 +1,814 @@
+"""Replay history through rules (``cep replay``) and backtest rule changes (``--compare``).
+
+The input is a range of Kafka topics — by message timestamps (``offsets_for_times``) or by
+offsets, every partition assigned by hand (no consumer group, nothing committed, so a live
+group's offsets are untouched) — or files.  Event time comes from the data, as in a live
+run, and events flow through the same decoders and the same
+:class:`~cep.operator.cep_operator.CepOperator`: one operator per partition number of the
+source topics, exactly as :mod:`cep.app.kafka_pipeline` runs them, or one for files.  When a
+partition reaches the end of its range it counts as idle; at the end of the range the
+watermark jumps to +∞ so every window is decided (``keep_open`` leaves them open, as a live
+run would be at that point).
+
+**Backtest.**  With two rule sets, every event is decoded once and fed to an operator of
+each set.  Alerts are paired by rule name, key, timed-out flag and the source coordinates
+(topic, partition, offset — or file and line) of their matched events, not by ``alert_id``,
+which includes the rule version: a changed threshold keeps the alerts both versions raise
+paired.  All times are epoch milliseconds; durations are seconds where named ``_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from cep.compiler.compiled import CompiledRule
+from cep.config import KafkaConfig, SourceConfig
+from cep.event import Event
+from cep.io.codecs import (
+    DeadLetter,
+    TimeSpec,
+    csv_rows,
+    encode_json,
+    json_decoder,
+    msgpack_decoder,
+)
+from cep.io.sinks import SinkSet
+from cep.io.sources import read_lines
+from cep.operator.cep_operator import CepOperator
+from cep.operator.records import dead_letter_record
+
+__all__ = [
+    "ReplayOptions", "ReplaySummary", "RuleCounts", "CompareResult", "RuleDiff",
+    "replay_files", "replay_kafka", "parse_time", "parse_offsets", "render_summary",
+    "render_compare", "compare_json",
+]
+
+Coord = tuple[Any, ...]
+Signature = tuple[Any, ...]
+
+
+@dataclass
+class ReplayOptions:
+    """How to run.  ``rule_sets`` holds one rule set (a replay) or two (old, new: a
+    backtest).  ``max_out_of_orderness_ms`` applies to file inputs (Kafka sources carry
+    their own).  ``sinks`` receives the outputs of the (first) rule set: alerts, ``late``,
+    ``dead_letter``; ``alert_topic`` sends alerts to a Kafka topic instead.  ``progress``
+    draws a progress bar on standard error."""
+
+    rule_sets: list[list[CompiledRule]]
+    sinks: SinkSet | None = None
+    alert_topic: str | None = None
+    max_out_of_orderness_ms: int = 0
+    max_partial_matches_per_key: int = 10_000
+    keep_open: bool = False
+    progress: bool = False
+    sample_every_s: float = 0.25
+
+
+@dataclass
+class RuleCounts:
+    """Per rule of one rule set: alerts (matches), timed-out partial matches, and the peak
+    number of live partial matches seen (sampled every ``sample_every_s`` and before the
+    end, summed over partitions)."""
+
+    severity: str
+    alerts: int = 0
+    timeouts: int = 0
+    peak_partial_matches: int = 0
+
+
+@dataclass
+class RuleDiff:
+    """One rule of a backtest: alert records only the old set raised, only the new one, and
+    the number both raised (with a few examples)."""
+
+    only_old: list[dict[str, Any]] = field(default_factory=list)
+    only_new: list[dict[str, Any]] = field(default_factory=list)
+    both: int = 0
+    both_examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class CompareResult:
+    """A backtest: rule name → :class:`RuleDiff` (every rule of either set)."""
+
+    rules: dict[str, RuleDiff] = field(default_factory=dict)
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did.  ``counts[i]`` is rule name → :class:`RuleCounts` for rule set
+    ``i``; ``ranges`` is ``"topic/partition" → (first, end)`` offsets for Kafka."""
+
+    events: int = 0
+    dead_letters: int = 0
+    late: int = 0
+    elapsed_s: float = 0.0
+    counts: list[dict[str, RuleCounts]] = field(default_factory=list)
+    ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
+    compare: CompareResult | None = None
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def alerts(self) -> int:
+        return sum(c.alerts + c.timeouts for c in self.counts[0].values()) if self.counts else 0
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def parse_time(text: str) -> int:
+    """``--from``/``--to``: epoch milliseconds, or ISO-8601 (``2024-05-01``,
+    ``2024-05-01T12:00:00Z``; no offset means UTC) → epoch ms.  Raises ``ValueError``."""
+    t = text.strip()
+    if t.lstrip("-").isdigit():
+        return int(t)
+    try:
+        dt = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith(("Z", "z")) else t)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use epoch ms or ISO-8601, e.g. "
+                         "2024-05-01T12:00:00Z)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000)
+
+
+def parse_offsets(text: str) -> int | dict[int, int]:
+    """``--from-offset``/``--to-offset``: ``N`` (every partition) or ``P:N,P:N`` (per
+    partition).  Raises ``ValueError``."""
+    t = text.strip()
+    if t.isdigit():
+        return int(t)
+    out: dict[int, int] = {}
+    for part in t.split(","):
+        p, sep, n = part.strip().partition(":")
+        if not sep or not p.isdigit() or not n.isdigit():
+            raise ValueError(f"not an offset spec: {text!r} (use N, or PARTITION:OFFSET,… "
+                             "e.g. 0:100,1:250)")
+        out[int(p)] = int(n)
+    return out
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+class _Engine:
+    """Operators per partition number and rule set, the emit functions, the counting, and
+    (for a backtest) the signatures of every alert."""
+
+    def __init__(self, opts: ReplayOptions, inputs_of: Callable[[int], dict[str, int]]) -> None:
+        self.opts = opts
+        self.inputs_of = inputs_of
+        self.compare = len(opts.rule_sets) > 1
+        self.ops: dict[int, list[CepOperator]] = {}
+        self.counts = [{r.name: RuleCounts(r.severity) for r in rules}
+                       for rules in opts.rule_sets]
+        self.late = 0
+        self.dead = 0
+        self.pending: list[tuple[str, dict[str, Any]]] = []  # for a Kafka alert topic
+        self.signed: list[list[tuple[Signature, dict[str, Any]]]] = [[] for _ in opts.rule_sets]
+        self.coords: dict[int, tuple[Coord, dict[str, Any]]] = {}
+        self._since_prune = 0
+        self._baseline = _pin_refcount()
+        self._next_sample = 0.0
+
+    def operators(self, pid: int) -> list[CepOperator]:
+        ops = self.ops.get(pid)
+        if ops is None:
+            ops = self.ops[pid] = [
+                CepOperator(rules, self._emitter(i), self.inputs_of(pid),
+                            self.opts.max_partial_matches_per_key)
+                for i, rules in enumerate(self.opts.rule_sets)]
+        return ops
+
+    def _emitter(self, i: int) -> Callable[[str, dict[str, Any]], None]:
+        counts = self.counts[i]
+        sinks = self.opts.sinks if i == 0 and not self.compare else None
+        to_topic = self.opts.alert_topic is not None and i == 0 and not self.compare
+        signed = self.signed[i] if self.compare else None
+        pending = self.pending
+
+        def emit(sink: str, rec: dict[str, Any]) -> None:
+            if sink == "late":
+                if i == 0:
+                    self.late += 1
+                    if sinks is not None:
+                        sinks.emit(sink, rec)
+                return
+            c = counts.get(rec["rule"])
+            if c is None:
+                c = counts[rec["rule"]] = RuleCounts(rec.get("severity", ""))
+            if rec.get("timed_out"):
+                c.timeouts += 1
+            else:
+                c.alerts += 1
+            if signed is not None:
+                signed.append((self._signature(rec), rec))
+            elif to_topic:
+                pending.append((sink, rec))
+            elif sinks is not None:
+                sinks.emit(sink, rec)
+
+        return emit
+
+    def dead_letter(self, rec: dict[str, Any]) -> None:
+        self.dead += 1
+        if self.opts.sinks is not None:
+            self.opts.sinks.emit("dead_letter", rec)
+
+    # --- backtest signatures
+
+    def remember(self, ev: Event, coord: Coord) -> None:
+        """Record where an event came from (backtests only); forget events nobody holds."""
+        self.coords[id(ev.data)] = (coord, ev.data)
+        self._since_prune += 1
+        if self._since_prune >= 65_536:
+            self._since_prune = 0
+            base = self._baseline
+            getrc = sys.getrefcount
+            dead = [k for k, v in self.coords.items() if getrc(v[1]) <= base]
+            for k in dead:
+                del self.coords[k]
+
+    def _signature(self, rec: dict[str, Any]) -> Signature:
+        coords = sorted(self.coords[id(e)][0] for evs in rec["match"].values() for e in evs)
+        key = orjson.dumps(rec["key"], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+                           default=str)
+        rec["_coords"] = coords
+        return (rec["rule"], key, bool(rec.get("timed_out")), tuple(coords))
+
+    # --- sampling and the end
+
+    def sample(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._next_sample:
+            return
+        self._next_sample = now + self.opts.sample_every_s
+        for i, counts in enumerate(self.counts):
+            live: Counter[str] = Counter()
+            for ops in self.ops.values():
+                for rs in ops[i].rules:
+                    live[rs.rule.name] += rs.partial_matches()
+            for name, n in live.items():
+                c = counts.get(name)
+                if c is not None and n > c.peak_partial_matches:
+                    c.peak_partial_matches = n
+
+    def input_done(self, pid: int, input_id: str) -> None:
+        """An input's range is exhausted: it is idle, so the partition's other inputs alone
+        move the watermark."""
+        for op in self.ops.get(pid, ()):
+            before = op.watermark
+            wm = op.watermarks.set_idle(input_id)
+            if wm > before:
+                op.advance(wm)
+
+    def finish(self) -> None:
+        self.sample(force=True)
+        if not self.opts.keep_open:
+            for ops in self.ops.values():
+                for op in ops:
+                    op.finish()
+
+    def compare_result(self) -> CompareResult:
+        old, new = (Counter(s for s, _ in side) for side in self.signed[:2])
+        result = CompareResult({name: RuleDiff() for counts in self.counts for name in counts})
+        left_old, left_new = old - new, new - old
+        for side, left, attr in ((self.signed[0], left_old, "only_old"),
+                                 (self.signed[1], left_new, "only_new")):
+            for sig, rec in side:
+                d = result.rules.setdefault(sig[0], RuleDiff())
+                if left[sig] > 0:
+                    left[sig] -= 1
+                    getattr(d, attr).append(rec)
+        for sig, rec in self.signed[0]:
+            if new[sig] > 0 and old[sig] > 0:
+                new[sig] -= 1
+                old[sig] -= 1
+                d = result.rules.setdefault(sig[0], RuleDiff())
+                d.both += 1
+                if len(d.both_examples) < 3:
+                    d.both_examples.append(rec)
+        return result
+
+    def summary(self, events: int, elapsed_s: float) -> ReplaySummary:
+        return ReplaySummary(
+            events=events, dead_letters=self.dead, late=self.late, elapsed_s=elapsed_s,
+            counts=self.counts, compare=self.compare_result() if self.compare else None)
+
+
+def _pin_refcount() -> int:
+    """The reference count of an event object that only the coordinate table holds (how
+    :meth:`_Engine.remember` tells a forgotten event)."""
+    probe: dict[int, tuple[Coord, dict[str, Any]]] = {}
+    probe[0] = ((), {})
+    return sys.getrefcount(probe[0][1])
+
+
+class _Bar:
+    """A rich progress bar on standard error: events, events/s, ETA.  ``total`` is in the
+    unit the caller advances by (messages or bytes)."""
+
+    def __init__(self, show: bool, total: int | None, what: str) -> None:
+        self.show = show
+        self.started = time.perf_counter()
+        if not show:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[events]:>12,} events"),
+            TextColumn("{task.fields[rate]:>9,.0f} events/s"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False, refresh_per_second=4)
+        self.progress.start()
+        self.task = self.progress.add_task(what, total=total, events=0, rate=0.0)
+
+    def update(self, completed: int, events: int) -> None:
+        if self.show:
+            rate = events / max(time.perf_counter() - self.started, 1e-9)
+            self.progress.update(self.task, completed=completed, events=events, rate=rate)
+
+    def close(self, completed: int, events: int) -> None:
+        if self.show:
+            self.update(completed, events)
+            self.progress.stop()
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def replay_files(paths: list[str], opts: ReplayOptions, fmt: str = "json",
+                 time_spec: TimeSpec | None = None, source: str = "input") -> ReplaySummary:
+    """Replay JSON-lines (or CSV) files, read one after the other as one source named
+    ``source``.  Backtest coordinates are ``(file, line)``.  Raises ``OSError`` for an
+    unreadable file and ``ValueError`` when ``opts.alert_topic`` is set."""
+    if opts.alert_topic is not None:
+        raise ValueError("alerts of a file replay go to files (--output), not to a topic")
+    spec = time_spec or TimeSpec()
+    eng = _Engine(opts, lambda pid: {source: opts.max_out_of_orderness_ms})
+    (op, *others) = eng.operators(0)
+    on_event = op.on_event
+    remember = eng.remember if eng.compare else None
+    total = sum(Path(p).stat().st_size for p in paths)
+    bar = _Bar(opts.progress, total, "replay")
+    started = time.perf_counter()
+    seq = 0
+    done_bytes = 0
+    for path in paths:
+        with open(path, "rb") as fh:
+            for line_no, raw, res in _file_records(fh, fmt, spec):
+                if type(res) is DeadLetter:
+                    eng.dead_letter(dead_letter_record(
+                        res.reason, res.error, source, raw.decode("utf-8", "replace"),
+                        line=line_no))
+                    continue
+                seq += 1
+                data, ts = res  # type: ignore[misc]
+                ev = Event(ts, seq, data, source, line_no)
+                if remember is not None:
+                    remember(ev, (path, line_no))
+                on_event(ev)
+                for other in others:
+                    other.on_event(ev)
+                if not seq & 0x1FFF:
+                    eng.sample()
+                    bar.update(done_bytes + fh.tell(), seq)
+            done_bytes += Path(path).stat().st_size
+    eng.finish()
+    if opts.sinks is not None:
+        opts.sinks.flush()
+    bar.close(done_bytes, seq)
+    return eng.summary(seq, time.perf_counter() - started)
+
+
+def _file_records(fh: Any, fmt: str, spec: TimeSpec) -> Any:
+    if fmt == "csv":
+        text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
+        for line_no, raw, res in csv_rows(text, spec):
+            yield line_no, raw.encode(), res
+        return
+    decode = json_decoder(spec)
+    for line_no, raw in read_lines(fh):
+        yield line_no, raw, decode(raw)
+
+
+# ----------------------------------------------------------------------------- Kafka
+
+
+def replay_kafka(kafka: KafkaConfig, sources: list[SourceConfig], opts: ReplayOptions,
+                 start: Any, end: Any) -> ReplaySummary:
+    """Replay a range of the Kafka ``sources``' topics (``start``/``end`` are
+    :class:`~cep.io.kafka.OffsetBound`).  The topics must be co-partitioned, as in a live run.
+    Raises ``KafkaError`` (the broker) and ``ValueError`` (a topic that does not exist, or
+    topics with different partition counts)."""
+    return asyncio.run(_replay_kafka(kafka, sources, opts, start, end))
+
+
+async def _replay_kafka(kafka: KafkaConfig, sources: list[SourceConfig], opts: ReplayOptions,
+                        start: Any, end: Any) -> ReplaySummary:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from cep.io.kafka import (
+        MessageDecoder,
+        client_options,
+        encode_record,
+        read_offset_range,
+        resolve_offset_range,
+        topic_partitions,
+    )
+
+    by_topic = {s.topic or "": s for s in sources}
+    sizes = await topic_partitions(kafka, list(by_topic))
+    missing = [t for t in by_topic if t not in sizes]
+    if missing:
+        raise ValueError(f"no such topic: {', '.join(missing)}")
+    if len(set(sizes.values())) > 1:
+        raise ValueError("the topics must be co-partitioned (same partition count): "
+                         + ", ".join(f"{t} has {n}" for t, n in sorted(sizes.items())))
+    decoders = {t: MessageDecoder(s, kafka.max_event_bytes) for t, s in by_topic.items()}
+    # The hot loop calls the same codec MessageDecoder wraps, minus one call per message.
+    raw_decoders = {t: (msgpack_decoder if s.format == "msgpack" else json_decoder)(
+        TimeSpec(s.event_time, s.event_time_unit), kafka.max_event_bytes)
+        for t, s in by_topic.items()}
+    options = client_options(kafka)
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False, group_id=None, isolation_level="read_committed",
+        fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20, **options)
+    producer = None
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in sorted(by_topic) for p in range(sizes[t])]
+        ranges = await resolve_offset_range(consumer, tps, start, end)
+        live = {tp: r for tp, r in ranges.items() if r[1] > r[0]}
+
+        def inputs_of(pid: int) -> dict[str, int]:
+            return {f"{tp.topic}/{pid}": by_topic[tp.topic].max_out_of_orderness_ms
+                    for tp in live if tp.partition == pid}
+
+        eng = _Engine(opts, inputs_of)
+        if opts.alert_topic is not None and not eng.compare:
+            producer = AIOKafkaProducer(linger_ms=20, enable_idempotence=True, **options)
+            await producer.start()
+        futures: list[Any] = []
+        bar = _Bar(opts.progress, sum(b - a for a, b in live.values()), "replay")
+        started = time.perf_counter()
+        seq = consumed = 0
+        remember = eng.remember if eng.compare else None
+        async for batch, finished in read_offset_range(consumer, live):
+            for tp, msgs in batch.items():
+                pid = tp.partition
+                ops = eng.operators(pid)
+                mdec = decoders[tp.topic]
+                decode = raw_decoders[tp.topic]
+                name = mdec.source
+                input_id = f"{tp.topic}/{pid}"
+                on_event = ops[0].on_event
+                others = ops[1:]
+                for msg in msgs:
+                    value = msg.value
+                    res = decode(value) if value is not None else None
+                    if type(res) is tuple:
+                        seq += 1
+                        ev = Event(res[1], seq, res[0], name, msg.offset, pid)
+                        if remember is not None:
+                            remember(ev, (tp.topic, pid, msg.offset))
+                        on_event(ev, input_id)
+                        for other in others:
+                            other.on_event(ev, input_id)
+                    else:  # the live decoder builds the dead-letter record
+                        eng.dead_letter(mdec.decode(value, pid, msg.offset, seq + 1))  # type: ignore[arg-type]
+                consumed += len(msgs)
+            for tp in finished:
+                if tp in live:
+                    eng.input_done(tp.partition, f"{tp.topic}/{tp.partition}")
+            eng.sample()
+            bar.update(consumed, seq)
+            if producer is not None and eng.pending:
+                futures += await _send(producer, opts.alert_topic or "", eng.pending,
+                                       encode_record)
+        eng.finish()
+        if producer is not None:
+            futures += await _send(producer, opts.alert_topic or "", eng.pending, encode_record)
+            await producer.flush()
+            for f in futures:
+                await f
+        if opts.sinks is not None:
+            opts.sinks.flush()
+        bar.close(consumed, seq)
+        summary = eng.summary(seq, time.perf_counter() - started)
+        summary.ranges = {f"{tp.topic}/{tp.partition}": r for tp, r in sorted(ranges.items())}
+        return summary
+    finally:
+        await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+
+
+async def _send(producer: Any, topic: str, pending: list[tuple[str, dict[str, Any]]],
+                encode: Callable[[str, dict[str, Any]], tuple[bytes | None, bytes]]
+                ) -> list[Any]:
+    futures = []
+    for sink, rec in pending:
+        key, value = encode(sink, rec)
+        futures.append(await producer.send(topic, value, key=key))
+    pending.clear()
+    return futures
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def render_summary(s: ReplaySummary, console: Console, labels: tuple[str, ...] = ("",)
+                   ) -> None:
+    """The end-of-run table: per rule and severity, alerts, timeouts and peak partial
+    matches (for a backtest, ``old → new``), then the totals."""
+    table = Table(title="replay summary", title_justify="left")
+    for col in ("rule", "severity", "alerts", "timeouts", "peak partial matches"):
+        table.add_column(col, justify="left" if col in ("rule", "severity") else "right")
+    names = sorted({n for counts in s.counts for n in counts})
+    for name in names:
+        sev = next(c[name].severity for c in s.counts if name in c)
+        cells: list[list[str]] = [[], [], []]
+        for counts in s.counts:
+            c = counts.get(name)
+            values = (c.alerts, c.timeouts, c.peak_partial_matches) if c else (None,) * 3
+            for cell, v in zip(cells, values, strict=True):
+                cell.append("-" if v is None else f"{v:,}")
+        table.add_row(name, sev, *(" → ".join(c) for c in cells))
+    if len(labels) > 1:
+        table.caption = " → ".join(labels)
+    console.print(table)
+    console.print(f"{s.events:,} events in {s.elapsed_s:.2f} s ({s.events_per_s:,.0f} events/s)"
+                  f", {s.late:,} late, {s.dead_letters:,} dead letters", highlight=False)
+
+
+def _example(rec: dict[str, Any]) -> str:
+    coords = rec.get("_coords") or []
+    where = ", ".join(_coord_text(c) for c in coords[:4])
+    if len(coords) > 4:
+        where += f", … ({len(coords)} events)"
+    kind = "timeout " if rec.get("timed_out") else ""
+    return (f"{kind}key {orjson.dumps(rec['key']).decode()}  "
+            f"{_iso(rec['start'])} → {_iso(rec['end'])}  events {where}")
+
+
+def _coord_text(c: Coord) -> str:
+    """``file:line`` or ``topic/partition@offset``."""
+    if len(c) == 2:
+        return f"{Path(str(c[0])).name}:{c[1]}"
+    return f"{c[0]}/{c[1]}@{c[2]}"
+
+
+def _iso(ms: Any) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(ms)
+
+
+def render_compare(c: CompareResult, console: Console, examples: int = 3) -> None:
+    """The backtest table (per rule: old, new, only old, only new, both) and a few examples
+    of each difference."""
+    table = Table(title="backtest: old vs new rules", title_justify="left")
+    for col in ("rule", "old", "new", "only old", "only new", "both"):
+        table.add_column(col, justify="left" if col == "rule" else "right")
+    for name, d in sorted(c.rules.items()):
+        old, new = d.both + len(d.only_old), d.both + len(d.only_new)
+        table.add_row(name, f"{old:,}", f"{new:,}", f"{len(d.only_old):,}",
+                      f"{len(d.only_new):,}", f"{d.both:,}")
+    console.print(table)
+    for name, d in sorted(c.rules.items()):
+        for label, recs in (("only in old", d.only_old), ("only in new", d.only_new)):
+            if recs:
+                console.print(f"[bold]{name}[/bold] {label} ({len(recs):,}), e.g.:",
+                              highlight=False)
+                for rec in recs[:examples]:
+                    console.print("  " + _example(rec), highlight=False, markup=False)
+
+
+def compare_json(c: CompareResult) -> dict[str, Any]:
+    """The backtest as plain data (``--report``): per rule, counts and every differing alert
+    with its coordinates."""
+    out: dict[str, Any] = {}
+    for name, d in sorted(c.rules.items()):
+        out[name] = {
+            "only_old": len(d.only_old), "only_new": len(d.only_new), "both": d.both,
+            "only_old_alerts": [_plain(r) for r in d.only_old],
+            "only_new_alerts": [_plain(r) for r in d.only_new],
+        }
+    return out
+
+
+def _plain(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"key": rec["key"], "start": rec["start"], "end": rec["end"],
+            "timed_out": bool(rec.get("timed_out")), "data": rec["data"],
+            "events": [list(c) for c in rec.get("_coords", [])]}
+
+
+def write_json(path: str, value: Any) -> None:
+    """Write ``value`` as one JSON document.  Raises ``OSError``."""
+    with open(path, "wb") as fh:
+        fh.write(encode_json(value))
+
+
+# ----------------------------------------------------------------------------- command
+
+
+@dataclass
+class ReplayRequest:
+    """``cep replay``'s flags, unchecked.  ``rules`` (a replay) or ``compare`` (old, new: a
+    backtest); ``inputs`` (files) or Kafka (``topics`` with ``bootstrap``, and/or
+    ``config``); the range (``from_time``/``to_time`` as text, ``from_offset``/``to_offset``
+    as offset specs); outputs."""
+
+    rules: list[str] = field(default_factory=list)
+    compare: tuple[str, str] | None = None
+    inputs: list[str] = field(default_factory=list)
+    fmt: str = "json"
+    event_time: str = "ts"
+    time_unit: str = "ms"
+    max_out_of_orderness_ms: int = 0
+    source: str | None = None
+    config: str | None = None
+    bootstrap: str | None = None
+    topics: list[str] = field(default_factory=list)
+    from_time: str | None = None
+    to_time: str | None = None
+    from_offset: str | None = None
+    to_offset: str | None = None
+    output: str | None = None
+    output_topic: str | None = None
+    late: str | None = None
+    dead_letter: str | None = None
+    keep_open: bool = False
+    report: str | None = None
+    progress: bool = False
+    quiet: bool = False
+    max_partial_matches_per_key: int = 10_000
+
+
+class UsageError(Exception):
+    """Flags that do not make a replay (exit status 2)."""
+
+
+def run_request(req: ReplayRequest, console: Console,
+                load: Callable[[list[str]], list[CompiledRule] | None]) -> int:
+    """Check the flags, run the replay or backtest, print the summary; return the exit
+    status (0 done, 1 rule errors, 2 usage errors).  ``load`` compiles rule paths (printing
+    diagnostics) and returns ``None`` on rule errors.  Raises :class:`UsageError`."""
+    from cep.io.sinks import JsonLinesSink, Sink
+
+    if req.compare is not None and req.rules:
+        raise UsageError("give --rules for a replay or --compare OLD NEW for a backtest, "
+                         "not both")
+    paths = [list(req.compare[:1]), list(req.compare[1:])] if req.compare else [req.rules]
+    if not paths[0]:
+        raise UsageError("no rules: give --rules PATH (or --compare OLD NEW)")
+    for group in paths:
+        for p in group:
+            if not Path(p).exists():
+                raise UsageError(f"no such rule file or directory: {p}")
+    rule_sets = []
+    for group in paths:
+        rules = load(group)
+        if rules is None:
+            return 1
+        if not rules:
+            raise UsageError("no rules found under " + ", ".join(group))
+        rule_sets.append(rules)
+    kafka_mode = bool(req.topics) or (req.config is not None and not req.inputs)
+    if kafka_mode == bool(req.inputs):
+        raise UsageError("give the history to replay: --input FILE… or --topic TOPIC "
+                         "(with --bootstrap or --config)")
+    if req.output and req.output_topic:
+        raise UsageError("--output and --output-topic exclude each other")
+    if req.compare and (req.output or req.output_topic):
+        raise UsageError("a backtest writes a report (--report FILE), not alerts")
+    sinks: dict[str, Sink] = {}
+    if not req.compare and not req.output_topic:
+        sinks["alerts"] = JsonLinesSink(req.output or "-") if req.output or not kafka_mode \
+            else _Discard()
+    if req.late:
+        sinks["late"] = JsonLinesSink(req.late)
+    if req.dead_letter:
+        sinks["dead_letter"] = JsonLinesSink(req.dead_letter)
+    sink_set = SinkSet(sinks)
+    opts = ReplayOptions(rule_sets, sinks=sink_set, alert_topic=req.output_topic,
+                         max_out_of_orderness_ms=req.max_out_of_orderness_ms,
+                         max_partial_matches_per_key=req.max_partial_matches_per_key,
+                         keep_open=req.keep_open, progress=req.progress)
+    try:
+        if kafka_mode:
+            summary = _kafka_request(req, opts)
+        else:
+            if req.from_time or req.to_time or req.from_offset or req.to_offset:
+                raise UsageError("--from/--to/--from-offset/--to-offset select a Kafka range; "
+                                 "a file replay reads the whole files")
+            for p in req.inputs:
+                if not Path(p).is_file():
+                    raise UsageError(f"no such input file: {p}")
+            summary = replay_files(req.inputs, opts, req.fmt,
+                                   TimeSpec(req.event_time, req.time_unit),
+                                   req.source or "input")
+    finally:
+        sink_set.close()
+    if req.report:
+        report: dict[str, Any] = {
+            "events": summary.events, "late": summary.late,
+            "dead_letters": summary.dead_letters, "elapsed_s": round(summary.elapsed_s, 3),
+            "rules": [{n: vars(c) for n, c in counts.items()} for counts in summary.counts],
+            "ranges": {k: list(v) for k, v in summary.ranges.items()},
+        }
+        if summary.compare is not None:
+            report["compare"] = compare_json(summary.compare)
+        write_json(req.report, report)
+    if not req.quiet:
+        render_summary(summary, console, ("old", "new") if req.compare else ("",))
+        if summary.compare is not None:
+            render_compare(summary.compare, console)
+    return 0
+
+
+class _Discard:
+    """A sink that drops what it gets (alerts of a Kafka replay with no output: counted
+    only)."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _kafka_request(req: ReplayRequest, opts: ReplayOptions) -> ReplaySummary:
+    from cep.config import load_config
+    from cep.io.kafka import OffsetBound
+
+    if (req.from_time and req.from_offset) or (req.to_time and req.to_offset):
+        raise UsageError("give a bound as a time (--from/--to) or as offsets "
+                         "(--from-offset/--to-offset), not both")
+    try:
+        start = OffsetBound()
+        end = OffsetBound()
+        if req.from_time:
+            start = OffsetBound(time_ms=parse_time(req.from_time))
+        if req.to_time:
+            end = OffsetBound(time_ms=parse_time(req.to_time))
+        for text, which in ((req.from_offset, "start"), (req.to_offset, "end")):
+            if text:
+                spec = parse_offsets(text)
+                bound = (OffsetBound(offset=spec) if isinstance(spec, int)
+                         else OffsetBound(offsets=spec))
+                start, end = (bound, end) if which == "start" else (start, bound)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cfg = load_config(req.config) if req.config else None
+    if cfg is not None and cfg.kafka is not None:
+        kafka = cfg.kafka
+        if req.bootstrap:
+            kafka = KafkaConfig(**{**vars(kafka), "bootstrap_servers": (req.bootstrap,)})
+    elif req.bootstrap:
+        kafka = KafkaConfig(bootstrap_servers=tuple(req.bootstrap.split(",")))
+    else:
+        raise UsageError("Kafka replay needs --bootstrap HOST:PORT or a --config with [kafka]")
+    configured = {s.topic: s for s in (cfg.kafka_sources if cfg else [])}
+    if req.topics:
+        sources = [configured.get(t) or SourceConfig(
+            name=req.source or t, kind="kafka", topic=t, format=req.fmt,
+            event_time=req.event_time, event_time_unit=req.time_unit,
+            max_out_of_orderness_ms=req.max_out_of_orderness_ms) for t in req.topics]
+    else:
+        sources = list(configured.values())
+    if not sources:
+        raise UsageError("no Kafka topics: give --topic or Kafka sources in the --config")
+    try:
+        return replay_kafka(kafka, sources, opts, start, end)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
