@@ -10,6 +10,15 @@ echo "== lint" >&2
 $BIN/ruff check cep tests benchmarks
 $BIN/mypy cep
 
+# Graphviz renders `cep explain --format png`; its test is skipped without it.  Installed
+# when this is a Debian machine we may administer; otherwise left to the user.
+if ! command -v dot >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "== installing graphviz (apt-get)" >&2
+    { apt-get install -y -q graphviz >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q graphviz >/dev/null 2>&1; }; } \
+        || echo "   graphviz not installed; the PNG test will be skipped" >&2
+fi
+
 echo "== kafka broker on 127.0.0.1:$PORT" >&2
 BOOTSTRAP="$(bash runtime/kafka/up.sh --port "$PORT" | tail -n 1)"
 trap 'bash runtime/kafka/down.sh --port "$PORT" >&2 || true' EXIT
