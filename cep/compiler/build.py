@@ -13,7 +13,7 @@ from cep.compiler.codegen import (
 )
 from cep.compiler.compiled import CompiledRule
 from cep.lang import ast
-from cep.lang.format import format_expr, rule_version
+from cep.lang.format import format_expr, format_rule, rule_version
 from cep.nfa.compile import compile_nfa
 from cep.nfa.pattern import TRUE, PatternSpec, Quantifier, StageSpec
 
@@ -95,4 +95,5 @@ def build_rule(rule: ast.Rule, path: str = "") -> CompiledRule:
         line=rule.span.line,
         description=rule.description,
         tags=rule.tags,
+        text=format_rule(rule),
     )

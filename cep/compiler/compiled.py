@@ -30,6 +30,8 @@ class CompiledRule:
         timeout_emit_fn / timeout_sink: the same for ``on timeout emit`` (``None``: timed-out
             partial matches are dropped silently, as Flink does without a timeout handler).
         file, line: where the rule was defined.
+        text: the rule's canonical text (its version is the hash of it); checkpoints keep it
+            so that a restart can drain the partial matches of a version no longer on disk.
     """
 
     name: str
@@ -48,6 +50,7 @@ class CompiledRule:
     line: int = 0
     description: str | None = None
     tags: tuple[str, ...] = ()
+    text: str = ""
 
     def key_object(self, key: Any) -> dict[str, Any]:
         """The alert's ``key`` field: ``{"user": "alice"}``; ``{}`` for an unkeyed rule."""

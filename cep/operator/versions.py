@@ -1,0 +1,181 @@
+"""Rule versions in a running operator: replacing the rule set while keeping partial matches.
+
+The policy (see ``docs/operations.md``), applied by :func:`apply_rule_set` between two events:
+
+* **unchanged** (same name, same ``rule_version``): the rule's state is kept as it is, so its
+  partial matches go on as if nothing happened;
+* **changed** (same name, new version): the new version starts at once with empty state; the
+  old version *drains* — it keeps the partial matches it holds and finishes them (they
+  complete or time out under ``within``) but starts no new ones — and disappears when its last
+  partial match is gone.  Partial matches no ``within`` bounds could wait forever: they are
+  dropped and counted instead;
+* **added**: a new rule starts with empty state;
+* **removed**: the rule's state (and that of any draining version of it) is dropped and counted.
+
+A draining version whose version comes back (an edit that is undone) is *revived*: it becomes
+the active version again, keeps its partial matches and starts new ones.
+
+Layer 3: plain data, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cep.compiler.compiled import CompiledRule
+from cep.nfa.matcher import START_CK, Computation, KeyState
+
+if TYPE_CHECKING:
+    from cep.operator.cep_operator import CepOperator, RuleState
+
+__all__ = ["ReloadReport", "apply_rule_set", "start_draining", "revive", "live_partials"]
+
+
+@dataclass
+class ReloadReport:
+    """What one change of rule set did to one operator (or, merged, to several).
+
+    ``added``, ``changed``, ``unchanged``, ``removed`` are rule names; ``drained`` lists
+    ``"name@old_version"`` for each old version now draining and ``revived`` each draining
+    version made active again.  ``partial_kept`` counts partial matches that live on
+    (unchanged rules and draining versions), ``partial_dropped`` and ``keys_dropped`` what was
+    discarded (removed rules, partial matches no ``within`` bounds).  ``versions`` maps each
+    active rule to its version; ``events_in`` is how many events the operator had accepted
+    when the change took effect (summed when merged); ``positions`` is filled by callers that
+    know where each input stood (input → next offset), so a run can be replayed offline."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    drained: list[str] = field(default_factory=list)
+    revived: list[str] = field(default_factory=list)
+    partial_kept: int = 0
+    partial_dropped: int = 0
+    keys_dropped: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+    events_in: int = 0
+    positions: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: ReloadReport) -> None:
+        """Add ``other`` (the same change applied to another operator) into this report."""
+        for name in ("added", "changed", "unchanged", "removed", "drained", "revived"):
+            mine: list[str] = getattr(self, name)
+            mine.extend(x for x in getattr(other, name) if x not in mine)
+        self.partial_kept += other.partial_kept
+        self.partial_dropped += other.partial_dropped
+        self.keys_dropped += other.keys_dropped
+        self.versions.update(other.versions)
+        self.events_in += other.events_in
+        self.positions.update(other.positions)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for logs and ``/status``."""
+        return {
+            "added": sorted(self.added), "changed": sorted(self.changed),
+            "unchanged": sorted(self.unchanged), "removed": sorted(self.removed),
+            "drained": sorted(self.drained), "revived": sorted(self.revived),
+            "partial_matches_kept": self.partial_kept,
+            "partial_matches_dropped": self.partial_dropped,
+            "keys_dropped": self.keys_dropped, "versions": dict(sorted(self.versions.items())),
+            "events_in": self.events_in, "positions": dict(sorted(self.positions.items())),
+        }
+
+
+def live_partials(rs: RuleState) -> int:
+    """Partial matches of one rule state over all keys (start computations excluded)."""
+    n = sum(len(ks.partial.a) for ks in rs.keys.values())
+    return n if rs.draining else n - len(rs.keys)
+
+
+def _drainable(window_ms: int, cs: Computation) -> bool:
+    """A partial match a draining version keeps: a real one, bounded by some ``within``."""
+    if cs.ck is START_CK or cs.state.is_start:
+        return False
+    return window_ms > 0 or bool(cs.state.window_ms)
+
+
+def start_draining(rs: RuleState) -> tuple[int, int, int]:
+    """Turn ``rs`` into a draining version: drop every key's start computation (so no new
+    partial match begins) and the partial matches no window bounds; drop keys left empty.
+    Returns ``(kept, dropped, keys_dropped)`` partial-match and key counts."""
+    window = rs.rule.nfa.window_ms
+    kept = dropped = keys_dropped = 0
+    for key in list(rs.keys):
+        ks = rs.keys[key]
+        before = len(ks.partial.a) - 1  # the start computation is always there when active
+        ks.partial.remove_if(lambda c: not _drainable(window, c))
+        left = len(ks.partial.a)
+        kept += left
+        dropped += before - left
+        if not left and not ks.completed.a:
+            del rs.keys[key]
+            rs.deadline.pop(key, None)
+            keys_dropped += 1
+    rs.draining = True
+    return kept, dropped, keys_dropped
+
+
+def revive(rs: RuleState) -> None:
+    """Make a draining version active again: each of its keys gets its start computation
+    back, and new keys may be created again."""
+    start = rs.rule.nfa.start
+    for ks in rs.keys.values():
+        _offer_start(ks, start)
+    rs.draining = False
+
+
+def _offer_start(ks: KeyState, start: Any) -> None:
+    ks.partial.offer(Computation(start, None, -1, -1, START_CK))
+
+
+def apply_rule_set(op: CepOperator, rules: Iterable[CompiledRule]) -> ReloadReport:
+    """Replace ``op``'s rule set by ``rules`` under the policy of this module; returns what
+    changed.  Call it between two events (never from inside the operator)."""
+    from cep.operator.cep_operator import RuleState
+
+    report = ReloadReport(events_in=op.events_in)
+    active = {rs.rule.name: rs for rs in op.rules if not rs.draining}
+    draining = [rs for rs in op.rules if rs.draining]
+    states: list[RuleState] = []
+    for rule in rules:
+        report.versions[rule.name] = rule.version
+        cur = active.pop(rule.name, None)
+        if cur is not None and cur.rule.version == rule.version:
+            report.unchanged.append(rule.name)
+            report.partial_kept += live_partials(cur)
+            states.append(cur)
+            continue
+        back = next((d for d in draining
+                     if d.rule.name == rule.name and d.rule.version == rule.version), None)
+        if back is not None:
+            draining.remove(back)
+            revive(back)
+            report.revived.append(f"{rule.name}@{rule.version}")
+            states.append(back)
+        else:
+            states.append(RuleState(rule))
+        if cur is None:
+            report.added.append(rule.name)
+            continue
+        report.changed.append(rule.name)
+        kept, dropped, keys_dropped = start_draining(cur)
+        report.partial_kept += kept
+        report.partial_dropped += dropped
+        report.keys_dropped += keys_dropped
+        if cur.keys:
+            report.drained.append(f"{cur.rule.name}@{cur.rule.version}")
+            draining.append(cur)
+        else:
+            op.retire_counters(cur)
+    names = set(report.versions)
+    for rs in [*active.values(), *(d for d in draining if d.rule.name not in names)]:
+        if not rs.draining:
+            report.removed.append(rs.rule.name)
+        report.partial_dropped += live_partials(rs)
+        report.keys_dropped += len(rs.keys)
+        op.retire_counters(rs)
+    op.rules = states + [d for d in draining if d.rule.name in names]
+    return report
