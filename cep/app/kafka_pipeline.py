@@ -17,6 +17,12 @@ its snapshot on the compacted changelog and its consumed offsets (the order is w
 producer start fences the old producer and completes its transaction, then the newest committed
 snapshot is read (``read_committed``) and the partition is re-read from the snapshot's offsets.
 With ``exactly_once = false`` the same happens at least once (``alert_id`` dedups).
+
+**Reload** (:mod:`cep.app.reload`): a new rule set is applied on the event loop under the
+pipeline's lock, between two batches, to every task's operator; tasks opened later (a
+rebalance, a recovery) start with it, and restoring a checkpoint taken with other rule
+versions applies the same policy (:mod:`cep.checkpoint.snapshot`).  The reload marks every
+task changed, so the next checkpoint records the new versions.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -36,7 +42,10 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 
+from cep.app.broker_link import BrokerLink
 from cep.app.kafka_commit import Committer, RunStats, Stopped, Task, quietly, retry, sleep
+from cep.app.metrics import SAMPLE_MASK, EngineSnapshot, RunMetrics, operator_snapshot
+from cep.app.reload import AsyncControl
 from cep.checkpoint import CheckpointError, decode
 from cep.compiler.compiled import CompiledRule
 from cep.config import Config, KafkaConfig, SourceConfig
@@ -52,7 +61,11 @@ from cep.io.kafka import (
     ensure_changelog_topic,
     topic_partitions,
 )
-from cep.operator.cep_operator import CepOperator
+from cep.operator.cep_operator import CepOperator, Emit
+from cep.operator.versions import ReloadReport
+
+if TYPE_CHECKING:
+    from cep.app.ops import Operations
 
 __all__ = ["KafkaPipeline", "KafkaRunStats", "run_kafka"]
 
@@ -92,7 +105,8 @@ class KafkaPipeline:
     :class:`CheckpointError` for a changelog snapshot it must not read.
     """
 
-    def __init__(self, config: Config, rules: list[CompiledRule]) -> None:
+    def __init__(self, config: Config, rules: list[CompiledRule],
+                 ops: Operations | None = None) -> None:
         if config.kafka is None:
             raise ConfigError(f"{config.path}: Kafka sources need a [kafka] table")
         self.cfg = config
@@ -124,6 +138,9 @@ class KafkaPipeline:
         self.since_checkpoint = 0
         self.fatal: BaseException | None = None
         self.fenced: dict[int, float] = {}  # partition → when its task was fenced
+        self.ops = ops
+        self.metrics: RunMetrics | None = ops.metrics if ops is not None else None
+        self.link = BrokerLink(",".join(self.k.bootstrap_servers))
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -133,6 +150,13 @@ class KafkaPipeline:
 
     async def run(self) -> KafkaRunStats:
         """Join the group and process until :meth:`stop`; returns the run's counters."""
+        if self.ops is not None:
+            self.ops.bind(AsyncControl(asyncio.get_running_loop(), self.lock), self.snapshot,
+                          self.apply_rules)
+            self.ops.start()
+        handlers = logging.getLogger().handlers
+        for h in handlers:
+            h.addFilter(self.link)
         try:
             await self._start()
             await self._loop()
@@ -143,6 +167,10 @@ class KafkaPipeline:
             log.info("stopped while waiting for the broker")
         finally:
             await self._close()
+            if self.ops is not None:
+                await asyncio.to_thread(self.ops.stop)
+            for h in handlers:
+                h.removeFilter(self.link)
         if self.fatal is not None:
             raise self.fatal
         return self.stats
@@ -157,9 +185,6 @@ class KafkaPipeline:
     async def _start(self) -> None:
         log.info("connecting to Kafka: %s; group %s; exactly_once=%s",
                  describe_options(self.opts), self.k.group_id, self.k.exactly_once)
-        if self.cfg.metrics.http:
-            log.warning("[metrics] http = %s is not served in Kafka mode yet",
-                        self.cfg.metrics.http)
         self.consumer = AIOKafkaConsumer(
             group_id=self.k.group_id, group_instance_id=self.k.group_instance_id,
             enable_auto_commit=False, auto_offset_reset=self.k.auto_offset_reset,
@@ -276,7 +301,7 @@ class KafkaPipeline:
         task = Task(pid, self._task_key(pid), [TopicPartition(t, pid) for t in self.topics],
                      producer)
         task.op = CepOperator(
-            self.rules, task.emit,
+            self.rules, self._emit(task),
             {task.inputs[tp]: self.sources[tp.topic].max_out_of_orderness_ms for tp in task.tps},
             self.cfg.state.max_partial_matches_per_key)
         data = await retry(f"read the changelog for partition {pid}",
@@ -321,8 +346,11 @@ class KafkaPipeline:
                  "%d buffered events) at offsets %s", task.pid, task.number, report.keys,
                  report.partial_matches, report.buffered, meta["offsets"])
         for name, old, new in report.dropped_rules:
-            log.warning("partition %d: rule %s changed (%s -> %s): its saved state is dropped",
-                        task.pid, name, old, new)
+            log.warning("partition %d: rule %s %s: its saved state (version %s) is dropped",
+                        task.pid, name, f"changed to version {new}" if new else "is gone", old)
+        for name, old, new in report.draining_rules:
+            log.info("partition %d: rule %s changed (%s -> %s): the saved version drains",
+                     task.pid, name, old, new)
 
     async def _close_task(self, task: Task) -> None:
         task.closed = True
@@ -346,6 +374,7 @@ class KafkaPipeline:
                 log.warning("fetch failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
+            self.link.tick()
             async with self.lock:
                 if batch:
                     self._process(batch)
@@ -378,6 +407,7 @@ class KafkaPipeline:
             seq = task.seq
             pid = tp.partition
             n = 0
+            metrics = self.metrics
             for msg in msgs:
                 if msg.offset < expected:
                     continue  # fetched before a seek back: already processed
@@ -385,10 +415,19 @@ class KafkaPipeline:
                 if type(res) is Event:
                     seq += 1
                     n += 1
-                    on_event(res, input_id)
+                    if metrics is not None and not seq & SAMPLE_MASK:
+                        t0 = time.perf_counter()
+                        on_event(res, input_id)
+                        metrics.observe_latency(time.perf_counter() - t0)
+                    else:
+                        on_event(res, input_id)
                 else:
                     task.out.append(("dead_letter", res))  # type: ignore[arg-type]
                     self.stats.dead_letters += 1
+                    if metrics is not None:
+                        metrics.count_record("dead_letter", res)  # type: ignore[arg-type]
+            if metrics is not None:
+                metrics.events[self.sources[tp.topic].name] += n
             task.seq = seq
             task.offsets[tp] = max(expected, msgs[-1].offset + 1)
             task.dirty = True
@@ -417,6 +456,38 @@ class KafkaPipeline:
                     if wm > before:
                         task.op.advance(wm)
                         task.dirty = True
+
+    # ----------------------------------------------------------------- operations
+
+    def _emit(self, task: Task) -> Emit:
+        return self.metrics.counting(task.emit) if self.metrics is not None else task.emit
+
+    def apply_rules(self, rules: list[CompiledRule]) -> ReloadReport:
+        """Switch every task to ``rules`` (on the loop, under the lock, between batches);
+        tasks opened later use them too.  Returns the merged report, with each input's next
+        offset in ``positions``."""
+        self.rules = list(rules)
+        report = ReloadReport(versions={r.name: r.version for r in rules})
+        for pid in sorted(self.tasks):
+            task = self.tasks[pid]
+            part = task.op.reload(rules)
+            part.positions = {task.inputs[tp]: off for tp, off in task.offsets.items()}
+            report.merge(part)
+            task.dirty = True
+        return report
+
+    def snapshot(self) -> EngineSnapshot:
+        """Rules, state sizes, watermarks and consumer lag of every task (on the loop)."""
+        tasks = [self.tasks[p] for p in sorted(self.tasks)]
+        snap = operator_snapshot([t.op for t in tasks], "kafka", self.metrics or RunMetrics(),
+                                 self.ops.file_of if self.ops is not None else None)
+        if self.consumer is not None:
+            for task in tasks:
+                for tp in task.tps:
+                    high = self.consumer.highwater(tp)
+                    if high is not None and tp in task.offsets:
+                        snap.lag[(tp.topic, tp.partition)] = max(0, high - task.offsets[tp])
+        return snap
 
     # ----------------------------------------------------------------- checkpoints
 
@@ -496,15 +567,20 @@ def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     loop.default_exception_handler(context)
 
 
-def run_kafka(config: Config, rules: list[CompiledRule]) -> KafkaRunStats:
-    """Run until SIGTERM/SIGINT, then drain, checkpoint and return the counters."""
+def run_kafka(config: Config, rules: list[CompiledRule],
+              ops: Operations | None = None) -> KafkaRunStats:
+    """Run until SIGTERM/SIGINT, then drain, checkpoint and return the counters.  With
+    ``ops``, SIGHUP reloads the rules and the endpoints of :mod:`cep.app.ops` are served.
+    Raises :class:`ConfigError` (and :class:`CheckpointError`) as :class:`KafkaPipeline`."""
 
     async def main() -> KafkaRunStats:
-        pipeline = KafkaPipeline(config, rules)
+        pipeline = KafkaPipeline(config, rules, ops)
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_loop_exception)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, pipeline.stop)
+        if ops is not None:
+            loop.add_signal_handler(signal.SIGHUP, ops.on_sighup)
         return await pipeline.run()
 
     return asyncio.run(main())

@@ -15,13 +15,20 @@ Layout (format version 1), one msgpack map::
      "events": [[ts, seq, data, source, offset, partition], ...],     # each event once
      "nodes":  [[stage, event_index, prev_node_index | -1], ...],     # parents before children
      "buffer": {"events": [event_index, ...], "last_ts": float},
-     "rules":  [{"name", "version", "counter", "draining", "matches", "timeouts", "evictions",
-                 "keys": [[key, clock, partial, completed], ...],
+     "rules":  [{"name", "version", "text", "counter", "draining", "matches", "timeouts",
+                 "evictions", "keys": [[key, clock, partial, completed], ...],
                  "timers": [[deadline_ms, n, key], ...], "deadline": [[key, deadline_ms], ...]}]}
 
 A computation (in ``partial`` / ``completed``, kept in heap array order so ties break exactly as
 before) is ``[state_name, node_index | -1, start_ts, prev_ts, ck | None]`` (``None`` is the start
-computation's +∞ key).  Keys that are tuples are msgpack extension type 1.
+computation's +∞ key).  Keys that are tuples are msgpack extension type 1.  ``text`` is the
+rule's canonical text (optional: snapshots written before it existed lack it).
+
+Restoring applies the reload policy of :mod:`cep.operator.versions` to the running rules: a
+rule whose saved version is the running one gets its state back; a saved version that differs
+from the running one (or that was draining when saved) is compiled again from its ``text`` and
+drains — it finishes its partial matches and starts no new ones; a rule that is no longer
+running has its state dropped.
 
 :func:`decode` refuses data that is not a snapshot or has a format version this code does not
 know (a newer engine wrote it) with :class:`CheckpointError`; it never guesses.
@@ -36,13 +43,18 @@ from typing import Any
 
 import msgpack
 
+from cep.compiler.build import build_rule
+from cep.compiler.compiled import CompiledRule
 from cep.errors import CepError
 from cep.event import Event
+from cep.lang.check import check_rule
+from cep.lang.parse import parse_text
 from cep.nfa.heap import JavaHeap
 from cep.nfa.matcher import START_CK, Computation, KeyState
 from cep.nfa.model import NFA, State
 from cep.nfa.pattern import PartialMatchNode
 from cep.operator.cep_operator import CepOperator, RuleState
+from cep.operator.versions import revive, start_draining
 from cep.operator.watermark import WatermarkTracker
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "RestoreReport", "encode", "decode",
@@ -64,13 +76,18 @@ class RestoreReport:
     """What :func:`decode` restored.
 
     ``dropped_rules`` lists ``(name, saved_version, running_version | None)`` for saved rule
-    state that was discarded because the rule changed or disappeared; ``keys`` and
-    ``partial_matches`` count what was restored; ``meta`` is the caller's map from :func:`encode`.
+    state that was discarded (the rule is gone, or a changed version cannot drain: no saved
+    text or no partial match a ``within`` bounds); ``draining_rules`` the same for saved
+    versions restored to drain; ``keys`` and ``partial_matches`` count what was restored
+    (draining versions included), ``partial_dropped`` what was discarded; ``meta`` is the
+    caller's map from :func:`encode`.
     """
 
     meta: dict[str, Any] = field(default_factory=dict)
     restored_rules: list[str] = field(default_factory=list)
     dropped_rules: list[tuple[str, str, str | None]] = field(default_factory=list)
+    draining_rules: list[tuple[str, str, str | None]] = field(default_factory=list)
+    partial_dropped: int = 0
     keys: int = 0
     partial_matches: int = 0
     buffered: int = 0
@@ -150,7 +167,8 @@ def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
         for key, ks in rs.keys.items()
     ]
     return {
-        "name": rs.rule.name, "version": rs.rule.version, "counter": rs.counter,
+        "name": rs.rule.name, "version": rs.rule.version, "text": rs.rule.text,
+        "counter": rs.counter,
         "draining": rs.draining, "matches": rs.matches, "timeouts": rs.timeouts,
         "evictions": rs.evictions, "keys": keys,
         "timers": [[d, n, k] for d, n, k in rs.timers],
@@ -271,6 +289,46 @@ def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatch
     rs.evictions = saved["evictions"]
 
 
+def _saved_partials(saved: dict[str, Any]) -> int:
+    return sum(len(p) - sum(1 for c in p if c[4] is None) for _, _, p, _ in saved["keys"])
+
+
+def _compile_saved(saved: dict[str, Any]) -> CompiledRule | None:
+    """The saved rule version compiled from its canonical text; ``None`` when the snapshot
+    has no text or the text no longer compiles to the same version."""
+    text = saved.get("text")
+    if not text:
+        return None
+    rf, diags = parse_text(text, f"<checkpoint:{saved['name']}>")
+    if any(d.is_error for d in diags) or len(rf.rules) != 1:
+        return None
+    if any(d.is_error for d in check_rule(rf.rules[0], rf.path)):
+        return None
+    rule = build_rule(rf.rules[0], rf.path)
+    return rule if rule.version == saved["version"] else None
+
+
+def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
+                    report: RestoreReport) -> RuleState | None:
+    """A saved version that is not the running one, restored as a draining version; ``None``
+    (its partial matches counted as dropped) when it cannot drain."""
+    rule = _compile_saved(saved)
+    if rule is None:
+        report.partial_dropped += _saved_partials(saved)
+        return None
+    rs = RuleState(rule)
+    sub = RestoreReport()
+    _restore_rule(rs, saved, nodes, sub)
+    if rs.draining:
+        kept = rs.partial_matches()
+    else:
+        kept, dropped, _ = start_draining(rs)
+        report.partial_dropped += dropped
+    report.keys += len(rs.keys)
+    report.partial_matches += kept
+    return rs if rs.keys else None
+
+
 def _hashable_key(key: Any) -> Hashable:
     """Keys were hashable when saved; msgpack gives lists back only inside events."""
     return tuple(_hashable_key(k) for k in key) if isinstance(key, (list, tuple)) else key
@@ -292,15 +350,27 @@ def decode(data: bytes, op: CepOperator) -> RestoreReport:
         for stage, ev_i, prev_i in doc["nodes"]:
             nodes.append(PartialMatchNode(stage, events[ev_i], nodes[prev_i] if prev_i >= 0
                                           else None))
-        running = {rs.rule.name: rs for rs in op.rules}
+        running = {rs.rule.name: rs for rs in op.rules if not rs.draining}
+        extra: list[RuleState] = []
         for saved in doc["rules"]:
             rs = running.get(saved["name"])
-            if rs is None or rs.rule.version != saved["version"]:
-                report.dropped_rules.append(
-                    (saved["name"], saved["version"], rs.rule.version if rs else None))
-                continue
-            _restore_rule(rs, saved, nodes, report)
-            report.restored_rules.append(saved["name"])
+            if rs is not None and rs.rule.version == saved["version"]:
+                _restore_rule(rs, saved, nodes, report)
+                if rs.draining:  # saved while draining; the running rules have it back
+                    revive(rs)
+                report.restored_rules.append(saved["name"])
+            elif rs is not None:
+                old = _draining_state(saved, nodes, report)
+                entry = (saved["name"], saved["version"], rs.rule.version)
+                if old is None:
+                    report.dropped_rules.append(entry)
+                else:
+                    extra.append(old)
+                    report.draining_rules.append(entry)
+            else:
+                report.dropped_rules.append((saved["name"], saved["version"], None))
+                report.partial_dropped += _saved_partials(saved)
+        op.rules = op.rules + extra
         _restore_watermark(op.watermarks, doc["watermark"])
         buf = doc["buffer"]
         op.restore_buffer([events[i] for i in buf["events"]], buf["last_ts"])
