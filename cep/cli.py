@@ -17,6 +17,7 @@ from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
 from cep.errors import CepError
 
 if TYPE_CHECKING:
+    from cep.compiler.compiled import CompiledRule
     from cep.config import Config
 
 app = typer.Typer(
@@ -85,27 +86,207 @@ def check(
     typer.echo(f"ok: {n_rules} rule(s) in {len(rs.files)} file(s), {n_warn} warning(s)")
 
 
+@app.command("test")
+def test_cmd(
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Test files (*.test.yaml) or directories searched recursively."),
+    ],
+    junit: Annotated[
+        str | None, typer.Option("--junit", help="Also write the results as JUnit XML here.")
+    ] = None,
+) -> None:
+    """Run rule tests: each *.test.yaml feeds events to its rules and checks
+    what comes out.
+
+    A test lists input events in arrival order (or an input_file), optionally
+    an `arrival` order with `{watermark: T}` steps and a max_out_of_orderness,
+    and what must come out: `expect` (alerts: rule, key, a subset of data,
+    optionally `match` as input indices), `expect_timeouts`, `expect_late`,
+    `expect_dead_letters`.  An alert nobody expected fails the test.  Each
+    failure prints a diff; rule files under PATHS that no test covers are
+    listed as warnings.  The format: docs/testing.md.
+
+    Exit status: 0 all pass, 1 a test fails, 2 a test file or its rules do
+    not load.
+
+    Examples:
+
+      cep test rules/
+
+      cep test rules/login --junit build/rule-tests.xml
+    """
+    from cep.ruletest import run_suite
+
+    result = run_suite(paths, typer.echo, lambda s: typer.echo(s, err=True), junit=junit)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def replay(
+    rules: Annotated[list[str] | None, typer.Option(
+        "--rules", "-r", help="Rule files or directories; repeatable.")] = None,
+    compare: Annotated[tuple[str, str] | None, typer.Option(
+        "--compare", help="Backtest: OLD and NEW rule paths over the same history.")] = None,
+    input_paths: Annotated[list[str] | None, typer.Option(
+        "--input", "-i", help="Event files, read in order as one source; repeatable.")] = None,
+    topic: Annotated[list[str] | None, typer.Option(
+        "--topic", "-t", help="Kafka topic to replay; repeatable.")] = None,
+    bootstrap: Annotated[str | None, typer.Option(
+        "--bootstrap", help="Kafka bootstrap servers (HOST:PORT,…).")] = None,
+    config: Annotated[str | None, typer.Option(
+        "--config", "-c", help="A cep.toml: its Kafka settings and Kafka sources.")] = None,
+    from_time: Annotated[str | None, typer.Option(
+        "--from", help="First message timestamp: ISO-8601 or epoch ms.")] = None,
+    to_time: Annotated[str | None, typer.Option(
+        "--to", help="Stop before this message timestamp: ISO-8601 or epoch ms.")] = None,
+    from_offset: Annotated[str | None, typer.Option(
+        "--from-offset", help="First offset: N (all partitions) or P:N,P:N.")] = None,
+    to_offset: Annotated[str | None, typer.Option(
+        "--to-offset", help="End offset (exclusive): N or P:N,P:N.")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Alerts as JSON lines to this file (- is stdout).")] = None,
+    output_topic: Annotated[str | None, typer.Option(
+        "--output-topic", help="Alerts to this Kafka topic instead.")] = None,
+    late: Annotated[str | None, typer.Option("--late", help="Late events to this file.")] = None,
+    dead_letter: Annotated[str | None, typer.Option(
+        "--dead-letter", help="Undecodable inputs to this file.")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="Input format: json, csv (files), msgpack (Kafka).")] = "json",
+    event_time: Annotated[str, typer.Option(
+        "--event-time", help="Field holding the event time.")] = "ts",
+    time_unit: Annotated[str, typer.Option(
+        "--time-unit", help="Unit of the event time: ms, s, us, ns or iso.")] = "ms",
+    max_ooo: Annotated[str, typer.Option(
+        "--max-out-of-orderness", help="Allowed disorder (e.g. 0s, 5m).")] = "0s",
+    source: Annotated[str | None, typer.Option(
+        "--source", help="Source name for rules' `from` (default: input, or the topic).")
+    ] = None,
+    keep_open: Annotated[bool, typer.Option(
+        "--keep-open", help="Do not close pending windows at the end of the range.")] = False,
+    report: Annotated[str | None, typer.Option(
+        "--report", help="Write the summary (and backtest diff) as JSON here.")] = None,
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="Progress bar (default: on a terminal).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
+) -> None:
+    """Replay history through rules, or backtest a rule change, on the live
+    code path but without touching any consumer group's offsets.
+
+    Kafka: every partition of the topics is assigned directly (no group, no
+    commits), from --from/--from-offset (default: the beginning) to
+    --to/--to-offset (default: the end when the replay starts).  Times select
+    by message timestamp; event time still comes from the data.  Files:
+    --input, read in order.  At the end every window is decided (unless
+    --keep-open).  A progress bar and a summary table (alerts per rule and
+    severity, late events, dead letters, peak partial matches) follow.
+
+    --compare OLD NEW runs both rule sets over the same history in one pass
+    and lists, per rule, the alerts only in old, only in new and in both
+    (paired by rule, key and the matched events' topic/partition/offset or
+    file/line).
+
+    Examples:
+
+      cep replay -r rules/ -t auth --bootstrap 127.0.0.1:9092 \\
+          --from 2024-05-01T00:00:00Z --to 2024-05-02T00:00:00Z -o alerts.jsonl
+
+      cep replay -r rules/ -c cep.toml --from-offset 0:1000,1:1200
+
+      cep replay --compare old/ rules/ -i events.jsonl --report diff.json
+    """
+    from rich.console import Console
+
+    from cep.app.replay import ReplayRequest, UsageError, run_request
+
+    def load(paths: list[str]) -> list[CompiledRule] | None:
+        rs = _load(paths)
+        return rs.rules if rs.ok else None
+
+    req = ReplayRequest(
+        rules=list(rules or []), compare=compare, inputs=list(input_paths or []),
+        fmt=fmt, event_time=event_time, time_unit=time_unit,
+        max_out_of_orderness_ms=_parse_duration(max_ooo), source=source, config=config,
+        bootstrap=bootstrap, topics=list(topic or []), from_time=from_time, to_time=to_time,
+        from_offset=from_offset, to_offset=to_offset, output=output,
+        output_topic=output_topic, late=late, dead_letter=dead_letter, keep_open=keep_open,
+        report=report, quiet=quiet,
+        progress=sys.stderr.isatty() and not quiet if progress is None else progress)
+    # the summary goes to stderr when the alerts take stdout
+    to_err = output == "-" or (output is None and not output_topic and not compare
+                               and bool(input_paths))
+    console = Console(stderr=to_err)
+    if not console.is_terminal:
+        console = Console(stderr=to_err, width=120)
+    try:
+        code = run_request(req, console, load)
+    except UsageError as exc:
+        raise _fail(str(exc)) from None
+    except CepError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except OSError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # the broker: KafkaError and its kin
+        if type(exc).__module__.startswith("aiokafka"):
+            raise _fail(f"Kafka: {type(exc).__name__}: {exc}", EXIT_RULES) from None
+        raise
+    raise typer.Exit(code)
+
+
 @app.command()
 def explain(
     path: Annotated[str, typer.Argument(help="A rule file or directory.")],
     rule: Annotated[str | None, typer.Option("--rule", help="Only this rule.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="Output format: text.")] = "text",
+    fmt: Annotated[str, typer.Option(
+        "--format", help="text, dot (Graphviz source) or png (needs Graphviz).")] = "text",
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Write to this file instead of standard output.")] = None,
 ) -> None:
-    """Show the compiled NFA of each rule: states and their take/ignore/proceed edges.
+    """Show the compiled NFA of each rule: states and their take/ignore/proceed
+    edges with their conditions.
 
-    Example: cep explain rules/login/brute_force.cep --rule login_brute_force
+    --format dot writes Graphviz source; --format png draws it with Graphviz's
+    `dot` program (apt-get install graphviz).
+
+    Examples:
+
+      cep explain rules/login/brute_force.cep --rule login_brute_force
+
+      cep explain rules/login --format png -o nfa.png
     """
     from cep.compiler.explain import explain_text
 
-    if fmt != "text":
-        raise _fail(f"unknown format {fmt!r}: this version renders 'text'")
+    if fmt not in ("text", "dot", "png"):
+        raise _fail(f"unknown format {fmt!r}: use text, dot or png")
+    if fmt == "png" and output is None and sys.stdout.isatty():
+        raise _fail("--format png writes binary data: give --output FILE.png")
     rs = _load([path], quiet_warnings=True)
     if not rs.ok:
         raise typer.Exit(EXIT_RULES)
     chosen = [r for r in rs.rules if rule is None or r.name == rule]
     if not chosen:
         raise _fail(f"no rule named {rule!r} in {path}")
-    typer.echo("\n".join(explain_text(r) for r in chosen), nl=False)
+    if fmt == "text":
+        _write_out(output, "\n".join(explain_text(r) for r in chosen).encode())
+        return
+    from cep.compiler.dot import GraphvizMissing, dot_text, render_png
+
+    dot = dot_text(chosen)
+    try:
+        _write_out(output, dot.encode() if fmt == "dot" else render_png(dot))
+    except GraphvizMissing as exc:
+        raise _fail(str(exc)) from None
+    except (RuntimeError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _write_out(path: str | None, data: bytes) -> None:
+    if path is None or path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    with open(path, "wb") as fh:
+        fh.write(data)
 
 
 @app.command()
@@ -166,6 +347,14 @@ def run(
         str | None,
         typer.Option("--config", "-c", help="A cep.toml: sources, sinks, Kafka, state, rules."),
     ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option("--http", help="HOST:PORT for /metrics, /healthz, /status and POST "
+                     "/-/reload (default: off with files, 127.0.0.1:9464 with Kafka)."),
+    ] = None,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="Log lines on stderr: text or json.")
+    ] = "text",
 ) -> None:
     """Run rules over events: JSON lines (or CSV) in, alerts out as JSON lines.
 
@@ -176,19 +365,26 @@ def run(
     With --config, rules, sources and sinks come from a cep.toml; when it has Kafka sources
     (and no --input is given) the run consumes them as a consumer-group member until SIGTERM.
 
+    A long run (--follow, standard input, Kafka) reloads its rules when a rule file changes,
+    on SIGHUP and on POST /-/reload: all or nothing, keeping the partial matches of unchanged
+    rules (see docs/operations.md).
+
     Example: cep run --rules rules/login --input events.jsonl --output alerts.jsonl
     """
-    from cep.app.pipeline import FileRunOptions, run_file
+    from cep.app.logs import LOG_FORMATS, setup_logging
+    from cep.app.pipeline import FileRunOptions, serve_file
     from cep.io.codecs import TIME_UNITS, TimeSpec
     from cep.io.sinks import JsonLinesSink, Sink, SinkSet
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if log_format not in LOG_FORMATS:
+        raise _fail(f"unknown --log-format {log_format!r}: use text or json")
+    setup_logging(log_format, logging.WARNING)
     cfg = _config(config) if config else None
     rules = list(rules or (cfg.rules.paths if cfg else ()))
     if not rules:
         raise _fail("no rules: give --rules PATH or [rules] paths in the --config file")
     if cfg is not None and cfg.uses_kafka and input_path is None:
-        _run_kafka(cfg, rules, quiet)
+        _run_kafka(cfg, rules, quiet, http, log_format)
         return
     if cfg is not None and input_path is None:
         file_src = next((s for s in cfg.sources.values() if s.kind == "file"), None)
@@ -238,11 +434,22 @@ def run(
         max_partial_matches_per_key=max_partial,
         progress=sys.stderr.isatty() and not quiet,
     )
+    http = http or (cfg.metrics.http if cfg else None)
+    watch = (cfg.rules.reload if cfg else True) and (follow or input_path == "-")
+    ops = None
+    if watch or http:
+        from cep.app.ops import Operations
+
+        setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
+        ops = Operations("file", rules, rs.rules, watch=watch, http=http)
     try:
-        summary = run_file(rs.rules, opts, sink_set)
+        summary = serve_file(rs.rules, opts, sink_set, ops)
     except KeyboardInterrupt:
         sink_set.close()
         raise typer.Exit(130) from None
+    except CepError as exc:
+        sink_set.close()
+        raise _fail(str(exc), exc.exit_code) from None
     sink_set.close()
     if not quiet:
         counts = summary.sink_counts
@@ -267,21 +474,25 @@ def _config(path: str) -> Config:
         raise _fail(str(exc), exc.exit_code) from None
 
 
-def _run_kafka(cfg: Config, rules: list[str], quiet: bool) -> None:
+def _run_kafka(cfg: Config, rules: list[str], quiet: bool, http: str | None,
+               log_format: str) -> None:
     """Kafka mode: consume until SIGTERM, then drain, checkpoint and exit 0."""
     from cep.app.kafka_pipeline import run_kafka
+    from cep.app.logs import setup_logging
+    from cep.app.ops import Operations
 
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
     rs = _load(rules)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); not started", err=True)
         raise typer.Exit(EXIT_RULES)
     if not rs.rules:
         raise _fail("no rules found under " + ", ".join(rules))
+    asked = http or cfg.metrics.http
+    ops = Operations("kafka", rules, rs.rules, watch=cfg.rules.reload,
+                     http=asked or "127.0.0.1:9464", http_required=bool(asked))
     try:
-        stats = run_kafka(cfg, rs.rules)
+        stats = run_kafka(cfg, rs.rules, ops)
     except CepError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     if not quiet:
