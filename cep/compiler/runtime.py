@@ -47,7 +47,7 @@ __all__ = [
     "contains", "starts_with", "ends_with", "Regex", "matches",
     "fn_lower", "fn_upper", "fn_len", "fn_abs", "fn_round", "fn_haversine_km",
     "agg_count", "agg_count_field", "agg_sum", "agg_avg", "agg_min", "agg_max",
-    "agg_first", "agg_last", "agg_distinct_count",
+    "agg_first", "agg_last", "agg_distinct_count", "agg_values",
     "pm_events", "pm_count", "pm_first", "pm_last",
     "match_events", "match_first", "match_last", "match_latest",
     "ev_field", "ev_ts", "ev_data", "get_path", "hashable", "to_json",
@@ -561,6 +561,13 @@ def agg_distinct_count(events: Sequence[Any], parts: tuple[str, ...]) -> int:
     return len(seen)
 
 
+def agg_values(events: Sequence[Any], parts: tuple[str, ...]) -> list[Any]:
+    """``values(s.f)``: the field's values over the stage's events, in match order, nulls
+    left out — for membership: ``user not in values(s.user)`` holds for a value the stage
+    has not seen yet (inside the stage's own condition: not counting the event under test)."""
+    return [v for v in _values(events, parts) if v is not None]
+
+
 # --------------------------------------------------------------------------- keys & output
 
 
@@ -668,6 +675,7 @@ HELPERS: dict[str, Any] = {
     "_agg_first": agg_first,
     "_agg_last": agg_last,
     "_agg_distinct_count": agg_distinct_count,
+    "_agg_values": agg_values,
     "_pm_events": pm_events,
     "_pm_count": pm_count,
     "_pm_first": pm_first,

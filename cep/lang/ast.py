@@ -121,7 +121,8 @@ class Attr:
 
 Expr = Lit | ListLit | Path | Unary | Binary | IsNull | Call | Attr
 
-AGGREGATES = frozenset({"count", "sum", "avg", "min", "max", "first", "last", "distinct_count"})
+AGGREGATES = frozenset({"count", "sum", "avg", "min", "max", "first", "last", "distinct_count",
+                        "values"})
 """Aggregates over a stage's matched events (Flink's IterativeCondition context)."""
 
 FUNCTIONS: dict[str, int] = {
