@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cep.app.metrics import ReloadState
-from cep.app.rules import RuleSet, load_rule_set
+from cep.app.rules import RuleSet, load_rule_set, source_texts
 from cep.compiler.compiled import CompiledRule
 from cep.diagnostics import render
 from cep.operator.versions import ReloadReport
@@ -132,15 +132,10 @@ class ReloadResult:
 
 
 def _errors(rs: RuleSet) -> list[dict[str, Any]]:
-    texts = {rf.path: rf.text for rf in rs.files}
+    text_of = source_texts(rs)
     out = []
     for d in rs.errors:
-        text = texts.get(d.file)
-        if text is None:
-            try:
-                text = Path(d.file).read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                text = ""
+        text = text_of(d.file)
         out.append({"file": d.file, "line": d.span.line, "col": d.span.col,
                      "message": d.message, "text": render(d, text)})
     return out

@@ -6,6 +6,7 @@ compiled.  The caller gets the compiled rules or the complete list of diagnostic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cep.diagnostics import Diagnostic, render
 from cep.lang.ast import RuleFile
 from cep.lang.load import load_rules
 
-__all__ = ["RuleSet", "load_rule_set", "render_diagnostics"]
+__all__ = ["RuleSet", "load_rule_set", "render_diagnostics", "source_texts"]
 
 
 @dataclass
@@ -48,16 +49,27 @@ def load_rule_set(paths: list[str]) -> RuleSet:
     return rs
 
 
-def render_diagnostics(rs: RuleSet) -> str:
-    """All diagnostics rendered ``file:line:col: error: message`` + source line + caret."""
+def source_texts(rs: RuleSet) -> Callable[[str], str]:
+    """``text_of(path)``: the text a diagnostic points into — the loaded file's, else read
+    from disk (empty when unreadable), so a caret can be drawn under any diagnostic."""
     texts = {rf.path: rf.text for rf in rs.files}
-    out = []
-    for d in rs.diagnostics:
-        text = texts.get(d.file)
+
+    def text_of(path: str) -> str:
+        text = texts.get(path)
         if text is None:
             try:
-                text = Path(d.file).read_text(encoding="utf-8", errors="replace")
+                text = texts[path] = Path(path).read_text(encoding="utf-8", errors="replace")
             except OSError:
                 text = ""
-        out.append(render(d, text))
+        return text
+
+    return text_of
+
+
+def render_diagnostics(rs: RuleSet) -> str:
+    """All diagnostics rendered ``file:line:col: error: message`` + source line + caret."""
+    text_of = source_texts(rs)
+    out = []
+    for d in rs.diagnostics:
+        out.append(render(d, text_of(d.file)))
     return "\n".join(out)
