@@ -33,10 +33,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from aiokafka.partitioner import DefaultPartitioner  # noqa: E402
 
+from benchmarks.kafka_e2e import append  # noqa: E402
 from cep.app.replay import ReplayOptions, replay_files, replay_kafka  # noqa: E402
 from cep.app.rules import load_rule_set  # noqa: E402
 from cep.config import KafkaConfig, SourceConfig  # noqa: E402
@@ -67,7 +67,8 @@ def events_file(n: int) -> Path:
 
 
 async def fill_topic(bootstrap: str, topic: str, path: Path, partitions: int) -> float:
-    """Create ``topic`` and append every line of ``path`` keyed by its user; seconds taken."""
+    """Create ``topic`` and append every line of ``path`` keyed by its user, partitioned as
+    Kafka's default partitioner does; seconds taken (:func:`kafka_e2e.append`)."""
     import orjson
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -76,34 +77,15 @@ async def fill_topic(bootstrap: str, topic: str, path: Path, partitions: int) ->
         await admin.create_topics([NewTopic(topic, partitions, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1,
-                                max_batch_size=512 * 1024)
-    await producer.start()
     part = DefaultPartitioner()
     ids = list(range(partitions))
-    started = time.perf_counter()
-    try:
-        batches: dict[int, Any] = {}
-        with path.open("rb") as fh:
-            for line in fh:
-                value = line.rstrip(b"\n")
-                key = orjson.loads(value)["user"].encode()
-                p = part(key, ids, ids)
-                b = batches.get(p)
-                if b is None:
-                    b = batches[p] = producer.create_batch()
-                if b.append(key=key, value=value, timestamp=None) is None:
-                    b.close()
-                    await producer.send_batch(b, topic, partition=p)
-                    b = batches[p] = producer.create_batch()
-                    b.append(key=key, value=value, timestamp=None)
-        for p, b in batches.items():
-            b.close()
-            await producer.send_batch(b, topic, partition=p)
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return time.perf_counter() - started
+    rows = []
+    with path.open("rb") as fh:
+        for line in fh:
+            value = line.rstrip(b"\n")
+            key = orjson.loads(value)["user"].encode()
+            rows.append((part(key, ids, ids), key, value))
+    return await append(bootstrap, topic, rows)
 
 
 def rules_of(name: str) -> list[Any]:
