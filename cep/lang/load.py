@@ -41,12 +41,18 @@ def load_rules(paths: Iterable[str | Path]) -> tuple[list[RuleFile], list[Diagno
 
     Returns the parsed files (each with the rules that parsed) and every diagnostic: syntax
     errors, semantic errors and warnings of each file, then rule names defined in more than
-    one file.  Nothing is raised for bad rules; callers decide what an error means.
+    one file.  Nothing is raised for bad rules; callers decide what an error means.  A file
+    found in a directory that is deleted before it is read is left out (a reload racing an
+    edit sees the directory as it is a moment later); a file named directly must exist.
     """
+    paths = list(paths)
+    named = {Path(p).resolve() for p in paths if not Path(p).is_dir()}
     files, diags = expand_paths(paths)
     parsed: list[RuleFile] = []
     for path in files:
         rf, parse_diags = parse_file(path)
+        if not path.exists() and path.resolve() not in named:
+            continue  # found in a directory, deleted since: as if listed a moment later
         parsed.append(rf)
         file_diags = parse_diags + check_rule_file(rf)
         diags.extend(sorted(file_diags, key=lambda d: (d.span.line, d.span.col)))
