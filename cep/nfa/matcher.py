@@ -28,11 +28,11 @@ from __future__ import annotations
 from typing import Any
 
 from cep.nfa.heap import JavaHeap
-from cep.nfa.model import FINAL, IGNORE, NFA, PENDING, PROCEED, STOP, State
+from cep.nfa.model import FINAL, IGNORE, NFA, PENDING, PROCEED, STOP, EdgeCond, State, cond_not
 from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["Computation", "KeyState", "new_key_state", "process", "advance_time",
-           "is_idle", "next_deadline"]
+           "is_idle", "next_deadline", "negated_fn"]
 
 _INF = float("inf")
 START_CK = (_INF, _INF)
@@ -72,9 +72,22 @@ class KeyState:
         self.clock = clock
 
 
+# Computations are never changed once made, so every key of an automaton can share one start
+# computation, and every key without held-back completed matches one empty heap (which only
+# :func:`_release` fills, after swapping in a heap of the key's own): about 170 bytes less
+# per key.
+_STARTS: dict[State, Computation] = {}
+NO_COMPLETED = JavaHeap()
+
+
 def new_key_state(nfa: NFA) -> KeyState:
     """A key with only the start computation."""
-    return KeyState(JavaHeap([Computation(nfa.start, None, -1, -1, START_CK)]), JavaHeap(), -_INF)
+    start = _STARTS.get(nfa.start)
+    if start is None:
+        if len(_STARTS) > 10_000:
+            _STARTS.clear()
+        start = _STARTS[nfa.start] = Computation(nfa.start, None, -1, -1, START_CK)
+    return KeyState(JavaHeap((start,)), NO_COMPLETED, -_INF)
 
 
 def is_idle(ks: KeyState) -> bool:
@@ -102,28 +115,198 @@ def next_deadline(nfa: NFA, ks: KeyState) -> float:
     return best
 
 
+# Per state, its transitions as plain tuples for the matching step (see ``_plan``):
+# ``(action, target, fn or None when always true, stage of the source, target kind,
+# whether the target has PROCEED edges, inner fn when the guard is ``not inner``)``.  Keyed
+# by the state object itself; a state is immutable once its NFA is built.
+_Row = tuple[int, State, Any, str, int, bool, Any]
+_Plan = tuple[_Row, ...]
+_PLANS: dict[State, tuple[_Plan, bool]] = {}
+# the code of the guards ``cond_not`` makes: their one closure cell is the negated function
+_NOT_CODE = cond_not(EdgeCond(lambda ev, pm: True, "probe")).fn.__code__
+
+
+def negated_fn(fn: Any) -> Any:
+    """The function ``fn`` negates when it is a ``cond_not`` guard, else ``None``."""
+    if getattr(fn, "__code__", None) is _NOT_CODE and fn.__closure__:
+        return fn.__closure__[0].cell_contents
+    return None
+
+
+def _plan(state: State) -> tuple[_Plan, bool]:
+    """``(transitions, has_proceed)`` of ``state`` for :func:`process`."""
+    got = _PLANS.get(state)
+    if got is None:
+        rows = tuple(
+            (t.action, t.target, None if t.cond.always else t.cond.fn, t.source.stage,
+             t.target.kind, any(u.action == PROCEED for u in t.target.transitions),
+             None if t.cond.always else negated_fn(t.cond.fn))
+            for t in state.transitions
+        )
+        got = (rows, any(r[0] == PROCEED for r in rows))
+        if len(_PLANS) > 100_000:  # rule sets reloaded many times over: start again
+            _PLANS.clear()
+        _PLANS[state] = got
+    return got
+
+
+def _offer(a: list[Any], x: Any) -> None:
+    """``JavaHeap.offer`` on the heap's array ``a`` (JDK ``siftUp``)."""
+    a.append(x)
+    k = len(a) - 1
+    key = x.ck
+    while k > 0:
+        parent = (k - 1) >> 1
+        e = a[parent]
+        if key >= e.ck:
+            break
+        a[k] = e
+        k = parent
+    a[k] = x
+
+
+def _edges(rows: _Plan, has_proceed: bool, ev: Any, pm: PartialMatchNode | None) -> list[_Row]:
+    """The TAKE and IGNORE rows whose guards hold, PROCEED edges followed (Flink's decision
+    graph).  A guard ``not c`` right after ``c`` reuses ``c``'s result: both read the same
+    event and partial match."""
+    edges: list[_Row] = []
+    last_fn: Any = None
+    last = False
+    todo = [rows]
+    while todo:
+        for row in todo.pop():
+            fn = row[2]
+            if fn is not None:
+                inner = row[6]
+                if inner is not None:
+                    if inner is not last_fn:
+                        last = inner(ev, pm)
+                        last_fn = inner
+                    if last:
+                        continue
+                elif fn is last_fn:
+                    if not last:
+                        continue
+                else:
+                    last = fn(ev, pm)
+                    last_fn = fn
+                    if not last:
+                        continue
+            if row[0] == PROCEED:
+                if has_proceed:
+                    todo.append(_plan(row[1])[0])
+            else:
+                edges.append(row)
+    return edges
+
+
 def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
     """Feed one event (``ev.ts`` ms, ``ev.seq``) to a key; return completed matches (each the
-    :class:`PartialMatchNode` of its last event) in emission order.  Mutates ``ks``."""
-    new_partial = JavaHeap()
-    potential = JavaHeap()
-    for cs in ks.partial.a:
-        nexts = _next_computations(cs, ev)
-        retain = []
+    :class:`PartialMatchNode` of its last event) in emission order.  Mutates ``ks``.
+
+    Flink's ``computeNextStates`` for every computation, in the heap's array order: the
+    decision graph from its state (PROCEED edges followed on the same event), then one new
+    computation per TAKE/IGNORE edge whose guard holds (:func:`_next_computations` is the
+    plain form of this loop).  Guards come from per-state plans; when the event leaves every
+    computation where it was (each only ignores it, or it cannot start a match), nothing is
+    allocated and ``ks.partial`` stays the same object, which tells the caller that nothing
+    changed.
+    """
+    old = ks.partial.a
+    na: list[Computation] | None = None  # the new heap's array, once something changed
+    potential: list[Computation] | None = None
+    ts = ev.ts
+    for i, cs in enumerate(old):
+        state = cs.state
+        pm = cs.node
+        rows, has_proceed = _PLANS.get(state) or _plan(state)
+        edges = _edges(rows, has_proceed, ev, pm)
+        is_start = cs.ck is START_CK
+        if not edges:
+            if is_start:
+                if na is not None:
+                    _offer(na, cs)
+            elif na is None:
+                na = []
+                for c in old[:i]:
+                    _offer(na, c)
+            continue
+        if na is None:
+            if is_start:
+                for e in edges:
+                    if e[0] != IGNORE:
+                        break
+                else:
+                    continue  # the start computation never ignores: unchanged
+            elif len(edges) == 1:
+                e = edges[0]
+                if e[0] == IGNORE and e[1] is state and e[4] != FINAL and e[4] != STOP:
+                    continue  # ignored where it waits: unchanged
+        retain: list[Computation] = []
         discard = False
-        for ns in nexts:
-            kind = ns.state.kind
+        for action, target, _fn, stage, kind, proceeds, _inner in edges:
+            if action == IGNORE:
+                if is_start:
+                    continue
+                nxt = cs if target is state else Computation(
+                    target, pm, cs.start_ts, cs.prev_ts, cs.ck)
+                if kind == FINAL:
+                    potential = potential or []
+                    potential.append(nxt)
+                elif kind == STOP:
+                    discard = True
+                else:
+                    retain.append(nxt)
+                continue
+            node = PartialMatchNode(stage, ev, pm)
+            if is_start:
+                start_ts = ts
+                ck = (ts, ev.seq)
+            else:
+                start_ts = cs.start_ts
+                ck = cs.ck
+            nxt = Computation(target, node, start_ts, ts, ck)
             if kind == FINAL:
-                potential.offer(ns)
+                potential = potential or []
+                potential.append(nxt)
             elif kind == STOP:
                 discard = True
             else:
-                retain.append(ns)
+                retain.append(nxt)
+            if proceeds:
+                final = _final_after_proceed(target, ev, pm)
+                if final is not None:
+                    potential = potential or []
+                    potential.append(Computation(final, node, start_ts, ts, ck))
+        if is_start:
+            retain.append(cs)
+        if na is None:
+            na = []
+            for c in old[:i]:
+                _offer(na, c)
         if not discard:
-            for ns in retain:
-                new_partial.offer(ns)
+            for nxt in retain:
+                _offer(na, nxt)
+    if na is None and potential is None:
+        # every computation stays as it was; an unchanged heap array is its own re-heap
+        if not ks.completed.a:
+            return []
+        new_partial = ks.partial
+    else:
+        new_partial = JavaHeap()
+        if na is not None:
+            new_partial.a = na
+        else:
+            for c in old:
+                _offer(new_partial.a, c)
+        if potential is None and not ks.completed.a:
+            ks.partial = new_partial  # nothing completed, nothing held back: no release
+            return []
+    pot = JavaHeap()
+    for c in potential or ():
+        _offer(pot.a, c)
     results: list[PartialMatchNode] = []
-    _release(nfa, ks, potential, new_partial, results)
+    _release(nfa, ks, pot, new_partial, results)
     ks.partial = new_partial
     return results
 
@@ -232,8 +415,11 @@ def _release(
 ) -> None:
     """Flink's ``processMatchesAccordingToSkipStrategy``."""
     completed = ks.completed
-    for c in potential.a:
-        completed.offer(c)
+    if potential.a:
+        if completed is NO_COMPLETED:
+            completed = ks.completed = JavaHeap()
+        for c in potential.a:
+            completed.offer(c)
     if not completed.a:
         return
     skipping = nfa.skip != "no_skip"
@@ -252,6 +438,8 @@ def _release(
                 _prune(partial, pid, inclusive)
                 _prune(completed, pid, inclusive)
         results.append(node)
+    if not completed.a:
+        ks.completed = NO_COMPLETED
 
 
 def _prune(heap: JavaHeap, pid: tuple[int, int], inclusive: bool) -> None:
