@@ -22,7 +22,8 @@ from cep.event import Event
 
 __all__ = [
     "DeadLetter", "TimeSpec", "Decoder", "json_decoder", "msgpack_decoder", "csv_rows",
-    "parse_event_time", "encode_json", "TIME_UNITS",
+    "parse_event_time", "encode_json", "json_default", "TIME_UNITS", "decode_json_chunk",
+    "event_time_of",
 ]
 
 TIME_UNITS = ("ms", "s", "us", "ns", "iso")
@@ -130,6 +131,48 @@ def json_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
     return decode
 
 
+# A line holding two objects side by side (``{..},{..}``, or ``{..} , {..}``).  Joined with
+# commas into one array, such a line could make up for a value spread over two lines (which
+# decodes only because of the join), and the objects would be attributed to the wrong lines.
+_TWO_OBJECTS = re.compile(rb"}[ \t\r]*,[ \t\r]*{")
+
+
+def decode_json_chunk(chunk: bytes, lines: int) -> list[Any] | None:
+    """Decode ``lines`` JSON-lines objects in one call, or return ``None``.
+
+    ``chunk`` holds exactly ``lines`` lines separated by ``\n`` (no final newline).  The
+    lines are joined into one JSON array and decoded by a single :func:`orjson.loads`, which
+    costs about a third less per object than decoding line by line.  The result is the list of
+    objects, one per line in order, only when that is certainly what decoding each line alone
+    gives: the array decodes, every element is an object, there is one per line, and no line
+    holds two objects side by side.  Otherwise (a malformed, blank, non-object or oversized
+    line anywhere in the chunk) it returns ``None`` and the caller decodes line by line, so
+    dead letters keep their reasons and line numbers.
+    """
+    if _TWO_OBJECTS.search(chunk) is not None:
+        return None
+    try:
+        objs = orjson.loads(b"[" + chunk.replace(b"\n", b",") + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    if len(objs) != lines:
+        return None
+    for d in objs:
+        if type(d) is not dict:
+            return None
+    return objs
+
+
+def event_time_of(data: dict[str, Any], time: TimeSpec) -> int | DeadLetter:
+    """The event time (epoch ms) of a decoded object under ``time``, or a DeadLetter."""
+    value = data.get(time.field)
+    if type(value) is int and time.unit == "ms":
+        return value
+    if value is None:
+        value = _lookup(data, time.field)
+    return parse_event_time(value, time.unit)
+
+
 def msgpack_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
     """A decoder for one msgpack map per Kafka value."""
 
@@ -209,10 +252,12 @@ def csv_rows(lines: Any, time: TimeSpec) -> Any:
 def encode_json(record: dict[str, Any]) -> bytes:
     """One output record as a JSON line (with the trailing newline)."""
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-                        default=_default)
+                        default=json_default)
 
 
-def _default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """orjson ``default`` for output records: sets and tuples become lists, bytes text
+    (invalid UTF-8 replaced), anything else its ``str``."""
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     if isinstance(obj, bytes):

@@ -31,7 +31,7 @@ from aiokafka.helpers import create_ssl_context
 
 from cep.config import KafkaConfig, SinkConfig, SourceConfig
 from cep.event import Event
-from cep.io.codecs import DeadLetter, TimeSpec, json_decoder, msgpack_decoder
+from cep.io.codecs import DeadLetter, TimeSpec, json_decoder, json_default, msgpack_decoder
 from cep.operator.records import dead_letter_record
 
 __all__ = [
@@ -156,20 +156,12 @@ class SinkRoutes:
         return topic
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    return str(obj)
-
-
 def encode_record(sink: str, record: dict[str, Any]) -> tuple[bytes | None, bytes]:
     """``(key, value)`` of the message for ``record``: an alert's key is its ``key`` object as
     JSON (so one key's alerts stay in order on one partition); side outputs have no key."""
-    value = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=_default)
+    value = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=json_default)
     key_obj = record.get("key") if sink not in SinkRoutes.SIDE_OUTPUTS else None
-    key = (orjson.dumps(key_obj, option=orjson.OPT_NON_STR_KEYS, default=_default)
+    key = (orjson.dumps(key_obj, option=orjson.OPT_NON_STR_KEYS, default=json_default)
            if isinstance(key_obj, dict) else None)
     return key, value
 
