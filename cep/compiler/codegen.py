@@ -43,11 +43,12 @@ Semantics
       literal.
     * Durations are ints in milliseconds, so ``again.ts - fail.ts < 10s`` works.
     * Aggregates read the stage's events so far (``count``, ``sum``, ``avg``, ``min``,
-      ``max``, ``first``, ``last``, ``distinct_count``; see :mod:`cep.compiler.runtime`); in a
-      condition that is the partial match *before* the event under test.  ``sum``/``avg``/
-      ``min``/``max`` skip nulls and non-numbers (``sum`` of nothing is 0, ``min``/``max``/
-      ``avg`` of nothing null); ``count(s.f)`` counts the events whose ``f`` is not null;
-      ``first(s).f`` / ``last(s).f`` read one event, and ``first(s)`` alone is its data object.
+      ``max``, ``first``, ``last``, ``distinct_count``, ``values``; see
+      :mod:`cep.compiler.runtime`); in a condition that is the partial match *before* the
+      event under test.  ``sum``/``avg``/``min``/``max`` skip nulls and non-numbers (``sum``
+      of nothing is 0, ``min``/``max``/``avg`` of nothing null); ``count(s.f)`` counts the
+      events whose ``f`` is not null; ``first(s).f`` / ``last(s).f`` read one event, and
+      ``first(s)`` alone is its data object.
     * Emitted values are made JSON-serialisable (:func:`cep.compiler.runtime.to_json`).
 
 Speed
@@ -67,7 +68,9 @@ Errors
 
 from __future__ import annotations
 
+import io
 import math
+import tokenize
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -79,7 +82,8 @@ from cep.nfa.pattern import Condition
 
 __all__ = [
     "CompileError", "StageScope", "compile_condition", "compile_header_filter",
-    "compile_key", "key_names", "key_object", "compile_emit", "source_of",
+    "compile_key", "key_names", "key_object", "compile_emit", "source_of", "inline_expr",
+    "eq_guard",
 ]
 
 Mode = Literal["cond", "filter", "emit"]
@@ -170,7 +174,7 @@ _FUNC_HELPER = {
 }
 _FIELD_AGGS = {
     "sum": "_agg_sum", "avg": "_agg_avg", "min": "_agg_min", "max": "_agg_max",
-    "distinct_count": "_agg_distinct_count",
+    "distinct_count": "_agg_distinct_count", "values": "_agg_values",
 }
 
 
@@ -583,6 +587,11 @@ def _build(gen: _Gen, name: str, params: str, body: str) -> Any:
     exec(code, namespace)
     fn = namespace[name]
     fn.source = source
+    # The same expression as a fragment over the data object ``_d`` alone, for code that
+    # inlines several rules' keys and first conditions into one loop (see ``inline_expr``).
+    data_only = not gen.iterative and not gen.uses_ev and gen.mode != "emit"
+    fn.data_expr = body if data_only else None
+    fn.consts = dict(gen.consts)
     return fn
 
 
@@ -615,7 +624,35 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str) -> Conditi
     gen = _Gen("cond", stages)
     body = gen.truth(_expr(gen, expr))
     fn = _build(gen, "_cond", "ev, pm", body.code)
+    fn.eq_guard = eq_guard(expr, stages)
     return Condition(fn, label, gen.iterative, body.is_lit and body.lit is True)
+
+
+def eq_guard(expr: ast.Expr, stages: StageScope = EMPTY_SCOPE) -> tuple[str, str] | None:
+    """``(field, text)`` when ``expr`` can only hold for an event whose top-level ``field``
+    is the string ``text``: one of the terms of its top-level ``and`` chain is ``field ==
+    "text"`` (or ``"text" == field``).  Lets generated loops branch on ``field`` once for
+    many rules.  ``None`` otherwise."""
+    todo = [expr]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, ast.Binary):
+            continue
+        if e.op == "and":
+            todo += [e.right, e.left]
+            continue
+        if e.op != "==":
+            continue
+        for a, b in ((e.left, e.right), (e.right, e.left)):
+            if isinstance(a, ast.Path) and isinstance(b, ast.Lit) and type(b.value) is str \
+                    and not b.duration:
+                parts = tuple(a.parts)
+                if len(parts) == 2 and parts[0] == "this":
+                    parts = parts[1:]
+                if len(parts) == 1 and type(parts[0]) is str and parts[0] not in stages \
+                        and parts[0] not in ("this", "ts"):
+                    return parts[0], b.value
+    return None
 
 
 def compile_header_filter(expr: ast.Expr) -> Callable[[Event], bool]:
@@ -627,6 +664,7 @@ def compile_header_filter(expr: ast.Expr) -> Callable[[Event], bool]:
     gen = _Gen("filter", EMPTY_SCOPE)
     body = gen.truth(_expr(gen, expr))
     fn: Callable[[Event], bool] = _build(gen, "_filter", "ev", body.code)
+    fn.eq_guard = eq_guard(expr)  # type: ignore[attr-defined]
     return fn
 
 
@@ -702,6 +740,34 @@ def compile_emit(
     body = "{" + ", ".join(entries) + "}"
     fn: Callable[[dict[str, list[Event]]], dict[str, Any]] = _build(gen, "_emit", "m", body)
     return fn
+
+
+def inline_expr(fn: Any, prefix: str) -> tuple[str, dict[str, Any]] | None:
+    """A compiled key, header filter or non-iterative condition as an expression over the
+    event's data object ``_d`` only, for generated code that inlines it; ``None`` when ``fn``
+    has no such form (it reads ``ts``, a stage, or was not made by this module).
+
+    Returns ``(source, namespace)``: the expression, with the generator's constants renamed
+    ``_c…`` → ``{prefix}c…`` so that fragments of several rules can share one function, and
+    the bindings it needs besides :data:`cep.compiler.runtime.HELPERS`.  Only ``NAME``
+    tokens are renamed (never the contents of string literals); temporaries (``_v…``) are
+    assigned before use inside each fragment, so fragments may reuse them.
+    """
+    body = getattr(fn, "data_expr", None)
+    consts = getattr(fn, "consts", None)
+    if not isinstance(body, str) or not isinstance(consts, dict):
+        return None
+    if not consts:
+        return body, {}
+    renamed = {name: f"_{prefix}{name[1:]}" for name in consts}
+    out = []
+    for tok in tokenize.generate_tokens(io.StringIO(body).readline):
+        text = tok.string
+        if tok.type == tokenize.NAME and text in renamed:
+            text = renamed[text]
+        out.append((tok.type, text))
+    source = tokenize.untokenize(out).strip()
+    return source, {renamed[k]: v for k, v in consts.items()}
 
 
 def source_of(compiled: Any) -> str:

@@ -15,6 +15,10 @@ The path of one event (Flink's ``CepOperator`` in event time):
 A key whose state holds nothing but the start computation is dropped.  An event that cannot
 start a match for a key that has no state is not looked at further (the first stage's
 condition is a prefilter).  Outputs go to ``emit(sink_name, record)``.
+
+:meth:`CepOperator.reload` swaps the rule set between two events, by rule version
+(:mod:`cep.operator.versions`): a *draining* version holds no start computations, so it only
+finishes the partial matches it has; when its last key is gone it is retired.
 """
 
 from __future__ import annotations
@@ -30,8 +34,17 @@ from sortedcontainers import SortedList
 
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
-from cep.nfa.matcher import KeyState, advance_time, is_idle, new_key_state, next_deadline, process
+from cep.nfa.matcher import (
+    START_CK,
+    KeyState,
+    advance_time,
+    new_key_state,
+    next_deadline,
+    process,
+)
+from cep.operator.fastpath import Scanner, build_scanner
 from cep.operator.records import alert_record, late_record
+from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
 
 __all__ = ["CepOperator", "RuleState", "Emit"]
@@ -60,8 +73,10 @@ class RuleState:
         self.evictions = 0
 
     def partial_matches(self) -> int:
-        """Live partial matches over all keys (start computations excluded)."""
-        return sum(len(ks.partial.a) - 1 for ks in self.keys.values())
+        """Live partial matches over all keys (start computations excluded; a draining
+        version has none)."""
+        n = sum(len(ks.partial.a) for ks in self.keys.values())
+        return n if self.draining else n - len(self.keys)
 
 
 class CepOperator:
@@ -92,6 +107,15 @@ class CepOperator:
         self._ooo: SortedList = SortedList()
         self.events_in = 0
         self.late = 0
+        # counters of rule versions that are gone (drained, changed away, removed), by rule
+        # name: [matches, timeouts, evictions]; keeps totals monotonic across reloads
+        self.retired: dict[str, list[int]] = {}
+        self.dropped_partial_matches = 0
+        # earliest timer deadline over all rules (a lower bound: stale timers count), kept
+        # by _after_change and advance for the in-order fast path (on_batch)
+        self._due: float = POS_INF
+        self._scan: tuple[list[RuleState], tuple[bool, ...], str, Scanner] | None = None
+        self._fast_source = "input"
 
     # ------------------------------------------------------------------ input
 
@@ -100,21 +124,121 @@ class CepOperator:
         return self.watermarks.current
 
     def on_event(self, ev: Event, input_name: str | None = None) -> None:
-        """Accept one decoded event; may release buffered events and fire timers."""
+        """Accept one decoded event; may release buffered events and fire timers.
+
+        In-order fast path: when nothing is buffered and the event sits right above the new
+        watermark (``ts == watermark + 1``, as every in-order event does with
+        ``max_out_of_orderness`` 0), it is matched at once instead of waiting in the buffer
+        for the next larger event time.  The outputs and their order are the same: timers up
+        to the new watermark fire first, as ``advance`` would before buffering it, and events
+        of one event time are still matched in arrival order before any timer above them.
+        """
         self.events_in += 1
         wm = self.watermarks.current
-        if ev.ts <= wm:
+        ts = ev.ts
+        if ts <= wm:
             self.late += 1
             self.emit("late", late_record(ev, wm))
             return
-        if ev.ts >= self._last_ts:
+        new_wm = self.watermarks.observe(input_name or ev.source, ts)
+        if ts >= self._last_ts:
+            if ts == new_wm + 1 and not self._inorder and not self._ooo:
+                self._last_ts = ts
+                if new_wm > wm:
+                    self.advance(new_wm)
+                self._dispatch(ev)
+                return
             self._inorder.append(ev)
-            self._last_ts = ev.ts
+            self._last_ts = ts
         else:
-            self._ooo.add((ev.ts, ev.seq, ev))
-        new_wm = self.watermarks.observe(input_name or ev.source, ev.ts)
+            self._ooo.add((ts, ev.seq, ev))
         if new_wm > wm:
             self.advance(new_wm)
+
+    def on_batch(
+        self,
+        objs: list[dict[str, Any]],
+        source: str,
+        time_field: str | None,
+        seq: int,
+        offset: int,
+        odd_time: Callable[[dict[str, Any], int], int | None],
+    ) -> tuple[int, int]:
+        """Accept decoded objects in arrival order (file mode): ``objs[i]`` is line ``offset
+        + 1 + i`` of ``source`` and gets arrival number ``seq + 1 + …``; its event time is the
+        int ``time_field`` (ms) or, otherwise (and always when ``time_field`` is None),
+        ``odd_time(obj, line)`` (``None``: the object
+        was routed as a dead letter and is skipped).  Returns the last ``(seq, offset)``
+        used.  Same outputs as calling :meth:`on_event` for each object; with one input of
+        ``max_out_of_orderness`` 0 it runs the generated loop of :mod:`cep.operator.fastpath`.
+        """
+        start = 0
+        n = len(objs)
+        self._fast_source = source
+        while start < n:
+            if self._inorder or self._ooo or not self.watermarks.is_sole_in_order(source):
+                return self._batch_slow(objs, start, source, time_field, seq, offset, odd_time)
+            scan = self._scanner(source)
+            part = objs if start == 0 else objs[start:]
+            seq0, off0 = seq, offset
+            seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
+                                        offset, self._last_ts, odd_time)
+            self.events_in += seq - seq0
+            self._last_ts = last
+            if last > NEG_INF:
+                self.watermarks.observe(source, last)  # type: ignore[arg-type]
+            start += offset - off0
+        return seq, offset
+
+    def _batch_slow(
+        self, objs: list[dict[str, Any]], start: int, source: str, time_field: str | None,
+        seq: int,
+        offset: int, odd_time: Callable[[dict[str, Any], int], int | None],
+    ) -> tuple[int, int]:
+        on_event = self.on_event
+        for d in objs[start:] if start else objs:
+            offset += 1
+            ts = d.get(time_field) if time_field is not None else None
+            if type(ts) is not int:
+                ts = odd_time(d, offset)
+                if ts is None:
+                    continue
+            seq += 1
+            on_event(Event(ts, seq, d, source, offset))
+        return seq, offset
+
+    def _scanner(self, source: str) -> Scanner:
+        rules = self.rules
+        flags = tuple(rs.draining for rs in rules)
+        cached = self._scan
+        if (cached is not None and cached[0] is rules and cached[1] == flags
+                and cached[2] == source):
+            return cached[3]
+        scan = build_scanner(rules, source)
+        self._scan = (rules, flags, source, scan)
+        return scan
+
+    def _refresh_due(self) -> float:
+        due = POS_INF
+        for rs in self.rules:
+            if rs.timers and rs.timers[0][0] < due:
+                due = rs.timers[0][0]
+        self._due = due
+        return due
+
+    def _fast_tick(self, ts: int) -> float:
+        """The fast path saw a new largest event time that passes a timer's deadline."""
+        wm = self.watermarks.current
+        new_wm = self.watermarks.observe(self._fast_source, ts)
+        if new_wm > wm:
+            self.advance(new_wm)
+        return self._refresh_due()
+
+    def _fast_late(self, ev: Event, last: int) -> None:
+        """The fast path saw an event below the largest event time ``last``: it is late."""
+        self.watermarks.observe(ev.source, last)
+        self.late += 1
+        self.emit("late", late_record(ev, self.watermarks.current))
 
     def finish(self) -> None:
         """End of a finite input: the watermark becomes +∞; everything pending is decided."""
@@ -145,53 +269,81 @@ class CepOperator:
     # ------------------------------------------------------------------ per event
 
     def _dispatch(self, ev: Event) -> None:
+        dispatch_one = self._dispatch_one
         for rs in self.rules:
-            rule = rs.rule
-            if rule.sources is not None and ev.source not in rule.sources:
-                continue
-            if rule.header_filter is not None and not rule.header_filter(ev):
-                continue
-            key = rule.key_fn(ev.data)
-            try:
-                ks = rs.keys.get(key)
-            except TypeError:  # an unhashable key value (a list or object)
-                key = orjson.dumps(key, option=orjson.OPT_SORT_KEYS).decode()
-                ks = rs.keys.get(key)
-            nfa = rule.nfa
-            if ks is None:
-                if rs.draining:
-                    continue
-                pre = nfa.start_prefilter
-                if pre is not None and not pre.fn(ev, None):
-                    continue
-                ks = new_key_state(nfa)
-                ks.clock = ev.ts
-                rs.keys[key] = ks
-            elif ks.clock < ev.ts:
-                self._advance_key(rs, key, ks, ev.ts)
-            if rs.draining and ks.partial.a and len(ks.partial.a) == 1 and not ks.completed.a:
-                # a draining version starts no new partial matches
-                del rs.keys[key]
-                continue
-            matches = process(nfa, ks, ev)
+            dispatch_one(rs, ev)
+
+    def _dispatch_one(self, rs: RuleState, ev: Event) -> None:
+        """One rule's part of :meth:`_dispatch`: source, header ``where``, key; then the
+        prefilter for a key without state; then :meth:`_step`."""
+        rule = rs.rule
+        if rule.sources is not None and ev.source not in rule.sources:
+            return
+        if rule.header_filter is not None and not rule.header_filter(ev):
+            return
+        key = rule.key_fn(ev.data)
+        try:
+            known = key in rs.keys
+        except TypeError:  # an unhashable key value (a list or object)
+            key = orjson.dumps(key, option=orjson.OPT_SORT_KEYS).decode()
+            known = key in rs.keys
+        if not known:
             if rs.draining:
-                ks.partial.remove_if(lambda c: c.node is None)
+                return
+            pre = rule.nfa.start_prefilter
+            if pre is not None and not pre.fn(ev, None):
+                return
+        self._step(rs, key, ev)
+
+    def _step(self, rs: RuleState, key: Hashable, ev: Event) -> None:
+        """Match ``ev`` for ``key`` of ``rs``: a key without state is created (the caller
+        checked that the event can start a match), a key whose clock is behind advances it
+        (windows, timeouts; skipped when no deadline of the key has passed, which changes
+        nothing), then the NFA step, the matches, and the key's timer or removal."""
+        nfa = rs.rule.nfa
+        ts = ev.ts
+        ks = rs.keys.get(key)
+        fresh = ks is None
+        if ks is None:
+            ks = new_key_state(nfa)
+            ks.clock = ts
+            rs.keys[key] = ks
+        elif ks.clock < ts:
+            if rs.deadline.get(key, POS_INF) <= ts:
+                self._advance_key(rs, key, ks, ts)
+                fresh = True  # the key may have become idle: let _after_change look
+            else:
+                ks.clock = ts
+        before = ks.partial
+        matches = process(nfa, ks, ev)
+        if matches:
             for node in matches:
                 self._emit_match(rs, key, node)
+        if fresh or ks.partial is not before or ks.completed.a:
             self._after_change(rs, key, ks)
+        # else: the event left every partial match where it was (process kept the heap):
+        # same deadline, same size, not idle (it was not before), so nothing to do
 
     def _after_change(self, rs: RuleState, key: Hashable, ks: KeyState) -> None:
-        if len(ks.partial.a) > self.cap + 1:
+        a = ks.partial.a
+        if len(a) > self.cap + 1:
             self._evict(rs, key, ks)
-        if is_idle(ks) or (rs.draining and not ks.partial.a and not ks.completed.a):
+            a = ks.partial.a
+        # is_idle(ks), inlined: only the start computation is left
+        idle = len(a) == 1 and a[0].ck is START_CK and not ks.completed.a
+        if idle or (rs.draining and not a and not ks.completed.a):
             del rs.keys[key]
             rs.deadline.pop(key, None)
+            if rs.draining and not rs.keys:
+                self._retire(rs)
             return
         d = next_deadline(rs.rule.nfa, ks)
         if d < rs.deadline.get(key, POS_INF):
             rs.deadline[key] = d
             rs.counter += 1
             heapq.heappush(rs.timers, (d, rs.counter, key))
+            if d < self._due:
+                self._due = d
 
     def _advance_key(self, rs: RuleState, key: Hashable, ks: KeyState, now: float) -> None:
         matches, timeouts = advance_time(rs.rule.nfa, ks, now)
@@ -233,6 +385,31 @@ class CepOperator:
             rs.rule.name, key, over, self.cap,
         )
 
+    # ------------------------------------------------------------------ rule versions
+
+    def reload(self, rules: Iterable[CompiledRule]) -> ReloadReport:
+        """Replace the rule set between two events: unchanged rule versions keep their state,
+        a changed rule's old version drains (finishes the partial matches it holds, starts no
+        new ones), added rules start empty, removed rules' state is dropped.  Returns the
+        :class:`~cep.operator.versions.ReloadReport`."""
+        report = apply_rule_set(self, rules)
+        self.dropped_partial_matches += report.partial_dropped
+        return report
+
+    def retire_counters(self, rs: RuleState) -> None:
+        """Fold the counters of a rule version that is going away into :attr:`retired`."""
+        acc = self.retired.setdefault(rs.rule.name, [0, 0, 0])
+        acc[0] += rs.matches
+        acc[1] += rs.timeouts
+        acc[2] += rs.evictions
+
+    def _retire(self, rs: RuleState) -> None:
+        """A draining version holds nothing any more: it disappears.  The rule list is
+        rebound, never mutated, so loops over the old list finish safely."""
+        self.rules = [r for r in self.rules if r is not rs]
+        self.retire_counters(rs)
+        log.info("rule %s: version %s finished draining", rs.rule.name, rs.rule.version)
+
     # ------------------------------------------------------------------ checkpoints
 
     def buffer_state(self) -> tuple[list[Event], float]:
@@ -252,20 +429,40 @@ class CepOperator:
     # ------------------------------------------------------------------ introspection
 
     def stats(self) -> dict[str, Any]:
-        """Counters for summaries and metrics."""
+        """Counters for summaries and metrics.  ``rules`` maps each active rule's name to its
+        version, severity, ``keys`` and ``partial_matches`` (draining versions of the rule
+        included) and cumulative ``matches``, ``timeouts``, ``evictions`` (over every version
+        the operator ran); ``draining`` lists each draining version with its state sizes."""
+        rules: dict[str, dict[str, Any]] = {}
+        draining: list[dict[str, Any]] = []
+        for rs in self.rules:
+            if not rs.draining:
+                rules[rs.rule.name] = {"version": rs.rule.version, "severity": rs.rule.severity,
+                                       "matches": 0, "timeouts": 0, "evictions": 0,
+                                       "keys": 0, "partial_matches": 0}
+        for name, (matches, timeouts, evictions) in self.retired.items():
+            entry = rules.get(name)
+            if entry is not None:
+                entry["matches"] += matches
+                entry["timeouts"] += timeouts
+                entry["evictions"] += evictions
+        for rs in self.rules:
+            partial = rs.partial_matches()
+            entry = rules.get(rs.rule.name)
+            if entry is not None:
+                entry["matches"] += rs.matches
+                entry["timeouts"] += rs.timeouts
+                entry["evictions"] += rs.evictions
+                entry["keys"] += len(rs.keys)
+                entry["partial_matches"] += partial
+            if rs.draining:
+                draining.append({"rule": rs.rule.name, "version": rs.rule.version,
+                                 "keys": len(rs.keys), "partial_matches": partial})
         return {
             "events_in": self.events_in,
             "late": self.late,
             "watermark": self.watermarks.current,
-            "rules": {
-                rs.rule.name: {
-                    "version": rs.rule.version,
-                    "matches": rs.matches,
-                    "timeouts": rs.timeouts,
-                    "keys": len(rs.keys),
-                    "partial_matches": rs.partial_matches(),
-                    "evictions": rs.evictions,
-                }
-                for rs in self.rules
-            },
+            "rules": rules,
+            "draining": draining,
+            "dropped_partial_matches": self.dropped_partial_matches,
         }

@@ -61,6 +61,12 @@ class WatermarkTracker:
             return self._recompute()
         return self.current
 
+    def is_sole_in_order(self, name: str) -> bool:
+        """True when ``name`` is the only input, with ``max_out_of_orderness`` 0, and the
+        input is not finished: then the watermark is always the largest event time − 1."""
+        return (len(self._max) == 1 and name in self._max and self._ooo[name] == 0
+                and not self._finished and not self._idle)
+
     def set_idle(self, name: str, idle: bool = True) -> float:
         """Mark an input idle (excluded from the minimum) or active again."""
         if idle:
