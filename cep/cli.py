@@ -17,6 +17,7 @@ from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
 from cep.errors import CepError
 
 if TYPE_CHECKING:
+    from cep.app.file_checkpoint import FileCheckpoints
     from cep.compiler.compiled import CompiledRule
     from cep.config import Config
 
@@ -355,6 +356,11 @@ def run(
     log_format: Annotated[
         str, typer.Option("--log-format", help="Log lines on stderr: text or json.")
     ] = "text",
+    checkpoint_dir: Annotated[
+        str | None,
+        typer.Option("--checkpoint-dir", help="Checkpoint a file run here; a rerun on the same "
+                     "input resumes where it stopped, output files exact."),
+    ] = None,
 ) -> None:
     """Run rules over events: JSON lines (or CSV) in, alerts out as JSON lines.
 
@@ -368,6 +374,9 @@ def run(
     A long run (--follow, standard input, Kafka) reloads its rules when a rule file changes,
     on SIGHUP and on POST /-/reload: all or nothing, keeping the partial matches of unchanged
     rules (see docs/operations.md).
+
+    With --checkpoint-dir (or [state] checkpoint_dir) a file run checkpoints its state, how far
+    it read and its output files' lengths; run again after a crash, it resumes there.
 
     Example: cep run --rules rules/login --input events.jsonl --output alerts.jsonl
     """
@@ -413,16 +422,18 @@ def run(
         raise typer.Exit(EXIT_RULES)
     if not rs.rules:
         raise _fail("no rules found under " + ", ".join(rules))
-    sinks: dict[str, Sink] = {"alerts": JsonLinesSink(output)}
+    checkpoints, append = _file_checkpoints(
+        checkpoint_dir or (cfg.state.checkpoint_dir if cfg else None), input_path, cfg)
+    sinks: dict[str, Sink] = {"alerts": JsonLinesSink(output, append)}
     if late:
-        sinks["late"] = JsonLinesSink(late)
+        sinks["late"] = JsonLinesSink(late, append)
     if dead_letter:
-        sinks["dead_letter"] = JsonLinesSink(dead_letter)
+        sinks["dead_letter"] = JsonLinesSink(dead_letter, append)
     for spec in sink or []:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise _fail(f"--sink takes NAME=FILE, got {spec!r}")
-        sinks[name] = JsonLinesSink(path)
+        sinks[name] = JsonLinesSink(path, append)
     sink_set = SinkSet(sinks)
     opts = FileRunOptions(
         path=input_path,
@@ -443,7 +454,7 @@ def run(
         setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
         ops = Operations("file", rules, rs.rules, watch=watch, http=http)
     try:
-        summary = serve_file(rs.rules, opts, sink_set, ops)
+        summary = serve_file(rs.rules, opts, sink_set, ops, checkpoints)
     except KeyboardInterrupt:
         sink_set.close()
         raise typer.Exit(130) from None
@@ -454,6 +465,7 @@ def run(
     if not quiet:
         counts = summary.sink_counts
         parts = [
+            *([f"resumed after line {summary.resumed_after:,}"] if summary.resumed_after else []),
             f"{summary.events:,} events",
             f"{counts.get('alerts', 0):,} alerts",
             f"{summary.late:,} late"
@@ -463,6 +475,32 @@ def run(
             f"{summary.elapsed_s:.2f} s ({summary.events_per_s:,.0f} events/s)",
         ]
         typer.echo("cep: " + ", ".join(parts), err=True)
+
+
+def _file_checkpoints(directory: str | None, input_path: str, cfg: Config | None
+                      ) -> tuple[FileCheckpoints | None, bool]:
+    """The run's checkpoints (or None) and whether output files are appended to: when the
+    input has a checkpoint, they are first cut back to their checkpointed lengths."""
+    if not directory:
+        return None, False
+    if input_path == "-":
+        raise _fail("checkpoints need a file input, not standard input")
+    from cep.app.file_checkpoint import FileCheckpoints
+
+    state = cfg.state if cfg is not None else None
+    ckpt = FileCheckpoints(directory, input_path,
+                           state.checkpoint_interval_ms if state else 1000,
+                           state.checkpoint_records if state else 10_000)
+    try:
+        meta = ckpt.pending()
+        if meta is None:
+            return ckpt, False
+        ckpt.truncate_outputs(meta)
+    except CepError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except OSError as exc:
+        raise _fail(f"checkpoint {ckpt.store.path(ckpt.name)}: {exc}") from None
+    return ckpt, True
 
 
 def _config(path: str) -> Config:

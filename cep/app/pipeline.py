@@ -3,26 +3,48 @@
 The path of one line, top to bottom: ``read_lines`` → decoder (or dead letter) →
 :class:`~cep.event.Event` → :meth:`CepOperator.on_event` → sinks.  At end of input the
 watermark jumps to +∞ (:meth:`CepOperator.finish`) so every window is decided.
+
+With :class:`~cep.app.ops.Operations` (a long run: ``--follow``, standard input, ``--http``)
+the loop checks :attr:`Control.pending <cep.app.reload.Control.pending>` before each event
+and while waiting for input, and runs reloads and snapshot requests there: between two
+events, on this thread.  While waiting for input it also flushes the sinks, so a followed
+file's alerts reach their files promptly.
 """
 
 from __future__ import annotations
 
 import io
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cep.app.file_checkpoint import FileCheckpoints, Position
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
-from cep.io.codecs import DeadLetter, TimeSpec, csv_rows, json_decoder
+from cep.io.codecs import (
+    DeadLetter,
+    TimeSpec,
+    csv_rows,
+    decode_json_chunk,
+    event_time_of,
+    json_decoder,
+)
 from cep.io.sinks import SinkSet
-from cep.io.sources import open_input, read_lines
+from cep.io.sources import open_input, read_chunks, read_lines
 from cep.operator.cep_operator import CepOperator
 from cep.operator.records import dead_letter_record
 
-__all__ = ["FileRunOptions", "RunSummary", "run_file"]
+SAMPLE_MASK = 0xFF  # with metrics, one event in 256 is timed (cep.app.metrics.SAMPLE_MASK)
+
+if TYPE_CHECKING:
+    from cep.app.metrics import EngineSnapshot
+    from cep.app.ops import Operations
+
+__all__ = ["FileRunOptions", "RunSummary", "run_file", "serve_file"]
 
 
 @dataclass
@@ -52,6 +74,7 @@ class RunSummary:
     elapsed_s: float = 0.0
     sink_counts: dict[str, int] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    resumed_after: int = 0  # the input line a checkpoint let this run start after
 
     @property
     def events_per_s(self) -> float:
@@ -59,7 +82,8 @@ class RunSummary:
 
 
 def _records(
-    opts: FileRunOptions, should_stop: Callable[[], bool] | None
+    opts: FileRunOptions, should_stop: Callable[[], bool] | None,
+    on_idle: Callable[[], None] | None = None,
 ) -> Iterator[tuple[int, bytes, tuple[dict[str, Any], int] | DeadLetter]]:
     fh = open_input(opts.path)
     try:
@@ -69,7 +93,8 @@ def _records(
                 yield line_no, raw.encode(), res
             return
         decode = json_decoder(opts.time, opts.max_event_bytes)
-        for line_no, raw in read_lines(fh, follow=opts.follow, should_stop=should_stop):
+        for line_no, raw in read_lines(fh, follow=opts.follow, should_stop=should_stop,
+                                       on_idle=on_idle):
             yield line_no, raw, decode(raw)
     finally:
         if fh is not sys.stdin.buffer:
@@ -82,44 +107,189 @@ def run_file(
     sinks: SinkSet,
     should_stop: Callable[[], bool] | None = None,
     operator: CepOperator | None = None,
+    ops: Operations | None = None,
+    checkpoints: FileCheckpoints | None = None,
 ) -> RunSummary:
     """Run ``rules`` over one input; returns a :class:`RunSummary`.  Never raises on bad
-    input lines: they go to the ``dead_letter`` sink with reason and line number."""
+    input lines: they go to the ``dead_letter`` sink with reason and line number.
+
+    With ``ops`` the run serves reloads, metrics and status (see the module docstring): it
+    binds and starts ``ops`` before the first event and stops it after the last.  Raises
+    :class:`~cep.errors.ConfigError` when ``ops`` cannot serve its HTTP address.
+
+    With ``checkpoints`` the run resumes from the input's checkpoint, if there is one, and
+    checkpoints as it goes and before the end of input (:mod:`cep.app.file_checkpoint`);
+    the output files must then be opened in append mode, after
+    :meth:`~cep.app.file_checkpoint.FileCheckpoints.truncate_outputs`."""
+    metrics = ops.metrics if ops is not None else None
+    emit = metrics.counting(sinks.emit) if metrics is not None else sinks.emit
     op = operator or CepOperator(
-        rules, sinks.emit, {opts.source: opts.max_out_of_orderness_ms},
+        rules, emit, {opts.source: opts.max_out_of_orderness_ms},
         opts.max_partial_matches_per_key,
     )
     source = opts.source
     on_event = op.on_event
-    emit = sinks.emit
     progress = _Progress(sys.stderr) if opts.progress else None
     started = time.perf_counter()
-    seq = 0
-    dead = 0
-    for line_no, raw, res in _records(opts, should_stop):
-        if type(res) is DeadLetter:
-            dead += 1
-            emit("dead_letter", dead_letter_record(
-                res.reason, res.error, source, raw.decode("utf-8", "replace"), line=line_no))
-            continue
-        seq += 1
-        data, ts = res  # type: ignore[misc]
-        on_event(Event(ts, seq, data, source, line_no))
-        if progress is not None and not seq & 0x3FFF:
-            progress.update(seq, sinks.counts.get("alerts", 0))
-    op.finish()
-    sinks.flush()
+    seq = dead = skip = nbytes = line_no = 0
+    if checkpoints is not None:
+        pos = checkpoints.resume(op)
+        seq, dead, skip, nbytes, line_no = pos.seq, pos.dead, pos.lines, pos.bytes, pos.lines
+        checkpoints.bind_outputs(sinks)
+    first_seq, first_dead = seq, dead
+    control = None
+    on_idle = None
+    if ops is not None:
+        from cep.app.reload import Control
+
+        control = Control()
+        ops.bind(control, lambda: _snapshot(op, ops, source), op.reload)
+        service = control.service
+        flush = sinks.flush
+
+        def on_idle() -> None:
+            service()
+            flush()
+
+        ops.start()
+    try:
+        # a plain finite JSON-lines input: chunks decoded in one call, matched in batches
+        batched = ops is None and checkpoints is None and not opts.follow and opts.fmt == "json"
+        if batched:
+            seq, dead = _run_chunks(op, opts, emit, progress, sinks)
+        for line_no, raw, res in () if batched else _records(opts, should_stop, on_idle):
+            if control is not None and control.pending:
+                control.service()
+            if checkpoints is not None:
+                if line_no <= skip:
+                    continue
+                if checkpoints.due(seq):
+                    checkpoints.save(op, sinks, Position(line_no - 1, seq, dead, nbytes))
+                nbytes += len(raw) + 1
+            if type(res) is DeadLetter:
+                dead += 1
+                emit("dead_letter", dead_letter_record(
+                    res.reason, res.error, source, raw.decode("utf-8", "replace"),
+                    line=line_no))
+                continue
+            seq += 1
+            data, ts = res  # type: ignore[misc]
+            if metrics is not None and not seq & SAMPLE_MASK:
+                t0 = time.perf_counter()
+                on_event(Event(ts, seq, data, source, line_no))
+                metrics.observe_latency(time.perf_counter() - t0)
+            else:
+                on_event(Event(ts, seq, data, source, line_no))
+            if progress is not None and not seq & 0x3FFF:
+                progress.update(seq, sinks.counts.get("alerts", 0))
+        if checkpoints is not None:  # before the end of input decides the last windows
+            checkpoints.save(op, sinks, Position(line_no, seq, dead, nbytes))
+        op.finish()
+        sinks.flush()
+    finally:
+        if ops is not None:
+            ops.stop()
     if progress is not None:
         progress.done(seq, sinks.counts.get("alerts", 0))
     elapsed = time.perf_counter() - started
     return RunSummary(
-        events=seq,
-        dead_letters=dead,
+        events=seq - first_seq,
+        dead_letters=dead - first_dead,
         late=op.late,
         elapsed_s=elapsed,
         sink_counts=dict(sinks.counts),
         stats=op.stats(),
+        resumed_after=skip,
     )
+
+
+def serve_file(
+    rules: list[CompiledRule], opts: FileRunOptions, sinks: SinkSet, ops: Operations | None,
+    checkpoints: FileCheckpoints | None = None,
+) -> RunSummary:
+    """:func:`run_file` as the main job of a process: on the main thread SIGHUP asks ``ops``
+    for a reload and, with ``opts.follow``, SIGTERM ends the run at the end of what has been
+    written so far (every window decided, sinks flushed).  The previous handlers are put
+    back afterwards."""
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        if ops is not None and hasattr(signal, "SIGHUP"):
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, ops.on_sighup)
+        if opts.follow:
+            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        return run_file(rules, opts, sinks, should_stop=stop.is_set, ops=ops,
+                        checkpoints=checkpoints)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_chunks(
+    op: CepOperator, opts: FileRunOptions, emit: Callable[[str, dict[str, Any]], None],
+    progress: _Progress | None, sinks: SinkSet,
+) -> tuple[int, int]:
+    """Read a finite JSON-lines input in chunks of whole lines: decode each chunk with one
+    call (:func:`~cep.io.codecs.decode_json_chunk`) and hand the objects to
+    :meth:`CepOperator.on_batch`; a chunk that cannot be decoded at once (a bad line in it)
+    goes line by line.  Returns ``(events, dead letters)``."""
+    source = opts.source
+    spec = opts.time
+    max_bytes = opts.max_event_bytes
+    time_field = spec.field if spec.unit == "ms" else None  # None: every time via odd_time
+    decode = json_decoder(spec, max_bytes)
+    on_event = op.on_event
+    seq = dead = line = 0
+    fh = open_input(opts.path)
+    try:
+        for chunk, n in read_chunks(fh):
+            objs = decode_json_chunk(chunk, n) if len(chunk) <= max_bytes else None
+            if objs is not None:
+                base = line
+
+                def odd_time(data: dict[str, Any], line_no: int, chunk: bytes = chunk,
+                             base: int = base) -> int | None:
+                    nonlocal dead
+                    ts = event_time_of(data, spec)
+                    if type(ts) is DeadLetter:
+                        dead += 1
+                        raw = chunk.split(b"\n")[line_no - base - 1].rstrip(b"\r")
+                        emit("dead_letter", dead_letter_record(
+                            ts.reason, ts.error, source, raw.decode("utf-8", "replace"),
+                            line=line_no))
+                        return None
+                    return ts  # type: ignore[return-value]
+
+                seq, line = op.on_batch(objs, source, time_field, seq, line, odd_time)
+            else:
+                for raw in chunk.split(b"\n"):
+                    line += 1
+                    raw = raw.rstrip(b"\r")
+                    if not raw.strip():
+                        continue
+                    res = decode(raw)
+                    if type(res) is DeadLetter:
+                        dead += 1
+                        emit("dead_letter", dead_letter_record(
+                            res.reason, res.error, source, raw.decode("utf-8", "replace"),
+                            line=line))
+                        continue
+                    seq += 1
+                    on_event(Event(res[1], seq, res[0], source, line))  # type: ignore[index]
+            if progress is not None:
+                progress.update(seq, sinks.counts.get("alerts", 0))
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
+    return seq, dead
+
+
+def _snapshot(op: CepOperator, ops: Operations, source: str) -> EngineSnapshot:
+    from cep.app.metrics import operator_snapshot
+
+    ops.metrics.events[source] = op.events_in
+    return operator_snapshot([op], "file", ops.metrics, ops.file_of)
 
 
 class _Progress:
