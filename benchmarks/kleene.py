@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""Kleene load: ``one or more`` under ``followed by any`` / ``allow combinations`` with long
+windows, against Flink CEP's NFA on the same inputs; and many rules over one stream.
+
+Input: ``shared/peers/gen_events.py --events N --users U --seed 7``, rewritten to the field
+names the Flink oracle's condition language knows (``type`` → ``name``, ``amount`` →
+``price``, user ``u17`` → ``java_id`` 17), so both engines read the same events.
+
+Window series (each pattern at window W, 2W, 4W):
+
+* ``any_pays``: ``begin s where name == "login"`` / ``followed by any p where name ==
+  "payment" one or more`` / ``followed by e where name == "password_reset"``;
+* ``combos``: ``begin s where name == "login"`` / ``followed by p where name == "payment"
+  one or more allow combinations`` / ``followed by e where name == "password_reset"``.
+
+Password resets are rare (0.03 % of events), so partial matches pile up for the whole
+window while matches stay few: the load is the partial matches, not the output.
+
+For each: cep's events/s (``run_file`` in this process: decoding, matching, writing alerts;
+best of ``--repeat``), the peak number of live partial matches (sampled after every batch of
+a separate, untimed run), and Flink's events/s from ``shared/peers/flinkoracle`` (Flink
+2.3.0's own Pattern API, NFA and shared buffer driven the way the event-time operator drives
+them: ``--mode file``), whose JVM start and JSON parsing are removed by subtracting a run of
+the same events with a pattern that matches nothing.  The two match sets are compared.
+
+Rules series: the first 1, 10 and 100 of a fixed list of simple two-stage rules (a payment
+above a threshold — or, second family, inside a price band of its own — then another event
+type within 10 minutes), all ``key by java_id``, over the same stream in one operator:
+decoding and the key are computed once per event, and the rules' equality guards on ``name``
+are tested once per event, not once per rule.  With thresholds a large payment starts a
+partial match in every rule below it, so the matching work grows with the rules; with bands
+each payment concerns one rule and what grows is only the cost of the rules it does not.
+
+Usage::
+
+    python benchmarks/kleene.py [--events 50000] [--users 500] [--window 5m] [--no-flink]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from peers import PEERS, ensure_events  # noqa: E402
+
+ORACLE = PEERS / "flinkoracle" / "run.sh"
+UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+PATTERNS: dict[str, dict[str, Any]] = {
+    "any_pays": {
+        "rule": ('    begin s where name == "login"\n'
+                 '    followed by any p where name == "payment" one or more\n'
+                 '    followed by e where name == "password_reset"\n'),
+        "stages": [("s", "begin", 'name == "login"', None),
+                   ("p", "followedByAny", 'name == "payment"', "relaxed"),
+                   ("e", "followedBy", 'name == "password_reset"', None)],
+    },
+    "combos": {
+        "rule": ('    begin s where name == "login"\n'
+                 '    followed by p where name == "payment" one or more allow combinations\n'
+                 '    followed by e where name == "password_reset"\n'),
+        "stages": [("s", "begin", 'name == "login"', None),
+                   ("p", "followedBy", 'name == "payment"', "allowCombinations"),
+                   ("e", "followedBy", 'name == "password_reset"', None)],
+    },
+}
+NEVER = [("s", "begin", 'name == "no such type"', None)]
+
+
+def duration_ms(text: str) -> int:
+    """``10m`` → 600000."""
+    num = text.rstrip("smh")
+    unit = text[len(num):] or "ms"
+    return int(num) * UNITS[unit]
+
+
+def rule_text(name: str, body: str, window_ms: int) -> str:
+    """One rule keyed by ``java_id`` with ``body`` as its pattern."""
+    return (f"rule {name}\n  key by java_id\n  pattern\n{body}  within {window_ms}ms\nend\n")
+
+
+def simple_rules(n: int) -> str:
+    """The first ``n`` of a fixed list of simple rules: a payment above a threshold (50, 70,
+    90, …), then a refund, password reset, logout or login (in turn) within 10 minutes."""
+    thens = ["refund", "password_reset", "logout", "login"]
+    out = []
+    for i in range(n):
+        out.append(
+            f"rule simple_{i}\n  key by java_id\n  pattern\n"
+            f'    begin big where name == "payment" and price > {50 + 20 * i}\n'
+            f'    followed by then where name == "{thens[i % len(thens)]}"\n'
+            f"  within 10m\nend\n")
+    return "".join(out)
+
+
+def banded_rules(n: int) -> str:
+    """Like :func:`simple_rules`, but rule ``i`` wants payments in its own price band
+    (``50 + 20 i`` < price ≤ ``70 + 20 i``): each payment concerns one rule, so the matching
+    work stays that of one rule and what grows is the cost of rules an event does not
+    concern."""
+    thens = ["refund", "password_reset", "logout", "login"]
+    out = []
+    for i in range(n):
+        lo = 50 + 20 * i
+        out.append(
+            f"rule band_{i}\n  key by java_id\n  pattern\n"
+            f'    begin big where name == "payment" and price > {lo} and price <= {lo + 20}\n'
+            f'    followed by then where name == "{thens[i % len(thens)]}"\n'
+            f"  within 10m\nend\n")
+    return "".join(out)
+
+
+def convert(src: Path, dst: Path) -> int:
+    """Rewrite events to the oracle's field names; returns the number of events."""
+    import orjson
+
+    n = 0
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        for line in fi:
+            e = orjson.loads(line)
+            fo.write(orjson.dumps({"id": e["id"], "ts": e["ts"], "java_id": int(e["user"][1:]),
+                                   "name": e["type"], "price": e["amount"]}) + b"\n")
+            n += 1
+    return n
+
+
+# Flink has no cap on partial matches per key; neither has cep here (its default is 10,000
+# per key and rule, beyond which the oldest are evicted, which would change the matches).
+NO_CAP = 10**9
+
+
+def run_cep(rules_text: str, events: Path, work: Path, tag: str,
+            repeat: int) -> dict[str, Any]:
+    """``run_file`` in this process, best of ``repeat``; alerts kept for the comparison."""
+    from cep.app.pipeline import FileRunOptions, run_file
+    from cep.app.rules import load_rule_set
+    from cep.io.sinks import JsonLinesSink, SinkSet
+
+    rule_file = work / f"{tag}.cep"
+    rule_file.write_text(rules_text)
+    rs = load_rule_set([str(rule_file)])
+    assert rs.ok, rs.diagnostics
+    alerts = work / f"{tag}.alerts.jsonl"
+    times = []
+    n = 0
+    count = 0
+    for _ in range(repeat):
+        sinks = SinkSet({"alerts": JsonLinesSink(str(alerts))})
+        t0 = time.perf_counter()
+        summary = run_file(rs.rules, FileRunOptions(path=str(events),
+                                                    max_partial_matches_per_key=NO_CAP), sinks)
+        sinks.close()
+        times.append(time.perf_counter() - t0)
+        n = summary.events
+        count = summary.sink_counts.get("alerts", 0)
+    best = min(times)
+    return {"events": n, "alerts": count, "seconds": times, "events_per_s": n / best,
+            "spread": (max(times) - best) / best, "alerts_file": str(alerts)}
+
+
+def peak_partials(rules_text: str, events: Path, work: Path) -> int:
+    """Largest number of live partial matches after any batch (an untimed run)."""
+    from cep.app.rules import load_rule_set
+    from cep.io.codecs import decode_json_chunk
+    from cep.io.sources import read_chunks
+    from cep.operator.cep_operator import CepOperator
+
+    rule_file = work / "peak.cep"
+    rule_file.write_text(rules_text)
+    rs = load_rule_set([str(rule_file)])
+    op = CepOperator(rs.rules, lambda sink, rec: None, max_partial_matches_per_key=NO_CAP)
+    peak = seq = off = 0
+
+    def odd(d: dict[str, Any], line: int) -> int | None:
+        raise AssertionError("every event has an integer ts")
+
+    with open(events, "rb") as fh:
+        for chunk, n in read_chunks(fh):
+            objs = decode_json_chunk(chunk, n)
+            assert objs is not None
+            seq, off = op.on_batch(objs, "input", "ts", seq, off, odd)
+            peak = max(peak, sum(r.partial_matches() for r in op.rules))
+    op.finish()
+    return peak
+
+
+def oracle_case(case_id: str, stages: list[tuple[str, str, str, str | None]],
+                window_ms: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A flinkoracle case (format in ``shared/peers/flinkoracle/README.md``)."""
+    def stage(name: str, cont: str, where: str, inner: str | None) -> dict[str, Any]:
+        quant = None if inner is None else {"kind": "oneOrMore", "min": 1, "max": None,
+                                            "inner": inner}
+        return {"name": name, "contiguity": cont, "where": where, "quantifier": quant,
+                "optional": False, "greedy": False, "until": None, "group": None}
+    return {"id": case_id, "stages": [stage(*s) for s in stages], "within_ms": window_ms,
+            "skip": "noSkip", "key_by": "java_id", "events": events}
+
+
+def run_oracle(case: dict[str, Any], work: Path) -> tuple[float, dict[str, Any]]:
+    """Wall time of one oracle process on ``case`` and its result line."""
+    path = work / f"{case['id']}.case.jsonl"
+    path.write_text(json.dumps(case) + "\n")
+    t0 = time.perf_counter()
+    proc = subprocess.run(["bash", str(ORACLE), "--mode", "file", str(path)],
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "FLINK_ORACLE_XMX": "6g"})
+    wall = time.perf_counter() - t0
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if out.get("error"):
+        raise RuntimeError(f"oracle: {out['error']}")
+    return wall, out
+
+
+def same_matches(alerts_file: str, oracle_matches: list[list[int]]) -> bool:
+    """Our alerts and the oracle's matches as multisets of sorted id tuples."""
+    ours: Counter[tuple[int, ...]] = Counter()
+    with open(alerts_file) as fh:
+        for line in fh:
+            rec = json.loads(line)
+            ours[tuple(sorted(e["id"] for evs in rec["match"].values() for e in evs))] += 1
+    theirs = Counter(tuple(sorted(m)) for m in oracle_matches)
+    return ours == theirs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=50_000)
+    ap.add_argument("--users", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--window", default="5m", help="any_pays' 1× window (then 2× and 4×)")
+    ap.add_argument("--combos-window", default="1m", help="combos' 1× window")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--patterns", default="any_pays,combos")
+    ap.add_argument("--rules", default="1,10,100")
+    ap.add_argument("--no-flink", action="store_true")
+    ap.add_argument("--skip-windows", action="store_true", help="only the rules series")
+    ap.add_argument("--rules-events", type=int, default=1_000_000,
+                    help="the rules series reads gen_events.py --events N --users N/20 "
+                         "--seed 42 (the peers' file for 1,000,000)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kleene.json"))
+    args = ap.parse_args()
+
+    raw = ensure_events(args.events, args.users, args.seed)
+    work = Path(tempfile.mkdtemp(prefix="cep-kleene-"))
+    events_file = work / "events.jsonl"
+    n = convert(raw, events_file)
+    base = duration_ms(args.window)
+    result: dict[str, Any] = {"events": n, "users": args.users, "seed": args.seed,
+                              "window_ms": base, "windows": [], "rules": []}
+    events: list[dict[str, Any]] = []
+    baseline = None
+    if not args.no_flink and not args.skip_windows:
+        events = [json.loads(line) for line in events_file.open()]
+        baseline, _ = run_oracle(oracle_case("never", NEVER, base, events), work)
+        result["flink_baseline_s"] = baseline
+    for name in [] if args.skip_windows else args.patterns.split(","):
+        spec = PATTERNS[name]
+        one = duration_ms(args.combos_window) if name == "combos" else base
+        for mult in (1, 2, 4):
+            w = one * mult
+            text = rule_text(name, spec["rule"], w)
+            row: dict[str, Any] = {"pattern": name, "window_ms": w, "multiple": mult}
+            row["cep"] = run_cep(text, events_file, work, f"{name}_{mult}", args.repeat)
+            row["peak_partial_matches"] = peak_partials(text, events_file, work)
+            if baseline is not None:
+                wall, out = run_oracle(oracle_case(f"{name}_{mult}", spec["stages"], w, events),
+                                       work)
+                net = max(wall - baseline, 1e-3)
+                row["flink"] = {"wall_s": wall, "net_s": net, "events_per_s": n / net,
+                                "matches": len(out["matches"])}
+                row["identical_to_flink"] = same_matches(row["cep"]["alerts_file"],
+                                                         out["matches"])
+            result["windows"].append(row)
+            fl = row.get("flink", {})
+            rate = row["cep"]["events_per_s"]
+            print(f"{name:<10} {mult}x {w / 60000:>5.0f} min  cep {rate:>10,.0f} ev/s"
+                  f"  alerts {row['cep']['alerts']:>8,}  peak partial "
+                  f"{row['peak_partial_matches']:>8,}  flink {fl.get('events_per_s', 0):>10,.0f}"
+                  f" ev/s  same {row.get('identical_to_flink', '-')}", flush=True)
+    rules_file = work / "rules_events.jsonl"
+    result["rules_events"] = convert(
+        ensure_events(args.rules_events, max(1, args.rules_events // 20), 42), rules_file)
+    for family, make in (("thresholds", simple_rules), ("bands", banded_rules)):
+        rows = []
+        for k in (int(x) for x in args.rules.split(",")):
+            r = run_cep(make(k), rules_file, work, f"{family}_{k}", args.repeat)
+            rows.append({"family": family, "rules": k, **r})
+            print(f"{family:<10} {k:>4} rules  {r['events_per_s']:>10,.0f} ev/s  "
+                  f"(spread {r['spread']:.0%})  alerts {r['alerts']:>8,}", flush=True)
+        for r in rows:
+            r["of_one_rule"] = r["events_per_s"] / rows[0]["events_per_s"]
+        result["rules"] += rows
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
