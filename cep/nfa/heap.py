@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["JavaHeap"]
+__all__ = ["JavaHeap", "offer"]
 
 
 class JavaHeap:
@@ -38,18 +38,7 @@ class JavaHeap:
 
     def offer(self, x: Any) -> None:
         """Insert ``x`` (JDK ``offer`` → ``siftUp``)."""
-        a = self.a
-        a.append(x)
-        k = len(a) - 1
-        key = x.ck
-        while k > 0:
-            parent = (k - 1) >> 1
-            e = a[parent]
-            if key >= e.ck:
-                break
-            a[k] = e
-            k = parent
-        a[k] = x
+        offer(self.a, x)
 
     def peek(self) -> Any:
         return self.a[0] if self.a else None
@@ -92,3 +81,20 @@ class JavaHeap:
         for i in range((len(kept) >> 1) - 1, -1, -1):
             self._sift_down(i, kept[i])
         return True
+
+
+def offer(a: list[Any], x: Any) -> None:
+    """``PriorityQueue.offer`` on a heap array ``a`` ordered by ``.ck`` (JDK ``siftUp``):
+    append, then move up while strictly smaller than the parent, so equal keys keep Java's
+    positions."""
+    a.append(x)
+    k = len(a) - 1
+    key = x.ck
+    while k > 0:
+        parent = (k - 1) >> 1
+        e = a[parent]
+        if key >= e.ck:
+            break
+        a[k] = e
+        k = parent
+    a[k] = x

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from cep.nfa.heap import JavaHeap
+from cep.nfa.heap import offer as _heap_offer
 from cep.nfa.model import FINAL, IGNORE, NFA, PENDING, PROCEED, STOP, EdgeCond, State, cond_not
 from cep.nfa.pattern import PartialMatchNode
 
@@ -150,21 +151,6 @@ def _plan(state: State) -> tuple[_Plan, bool]:
     return got
 
 
-def _offer(a: list[Any], x: Any) -> None:
-    """``JavaHeap.offer`` on the heap's array ``a`` (JDK ``siftUp``)."""
-    a.append(x)
-    k = len(a) - 1
-    key = x.ck
-    while k > 0:
-        parent = (k - 1) >> 1
-        e = a[parent]
-        if key >= e.ck:
-            break
-        a[k] = e
-        k = parent
-    a[k] = x
-
-
 def _edges(rows: _Plan, has_proceed: bool, ev: Any, pm: PartialMatchNode | None) -> list[_Row]:
     """The TAKE and IGNORE rows whose guards hold, PROCEED edges followed (Flink's decision
     graph).  A guard ``not c`` right after ``c`` reuses ``c``'s result: both read the same
@@ -225,11 +211,11 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
         if not edges:
             if is_start:
                 if na is not None:
-                    _offer(na, cs)
+                    _heap_offer(na, cs)
             elif na is None:
                 na = []
                 for c in old[:i]:
-                    _offer(na, c)
+                    _heap_offer(na, c)
             continue
         if na is None:
             if is_start:
@@ -283,10 +269,10 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
         if na is None:
             na = []
             for c in old[:i]:
-                _offer(na, c)
+                _heap_offer(na, c)
         if not discard:
             for nxt in retain:
-                _offer(na, nxt)
+                _heap_offer(na, nxt)
     if na is None and potential is None:
         # every computation stays as it was; an unchanged heap array is its own re-heap
         if not ks.completed.a:
@@ -298,13 +284,13 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
             new_partial.a = na
         else:
             for c in old:
-                _offer(new_partial.a, c)
+                _heap_offer(new_partial.a, c)
         if potential is None and not ks.completed.a:
             ks.partial = new_partial  # nothing completed, nothing held back: no release
             return []
     pot = JavaHeap()
     for c in potential or ():
-        _offer(pot.a, c)
+        _heap_offer(pot.a, c)
     results: list[PartialMatchNode] = []
     _release(nfa, ks, pot, new_partial, results)
     ks.partial = new_partial
