@@ -321,20 +321,32 @@ _METRICS_KEYS: dict[str, type | tuple[type, ...]] = {"http": str}
 _TOP = ("sources", "sinks", "kafka", "state", "rules", "metrics")
 
 
-def _source(r: _Reader, name: str, raw: Any) -> SourceConfig | None:
-    table = f"sources.{name}"
+def _endpoint(r: _Reader, section: str, name: str, raw: Any,
+              keys: dict[str, type | tuple[type, ...]]) -> tuple[str, dict[str, Any], str] | None:
+    """The common part of ``[sources.NAME]`` and ``[sinks.NAME]``: a table with a ``kind``
+    (``kafka`` needs a topic, ``file`` a path).  Returns ``(table, values, kind)``, or None
+    after reporting why the table cannot be used."""
+    table, what = f"{section}.{name}", section[:-1]
     if not isinstance(raw, dict):
-        r.error("sources", name, f"[sources].{name} must be a table")
+        r.error(section, name, f"[{section}].{name} must be a table")
         return None
-    d = r.table(raw, table, _SOURCE_KEYS)
+    d = r.table(raw, table, keys)
     kind = r.choice(table, d, "kind", ("kafka", "file"), None)
     if kind is None:
         r.error(table, None, f"[{table}] needs kind = \"kafka\" or \"file\"")
         return None
     if kind == "kafka" and "topic" not in d:
-        r.error(table, None, f"[{table}] is a Kafka source and needs a topic")
+        r.error(table, None, f"[{table}] is a Kafka {what} and needs a topic")
     if kind == "file" and "path" not in d:
-        r.error(table, None, f"[{table}] is a file source and needs a path")
+        r.error(table, None, f"[{table}] is a file {what} and needs a path")
+    return table, d, kind
+
+
+def _source(r: _Reader, name: str, raw: Any) -> SourceConfig | None:
+    found = _endpoint(r, "sources", name, raw, _SOURCE_KEYS)
+    if found is None:
+        return None
+    table, d, kind = found
     fmt = r.choice(table, d, "format", FORMATS, "json") or "json"
     if kind == "kafka" and fmt == "csv":
         r.error(table, "format", f"[{table}].format: csv is for files; use json or msgpack")
@@ -352,19 +364,10 @@ def _source(r: _Reader, name: str, raw: Any) -> SourceConfig | None:
 
 
 def _sink(r: _Reader, name: str, raw: Any) -> SinkConfig | None:
-    table = f"sinks.{name}"
-    if not isinstance(raw, dict):
-        r.error("sinks", name, f"[sinks].{name} must be a table")
+    found = _endpoint(r, "sinks", name, raw, _SINK_KEYS)
+    if found is None:
         return None
-    d = r.table(raw, table, _SINK_KEYS)
-    kind = r.choice(table, d, "kind", ("kafka", "file"), None)
-    if kind is None:
-        r.error(table, None, f"[{table}] needs kind = \"kafka\" or \"file\"")
-        return None
-    if kind == "kafka" and "topic" not in d:
-        r.error(table, None, f"[{table}] is a Kafka sink and needs a topic")
-    if kind == "file" and "path" not in d:
-        r.error(table, None, f"[{table}] is a file sink and needs a path")
+    _, d, kind = found
     return SinkConfig(name, kind, d.get("topic"), r.path(d["path"]) if "path" in d else None)
 
 
