@@ -73,21 +73,18 @@ class KeyState:
         self.clock = clock
 
 
-# Computations are never changed once made, so every key of an automaton can share one start
-# computation, and every key without held-back completed matches one empty heap (which only
-# :func:`_release` fills, after swapping in a heap of the key's own): about 170 bytes less
-# per key.
-_STARTS: dict[State, Computation] = {}
+# Computations are never changed once made, so every key of an automaton shares one start
+# computation (``NFA.start_computation``), and every key without held-back completed matches
+# this one empty heap, a constant that is never filled (:func:`_release` swaps in a heap of
+# the key's own first): about 170 bytes less per key.
 NO_COMPLETED = JavaHeap()
 
 
 def new_key_state(nfa: NFA) -> KeyState:
     """A key with only the start computation."""
-    start = _STARTS.get(nfa.start)
+    start = nfa.start_computation
     if start is None:
-        if len(_STARTS) > 10_000:
-            _STARTS.clear()
-        start = _STARTS[nfa.start] = Computation(nfa.start, None, -1, -1, START_CK)
+        start = nfa.start_computation = Computation(nfa.start, None, -1, -1, START_CK)
     return KeyState(JavaHeap((start,)), NO_COMPLETED, -_INF)
 
 

@@ -154,11 +154,13 @@ class NFA:
         start_take_conds: guards of every TAKE reachable from the start state through
             PROCEEDs — an event failing all of them cannot start a partial match.
         has_pending: the pattern ends in ``not followed by … within``.
+        start_computation: the matcher's start computation, made once and shared by every
+            key of the automaton (it is never changed); ``None`` until the first key.
     """
 
     __slots__ = (
         "states", "start", "window_ms", "skip", "skip_stage", "stage_names",
-        "start_take_conds", "has_pending", "start_prefilter",
+        "start_take_conds", "has_pending", "start_prefilter", "start_computation",
     )
 
     def __init__(
@@ -177,6 +179,7 @@ class NFA:
         self.skip_stage = skip_stage
         self.stage_names = stage_names
         self.has_pending = any(s.kind == PENDING for s in states)
+        self.start_computation: Any = None
         for i, s in enumerate(states):
             s.index = i
         self.start_take_conds = _start_take_conds(start)
