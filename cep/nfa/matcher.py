@@ -115,11 +115,10 @@ def next_deadline(nfa: NFA, ks: KeyState) -> float:
 
 # Per state, its transitions as plain tuples for the matching step (see ``_plan``):
 # ``(action, target, fn or None when always true, stage of the source, target kind,
-# whether the target has PROCEED edges, inner fn when the guard is ``not inner``)``.  Keyed
-# by the state object itself; a state is immutable once its NFA is built.
+# whether the target has PROCEED edges, inner fn when the guard is ``not inner``)``.  Kept
+# on the state itself (``State.plan``); a state is immutable once its NFA is built.
 _Row = tuple[int, State, Any, str, int, bool, Any]
 _Plan = tuple[_Row, ...]
-_PLANS: dict[State, tuple[_Plan, bool]] = {}
 # the code of the guards ``cond_not`` makes: their one closure cell is the negated function
 _NOT_CODE = cond_not(EdgeCond(lambda ev, pm: True, "probe")).fn.__code__
 
@@ -133,7 +132,7 @@ def negated_fn(fn: Any) -> Any:
 
 def _plan(state: State) -> tuple[_Plan, bool]:
     """``(transitions, has_proceed)`` of ``state`` for :func:`process`."""
-    got = _PLANS.get(state)
+    got: tuple[_Plan, bool] | None = state.plan
     if got is None:
         rows = tuple(
             (t.action, t.target, None if t.cond.always else t.cond.fn, t.source.stage,
@@ -141,10 +140,7 @@ def _plan(state: State) -> tuple[_Plan, bool]:
              None if t.cond.always else negated_fn(t.cond.fn))
             for t in state.transitions
         )
-        got = (rows, any(r[0] == PROCEED for r in rows))
-        if len(_PLANS) > 100_000:  # rule sets reloaded many times over: start again
-            _PLANS.clear()
-        _PLANS[state] = got
+        got = state.plan = (rows, any(r[0] == PROCEED for r in rows))
     return got
 
 
@@ -202,7 +198,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
     for i, cs in enumerate(old):
         state = cs.state
         pm = cs.node
-        rows, has_proceed = _PLANS.get(state) or _plan(state)
+        rows, has_proceed = state.plan or _plan(state)
         edges = _edges(rows, has_proceed, ev, pm)
         is_start = cs.ck is START_CK
         if not edges:

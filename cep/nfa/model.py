@@ -107,9 +107,11 @@ class State:
     """An NFA state.  ``name`` is unique in the NFA (``stage``, ``stage:0``, …); ``stage`` is
     the pattern stage it belongs to (the name events taken here are recorded under).
     ``window_ms`` is a stage-level (PREVIOUS_AND_CURRENT) window for partial matches waiting
-    here, or ``None``."""
+    here, or ``None``.  ``plan`` is the matcher's flattened copy of ``transitions``, made on
+    first use once the NFA is built (``None`` before)."""
 
-    __slots__ = ("name", "stage", "kind", "transitions", "is_start", "window_ms", "index")
+    __slots__ = ("name", "stage", "kind", "transitions", "is_start", "window_ms", "index",
+                 "plan")
 
     def __init__(self, name: str, stage: str, kind: int) -> None:
         self.name = name
@@ -119,6 +121,7 @@ class State:
         self.is_start = False
         self.window_ms: int | None = None
         self.index = -1
+        self.plan: Any = None
 
     @property
     def is_final(self) -> bool:
