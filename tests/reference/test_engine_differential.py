@@ -3,7 +3,7 @@
 (The engine against the reference matcher on random cases is tests/nfa/test_differential.py.)
 
 ``cep.testing.flinkcase.run_case(case)`` runs an oracle-format case through the engine in file
-mode and returns ``{"matches", "timeouts", "late", "error", ...}``.  Both tests compare matches
+mode and returns ``{"matches", "timeouts", "late", "error", ...}``.  The test compares matches
 and timeouts as multisets of id lists and late ids as lists; where the after-match skip strategy
 leaves the emission order free (R7 in reference.py) any outcome the reference allows is
 accepted.  Cases the engine cannot express in its rule language (``error_phase == "convert"``)
