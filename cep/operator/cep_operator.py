@@ -326,8 +326,9 @@ class CepOperator:
 
     def _after_change(self, rs: RuleState, key: Hashable, ks: KeyState) -> None:
         a = ks.partial.a
-        if len(a) > self.cap + 1:
-            self._evict(rs, key, ks)
+        limit = self.cap if rs.draining else self.cap + 1  # active keys hold the start too
+        if len(a) > limit:
+            self._evict(rs, key, ks, len(a) - limit)
             a = ks.partial.a
         # is_idle(ks), inlined: only the start computation is left
         idle = len(a) == 1 and a[0].ck is START_CK and not ks.completed.a
@@ -374,8 +375,8 @@ class CepOperator:
             self._advance_key(rs, key, ks, wm)
             self._after_change(rs, key, ks)
 
-    def _evict(self, rs: RuleState, key: Hashable, ks: KeyState) -> None:
-        over = len(ks.partial.a) - 1 - self.cap
+    def _evict(self, rs: RuleState, key: Hashable, ks: KeyState, over: int) -> None:
+        """Drop the ``over`` oldest partial matches of ``key`` (counted and logged)."""
         victims = sorted((c for c in ks.partial.a if c.node is not None), key=lambda c: c.ck)
         doomed = {id(c) for c in victims[:over]}
         ks.partial.remove_if(lambda c: id(c) in doomed)

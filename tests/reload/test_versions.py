@@ -239,3 +239,29 @@ def test_reloads_lose_nothing_and_double_nothing(
             expected += [(version, f, last) for f, last in found
                          if lo <= f < hi and last < removal]
     assert actual == sorted(expected)
+
+
+def test_a_draining_version_keeps_to_the_partial_match_cap() -> None:
+    """A draining version has no start computation, so its cap is the cap itself: forks of
+    the partial matches it holds beyond ``max_partial_matches_per_key`` are evicted."""
+    def fan(threshold: int) -> CompiledRule:
+        return compile_rule(
+            "rule fan\n  key by user\n  pattern\n"
+            f"    begin a where kind == \"start\" and amount >= {threshold}\n"
+            "    followed by any b where kind == \"mid\"\n"
+            "    followed by any c where kind == \"end\"\n"
+            "  within 1m\nend\n")
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    op = CepOperator([fan(0)], lambda sink, rec: out.append((sink, rec)),
+                     max_partial_matches_per_key=3)
+    for seq, (ts, kind) in enumerate([(1, "start"), (2, "start")], 1):
+        op.on_event(Event(ts, seq, {"user": "u", "kind": kind, "amount": 0}, "input", seq))
+    op.reload([fan(5)])
+    old = next(rs for rs in op.rules if rs.draining)
+    assert old.partial_matches() == 2
+    for seq, ts in enumerate((3, 4, 5), 3):  # each "mid" forks every held partial match
+        op.on_event(Event(ts, seq, {"user": "u", "kind": "mid", "amount": 0}, "input", seq))
+        op.advance(ts)
+        assert old.partial_matches() <= 3
+    assert old.evictions > 0
