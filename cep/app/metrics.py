@@ -34,7 +34,7 @@ import bisect
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -231,20 +231,24 @@ class EngineCollector:
         yield hist
 
 
-def _counter(name: str, doc: str, labels: list[str],
-             samples: Iterable[tuple[tuple[str, ...], float]]) -> CounterMetricFamily:
-    fam = CounterMetricFamily(name, doc, labels=labels)
+_Samples = Iterable[tuple[tuple[str, ...], float]]
+
+
+_F = TypeVar("_F", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _family(fam: _F, samples: _Samples) -> _F:
     for values, n in samples:
         fam.add_metric(list(values), n)
     return fam
 
 
-def _gauge(name: str, doc: str, labels: list[str],
-           samples: Iterable[tuple[tuple[str, ...], float]]) -> GaugeMetricFamily:
-    fam = GaugeMetricFamily(name, doc, labels=labels)
-    for values, n in samples:
-        fam.add_metric(list(values), n)
-    return fam
+def _counter(name: str, doc: str, labels: list[str], samples: _Samples) -> CounterMetricFamily:
+    return _family(CounterMetricFamily(name, doc, labels=labels), samples)
+
+
+def _gauge(name: str, doc: str, labels: list[str], samples: _Samples) -> GaugeMetricFamily:
+    return _family(GaugeMetricFamily(name, doc, labels=labels), samples)
 
 
 def new_registry(collector: EngineCollector) -> CollectorRegistry:
