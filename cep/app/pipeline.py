@@ -168,9 +168,7 @@ def run_file(
                 nbytes += len(raw) + 1
             if type(res) is DeadLetter:
                 dead += 1
-                emit("dead_letter", dead_letter_record(
-                    res.reason, res.error, source, raw.decode("utf-8", "replace"),
-                    line=line_no))
+                _dead_letter(emit, res, source, raw, line_no)
                 continue
             seq += 1
             data, ts = res  # type: ignore[misc]
@@ -255,9 +253,7 @@ def _run_chunks(
                     if type(ts) is DeadLetter:
                         dead += 1
                         raw = chunk.split(b"\n")[line_no - base - 1].rstrip(b"\r")
-                        emit("dead_letter", dead_letter_record(
-                            ts.reason, ts.error, source, raw.decode("utf-8", "replace"),
-                            line=line_no))
+                        _dead_letter(emit, ts, source, raw, line_no)
                         return None
                     return ts  # type: ignore[return-value]
 
@@ -271,9 +267,7 @@ def _run_chunks(
                     res = decode(raw)
                     if type(res) is DeadLetter:
                         dead += 1
-                        emit("dead_letter", dead_letter_record(
-                            res.reason, res.error, source, raw.decode("utf-8", "replace"),
-                            line=line))
+                        _dead_letter(emit, res, source, raw, line)
                         continue
                     seq += 1
                     on_event(Event(res[1], seq, res[0], source, line))  # type: ignore[index]
@@ -283,6 +277,13 @@ def _run_chunks(
         if fh is not sys.stdin.buffer:
             fh.close()
     return seq, dead
+
+
+def _dead_letter(emit: Callable[[str, dict[str, Any]], None], bad: DeadLetter, source: str,
+                 raw: bytes, line: int) -> None:
+    """Send an input line that could not become an event to the ``dead_letter`` sink."""
+    emit("dead_letter", dead_letter_record(bad.reason, bad.error, source,
+                                           raw.decode("utf-8", "replace"), line=line))
 
 
 def _snapshot(op: CepOperator, ops: Operations, source: str) -> EngineSnapshot:
