@@ -4,6 +4,20 @@
 
 from __future__ import annotations
 
+from cep.compiler.build import build_rule
+from cep.compiler.compiled import CompiledRule
+from cep.lang.check import check_rule
+from cep.lang.parse import parse_text
+
+
+def compile_rule(text: str) -> CompiledRule:
+    """One rule's text compiled as a reload would (asserting it has no error)."""
+    rf, diags = parse_text(text)
+    assert not [d for d in diags if d.is_error], diags
+    assert len(rf.rules) == 1
+    assert not [d for d in check_rule(rf.rules[0]) if d.is_error]
+    return build_rule(rf.rules[0], "<test>")
+
 
 def big(threshold: int, severity: str = "high") -> str:
     return (f"# ticks above a threshold\nrule big\n  severity {severity}\n  key by user\n"

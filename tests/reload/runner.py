@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from tests.reload import rules as R
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -199,3 +201,34 @@ class CepRun:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+class RuleDir:
+    """A directory of rule files edited as editors do, with every version written compiled
+    (``compiled``: rule version → rule), for computing offline what a run should emit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir()
+        self.compiled: dict[str, Any] = {}
+
+    def put(self, name: str, text: str) -> None:
+        rule = R.compile_rule(text)
+        self.compiled[rule.version] = rule
+        write_rule(self.path / f"{name}.cep", text)
+
+    def start(self) -> list[Any]:
+        """The initial set: ``big`` and ``burst``; returns their compiled rules."""
+        self.put("big", R.big(100))
+        self.put("burst", R.burst(150))
+        return list(self.compiled.values())
+
+    def edit(self, i: int, rng: Any) -> None:
+        """Edit round ``i``: new thresholds for ``big`` and ``burst``; ``tiny`` added in
+        rounds 1, 5, 9 … and deleted in rounds 3, 7, 11 …"""
+        self.put("big", R.big(rng.choice([60, 100, 140, 180])))
+        self.put("burst", R.burst(rng.choice([100, 150, 170, 190])))
+        if i % 4 == 1:
+            self.put("tiny", R.tiny())
+        elif i % 4 == 3:
+            (self.path / "tiny.cep").unlink()

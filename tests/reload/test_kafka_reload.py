@@ -11,15 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.io.codecs import DeadLetter, TimeSpec, json_decoder
 from cep.operator.cep_operator import CepOperator
 from tests.kafka.kafkautil import create_topics, run, unique, write_config
 from tests.reload import rules as R
 from tests.reload.kafka_feed import Collector, KafkaSink
-from tests.reload.runner import CepRun, Feeder, wait_for, write_rule
-from tests.reload.test_versions import compile_rule
+from tests.reload.runner import CepRun, Feeder, RuleDir, wait_for, write_rule
 
 pytestmark = [
     pytest.mark.kafka,
@@ -140,20 +138,11 @@ def test_twenty_rapid_reloads_in_kafka_mode_match_the_offline_run(tmp_path: Path
     rng = random.Random(4)
     topic, alerts, group = unique("rapid-in"), unique("rapid-alerts"), unique("rapid-g")
     run(create_topics([topic, alerts], partitions=2))
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    compiled: dict[str, CompiledRule] = {}
-
-    def put(name: str, text: str) -> None:
-        rule = compile_rule(text)
-        compiled[rule.version] = rule
-        write_rule(rules / f"{name}.cep", text)
-
-    put("big", R.big(100))
-    put("burst", R.burst(150))
-    initial = list(compiled.values())
+    rules = RuleDir(tmp_path / "rules")
+    initial = rules.start()
+    compiled = rules.compiled
     config = write_config(tmp_path / "cep.toml", topic=topic, group=group, alerts=alerts,
-                          rules=[str(rules)])
+                          rules=[str(rules.path)])
     sink = KafkaSink(topic)
     feeder = Feeder(tmp_path / "unused", rate=2000, users=20, sink=sink).start()
     collected = Collector(alerts)
@@ -161,12 +150,7 @@ def test_twenty_rapid_reloads_in_kafka_mode_match_the_offline_run(tmp_path: Path
     try:
         wait_for(lambda: collected.get(), 30, "the first alerts")
         for i in range(20):
-            put("big", R.big(rng.choice([60, 100, 140, 180])))
-            put("burst", R.burst(rng.choice([100, 150, 170, 190])))
-            if i % 4 == 1:
-                put("tiny", R.tiny())
-            elif i % 4 == 3:
-                (rules / "tiny.cep").unlink()
+            rules.edit(i, rng)
             code, doc = cep.post("/-/reload")
             assert code == 200 and doc["ok"], doc
             time.sleep(rng.uniform(0.02, 0.12))

@@ -13,9 +13,7 @@ from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.io.codecs import DeadLetter, TimeSpec, json_decoder
 from cep.operator.cep_operator import CepOperator
-from tests.reload import rules as R
-from tests.reload.runner import CepRun, Feeder, json_lines, wait_for, write_rule
-from tests.reload.test_versions import compile_rule
+from tests.reload.runner import CepRun, Feeder, RuleDir, json_lines, wait_for
 
 
 def offline(inp: Path, initial: list[CompiledRule], reloads: list[tuple[int, list[CompiledRule]]]
@@ -45,32 +43,19 @@ def offline(inp: Path, initial: list[CompiledRule], reloads: list[tuple[int, lis
 
 def test_twenty_rapid_reloads_under_load_match_the_offline_run(tmp_path: Path) -> None:
     rng = random.Random(20)
-    rules, inp, out = tmp_path / "rules", tmp_path / "in.jsonl", tmp_path / "alerts.jsonl"
-    rules.mkdir()
+    inp, out = tmp_path / "in.jsonl", tmp_path / "alerts.jsonl"
     inp.touch()
-    compiled: dict[str, CompiledRule] = {}
-
-    def put(name: str, text: str) -> None:
-        rule = compile_rule(text)
-        compiled[rule.version] = rule
-        write_rule(rules / f"{name}.cep", text)
-
-    put("big", R.big(100))
-    put("burst", R.burst(150))
-    initial = [compiled[v] for v in list(compiled)]
+    rules = RuleDir(tmp_path / "rules")
+    initial = rules.start()
+    compiled = rules.compiled
     feeder = Feeder(inp, rate=2000, users=20).start()
-    cep = CepRun(["--rules", str(rules), "--input", str(inp), "--follow", "--output",
+    cep = CepRun(["--rules", str(rules.path), "--input", str(inp), "--follow", "--output",
                   str(out)], tmp_path / "cep.log")
     try:
         wait_for(lambda: json_lines(out), 10, "the first alerts")
         started = time.monotonic()
         for i in range(20):
-            put("big", R.big(rng.choice([60, 100, 140, 180])))
-            put("burst", R.burst(rng.choice([100, 150, 170, 190])))
-            if i % 4 == 1:
-                put("tiny", R.tiny())
-            elif i % 4 == 3:
-                (rules / "tiny.cep").unlink()
+            rules.edit(i, rng)
             code, doc = cep.post("/-/reload")
             assert code == 200 and doc["ok"], doc
             time.sleep(rng.uniform(0.02, 0.12))

@@ -12,20 +12,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
-from cep.lang.check import check_rule
-from cep.lang.parse import parse_text
 from cep.operator.cep_operator import CepOperator
-
-
-def compile_rule(text: str) -> CompiledRule:
-    rf, diags = parse_text(text)
-    assert not [d for d in diags if d.is_error], diags
-    assert len(rf.rules) == 1
-    assert not [d for d in check_rule(rf.rules[0]) if d.is_error]
-    return build_rule(rf.rules[0], "<test>")
+from tests.reload.rules import compile_rule
 
 
 def pair(name: str = "pair", threshold: int = 0, within: str | None = "10s",
