@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from aiokafka.partitioner import DefaultPartitioner  # noqa: E402
 
-from benchmarks.kafka_e2e import append  # noqa: E402
+from benchmarks.kafka_e2e import BRUTE_FORCE, append  # noqa: E402
 from cep.app.replay import ReplayOptions, replay_files, replay_kafka  # noqa: E402
 from cep.app.rules import load_rule_set  # noqa: E402
 from cep.config import KafkaConfig, SourceConfig  # noqa: E402
@@ -44,15 +44,6 @@ from cep.io.kafka import OffsetBound  # noqa: E402
 
 GEN = ROOT.parent / "shared" / "peers" / "gen_events.py"
 PATTERNS = ROOT.parent / "shared" / "peers" / "patterns.cep"
-BRUTE_FORCE = """\
-rule brute_force
-  key by user
-  pattern
-    begin fail  where type == "login" and not ok
-    next  more  where type == "login" and not ok  times 4 consecutive
-  within 5m
-end
-"""
 
 
 def events_file(n: int) -> Path:
