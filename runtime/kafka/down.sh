@@ -8,8 +8,8 @@
 # Uses the same CEP_KAFKA_PORT / CEP_KAFKA_HOME as up.sh to find the broker.
 set -euo pipefail
 
-log() { printf 'cep-kafka: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat >&2 <<'EOF'
@@ -30,35 +30,9 @@ while (($#)); do
         *) usage; die "unknown argument: $1" ;;
     esac
 done
-[[ "$PORT" =~ ^[0-9]{1,5}$ ]] || die "invalid port: $PORT"
-PORT=$((10#$PORT))
-
-DATA_DIR="${CEP_KAFKA_HOME:-/tmp/cep-kafka-$PORT}"
-DATA_DIR="${DATA_DIR%/}"
-[[ -n "$DATA_DIR" ]] || die "CEP_KAFKA_HOME must not be /"
+set_data_dir
 STOP_TIMEOUT="${CEP_KAFKA_STOP_TIMEOUT:-20}"
 [[ "$STOP_TIMEOUT" =~ ^[0-9]+$ ]] || die "invalid CEP_KAFKA_STOP_TIMEOUT: $STOP_TIMEOUT"
-OWNER_MARKER="$DATA_DIR/.cep-kafka"
-PID_FILE="$DATA_DIR/kafka.pid"
-CONFIG_FILE="$DATA_DIR/server.properties"
-
-# Command line of process $1 (empty when it is gone or a zombie).
-proc_cmdline() {
-    if [[ -r "/proc/$1/cmdline" ]]; then
-        tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true
-    else
-        ps -p "$1" -o args= 2>/dev/null || true
-    fi
-}
-
-# True while PID $1 is still the broker started for DATA_DIR (the command line
-# check guards against a recycled PID).
-is_our_broker() {
-    case "$(proc_cmdline "$1")" in
-        *kafka.Kafka*"$CONFIG_FILE"*) return 0 ;;
-        *) return 1 ;;
-    esac
-}
 
 # Nothing to do when up.sh never made this data dir.
 if [[ ! -d "$DATA_DIR" ]]; then

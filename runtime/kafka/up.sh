@@ -22,8 +22,8 @@ DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd -- "$SCRIPT_DIR/../.." && pwd)"
 
-log() { printf 'cep-kafka: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=common.sh
+source "$SCRIPT_DIR/common.sh"
 
 usage() {
     cat >&2 <<'EOF'
@@ -50,17 +50,12 @@ while (($#)); do
         *) usage; die "unknown argument: $1" ;;
     esac
 done
-[[ "$PORT" =~ ^[0-9]{1,5}$ ]] || die "invalid port: $PORT"
-PORT=$((10#$PORT))
-((PORT >= 1 && PORT <= 65534)) || die "invalid port: $PORT"
+set_data_dir
 
 CACHE_ROOT="${CEP_KAFKA_CACHE:-$HOME/.cache/cep-kafka}"
 VERSION_DIR="$CACHE_ROOT/$KAFKA_VERSION"
 LIBS_DIR="$VERSION_DIR/libs"
 COMPLETE_MARKER="$VERSION_DIR/.complete"
-DATA_DIR="${CEP_KAFKA_HOME:-/tmp/cep-kafka-$PORT}"
-DATA_DIR="${DATA_DIR%/}"
-[[ -n "$DATA_DIR" ]] || die "CEP_KAFKA_HOME must not be /"
 READY_TIMEOUT="${CEP_KAFKA_TIMEOUT:-90}"
 HEAP_OPTS="${CEP_KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 EXTRA_JVM_OPTS="${CEP_KAFKA_JVM_OPTS:-}"
@@ -68,12 +63,7 @@ JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 [[ "$READY_TIMEOUT" =~ ^[0-9]+$ ]] || die "invalid CEP_KAFKA_TIMEOUT: $READY_TIMEOUT"
 
-# Files inside the data dir. OWNER_MARKER proves the dir was made by this
-# script, so up.sh/down.sh never delete a directory they did not create.
-OWNER_MARKER="$DATA_DIR/.cep-kafka"
-PID_FILE="$DATA_DIR/kafka.pid"
-LOG_FILE="$DATA_DIR/kafka.log"
-CONFIG_FILE="$DATA_DIR/server.properties"
+# Beside the data dir's other files (common.sh: set_data_dir).
 LOG4J_FILE="$DATA_DIR/log4j2.properties"
 BOOTSTRAP="127.0.0.1:$PORT"
 
@@ -82,26 +72,13 @@ BOOTSTRAP="127.0.0.1:$PORT"
 # True when something accepts TCP connections on 127.0.0.1:$1.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Command line of process $1 (empty when it is gone or a zombie).
-proc_cmdline() {
-    if [[ -r "/proc/$1/cmdline" ]]; then
-        tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true
-    else
-        ps -p "$1" -o args= 2>/dev/null || true
-    fi
-}
-
 # Print the PID of the broker this script started for DATA_DIR, if it runs.
 # The command line is checked so a recycled PID is never mistaken for it.
 running_broker_pid() {
     local pid
     [[ -f "$PID_FILE" ]] || return 1
     pid="$(<"$PID_FILE")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    case "$(proc_cmdline "$pid")" in
-        *kafka.Kafka*"$CONFIG_FILE"*) printf '%s\n' "$pid" ;;
-        *) return 1 ;;
-    esac
+    [[ "$pid" =~ ^[0-9]+$ ]] && is_our_broker "$pid" && printf '%s\n' "$pid"
 }
 
 # Last lines of the broker log, for error messages.
