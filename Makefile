@@ -8,10 +8,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test test-fast lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py cep/_native/prescan.c
+	bash scripts/build-deps.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m compileall -q cep >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -25,4 +25,6 @@ trap 'bash runtime/kafka/down.sh --port "$PORT" >&2 || true' EXIT
 export CEP_KAFKA_BOOTSTRAP="$BOOTSTRAP"
 
 echo "== tests" >&2
+# the C line scanner must have been built by `make install` (scripts/build-deps.sh)
+export CEP_REQUIRE_NATIVE="${CEP_REQUIRE_NATIVE:-1}"
 $BIN/python -m pytest -q -p no:cacheprovider "$@"

@@ -36,6 +36,7 @@ from cep.io.codecs import (
 from cep.io.sinks import SinkSet
 from cep.io.sources import open_input, read_chunks, read_lines
 from cep.operator.cep_operator import CepOperator
+from cep.operator.prescan import Prescan
 from cep.operator.records import dead_letter_record
 
 SAMPLE_MASK = 0xFF  # with metrics, one event in 256 is timed (cep.app.metrics.SAMPLE_MASK)
@@ -239,9 +240,32 @@ def _run_chunks(
     decode = json_decoder(spec, max_bytes)
     on_event = op.on_event
     seq = dead = line = 0
+
+    def one_line(raw: bytes, line_no: int, seq: int) -> int:
+        """Decode and handle line ``line_no`` alone; returns the last arrival number."""
+        nonlocal dead
+        if not raw.strip():
+            return seq
+        res = decode(raw)
+        if type(res) is DeadLetter:
+            dead += 1
+            _dead_letter(emit, res, source, raw, line_no)
+            return seq
+        seq += 1
+        on_event(Event(res[1], seq, res[0], source, line_no))  # type: ignore[index]
+        return seq
+
+    # lines no rule wants passed over undecoded, in C, when the extension is built
+    prescan = Prescan(op, source, time_field, max_bytes) if time_field is not None else None
     fh = open_input(opts.path)
     try:
         for chunk, n in read_chunks(fh):
+            program = prescan.program() if prescan is not None else None
+            if program is not None:
+                seq, line = prescan.run(program, chunk, seq, line, one_line)  # type: ignore[union-attr]
+                if progress is not None:
+                    progress.update(seq, sinks.counts.get("alerts", 0))
+                continue
             objs = decode_json_chunk(chunk, n) if len(chunk) <= max_bytes else None
             if objs is not None:
                 base = line
@@ -261,16 +285,7 @@ def _run_chunks(
             else:
                 for raw in chunk.split(b"\n"):
                     line += 1
-                    raw = raw.rstrip(b"\r")
-                    if not raw.strip():
-                        continue
-                    res = decode(raw)
-                    if type(res) is DeadLetter:
-                        dead += 1
-                        _dead_letter(emit, res, source, raw, line)
-                        continue
-                    seq += 1
-                    on_event(Event(res[1], seq, res[0], source, line))  # type: ignore[index]
+                    seq = one_line(raw.rstrip(b"\r"), line, seq)
             if progress is not None:
                 progress.update(seq, sinks.counts.get("alerts", 0))
     finally:

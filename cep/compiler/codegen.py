@@ -625,6 +625,8 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str) -> Conditi
     body = gen.truth(_expr(gen, expr))
     fn = _build(gen, "_cond", "ev, pm", body.code)
     fn.eq_guard = eq_guard(expr, stages)
+    fn.ast = expr  # for cep.compiler.predicate
+    fn.scope = tuple(stages.names)
     return Condition(fn, label, gen.iterative, body.is_lit and body.lit is True)
 
 
@@ -665,6 +667,7 @@ def compile_header_filter(expr: ast.Expr) -> Callable[[Event], bool]:
     body = gen.truth(_expr(gen, expr))
     fn: Callable[[Event], bool] = _build(gen, "_filter", "ev", body.code)
     fn.eq_guard = eq_guard(expr)  # type: ignore[attr-defined]
+    fn.ast = expr  # type: ignore[attr-defined]  # for cep.compiler.predicate
     return fn
 
 
@@ -695,6 +698,9 @@ def compile_key(paths: tuple[ast.Path, ...]) -> Callable[[dict[str, Any]], Any]:
     gen.consts["_SCALAR"] = rt.SCALAR
     body = items[0] if len(items) == 1 else "(" + "".join(f"{i}, " for i in items) + ")"
     fn: Callable[[dict[str, Any]], Any] = _build(gen, "_key", "_d", body)
+    fn.key_paths = tuple(  # type: ignore[attr-defined]
+        tuple(p.parts[1:] if len(p.parts) > 1 and p.parts[0] == "this" else p.parts)
+        for p in paths)
     return fn
 
 

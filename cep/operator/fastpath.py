@@ -126,9 +126,7 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
             # key's timer does the expiring at the next watermark, unobserved: no deadline
             # test.
             expr, takes = wake
-            silent = (rule.timeout_emit_fn is None and not nfa.has_pending
-                      and nfa.skip == "no_skip")
-            if silent:
+            if silent_expiry(rs):
                 g.held = f"({kvar} in _k{i} and {expr})"
                 g.guards += [getattr(fn, "eq_guard", None) for fn in takes]
                 ns[f"_takes{i}"] = takes
@@ -214,16 +212,16 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
             f"{ind}    _due = _op._due"]
 
 
-def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
-    """An inline test that is false only for events that leave every partial match of this
-    automaton where it is, or ``None`` when there is no such test.
+def wake_takes(nfa: NFA) -> list[Any] | None:
+    """The TAKE guards of an automaton whose partial matches only move when one of them
+    holds, or ``None`` when it is not such an automaton.
 
     That is so when every state a partial match can wait in has no PROCEED edge and exactly
     one IGNORE edge, back to itself, guarded by ``not g`` for one of its own TAKE guards
-    ``g`` (relaxed contiguity, ``followed by``), and every TAKE guard has an inline form: an
-    event failing every TAKE guard of the automaton then takes nothing, starts nothing and
-    is ignored by every partial match, so :func:`cep.nfa.matcher.process` would change
-    nothing.
+    ``g`` (relaxed contiguity, ``followed by``), and no TAKE guard is constant or reads the
+    partial match: an event failing every TAKE guard of the automaton then takes nothing,
+    starts nothing and is ignored by every partial match, so
+    :func:`cep.nfa.matcher.process` would change nothing.
     """
     waiting = {t.target for s in nfa.states for t in s.transitions
                if t.action in (TAKE, IGNORE) and t.target.kind not in (FINAL, STOP)}
@@ -244,17 +242,33 @@ def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
             return None
         if negated_fn(ign.cond.fn) not in [t.cond.fn for t in own]:
             return None
+    return list(dict.fromkeys(takes)) or None
+
+
+def silent_expiry(rs: RuleState) -> bool:
+    """Expiring a partial match of this rule says nothing (no timeout output, no pending
+    match, no skip strategy holding matches back): its keys' timers can do the expiring at
+    the next watermark, unobserved."""
+    nfa = rs.rule.nfa
+    return rs.rule.timeout_emit_fn is None and not nfa.has_pending and nfa.skip == "no_skip"
+
+
+def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
+    """An inline test that is false only for events that leave every partial match of this
+    automaton where it is (see :func:`wake_takes`), and the TAKE guards it tests; ``None``
+    when there is no such test or a guard has no inline form."""
+    takes = wake_takes(nfa)
+    if takes is None:
+        return None
     parts: list[str] = []
-    for j, fn in enumerate(dict.fromkeys(takes)):
+    for j, fn in enumerate(takes):
         frag = inline_expr(fn, f"w{i}_{j}_")
         if frag is None:
             return None
         ns.update(frag[1])
         if frag[0] not in parts:
             parts.append(frag[0])
-    if not parts:
-        return None
-    return "(" + " or ".join(f"({p})" for p in parts) + ")", list(dict.fromkeys(takes))
+    return "(" + " or ".join(f"({p})" for p in parts) + ")", takes
 
 
 def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:

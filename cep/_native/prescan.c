@@ -1,0 +1,905 @@
+/*
+ * cep._prescan — skip, without decoding them, the JSON lines that no rule wants.
+ *
+ * The file-mode fast path (cep/operator/prescan.py) hands a chunk of whole JSON lines to
+ * skip().  For each line it checks, in C and without creating Python objects, that
+ *
+ *   1. the line is one JSON object in a strict subset of RFC 8259 that orjson decodes the
+ *      same way (ASCII only, no exponents, integers of at most 18 digits, no \u escape of a
+ *      surrogate, nesting depth at most 32, no tracked key twice in one object);
+ *   2. its event-time field is an integer ts with last <= ts <= due (in order, and no timer
+ *      of any rule is due before it);
+ *   3. every rule's gate (see below) is definitely false for it.
+ *
+ * Such a line is an event that only advances the largest event time seen: it is counted
+ * and passed over.  skip() stops at the first line for which any check fails or cannot be
+ * decided; the caller decodes that line in Python and handles it exactly as the Python path
+ * would, then calls skip() again after it.  Everything here is therefore only allowed to
+ * say "this line certainly changes nothing"; anything unusual falls back to Python.
+ *
+ * A gate is a predicate over the values at a few field paths of the line, in three-valued
+ * logic (FALSE, TRUE, UNKNOWN; Kleene's and/or/not): comparisons with literals, `is null`,
+ * truth (`is true`), membership in a list of strings, and "the rule's key value is a key of
+ * this dict" (the rule's per-key state).  The comparison semantics are those of
+ * cep/compiler/codegen.py: a comparison with a missing or null value is false, ordering
+ * needs two numbers or two strings, bool is not a number.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 32
+#define MAX_INT_DIGITS 18
+#define MAX_NUM_LEN 40
+#define EXACT_DOUBLE_INT 9007199254740992LL /* 2**53 */
+
+enum { R_FALSE = 0, R_TRUE = 1, R_UNKNOWN = 2 };
+
+/* kinds of a tracked value */
+enum { V_MISSING = 0, V_NULL, V_TRUE, V_FALSE, V_INT, V_FLOAT, V_STR, V_ESTR, V_OBJ, V_ARR };
+
+typedef struct {
+    int kind;
+    const char *s; /* V_STR: the characters between the quotes */
+    Py_ssize_t n;
+    long long i;
+    double d;
+} Val;
+
+/* a node of the trie of tracked field paths */
+typedef struct {
+    const char *name; /* UTF-8, owned by the program's `names` tuple */
+    Py_ssize_t len;
+    int slot;         /* value slot, or -1 when only a step towards deeper paths */
+    int first_child;  /* index of the first child node, or -1 */
+    int next;         /* index of the next sibling, or -1 */
+    unsigned seen;    /* line stamp: the key was met in the current line */
+} TNode;
+
+/* predicate opcodes */
+enum {
+    P_CONST, P_AND, P_OR, P_NOT, P_CMP_STR, P_CMP_NUM, P_CMP_BOOL, P_TRUTH, P_ISNULL,
+    P_IN_STR, P_HELD
+};
+enum { C_EQ, C_NE, C_LT, C_LE, C_GT, C_GE };
+
+typedef struct {
+    int op;
+    int cmp;        /* C_* for comparisons; negated flag for P_ISNULL / P_IN_STR */
+    int slot;
+    int value;      /* P_CONST: R_*; P_CMP_BOOL: 1 true / 0 false; P_HELD: rule index */
+    int a, n;       /* P_AND / P_OR: children are kids[a .. a+n); P_NOT: kids[a] */
+    const char *s;  /* P_CMP_STR: literal */
+    Py_ssize_t slen;
+    long long li;   /* P_CMP_NUM: literal, is_int says which */
+    double ld;
+    int is_int;
+    PyObject *strs; /* P_IN_STR: tuple of bytes */
+} PNode;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *names;   /* keeps the node names alive */
+    PyObject *owners;  /* tuple: per rule, an object with a `keys` dict attribute */
+    TNode *trie;
+    int ntrie;
+    int root;          /* first top-level node */
+    int nslots;
+    int time_slot;
+    PNode *pn;
+    int npn;
+    int *kids;
+    int nkids;
+    int *gates;        /* root node of each gate */
+    int ngates;
+    unsigned stamp;
+    Val *vals;
+} Program;
+
+/* ---------------------------------------------------------------- JSON scanning */
+
+typedef struct {
+    Program *pg;
+    const unsigned char *end;
+} Scan;
+
+static inline const unsigned char *ws(const unsigned char *p, const unsigned char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
+    return p;
+}
+
+static inline int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* p at the opening quote.  Returns the position after the closing quote or NULL.
+ * *esc is set when the string holds an escape. */
+static const unsigned char *scan_string(const unsigned char *p, const unsigned char *end,
+                                        int *esc) {
+    p++;
+    *esc = 0;
+    while (p < end) {
+        unsigned char c = *p;
+        if (c == '"') return p + 1;
+        if (c < 0x20 || c >= 0x80) return NULL; /* control character or non-ASCII */
+        if (c == '\\') {
+            *esc = 1;
+            if (p + 1 >= end) return NULL;
+            c = p[1];
+            if (c == 'u') {
+                if (p + 6 > end) return NULL;
+                int v = 0;
+                for (int k = 2; k < 6; k++) {
+                    int h = hexval(p[k]);
+                    if (h < 0) return NULL;
+                    v = v * 16 + h;
+                }
+                if (v >= 0xD800 && v <= 0xDFFF) return NULL; /* surrogates: Python decides */
+                p += 6;
+                continue;
+            }
+            if (c != '"' && c != '\\' && c != '/' && c != 'b' && c != 'f' && c != 'n' &&
+                c != 'r' && c != 't')
+                return NULL;
+            p += 2;
+            continue;
+        }
+        p++;
+    }
+    return NULL;
+}
+
+/* A JSON number at p.  Returns the position after it or NULL; fills *v when v. */
+static const unsigned char *scan_number(const unsigned char *p, const unsigned char *end,
+                                        Val *v) {
+    const unsigned char *start = p;
+    int frac = 0;
+    if (p < end && *p == '-') p++;
+    if (p >= end) return NULL;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    } else {
+        return NULL;
+    }
+    if (p < end && *p == '.') {
+        frac = 1;
+        p++;
+        const unsigned char *d = p;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        if (p == d) return NULL;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) return NULL; /* exponents: Python decides */
+    Py_ssize_t len = p - start;
+    if (len > MAX_NUM_LEN) return NULL;
+    if (!frac && len - (*start == '-') > MAX_INT_DIGITS) return NULL;
+    if (v != NULL) {
+        char buf[MAX_NUM_LEN + 1];
+        memcpy(buf, start, (size_t)len);
+        buf[len] = 0;
+        if (frac) {
+            v->kind = V_FLOAT;
+            v->d = strtod(buf, NULL); /* correctly rounded, as Python's float() */
+        } else {
+            v->kind = V_INT;
+            v->i = strtoll(buf, NULL, 10);
+        }
+    }
+    return p;
+}
+
+static const unsigned char *scan_value(Scan *sc, const unsigned char *p, int depth,
+                                       int children, Val *v);
+
+/* p at '{'.  `children`: first tracked node at this level (-1: none). */
+static const unsigned char *scan_object(Scan *sc, const unsigned char *p, int depth,
+                                        int children) {
+    const unsigned char *end = sc->end;
+    Program *pg = sc->pg;
+    if (depth > MAX_DEPTH) return NULL;
+    p = ws(p + 1, end);
+    if (p < end && *p == '}') return p + 1;
+    for (;;) {
+        if (p >= end || *p != '"') return NULL;
+        int esc;
+        const unsigned char *ks = p + 1;
+        const unsigned char *ke = scan_string(p, end, &esc);
+        if (ke == NULL || esc) return NULL; /* escaped keys: Python decides */
+        Py_ssize_t klen = (ke - 1) - ks;
+        int node = -1;
+        for (int c = children; c >= 0; c = pg->trie[c].next) {
+            TNode *t = &pg->trie[c];
+            if (t->len == klen && memcmp(t->name, ks, (size_t)klen) == 0) {
+                if (t->seen == pg->stamp) return NULL; /* a tracked key twice */
+                t->seen = pg->stamp;
+                node = c;
+                break;
+            }
+        }
+        p = ws(ke, end);
+        if (p >= end || *p != ':') return NULL;
+        p = ws(p + 1, end);
+        if (node >= 0) {
+            TNode *t = &pg->trie[node];
+            Val *slot = t->slot >= 0 ? &pg->vals[t->slot] : NULL;
+            p = scan_value(sc, p, depth + 1, t->first_child, slot);
+        } else {
+            p = scan_value(sc, p, depth + 1, -1, NULL);
+        }
+        if (p == NULL) return NULL;
+        p = ws(p, end);
+        if (p >= end) return NULL;
+        if (*p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        if (*p == '}') return p + 1;
+        return NULL;
+    }
+}
+
+static const unsigned char *scan_array(Scan *sc, const unsigned char *p, int depth) {
+    const unsigned char *end = sc->end;
+    if (depth > MAX_DEPTH) return NULL;
+    p = ws(p + 1, end);
+    if (p < end && *p == ']') return p + 1;
+    for (;;) {
+        p = scan_value(sc, p, depth + 1, -1, NULL);
+        if (p == NULL) return NULL;
+        p = ws(p, end);
+        if (p >= end) return NULL;
+        if (*p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        if (*p == ']') return p + 1;
+        return NULL;
+    }
+}
+
+static inline int literal(const unsigned char *p, const unsigned char *end, const char *word,
+                          Py_ssize_t n) {
+    return end - p >= n && memcmp(p, word, (size_t)n) == 0;
+}
+
+/* One value at p.  `children`: tracked keys inside it when it is an object; `v`: where to
+ * record it (NULL: not tracked). */
+static const unsigned char *scan_value(Scan *sc, const unsigned char *p, int depth,
+                                       int children, Val *v) {
+    const unsigned char *end = sc->end;
+    if (p >= end) return NULL;
+    switch (*p) {
+    case '{':
+        if (v != NULL) v->kind = V_OBJ;
+        return scan_object(sc, p, depth, children);
+    case '[':
+        if (v != NULL) v->kind = V_ARR;
+        return scan_array(sc, p, depth);
+    case '"': {
+        int esc;
+        const unsigned char *q = scan_string(p, end, &esc);
+        if (q != NULL && v != NULL) {
+            v->kind = esc ? V_ESTR : V_STR;
+            v->s = (const char *)p + 1;
+            v->n = (q - 1) - (p + 1);
+        }
+        return q;
+    }
+    case 't':
+        if (!literal(p, end, "true", 4)) return NULL;
+        if (v != NULL) v->kind = V_TRUE;
+        return p + 4;
+    case 'f':
+        if (!literal(p, end, "false", 5)) return NULL;
+        if (v != NULL) v->kind = V_FALSE;
+        return p + 5;
+    case 'n':
+        if (!literal(p, end, "null", 4)) return NULL;
+        if (v != NULL) v->kind = V_NULL;
+        return p + 4;
+    default:
+        return scan_number(p, end, v);
+    }
+}
+
+/* ---------------------------------------------------------------- predicates */
+
+static int str_cmp(const char *a, Py_ssize_t an, const char *b, Py_ssize_t bn) {
+    Py_ssize_t n = an < bn ? an : bn;
+    int c = memcmp(a, b, (size_t)n);
+    if (c != 0) return c;
+    return an < bn ? -1 : (an > bn ? 1 : 0);
+}
+
+static inline int order(int cmp, int c) {
+    switch (cmp) {
+    case C_EQ: return c == 0;
+    case C_NE: return c != 0;
+    case C_LT: return c < 0;
+    case C_LE: return c <= 0;
+    case C_GT: return c > 0;
+    default: return c >= 0;
+    }
+}
+
+static inline int is_null(const Val *v) { return v->kind == V_MISSING || v->kind == V_NULL; }
+
+static PyObject *key_object(const Val *v) {
+    switch (v->kind) {
+    case V_MISSING:
+    case V_NULL: Py_RETURN_NONE;
+    case V_TRUE: Py_RETURN_TRUE;
+    case V_FALSE: Py_RETURN_FALSE;
+    case V_INT: return PyLong_FromLongLong(v->i);
+    case V_FLOAT: return PyFloat_FromDouble(v->d);
+    case V_STR: return PyUnicode_DecodeASCII(v->s, v->n, NULL);
+    default: return NULL; /* objects, arrays, escaped strings: Python decides */
+    }
+}
+
+static int eval(Program *pg, PyObject **keys, int i) {
+    PNode *n = &pg->pn[i];
+    Val *v = n->slot >= 0 ? &pg->vals[n->slot] : NULL;
+    switch (n->op) {
+    case P_CONST:
+        return n->value;
+    case P_AND: {
+        int r = R_TRUE;
+        for (int k = 0; k < n->n; k++) {
+            int x = eval(pg, keys, pg->kids[n->a + k]);
+            if (x == R_FALSE) return R_FALSE;
+            if (x == R_UNKNOWN) r = R_UNKNOWN;
+        }
+        return r;
+    }
+    case P_OR: {
+        int r = R_FALSE;
+        for (int k = 0; k < n->n; k++) {
+            int x = eval(pg, keys, pg->kids[n->a + k]);
+            if (x == R_TRUE) return R_TRUE;
+            if (x == R_UNKNOWN) r = R_UNKNOWN;
+        }
+        return r;
+    }
+    case P_NOT: {
+        int x = eval(pg, keys, pg->kids[n->a]);
+        return x == R_UNKNOWN ? R_UNKNOWN : !x;
+    }
+    case P_CMP_STR:
+        if (v->kind == V_ESTR) return R_UNKNOWN;
+        if (v->kind == V_STR) return order(n->cmp, str_cmp(v->s, v->n, n->s, n->slen));
+        if (n->cmp == C_NE) return !is_null(v); /* not null and not equal */
+        return R_FALSE;
+    case P_CMP_NUM: {
+        if (v->kind != V_INT && v->kind != V_FLOAT) {
+            if (n->cmp == C_NE) return !is_null(v); /* not null, not a number */
+            return R_FALSE;
+        }
+        int c;
+        if (v->kind == V_INT && n->is_int) {
+            c = v->i < n->li ? -1 : (v->i > n->li ? 1 : 0);
+        } else {
+            double a, b;
+            if (v->kind == V_INT) {
+                if (v->i > EXACT_DOUBLE_INT || v->i < -EXACT_DOUBLE_INT) return R_UNKNOWN;
+                a = (double)v->i;
+            } else {
+                a = v->d;
+            }
+            if (n->is_int) {
+                if (n->li > EXACT_DOUBLE_INT || n->li < -EXACT_DOUBLE_INT) return R_UNKNOWN;
+                b = (double)n->li;
+            } else {
+                b = n->ld;
+            }
+            c = a < b ? -1 : (a > b ? 1 : 0);
+        }
+        return order(n->cmp, c);
+    }
+    case P_CMP_BOOL: {
+        int want = n->value ? V_TRUE : V_FALSE;
+        if (n->cmp == C_EQ) return v->kind == want;
+        return !is_null(v) && v->kind != want; /* C_NE */
+    }
+    case P_TRUTH:
+        return v->kind == V_TRUE;
+    case P_ISNULL:
+        return n->cmp ? !is_null(v) : is_null(v);
+    case P_IN_STR: {
+        int negated = n->cmp;
+        if (is_null(v)) return R_FALSE;
+        if (v->kind == V_ESTR) return R_UNKNOWN;
+        if (v->kind != V_STR) return negated ? R_TRUE : R_FALSE;
+        int hit = 0;
+        Py_ssize_t m = PyTuple_GET_SIZE(n->strs);
+        for (Py_ssize_t k = 0; k < m; k++) {
+            PyObject *b = PyTuple_GET_ITEM(n->strs, k);
+            if (PyBytes_GET_SIZE(b) == v->n && memcmp(PyBytes_AS_STRING(b), v->s,
+                                                     (size_t)v->n) == 0) {
+                hit = 1;
+                break;
+            }
+        }
+        return negated ? !hit : hit;
+    }
+    case P_HELD: {
+        PyObject *d = keys[n->value];
+        if (PyDict_GET_SIZE(d) == 0) return R_FALSE;
+        PyObject *k = key_object(v);
+        if (k == NULL) {
+            PyErr_Clear();
+            return R_UNKNOWN;
+        }
+        int r = PyDict_Contains(d, k);
+        Py_DECREF(k);
+        if (r < 0) {
+            PyErr_Clear();
+            return R_UNKNOWN;
+        }
+        return r ? R_TRUE : R_FALSE;
+    }
+    }
+    return R_UNKNOWN;
+}
+
+/* ---------------------------------------------------------------- building a program */
+
+static int add_node(Program *pg, int *cap) {
+    if (pg->npn == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        PNode *p = PyMem_Realloc(pg->pn, sizeof(PNode) * (size_t)*cap);
+        if (p == NULL) return -1;
+        pg->pn = p;
+    }
+    memset(&pg->pn[pg->npn], 0, sizeof(PNode));
+    pg->pn[pg->npn].slot = -1;
+    return pg->npn++;
+}
+
+static int add_kid(Program *pg, int *cap, int node) {
+    if (pg->nkids == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        int *p = PyMem_Realloc(pg->kids, sizeof(int) * (size_t)*cap);
+        if (p == NULL) return -1;
+        pg->kids = p;
+    }
+    pg->kids[pg->nkids++] = node;
+    return 0;
+}
+
+static int slot_of(Program *pg, PyObject *o) {
+    long s = PyLong_AsLong(o);
+    if (s == -1 && PyErr_Occurred()) return -1;
+    if (s < 0 || s >= pg->nslots) {
+        PyErr_SetString(PyExc_ValueError, "slot out of range");
+        return -1;
+    }
+    return (int)s;
+}
+
+static const char *OPS[] = {"==", "!=", "<", "<=", ">", ">="};
+
+static int cmp_of(PyObject *o) {
+    const char *s = PyUnicode_AsUTF8(o);
+    if (s == NULL) return -1;
+    for (int k = 0; k < 6; k++)
+        if (strcmp(s, OPS[k]) == 0) return k;
+    PyErr_Format(PyExc_ValueError, "unknown comparison %s", s);
+    return -1;
+}
+
+/* Build the node for predicate tuple `t`; returns its index or -1. */
+static int build(Program *pg, PyObject *t, int *pcap, int *kcap, int depth) {
+    if (depth > 200) {
+        PyErr_SetString(PyExc_ValueError, "predicate nested too deeply");
+        return -1;
+    }
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 1) {
+        PyErr_SetString(PyExc_TypeError, "a predicate is a non-empty tuple");
+        return -1;
+    }
+    const char *op = PyUnicode_AsUTF8(PyTuple_GET_ITEM(t, 0));
+    if (op == NULL) return -1;
+    Py_ssize_t size = PyTuple_GET_SIZE(t);
+#define NEED(k)                                                                            \
+    if (size != (k)) {                                                                     \
+        PyErr_Format(PyExc_ValueError, "predicate %s takes %d items", op, (int)(k) - 1); \
+        return -1;                                                                         \
+    }
+    if (strcmp(op, "and") == 0 || strcmp(op, "or") == 0 || strcmp(op, "not") == 0) {
+        int is_not = op[0] == 'n';
+        NEED(2);
+        PyObject *items = PyTuple_GET_ITEM(t, 1);
+        if (is_not) {
+            int c = build(pg, items, pcap, kcap, depth + 1);
+            if (c < 0) return -1;
+            int i = add_node(pg, pcap);
+            if (i < 0) return -1;
+            pg->pn[i].op = P_NOT;
+            pg->pn[i].a = pg->nkids;
+            pg->pn[i].n = 1;
+            return add_kid(pg, kcap, c) < 0 ? -1 : i;
+        }
+        if (!PyTuple_Check(items)) {
+            PyErr_SetString(PyExc_TypeError, "and/or take a tuple of predicates");
+            return -1;
+        }
+        Py_ssize_t m = PyTuple_GET_SIZE(items);
+        int *tmp = PyMem_Malloc(sizeof(int) * (size_t)(m ? m : 1));
+        if (tmp == NULL) return -1;
+        for (Py_ssize_t k = 0; k < m; k++) {
+            tmp[k] = build(pg, PyTuple_GET_ITEM(items, k), pcap, kcap, depth + 1);
+            if (tmp[k] < 0) {
+                PyMem_Free(tmp);
+                return -1;
+            }
+        }
+        int i = add_node(pg, pcap);
+        if (i < 0) {
+            PyMem_Free(tmp);
+            return -1;
+        }
+        pg->pn[i].op = op[0] == 'a' ? P_AND : P_OR;
+        pg->pn[i].a = pg->nkids;
+        pg->pn[i].n = (int)m;
+        for (Py_ssize_t k = 0; k < m; k++) {
+            if (add_kid(pg, kcap, tmp[k]) < 0) {
+                PyMem_Free(tmp);
+                return -1;
+            }
+        }
+        PyMem_Free(tmp);
+        return i;
+    }
+    int i = add_node(pg, pcap);
+    if (i < 0) return -1;
+    PNode *n = &pg->pn[i];
+    if (strcmp(op, "const") == 0) {
+        NEED(2);
+        long r = PyLong_AsLong(PyTuple_GET_ITEM(t, 1));
+        if (r < 0 || r > 2) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "const is 0, 1 or 2");
+            return -1;
+        }
+        n->op = P_CONST;
+        n->value = (int)r;
+        return i;
+    }
+    if (strcmp(op, "cmp") == 0) {
+        NEED(4);
+        int c = cmp_of(PyTuple_GET_ITEM(t, 1));
+        if (c < 0) return -1;
+        int s = slot_of(pg, PyTuple_GET_ITEM(t, 2));
+        if (s < 0) return -1;
+        PyObject *lit = PyTuple_GET_ITEM(t, 3);
+        n = &pg->pn[i];
+        n->cmp = c;
+        n->slot = s;
+        if (PyBool_Check(lit)) {
+            if (c != C_EQ && c != C_NE) {
+                PyErr_SetString(PyExc_ValueError, "bools are not ordered");
+                return -1;
+            }
+            n->op = P_CMP_BOOL;
+            n->value = lit == Py_True;
+        } else if (PyLong_Check(lit)) {
+            int overflow = 0;
+            long long x = PyLong_AsLongLongAndOverflow(lit, &overflow);
+            if (overflow || (x == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "integer literal out of range");
+                return -1;
+            }
+            n->op = P_CMP_NUM;
+            n->is_int = 1;
+            n->li = x;
+        } else if (PyFloat_Check(lit)) {
+            n->op = P_CMP_NUM;
+            n->ld = PyFloat_AS_DOUBLE(lit);
+        } else if (PyBytes_Check(lit)) {
+            n->op = P_CMP_STR;
+            n->s = PyBytes_AS_STRING(lit);
+            n->slen = PyBytes_GET_SIZE(lit);
+            if (PyList_Append(pg->names, lit) < 0) return -1; /* keep it alive */
+        } else {
+            PyErr_SetString(PyExc_TypeError, "cmp literal must be bool, int, float or bytes");
+            return -1;
+        }
+        return i;
+    }
+    if (strcmp(op, "truth") == 0 || strcmp(op, "isnull") == 0 || strcmp(op, "notnull") == 0) {
+        NEED(2);
+        int s = slot_of(pg, PyTuple_GET_ITEM(t, 1));
+        if (s < 0) return -1;
+        n = &pg->pn[i];
+        n->slot = s;
+        n->op = op[0] == 't' ? P_TRUTH : P_ISNULL;
+        n->cmp = op[0] == 'n' && op[1] == 'o';
+        return i;
+    }
+    if (strcmp(op, "in") == 0 || strcmp(op, "notin") == 0) {
+        NEED(3);
+        int s = slot_of(pg, PyTuple_GET_ITEM(t, 1));
+        if (s < 0) return -1;
+        PyObject *strs = PyTuple_GET_ITEM(t, 2);
+        if (!PyTuple_Check(strs)) {
+            PyErr_SetString(PyExc_TypeError, "in takes a tuple of bytes");
+            return -1;
+        }
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(strs); k++) {
+            if (!PyBytes_Check(PyTuple_GET_ITEM(strs, k))) {
+                PyErr_SetString(PyExc_TypeError, "in takes a tuple of bytes");
+                return -1;
+            }
+        }
+        if (PyList_Append(pg->names, strs) < 0) return -1;
+        n = &pg->pn[i];
+        n->op = P_IN_STR;
+        n->slot = s;
+        n->cmp = op[0] == 'n';
+        n->strs = strs;
+        return i;
+    }
+    if (strcmp(op, "held") == 0) {
+        NEED(3);
+        int s = slot_of(pg, PyTuple_GET_ITEM(t, 1));
+        if (s < 0) return -1;
+        long r = PyLong_AsLong(PyTuple_GET_ITEM(t, 2));
+        if (r < 0 || r >= PyTuple_GET_SIZE(pg->owners)) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "held: no such owner");
+            return -1;
+        }
+        n = &pg->pn[i];
+        n->op = P_HELD;
+        n->slot = s;
+        n->value = (int)r;
+        return i;
+    }
+#undef NEED
+    PyErr_Format(PyExc_ValueError, "unknown predicate %s", op);
+    return -1;
+}
+
+static void Program_dealloc(Program *pg) {
+    Py_XDECREF(pg->names);
+    Py_XDECREF(pg->owners);
+    PyMem_Free(pg->trie);
+    PyMem_Free(pg->pn);
+    PyMem_Free(pg->kids);
+    PyMem_Free(pg->gates);
+    PyMem_Free(pg->vals);
+    Py_TYPE(pg)->tp_free((PyObject *)pg);
+}
+
+static PyTypeObject ProgramType;
+
+/* Program(paths, time_slot, owners, gates) */
+static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *paths, *owners, *gates;
+    int time_slot;
+    if (!PyArg_ParseTuple(args, "O!iO!O!:Program", &PyTuple_Type, &paths, &time_slot,
+                          &PyTuple_Type, &owners, &PyTuple_Type, &gates))
+        return NULL;
+    Program *pg = (Program *)type->tp_alloc(type, 0);
+    if (pg == NULL) return NULL;
+    pg->root = -1;
+    pg->names = PyList_New(0);
+    if (pg->names == NULL) goto fail;
+    Py_INCREF(owners);
+    pg->owners = owners;
+    pg->nslots = (int)PyTuple_GET_SIZE(paths);
+    if (time_slot < 0 || time_slot >= pg->nslots) {
+        PyErr_SetString(PyExc_ValueError, "time slot out of range");
+        goto fail;
+    }
+    pg->time_slot = time_slot;
+    pg->vals = PyMem_Calloc((size_t)pg->nslots, sizeof(Val));
+    if (pg->vals == NULL) goto fail;
+    /* the trie, built level by level with explicit parent links */
+    int tcap = 0;
+    for (Py_ssize_t s = 0; s < PyTuple_GET_SIZE(paths); s++) {
+        PyObject *path = PyTuple_GET_ITEM(paths, s);
+        if (!PyTuple_Check(path)) {
+            PyErr_SetString(PyExc_TypeError, "a path is a tuple of str");
+            goto fail;
+        }
+        if (PyList_Append(pg->names, path) < 0) goto fail;
+        Py_ssize_t m = PyTuple_GET_SIZE(path);
+        if (m < 1) {
+            PyErr_SetString(PyExc_ValueError, "empty field path");
+            goto fail;
+        }
+        int parent = -1;
+        int node = -1;
+        for (Py_ssize_t k = 0; k < m; k++) {
+            Py_ssize_t len;
+            const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(path, k), &len);
+            if (name == NULL) goto fail;
+            int first = parent < 0 ? pg->root : pg->trie[parent].first_child;
+            node = -1;
+            for (int c = first; c >= 0; c = pg->trie[c].next) {
+                if (pg->trie[c].len == len && memcmp(pg->trie[c].name, name, (size_t)len) == 0) {
+                    node = c;
+                    break;
+                }
+            }
+            if (node < 0) {
+                if (pg->ntrie == tcap) {
+                    tcap = tcap ? tcap * 2 : 8;
+                    TNode *t = PyMem_Realloc(pg->trie, sizeof(TNode) * (size_t)tcap);
+                    if (t == NULL) {
+                        PyErr_NoMemory();
+                        goto fail;
+                    }
+                    pg->trie = t;
+                }
+                node = pg->ntrie++;
+                TNode *t = &pg->trie[node];
+                t->name = name;
+                t->len = len;
+                t->slot = -1;
+                t->first_child = -1;
+                t->seen = 0;
+                if (parent < 0) {
+                    t->next = pg->root;
+                    pg->root = node;
+                } else {
+                    t->next = pg->trie[parent].first_child;
+                    pg->trie[parent].first_child = node;
+                }
+            }
+            parent = node;
+        }
+        if (pg->trie[node].slot >= 0) {
+            PyErr_SetString(PyExc_ValueError, "the same path twice");
+            goto fail;
+        }
+        pg->trie[node].slot = (int)s;
+    }
+    for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(owners); r++) {
+        PyObject *o = PyTuple_GET_ITEM(owners, r);
+        PyObject *keys = PyObject_GetAttrString(o, "keys");
+        if (keys == NULL) goto fail;
+        int ok = PyDict_Check(keys);
+        Py_DECREF(keys);
+        if (!ok) {
+            PyErr_SetString(PyExc_TypeError, "an owner's keys must be a dict");
+            goto fail;
+        }
+    }
+    int pcap = 0, kcap = 0;
+    pg->ngates = (int)PyTuple_GET_SIZE(gates);
+    pg->gates = PyMem_Calloc((size_t)(pg->ngates ? pg->ngates : 1), sizeof(int));
+    if (pg->gates == NULL) goto fail;
+    for (int g = 0; g < pg->ngates; g++) {
+        int i = build(pg, PyTuple_GET_ITEM(gates, g), &pcap, &kcap, 0);
+        if (i < 0) goto fail;
+        pg->gates[g] = i;
+    }
+    return (PyObject *)pg;
+fail:
+    Py_DECREF(pg);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- skip() */
+
+/* skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last)
+ *
+ * chunk: lines separated by b"\n" (the last one has no newline); pos: start of a line
+ * (0 <= pos <= len(chunk)); last: largest event time seen so far (ms); due: no event with a
+ * larger time may be skipped (the earliest timer deadline, rounded down); max_bytes: longer
+ * lines are left to Python.  Returns the start of the first line not skipped (len(chunk)+1
+ * when every line was), how many lines were skipped, and the new largest event time. */
+static PyObject *skip(PyObject *self, PyObject *args) {
+    Program *pg;
+    Py_buffer buf;
+    Py_ssize_t pos, max_bytes;
+    long long last, due;
+    if (!PyArg_ParseTuple(args, "O!y*nLLn:skip", &ProgramType, &pg, &buf, &pos, &last, &due,
+                          &max_bytes))
+        return NULL;
+    const unsigned char *base = buf.buf;
+    Py_ssize_t total = buf.len;
+    Py_ssize_t skipped = 0;
+    PyObject *keys[64];
+    Py_ssize_t nown = PyTuple_GET_SIZE(pg->owners);
+    if (nown > 64) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "at most 64 rules");
+        return NULL;
+    }
+    for (Py_ssize_t r = 0; r < nown; r++) {
+        keys[r] = PyObject_GetAttrString(PyTuple_GET_ITEM(pg->owners, r), "keys");
+        if (keys[r] == NULL || !PyDict_Check(keys[r])) {
+            for (Py_ssize_t q = 0; q <= r; q++) Py_XDECREF(keys[q]);
+            PyBuffer_Release(&buf);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "keys must be a dict");
+            return NULL;
+        }
+    }
+    if (pos < 0) pos = 0;
+    Scan sc;
+    sc.pg = pg;
+    while (pos <= total) {
+        const unsigned char *line = base + pos;
+        const unsigned char *nl = pos < total ? memchr(line, '\n', (size_t)(total - pos)) : NULL;
+        const unsigned char *end = nl != NULL ? nl : base + total;
+        if (end - line > max_bytes) break;
+        pg->stamp++;
+        if (pg->stamp == 0) { /* wrapped: forget every old stamp */
+            for (int t = 0; t < pg->ntrie; t++) pg->trie[t].seen = 0;
+            pg->stamp = 1;
+        }
+        memset(pg->vals, 0, sizeof(Val) * (size_t)pg->nslots);
+        sc.end = end;
+        const unsigned char *p = ws(line, end);
+        if (p >= end || *p != '{') break;
+        p = scan_object(&sc, p, 1, pg->root);
+        if (p == NULL) break;
+        if (ws(p, end) != end) break;
+        Val *tv = &pg->vals[pg->time_slot];
+        if (tv->kind != V_INT || tv->i < last || tv->i > due) break;
+        int wanted = 0;
+        for (int g = 0; g < pg->ngates; g++) {
+            if (eval(pg, keys, pg->gates[g]) != R_FALSE) {
+                wanted = 1;
+                break;
+            }
+        }
+        if (wanted) break;
+        last = tv->i;
+        skipped++;
+        pos = (end - base) + 1;
+    }
+    for (Py_ssize_t r = 0; r < nown; r++) Py_DECREF(keys[r]);
+    PyBuffer_Release(&buf);
+    return Py_BuildValue("nnL", pos, skipped, last);
+}
+
+static PyTypeObject ProgramType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cep._prescan.Program",
+    .tp_basicsize = sizeof(Program),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = Program_new,
+    .tp_dealloc = (destructor)Program_dealloc,
+    .tp_doc = "Program(paths, time_slot, owners, gates): tracked field paths (tuples of str; "
+              "slot i is paths[i]), the slot of the event time, objects whose `keys` dict "
+              "is a rule's per-key state, and one predicate tuple per rule (see "
+              "cep/operator/prescan.py).",
+};
+
+static PyMethodDef methods[] = {
+    {"skip", skip, METH_VARARGS,
+     "skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last)\n\n"
+     "Pass over the lines of `chunk` from `pos` on that certainly change nothing: valid "
+     "JSON objects whose integer event time t has last <= t <= due and for which every "
+     "gate of `program` is false.  Stops at the first other line."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "cep._prescan",
+    "Skip, in C, the JSON lines that no rule wants (see cep/operator/prescan.py).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__prescan(void) {
+    if (PyType_Ready(&ProgramType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ProgramType);
+    if (PyModule_AddObject(m, "Program", (PyObject *)&ProgramType) < 0) {
+        Py_DECREF(&ProgramType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

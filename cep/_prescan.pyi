@@ -1,0 +1,10 @@
+"""Type stubs of the C extension built from cep/_native/prescan.c."""
+
+from typing import Any
+
+class Program:
+    def __init__(self, paths: tuple[tuple[str, ...], ...], time_slot: int,
+                 owners: tuple[Any, ...], gates: tuple[Any, ...]) -> None: ...
+
+def skip(program: Program, chunk: bytes, pos: int, last: int, due: int,
+         max_bytes: int) -> tuple[int, int, int]: ...

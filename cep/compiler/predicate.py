@@ -1,0 +1,162 @@
+"""Rule expressions → predicates the C line scanner can evaluate (:mod:`cep._prescan`).
+
+A predicate is plain data, nested tuples over *slots* (numbered field paths of the event
+under test), in three-valued logic — false, true, unknown:
+
+* ``("const", r)`` with ``r`` 0 (false), 1 (true) or 2 (unknown);
+* ``("and", (p, …))``, ``("or", (p, …))``, ``("not", p)`` — Kleene's connectives;
+* ``("cmp", op, slot, literal)`` — ``op`` one of ``== != < <= > >=``, the literal a bool,
+  an int (64-bit), a finite float or UTF-8 ``bytes`` (a string);
+* ``("truth", slot)`` — the value is ``true``; ``("isnull", slot)``, ``("notnull", slot)``;
+* ``("in", slot, (bytes, …))``, ``("notin", slot, (bytes, …))`` — membership in a list of
+  strings;
+* ``("held", slot, i)`` — the value is a key of rule ``i``'s per-key state (built by
+  :mod:`cep.operator.prescan`, not here).
+
+The translation follows the semantics of :mod:`cep.compiler.codegen` (a comparison with a
+missing or null value is false, ``!=`` is false when the value is null, ordering needs two
+numbers or two strings, ``bool`` is not a number, a bare value is true only when it is
+``true``).  Whatever it does not model — stage references, ``ts``, arithmetic, functions,
+regexes, ``contains`` — becomes *unknown*, never a guess: the scanner then leaves the line to
+Python, so a predicate may only ever be less decisive than the compiled condition, never
+different.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from cep.lang import ast
+
+__all__ = ["Pred", "UNKNOWN", "TRUE", "FALSE", "condition_predicate", "expr_predicate"]
+
+Pred = tuple[Any, ...]
+FALSE: Pred = ("const", 0)
+TRUE: Pred = ("const", 1)
+UNKNOWN: Pred = ("const", 2)
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_INT64 = 1 << 63
+
+# slot_of(path) -> slot number for a field path (a tuple of str)
+SlotOf = Callable[[tuple[str, ...]], int]
+
+
+def condition_predicate(fn: Any, slot_of: SlotOf) -> Pred:
+    """The predicate of a compiled condition or header filter ``fn`` (which carries its
+    expression as ``fn.ast`` and its stage names as ``fn.scope``; see
+    :func:`cep.compiler.codegen.compile_condition`); unknown for any other function."""
+    expr = getattr(fn, "ast", None)
+    if expr is None:
+        return UNKNOWN
+    return expr_predicate(expr, frozenset(getattr(fn, "scope", ())), slot_of)
+
+
+def expr_predicate(expr: ast.Expr, stages: frozenset[str], slot_of: SlotOf) -> Pred:
+    """The predicate of ``expr`` as a condition (true only when it evaluates to ``true``)."""
+    return _Tr(stages, slot_of).cond(expr)
+
+
+class _Tr:
+    def __init__(self, stages: frozenset[str], slot_of: SlotOf) -> None:
+        self.stages = stages
+        self.slot_of = slot_of
+
+    def field(self, e: ast.Expr) -> int | None:
+        """The slot of a field of the event under test, or None."""
+        if not isinstance(e, ast.Path):
+            return None
+        parts = tuple(e.parts)
+        if not parts or parts[0] in self.stages:
+            return None
+        if parts[0] == "this":
+            parts = parts[1:]
+        if not parts or parts == ("ts",) or not all(type(p) is str for p in parts):
+            return None
+        return self.slot_of(parts)
+
+    def cond(self, e: ast.Expr) -> Pred:
+        if isinstance(e, ast.Lit):
+            return TRUE if e.value is True else FALSE
+        if isinstance(e, ast.Path):
+            slot = self.field(e)
+            return UNKNOWN if slot is None else ("truth", slot)
+        if isinstance(e, ast.Unary) and e.op == "not":
+            inner = self.cond(e.operand)
+            if inner[0] == "const":
+                return inner if inner[1] == 2 else (FALSE if inner[1] else TRUE)
+            return ("not", inner)
+        if isinstance(e, ast.IsNull):
+            slot = self.field(e.operand)
+            if slot is None:
+                return UNKNOWN
+            return ("notnull" if e.negated else "isnull", slot)
+        if isinstance(e, ast.Binary):
+            if e.op in ("and", "or"):
+                return self.logical(e)
+            if e.op in _FLIP:
+                return self.compare(e)
+            if e.op in ("in", "not in") and isinstance(e.right, ast.ListLit):
+                return self.in_list(e.op, e.left, e.right)
+        return UNKNOWN
+
+    def logical(self, e: ast.Binary) -> Pred:
+        items: list[Pred] = []
+        todo: list[ast.Expr] = [e]
+        while todo:
+            x = todo.pop()
+            if isinstance(x, ast.Binary) and x.op == e.op:
+                todo += [x.right, x.left]
+            else:
+                items.append(self.cond(x))
+        absorbing = FALSE if e.op == "and" else TRUE
+        neutral = TRUE if e.op == "and" else FALSE
+        if absorbing in items:
+            return absorbing
+        items = [p for p in items if p != neutral]
+        if not items:
+            return neutral
+        if len(items) == 1:
+            return items[0]
+        return (e.op, tuple(items))
+
+    def compare(self, e: ast.Binary) -> Pred:
+        op, left, right = e.op, e.left, e.right
+        if isinstance(left, ast.Lit) and not isinstance(right, ast.Lit):
+            op, left, right = _FLIP[op], right, left
+        if not isinstance(right, ast.Lit):
+            return UNKNOWN
+        slot = self.field(left)
+        if slot is None:
+            return UNKNOWN
+        v = right.value
+        if v is None:
+            return FALSE  # a comparison with null is false
+        if type(v) is bool:
+            return ("cmp", op, slot, v) if op in ("==", "!=") else FALSE
+        if type(v) is str:
+            return ("cmp", op, slot, v.encode())
+        if type(v) is int:
+            return ("cmp", op, slot, v) if -_INT64 <= v < _INT64 else UNKNOWN
+        if type(v) is float:
+            return ("cmp", op, slot, v) if math.isfinite(v) else UNKNOWN
+        return UNKNOWN
+
+    def in_list(self, op: str, left: ast.Expr, lst: ast.ListLit) -> Pred:
+        slot = self.field(left)
+        if slot is None:
+            return UNKNOWN
+        values: list[bytes] = []
+        for item in lst.items:
+            if not isinstance(item, ast.Lit):
+                return UNKNOWN
+            if item.value is None:
+                continue  # null never matches
+            if type(item.value) is not str:
+                return UNKNOWN
+            values.append(item.value.encode())
+        if op == "in":
+            return ("in", slot, tuple(values)) if values else FALSE
+        return ("notin", slot, tuple(values)) if values else ("notnull", slot)

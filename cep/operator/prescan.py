@@ -1,0 +1,203 @@
+"""File mode's native fast path: lines no rule wants are passed over without being decoded.
+
+Reading and decoding every line of a large file costs more than all the matching most rule
+sets do (see docs/performance.md, *The floor*).  When the optional C extension
+:mod:`cep._prescan` is built, :class:`Prescan` lets it walk a chunk of JSON lines and pass
+over each line that
+
+* is one JSON object in a strict subset of RFC 8259 that orjson decodes the same way,
+* has an integer event time ``t`` (ms) with *largest so far* ≤ ``t`` ≤ *earliest timer*,
+* and for which every rule's *gate* is certainly false.
+
+A rule's gate is the test of the generated loop of :mod:`cep.operator.fastpath`, as a
+:mod:`cep.compiler.predicate`: "the rule's header ``where`` holds, and either the event's key
+holds state (and, for a ``followed by``-only automaton whose expiry is silent, some TAKE
+guard accepts it) or the first stage's condition holds".  Such an event would only count and
+advance the largest event time seen — exactly what is done for it.  Every other line (the
+first wanted one, a late or timer-passing one, anything malformed, unusual or undecidable) is
+decoded and handled in Python by the caller, one line, exactly as before; the scan then goes
+on after it, seeing the state that line left.
+
+Used only where :meth:`CepOperator.on_batch` would take its in-order fast path (one input,
+``max_out_of_orderness`` 0, nothing buffered) and the time unit is ms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate
+from cep.operator.fastpath import silent_expiry, wake_takes
+
+if TYPE_CHECKING:
+    from cep.operator.cep_operator import CepOperator, RuleState
+
+native: ModuleType | None
+try:  # the extension is optional: without a C compiler the pure Python path is used
+    from cep import _prescan as native
+except ImportError:  # pragma: no cover - depends on the build
+    native = None
+
+__all__ = ["AVAILABLE", "Prescan", "build_program"]
+
+AVAILABLE = native is not None
+"""Whether the C extension was built."""
+
+_MAX_RULES = 64  # the extension's limit
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+
+def _or(items: list[Pred]) -> Pred:
+    if TRUE in items:
+        return TRUE
+    items = [p for p in items if p != FALSE]
+    if not items:
+        return FALSE
+    return items[0] if len(items) == 1 else ("or", tuple(items))
+
+
+def _and(items: list[Pred]) -> Pred:
+    if FALSE in items:
+        return FALSE
+    items = [p for p in items if p != TRUE]
+    if not items:
+        return TRUE
+    return items[0] if len(items) == 1 else ("and", tuple(items))
+
+
+def gates_of(rules: Sequence[RuleState], source: str, time_field: str
+             ) -> tuple[tuple[tuple[str, ...], ...], list[RuleState], list[Pred]] | None:
+    """The field paths (slot ``i`` is ``paths[i]``, slot 0 the event time), the rules with a
+    gate and their gates, for ``rules`` reading ``source``; ``None`` when the scanner cannot
+    help: a draining version, a key that is not one field path, a rule any event can start,
+    or too many rules."""
+    slots: dict[tuple[str, ...], int] = {(time_field,): 0}
+
+    def slot_of(path: tuple[str, ...]) -> int:
+        return slots.setdefault(path, len(slots))
+
+    owners: list[RuleState] = []
+    gates: list[Pred] = []
+    for rs in rules:
+        rule = rs.rule
+        if rs.draining:
+            return None
+        if rule.sources is not None and source not in rule.sources:
+            continue
+        key_paths = getattr(rule.key_fn, "key_paths", None)
+        if key_paths is None or len(key_paths) != 1:
+            return None
+        nfa = rule.nfa
+        conds = nfa.start_take_conds
+        if not conds or any(c.always for c in conds):
+            return None
+        # An event failing every TAKE guard reachable from the start cannot start a partial
+        # match (see NFA.start_take_conds): stepping a key without state with it leaves no
+        # state.  A guard that reads the partial match translates to "unknown" there.
+        pre = _or([condition_predicate(c.fn, slot_of) for c in conds])
+        if pre[0] == "const" and pre != FALSE:
+            return None  # (nearly) every event could start a match
+        held: Pred = ("held", slot_of(key_paths[0]), len(owners))
+        takes = wake_takes(nfa)
+        if takes is not None and silent_expiry(rs):
+            held = _and([held, _or([condition_predicate(fn, slot_of) for fn in takes])])
+        gate = _or([held, pre])
+        if rule.header_filter is not None:
+            gate = _and([condition_predicate(rule.header_filter, slot_of), gate])
+        owners.append(rs)
+        gates.append(gate)
+    if len(owners) > _MAX_RULES:
+        return None
+    paths = tuple(sorted(slots, key=slots.__getitem__))
+    return paths, owners, gates
+
+
+def build_program(rules: Sequence[RuleState], source: str, time_field: str) -> Any | None:
+    """A :class:`cep._prescan.Program` for ``rules`` (see :func:`gates_of`), or ``None``
+    when the extension is missing or cannot help."""
+    if native is None:
+        return None
+    found = gates_of(rules, source, time_field)
+    if found is None:
+        return None
+    paths, owners, gates = found
+    if UNKNOWN in gates or TRUE in gates:
+        return None
+    return native.Program(paths, 0, tuple(owners), tuple(gates))
+
+
+class Prescan:
+    """Runs :func:`cep._prescan.skip` over chunks for one operator and input.
+
+    ``handle(raw, line)`` decodes and handles one line in Python (a dead letter, a blank line
+    or an event) and returns nothing; the operator's state is what it leaves.
+    """
+
+    def __init__(self, op: CepOperator, source: str, time_field: str, max_bytes: int) -> None:
+        self.op = op
+        self.source = source
+        self.time_field = time_field
+        self.max_bytes = max_bytes
+        self._cached: tuple[list[RuleState], tuple[bool, ...], Any] | None = None
+
+    def program(self) -> Any | None:
+        """The program for the operator's current rules, or ``None`` when the scanner cannot
+        be used right now (then the caller takes its usual path)."""
+        op = self.op
+        if op._inorder or op._ooo or not op.watermarks.is_sole_in_order(self.source):
+            return None
+        rules = op.rules
+        flags = tuple(rs.draining for rs in rules)
+        cached = self._cached
+        if cached is None or cached[0] is not rules or cached[1] != flags:
+            cached = (rules, flags, build_program(rules, self.source, self.time_field))
+            self._cached = cached
+        return cached[2]
+
+    def run(self, program: Any, chunk: bytes, seq: int, line: int,
+            handle: Callable[[bytes, int, int], int]) -> tuple[int, int]:
+        """Handle every line of ``chunk`` (lines joined by ``\\n``, the first being line
+        ``line + 1``; ``seq`` the last arrival number used).  Lines the scanner passes over
+        are counted as events; any other goes to ``handle(raw, line_no, seq)``, which
+        returns the last arrival number used after it.  Returns the last ``(seq, line)``."""
+        op = self.op
+        skip = native.skip  # type: ignore[union-attr]
+        source = self.source
+        max_bytes = self.max_bytes
+        rules = op.rules
+        n = len(chunk)
+        pos = 0
+        while True:
+            last = op._last_ts
+            due = op._due
+            if due <= last:  # timers fired under the last line: the next deadline
+                due = op._refresh_due()
+            pos, skipped, new_last = skip(
+                program, chunk, pos,
+                _INT64_MIN if last == -math.inf else int(last),
+                _INT64_MAX if due >= _INT64_MAX else math.floor(due),
+                max_bytes,
+            )
+            if skipped:
+                seq += skipped
+                line += skipped
+                op.events_in += skipped
+                op._last_ts = new_last
+                op.watermarks.observe(source, new_last)
+            if pos > n:
+                return seq, line
+            nl = chunk.find(b"\n", pos)
+            end = n if nl < 0 else nl
+            line += 1
+            seq = handle(chunk[pos:end].rstrip(b"\r"), line, seq)
+            pos = end + 1
+            if op.rules is not rules:
+                # the rule set changed under the line just handled: the rest the usual way
+                for raw in chunk[pos:].split(b"\n") if pos <= n else ():
+                    line += 1
+                    seq = handle(raw.rstrip(b"\r"), line, seq)
+                return seq, line
