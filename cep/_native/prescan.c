@@ -110,6 +110,13 @@ static inline const unsigned char *ws(const unsigned char *p, const unsigned cha
     return p;
 }
 
+/* bytes that stand for themselves inside a string: printable ASCII but '"' and '\\' */
+static unsigned char PLAIN[256];
+
+static void init_tables(void) {
+    for (int c = 0x20; c < 0x80; c++) PLAIN[c] = c != '"' && c != '\\';
+}
+
 static inline int hexval(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -124,6 +131,8 @@ static const unsigned char *scan_string(const unsigned char *p, const unsigned c
     p++;
     *esc = 0;
     while (p < end) {
+        while (p < end && PLAIN[*p]) p++;
+        if (p >= end) return NULL;
         unsigned char c = *p;
         if (c == '"') return p + 1;
         if (c < 0x20 || c >= 0x80) return NULL; /* control character or non-ASCII */
@@ -159,12 +168,24 @@ static const unsigned char *scan_number(const unsigned char *p, const unsigned c
                                         Val *v) {
     const unsigned char *start = p;
     int frac = 0;
-    if (p < end && *p == '-') p++;
+    int neg = 0;
+    long long acc = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
     if (p >= end) return NULL;
+    const unsigned char *digits = p;
     if (*p == '0') {
         p++;
     } else if (*p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        while (p < end && *p >= '0' && *p <= '9' && p - digits < MAX_INT_DIGITS) {
+            acc = acc * 10 + (*p - '0');
+            p++;
+        }
+        if (p < end && *p >= '0' && *p <= '9') { /* longer: Python decides if an int */
+            while (p < end && *p >= '0' && *p <= '9') p++;
+        }
     } else {
         return NULL;
     }
@@ -180,15 +201,20 @@ static const unsigned char *scan_number(const unsigned char *p, const unsigned c
     if (len > MAX_NUM_LEN) return NULL;
     if (!frac && len - (*start == '-') > MAX_INT_DIGITS) return NULL;
     if (v != NULL) {
-        char buf[MAX_NUM_LEN + 1];
-        memcpy(buf, start, (size_t)len);
-        buf[len] = 0;
         if (frac) {
+            char buf[MAX_NUM_LEN + 1];
+            memcpy(buf, start, (size_t)len);
+            buf[len] = 0;
             v->kind = V_FLOAT;
-            v->d = strtod(buf, NULL); /* correctly rounded, as Python's float() */
+            /* Python's own parser: correctly rounded, independent of the C locale */
+            v->d = PyOS_string_to_double(buf, NULL, NULL);
+            if (v->d == -1.0 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return NULL;
+            }
         } else {
             v->kind = V_INT;
-            v->i = strtoll(buf, NULL, 10);
+            v->i = neg ? -acc : acc;
         }
     }
     return p;
@@ -215,7 +241,8 @@ static const unsigned char *scan_object(Scan *sc, const unsigned char *p, int de
         int node = -1;
         for (int c = children; c >= 0; c = pg->trie[c].next) {
             TNode *t = &pg->trie[c];
-            if (t->len == klen && memcmp(t->name, ks, (size_t)klen) == 0) {
+            if (t->len == klen && (klen == 0 || (t->name[0] == (char)ks[0] &&
+                                                 memcmp(t->name, ks, (size_t)klen) == 0))) {
                 if (t->seen == pg->stamp) return NULL; /* a tracked key twice */
                 t->seen = pg->stamp;
                 node = c;
@@ -790,13 +817,16 @@ fail:
 
 /* ---------------------------------------------------------------- skip() */
 
-/* skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last)
+/* skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last, tick)
  *
  * chunk: lines separated by b"\n" (the last one has no newline); pos: start of a line
  * (0 <= pos <= len(chunk)); last: largest event time seen so far (ms); due: no event with a
  * larger time may be skipped (the earliest timer deadline, rounded down); max_bytes: longer
  * lines are left to Python.  Returns the start of the first line not skipped (len(chunk)+1
- * when every line was), how many lines were skipped, and the new largest event time. */
+ * when every line was), how many lines were skipped, the new largest event time, and, when
+ * the line at pos is a valid in-order event that was not skipped only because its time
+ * passes `due`, that time (else None): the caller fires the timers up to it and calls again
+ * from the same line. */
 static PyObject *skip(PyObject *self, PyObject *args) {
     Program *pg;
     Py_buffer buf;
@@ -808,6 +838,8 @@ static PyObject *skip(PyObject *self, PyObject *args) {
     const unsigned char *base = buf.buf;
     Py_ssize_t total = buf.len;
     Py_ssize_t skipped = 0;
+    long long tick = 0; /* the event time of the line that passes `due`, if that stopped us */
+    int ticked = 0;
     PyObject *keys[64];
     Py_ssize_t nown = PyTuple_GET_SIZE(pg->owners);
     if (nown > 64) {
@@ -845,7 +877,12 @@ static PyObject *skip(PyObject *self, PyObject *args) {
         if (p == NULL) break;
         if (ws(p, end) != end) break;
         Val *tv = &pg->vals[pg->time_slot];
-        if (tv->kind != V_INT || tv->i < last || tv->i > due) break;
+        if (tv->kind != V_INT || tv->i < last) break;
+        if (tv->i > due) {
+            tick = tv->i;
+            ticked = 1;
+            break;
+        }
         int wanted = 0;
         for (int g = 0; g < pg->ngates; g++) {
             if (eval(pg, keys, pg->gates[g]) != R_FALSE) {
@@ -860,7 +897,8 @@ static PyObject *skip(PyObject *self, PyObject *args) {
     }
     for (Py_ssize_t r = 0; r < nown; r++) Py_DECREF(keys[r]);
     PyBuffer_Release(&buf);
-    return Py_BuildValue("nnL", pos, skipped, last);
+    if (ticked) return Py_BuildValue("nnLL", pos, skipped, last, tick);
+    return Py_BuildValue("nnLO", pos, skipped, last, Py_None);
 }
 
 static PyTypeObject ProgramType = {
@@ -878,10 +916,11 @@ static PyTypeObject ProgramType = {
 
 static PyMethodDef methods[] = {
     {"skip", skip, METH_VARARGS,
-     "skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last)\n\n"
+     "skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last, tick)\n\n"
      "Pass over the lines of `chunk` from `pos` on that certainly change nothing: valid "
      "JSON objects whose integer event time t has last <= t <= due and for which every "
-     "gate of `program` is false.  Stops at the first other line."},
+     "gate of `program` is false.  Stops at the first other line; `tick` is its event time "
+     "when it stopped only because that passes `due`, else None."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -892,6 +931,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__prescan(void) {
+    init_tables();
     if (PyType_Ready(&ProgramType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;

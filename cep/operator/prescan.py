@@ -176,7 +176,7 @@ class Prescan:
             due = op._due
             if due <= last:  # timers fired under the last line: the next deadline
                 due = op._refresh_due()
-            pos, skipped, new_last = skip(
+            pos, skipped, new_last, tick = skip(
                 program, chunk, pos,
                 _INT64_MIN if last == -math.inf else int(last),
                 _INT64_MAX if due >= _INT64_MAX else math.floor(due),
@@ -190,14 +190,30 @@ class Prescan:
                 op.watermarks.observe(source, new_last)
             if pos > n:
                 return seq, line
+            if tick is not None:
+                # an in-order event past the earliest timer: fire the timers up to it, as
+                # the generated loop does before testing it, then look at it again
+                op._last_ts = tick
+                wm = op.watermarks.current
+                new_wm = op.watermarks.observe(source, tick)
+                if new_wm > wm:
+                    op.advance(new_wm)
+                if op.rules is not rules:
+                    return self._rest(chunk, pos, seq, line, handle)
+                continue
             nl = chunk.find(b"\n", pos)
             end = n if nl < 0 else nl
             line += 1
             seq = handle(chunk[pos:end].rstrip(b"\r"), line, seq)
             pos = end + 1
             if op.rules is not rules:
-                # the rule set changed under the line just handled: the rest the usual way
-                for raw in chunk[pos:].split(b"\n") if pos <= n else ():
-                    line += 1
-                    seq = handle(raw.rstrip(b"\r"), line, seq)
-                return seq, line
+                return self._rest(chunk, pos, seq, line, handle)
+
+    @staticmethod
+    def _rest(chunk: bytes, pos: int, seq: int, line: int,
+              handle: Callable[[bytes, int, int], int]) -> tuple[int, int]:
+        """The rule set changed under the scan: the rest of the chunk line by line."""
+        for raw in chunk[pos:].split(b"\n") if pos <= len(chunk) else ():
+            line += 1
+            seq = handle(raw.rstrip(b"\r"), line, seq)
+        return seq, line
