@@ -96,6 +96,7 @@ typedef struct {
     int ngates;
     unsigned stamp;
     Val *vals;
+    PyObject **keys;   /* during skip(): each owner's `keys` dict */
 } Program;
 
 /* ---------------------------------------------------------------- JSON scanning */
@@ -701,6 +702,7 @@ static void Program_dealloc(Program *pg) {
     PyMem_Free(pg->kids);
     PyMem_Free(pg->gates);
     PyMem_Free(pg->vals);
+    PyMem_Free(pg->keys);
     Py_TYPE(pg)->tp_free((PyObject *)pg);
 }
 
@@ -720,6 +722,11 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     if (pg->names == NULL) goto fail;
     Py_INCREF(owners);
     pg->owners = owners;
+    pg->keys = PyMem_Calloc((size_t)PyTuple_GET_SIZE(owners) + 1, sizeof(PyObject *));
+    if (pg->keys == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     pg->nslots = (int)PyTuple_GET_SIZE(paths);
     if (time_slot < 0 || time_slot >= pg->nslots) {
         PyErr_SetString(PyExc_ValueError, "time slot out of range");
@@ -840,13 +847,8 @@ static PyObject *skip(PyObject *self, PyObject *args) {
     Py_ssize_t skipped = 0;
     long long tick = 0; /* the event time of the line that passes `due`, if that stopped us */
     int ticked = 0;
-    PyObject *keys[64];
     Py_ssize_t nown = PyTuple_GET_SIZE(pg->owners);
-    if (nown > 64) {
-        PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "at most 64 rules");
-        return NULL;
-    }
+    PyObject **keys = pg->keys;
     for (Py_ssize_t r = 0; r < nown; r++) {
         keys[r] = PyObject_GetAttrString(PyTuple_GET_ITEM(pg->owners, r), "keys");
         if (keys[r] == NULL || !PyDict_Check(keys[r])) {

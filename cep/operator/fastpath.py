@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Scanner", "build_scanner"]
 
-# scan(objs, op, rules, src, tf, seq, off, last, odd) -> (seq, off, last, stopped)
+# scan(objs, op, rules, src, tf, seq, off, last, odd, due=None) -> (seq, off, last, stopped)
 Scanner = Callable[..., tuple[int, int, float, bool]]
 
 # Fewer rules than this with a usable equality guard: no branching on the guarded field.
@@ -274,10 +274,11 @@ def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
 def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     """Generate the batch loop for ``rules`` (in dispatch order) reading input ``source``.
 
-    The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd)`` handles ``objs`` in
-    order: ``tf`` is the event-time field, ``seq``/``off`` the last arrival number and line
-    number used, ``last`` the largest event time seen, ``odd(obj, line)`` the event time of an
-    object whose time field is not an int (``None`` after routing it as a dead letter).  It
+    The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd, due=None)`` handles
+    ``objs`` in order: ``tf`` is the event-time field, ``seq``/``off`` the last arrival number
+    and line number used, ``last`` the largest event time seen, ``odd(obj, line)`` the event
+    time of an object whose time field is not an int (``None`` after routing it as a dead
+    letter), ``due`` a lower bound of every rule's earliest timer (ms; ``None``: computed).  It
     returns the updated ``(seq, off, last, stopped)``; ``stopped`` means the rule list changed
     (a drained version retired) and the caller must rebuild before the next object.
 
@@ -332,13 +333,14 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     if single:
         dispatch = [line.replace("if _ev is None:", "if True:") for line in dispatch]
     src = [
-        "def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd):",
+        "def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, _due=None):",
         *binds,
         "    _step = _op._step",
         "    _dispatch_one = _op._dispatch_one",
         "    _tick = _op._fast_tick",
         "    _late = _op._fast_late",
-        "    _due = _op._refresh_due()",
+        "    if _due is None:",
+        "        _due = _op._refresh_due()",
         "    for _d in _objs:",
         "        _off += 1",
         "        _ts = _d.get(_tf)",

@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate
 from cep.operator.fastpath import silent_expiry, wake_takes
 
@@ -46,7 +48,6 @@ __all__ = ["AVAILABLE", "Prescan", "build_program"]
 AVAILABLE = native is not None
 """Whether the C extension was built."""
 
-_MAX_RULES = 64  # the extension's limit
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
@@ -73,8 +74,8 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
              ) -> tuple[tuple[tuple[str, ...], ...], list[RuleState], list[Pred]] | None:
     """The field paths (slot ``i`` is ``paths[i]``, slot 0 the event time), the rules with a
     gate and their gates, for ``rules`` reading ``source``; ``None`` when the scanner cannot
-    help: a draining version, a key that is not one field path, a rule any event can start,
-    or too many rules."""
+    help: a draining version, a key that is not one field path, or a rule any event can
+    start."""
     slots: dict[tuple[str, ...], int] = {(time_field,): 0}
 
     def slot_of(path: tuple[str, ...]) -> int:
@@ -110,8 +111,6 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
             gate = _and([condition_predicate(rule.header_filter, slot_of), gate])
         owners.append(rs)
         gates.append(gate)
-    if len(owners) > _MAX_RULES:
-        return None
     paths = tuple(sorted(slots, key=slots.__getitem__))
     return paths, owners, gates
 
@@ -128,6 +127,10 @@ def build_program(rules: Sequence[RuleState], source: str, time_field: str) -> A
     if UNKNOWN in gates or TRUE in gates:
         return None
     return native.Program(paths, 0, tuple(owners), tuple(gates))
+
+
+def _no_odd_time(data: dict[str, Any], line: int) -> int | None:
+    raise AssertionError("only objects with an int event time are handed to the loop")
 
 
 class Prescan:
@@ -162,15 +165,24 @@ class Prescan:
             handle: Callable[[bytes, int, int], int]) -> tuple[int, int]:
         """Handle every line of ``chunk`` (lines joined by ``\\n``, the first being line
         ``line + 1``; ``seq`` the last arrival number used).  Lines the scanner passes over
-        are counted as events; any other goes to ``handle(raw, line_no, seq)``, which
-        returns the last arrival number used after it.  Returns the last ``(seq, line)``."""
+        are counted as events; a line it stops at that decodes to an object with an int
+        event time goes through the operator's generated loop (:meth:`CepOperator.on_batch`
+        for one object, without its per-call checks, which hold here); any other line goes
+        to ``handle(raw, line_no, seq)``, which returns the last arrival number used after
+        it.  Returns the last ``(seq, line)``."""
         op = self.op
         skip = native.skip  # type: ignore[union-attr]
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
         source = self.source
+        tf = self.time_field
         max_bytes = self.max_bytes
         rules = op.rules
+        scan = op._scanner(source)
+        observe = op.watermarks.observe
         n = len(chunk)
         pos = 0
+        op._refresh_due()  # exact once per chunk; kept a lower bound by the operator
         while True:
             last = op._last_ts
             due = op._due
@@ -203,9 +215,24 @@ class Prescan:
                 continue
             nl = chunk.find(b"\n", pos)
             end = n if nl < 0 else nl
-            line += 1
-            seq = handle(chunk[pos:end].rstrip(b"\r"), line, seq)
+            raw = chunk[pos:end]
             pos = end + 1
+            d = None
+            if len(raw) <= max_bytes:
+                try:
+                    d = loads(raw)
+                except decode_error:
+                    pass
+            if type(d) is dict and type(d.get(tf)) is int:
+                seq0 = seq
+                seq, line, last, _ = scan((d,), op, rules, source, tf, seq, line,
+                                          op._last_ts, _no_odd_time, op._due)
+                op.events_in += seq - seq0
+                op._last_ts = last
+                observe(source, last)  # type: ignore[arg-type]
+            else:
+                line += 1
+                seq = handle(raw.rstrip(b"\r"), line, seq)
             if op.rules is not rules:
                 return self._rest(chunk, pos, seq, line, handle)
 
