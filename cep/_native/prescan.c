@@ -97,6 +97,18 @@ typedef struct {
     unsigned stamp;
     Val *vals;
     PyObject **keys;   /* during skip(): each owner's `keys` dict */
+    PyObject **keyobj; /* during a line: the key object made from each slot, or NULL */
+    /* optional index: when slot `ix_slot` holds a plain string, only the gates listed for
+     * that string (ix_gates[ix_start[e] .. ix_start[e+1]) for entry e whose ix_values[e]
+     * equals it) and the unconstrained gates (ix_any) can be other than false */
+    int ix_slot;
+    int ix_n;
+    PyObject *ix_values; /* tuple of bytes */
+    int *ix_start;
+    int *ix_gates;
+    int *ix_any;
+    int ix_nany;
+    char *cand;        /* scratch: one flag per gate */
 } Program;
 
 /* ---------------------------------------------------------------- JSON scanning */
@@ -401,7 +413,13 @@ static int eval(Program *pg, PyObject **keys, int i) {
     }
     case P_CMP_STR:
         if (v->kind == V_ESTR) return R_UNKNOWN;
-        if (v->kind == V_STR) return order(n->cmp, str_cmp(v->s, v->n, n->s, n->slen));
+        if (v->kind == V_STR) {
+            if (n->cmp == C_EQ || n->cmp == C_NE) {
+                int eq = v->n == n->slen && memcmp(v->s, n->s, (size_t)v->n) == 0;
+                return n->cmp == C_EQ ? eq : !eq;
+            }
+            return order(n->cmp, str_cmp(v->s, v->n, n->s, n->slen));
+        }
         if (n->cmp == C_NE) return !is_null(v); /* not null and not equal */
         return R_FALSE;
     case P_CMP_NUM: {
@@ -459,13 +477,16 @@ static int eval(Program *pg, PyObject **keys, int i) {
     case P_HELD: {
         PyObject *d = keys[n->value];
         if (PyDict_GET_SIZE(d) == 0) return R_FALSE;
-        PyObject *k = key_object(v);
-        if (k == NULL) {
-            PyErr_Clear();
-            return R_UNKNOWN;
+        PyObject *k = pg->keyobj[n->slot];
+        if (k == NULL) { /* made once per line and slot, shared by every rule */
+            k = key_object(v);
+            if (k == NULL) {
+                PyErr_Clear();
+                return R_UNKNOWN;
+            }
+            pg->keyobj[n->slot] = k;
         }
         int r = PyDict_Contains(d, k);
-        Py_DECREF(k);
         if (r < 0) {
             PyErr_Clear();
             return R_UNKNOWN;
@@ -703,21 +724,108 @@ static void Program_dealloc(Program *pg) {
     PyMem_Free(pg->gates);
     PyMem_Free(pg->vals);
     PyMem_Free(pg->keys);
+    PyMem_Free(pg->keyobj);
+    Py_XDECREF(pg->ix_values);
+    PyMem_Free(pg->ix_start);
+    PyMem_Free(pg->ix_gates);
+    PyMem_Free(pg->ix_any);
+    PyMem_Free(pg->cand);
     Py_TYPE(pg)->tp_free((PyObject *)pg);
 }
 
 static PyTypeObject ProgramType;
 
-/* Program(paths, time_slot, owners, gates) */
+static int *int_array(PyObject *seq, int limit, int *n) {
+    if (!PyTuple_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "expected a tuple of ints");
+        return NULL;
+    }
+    Py_ssize_t m = PyTuple_GET_SIZE(seq);
+    int *out = PyMem_Calloc((size_t)m + 1, sizeof(int));
+    if (out == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < m; k++) {
+        long x = PyLong_AsLong(PyTuple_GET_ITEM(seq, k));
+        if (x < 0 || x >= limit) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "gate index out of range");
+            PyMem_Free(out);
+            return NULL;
+        }
+        out[k] = (int)x;
+    }
+    *n = (int)m;
+    return out;
+}
+
+/* index = (slot, ((value bytes, (gate, ...)), ...), (unconstrained gate, ...)) */
+static int build_index(Program *pg, PyObject *index) {
+    PyObject *entries, *any;
+    int slot;
+    if (!PyArg_ParseTuple(index, "iO!O!:index", &slot, &PyTuple_Type, &entries, &PyTuple_Type,
+                          &any))
+        return -1;
+    if (slot < 0 || slot >= pg->nslots) {
+        PyErr_SetString(PyExc_ValueError, "index slot out of range");
+        return -1;
+    }
+    Py_ssize_t ne = PyTuple_GET_SIZE(entries);
+    pg->ix_values = PyTuple_New(ne);
+    pg->ix_start = PyMem_Calloc((size_t)ne + 1, sizeof(int));
+    if (pg->ix_values == NULL || pg->ix_start == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t e = 0; e < ne; e++) {
+        PyObject *entry = PyTuple_GET_ITEM(entries, e);
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(entry, 0)) ||
+            !PyTuple_Check(PyTuple_GET_ITEM(entry, 1))) {
+            PyErr_SetString(PyExc_TypeError, "index entries are (bytes, (gate, ...))");
+            return -1;
+        }
+        total += PyTuple_GET_SIZE(PyTuple_GET_ITEM(entry, 1));
+    }
+    pg->ix_gates = PyMem_Calloc((size_t)total + 1, sizeof(int));
+    if (pg->ix_gates == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int at = 0;
+    for (Py_ssize_t e = 0; e < ne; e++) {
+        PyObject *entry = PyTuple_GET_ITEM(entries, e);
+        PyObject *value = PyTuple_GET_ITEM(entry, 0);
+        Py_INCREF(value);
+        PyTuple_SET_ITEM(pg->ix_values, e, value);
+        int m = 0;
+        int *g = int_array(PyTuple_GET_ITEM(entry, 1), pg->ngates, &m);
+        if (g == NULL) return -1;
+        pg->ix_start[e] = at;
+        memcpy(pg->ix_gates + at, g, sizeof(int) * (size_t)m);
+        PyMem_Free(g);
+        at += m;
+    }
+    pg->ix_start[ne] = at;
+    pg->ix_any = int_array(any, pg->ngates, &pg->ix_nany);
+    if (pg->ix_any == NULL) return -1;
+    pg->ix_n = (int)ne;
+    pg->ix_slot = slot;
+    return 0;
+}
+
+/* Program(paths, time_slot, owners, gates[, index]) */
 static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    PyObject *paths, *owners, *gates;
+    PyObject *paths, *owners, *gates, *index = Py_None;
     int time_slot;
-    if (!PyArg_ParseTuple(args, "O!iO!O!:Program", &PyTuple_Type, &paths, &time_slot,
-                          &PyTuple_Type, &owners, &PyTuple_Type, &gates))
+    if (!PyArg_ParseTuple(args, "O!iO!O!|O:Program", &PyTuple_Type, &paths, &time_slot,
+                          &PyTuple_Type, &owners, &PyTuple_Type, &gates, &index))
         return NULL;
     Program *pg = (Program *)type->tp_alloc(type, 0);
     if (pg == NULL) return NULL;
     pg->root = -1;
+    pg->ix_slot = -1;
     pg->names = PyList_New(0);
     if (pg->names == NULL) goto fail;
     Py_INCREF(owners);
@@ -734,7 +842,11 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     }
     pg->time_slot = time_slot;
     pg->vals = PyMem_Calloc((size_t)pg->nslots, sizeof(Val));
-    if (pg->vals == NULL) goto fail;
+    pg->keyobj = PyMem_Calloc((size_t)pg->nslots, sizeof(PyObject *));
+    if (pg->vals == NULL || pg->keyobj == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     /* the trie, built level by level with explicit parent links */
     int tcap = 0;
     for (Py_ssize_t s = 0; s < PyTuple_GET_SIZE(paths); s++) {
@@ -810,30 +922,71 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     int pcap = 0, kcap = 0;
     pg->ngates = (int)PyTuple_GET_SIZE(gates);
     pg->gates = PyMem_Calloc((size_t)(pg->ngates ? pg->ngates : 1), sizeof(int));
-    if (pg->gates == NULL) goto fail;
+    pg->cand = PyMem_Calloc((size_t)pg->ngates + 1, 1);
+    if (pg->gates == NULL || pg->cand == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     for (int g = 0; g < pg->ngates; g++) {
         int i = build(pg, PyTuple_GET_ITEM(gates, g), &pcap, &kcap, 0);
         if (i < 0) goto fail;
         pg->gates[g] = i;
     }
+    if (index != Py_None && build_index(pg, index) < 0) goto fail;
     return (PyObject *)pg;
 fail:
     Py_DECREF(pg);
     return NULL;
 }
 
+/* The indices of the gates that are not certainly false for the current line, ascending
+ * (rule order), as a tuple; `iv`: the index slot's value when the index applies. */
+static PyObject *gates_not_false(Program *pg, PyObject **keys, Val *iv) {
+    char *cand = pg->cand;
+    if (iv == NULL) {
+        memset(cand, 1, (size_t)pg->ngates);
+    } else {
+        memset(cand, 0, (size_t)pg->ngates);
+        for (int k = 0; k < pg->ix_nany; k++) cand[pg->ix_any[k]] = 1;
+        for (int e = 0; e < pg->ix_n; e++) {
+            PyObject *b = PyTuple_GET_ITEM(pg->ix_values, e);
+            if (PyBytes_GET_SIZE(b) != iv->n ||
+                memcmp(PyBytes_AS_STRING(b), iv->s, (size_t)iv->n) != 0)
+                continue;
+            for (int k = pg->ix_start[e]; k < pg->ix_start[e + 1]; k++) cand[pg->ix_gates[k]] = 1;
+            break;
+        }
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    for (int g = 0; g < pg->ngates; g++) {
+        if (!cand[g] || eval(pg, keys, pg->gates[g]) == R_FALSE) continue;
+        PyObject *x = PyLong_FromLong(g);
+        if (x == NULL || PyList_Append(out, x) < 0) {
+            Py_XDECREF(x);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(x);
+    }
+    PyObject *t = PyList_AsTuple(out);
+    Py_DECREF(out);
+    return t;
+}
+
 /* ---------------------------------------------------------------- skip() */
 
-/* skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last, tick)
+/* skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last, time, gates)
  *
  * chunk: lines separated by b"\n" (the last one has no newline); pos: start of a line
  * (0 <= pos <= len(chunk)); last: largest event time seen so far (ms); due: no event with a
  * larger time may be skipped (the earliest timer deadline, rounded down); max_bytes: longer
  * lines are left to Python.  Returns the start of the first line not skipped (len(chunk)+1
- * when every line was), how many lines were skipped, the new largest event time, and, when
- * the line at pos is a valid in-order event that was not skipped only because its time
- * passes `due`, that time (else None): the caller fires the timers up to it and calls again
- * from the same line. */
+ * when every line was), how many lines were skipped, the new largest event time, and why it
+ * stopped: `time` is the event time of the line at pos when that line is a valid event in
+ * order, else None; `gates` is then the tuple of the gates that want it (not certainly
+ * false, in rule order), or None when it was not skipped only because its time passes `due`
+ * (the caller fires the timers up to it and calls again from the same line). */
 static PyObject *skip(PyObject *self, PyObject *args) {
     Program *pg;
     Py_buffer buf;
@@ -847,6 +1000,8 @@ static PyObject *skip(PyObject *self, PyObject *args) {
     Py_ssize_t skipped = 0;
     long long tick = 0; /* the event time of the line that passes `due`, if that stopped us */
     int ticked = 0;
+    PyObject *wanted_gates = NULL; /* the line at pos is in order and these gates want it */
+    long long wanted_ts = 0;
     Py_ssize_t nown = PyTuple_GET_SIZE(pg->owners);
     PyObject **keys = pg->keys;
     for (Py_ssize_t r = 0; r < nown; r++) {
@@ -886,12 +1041,35 @@ static PyObject *skip(PyObject *self, PyObject *args) {
             break;
         }
         int wanted = 0;
-        for (int g = 0; g < pg->ngates; g++) {
-            if (eval(pg, keys, pg->gates[g]) != R_FALSE) {
-                wanted = 1;
+        Val *iv = pg->ix_slot >= 0 ? &pg->vals[pg->ix_slot] : NULL;
+        if (iv != NULL && iv->kind == V_STR) {
+            for (int k = 0; k < pg->ix_nany && !wanted; k++)
+                wanted = eval(pg, keys, pg->gates[pg->ix_any[k]]) != R_FALSE;
+            for (int e = 0; e < pg->ix_n && !wanted; e++) {
+                PyObject *b = PyTuple_GET_ITEM(pg->ix_values, e);
+                if (PyBytes_GET_SIZE(b) != iv->n ||
+                    memcmp(PyBytes_AS_STRING(b), iv->s, (size_t)iv->n) != 0)
+                    continue;
+                for (int k = pg->ix_start[e]; k < pg->ix_start[e + 1] && !wanted; k++)
+                    wanted = eval(pg, keys, pg->gates[pg->ix_gates[k]]) != R_FALSE;
                 break;
             }
+        } else {
+            for (int g = 0; g < pg->ngates && !wanted; g++)
+                wanted = eval(pg, keys, pg->gates[g]) != R_FALSE;
         }
+        if (wanted) {
+            /* every gate that is not certainly false, in rule order */
+            wanted_gates = gates_not_false(pg, keys, iv != NULL && iv->kind == V_STR ? iv : NULL);
+            if (wanted_gates == NULL) {
+                for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
+                for (Py_ssize_t r = 0; r < nown; r++) Py_DECREF(keys[r]);
+                PyBuffer_Release(&buf);
+                return NULL;
+            }
+            wanted_ts = tv->i;
+        }
+        for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
         if (wanted) break;
         last = tv->i;
         skipped++;
@@ -899,8 +1077,13 @@ static PyObject *skip(PyObject *self, PyObject *args) {
     }
     for (Py_ssize_t r = 0; r < nown; r++) Py_DECREF(keys[r]);
     PyBuffer_Release(&buf);
-    if (ticked) return Py_BuildValue("nnLL", pos, skipped, last, tick);
-    return Py_BuildValue("nnLO", pos, skipped, last, Py_None);
+    if (ticked) return Py_BuildValue("nnLLO", pos, skipped, last, tick, Py_None);
+    if (wanted_gates != NULL) {
+        PyObject *r = Py_BuildValue("nnLLO", pos, skipped, last, wanted_ts, wanted_gates);
+        Py_DECREF(wanted_gates);
+        return r;
+    }
+    return Py_BuildValue("nnLOO", pos, skipped, last, Py_None, Py_None);
 }
 
 static PyTypeObject ProgramType = {
@@ -910,19 +1093,22 @@ static PyTypeObject ProgramType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = Program_new,
     .tp_dealloc = (destructor)Program_dealloc,
-    .tp_doc = "Program(paths, time_slot, owners, gates): tracked field paths (tuples of str; "
-              "slot i is paths[i]), the slot of the event time, objects whose `keys` dict "
-              "is a rule's per-key state, and one predicate tuple per rule (see "
-              "cep/operator/prescan.py).",
+    .tp_doc = "Program(paths, time_slot, owners, gates[, index]): tracked field paths "
+              "(tuples of str; slot i is paths[i]), the slot of the event time, objects whose "
+              "`keys` dict is a rule's per-key state, one predicate tuple per rule, and an "
+              "optional index (slot, ((value, (gate, ...)), ...), (gate, ...)): when the slot "
+              "holds a plain string only the gates listed for it and the last ones can hold "
+              "(see cep/operator/prescan.py).",
 };
 
 static PyMethodDef methods[] = {
     {"skip", skip, METH_VARARGS,
-     "skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last, tick)\n\n"
+     "skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last, time, gates)\n\n"
      "Pass over the lines of `chunk` from `pos` on that certainly change nothing: valid "
      "JSON objects whose integer event time t has last <= t <= due and for which every "
-     "gate of `program` is false.  Stops at the first other line; `tick` is its event time "
-     "when it stopped only because that passes `due`, else None."},
+     "gate of `program` is false.  Stops at the first other line; `time` is its event time "
+     "when it is a valid event in order (else None), `gates` the gates that want it, or None "
+     "when only its time passing `due` stopped the scan."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate
+from cep.event import Event
 from cep.operator.fastpath import silent_expiry, wake_takes
 
 if TYPE_CHECKING:
@@ -105,8 +106,9 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
         held: Pred = ("held", slot_of(key_paths[0]), len(owners))
         takes = wake_takes(nfa)
         if takes is not None and silent_expiry(rs):
-            held = _and([held, _or([condition_predicate(fn, slot_of) for fn in takes])])
-        gate = _or([held, pre])
+            # the key lookup last: most events fail the guards before it
+            held = _and([_or([condition_predicate(fn, slot_of) for fn in takes]), held])
+        gate = _or([pre, held])
         if rule.header_filter is not None:
             gate = _and([condition_predicate(rule.header_filter, slot_of), gate])
         owners.append(rs)
@@ -115,9 +117,76 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
     return paths, owners, gates
 
 
-def build_program(rules: Sequence[RuleState], source: str, time_field: str) -> Any | None:
-    """A :class:`cep._prescan.Program` for ``rules`` (see :func:`gates_of`), or ``None``
-    when the extension is missing or cannot help."""
+def _lits(pred: Pred, slot: int) -> frozenset[bytes] | None:
+    """The plain-string values of ``slot`` for which ``pred`` can be other than false
+    (``None``: any value)."""
+    op = pred[0]
+    if op == "cmp" and pred[1] == "==" and pred[2] == slot and type(pred[3]) is bytes:
+        return frozenset((pred[3],))
+    if op == "in" and pred[1] == slot:
+        return frozenset(pred[2])
+    if pred == FALSE:
+        return frozenset()
+    if op == "and":
+        out: frozenset[bytes] | None = None
+        for p in pred[1]:
+            lits = _lits(p, slot)
+            if lits is not None:
+                out = lits if out is None else out & lits
+        return out
+    if op == "or":
+        acc: set[bytes] = set()
+        for p in pred[1]:
+            lits = _lits(p, slot)
+            if lits is None:
+                return None
+            acc |= lits
+        return frozenset(acc)
+    return None
+
+
+def _slots_compared(pred: Pred, out: set[int]) -> set[int]:
+    if pred[0] == "cmp" and pred[1] == "==" and type(pred[3]) is bytes or pred[0] == "in":
+        out.add(pred[2] if pred[0] == "cmp" else pred[1])
+    elif pred[0] in ("and", "or"):
+        for p in pred[1]:
+            _slots_compared(p, out)
+    return out
+
+
+def index_of(gates: Sequence[Pred], min_indexed: int = 4
+             ) -> tuple[int, tuple[tuple[bytes, tuple[int, ...]], ...], tuple[int, ...]] | None:
+    """An index for the scanner: the slot that constrains most gates to a few string values,
+    each value with the gates it leaves possible, and the gates it does not constrain;
+    ``None`` when fewer than ``min_indexed`` gates would be constrained (then testing
+    them all is as cheap)."""
+    count: dict[int, int] = {}
+    for g in gates:
+        for slot in _slots_compared(g, set()):
+            if _lits(g, slot) is not None:
+                count[slot] = count.get(slot, 0) + 1
+    if not count:
+        return None
+    slot = max(count, key=lambda k: (count[k], -k))
+    if count[slot] < min_indexed:
+        return None
+    by_value: dict[bytes, list[int]] = {}
+    anywhere: list[int] = []
+    for i, g in enumerate(gates):
+        lits = _lits(g, slot)
+        if lits is None:
+            anywhere.append(i)
+            continue
+        for v in lits:
+            by_value.setdefault(v, []).append(i)
+    return (slot, tuple((v, tuple(ix)) for v, ix in sorted(by_value.items())),
+            tuple(anywhere))
+
+
+def build_program(rules: Sequence[RuleState], source: str, time_field: str
+                  ) -> tuple[Any, list[RuleState]] | None:
+    """A :class:`cep._prescan.Program` for ``rules`` (see :func:`gates_of`) and the rule
+    of each of its gates, or ``None`` when the extension is missing or cannot help."""
     if native is None:
         return None
     found = gates_of(rules, source, time_field)
@@ -126,7 +195,7 @@ def build_program(rules: Sequence[RuleState], source: str, time_field: str) -> A
     paths, owners, gates = found
     if UNKNOWN in gates or TRUE in gates:
         return None
-    return native.Program(paths, 0, tuple(owners), tuple(gates))
+    return native.Program(paths, 0, tuple(owners), tuple(gates), index_of(gates)), owners
 
 
 def _no_odd_time(data: dict[str, Any], line: int) -> int | None:
@@ -136,8 +205,9 @@ def _no_odd_time(data: dict[str, Any], line: int) -> int | None:
 class Prescan:
     """Runs :func:`cep._prescan.skip` over chunks for one operator and input.
 
-    ``handle(raw, line)`` decodes and handles one line in Python (a dead letter, a blank line
-    or an event) and returns nothing; the operator's state is what it leaves.
+    ``handle(raw, line, seq)`` decodes and handles one line in Python (a dead letter, a blank
+    line or an event) and returns the last arrival number used; the operator's state is what
+    it leaves.
     """
 
     def __init__(self, op: CepOperator, source: str, time_field: str, max_bytes: int) -> None:
@@ -145,7 +215,7 @@ class Prescan:
         self.source = source
         self.time_field = time_field
         self.max_bytes = max_bytes
-        self._cached: tuple[list[RuleState], tuple[bool, ...], Any] | None = None
+        self._cached: tuple[list[RuleState], tuple[bool, ...], Any, list[RuleState]] | None = None
 
     def program(self) -> Any | None:
         """The program for the operator's current rules, or ``None`` when the scanner cannot
@@ -157,19 +227,26 @@ class Prescan:
         flags = tuple(rs.draining for rs in rules)
         cached = self._cached
         if cached is None or cached[0] is not rules or cached[1] != flags:
-            cached = (rules, flags, build_program(rules, self.source, self.time_field))
+            built = build_program(rules, self.source, self.time_field)
+            cached = (rules, flags, *(built or (None, [])))
             self._cached = cached
         return cached[2]
 
     def run(self, program: Any, chunk: bytes, seq: int, line: int,
             handle: Callable[[bytes, int, int], int]) -> tuple[int, int]:
         """Handle every line of ``chunk`` (lines joined by ``\\n``, the first being line
-        ``line + 1``; ``seq`` the last arrival number used).  Lines the scanner passes over
-        are counted as events; a line it stops at that decodes to an object with an int
-        event time goes through the operator's generated loop (:meth:`CepOperator.on_batch`
-        for one object, without its per-call checks, which hold here); any other line goes
-        to ``handle(raw, line_no, seq)``, which returns the last arrival number used after
-        it.  Returns the last ``(seq, line)``."""
+        ``line + 1``; ``seq`` the last arrival number used).  Returns the last ``(seq,
+        line)``.
+
+        Lines the scanner passes over are counted as events.  A line it stops at because it
+        passes the earliest timer fires the timers up to its time first (as the generated
+        loop does) and is looked at again.  An in-order line some rules want becomes an
+        event dispatched to exactly those rules (:meth:`CepOperator._dispatch_one`, which
+        decides for each as the generated loop would; a rule whose gate is false would do
+        nothing).  Any other line that decodes to an object with an int event time goes
+        through the generated loop as one object (late events, rule sets the scanner
+        could not decide for), and the rest to ``handle``.
+        """
         op = self.op
         skip = native.skip  # type: ignore[union-attr]
         loads = orjson.loads
@@ -178,6 +255,9 @@ class Prescan:
         tf = self.time_field
         max_bytes = self.max_bytes
         rules = op.rules
+        assert self._cached is not None and self._cached[2] is program
+        owners = self._cached[3]
+        dispatch_one = op._dispatch_one
         scan = op._scanner(source)
         observe = op.watermarks.observe
         n = len(chunk)
@@ -188,7 +268,7 @@ class Prescan:
             due = op._due
             if due <= last:  # timers fired under the last line: the next deadline
                 due = op._refresh_due()
-            pos, skipped, new_last, tick = skip(
+            pos, skipped, new_last, ts, gates = skip(
                 program, chunk, pos,
                 _INT64_MIN if last == -math.inf else int(last),
                 _INT64_MAX if due >= _INT64_MAX else math.floor(due),
@@ -199,15 +279,15 @@ class Prescan:
                 line += skipped
                 op.events_in += skipped
                 op._last_ts = new_last
-                op.watermarks.observe(source, new_last)
+                observe(source, new_last)
             if pos > n:
                 return seq, line
-            if tick is not None:
+            if ts is not None and gates is None:
                 # an in-order event past the earliest timer: fire the timers up to it, as
                 # the generated loop does before testing it, then look at it again
-                op._last_ts = tick
+                op._last_ts = ts
                 wm = op.watermarks.current
-                new_wm = op.watermarks.observe(source, tick)
+                new_wm = observe(source, ts)
                 if new_wm > wm:
                     op.advance(new_wm)
                 if op.rules is not rules:
@@ -223,16 +303,25 @@ class Prescan:
                     d = loads(raw)
                 except decode_error:
                     pass
-            if type(d) is dict and type(d.get(tf)) is int:
+            if type(d) is not dict or type(d.get(tf)) is not int:
+                line += 1
+                seq = handle(raw.rstrip(b"\r"), line, seq)
+            elif gates is not None and d[tf] == ts:
+                seq += 1
+                line += 1
+                op.events_in += 1
+                op._last_ts = ts
+                observe(source, ts)
+                ev = Event(ts, seq, d, source, line)
+                for g in gates:
+                    dispatch_one(owners[g], ev)
+            else:
                 seq0 = seq
                 seq, line, last, _ = scan((d,), op, rules, source, tf, seq, line,
                                           op._last_ts, _no_odd_time, op._due)
                 op.events_in += seq - seq0
                 op._last_ts = last
                 observe(source, last)  # type: ignore[arg-type]
-            else:
-                line += 1
-                seq = handle(raw.rstrip(b"\r"), line, seq)
             if op.rules is not rules:
                 return self._rest(chunk, pos, seq, line, handle)
 

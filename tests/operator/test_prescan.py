@@ -46,7 +46,7 @@ def _program(paths: tuple[tuple[str, ...], ...], gates: tuple[Any, ...] = (),
 
 def _skips(program: Any, line: bytes, last: int = INT64_MIN, due: int = INT64_MAX) -> bool:
     assert prescan.native is not None
-    pos, skipped, _, _ = prescan.native.skip(program, line, 0, last, due, 1 << 20)
+    pos, skipped, *_ = prescan.native.skip(program, line, 0, last, due, 1 << 20)
     assert (pos, skipped) in ((0, 0), (len(line) + 1, 1))
     return skipped == 1
 
@@ -84,21 +84,31 @@ def test_event_time_bounds() -> None:
     assert not _skips(pg, b'{"ts": 11}', due=10)  # passes a timer
     assert prescan.native is not None
     # a stop for the timer says at which time; any other stop does not
-    assert prescan.native.skip(pg, b'{"ts": 11}', 0, 3, 10, 99) == (0, 0, 3, 11)
-    assert prescan.native.skip(pg, b'{"ts": 2}', 0, 3, 10, 99) == (0, 0, 3, None)
-    assert prescan.native.skip(pg, b'{"ts": 11', 0, 3, 10, 99) == (0, 0, 3, None)
+    assert prescan.native.skip(pg, b'{"ts": 11}', 0, 3, 10, 99) == (0, 0, 3, 11, None)
+    assert prescan.native.skip(pg, b'{"ts": 2}', 0, 3, 10, 99) == (0, 0, 3, None, None)
+    assert prescan.native.skip(pg, b'{"ts": 11', 0, 3, 10, 99) == (0, 0, 3, None, None)
+
+
+def test_a_wanted_line_comes_back_with_the_gates_that_want_it() -> None:
+    assert prescan.native is not None
+    gates = (("cmp", "==", 1, b"a"), ("const", 0), ("const", 2), ("cmp", "!=", 1, b"b"))
+    for index in (None, prescan.index_of(gates, 1)):
+        pg = prescan.native.Program((("ts",), ("type",)), 0, (), gates, index)
+        chunk = b'{"ts": 1, "type": "b"}\n{"ts": 2, "type": "a"}'
+        assert prescan.native.skip(pg, chunk, 0, 0, 9, 99) == (0, 0, 0, 1, (2,))
+        assert prescan.native.skip(pg, chunk, 23, 1, 9, 99) == (23, 0, 1, 2, (0, 2, 3))
 
 
 def test_a_chunk_stops_at_the_first_line_it_cannot_pass_over() -> None:
     assert prescan.native is not None
     pg = _program((("ts",),))
     chunk = b'{"ts": 1}\n{"ts": 2}\nnot json\n{"ts": 3}\n'
-    pos, skipped, last, _ = prescan.native.skip(pg, chunk, 0, INT64_MIN, INT64_MAX, 1 << 20)
+    pos, skipped, last, *_ = prescan.native.skip(pg, chunk, 0, INT64_MIN, INT64_MAX, 1 << 20)
     assert (chunk[pos:pos + 8], skipped, last) == (b"not json", 2, 2)
-    pos, skipped, last, _ = prescan.native.skip(pg, chunk, pos + 9, last, INT64_MAX, 1 << 20)
+    pos, skipped, last, *_ = prescan.native.skip(pg, chunk, pos + 9, last, INT64_MAX, 1 << 20)
     # the final blank line (after the last newline) is a line too: left to Python
     assert (pos, skipped, last) == (len(chunk), 1, 3)
-    pos, skipped, _, _ = prescan.native.skip(pg, chunk[:-1], 20, 2, INT64_MAX, 9)
+    pos, skipped, *_ = prescan.native.skip(pg, chunk[:-1], 20, 2, INT64_MAX, 9)
     assert (pos, skipped) == (20, 0)  # longer than max_bytes
 
 
