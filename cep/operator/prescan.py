@@ -100,14 +100,19 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
         # An event failing every TAKE guard reachable from the start cannot start a partial
         # match (see NFA.start_take_conds): stepping a key without state with it leaves no
         # state.  A guard that reads the partial match translates to "unknown" there.
-        pre = _or([condition_predicate(c.fn, slot_of) for c in conds])
+        starts = [condition_predicate(c.fn, slot_of) for c in conds]
+        pre = _or(starts)
         if pre[0] == "const" and pre != FALSE:
             return None  # (nearly) every event could start a match
         held: Pred = ("held", slot_of(key_paths[0]), len(owners))
         takes = wake_takes(nfa)
         if takes is not None and silent_expiry(rs):
-            # the key lookup last: most events fail the guards before it
-            held = _and([_or([condition_predicate(fn, slot_of) for fn in takes]), held])
+            # The key lookup last: most events fail the guards before it.  A guard that is
+            # also a start guard is left out: the gate is `pre or (wake and held)`, and when
+            # `pre` is not true neither is that guard (absorption holds in Kleene's logic).
+            wake = [p for p in (condition_predicate(fn, slot_of) for fn in takes)
+                    if p not in starts]
+            held = _and([_or(wake), held])
         gate = _or([pre, held])
         if rule.header_filter is not None:
             gate = _and([condition_predicate(rule.header_filter, slot_of), gate])
