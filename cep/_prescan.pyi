@@ -5,7 +5,7 @@ from typing import Any
 class Program:
     def __init__(self, paths: tuple[tuple[str, ...], ...], time_slot: int,
                  owners: tuple[Any, ...], gates: tuple[Any, ...],
-                 index: tuple[int, tuple[tuple[bytes, tuple[int, ...]], ...],
+                 index: tuple[int, tuple[tuple[bytes, tuple[tuple[int, Any], ...]], ...],
                               tuple[int, ...]] | None = None) -> None: ...
 
 def skip(program: Program, chunk: bytes, pos: int, last: int, due: int,

@@ -98,17 +98,18 @@ typedef struct {
     Val *vals;
     PyObject **keys;   /* during skip(): each owner's `keys` dict */
     PyObject **keyobj; /* during a line: the key object made from each slot, or NULL */
-    /* optional index: when slot `ix_slot` holds a plain string, only the gates listed for
-     * that string (ix_gates[ix_start[e] .. ix_start[e+1]) for entry e whose ix_values[e]
-     * equals it) and the unconstrained gates (ix_any) can be other than false */
+    /* optional index: when slot `ix_slot` holds a plain string equal to ix_values[e], only
+     * the gates ix_gate[k] for k in [ix_start[e], ix_start[e+1]) can be other than false,
+     * and each is then decided by its predicate specialised to that value, ix_node[k]; for
+     * any other plain string only the gates ix_any can be */
     int ix_slot;
     int ix_n;
     PyObject *ix_values; /* tuple of bytes */
     int *ix_start;
-    int *ix_gates;
+    int *ix_gate;
+    int *ix_node;
     int *ix_any;
     int ix_nany;
-    char *cand;        /* scratch: one flag per gate */
 } Program;
 
 /* ---------------------------------------------------------------- JSON scanning */
@@ -727,9 +728,9 @@ static void Program_dealloc(Program *pg) {
     PyMem_Free(pg->keyobj);
     Py_XDECREF(pg->ix_values);
     PyMem_Free(pg->ix_start);
-    PyMem_Free(pg->ix_gates);
+    PyMem_Free(pg->ix_gate);
+    PyMem_Free(pg->ix_node);
     PyMem_Free(pg->ix_any);
-    PyMem_Free(pg->cand);
     Py_TYPE(pg)->tp_free((PyObject *)pg);
 }
 
@@ -759,8 +760,8 @@ static int *int_array(PyObject *seq, int limit, int *n) {
     return out;
 }
 
-/* index = (slot, ((value bytes, (gate, ...)), ...), (unconstrained gate, ...)) */
-static int build_index(Program *pg, PyObject *index) {
+/* index = (slot, ((value bytes, ((gate, predicate), ...)), ...), (gate, ...)) */
+static int build_index(Program *pg, PyObject *index, int *pcap, int *kcap) {
     PyObject *entries, *any;
     int slot;
     if (!PyArg_ParseTuple(index, "iO!O!:index", &slot, &PyTuple_Type, &entries, &PyTuple_Type,
@@ -783,13 +784,14 @@ static int build_index(Program *pg, PyObject *index) {
         if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 ||
             !PyBytes_Check(PyTuple_GET_ITEM(entry, 0)) ||
             !PyTuple_Check(PyTuple_GET_ITEM(entry, 1))) {
-            PyErr_SetString(PyExc_TypeError, "index entries are (bytes, (gate, ...))");
+            PyErr_SetString(PyExc_TypeError, "index entries are (bytes, ((gate, pred), ...))");
             return -1;
         }
         total += PyTuple_GET_SIZE(PyTuple_GET_ITEM(entry, 1));
     }
-    pg->ix_gates = PyMem_Calloc((size_t)total + 1, sizeof(int));
-    if (pg->ix_gates == NULL) {
+    pg->ix_gate = PyMem_Calloc((size_t)total + 1, sizeof(int));
+    pg->ix_node = PyMem_Calloc((size_t)total + 1, sizeof(int));
+    if (pg->ix_gate == NULL || pg->ix_node == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -799,17 +801,38 @@ static int build_index(Program *pg, PyObject *index) {
         PyObject *value = PyTuple_GET_ITEM(entry, 0);
         Py_INCREF(value);
         PyTuple_SET_ITEM(pg->ix_values, e, value);
-        int m = 0;
-        int *g = int_array(PyTuple_GET_ITEM(entry, 1), pg->ngates, &m);
-        if (g == NULL) return -1;
         pg->ix_start[e] = at;
-        memcpy(pg->ix_gates + at, g, sizeof(int) * (size_t)m);
-        PyMem_Free(g);
-        at += m;
+        PyObject *pairs = PyTuple_GET_ITEM(entry, 1);
+        int prev = -1;
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(pairs); k++) {
+            PyObject *pair = PyTuple_GET_ITEM(pairs, k);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                PyErr_SetString(PyExc_TypeError, "index pairs are (gate, predicate)");
+                return -1;
+            }
+            long g = PyLong_AsLong(PyTuple_GET_ITEM(pair, 0));
+            if (g <= prev || g >= pg->ngates) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "index gates must ascend and exist");
+                return -1;
+            }
+            prev = (int)g;
+            int node = build(pg, PyTuple_GET_ITEM(pair, 1), pcap, kcap, 0);
+            if (node < 0) return -1;
+            pg->ix_gate[at] = (int)g;
+            pg->ix_node[at] = node;
+            at++;
+        }
     }
     pg->ix_start[ne] = at;
     pg->ix_any = int_array(any, pg->ngates, &pg->ix_nany);
     if (pg->ix_any == NULL) return -1;
+    for (int k = 1; k < pg->ix_nany; k++) {
+        if (pg->ix_any[k] <= pg->ix_any[k - 1]) {
+            PyErr_SetString(PyExc_ValueError, "index gates must ascend");
+            return -1;
+        }
+    }
     pg->ix_n = (int)ne;
     pg->ix_slot = slot;
     return 0;
@@ -922,8 +945,7 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     int pcap = 0, kcap = 0;
     pg->ngates = (int)PyTuple_GET_SIZE(gates);
     pg->gates = PyMem_Calloc((size_t)(pg->ngates ? pg->ngates : 1), sizeof(int));
-    pg->cand = PyMem_Calloc((size_t)pg->ngates + 1, 1);
-    if (pg->gates == NULL || pg->cand == NULL) {
+    if (pg->gates == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -932,35 +954,57 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         if (i < 0) goto fail;
         pg->gates[g] = i;
     }
-    if (index != Py_None && build_index(pg, index) < 0) goto fail;
+    if (index != Py_None && build_index(pg, index, &pcap, &kcap) < 0) goto fail;
     return (PyObject *)pg;
 fail:
     Py_DECREF(pg);
     return NULL;
 }
 
-/* The indices of the gates that are not certainly false for the current line, ascending
- * (rule order), as a tuple; `iv`: the index slot's value when the index applies. */
-static PyObject *gates_not_false(Program *pg, PyObject **keys, Val *iv) {
-    char *cand = pg->cand;
-    if (iv == NULL) {
-        memset(cand, 1, (size_t)pg->ngates);
-    } else {
-        memset(cand, 0, (size_t)pg->ngates);
-        for (int k = 0; k < pg->ix_nany; k++) cand[pg->ix_any[k]] = 1;
-        for (int e = 0; e < pg->ix_n; e++) {
-            PyObject *b = PyTuple_GET_ITEM(pg->ix_values, e);
-            if (PyBytes_GET_SIZE(b) != iv->n ||
-                memcmp(PyBytes_AS_STRING(b), iv->s, (size_t)iv->n) != 0)
-                continue;
-            for (int k = pg->ix_start[e]; k < pg->ix_start[e + 1]; k++) cand[pg->ix_gates[k]] = 1;
-            break;
-        }
+/* Where the index applies to the current line: the index entry of its value (-1: a value
+ * not in the index); -2 when it does not apply. */
+static int index_entry(Program *pg) {
+    if (pg->ix_slot < 0) return -2;
+    Val *iv = &pg->vals[pg->ix_slot];
+    if (iv->kind != V_STR) return -2;
+    for (int e = 0; e < pg->ix_n; e++) {
+        PyObject *b = PyTuple_GET_ITEM(pg->ix_values, e);
+        if (PyBytes_GET_SIZE(b) == iv->n &&
+            memcmp(PyBytes_AS_STRING(b), iv->s, (size_t)iv->n) == 0)
+            return e;
     }
-    PyObject *out = PyList_New(0);
-    if (out == NULL) return NULL;
-    for (int g = 0; g < pg->ngates; g++) {
-        if (!cand[g] || eval(pg, keys, pg->gates[g]) == R_FALSE) continue;
+    return -1;
+}
+
+/* Is the current line wanted by some gate (`all` 0), or which gates want it, ascending
+ * (rule order), as a new tuple (`all` 1; NULL on error)?  `entry` from index_entry. */
+static PyObject *wanting(Program *pg, PyObject **keys, int entry, int all, int *wanted) {
+    PyObject *out = NULL;
+    *wanted = 0;
+    if (all && (out = PyList_New(0)) == NULL) return NULL;
+    int n, *gate, *node;
+    int *any = pg->ix_any;
+    if (entry >= 0) {
+        n = pg->ix_start[entry + 1] - pg->ix_start[entry];
+        gate = pg->ix_gate + pg->ix_start[entry];
+        node = pg->ix_node + pg->ix_start[entry];
+    } else {
+        n = entry == -1 ? pg->ix_nany : pg->ngates;
+        gate = NULL;
+        node = NULL;
+    }
+    for (int k = 0; k < n; k++) {
+        int g, root;
+        if (node != NULL) {
+            g = gate[k];
+            root = node[k];
+        } else {
+            g = entry == -1 ? any[k] : k;
+            root = pg->gates[g];
+        }
+        if (eval(pg, keys, root) == R_FALSE) continue;
+        *wanted = 1;
+        if (!all) return NULL;
         PyObject *x = PyLong_FromLong(g);
         if (x == NULL || PyList_Append(out, x) < 0) {
             Py_XDECREF(x);
@@ -969,6 +1013,7 @@ static PyObject *gates_not_false(Program *pg, PyObject **keys, Val *iv) {
         }
         Py_DECREF(x);
     }
+    if (!all) return NULL;
     PyObject *t = PyList_AsTuple(out);
     Py_DECREF(out);
     return t;
@@ -1041,26 +1086,11 @@ static PyObject *skip(PyObject *self, PyObject *args) {
             break;
         }
         int wanted = 0;
-        Val *iv = pg->ix_slot >= 0 ? &pg->vals[pg->ix_slot] : NULL;
-        if (iv != NULL && iv->kind == V_STR) {
-            for (int k = 0; k < pg->ix_nany && !wanted; k++)
-                wanted = eval(pg, keys, pg->gates[pg->ix_any[k]]) != R_FALSE;
-            for (int e = 0; e < pg->ix_n && !wanted; e++) {
-                PyObject *b = PyTuple_GET_ITEM(pg->ix_values, e);
-                if (PyBytes_GET_SIZE(b) != iv->n ||
-                    memcmp(PyBytes_AS_STRING(b), iv->s, (size_t)iv->n) != 0)
-                    continue;
-                for (int k = pg->ix_start[e]; k < pg->ix_start[e + 1] && !wanted; k++)
-                    wanted = eval(pg, keys, pg->gates[pg->ix_gates[k]]) != R_FALSE;
-                break;
-            }
-        } else {
-            for (int g = 0; g < pg->ngates && !wanted; g++)
-                wanted = eval(pg, keys, pg->gates[g]) != R_FALSE;
-        }
+        int entry = index_entry(pg);
+        wanting(pg, keys, entry, 0, &wanted);
         if (wanted) {
             /* every gate that is not certainly false, in rule order */
-            wanted_gates = gates_not_false(pg, keys, iv != NULL && iv->kind == V_STR ? iv : NULL);
+            wanted_gates = wanting(pg, keys, entry, 1, &wanted);
             if (wanted_gates == NULL) {
                 for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
                 for (Py_ssize_t r = 0; r < nown; r++) Py_DECREF(keys[r]);
@@ -1096,8 +1126,10 @@ static PyTypeObject ProgramType = {
     .tp_doc = "Program(paths, time_slot, owners, gates[, index]): tracked field paths "
               "(tuples of str; slot i is paths[i]), the slot of the event time, objects whose "
               "`keys` dict is a rule's per-key state, one predicate tuple per rule, and an "
-              "optional index (slot, ((value, (gate, ...)), ...), (gate, ...)): when the slot "
-              "holds a plain string only the gates listed for it and the last ones can hold "
+              "optional index (slot, ((value, ((gate, predicate), ...)), ...), (gate, ...)): "
+              "when the slot holds the plain string `value` only the gates listed for it can "
+              "hold, each decided by the predicate given there (the gate's, specialised to "
+              "that value); for any other plain string only the last gates can "
               "(see cep/operator/prescan.py).",
 };
 

@@ -159,12 +159,44 @@ def _slots_compared(pred: Pred, out: set[int]) -> set[int]:
     return out
 
 
-def index_of(gates: Sequence[Pred], min_indexed: int = 4
-             ) -> tuple[int, tuple[tuple[bytes, tuple[int, ...]], ...], tuple[int, ...]] | None:
-    """An index for the scanner: the slot that constrains most gates to a few string values,
-    each value with the gates it leaves possible, and the gates it does not constrain;
-    ``None`` when fewer than ``min_indexed`` gates would be constrained (then testing
-    them all is as cheap)."""
+def specialise(pred: Pred, slot: int, value: bytes) -> Pred:
+    """``pred`` for lines whose ``slot`` holds the plain string ``value`` (ASCII, no
+    escapes): every test of that slot replaced by its result, then simplified.  Exact in
+    the scanner's three-valued logic; key lookups (``held``) are kept."""
+    op = pred[0]
+    if op in ("and", "or"):
+        items = [specialise(p, slot, value) for p in pred[1]]
+        return _and(items) if op == "and" else _or(items)
+    if op == "not":
+        inner = specialise(pred[1], slot, value)
+        if inner[0] == "const":
+            return inner if inner == UNKNOWN else (FALSE if inner == TRUE else TRUE)
+        return ("not", inner)
+    if op == "cmp" and pred[2] == slot:
+        cmp, lit = pred[1], pred[3]
+        if type(lit) is not bytes:  # a bool or a number: never equal to a string
+            return TRUE if cmp == "!=" else FALSE
+        hold = {"==": value == lit, "!=": value != lit, "<": value < lit,
+                "<=": value <= lit, ">": value > lit, ">=": value >= lit}[cmp]
+        return TRUE if hold else FALSE
+    if op in ("truth", "isnull") and pred[1] == slot:
+        return FALSE
+    if op == "notnull" and pred[1] == slot:
+        return TRUE
+    if op in ("in", "notin") and pred[1] == slot:
+        return TRUE if (value in pred[2]) == (op == "in") else FALSE
+    return pred
+
+
+Index = tuple[int, tuple[tuple[bytes, tuple[tuple[int, Pred], ...]], ...], tuple[int, ...]]
+
+
+def index_of(gates: Sequence[Pred], min_indexed: int = 4) -> Index | None:
+    """An index for the scanner: the slot that constrains most gates to a few string
+    values; for each such value the gates that can hold, each with its predicate
+    specialised to the value (:func:`specialise`); and the gates that can hold for any other
+    string.  ``None`` when fewer than ``min_indexed`` gates would be constrained (then
+    testing them all is as cheap)."""
     count: dict[int, int] = {}
     for g in gates:
         for slot in _slots_compared(g, set()):
@@ -175,17 +207,20 @@ def index_of(gates: Sequence[Pred], min_indexed: int = 4
     slot = max(count, key=lambda k: (count[k], -k))
     if count[slot] < min_indexed:
         return None
-    by_value: dict[bytes, list[int]] = {}
+    values: set[bytes] = set()
     anywhere: list[int] = []
     for i, g in enumerate(gates):
         lits = _lits(g, slot)
         if lits is None:
             anywhere.append(i)
-            continue
-        for v in lits:
-            by_value.setdefault(v, []).append(i)
-    return (slot, tuple((v, tuple(ix)) for v, ix in sorted(by_value.items())),
-            tuple(anywhere))
+        else:
+            values |= lits
+    entries = []
+    for v in sorted(values):
+        pairs = tuple((i, p) for i, p in ((i, specialise(g, slot, v)) for i, g in
+                                          enumerate(gates)) if p != FALSE)
+        entries.append((v, pairs))
+    return slot, tuple(entries), tuple(anywhere)
 
 
 def build_program(rules: Sequence[RuleState], source: str, time_field: str

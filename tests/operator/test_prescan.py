@@ -350,3 +350,30 @@ def test_runs_with_and_without_the_scanner_write_the_same_records(tmp_path: Path
         assert python[3], "some alerts"
     op = CepOperator(sets[1], lambda sink, rec: None)
     assert prescan.build_program(op.rules, "input", "ts") is not None
+
+
+@settings(max_examples=600, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(conds=st.lists(_conditions(), min_size=1, max_size=5),
+       events=st.lists(_events(), min_size=1, max_size=6))
+def test_the_index_decides_as_the_gates_do(tmp_path: Path, conds: list[str],
+                                           events: list[dict[str, Any]]) -> None:
+    """Specialising gates to the value of the indexed field changes no decision."""
+    assert prescan.native is not None
+    slots: dict[tuple[str, ...], int] = {("ts",): 0}
+    # the conditions, each made to constrain `a` to a few strings half of the time
+    gates = []
+    for i, cond in enumerate(conds):
+        if i % 2:
+            cond = f'a in ["x", "y"] and ({cond})'
+        fn = _condition_fn(tmp_path, cond)
+        gates.append(condition_predicate(fn, lambda p: slots.setdefault(p, len(slots))))
+    paths = tuple(sorted(slots, key=slots.__getitem__))
+    index = prescan.index_of(gates, 1)
+    assert index is not None or len(conds) < 2
+    plain = prescan.native.Program(paths, 0, (), tuple(gates))
+    indexed = prescan.native.Program(paths, 0, (), tuple(gates), index)
+    for d in events:
+        line = orjson.dumps(d)
+        assert (prescan.native.skip(indexed, line, 0, 0, 9, 999)
+                == prescan.native.skip(plain, line, 0, 0, 9, 999)), (conds, d, index)
