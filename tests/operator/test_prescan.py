@@ -370,7 +370,8 @@ def test_the_index_decides_as_the_gates_do(tmp_path: Path, conds: list[str],
         gates.append(condition_predicate(fn, lambda p: slots.setdefault(p, len(slots))))
     paths = tuple(sorted(slots, key=slots.__getitem__))
     index = prescan.index_of(gates, 1)
-    assert index is not None or len(conds) < 2
+    # (the odd gates constrain `a` unless they simplify to a constant)
+    assert index is not None or len(conds) < 2 or all(g[0] == "const" for g in gates[1::2])
     plain = prescan.native.Program(paths, 0, (), tuple(gates))
     indexed = prescan.native.Program(paths, 0, (), tuple(gates), index)
     for d in events:
