@@ -298,7 +298,6 @@ class Prescan:
         assert self._cached is not None and self._cached[2] is program
         owners = self._cached[3]
         dispatch_one = op._dispatch_one
-        scan = op._scanner(source)
         observe = op.watermarks.observe
         n = len(chunk)
         pos = 0
@@ -357,6 +356,7 @@ class Prescan:
                     dispatch_one(owners[g], ev)
             else:
                 seq0 = seq
+                scan = op._scanner(source)  # built once per rule set, on first use
                 seq, line, last, _ = scan((d,), op, rules, source, tf, seq, line,
                                           op._last_ts, _no_odd_time, op._due)
                 op.events_in += seq - seq0
