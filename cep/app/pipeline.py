@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cep.app.file_checkpoint import FileCheckpoints, Position
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.io.codecs import (
@@ -42,6 +41,7 @@ from cep.operator.records import dead_letter_record
 SAMPLE_MASK = 0xFF  # with metrics, one event in 256 is timed (cep.app.metrics.SAMPLE_MASK)
 
 if TYPE_CHECKING:
+    from cep.app.file_checkpoint import FileCheckpoints
     from cep.app.metrics import EngineSnapshot
     from cep.app.ops import Operations
 
@@ -134,6 +134,8 @@ def run_file(
     started = time.perf_counter()
     seq = dead = skip = nbytes = line_no = 0
     if checkpoints is not None:
+        from cep.app.file_checkpoint import Position  # only runs that checkpoint need it
+
         pos = checkpoints.resume(op)
         seq, dead, skip, nbytes, line_no = pos.seq, pos.dead, pos.lines, pos.bytes, pos.lines
         checkpoints.bind_outputs(sinks)
