@@ -14,7 +14,9 @@ Per-key size: ``--keys`` distinct users each send one event that starts a partia
 and nothing else, so after the last event every key holds exactly one live partial match
 (and its event).  Events have the shape of ``shared/peers/gen_events.py`` (7 fields, decoded
 by orjson from JSON text) and go through :meth:`CepOperator.on_batch` as in file mode.  The
-figure is (RSS after − RSS before) ÷ keys, RSS from ``/proc/self/statm``.
+figure is (RSS after − RSS before) ÷ keys, RSS from ``/proc/self/statm``.  The share of keys
+whose event is held compactly (:attr:`CepOperator.hold_after`; the keys of the last one or
+two rounds are not yet) is reported as ``held_share``.
 
 Churn: an endless stream of such events, each from a new user, 1 ms of event time apart,
 with a window of ``--churn-window`` (default 10 s): about window/1 ms keys are alive at any
@@ -113,6 +115,10 @@ def per_key(keys: int) -> dict[str, Any]:
     rs = op.rules[0]
     live = rs.partial_matches()
     assert len(rs.keys) == keys + 1000 and live == keys + 1000, (len(rs.keys), live)
+    from cep.event import HeldEvent
+
+    held = sum(1 for ks in rs.keys.values() for cs in ks.a
+               if cs.node is not None and type(cs.node.event) is HeldEvent)
     del op, rs
     gc.collect()
     # the same events decoded and merely kept in a list: what the event itself costs
@@ -126,6 +132,7 @@ def per_key(keys: int) -> dict[str, Any]:
     return {"keys": keys, "rss_before_mb": before / 2**20, "rss_after_mb": after / 2**20,
             "bytes_per_key": per_key, "decoded_event_bytes": data_bytes,
             "engine_bytes_per_key": per_key - data_bytes,
+            "held_share": held / (keys + 1000),
             "projected_1m_keys_gb": per_key * 1e6 / 2**30}
 
 
@@ -179,7 +186,8 @@ def main() -> None:
               f"{pk['bytes_per_key']:,.0f} bytes of RSS per key, of which the decoded event "
               f"{pk['decoded_event_bytes']:,.0f} and the engine's state "
               f"{pk['engine_bytes_per_key']:,.0f} "
-              f"(1,000,000 keys → {pk['projected_1m_keys_gb']:.2f} GiB)", flush=True)
+              f"(1,000,000 keys → {pk['projected_1m_keys_gb']:.2f} GiB; events held compactly "
+              f"by {pk['held_share']:.0%} of the keys)", flush=True)
     if not args.skip_churn:
         out["churn"] = c = churn(args.duration, args.churn_window, args.sample)
         print(f"churn {c['duration_s']:.0f} s: {c['events']:,} events "

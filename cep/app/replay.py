@@ -203,6 +203,9 @@ class _Engine:
                 CepOperator(rules, self._emitter(i), self.inputs_of(pid),
                             self.opts.max_partial_matches_per_key)
                 for i, rules in enumerate(self.opts.rule_sets)]
+            if self.compare:  # signatures find matched events by identity (remember)
+                for op in ops:
+                    op.hold_after = None
         return ops
 
     def _emitter(self, i: int) -> Callable[[str, dict[str, Any]], None]:

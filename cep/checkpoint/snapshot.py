@@ -21,8 +21,11 @@ Layout (format version 1), one msgpack map::
 
 A computation (in ``partial`` / ``completed``, kept in heap array order so ties break exactly as
 before) is ``[state_name, node_index | -1, start_ts, prev_ts, ck | None]`` (``None`` is the start
-computation's +∞ key).  Keys that are tuples are msgpack extension type 1.  ``text`` is the
-rule's canonical text (optional: snapshots written before it existed lack it).
+computation's +∞ key; ``start_ts`` and ``prev_ts`` are written for readers, restoring takes them
+from ``ck`` and the node's event).  Keys that are tuples are msgpack extension type 1.  ``text``
+is the rule's canonical text (optional: snapshots written before it existed lack it).  Timers
+fire in ``(deadline_ms, n)`` order; ``deadline`` lists the keys' earliest timers.  An event that
+a partial match holds compactly is written as the plain event it stands for.
 
 Restoring applies the reload policy of :mod:`cep.operator.versions` to the running rules: a
 rule whose saved version is the running one gets its state back; a saved version that differs
@@ -46,11 +49,11 @@ import msgpack
 from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.errors import CepError
-from cep.event import Event
+from cep.event import Event, HeldEvent
 from cep.lang.check import check_rule
 from cep.lang.parse import parse_text
 from cep.nfa.heap import JavaHeap
-from cep.nfa.matcher import START_CK, Computation, KeyState
+from cep.nfa.matcher import NO_COMPLETED, START_CK, Computation, KeyState
 from cep.nfa.model import NFA, State
 from cep.nfa.pattern import PartialMatchNode
 from cep.operator.cep_operator import CepOperator, RuleState
@@ -63,6 +66,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "RestoreReport", "enco
 FORMAT = "cep.checkpoint"
 FORMAT_VERSION = 1
 _TUPLE = 1  # msgpack extension code for tuples (composite keys)
+_INF = float("inf")
 
 
 class CheckpointError(CepError):
@@ -130,7 +134,7 @@ class _Tables:
         self._ev: dict[int, int] = {}
         self._node: dict[int, int] = {}
 
-    def event(self, ev: Event) -> int:
+    def event(self, ev: Event | HeldEvent) -> int:
         i = self._ev.get(id(ev))
         if i is None:
             i = self._ev[id(ev)] = len(self.events)
@@ -162,7 +166,7 @@ class _Tables:
 
 def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
     keys = [
-        [key, ks.clock, [t.computation(c) for c in ks.partial.a],
+        [key, ks.clock, [t.computation(c) for c in ks.a],
          [t.computation(c) for c in ks.completed.a]]
         for key, ks in rs.keys.items()
     ]
@@ -171,8 +175,8 @@ def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
         "counter": rs.counter,
         "draining": rs.draining, "matches": rs.matches, "timeouts": rs.timeouts,
         "evictions": rs.evictions, "keys": keys,
-        "timers": [[d, n, k] for d, n, k in rs.timers],
-        "deadline": [[k, d] for k, d in rs.deadline.items()],
+        "timers": [[d, n, k] for d, n, k in rs.timer_entries()],
+        "deadline": [[k, ks.deadline] for k, ks in rs.keys.items() if ks.deadline < _INF],
     }
 
 
@@ -257,31 +261,43 @@ def _restore_watermark(wm: WatermarkTracker, saved: dict[str, Any]) -> None:
 
 def _computations(
     items: list[list[Any]], states: dict[str, State], nodes: list[PartialMatchNode], rule: str
-) -> JavaHeap:
-    heap = JavaHeap()
-    for name, node_i, start_ts, prev_ts, ck in items:
+) -> list[Computation]:
+    out = []
+    for name, node_i, _start_ts, _prev_ts, ck in items:
         state = states.get(name)
         if state is None:
             raise CheckpointError(f"rule {rule}: checkpoint names NFA state {name!r}, "
                                   "which the compiled rule does not have")
         key = START_CK if ck is None else (ck[0], ck[1])
         node = nodes[node_i] if node_i >= 0 else None
-        heap.a.append(Computation(state, node, start_ts, prev_ts, key))
-    return heap
+        if node is None and key is not START_CK:
+            raise CheckpointError(f"rule {rule}: a partial match without events")
+        out.append(Computation(state, node, key))
+    return out
 
 
 def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatchNode],
                   report: RestoreReport) -> None:
     nfa: NFA = rs.rule.nfa
     states = {s.name: s for s in nfa.states}
+    name = rs.rule.name
     for key, clock, partial, completed in saved["keys"]:
-        ks = KeyState(_computations(partial, states, nodes, rs.rule.name),
-                      _computations(completed, states, nodes, rs.rule.name), clock)
+        done = _computations(completed, states, nodes, name)
+        waiting = NO_COMPLETED
+        if done:
+            waiting = JavaHeap()
+            waiting.a = done
+        ks = KeyState(tuple(_computations(partial, states, nodes, name)), waiting, clock)
         rs.keys[_hashable_key(key)] = ks
         report.partial_matches += len(partial) - sum(1 for c in partial if c[4] is None)
     report.keys += len(saved["keys"])
-    rs.timers = [(d, n, _hashable_key(k)) for d, n, k in saved["timers"]]
-    rs.deadline = {_hashable_key(k): d for k, d in saved["deadline"]}
+    for k, d in saved["deadline"]:
+        got = rs.keys.get(_hashable_key(k))
+        if got is not None:
+            got.deadline = d
+    rs.restore_timers([(d, n, _hashable_key(k)) for d, n, k in saved["timers"]])
+    if rs.young is not None:
+        rs.young.extend(rs.keys)  # held compactly after the next two rounds
     rs.counter = saved["counter"]
     rs.draining = saved["draining"]
     rs.matches = saved["matches"]

@@ -36,7 +36,7 @@ from typing import Any
 
 import re2
 
-from cep.event import Event, get_path
+from cep.event import Event, HeldEvent, get_path
 from cep.nfa.pattern import PartialMatchNode, events_of
 
 __all__ = [
@@ -616,7 +616,7 @@ def _json(v: Any) -> Any:
         except TypeError:
             pass
         return items
-    if t is Event or t is _NoEvent:
+    if t is Event or t is HeldEvent or t is _NoEvent:
         return _json(v.data)
     return None
 

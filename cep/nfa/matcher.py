@@ -21,19 +21,27 @@ Partial matches share their event history through :class:`~cep.nfa.pattern.Parti
 chains (the shared buffer); Flink's Dewey-number versioning is unnecessary because each
 computation points at its own chain.  Computation queues order ties exactly as Java's
 ``PriorityQueue`` (:mod:`cep.nfa.heap`).
+
+Per-key state is kept small, since a run may hold millions of keys: a key's partial matches
+are a tuple in heap-array order held by the :class:`KeyState` itself, a computation stores
+only what cannot be derived (its first and latest event times are read from its order key and
+its last event), and :func:`hold_events` turns the events of long-lived partial matches into
+their compact form.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from cep.event import HeldEvent, hold
 from cep.nfa.heap import JavaHeap
 from cep.nfa.heap import offer as _heap_offer
 from cep.nfa.model import FINAL, IGNORE, NFA, PENDING, PROCEED, STOP, EdgeCond, State, cond_not
 from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["Computation", "KeyState", "new_key_state", "process", "advance_time",
-           "is_idle", "next_deadline", "negated_fn"]
+           "is_idle", "next_deadline", "negated_fn", "hold_events"]
 
 _INF = float("inf")
 START_CK = (_INF, _INF)
@@ -42,35 +50,74 @@ START_CK = (_INF, _INF)
 class Computation:
     """One partial match: waiting in ``state`` with the events of ``node`` taken so far.
 
-    ``start_ts``/``prev_ts`` are the event times (ms) of its first and latest event,
-    ``ck`` = ``(first event ts, first event seq)`` orders computations (start: +∞).
+    ``ck`` = ``(first event ts, first event seq)`` orders computations (:data:`START_CK`,
+    +∞, for the start computation, which has no ``node``).  Immutable.
     """
 
-    __slots__ = ("state", "node", "start_ts", "prev_ts", "ck")
+    __slots__ = ("state", "node", "ck")
 
-    def __init__(
-        self, state: State, node: PartialMatchNode | None, start_ts: int, prev_ts: int, ck: Any
-    ) -> None:
+    def __init__(self, state: State, node: PartialMatchNode | None, ck: Any) -> None:
         self.state = state
         self.node = node
-        self.start_ts = start_ts
-        self.prev_ts = prev_ts
         self.ck = ck
+
+    @property
+    def start_ts(self) -> Any:
+        """Event time (ms) of the first event; -1 for the start computation."""
+        return -1 if self.ck is START_CK else self.ck[0]
+
+    @property
+    def prev_ts(self) -> Any:
+        """Event time (ms) of the latest event taken; -1 for the start computation."""
+        return -1 if self.node is None else self.node.event.ts
 
     def __repr__(self) -> str:
         return f"Computation({self.state.name}, start={self.ck})"
 
 
 class KeyState:
-    """Per-key matcher state: live partial matches and completed matches held back by the
-    skip strategy's ordering rule.  ``clock`` is the last time advanced to (ms)."""
+    """Per-key matcher state.
 
-    __slots__ = ("partial", "completed", "clock")
+    Attributes:
+        a: the live partial matches (computations), a tuple in the array order of Java's
+            ``PriorityQueue`` by ``ck``; a new tuple whenever they change.
+        completed: completed matches held back by the skip strategy's ordering rule (a
+            :class:`~cep.nfa.heap.JavaHeap`; the shared empty :data:`NO_COMPLETED` when none).
+        clock: the last time advanced to (ms).
+        deadline: the earliest timer the operator has scheduled for the key (ms; +∞: none).
 
-    def __init__(self, partial: JavaHeap, completed: JavaHeap, clock: float) -> None:
-        self.partial = partial
+    ``partial`` is the key itself, as a heap of its partial matches (:meth:`offer`,
+    :meth:`remove_if`).
+    """
+
+    __slots__ = ("a", "completed", "clock", "deadline")
+
+    def __init__(self, a: tuple[Computation, ...], completed: JavaHeap, clock: float,
+                 deadline: float = _INF) -> None:
+        self.a = a
         self.completed = completed
         self.clock = clock
+        self.deadline = deadline
+
+    @property
+    def partial(self) -> KeyState:
+        """The live partial matches as a heap (this object: ``partial.a`` is :attr:`a`)."""
+        return self
+
+    def offer(self, c: Computation) -> None:
+        """Add a computation (Java's ``PriorityQueue.offer``)."""
+        a = list(self.a)
+        _heap_offer(a, c)
+        self.a = tuple(a)
+
+    def remove_if(self, pred: Callable[[Computation], bool]) -> bool:
+        """Drop the computations ``pred`` holds for (Java's ``removeIf``); True if any."""
+        heap = JavaHeap()
+        heap.a = list(self.a)
+        if not heap.remove_if(pred):
+            return False
+        self.a = tuple(heap.a)
+        return True
 
 
 # Computations are never changed once made, so every key of an automaton shares one start
@@ -84,13 +131,13 @@ def new_key_state(nfa: NFA) -> KeyState:
     """A key with only the start computation."""
     start = nfa.start_computation
     if start is None:
-        start = nfa.start_computation = Computation(nfa.start, None, -1, -1, START_CK)
-    return KeyState(JavaHeap((start,)), NO_COMPLETED, -_INF)
+        start = nfa.start_computation = Computation(nfa.start, None, START_CK)
+    return KeyState((start,), NO_COMPLETED, -_INF)
 
 
 def is_idle(ks: KeyState) -> bool:
     """True when the key holds nothing but the start computation (its state can be dropped)."""
-    return len(ks.partial.a) == 1 and not ks.completed.a and ks.partial.a[0].ck is START_CK
+    return len(ks.a) == 1 and not ks.completed.a and ks.a[0].ck is START_CK
 
 
 def next_deadline(nfa: NFA, ks: KeyState) -> float:
@@ -98,19 +145,45 @@ def next_deadline(nfa: NFA, ks: KeyState) -> float:
     expiring or a pending match being released.  +∞ when nothing can time out."""
     w = nfa.window_ms
     best = _INF
-    for cs in ks.partial.a:
-        if cs.ck is START_CK:
+    for cs in ks.a:
+        ck = cs.ck
+        if ck is START_CK:
             continue
         if w > 0:
-            d = cs.start_ts + w
+            d = ck[0] + w
             if d < best:
                 best = d
         wp = cs.state.window_ms
         if wp:
-            d = cs.prev_ts + wp
+            d = cs.node.event.ts + wp  # type: ignore[union-attr]  # a real match has events
             if d < best:
                 best = d
     return best
+
+
+def hold_events(ks: KeyState) -> None:
+    """Keep the events of the key's partial and held-back matches in their compact form
+    (:func:`cep.event.hold`): each node's event is replaced by its
+    :class:`~cep.event.HeldEvent`, one per event, shared by every node that took it.
+
+    Only for an automaton whose guards never read the partial match
+    (:attr:`~cep.nfa.model.NFA.reads_partial` false): matching never reads these events
+    again, and the records built from them are the same.  A chain is walked back until a node
+    that already holds its event compactly (every older node has been through this).
+    """
+    made: dict[Any, Any] = {}
+    for heap in (ks.a, ks.completed.a):
+        for cs in heap:
+            node = cs.node
+            while node is not None:
+                ev = node.event
+                if type(ev) is HeldEvent:
+                    break
+                held = made.get(ev)
+                if held is None:
+                    held = made[ev] = hold(ev)
+                node.event = held
+                node = node.prev
 
 
 # Per state, its transitions as plain tuples for the matching step (see ``_plan``):
@@ -188,10 +261,10 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
     computation per TAKE/IGNORE edge whose guard holds (:func:`_next_computations` is the
     plain form of this loop).  Guards come from per-state plans; when the event leaves every
     computation where it was (each only ignores it, or it cannot start a match), nothing is
-    allocated and ``ks.partial`` stays the same object, which tells the caller that nothing
+    allocated and ``ks.a`` stays the same object, which tells the caller that nothing
     changed.
     """
-    old = ks.partial.a
+    old = ks.a
     na: list[Computation] | None = None  # the new heap's array, once something changed
     potential: list[Computation] | None = None
     ts = ev.ts
@@ -227,8 +300,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
             if action == IGNORE:
                 if is_start:
                     continue
-                nxt = cs if target is state else Computation(
-                    target, pm, cs.start_ts, cs.prev_ts, cs.ck)
+                nxt = cs if target is state else Computation(target, pm, cs.ck)
                 if kind == FINAL:
                     potential = potential or []
                     potential.append(nxt)
@@ -238,13 +310,8 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                     retain.append(nxt)
                 continue
             node = PartialMatchNode(stage, ev, pm)
-            if is_start:
-                start_ts = ts
-                ck = (ts, ev.seq)
-            else:
-                start_ts = cs.start_ts
-                ck = cs.ck
-            nxt = Computation(target, node, start_ts, ts, ck)
+            ck = (ts, ev.seq) if is_start else cs.ck
+            nxt = Computation(target, node, ck)
             if kind == FINAL:
                 potential = potential or []
                 potential.append(nxt)
@@ -256,7 +323,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 final = _final_after_proceed(target, ev, pm)
                 if final is not None:
                     potential = potential or []
-                    potential.append(Computation(final, node, start_ts, ts, ck))
+                    potential.append(Computation(final, node, ck))
         if is_start:
             retain.append(cs)
         if na is None:
@@ -266,27 +333,29 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
         if not discard:
             for nxt in retain:
                 _heap_offer(na, nxt)
-    if na is None and potential is None:
-        # every computation stays as it was; an unchanged heap array is its own re-heap
-        if not ks.completed.a:
-            return []
-        new_partial = ks.partial
-    else:
-        new_partial = JavaHeap()
-        if na is not None:
-            new_partial.a = na
+    same = na is None and potential is None
+    if na is None:
+        if potential is None:
+            # every computation stays as it was; an unchanged heap array is its own re-heap
+            if not ks.completed.a:
+                return []
+            na = list(old)
         else:
+            na = []
             for c in old:
-                _heap_offer(new_partial.a, c)
-        if potential is None and not ks.completed.a:
-            ks.partial = new_partial  # nothing completed, nothing held back: no release
-            return []
+                _heap_offer(na, c)
+    elif potential is None and not ks.completed.a:
+        ks.a = tuple(na)  # nothing completed, nothing held back: no release
+        return []
+    new_partial = JavaHeap()
+    new_partial.a = na
     pot = JavaHeap()
     for c in potential or ():
         _heap_offer(pot.a, c)
     results: list[PartialMatchNode] = []
     _release(nfa, ks, pot, new_partial, results)
-    ks.partial = new_partial
+    if not same or len(new_partial.a) != len(old):  # (pruning only removes)
+        ks.a = tuple(new_partial.a)
     return results
 
 
@@ -304,25 +373,27 @@ def advance_time(
     new_partial = JavaHeap()
     potential = JavaHeap()
     timeouts: list[tuple[PartialMatchNode, int]] = []
-    for cs in ks.partial.a:
+    for cs in ks.a:
         st = cs.state
-        if cs.ck is START_CK or st.is_start:
+        ck = cs.ck
+        if ck is START_CK or st.is_start:
             new_partial.offer(cs)
             continue
+        node = cs.node
+        assert node is not None
         wp = st.window_ms
-        by_prev = bool(wp) and now - cs.prev_ts >= wp  # type: ignore[operator]
-        by_first = w > 0 and now - cs.start_ts >= w
+        by_prev = bool(wp) and now - node.event.ts >= wp  # type: ignore[operator]
+        by_first = w > 0 and now - ck[0] >= w
         if by_prev or by_first:
             if st.kind == PENDING:
                 potential.offer(cs)
                 continue
-            assert cs.node is not None
-            timeouts.append((cs.node, cs.prev_ts + wp if by_prev else cs.start_ts + w))  # type: ignore[operator]
+            timeouts.append((node, node.event.ts + wp if by_prev else ck[0] + w))
         else:
             new_partial.offer(cs)
     results: list[PartialMatchNode] = []
     _release(nfa, ks, potential, new_partial, results)
-    ks.partial = new_partial
+    ks.a = tuple(new_partial.a)
     return results, timeouts
 
 
@@ -350,20 +421,15 @@ def _next_computations(cs: Computation, ev: Any) -> list[Computation]:
             if t.target is state:
                 out.append(cs)
             else:
-                out.append(Computation(t.target, pm, cs.start_ts, cs.prev_ts, cs.ck))
+                out.append(Computation(t.target, pm, cs.ck))
         else:  # TAKE
             node = PartialMatchNode(t.source.stage, ev, pm)
-            if is_start:
-                start_ts = ev.ts
-                ck = (ev.ts, ev.seq)
-            else:
-                start_ts = cs.start_ts
-                ck = cs.ck
+            ck = (ev.ts, ev.seq) if is_start else cs.ck
             target = t.target
-            out.append(Computation(target, node, start_ts, ev.ts, ck))
+            out.append(Computation(target, node, ck))
             final = _final_after_proceed(target, ev, pm)
             if final is not None:
-                out.append(Computation(final, node, start_ts, ev.ts, ck))
+                out.append(Computation(final, node, ck))
     if is_start:
         out.append(cs)
     return out

@@ -157,6 +157,9 @@ class NFA:
         start_take_conds: guards of every TAKE reachable from the start state through
             PROCEEDs — an event failing all of them cannot start a partial match.
         has_pending: the pattern ends in ``not followed by … within``.
+        reads_partial: some guard reads the partial match (an aggregate or a stage
+            reference); when none does, the events a partial match holds are read only when
+            it is emitted, so they may be kept compactly (:class:`cep.event.HeldEvent`).
         start_computation: the matcher's start computation, made once and shared by every
             key of the automaton (it is never changed); ``None`` until the first key.
     """
@@ -164,6 +167,7 @@ class NFA:
     __slots__ = (
         "states", "start", "window_ms", "skip", "skip_stage", "stage_names",
         "start_take_conds", "has_pending", "start_prefilter", "start_computation",
+        "reads_partial",
     )
 
     def __init__(
@@ -182,6 +186,7 @@ class NFA:
         self.skip_stage = skip_stage
         self.stage_names = stage_names
         self.has_pending = any(s.kind == PENDING for s in states)
+        self.reads_partial = any(t.cond.iterative for s in states for t in s.transitions)
         self.start_computation: Any = None
         for i, s in enumerate(states):
             s.index = i

@@ -26,7 +26,9 @@ class PartialMatchNode:
 
     Branches of a partial match share their common prefix, so this list *is* the shared
     buffer: taking an event allocates one node and copies nothing.  ``stage`` is the name of
-    the stage (pattern) that took ``event``; ``prev`` is the previously taken node.
+    the stage (pattern) that took ``event``; ``prev`` is the previously taken node.  The one
+    change a node ever sees: the operator may replace ``event`` by its compact
+    :class:`~cep.event.HeldEvent` form, which reads the same.
     """
 
     __slots__ = ("stage", "event", "prev")

@@ -16,6 +16,12 @@ A key whose state holds nothing but the start computation is dropped.  An event 
 start a match for a key that has no state is not looked at further (the first stage's
 condition is a prefilter).  Outputs go to ``emit(sink_name, record)``.
 
+Events that partial matches have held for a while are kept compactly (:func:`hold_events`):
+every :attr:`CepOperator.hold_after` changed keys, the keys changed in the round before are
+swept.  Short-lived partial matches are gone by then and cost nothing; only automata whose
+guards never read the partial match do this.  A record's ``match`` then shows an equal copy
+of such an event's object rather than the object itself.
+
 :meth:`CepOperator.reload` swaps the rule set between two events, by rule version
 (:mod:`cep.operator.versions`): a *draining* version holds no start computations, so it only
 finishes the partial matches it has; when its last key is gone it is retired.
@@ -38,45 +44,106 @@ from cep.nfa.matcher import (
     START_CK,
     KeyState,
     advance_time,
+    hold_events,
     new_key_state,
     next_deadline,
     process,
 )
 from cep.operator.fastpath import Scanner, build_scanner
-from cep.operator.records import alert_record, late_record
+from cep.operator.records import AlertBuilder, late_record
 from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
 
-__all__ = ["CepOperator", "RuleState", "Emit"]
+__all__ = ["CepOperator", "RuleState", "Emit", "HOLD_AFTER"]
 
 log = logging.getLogger("cep.operator")
 
 Emit = Callable[[str, dict[str, Any]], None]
 
+_NO_KEY: Any = object()  # no timer at a deadline yet (None is a key like any other)
+
+HOLD_AFTER = 16384
+"""Default of :attr:`CepOperator.hold_after`: a partial match still alive after one to two
+rounds of this many changed keys holds its events compactly."""
+
 
 class RuleState:
-    """A compiled rule and its keyed matcher state.  ``timers`` holds ``(deadline_ms, n,
-    key)``; ``deadline[key]`` is the earliest timer scheduled for that key."""
+    """A compiled rule and its keyed matcher state.
 
-    __slots__ = ("rule", "keys", "timers", "deadline", "counter", "draining",
-                 "matches", "timeouts", "evictions")
+    Attributes:
+        keys: key → :class:`~cep.nfa.matcher.KeyState`; a key's ``deadline`` is the earliest
+            timer scheduled for it (ms).
+        timers: a heap of the distinct deadlines (ms) timers are scheduled at; ``due`` maps
+            each to its key, or to a list of its keys in the order they were scheduled.  A
+            timer whose key no longer has that deadline is stale and skipped.
+        counter: timers scheduled so far.
+        young, mature: keys changed in this round and in the last one, for :func:`hold_events`
+            (``None`` when the automaton reads partial matches, so nothing is held compactly).
+        alerts: the :class:`~cep.operator.records.AlertBuilder` of the rule.
+    """
+
+    __slots__ = ("rule", "keys", "timers", "due", "counter", "draining",
+                 "matches", "timeouts", "evictions", "alerts", "young", "mature")
 
     def __init__(self, rule: CompiledRule) -> None:
         self.rule = rule
+        self.alerts = AlertBuilder(rule)
         self.keys: dict[Hashable, KeyState] = {}
-        self.timers: list[tuple[float, int, Hashable]] = []
-        self.deadline: dict[Hashable, float] = {}
+        self.timers: list[float] = []
+        self.due: dict[float, Any] = {}
         self.counter = 0
         self.draining = False
         self.matches = 0
         self.timeouts = 0
         self.evictions = 0
+        self.young: list[Hashable] | None = None if rule.nfa.reads_partial else []
+        self.mature: list[Hashable] = []
 
     def partial_matches(self) -> int:
         """Live partial matches over all keys (start computations excluded; a draining
         version has none)."""
-        n = sum(len(ks.partial.a) for ks in self.keys.values())
+        n = sum(len(ks.a) for ks in self.keys.values())
         return n if self.draining else n - len(self.keys)
+
+    def schedule(self, key: Hashable, ks: KeyState, d: float) -> None:
+        """Set ``key``'s deadline to ``d`` (ms) and schedule its timer."""
+        ks.deadline = d
+        self.counter += 1
+        due = self.due
+        got = due.get(d, _NO_KEY)
+        if got is _NO_KEY:
+            due[d] = key
+            heapq.heappush(self.timers, d)
+        elif type(got) is list:
+            got.append(key)
+        else:
+            due[d] = [got, key]
+
+    def timer_entries(self) -> list[tuple[float, int, Hashable]]:
+        """Every scheduled timer, stale ones included, as ``(deadline_ms, n, key)`` in firing
+        order (``n`` numbers them from 0).  For checkpoints."""
+        out: list[tuple[float, int, Hashable]] = []
+        for d in sorted(self.timers):
+            got = self.due[d]
+            for key in got if type(got) is list else (got,):
+                out.append((d, len(out), key))
+        return out
+
+    def restore_timers(self, entries: list[tuple[float, int, Hashable]]) -> None:
+        """Replace the timers by ``(deadline_ms, n, key)`` entries (fired in ``(deadline,
+        n)`` order), as :meth:`timer_entries` returns them.  For checkpoint restore."""
+        self.timers = []
+        self.due = {}
+        for d, _, key in sorted(entries, key=lambda e: (e[0], e[1])):
+            got = self.due.get(d, _NO_KEY)
+            if got is _NO_KEY:
+                self.due[d] = key
+                self.timers.append(d)
+            elif type(got) is list:
+                got.append(key)
+            else:
+                self.due[d] = [got, key]
+        heapq.heapify(self.timers)
 
 
 class CepOperator:
@@ -116,6 +183,24 @@ class CepOperator:
         self._due: float = POS_INF
         self._scan: tuple[list[RuleState], tuple[bool, ...], str, Scanner] | None = None
         self._fast_source = "input"
+        self.hold_after = HOLD_AFTER
+
+    @property
+    def hold_after(self) -> int | None:
+        """Changed keys per round of :func:`~cep.nfa.matcher.hold_events` (default
+        :data:`HOLD_AFTER`): each round holds the events of the keys changed in the round
+        before compactly.  ``None``: events are never held, and the ``match`` lists of the
+        records hold the very objects that arrived (for callers that find them by identity);
+        otherwise an event held compactly appears as an equal copy.  Setting a number below 1
+        raises :class:`ValueError`."""
+        return self._hold_after
+
+    @hold_after.setter
+    def hold_after(self, n: int | None) -> None:
+        if n is not None and n < 1:
+            raise ValueError(f"hold_after must be at least 1, not {n}")
+        self._hold_after = n
+        self._hold_at = HOLD_AFTER if n is None else n
 
     # ------------------------------------------------------------------ input
 
@@ -221,8 +306,8 @@ class CepOperator:
     def _refresh_due(self) -> float:
         due = POS_INF
         for rs in self.rules:
-            if rs.timers and rs.timers[0][0] < due:
-                due = rs.timers[0][0]
+            if rs.timers and rs.timers[0] < due:
+                due = rs.timers[0]
         self._due = due
         return due
 
@@ -263,7 +348,7 @@ class CepOperator:
             else:
                 break
         for rs in self.rules:
-            if rs.timers and rs.timers[0][0] <= wm:
+            if rs.timers and rs.timers[0] <= wm:
                 self._fire_timers(rs, wm)
 
     # ------------------------------------------------------------------ per event
@@ -309,40 +394,58 @@ class CepOperator:
             ks.clock = ts
             rs.keys[key] = ks
         elif ks.clock < ts:
-            if rs.deadline.get(key, POS_INF) <= ts:
+            if ks.deadline <= ts:
                 self._advance_key(rs, key, ks, ts)
                 fresh = True  # the key may have become idle: let _after_change look
             else:
                 ks.clock = ts
-        before = ks.partial
+        before = ks.a
         matches = process(nfa, ks, ev)
         if matches:
+            alerts = rs.alerts
             for node in matches:
-                self._emit_match(rs, key, node)
-        if fresh or ks.partial is not before or ks.completed.a:
+                rs.matches += 1
+                self.emit(alerts.sink, alerts.match(key, node))
+        if ks.a is not before:
+            self._after_change(rs, key, ks)
+            young = rs.young
+            if young is not None:
+                young.append(key)
+                if len(young) >= self._hold_at:
+                    self._hold(rs)
+        elif fresh or ks.completed.a:
             self._after_change(rs, key, ks)
         # else: the event left every partial match where it was (process kept the heap):
         # same deadline, same size, not idle (it was not before), so nothing to do
 
+    def _hold(self, rs: RuleState) -> None:
+        """A round of :func:`hold_events`: the keys changed in the last round (still alive)
+        hold their events compactly; this round's keys wait for the next."""
+        if self._hold_after is not None:
+            keys = rs.keys
+            for key in rs.mature:
+                ks = keys.get(key)
+                if ks is not None:
+                    hold_events(ks)
+        rs.mature = rs.young or []
+        rs.young = []
+
     def _after_change(self, rs: RuleState, key: Hashable, ks: KeyState) -> None:
-        a = ks.partial.a
+        a = ks.a
         limit = self.cap if rs.draining else self.cap + 1  # active keys hold the start too
         if len(a) > limit:
             self._evict(rs, key, ks, len(a) - limit)
-            a = ks.partial.a
+            a = ks.a
         # is_idle(ks), inlined: only the start computation is left
         idle = len(a) == 1 and a[0].ck is START_CK and not ks.completed.a
         if idle or (rs.draining and not a and not ks.completed.a):
             del rs.keys[key]
-            rs.deadline.pop(key, None)
             if rs.draining and not rs.keys:
                 self._retire(rs)
             return
         d = next_deadline(rs.rule.nfa, ks)
-        if d < rs.deadline.get(key, POS_INF):
-            rs.deadline[key] = d
-            rs.counter += 1
-            heapq.heappush(rs.timers, (d, rs.counter, key))
+        if d < ks.deadline:
+            rs.schedule(key, ks, d)
             if d < self._due:
                 self._due = d
 
@@ -350,36 +453,42 @@ class CepOperator:
         matches, timeouts = advance_time(rs.rule.nfa, ks, now)
         for node in matches:
             self._emit_match(rs, key, node)
-        for node, ts in timeouts:
-            rs.timeouts += 1
-            out = alert_record(rs.rule, key, node, timed_out=True, timeout_ts=ts)
-            if out is not None:
-                self.emit(out[0], out[1])
+        if timeouts:
+            rs.timeouts += len(timeouts)
+            alerts = rs.alerts
+            if alerts.timeouts:
+                for node, ts in timeouts:
+                    rec = alerts.timeout(key, node, ts)
+                    if rec is not None:
+                        self.emit(alerts.timeout_sink, rec)
 
     def _emit_match(self, rs: RuleState, key: Hashable, node: Any) -> None:
         rs.matches += 1
-        out = alert_record(rs.rule, key, node)
-        if out is not None:
-            self.emit(out[0], out[1])
+        alerts = rs.alerts
+        self.emit(alerts.sink, alerts.match(key, node))
 
     def _fire_timers(self, rs: RuleState, wm: float) -> None:
+        # A key's new timer after firing is past wm, so each deadline's keys fire together,
+        # in the order they were scheduled.
         timers = rs.timers
-        while timers and timers[0][0] <= wm:
-            d, _, key = heapq.heappop(timers)
-            if rs.deadline.get(key) != d:
-                continue  # superseded
-            del rs.deadline[key]
-            ks = rs.keys.get(key)
-            if ks is None:
-                continue
-            self._advance_key(rs, key, ks, wm)
-            self._after_change(rs, key, ks)
+        due = rs.due
+        keys = rs.keys
+        while timers and timers[0] <= wm:
+            d = heapq.heappop(timers)
+            got = due.pop(d)
+            for key in got if type(got) is list else (got,):
+                ks = keys.get(key)
+                if ks is None or ks.deadline != d:
+                    continue  # superseded, or the key is gone
+                ks.deadline = POS_INF
+                self._advance_key(rs, key, ks, wm)
+                self._after_change(rs, key, ks)
 
     def _evict(self, rs: RuleState, key: Hashable, ks: KeyState, over: int) -> None:
         """Drop the ``over`` oldest partial matches of ``key`` (counted and logged)."""
-        victims = sorted((c for c in ks.partial.a if c.node is not None), key=lambda c: c.ck)
+        victims = sorted((c for c in ks.a if c.node is not None), key=lambda c: c.ck)
         doomed = {id(c) for c in victims[:over]}
-        ks.partial.remove_if(lambda c: id(c) in doomed)
+        ks.remove_if(lambda c: id(c) in doomed)
         rs.evictions += over
         log.warning(
             "rule %s key %r: %d partial matches evicted (max_partial_matches_per_key=%d)",

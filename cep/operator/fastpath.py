@@ -131,9 +131,8 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
                 g.guards += [getattr(fn, "eq_guard", None) for fn in takes]
                 ns[f"_takes{i}"] = takes
             else:
-                ns[f"_dl{i}"] = None  # bound per batch
                 g.held = (f"({kvar} in _k{i} and ({expr} or "
-                          f"_dl{i}.get({kvar}, _inf) <= _ts))")
+                          f"_k{i}[{kvar}].deadline <= _ts))")
     hf = rule.header_filter
     if hf is not None:
         g.hf_guard = getattr(hf, "eq_guard", None)
@@ -298,8 +297,6 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
             continue
         gates.append(_gate(rs, i, ns, keys, body))
         binds.append(f"    _k{i} = _r{i}.keys")
-        if f"_dl{i}" in ns:
-            binds.append(f"    _dl{i} = _r{i}.deadline")
     # Only a draining version can disappear in the middle of a batch (when its last key
     # goes); then the rule list is rebound and the loop must stop after the current event.
     watch = any(rs.draining for rs in rules)

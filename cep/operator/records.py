@@ -8,32 +8,143 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from cep.compiler.compiled import CompiledRule
-from cep.event import Event
+from cep.compiler.compiled import CompiledRule, EmitFn
+from cep.event import Event, HeldEvent
 from cep.nfa.pattern import PartialMatchNode
 
-__all__ = ["alert_record", "late_record", "dead_letter_record", "alert_id"]
-
-
-def _chain(node: PartialMatchNode | None) -> list[PartialMatchNode]:
-    out = []
-    while node is not None:
-        out.append(node)
-        node = node.prev
-    out.reverse()
-    return out
+__all__ = ["AlertBuilder", "alert_record", "late_record", "dead_letter_record", "alert_id"]
 
 
 def alert_id(rule: CompiledRule, key_obj: dict[str, Any], events: list[Event], tag: str) -> str:
     """A deterministic id: hash of rule version, key and the matched events' source
     coordinates (source, partition, offset, event time, arrival number when there is no
-    offset).  Replays and restarts produce the same id, so consumers can deduplicate."""
+    offset).  Replays and restarts produce the same id, so consumers can deduplicate.
+
+    ``key_obj`` is the alert's ``key`` object, ``events`` the matched events in match order,
+    ``tag`` ``"match"`` or ``"timeout"``.  Returns 32 hex digits (BLAKE2b, 16 bytes).
+    :class:`AlertBuilder` computes the same bytes faster."""
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{rule.name}\x00{rule.version}\x00{tag}\x00{sorted(key_obj.items())!r}".encode())
     for ev in events:
         coord = ev.offset if ev.offset >= 0 else ev.seq
         h.update(f"\x01{ev.source}\x00{ev.partition}\x00{coord}\x00{ev.ts}".encode())
     return h.hexdigest()
+
+
+class AlertBuilder:
+    """The records of one rule version: matches and timed-out partial matches.
+
+    Everything constant per rule is prepared once: the sinks, the BLAKE2b state after the
+    ``name\\0version\\0tag\\0`` prefix of the alert id (the rest of the input of
+    :func:`alert_id` is fed in one piece, which hashes to the same digest) and, for a key of
+    one field, the ``repr`` of its name.  The chain of a match is walked once.  The id input of
+    the last 1,024 or so events is remembered (an event is often in several matches in a
+    row); a compactly held event (:class:`~cep.event.HeldEvent`) is decoded
+    once per record.  The ids are those :func:`alert_id` computes.
+
+    Attributes:
+        sink: sink of match records; ``timeout_sink`` that of timed-out partial matches.
+        timeouts: whether timed-out partial matches produce a record (``on timeout emit``).
+    """
+
+    __slots__ = ("rule", "sink", "timeout_sink", "timeouts", "_emit", "_timeout_emit",
+                 "_match_h", "_timeout_h", "_names", "_kpre", "_seen")
+
+    def __init__(self, rule: CompiledRule) -> None:
+        self.rule = rule
+        self.sink = rule.sink
+        self.timeout_sink = rule.timeout_sink
+        self.timeouts = rule.timeout_emit_fn is not None
+        self._emit = rule.emit_fn
+        self._timeout_emit = rule.timeout_emit_fn
+        head = f"{rule.name}\x00{rule.version}\x00"
+        self._match_h = hashlib.blake2b(f"{head}match\x00".encode(), digest_size=16)
+        self._timeout_h = hashlib.blake2b(f"{head}timeout\x00".encode(), digest_size=16)
+        self._names = rule.key_names
+        self._seen: dict[Any, str] = {}  # event → its part of the id input
+        # one key field: the key's part of the id input is ``[(name, key)]`` written by repr
+        self._kpre = f"[({rule.key_names[0]!r}, " if len(rule.key_names) == 1 else ""
+
+    def match(self, key: Any, node: PartialMatchNode) -> dict[str, Any]:
+        """The alert record of a match ending at ``node`` (its last event) for ``key``:
+        ``{"rule", "rule_version", "severity", "key", "start", "end" (event times, ms),
+        "match" ({stage: [event objects]}), "data", "alert_id"}``."""
+        return self._record(key, node, self._emit, self._match_h)
+
+    def timeout(self, key: Any, node: PartialMatchNode, timeout_ts: int) -> dict[str, Any] | None:
+        """The record of a partial match ending at ``node`` that timed out at ``timeout_ts``
+        (ms): :meth:`match`'s fields plus ``"timed_out": True`` and ``"timeout_at"``; ``None``
+        when the rule has no ``on timeout emit``."""
+        if self._timeout_emit is None:
+            return None
+        rec = self._record(key, node, self._timeout_emit, self._timeout_h)
+        rec["timed_out"] = True
+        rec["timeout_at"] = timeout_ts
+        return rec
+
+    def _record(self, key: Any, node: PartialMatchNode, fn: EmitFn | None,
+                base: Any) -> dict[str, Any]:
+        chain = []
+        at: PartialMatchNode | None = node
+        while at is not None:
+            chain.append(at)
+            at = at.prev
+        chain.reverse()
+        match: dict[str, list[Any]] = {}
+        by_stage: dict[str, list[Event]] = {}
+        parts = []
+        seen = self._seen
+        if len(seen) > 1024:
+            seen.clear()
+        lo = hi = chain[0].event.ts
+        for n in chain:
+            ev = n.event
+            ts = ev.ts
+            if ts < lo:
+                lo = ts
+            elif ts > hi:
+                hi = ts
+            part = seen.get(ev)
+            if part is None:
+                off = ev.offset
+                part = seen[ev] = (f"\x01{ev.source}\x00{ev.partition}\x00"
+                                   f"{off if off >= 0 else ev.seq}\x00{ts}")
+            parts.append(part)
+            if type(ev) is HeldEvent:
+                ev = ev.event()
+            stage = n.stage
+            datas = match.get(stage)
+            if datas is None:
+                match[stage] = [ev.data]
+                if fn is not None:
+                    by_stage[stage] = [ev]
+            else:
+                datas.append(ev.data)
+                if fn is not None:
+                    by_stage[stage].append(ev)
+        names = self._names
+        if self._kpre:
+            key_obj = {names[0]: key}
+            kid = f"{self._kpre}{key!r})]"
+        elif names:
+            key_obj = dict(zip(names, key, strict=False))
+            kid = repr(sorted(key_obj.items()))
+        else:
+            key_obj = {}
+            kid = "[]"
+        h = base.copy()
+        h.update((kid + "".join(parts)).encode())
+        return {
+            "rule": self.rule.name,
+            "rule_version": self.rule.version,
+            "severity": self.rule.severity,
+            "key": key_obj,
+            "start": lo,
+            "end": hi,
+            "match": match,
+            "data": fn(by_stage) if fn is not None else {},
+            "alert_id": h.hexdigest(),
+        }
 
 
 def alert_record(
@@ -45,35 +156,16 @@ def alert_record(
 ) -> tuple[str, dict[str, Any]] | None:
     """Build ``(sink, record)`` for a match (or a timed-out partial match) ending at ``node``.
 
-    ``match`` maps each stage to its events' original objects in match order.  Returns
-    ``None`` for a timeout when the rule has no ``on timeout emit``.
+    ``match`` maps each stage to its events' objects in match order: the original objects,
+    or an equal copy for an event held compactly (:class:`~cep.event.HeldEvent`).  Returns
+    ``None`` for a timeout when the rule has no ``on timeout emit``.  (The operator keeps one
+    :class:`AlertBuilder` per rule version instead of calling this.)
     """
-    if timed_out and rule.timeout_emit_fn is None:
-        return None
-    chain = _chain(node)
-    by_stage: dict[str, list[Event]] = {}
-    for n in chain:
-        by_stage.setdefault(n.stage, []).append(n.event)
-    events = [n.event for n in chain]
-    key_obj = rule.key_object(key)
-    fn = rule.timeout_emit_fn if timed_out else rule.emit_fn
-    data = fn(by_stage) if fn is not None else {}
-    rec: dict[str, Any] = {
-        "rule": rule.name,
-        "rule_version": rule.version,
-        "severity": rule.severity,
-        "key": key_obj,
-        "start": min(e.ts for e in events),
-        "end": max(e.ts for e in events),
-        "match": {stage: [e.data for e in evs] for stage, evs in by_stage.items()},
-        "data": data,
-        "alert_id": alert_id(rule, key_obj, events, "timeout" if timed_out else "match"),
-    }
+    b = AlertBuilder(rule)
     if timed_out:
-        rec["timed_out"] = True
-        rec["timeout_at"] = timeout_ts
-        return rule.timeout_sink, rec
-    return rule.sink, rec
+        rec = b.timeout(key, node, timeout_ts)  # type: ignore[arg-type]
+        return None if rec is None else (b.timeout_sink, rec)
+    return b.sink, b.match(key, node)
 
 
 def late_record(ev: Event, watermark: float) -> dict[str, Any]:

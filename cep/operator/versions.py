@@ -112,7 +112,6 @@ def start_draining(rs: RuleState) -> tuple[int, int, int]:
         dropped += before - left
         if not left and not ks.completed.a:
             del rs.keys[key]
-            rs.deadline.pop(key, None)
             keys_dropped += 1
     rs.draining = True
     return kept, dropped, keys_dropped
@@ -128,7 +127,7 @@ def revive(rs: RuleState) -> None:
 
 
 def _offer_start(ks: KeyState, start: Any) -> None:
-    ks.partial.offer(Computation(start, None, -1, -1, START_CK))
+    ks.partial.offer(Computation(start, None, START_CK))
 
 
 def apply_rule_set(op: CepOperator, rules: Iterable[CompiledRule]) -> ReloadReport:

@@ -119,6 +119,7 @@ def run_test(test: RuleTest, rules: list[CompiledRule],
 
     op = CepOperator(rules, emit, {test.source: test.max_out_of_orderness_ms},
                      max_partial_matches_per_key)
+    op.hold_after = None  # records must show the decoded objects themselves (index_of)
     seq = 0
     for step in steps:
         if isinstance(step, WatermarkStep):
