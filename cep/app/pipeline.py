@@ -33,7 +33,7 @@ from cep.io.codecs import (
     json_decoder,
 )
 from cep.io.sinks import SinkSet
-from cep.io.sources import open_input, read_chunks, read_lines
+from cep.io.sources import open_input, read_blocks, read_lines
 from cep.operator.cep_operator import CepOperator
 from cep.operator.prescan import Prescan
 from cep.operator.records import dead_letter_record
@@ -261,13 +261,14 @@ def _run_chunks(
     prescan = Prescan(op, source, time_field, max_bytes) if time_field is not None else None
     fh = open_input(opts.path)
     try:
-        for chunk, n in read_chunks(fh):
+        for chunk in read_blocks(fh):
             program = prescan.program() if prescan is not None else None
             if program is not None:
                 seq, line = prescan.run(program, chunk, seq, line, one_line)  # type: ignore[union-attr]
                 if progress is not None:
                     progress.update(seq, sinks.counts.get("alerts", 0))
                 continue
+            n = chunk.count(b"\n") + 1
             objs = decode_json_chunk(chunk, n) if len(chunk) <= max_bytes else None
             if objs is not None:
                 base = line

@@ -250,9 +250,13 @@ def csv_rows(lines: Any, time: TimeSpec) -> Any:
 
 
 def encode_json(record: dict[str, Any]) -> bytes:
-    """One output record as a JSON line (with the trailing newline)."""
-    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-                        default=json_default)
+    """One output record as a JSON line (with the trailing newline).  Keys that are not
+    strings (from msgpack input) are written as strings."""
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE, default=json_default)
+    except orjson.JSONEncodeError:  # a non-string key somewhere (the option is slower)
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+                            default=json_default)
 
 
 def json_default(obj: Any) -> Any:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-__all__ = ["read_lines", "read_chunks", "open_input"]
+__all__ = ["read_lines", "read_blocks", "read_chunks", "open_input"]
 
 
 def open_input(path: str) -> BinaryIO:
@@ -20,14 +20,14 @@ def open_input(path: str) -> BinaryIO:
     return open(path, "rb")  # noqa: SIM115
 
 
-def read_chunks(fh: BinaryIO, size: int = 1 << 16) -> Iterator[tuple[bytes, int]]:
-    """Yield ``(chunk, lines)``: the whole input as runs of complete lines, about ``size``
-    bytes each (a longer line makes a longer chunk).
+def read_blocks(fh: BinaryIO, size: int = 1 << 16) -> Iterator[bytes]:
+    """Yield the whole input as runs of complete lines, about ``size`` bytes each (a longer
+    line makes a longer run).
 
-    ``chunk`` is ``lines`` lines joined by ``\\n`` without a final newline; every line of the
-    input (blank ones included) is in exactly one chunk, in order, so line numbers are the
-    running count.  A last line without a newline ends the last chunk.  Chunks of about
-    64 KiB keep the decoded objects of one chunk in the CPU caches.
+    Each run is its lines joined by ``\\n`` without a final newline; every line of the input
+    (blank ones included) is in exactly one run, in order, so line numbers are the running
+    count.  A last line without a newline ends the last run.  Runs of about 64 KiB keep the
+    decoded objects of one run in the CPU caches.
     """
     read = getattr(fh, "read1", fh.read)  # read1: what a pipe has now, not a full block
     rest = b""
@@ -45,11 +45,18 @@ def read_chunks(fh: BinaryIO, size: int = 1 << 16) -> Iterator[tuple[bytes, int]
             held.clear()
         chunk = rest + block[:end] if rest else block[:end]
         rest = block[end + 1:]
-        yield chunk, chunk.count(b"\n") + 1
+        yield chunk
     if held:
         rest = rest + b"".join(held)
     if rest:
-        yield rest, rest.count(b"\n") + 1
+        yield rest
+
+
+def read_chunks(fh: BinaryIO, size: int = 1 << 16) -> Iterator[tuple[bytes, int]]:
+    """Yield ``(chunk, lines)``: the runs of :func:`read_blocks` and how many lines each
+    holds."""
+    for chunk in read_blocks(fh, size):
+        yield chunk, chunk.count(b"\n") + 1
 
 
 def read_lines(

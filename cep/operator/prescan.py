@@ -318,8 +318,11 @@ class Prescan:
                 line += skipped
                 op.events_in += skipped
                 op._last_ts = new_last
-                observe(source, new_last)
+            # (the watermark learns the largest time before anything that reads it: a tick,
+            # a line handled the usual way, the end of the chunk; matching does not)
             if pos > n:
+                if op._last_ts != -math.inf:
+                    observe(source, op._last_ts)  # type: ignore[arg-type]
                 return seq, line
             if ts is not None and gates is None:
                 # an in-order event past the earliest timer: fire the timers up to it, as
@@ -342,18 +345,22 @@ class Prescan:
                     d = loads(raw)
                 except decode_error:
                     pass
-            if type(d) is not dict or type(d.get(tf)) is not int:
-                line += 1
-                seq = handle(raw.rstrip(b"\r"), line, seq)
-            elif gates is not None and d[tf] == ts:
+            if gates is not None and type(d) is dict and d.get(tf) == ts:
                 seq += 1
                 line += 1
                 op.events_in += 1
                 op._last_ts = ts
-                observe(source, ts)
                 ev = Event(ts, seq, d, source, line)
                 for g in gates:
                     dispatch_one(owners[g], ev)
+                if op.rules is not rules:
+                    return self._rest(chunk, pos, seq, line, handle)
+                continue
+            if op._last_ts != -math.inf:
+                observe(source, op._last_ts)  # type: ignore[arg-type]
+            if type(d) is not dict or type(d.get(tf)) is not int:
+                line += 1
+                seq = handle(raw.rstrip(b"\r"), line, seq)
             else:
                 seq0 = seq
                 scan = op._scanner(source)  # built once per rule set, on first use
@@ -365,10 +372,11 @@ class Prescan:
             if op.rules is not rules:
                 return self._rest(chunk, pos, seq, line, handle)
 
-    @staticmethod
-    def _rest(chunk: bytes, pos: int, seq: int, line: int,
+    def _rest(self, chunk: bytes, pos: int, seq: int, line: int,
               handle: Callable[[bytes, int, int], int]) -> tuple[int, int]:
         """The rule set changed under the scan: the rest of the chunk line by line."""
+        if self.op._last_ts != -math.inf:
+            self.op.watermarks.observe(self.source, self.op._last_ts)  # type: ignore[arg-type]
         for raw in chunk[pos:].split(b"\n") if pos <= len(chunk) else ():
             line += 1
             seq = handle(raw.rstrip(b"\r"), line, seq)
