@@ -237,6 +237,22 @@ static const unsigned char *scan_number(const unsigned char *p, const unsigned c
 static const unsigned char *scan_value(Scan *sc, const unsigned char *p, int depth,
                                        int children, Val *v);
 
+/* After a member or an element at p (NULL: it was invalid): a ',' gives the start of the
+ * next one (*more = 1), the closing `close` the position after it (*more = 0); anything else
+ * NULL. */
+static const unsigned char *next_item(const unsigned char *p, const unsigned char *end,
+                                      unsigned char close, int *more) {
+    *more = 0;
+    if (p == NULL) return NULL;
+    p = ws(p, end);
+    if (p >= end) return NULL;
+    if (*p == ',') {
+        *more = 1;
+        return ws(p + 1, end);
+    }
+    return *p == close ? p + 1 : NULL;
+}
+
 /* p at '{'.  `children`: first tracked node at this level (-1: none). */
 static const unsigned char *scan_object(Scan *sc, const unsigned char *p, int depth,
                                         int children) {
@@ -273,15 +289,9 @@ static const unsigned char *scan_object(Scan *sc, const unsigned char *p, int de
         } else {
             p = scan_value(sc, p, depth + 1, -1, NULL);
         }
-        if (p == NULL) return NULL;
-        p = ws(p, end);
-        if (p >= end) return NULL;
-        if (*p == ',') {
-            p = ws(p + 1, end);
-            continue;
-        }
-        if (*p == '}') return p + 1;
-        return NULL;
+        int more;
+        p = next_item(p, end, '}', &more);
+        if (p == NULL || !more) return p;
     }
 }
 
@@ -291,16 +301,9 @@ static const unsigned char *scan_array(Scan *sc, const unsigned char *p, int dep
     p = ws(p + 1, end);
     if (p < end && *p == ']') return p + 1;
     for (;;) {
-        p = scan_value(sc, p, depth + 1, -1, NULL);
-        if (p == NULL) return NULL;
-        p = ws(p, end);
-        if (p >= end) return NULL;
-        if (*p == ',') {
-            p = ws(p + 1, end);
-            continue;
-        }
-        if (*p == ']') return p + 1;
-        return NULL;
+        int more;
+        p = next_item(scan_value(sc, p, depth + 1, -1, NULL), end, ']', &more);
+        if (p == NULL || !more) return p;
     }
 }
 
