@@ -13,10 +13,11 @@ A rule's gate is the test of the generated loop of :mod:`cep.operator.fastpath`,
 :mod:`cep.compiler.predicate`: "the rule's header ``where`` holds, and either the event's key
 holds state (and, for a ``followed by``-only automaton whose expiry is silent, some TAKE
 guard accepts it) or the first stage's condition holds".  Such an event would only count and
-advance the largest event time seen — exactly what is done for it.  Every other line (the
-first wanted one, a late or timer-passing one, anything malformed, unusual or undecidable) is
-decoded and handled in Python by the caller, one line, exactly as before; the scan then goes
-on after it, seeing the state that line left.
+advance the largest event time seen — exactly what is done for it.  The scan stops at any
+other line and goes on after it, seeing the state that line left: an in-order line some rules
+want is decoded and dispatched to just those rules; one past the earliest timer first has the
+timers fired, as the generated loop does, and is looked at again; a late, malformed, unusual
+or undecidable one is handled in Python exactly as without the scanner.
 
 Used only where :meth:`CepOperator.on_batch` would take its in-order fast path (one input,
 ``max_out_of_orderness`` 0, nothing buffered) and the time unit is ms.
