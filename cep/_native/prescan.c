@@ -393,20 +393,13 @@ static int eval(Program *pg, PyObject **keys, int i) {
     switch (n->op) {
     case P_CONST:
         return n->value;
-    case P_AND: {
-        int r = R_TRUE;
+    case P_AND:
+    case P_OR: { /* Kleene: false (and) / true (or) absorbs, else unknown if any is */
+        int absorbing = n->op == P_AND ? R_FALSE : R_TRUE;
+        int r = !absorbing;
         for (int k = 0; k < n->n; k++) {
             int x = eval(pg, keys, pg->kids[n->a + k]);
-            if (x == R_FALSE) return R_FALSE;
-            if (x == R_UNKNOWN) r = R_UNKNOWN;
-        }
-        return r;
-    }
-    case P_OR: {
-        int r = R_FALSE;
-        for (int k = 0; k < n->n; k++) {
-            int x = eval(pg, keys, pg->kids[n->a + k]);
-            if (x == R_TRUE) return R_TRUE;
+            if (x == absorbing) return absorbing;
             if (x == R_UNKNOWN) r = R_UNKNOWN;
         }
         return r;

@@ -30,7 +30,7 @@ from typing import Any
 
 from cep.lang import ast
 
-__all__ = ["Pred", "UNKNOWN", "TRUE", "FALSE", "condition_predicate", "expr_predicate"]
+__all__ = ["Pred", "UNKNOWN", "TRUE", "FALSE", "condition_predicate", "expr_predicate", "join"]
 
 Pred = tuple[Any, ...]
 FALSE: Pred = ("const", 0)
@@ -42,6 +42,18 @@ _INT64 = 1 << 63
 
 # slot_of(path) -> slot number for a field path (a tuple of str)
 SlotOf = Callable[[tuple[str, ...]], int]
+
+
+def join(op: str, items: list[Pred]) -> Pred:
+    """``("and", items)`` or ``("or", items)`` simplified: a constant that absorbs (false for
+    ``and``, true for ``or``) wins, neutral constants are dropped, one item stands alone."""
+    absorbing, neutral = (FALSE, TRUE) if op == "and" else (TRUE, FALSE)
+    if absorbing in items:
+        return absorbing
+    items = [p for p in items if p != neutral]
+    if not items:
+        return neutral
+    return items[0] if len(items) == 1 else (op, tuple(items))
 
 
 def condition_predicate(fn: Any, slot_of: SlotOf) -> Pred:
@@ -111,16 +123,7 @@ class _Tr:
                 todo += [x.right, x.left]
             else:
                 items.append(self.cond(x))
-        absorbing = FALSE if e.op == "and" else TRUE
-        neutral = TRUE if e.op == "and" else FALSE
-        if absorbing in items:
-            return absorbing
-        items = [p for p in items if p != neutral]
-        if not items:
-            return neutral
-        if len(items) == 1:
-            return items[0]
-        return (e.op, tuple(items))
+        return join(e.op, items)
 
     def compare(self, e: ast.Binary) -> Pred:
         op, left, right = e.op, e.left, e.right

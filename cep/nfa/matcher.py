@@ -297,21 +297,15 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
         retain: list[Computation] = []
         discard = False
         for action, target, _fn, stage, kind, proceeds, _inner in edges:
-            if action == IGNORE:
-                if is_start:
-                    continue
-                nxt = cs if target is state else Computation(target, pm, cs.ck)
-                if kind == FINAL:
-                    potential = potential or []
-                    potential.append(nxt)
-                elif kind == STOP:
-                    discard = True
-                else:
-                    retain.append(nxt)
+            take = action != IGNORE
+            if take:
+                node = PartialMatchNode(stage, ev, pm)
+                ck = (ts, ev.seq) if is_start else cs.ck
+                nxt = Computation(target, node, ck)
+            elif is_start:
                 continue
-            node = PartialMatchNode(stage, ev, pm)
-            ck = (ts, ev.seq) if is_start else cs.ck
-            nxt = Computation(target, node, ck)
+            else:
+                nxt = cs if target is state else Computation(target, pm, cs.ck)
             if kind == FINAL:
                 potential = potential or []
                 potential.append(nxt)
@@ -319,7 +313,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 discard = True
             else:
                 retain.append(nxt)
-            if proceeds:
+            if take and proceeds:
                 final = _final_after_proceed(target, ev, pm)
                 if final is not None:
                     potential = potential or []

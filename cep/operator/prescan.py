@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate
+from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate, join
 from cep.event import Event
 from cep.operator.fastpath import silent_expiry, wake_takes
 
@@ -55,21 +55,11 @@ _INT64_MAX = (1 << 63) - 1
 
 
 def _or(items: list[Pred]) -> Pred:
-    if TRUE in items:
-        return TRUE
-    items = [p for p in items if p != FALSE]
-    if not items:
-        return FALSE
-    return items[0] if len(items) == 1 else ("or", tuple(items))
+    return join("or", items)
 
 
 def _and(items: list[Pred]) -> Pred:
-    if FALSE in items:
-        return FALSE
-    items = [p for p in items if p != TRUE]
-    if not items:
-        return TRUE
-    return items[0] if len(items) == 1 else ("and", tuple(items))
+    return join("and", items)
 
 
 def gates_of(rules: Sequence[RuleState], source: str, time_field: str
