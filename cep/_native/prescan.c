@@ -714,6 +714,8 @@ static int build(Program *pg, PyObject *t, int *pcap, int *kcap, int depth) {
 
 static void Program_dealloc(Program *pg) {
     Py_XDECREF(pg->names);
+    if (pg->keys != NULL && pg->owners != NULL)
+        for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(pg->owners); r++) Py_XDECREF(pg->keys[r]);
     Py_XDECREF(pg->owners);
     PyMem_Free(pg->trie);
     PyMem_Free(pg->pn);
@@ -927,13 +929,12 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         }
         pg->trie[node].slot = (int)s;
     }
+    /* each owner's `keys` dict, held from here on: a rule's state dict is never rebound */
     for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(owners); r++) {
-        PyObject *o = PyTuple_GET_ITEM(owners, r);
-        PyObject *keys = PyObject_GetAttrString(o, "keys");
+        PyObject *keys = PyObject_GetAttrString(PyTuple_GET_ITEM(owners, r), "keys");
         if (keys == NULL) goto fail;
-        int ok = PyDict_Check(keys);
-        Py_DECREF(keys);
-        if (!ok) {
+        pg->keys[r] = keys;
+        if (!PyDict_Check(keys)) {
             PyErr_SetString(PyExc_TypeError, "an owner's keys must be a dict");
             goto fail;
         }
@@ -1043,17 +1044,7 @@ static PyObject *skip(PyObject *self, PyObject *args) {
     int ticked = 0;
     PyObject *wanted_gates = NULL; /* the line at pos is in order and these gates want it */
     long long wanted_ts = 0;
-    Py_ssize_t nown = PyTuple_GET_SIZE(pg->owners);
     PyObject **keys = pg->keys;
-    for (Py_ssize_t r = 0; r < nown; r++) {
-        keys[r] = PyObject_GetAttrString(PyTuple_GET_ITEM(pg->owners, r), "keys");
-        if (keys[r] == NULL || !PyDict_Check(keys[r])) {
-            for (Py_ssize_t q = 0; q <= r; q++) Py_XDECREF(keys[q]);
-            PyBuffer_Release(&buf);
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "keys must be a dict");
-            return NULL;
-        }
-    }
     if (pos < 0) pos = 0;
     Scan sc;
     sc.pg = pg;
@@ -1089,7 +1080,6 @@ static PyObject *skip(PyObject *self, PyObject *args) {
             wanted_gates = wanting(pg, keys, entry, 1, &wanted);
             if (wanted_gates == NULL) {
                 for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
-                for (Py_ssize_t r = 0; r < nown; r++) Py_DECREF(keys[r]);
                 PyBuffer_Release(&buf);
                 return NULL;
             }
@@ -1101,7 +1091,6 @@ static PyObject *skip(PyObject *self, PyObject *args) {
         skipped++;
         pos = (end - base) + 1;
     }
-    for (Py_ssize_t r = 0; r < nown; r++) Py_DECREF(keys[r]);
     PyBuffer_Release(&buf);
     if (ticked) return Py_BuildValue("nnLLO", pos, skipped, last, tick, Py_None);
     if (wanted_gates != NULL) {
