@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,35 +92,43 @@ def rule_text(name: str, body: str, window_ms: int) -> str:
     return (f"rule {name}\n  key by java_id\n  pattern\n{body}  within {window_ms}ms\nend\n")
 
 
-def simple_rules(n: int) -> str:
-    """The first ``n`` of a fixed list of simple rules: a payment above a threshold (50, 70,
-    90, …), then a refund, password reset, logout or login (in turn) within 10 minutes."""
-    thens = ["refund", "password_reset", "logout", "login"]
-    out = []
-    for i in range(n):
-        out.append(
-            f"rule simple_{i}\n  key by java_id\n  pattern\n"
-            f'    begin big where name == "payment" and price > {50 + 20 * i}\n'
-            f'    followed by then where name == "{thens[i % len(thens)]}"\n'
-            f"  within 10m\nend\n")
-    return "".join(out)
+THENS = ["refund", "password_reset", "logout", "login"]
 
 
-def banded_rules(n: int) -> str:
-    """Like :func:`simple_rules`, but rule ``i`` wants payments in its own price band
-    (``50 + 20 i`` < price ≤ ``70 + 20 i``): each payment concerns one rule, so the matching
-    work stays that of one rule and what grows is the cost of rules an event does not
-    concern."""
-    thens = ["refund", "password_reset", "logout", "login"]
+def family_rules(family: str, n: int) -> list[tuple[str, str, str]]:
+    """The first ``n`` rules of a family as ``(name, first stage's condition, type of the
+    second stage's event)``.  *thresholds*: a payment above a threshold (50, 70, 90, …);
+    *bands*: rule ``i`` wants payments in its own price band (``50 + 20 i`` < price ≤
+    ``70 + 20 i``), so each payment concerns one rule and what grows is only the cost of the
+    rules it does not concern.  The second stage is a refund, password reset, logout or login
+    (in turn), within 10 minutes.  The conditions read the same in both languages."""
     out = []
     for i in range(n):
         lo = 50 + 20 * i
-        out.append(
-            f"rule band_{i}\n  key by java_id\n  pattern\n"
-            f'    begin big where name == "payment" and price > {lo} and price <= {lo + 20}\n'
-            f'    followed by then where name == "{thens[i % len(thens)]}"\n'
-            f"  within 10m\nend\n")
-    return "".join(out)
+        cond = (f'name == "payment" and price > {lo}' if family == "thresholds" else
+                f'name == "payment" and price > {lo} and price <= {lo + 20}')
+        out.append((f"{'simple' if family == 'thresholds' else 'band'}_{i}", cond,
+                    THENS[i % len(THENS)]))
+    return out
+
+
+RULES_WINDOW_MS = 600_000
+
+
+def family_text(family: str, n: int) -> str:
+    """:func:`family_rules` as rule text, keyed by ``java_id``."""
+    return "".join(
+        f"rule {name}\n  key by java_id\n  pattern\n    begin big where {cond}\n"
+        f'    followed by then where name == "{then}"\n  within 10m\nend\n'
+        for name, cond, then in family_rules(family, n))
+
+
+def family_cases(family: str, n: int, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`family_rules` as flinkoracle cases, one per rule, over ``events``."""
+    return [oracle_case(name, [("big", "begin", cond, None),
+                               ("then", "followedBy", f'name == "{then}"', None)],
+                        RULES_WINDOW_MS, events)
+            for name, cond, then in family_rules(family, n)]
 
 
 def convert(src: Path, dst: Path) -> int:
@@ -196,7 +205,7 @@ def peak_partials(rules_text: str, events: Path, work: Path) -> int:
     return peak
 
 
-def oracle_case(case_id: str, stages: list[tuple[str, str, str, str | None]],
+def oracle_case(case_id: str, stages: Sequence[tuple[str, str, str, str | None]],
                 window_ms: int, events: list[dict[str, Any]]) -> dict[str, Any]:
     """A flinkoracle case (format in ``shared/peers/flinkoracle/README.md``)."""
     def stage(name: str, cont: str, where: str, inner: str | None) -> dict[str, Any]:
@@ -208,19 +217,27 @@ def oracle_case(case_id: str, stages: list[tuple[str, str, str, str | None]],
             "skip": "noSkip", "key_by": "java_id", "events": events}
 
 
-def run_oracle(case: dict[str, Any], work: Path) -> tuple[float, dict[str, Any]]:
-    """Wall time of one oracle process on ``case`` and its result line."""
-    path = work / f"{case['id']}.case.jsonl"
-    path.write_text(json.dumps(case) + "\n")
+def run_oracle(case: dict[str, Any] | list[dict[str, Any]], work: Path
+               ) -> tuple[float, dict[str, Any]]:
+    """Wall time of one oracle process on ``case`` (or on several cases, one after the
+    other) and its result line (for several: ``matches`` of all of them together)."""
+    cases = case if isinstance(case, list) else [case]
+    path = work / f"{cases[0]['id']}-{len(cases)}.case.jsonl"
+    with path.open("w") as fh:
+        for c in cases:
+            fh.write(json.dumps(c) + "\n")
     t0 = time.perf_counter()
     proc = subprocess.run(["bash", str(ORACLE), "--mode", "file", str(path)],
                           capture_output=True, text=True, check=True,
                           env={**os.environ, "FLINK_ORACLE_XMX": "6g"})
     wall = time.perf_counter() - t0
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    if out.get("error"):
-        raise RuntimeError(f"oracle: {out['error']}")
-    return wall, out
+    outs = [json.loads(line) for line in proc.stdout.strip().splitlines()[-len(cases):]]
+    for out in outs:
+        if out.get("error"):
+            raise RuntimeError(f"oracle: {out['error']}")
+    if len(outs) == 1:
+        return wall, outs[0]
+    return wall, {"matches": [m for out in outs for m in out["matches"]]}
 
 
 def same_matches(alerts_file: str, oracle_matches: list[list[int]]) -> bool:
@@ -249,6 +266,10 @@ def main() -> None:
     ap.add_argument("--rules-events", type=int, default=1_000_000,
                     help="the rules series reads gen_events.py --events N --users N/20 "
                          "--seed 42 (the peers' file for 1,000,000)")
+    ap.add_argument("--flink-rules-events", type=int, default=50_000,
+                    help="the rules series side by side with Flink reads the first N events "
+                         "of that file (the oracle takes each rule as a case with its own copy "
+                         "of the events; 0: not run)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kleene.json"))
     args = ap.parse_args()
 
@@ -292,18 +313,67 @@ def main() -> None:
     rules_file = work / "rules_events.jsonl"
     result["rules_events"] = convert(
         ensure_events(args.rules_events, max(1, args.rules_events // 20), 42), rules_file)
-    for family, make in (("thresholds", simple_rules), ("bands", banded_rules)):
+    for family in ("thresholds", "bands"):
         rows = []
         for k in (int(x) for x in args.rules.split(",")):
-            r = run_cep(make(k), rules_file, work, f"{family}_{k}", args.repeat)
+            r = run_cep(family_text(family, k), rules_file, work, f"{family}_{k}", args.repeat)
             rows.append({"family": family, "rules": k, **r})
             print(f"{family:<10} {k:>4} rules  {r['events_per_s']:>10,.0f} ev/s  "
                   f"(spread {r['spread']:.0%})  alerts {r['alerts']:>8,}", flush=True)
         for r in rows:
             r["of_one_rule"] = r["events_per_s"] / rows[0]["events_per_s"]
         result["rules"] += rows
+    if not args.no_flink and args.flink_rules_events > 0:
+        result["rules_flink"] = rules_vs_flink(rules_file, work, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def rules_vs_flink(rules_file: Path, work: Path, args: argparse.Namespace
+                   ) -> list[dict[str, Any]]:
+    """The rules series on the first ``args.flink_rules_events`` events, cep and Flink side
+    by side.  Flink runs each rule as its own NFA over every event (as a job with one CEP
+    operator per pattern does); its JVM start and the parsing of each case's copy of the
+    events are removed by subtracting a run of as many cases whose pattern matches
+    nothing (best of ``args.repeat`` for both)."""
+    subset = work / "rules_events_subset.jsonl"
+    with rules_file.open() as fi, subset.open("w") as fo:
+        for _, line in zip(range(args.flink_rules_events), fi, strict=False):
+            fo.write(line)
+    events = [json.loads(line) for line in subset.open()]
+    n = len(events)
+    rows: list[dict[str, Any]] = []
+    counts = [int(x) for x in args.rules.split(",")]
+    baselines = {k: min(run_oracle([oracle_case(f"never_{i}", NEVER, RULES_WINDOW_MS, events)
+                                    for i in range(k)], work)[0]
+                        for _ in range(args.repeat))
+                 for k in counts}
+    for family in ("thresholds", "bands"):
+        first: dict[str, float] = {}
+        for k in counts:
+            ours = run_cep(family_text(family, k), subset, work, f"sub_{family}_{k}",
+                           args.repeat)
+            base = baselines[k]
+            runs = [run_oracle(family_cases(family, k, events), work)
+                    for _ in range(args.repeat)]
+            wall, out = min(runs, key=lambda r: r[0])
+            net = max(wall - base, 1e-3)
+            row = {"family": family, "rules": k, "events": n,
+                   "cep_events_per_s": ours["events_per_s"], "flink_wall_s": wall,
+                   "flink_baseline_s": base, "flink_events_per_s": n / net,
+                   "alerts": ours["alerts"], "flink_matches": len(out["matches"]),
+                   "identical_to_flink": same_matches(ours["alerts_file"], out["matches"])}
+            first.setdefault("cep", row["cep_events_per_s"])
+            first.setdefault("flink", row["flink_events_per_s"])
+            row["cep_of_one_rule"] = row["cep_events_per_s"] / first["cep"]
+            row["flink_of_one_rule"] = row["flink_events_per_s"] / first["flink"]
+            rows.append(row)
+            print(f"{family:<10} {k:>4} rules on {n:,} events  cep "
+                  f"{row['cep_events_per_s']:>10,.0f} ev/s ({row['cep_of_one_rule']:.0%})  "
+                  f"flink {row['flink_events_per_s']:>10,.0f}"
+                  f" ev/s ({row['flink_of_one_rule']:.0%}, wall {wall:.1f} s − {base:.1f} s)"
+                  f"  same {row['identical_to_flink']}", flush=True)
+    return rows
 
 
 if __name__ == "__main__":
