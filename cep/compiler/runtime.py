@@ -28,13 +28,12 @@ and a field path (a tuple of segments; ``("ts",)`` means the event time).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal, DecimalException
 from types import MappingProxyType
 from typing import Any
-
-import re2
 
 from cep.event import Event, HeldEvent, get_path
 from cep.nfa.pattern import PartialMatchNode, events_of
@@ -243,9 +242,15 @@ def ends_with(a: Any, b: Any) -> bool:
     return type(a) is str and type(b) is str and a.endswith(b)
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # errors are raised as re2.error, not logged
-_RE2_OPTIONS.never_capture = True  # only "does it match" is ever asked
+@functools.cache
+def _re2_options() -> Any:
+    """Options of every :class:`Regex`; re2 is imported only by rules that use ``matches``."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # errors are raised as re2.error, not logged
+    options.never_capture = True  # only "does it match" is ever asked
+    return options
 
 
 class Regex:
@@ -263,8 +268,10 @@ class Regex:
     __slots__ = ("pattern", "_re", "_raw", "_anchor")
 
     def __init__(self, pattern: str) -> None:
+        import re2
+
         self.pattern = pattern
-        self._re = re2.compile(pattern, _RE2_OPTIONS)
+        self._re = re2.compile(pattern, _re2_options())
         self._raw: Any = None
         self._anchor: Any = None
         try:

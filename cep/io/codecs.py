@@ -7,7 +7,6 @@ and a message, so the caller can send it to the dead-letter sink and keep going.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import msgpack
 import orjson
 
 from cep.event import Event
@@ -175,6 +173,7 @@ def event_time_of(data: dict[str, Any], time: TimeSpec) -> int | DeadLetter:
 
 def msgpack_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
     """A decoder for one msgpack map per Kafka value."""
+    import msgpack
 
     def decode(raw: bytes) -> tuple[dict[str, Any], int] | DeadLetter:
         if len(raw) > max_bytes:
@@ -215,6 +214,8 @@ def csv_value(text: str) -> Any:
 
 
 def _csv_text(row: list[str]) -> str:
+    import csv
+
     buf = io.StringIO()
     csv.writer(buf, lineterminator="").writerow(row)
     return buf.getvalue()
@@ -224,6 +225,8 @@ def csv_rows(lines: Any, time: TimeSpec) -> Any:
     """Yield ``(line_no, raw_text, (data, ts) | DeadLetter)`` for each data row of CSV text
     (the first row is the header; empty cells are left out of the object).  ``raw_text`` is
     the row re-encoded as CSV for dead letters and ``""`` for rows that decoded."""
+    import csv
+
     reader = csv.reader(lines)
     header: list[str] | None = None
     for row in reader:

@@ -9,10 +9,10 @@ the span of the offending text.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-
-import re2
+from typing import Any
 
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import (
@@ -59,8 +59,15 @@ _CONTIGUITY_TEXT = {
     "not_followed_by": "not followed by",
 }
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
+
+
+@functools.cache
+def _re2_options() -> Any:
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    return options
 
 
 @dataclass
@@ -463,8 +470,10 @@ def _check_aggregate(ctx: _Ctx, call: Call, where: str) -> None:
 
 def _check_binary(ctx: _Ctx, expr: Binary) -> None:
     if expr.op == "matches" and isinstance(expr.right, Lit) and isinstance(expr.right.value, str):
+        import re2
+
         try:
-            re2.compile(expr.right.value, options=_RE2_OPTIONS)
+            re2.compile(expr.right.value, options=_re2_options())
         except re2.error as exc:
             reason = exc.args[0] if exc.args else exc
             if isinstance(reason, bytes):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.resources
 import os
 import re
 import sys
@@ -24,9 +23,8 @@ __all__ = ["grammar_text", "parser", "terminal_text"]
 
 @functools.cache
 def grammar_text() -> str:
-    """The text of ``cep.lark`` (read through :mod:`importlib.resources`)."""
-    resource = importlib.resources.files("cep") / "grammar" / "cep.lark"
-    return resource.read_text(encoding="utf-8")
+    """The text of ``cep.lark`` (package data: ``cep/grammar/cep.lark``)."""
+    return (Path(__file__).parent.parent / "grammar" / "cep.lark").read_text(encoding="utf-8")
 
 
 @functools.cache

@@ -37,7 +37,6 @@ from cep.lang.ast import (
     Unary,
 )
 from cep.lang.grammar import parser
-from cep.lang.syntax_errors import explain
 
 __all__ = ["parse_text", "parse_file", "unquote_string"]
 
@@ -427,6 +426,8 @@ def parse_text(text: str, path: str = "<string>") -> tuple[RuleFile, list[Diagno
         try:
             tree = parser().parse(_blank_before(text, pos))
         except UnexpectedInput as err:
+            from cep.lang.syntax_errors import explain
+
             err_pos = _error_offset(err, text)
             diags.append(explain(err, text, path, err_pos))
             failing = max((s for s in starts if pos <= s < err_pos), default=pos)
