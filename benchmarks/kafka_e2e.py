@@ -8,8 +8,9 @@
   the moment the last alerts are committed.  events/s = N ÷ (last commit − first append).
   The producer's record batches are built before the clock starts and the group's offsets are
   polled by one long-lived admin client, so the load generator takes little of the two cores
-  it shares with the broker and ``cep``; an unrecorded one-process run (``--warmup``) first
-  lets the broker's JIT compile its hot paths.  CPU seconds of ``cep``, the broker and the
+  it shares with the broker and ``cep``; unrecorded runs (``--warmup``) first let the
+  broker's JIT compile its hot paths.  With ``--repeat`` the process counts alternate and
+  the medians are compared.  CPU seconds of ``cep``, the broker and the
   load generator in the measured interval are reported.
 * **Latency** — one process; events are appended at a steady rate (default 5,000/s).  Input
   and alert topics use ``LogAppendTime``, so each message carries the broker's append time.
@@ -363,9 +364,12 @@ def main() -> None:
     ap.add_argument("--broker-pid", type=int, help="the broker's pid, to report its CPU time "
                     "(runtime/kafka/up.sh writes it to $CEP_KAFKA_HOME/kafka.pid)")
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--warmup", type=int, default=200_000,
-                    help="events of an unrecorded one-process run first, so the broker's JIT "
-                    "has compiled its hot paths before the measured runs (0: none)")
+    ap.add_argument("--warmup", type=int, default=500_000,
+                    help="events of unrecorded runs first (one per process count), so the "
+                    "broker's JIT has compiled its hot paths before the measured runs (0: none)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure each process count this many times, alternating; the "
+                    "median is reported")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                     "kafka_e2e.json")
     args = ap.parse_args()
@@ -377,17 +381,27 @@ def main() -> None:
     rows = generate(args.events, args.users, args.seed)
     results: dict[str, Any] = {"rules": str(rules), "throughput": [], "latency": None}
     if args.warmup > 0:
-        r = throughput(args.bootstrap, rows[:args.warmup], 1, rules.resolve(), work,
-                       args.broker_pid)
-        print(f"warm-up: {r['events']:,} events, {r['events_per_s']:,} events/s", flush=True)
-    for n in args.processes:
-        r = throughput(args.bootstrap, rows, n, rules.resolve(), work, args.broker_pid)
-        results["throughput"].append(r)
-        print(f"{n} process(es): {r['events']:,} events in {r['seconds']:.2f} s = "
-              f"{r['events_per_s']:,} events/s (appended at {r['append_events_per_s']:,}/s), "
-              f"{r['alerts']:,} alerts; CPU: cep {r['cep_cpu_s']} s, broker "
-              f"{r['broker_cpu_s']} s, load generator {r['load_generator_cpu_s']} s on "
-              f"{r['cores']} cores", flush=True)
+        for n in args.processes:
+            r = throughput(args.bootstrap, rows[:args.warmup], n, rules.resolve(), work,
+                           args.broker_pid)
+            print(f"warm-up, {n} process(es): {r['events']:,} events, "
+                  f"{r['events_per_s']:,} events/s", flush=True)
+    for _ in range(args.repeat):
+        for n in args.processes:
+            r = throughput(args.bootstrap, rows, n, rules.resolve(), work, args.broker_pid)
+            results["throughput"].append(r)
+            print(f"{n} process(es): {r['events']:,} events in {r['seconds']:.2f} s = "
+                  f"{r['events_per_s']:,} events/s (appended at "
+                  f"{r['append_events_per_s']:,}/s), {r['alerts']:,} alerts; CPU: cep "
+                  f"{r['cep_cpu_s']} s, broker {r['broker_cpu_s']} s, load generator "
+                  f"{r['load_generator_cpu_s']} s on {r['cores']} cores", flush=True)
+    medians = {n: statistics.median(r["events_per_s"] for r in results["throughput"]
+                                    if r["processes"] == n) for n in args.processes}
+    results["median_events_per_s"] = medians
+    if len(medians) > 1:
+        one = medians[min(medians)]
+        print("medians: " + ", ".join(f"{n} process(es) {v:,.0f} events/s ({v / one:.2f}×)"
+                                      for n, v in medians.items()), flush=True)
     if args.rate > 0:
         paced = rows[: int(args.rate * args.seconds)]
         r = latency(args.bootstrap, paced, args.rate, rules.resolve(), work)
