@@ -185,12 +185,14 @@ async def timed_append(bootstrap: str, topic: str, group: str,
 
 
 def write_config(path: Path, bootstrap: str, topic: str, alerts: str, group: str,
-                 rules: Path) -> None:
+                 rules: Path, state: dict[str, str]) -> None:
+    """A ``cep.toml`` for one run; ``state`` holds extra ``[state]`` keys (TOML values)."""
     path.write_text(
         f'[kafka]\nbootstrap_servers = "{bootstrap}"\ngroup_id = "{group}"\n'
         f'session_timeout = "6s"\n\n[sources.events]\nkind = "kafka"\ntopic = "{topic}"\n\n'
         f'[sinks.alerts]\nkind = "kafka"\ntopic = "{alerts}"\n\n'
-        f'[rules]\npaths = ["{rules}"]\n')
+        f'[rules]\npaths = ["{rules}"]\n\n[state]\n'
+        + "".join(f"{k} = {v}\n" for k, v in state.items()))
 
 
 def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -232,11 +234,11 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def throughput(bootstrap: str, rows: list[tuple[int, bytes, bytes]], n: int, rules: Path,
-               work: Path, broker_pid: int | None) -> dict[str, Any]:
+               work: Path, broker_pid: int | None, state: dict[str, str]) -> dict[str, Any]:
     topic, alerts, group = uid("bench-in"), uid("bench-alerts"), uid("bench-g")
     asyncio.run(create_topics(bootstrap, [topic, alerts], PARTITIONS))
     config = work / f"{group}.toml"
-    write_config(config, bootstrap, topic, alerts, group, rules)
+    write_config(config, bootstrap, topic, alerts, group, rules, state)
     logs = [work / f"{group}-{i}.log" for i in range(n)]
     procs = [start(config, log) for log in logs]
     try:
@@ -316,11 +318,11 @@ async def paced_run(bootstrap: str, topic: str, alerts: str, rows: list[Any], ra
 
 
 def latency(bootstrap: str, rows: list[tuple[int, bytes, bytes]], rate: float, rules: Path,
-            work: Path) -> dict[str, Any]:
+            work: Path, state: dict[str, str]) -> dict[str, Any]:
     topic, alerts, group = uid("lat-in"), uid("lat-alerts"), uid("lat-g")
     asyncio.run(create_topics(bootstrap, [topic, alerts], PARTITIONS))
     config = work / f"{group}.toml"
-    write_config(config, bootstrap, topic, alerts, group, rules)
+    write_config(config, bootstrap, topic, alerts, group, rules, state)
     log = work / f"{group}.log"
     procs = [start(config, log)]
     seen: dict[str, float] = {}
@@ -367,6 +369,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=500_000,
                     help="events of unrecorded runs first (one per process count), so the "
                     "broker's JIT has compiled its hot paths before the measured runs (0: none)")
+    ap.add_argument("--checkpoint-interval", default="100ms",
+                    help="the processes' checkpoint_interval (cep's default: 100ms)")
+    ap.add_argument("--checkpoint-records", type=int, default=10_000,
+                    help="the processes' checkpoint_records (cep's default: 10,000)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure each process count this many times, alternating; the "
                     "median is reported")
@@ -379,16 +385,20 @@ def main() -> None:
         rules = work / "brute_force.cep"
         rules.write_text(BRUTE_FORCE)
     rows = generate(args.events, args.users, args.seed)
-    results: dict[str, Any] = {"rules": str(rules), "throughput": [], "latency": None}
+    state = {"checkpoint_interval": json.dumps(args.checkpoint_interval),
+             "checkpoint_records": str(args.checkpoint_records)}
+    results: dict[str, Any] = {"rules": str(rules), "state": state, "throughput": [],
+                               "latency": None}
     if args.warmup > 0:
         for n in args.processes:
             r = throughput(args.bootstrap, rows[:args.warmup], n, rules.resolve(), work,
-                           args.broker_pid)
+                           args.broker_pid, state)
             print(f"warm-up, {n} process(es): {r['events']:,} events, "
                   f"{r['events_per_s']:,} events/s", flush=True)
     for _ in range(args.repeat):
         for n in args.processes:
-            r = throughput(args.bootstrap, rows, n, rules.resolve(), work, args.broker_pid)
+            r = throughput(args.bootstrap, rows, n, rules.resolve(), work, args.broker_pid,
+                           state)
             results["throughput"].append(r)
             print(f"{n} process(es): {r['events']:,} events in {r['seconds']:.2f} s = "
                   f"{r['events_per_s']:,} events/s (appended at "
@@ -404,7 +414,7 @@ def main() -> None:
                                       for n, v in medians.items()), flush=True)
     if args.rate > 0:
         paced = rows[: int(args.rate * args.seconds)]
-        r = latency(args.bootstrap, paced, args.rate, rules.resolve(), work)
+        r = latency(args.bootstrap, paced, args.rate, rules.resolve(), work, state)
         results["latency"] = r
         print(f"latency at {args.rate:,.0f} events/s over {len(paced):,} events, "
               f"{r['alerts']:,} alerts: append→append {r['append_to_append_ms']}, "
