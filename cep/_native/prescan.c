@@ -119,16 +119,24 @@ typedef struct {
     const unsigned char *end;
 } Scan;
 
-static inline const unsigned char *ws(const unsigned char *p, const unsigned char *end) {
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
-    return p;
-}
+/* The scanning loops need no bound check: the byte at a line's `end` is the '\n' that ends
+ * it or, for the chunk's last line, the NUL every bytes object has after its data (skip()
+ * takes only bytes), and neither is whitespace, a plain string byte or a digit. */
 
+/* whitespace JSON allows inside a line */
+static unsigned char WS[256];
 /* bytes that stand for themselves inside a string: printable ASCII but '"' and '\\' */
 static unsigned char PLAIN[256];
 
 static void init_tables(void) {
+    WS[' '] = WS['\t'] = WS['\r'] = 1;
     for (int c = 0x20; c < 0x80; c++) PLAIN[c] = c != '"' && c != '\\';
+}
+
+static inline const unsigned char *ws(const unsigned char *p, const unsigned char *end) {
+    (void)end; /* stops at the sentinel */
+    while (WS[*p]) p++;
+    return p;
 }
 
 static inline int hexval(unsigned char c) {
@@ -145,7 +153,7 @@ static const unsigned char *scan_string(const unsigned char *p, const unsigned c
     p++;
     *esc = 0;
     while (p < end) {
-        while (p < end && PLAIN[*p]) p++;
+        while (PLAIN[*p]) p++; /* stops at the sentinel */
         if (p >= end) return NULL;
         unsigned char c = *p;
         if (c == '"') return p + 1;
@@ -193,13 +201,11 @@ static const unsigned char *scan_number(const unsigned char *p, const unsigned c
     if (*p == '0') {
         p++;
     } else if (*p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9' && p - digits < MAX_INT_DIGITS) {
+        while (*p >= '0' && *p <= '9' && p - digits < MAX_INT_DIGITS) {
             acc = acc * 10 + (*p - '0');
             p++;
         }
-        if (p < end && *p >= '0' && *p <= '9') { /* longer: Python decides if an int */
-            while (p < end && *p >= '0' && *p <= '9') p++;
-        }
+        while (*p >= '0' && *p <= '9') p++; /* longer: Python decides if an int */
     } else {
         return NULL;
     }
@@ -207,7 +213,7 @@ static const unsigned char *scan_number(const unsigned char *p, const unsigned c
         frac = 1;
         p++;
         const unsigned char *d = p;
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        while (*p >= '0' && *p <= '9') p++;
         if (p == d) return NULL;
     }
     if (p < end && (*p == 'e' || *p == 'E')) return NULL; /* exponents: Python decides */
@@ -1031,14 +1037,15 @@ static PyObject *wanting(Program *pg, PyObject **keys, int entry, int all, int *
  * (the caller fires the timers up to it and calls again from the same line). */
 static PyObject *skip(PyObject *self, PyObject *args) {
     Program *pg;
-    Py_buffer buf;
+    PyObject *chunk;
     Py_ssize_t pos, max_bytes;
     long long last, due;
-    if (!PyArg_ParseTuple(args, "O!y*nLLn:skip", &ProgramType, &pg, &buf, &pos, &last, &due,
+    if (!PyArg_ParseTuple(args, "O!SnLLn:skip", &ProgramType, &pg, &chunk, &pos, &last, &due,
                           &max_bytes))
         return NULL;
-    const unsigned char *base = buf.buf;
-    Py_ssize_t total = buf.len;
+    /* bytes, for the NUL after the data (see ws()) */
+    const unsigned char *base = (const unsigned char *)PyBytes_AS_STRING(chunk);
+    Py_ssize_t total = PyBytes_GET_SIZE(chunk);
     Py_ssize_t skipped = 0;
     long long tick = 0; /* the event time of the line that passes `due`, if that stopped us */
     int ticked = 0;
@@ -1080,7 +1087,6 @@ static PyObject *skip(PyObject *self, PyObject *args) {
             wanted_gates = wanting(pg, keys, entry, 1, &wanted);
             if (wanted_gates == NULL) {
                 for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
-                PyBuffer_Release(&buf);
                 return NULL;
             }
             wanted_ts = tv->i;
@@ -1091,7 +1097,6 @@ static PyObject *skip(PyObject *self, PyObject *args) {
         skipped++;
         pos = (end - base) + 1;
     }
-    PyBuffer_Release(&buf);
     if (ticked) return Py_BuildValue("nnLLO", pos, skipped, last, tick, Py_None);
     if (wanted_gates != NULL) {
         PyObject *r = Py_BuildValue("nnLLO", pos, skipped, last, wanted_ts, wanted_gates);
