@@ -10,3 +10,8 @@ class Program:
 
 def skip(program: Program, chunk: bytes, pos: int, last: int, due: int,
          max_bytes: int) -> tuple[int, int, int, int | None, tuple[int, ...] | None]: ...
+
+def batch(program: Program, chunk: bytes, pos: int, last: int, due: int, max_bytes: int,
+          horizon: int, cap: int
+          ) -> tuple[int, list[tuple[int, int, int, int, tuple[int, ...]]], int, int,
+                     int | None, tuple[int, ...] | None]: ...

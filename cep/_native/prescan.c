@@ -98,6 +98,10 @@ typedef struct {
     Val *vals;
     PyObject **keys;   /* during skip(): each owner's `keys` dict */
     PyObject **keyobj; /* during a line: the key object made from each slot, or NULL */
+    char *held_slot;   /* per slot: some `held` test looks its value up as a key */
+    PyObject **touched; /* during batch(): per key slot, a set of the keys of the lines put in
+                         * the batch (their state may change before the caller's next call),
+                         * or NULL */
     /* optional index: when slot `ix_slot` holds a plain string equal to ix_values[e], only
      * the gates ix_gate[k] for k in [ix_start[e], ix_start[e+1]) can be other than false,
      * and each is then decided by its predicate specialised to that value, ix_node[k]; for
@@ -479,7 +483,8 @@ static int eval(Program *pg, PyObject **keys, int i) {
     }
     case P_HELD: {
         PyObject *d = keys[n->value];
-        if (PyDict_GET_SIZE(d) == 0) return R_FALSE;
+        PyObject *touched = pg->touched[n->slot];
+        if (PyDict_GET_SIZE(d) == 0 && touched == NULL) return R_FALSE;
         PyObject *k = pg->keyobj[n->slot];
         if (k == NULL) { /* made once per line and slot, shared by every rule */
             k = key_object(v);
@@ -488,6 +493,13 @@ static int eval(Program *pg, PyObject **keys, int i) {
                 return R_UNKNOWN;
             }
             pg->keyobj[n->slot] = k;
+        }
+        if (touched != NULL) { /* a key of the batch: its state may have changed */
+            int t = PySet_Contains(touched, k);
+            if (t != 0) {
+                if (t < 0) PyErr_Clear();
+                return R_UNKNOWN;
+            }
         }
         int r = PyDict_Contains(d, k);
         if (r < 0) {
@@ -711,6 +723,7 @@ static int build(Program *pg, PyObject *t, int *pcap, int *kcap, int depth) {
         n->op = P_HELD;
         n->slot = s;
         n->value = (int)r;
+        pg->held_slot[s] = 1;
         return i;
     }
 #undef NEED
@@ -730,6 +743,8 @@ static void Program_dealloc(Program *pg) {
     PyMem_Free(pg->vals);
     PyMem_Free(pg->keys);
     PyMem_Free(pg->keyobj);
+    PyMem_Free(pg->held_slot);
+    PyMem_Free(pg->touched);
     Py_XDECREF(pg->ix_values);
     PyMem_Free(pg->ix_start);
     PyMem_Free(pg->ix_gate);
@@ -870,7 +885,9 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     pg->time_slot = time_slot;
     pg->vals = PyMem_Calloc((size_t)pg->nslots, sizeof(Val));
     pg->keyobj = PyMem_Calloc((size_t)pg->nslots, sizeof(PyObject *));
-    if (pg->vals == NULL || pg->keyobj == NULL) {
+    pg->held_slot = PyMem_Calloc((size_t)pg->nslots, 1);
+    pg->touched = PyMem_Calloc((size_t)pg->nslots, sizeof(PyObject *));
+    if (pg->vals == NULL || pg->keyobj == NULL || pg->held_slot == NULL || pg->touched == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -1024,40 +1041,36 @@ static PyObject *wanting(Program *pg, PyObject **keys, int entry, int all, int *
 
 /* ---------------------------------------------------------------- skip() */
 
-/* skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last, time, gates)
+/* The scanning loop of skip() and batch().
  *
- * chunk: lines separated by b"\n" (the last one has no newline); pos: start of a line
- * (0 <= pos <= len(chunk)); last: largest event time seen so far (ms); due: no event with a
- * larger time may be skipped (the earliest timer deadline, rounded down); max_bytes: longer
- * lines are left to Python.  Returns the start of the first line not skipped (len(chunk)+1
- * when every line was), how many lines were skipped, the new largest event time, and why it
- * stopped: `time` is the event time of the line at pos when that line is a valid event in
- * order, else None; `gates` is then the tuple of the gates that want it (not certainly
- * false, in rule order), or None when it was not skipped only because its time passes `due`
- * (the caller fires the timers up to it and calls again from the same line). */
-static PyObject *skip(PyObject *self, PyObject *args) {
-    Program *pg;
-    PyObject *chunk;
-    Py_ssize_t pos, max_bytes;
-    long long last, due;
-    if (!PyArg_ParseTuple(args, "O!SnLLn:skip", &ProgramType, &pg, &chunk, &pos, &last, &due,
-                          &max_bytes))
-        return NULL;
-    /* bytes, for the NUL after the data (see ws()) */
-    const unsigned char *base = (const unsigned char *)PyBytes_AS_STRING(chunk);
-    Py_ssize_t total = PyBytes_GET_SIZE(chunk);
-    Py_ssize_t skipped = 0;
-    long long tick = 0; /* the event time of the line that passes `due`, if that stopped us */
-    int ticked = 0;
-    PyObject *wanted_gates = NULL; /* the line at pos is in order and these gates want it */
-    long long wanted_ts = 0;
+ * Passes over the lines from `*pos` that certainly change nothing (see skip()), counting
+ * them in `*skipped` and raising `*last`.  Without `batch` it stops at the first other
+ * line.  With `batch` (a list), an in-order line some gates want is appended to it as
+ * (skipped_before, start, end, time, gates) and the scan goes on: its keys join the
+ * program's `touched` sets, so a later line with one of them is wanted by every gate that
+ * looks that key up (its state may change when the caller handles the batch); `*skipped`
+ * then counts the lines since the last entry.  The batch ends at a line whose time passes
+ * `due` or exceeds the first entry's time by more than `horizon` (both reported as a tick:
+ * the caller handles the batch, fires timers up to that time and calls again from that
+ * line), at a wanted line when the batch holds `cap` entries or the line's key cannot be
+ * tracked (reported as a wanted line), and wherever skip() stops.
+ *
+ * Returns 0, or -1 with an exception set; `*stop_time`/`*stop_gates` describe the line at
+ * `*pos` as skip() does (new references, or NULL for None). */
+static int scan_lines(Program *pg, const unsigned char *base, Py_ssize_t total, Py_ssize_t *pos,
+                      long long *last, long long due, Py_ssize_t max_bytes, long long horizon,
+                      Py_ssize_t cap, PyObject *batch, Py_ssize_t *skipped,
+                      PyObject **stop_time, PyObject **stop_gates) {
     PyObject **keys = pg->keys;
-    if (pos < 0) pos = 0;
+    long long first = 0;
+    *stop_time = NULL;
+    *stop_gates = NULL;
     Scan sc;
     sc.pg = pg;
-    while (pos <= total) {
-        const unsigned char *line = base + pos;
-        const unsigned char *nl = pos < total ? memchr(line, '\n', (size_t)(total - pos)) : NULL;
+    while (*pos <= total) {
+        const unsigned char *line = base + *pos;
+        const unsigned char *nl = *pos < total ? memchr(line, '\n', (size_t)(total - *pos))
+                                               : NULL;
         const unsigned char *end = nl != NULL ? nl : base + total;
         if (end - line > max_bytes) break;
         pg->stamp++;
@@ -1073,37 +1086,140 @@ static PyObject *skip(PyObject *self, PyObject *args) {
         if (p == NULL) break;
         if (ws(p, end) != end) break;
         Val *tv = &pg->vals[pg->time_slot];
-        if (tv->kind != V_INT || tv->i < last) break;
-        if (tv->i > due) {
-            tick = tv->i;
-            ticked = 1;
-            break;
+        if (tv->kind != V_INT || tv->i < *last) break;
+        long long ts = tv->i;
+        Py_ssize_t n_batch = batch != NULL ? PyList_GET_SIZE(batch) : 0;
+        if (ts > due || (n_batch > 0 && ts - first > horizon)) {
+            *stop_time = PyLong_FromLongLong(ts);
+            return *stop_time == NULL ? -1 : 0;
         }
         int wanted = 0;
         int entry = index_entry(pg);
         wanting(pg, keys, entry, 0, &wanted);
-        if (wanted) {
-            /* every gate that is not certainly false, in rule order */
-            wanted_gates = wanting(pg, keys, entry, 1, &wanted);
-            if (wanted_gates == NULL) {
-                for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
-                return NULL;
-            }
-            wanted_ts = tv->i;
+        if (!wanted) {
+            for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
+            *last = ts;
+            (*skipped)++;
+            *pos = (end - base) + 1;
+            continue;
         }
+        /* every gate that is not certainly false, in rule order */
+        PyObject *gates = wanting(pg, keys, entry, 1, &wanted);
+        if (gates == NULL) goto fail;
+        int keep = batch != NULL && n_batch < cap;
+        for (int k = 0; keep && k < pg->nslots; k++) {
+            if (!pg->held_slot[k]) continue;
+            if (pg->keyobj[k] == NULL) pg->keyobj[k] = key_object(&pg->vals[k]);
+            if (pg->keyobj[k] == NULL) { /* not a plain value: leave the line to the caller */
+                PyErr_Clear();
+                keep = 0;
+            }
+        }
+        if (!keep) {
+            for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
+            *stop_time = PyLong_FromLongLong(ts);
+            if (*stop_time == NULL) {
+                Py_DECREF(gates);
+                return -1;
+            }
+            *stop_gates = gates;
+            return 0;
+        }
+        for (int k = 0; k < pg->nslots; k++) {
+            if (!pg->held_slot[k]) continue;
+            if (pg->touched[k] == NULL && (pg->touched[k] = PySet_New(NULL)) == NULL) {
+                Py_DECREF(gates);
+                goto fail;
+            }
+            if (PySet_Add(pg->touched[k], pg->keyobj[k]) < 0) {
+                Py_DECREF(gates);
+                goto fail;
+            }
+        }
+        PyObject *item = Py_BuildValue("nnnLN", *skipped, *pos, (Py_ssize_t)(end - base), ts,
+                                       gates);
+        if (item == NULL || PyList_Append(batch, item) < 0) {
+            Py_XDECREF(item);
+            goto fail;
+        }
+        Py_DECREF(item);
+        if (n_batch == 0) first = ts;
         for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
-        if (wanted) break;
-        last = tv->i;
-        skipped++;
-        pos = (end - base) + 1;
+        *last = ts;
+        *skipped = 0;
+        *pos = (end - base) + 1;
     }
-    if (ticked) return Py_BuildValue("nnLLO", pos, skipped, last, tick, Py_None);
-    if (wanted_gates != NULL) {
-        PyObject *r = Py_BuildValue("nnLLO", pos, skipped, last, wanted_ts, wanted_gates);
-        Py_DECREF(wanted_gates);
-        return r;
+    return 0;
+fail:
+    for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
+    return -1;
+}
+
+static PyObject *none_if_null(PyObject *x) {
+    if (x == NULL) Py_RETURN_NONE;
+    return x;
+}
+
+/* skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last, time, gates)
+ *
+ * chunk: lines separated by b"\n" (the last one has no newline), a bytes object; pos: start
+ * of a line (0 <= pos <= len(chunk)); last: largest event time seen so far (ms); due: no
+ * event with a larger time may be skipped (the earliest timer deadline, rounded down);
+ * max_bytes: longer lines are left to Python.  Returns the start of the first line not
+ * skipped (len(chunk)+1 when every line was), how many lines were skipped, the new largest
+ * event time, and why it stopped: `time` is the event time of the line at pos when that line
+ * is a valid event in order, else None; `gates` is then the tuple of the gates that want it
+ * (not certainly false, in rule order), or None when it was not skipped only because its
+ * time passes `due` (the caller fires the timers up to it and calls again from the same
+ * line). */
+static PyObject *skip(PyObject *self, PyObject *args) {
+    Program *pg;
+    PyObject *chunk;
+    Py_ssize_t pos, max_bytes, skipped = 0;
+    long long last, due;
+    if (!PyArg_ParseTuple(args, "O!SnLLn:skip", &ProgramType, &pg, &chunk, &pos, &last, &due,
+                          &max_bytes))
+        return NULL;
+    if (pos < 0) pos = 0;
+    PyObject *time, *gates;
+    /* bytes, for the NUL after the data (see ws()) */
+    if (scan_lines(pg, (const unsigned char *)PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk),
+                   &pos, &last, due, max_bytes, 0, 0, NULL, &skipped, &time, &gates) < 0)
+        return NULL;
+    return Py_BuildValue("nnLNN", pos, skipped, last, none_if_null(time), none_if_null(gates));
+}
+
+/* batch(program, chunk, pos, last, due, max_bytes, horizon, cap)
+ *     -> (pos, batch, skipped, last, time, gates)
+ *
+ * skip() that goes on past wanted lines: `batch` lists them in order as (skipped_before,
+ * start, end, time, gates) — `skipped_before` lines passed over just before the one at
+ * chunk[start:end] — and `skipped` counts the lines passed over after the last of them.
+ * `horizon` (ms): no timer created while the batch is handled can be due before the first
+ * entry's time + horizon.  See scan_lines() for where a batch ends. */
+static PyObject *batch(PyObject *self, PyObject *args) {
+    Program *pg;
+    PyObject *chunk;
+    Py_ssize_t pos, max_bytes, cap, skipped = 0;
+    long long last, due, horizon;
+    if (!PyArg_ParseTuple(args, "O!SnLLnLn:batch", &ProgramType, &pg, &chunk, &pos, &last,
+                          &due, &max_bytes, &horizon, &cap))
+        return NULL;
+    if (pos < 0) pos = 0;
+    if (horizon < 0) horizon = 0;
+    PyObject *list = PyList_New(0);
+    if (list == NULL) return NULL;
+    PyObject *time, *gates;
+    int rc = scan_lines(pg, (const unsigned char *)PyBytes_AS_STRING(chunk),
+                        PyBytes_GET_SIZE(chunk), &pos, &last, due, max_bytes, horizon, cap,
+                        list, &skipped, &time, &gates);
+    for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->touched[k]);
+    if (rc < 0) {
+        Py_DECREF(list);
+        return NULL;
     }
-    return Py_BuildValue("nnLOO", pos, skipped, last, Py_None, Py_None);
+    return Py_BuildValue("nNnLNN", pos, list, skipped, last, none_if_null(time),
+                         none_if_null(gates));
 }
 
 static PyTypeObject ProgramType = {
@@ -1124,6 +1240,15 @@ static PyTypeObject ProgramType = {
 };
 
 static PyMethodDef methods[] = {
+    {"batch", batch, METH_VARARGS,
+     "batch(program, chunk, pos, last, due, max_bytes, horizon, cap)\n"
+     "    -> (pos, batch, skipped, last, time, gates)\n\n"
+     "skip() that goes on past in-order lines some gates want, listing them (at most `cap`) "
+     "as (skipped_before, start, end, time, gates); a later line with the key of one of "
+     "them is wanted by every gate that looks that key up.  The batch ends at a line whose "
+     "time passes `due` or the first entry's time + `horizon` (ms), reported as skip() "
+     "reports a line past `due`; a wanted line that cannot join it is reported as skip() "
+     "reports a wanted line."},
     {"skip", skip, METH_VARARGS,
      "skip(program, chunk, pos, last, due, max_bytes) -> (pos, skipped, last, time, gates)\n\n"
      "Pass over the lines of `chunk` from `pos` on that certainly change nothing: valid "

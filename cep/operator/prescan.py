@@ -13,11 +13,15 @@ A rule's gate is the test of the generated loop of :mod:`cep.operator.fastpath`,
 :mod:`cep.compiler.predicate`: "the rule's header ``where`` holds, and either the event's key
 holds state (and, for a ``followed by``-only automaton whose expiry is silent, some TAKE
 guard accepts it) or the first stage's condition holds".  Such an event would only count and
-advance the largest event time seen — exactly what is done for it.  The scan stops at any
-other line and goes on after it, seeing the state that line left: an in-order line some rules
-want is decoded and dispatched to just those rules; one past the earliest timer first has the
-timers fired, as the generated loop does, and is looked at again; a late, malformed, unusual
-or undecidable one is handled in Python exactly as without the scanner.
+advance the largest event time seen — exactly what is done for it.  An in-order line some
+rules want is listed, with those rules, and the scan goes on: the lines listed are then
+decoded and dispatched to just those rules, in order.  Until then the scanner treats the keys
+of listed lines as holding state (matching them may create it) and stops before any line a
+timer could concern — one past the earliest timer, or past the first listed line's time plus
+the smallest window (the earliest a timer created by matching the list could be due) — so
+what it passes over is what the generated loop would.  Such a line first has the timers up to
+its time fired, as the generated loop does, and is looked at again; a late, malformed,
+unusual or undecidable line is handled in Python exactly as without the scanner.
 
 Used only where :meth:`CepOperator.on_batch` would take its in-order fast path (one input,
 ``max_out_of_orderness`` 0, nothing buffered) and the time unit is ms.
@@ -229,12 +233,32 @@ def build_program(rules: Sequence[RuleState], source: str, time_field: str
     return native.Program(paths, 0, tuple(owners), tuple(gates), index_of(gates)), owners
 
 
+def horizon_of(owners: Sequence[RuleState]) -> int:
+    """A lower bound (ms) on how far past an event's time a timer created while that event is
+    matched can be due: the smallest pattern window of ``owners`` (a deadline is a partial
+    match's start + window, see :func:`~cep.nfa.matcher.next_deadline`); 0 when a stage has a
+    window of its own (measured from a partial match's last event, which may be older);
+    ``_INT64_MAX`` when no rule has a window."""
+    h = _INT64_MAX
+    for rs in owners:
+        nfa = rs.rule.nfa
+        if any(st.window_ms for st in nfa.states):
+            return 0
+        if nfa.window_ms > 0:
+            h = min(h, nfa.window_ms)
+    return h
+
+
 def _no_odd_time(data: dict[str, Any], line: int) -> int | None:
     raise AssertionError("only objects with an int event time are handed to the loop")
 
 
+BATCH_CAP = 512
+"""Most wanted lines one call of :func:`cep._prescan.batch` lists."""
+
+
 class Prescan:
-    """Runs :func:`cep._prescan.skip` over chunks for one operator and input.
+    """Runs :func:`cep._prescan.batch` over chunks for one operator and input.
 
     ``handle(raw, line, seq)`` decodes and handles one line in Python (a dead letter, a blank
     line or an event) and returns the last arrival number used; the operator's state is what
@@ -246,7 +270,8 @@ class Prescan:
         self.source = source
         self.time_field = time_field
         self.max_bytes = max_bytes
-        self._cached: tuple[list[RuleState], tuple[bool, ...], Any, list[RuleState]] | None = None
+        self._cached: tuple[list[RuleState], tuple[bool, ...], Any, list[RuleState], int
+                            ] | None = None
 
     def program(self) -> Any | None:
         """The program for the operator's current rules, or ``None`` when the scanner cannot
@@ -258,8 +283,8 @@ class Prescan:
         flags = tuple(rs.draining for rs in rules)
         cached = self._cached
         if cached is None or cached[0] is not rules or cached[1] != flags:
-            built = build_program(rules, self.source, self.time_field)
-            cached = (rules, flags, *(built or (None, [])))
+            program, owners = build_program(rules, self.source, self.time_field) or (None, [])
+            cached = (rules, flags, program, owners, horizon_of(owners))
             self._cached = cached
         return cached[2]
 
@@ -269,17 +294,19 @@ class Prescan:
         ``line + 1``; ``seq`` the last arrival number used).  Returns the last ``(seq,
         line)``.
 
-        Lines the scanner passes over are counted as events.  A line it stops at because it
-        passes the earliest timer fires the timers up to its time first (as the generated
-        loop does) and is looked at again.  An in-order line some rules want becomes an
-        event dispatched to exactly those rules (:meth:`CepOperator._dispatch_one`, which
+        Lines the scanner passes over are counted as events.  The in-order lines some rules
+        want come back in batches, each with the rules that want it, and each becomes an
+        event dispatched to exactly those rules, in order (:meth:`CepOperator._dispatch_one`
         decides for each as the generated loop would; a rule whose gate is false would do
-        nothing).  Any other line that decodes to an object with an int event time goes
-        through the generated loop as one object (late events, rule sets the scanner
-        could not decide for), and the rest to ``handle``.
+        nothing).  A batch ends before any line the timers could concern: one past the
+        earliest timer, or past the earliest a timer the batch creates could be due
+        (:func:`horizon_of`); the timers up to that line's time are fired (as the generated
+        loop does) and it is looked at again.  Any other line that decodes to an object with
+        an int event time goes through the generated loop as one object (late events, rule
+        sets the scanner could not decide for), and the rest to ``handle``.
         """
         op = self.op
-        skip = native.skip  # type: ignore[union-attr]
+        scan = native.batch  # type: ignore[union-attr]
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
         source = self.source
@@ -287,7 +314,7 @@ class Prescan:
         max_bytes = self.max_bytes
         rules = op.rules
         assert self._cached is not None and self._cached[2] is program
-        owners = self._cached[3]
+        owners, horizon = self._cached[3], self._cached[4]
         dispatch_one = op._dispatch_one
         observe = op.watermarks.observe
         n = len(chunk)
@@ -298,12 +325,33 @@ class Prescan:
             due = op._due
             if due <= last:  # timers fired under the last line: the next deadline
                 due = op._refresh_due()
-            pos, skipped, new_last, ts, gates = skip(
+            pos, batch, skipped, new_last, ts, gates = scan(
                 program, chunk, pos,
                 _INT64_MIN if last == -math.inf else int(last),
                 _INT64_MAX if due >= _INT64_MAX else math.floor(due),
-                max_bytes,
+                max_bytes, horizon, BATCH_CAP,
             )
+            for before, start, end, bts, bgates in batch:
+                seq += before
+                line += before
+                op.events_in += before
+                raw = chunk[start:end]
+                try:
+                    d = loads(raw)  # the scanner checked: an object with this int time
+                except decode_error:
+                    d = None
+                if type(d) is dict and d.get(tf) == bts:
+                    seq += 1
+                    line += 1
+                    op.events_in += 1
+                    op._last_ts = bts
+                    ev = Event(bts, seq, d, source, line)
+                    for g in bgates:
+                        dispatch_one(owners[g], ev)
+                else:
+                    seq, line = self._usual(raw, seq, line, handle)
+                if op.rules is not rules:
+                    return self._rest(chunk, end + 1, seq, line, handle)
             if skipped:
                 seq += skipped
                 line += skipped
@@ -316,8 +364,9 @@ class Prescan:
                     observe(source, op._last_ts)  # type: ignore[arg-type]
                 return seq, line
             if ts is not None and gates is None:
-                # an in-order event past the earliest timer: fire the timers up to it, as
-                # the generated loop does before testing it, then look at it again
+                # an in-order event past the earliest timer, or past where a timer the batch
+                # created could be due: fire the timers up to it, as the generated loop does
+                # before testing it, then look at it again
                 op._last_ts = ts
                 wm = op.watermarks.current
                 new_wm = observe(source, ts)
@@ -344,24 +393,37 @@ class Prescan:
                 ev = Event(ts, seq, d, source, line)
                 for g in gates:
                     dispatch_one(owners[g], ev)
-                if op.rules is not rules:
-                    return self._rest(chunk, pos, seq, line, handle)
-                continue
-            if op._last_ts != -math.inf:
-                observe(source, op._last_ts)  # type: ignore[arg-type]
-            if type(d) is not dict or type(d.get(tf)) is not int:
-                line += 1
-                seq = handle(raw.rstrip(b"\r"), line, seq)
             else:
-                seq0 = seq
-                scan = op._scanner(source)  # built once per rule set, on first use
-                seq, line, last, _ = scan((d,), op, rules, source, tf, seq, line,
-                                          op._last_ts, _no_odd_time, op._due)
-                op.events_in += seq - seq0
-                op._last_ts = last
-                observe(source, last)  # type: ignore[arg-type]
+                seq, line = self._usual(raw, seq, line, handle, d)
             if op.rules is not rules:
                 return self._rest(chunk, pos, seq, line, handle)
+
+    def _usual(self, raw: bytes, seq: int, line: int, handle: Callable[[bytes, int, int], int],
+               d: Any = None) -> tuple[int, int]:
+        """One line the usual way (``d``: its decoded value when already decoded): an object
+        with an int event time through the generated loop (late events, rule sets the
+        scanner could not decide for), anything else to ``handle``.  Returns the last
+        ``(seq, line)``."""
+        op = self.op
+        tf = self.time_field
+        if d is None and len(raw) <= self.max_bytes:
+            try:
+                d = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                pass
+        if op._last_ts != -math.inf:
+            op.watermarks.observe(self.source, op._last_ts)  # type: ignore[arg-type]
+        if type(d) is not dict or type(d.get(tf)) is not int:
+            line += 1
+            return handle(raw.rstrip(b"\r"), line, seq), line
+        seq0 = seq
+        scan = op._scanner(self.source)  # built once per rule set, on first use
+        seq, line, last, _ = scan((d,), op, op.rules, self.source, tf, seq, line,
+                                  op._last_ts, _no_odd_time, op._due)
+        op.events_in += seq - seq0
+        op._last_ts = last
+        op.watermarks.observe(self.source, last)  # type: ignore[arg-type]
+        return seq, line
 
     def _rest(self, chunk: bytes, pos: int, seq: int, line: int,
               handle: Callable[[bytes, int, int], int]) -> tuple[int, int]:

@@ -255,6 +255,61 @@ def test_held_keys_are_looked_up_in_the_rule_state() -> None:
     assert _skips(pg, b'{"ts": 1, "user": false}')
 
 
+def test_a_batch_lists_wanted_lines_and_counts_the_keys_it_met_as_held() -> None:
+    class Owner:
+        keys: dict[Any, Any] = {}
+
+    # gate: type == "go" or the user holds state
+    gate = ("or", (("cmp", "==", 2, b"go"), ("held", 1, 0)))
+    assert prescan.native is not None
+    pg = prescan.native.Program((("ts",), ("user",), ("type",)), 0, (Owner,), (gate,))
+    chunk = b"\n".join([
+        b'{"ts": 1, "user": "a", "type": "x"}',   # passed over
+        b'{"ts": 2, "user": "a", "type": "go"}',  # wanted: starts a match for a
+        b'{"ts": 3, "user": "b", "type": "x"}',   # passed over
+        b'{"ts": 4, "user": "a", "type": "x"}',   # wanted: a may hold state by now
+        b'{"ts": 50, "user": "b", "type": "x"}',  # past the first entry + horizon
+    ])
+    pos, batch, skipped, last, ts, gates = prescan.native.batch(
+        pg, chunk, 0, INT64_MIN, INT64_MAX, 999, 40, 8)
+    assert [(b, ts_, g) for b, _, _, ts_, g in batch] == [(1, 2, (0,)), (1, 4, (0,))]
+    assert [chunk[s:e] for _, s, e, _, _ in batch] == chunk.split(b"\n")[1:4:2]
+    assert (skipped, last, ts, gates) == (0, 4, 50, None)  # a tick at the last line
+    assert chunk[pos:] == chunk.split(b"\n")[4]
+    # the keys met are forgotten after each call: alone, a's line is passed over again
+    pos, batch, skipped, *_ = prescan.native.batch(pg, chunk.split(b"\n")[3], 0, INT64_MIN,
+                                                    INT64_MAX, 999, 40, 8)
+    assert (batch, skipped) == ([], 1)
+
+
+def test_a_batch_ends_at_its_cap_and_at_keys_it_cannot_track() -> None:
+    class Owner:
+        keys: dict[Any, Any] = {}
+
+    gate = ("or", (("cmp", "==", 2, b"go"), ("held", 1, 0)))
+    assert prescan.native is not None
+    pg = prescan.native.Program((("ts",), ("user",), ("type",)), 0, (Owner,), (gate,))
+    lines = [b'{"ts": 1, "user": "a", "type": "go"}', b'{"ts": 2, "user": "b", "type": "go"}']
+    chunk = b"\n".join(lines)
+    pos, batch, skipped, last, ts, gates = prescan.native.batch(
+        pg, chunk, 0, INT64_MIN, INT64_MAX, 999, INT64_MAX, 1)
+    assert len(batch) == 1 and (ts, gates) == (2, (0,)) and chunk[pos:] == lines[1]
+    obj = b'{"ts": 3, "user": {"n": 1}, "type": "go"}'  # an object as key: Python decides
+    pos, batch, skipped, last, ts, gates = prescan.native.batch(
+        pg, obj, 0, INT64_MIN, INT64_MAX, 999, INT64_MAX, 8)
+    assert (pos, batch, ts, gates) == (0, [], 3, (0,))
+
+
+def test_the_horizon_is_the_smallest_window(tmp_path: Path) -> None:
+    path = tmp_path / "r.cep"
+    path.write_text(FASTPATH_RULES + MORE_RULES)
+    op = CepOperator(load_rule_set([str(path)]).rules, lambda sink, rec: None)
+    by_name = {rs.rule.name: rs for rs in op.rules}
+    assert prescan.horizon_of([by_name["bare_truth"], by_name["login_then_pay"]]) == 20
+    assert prescan.horizon_of([by_name["any_view"]]) == INT64_MAX  # no window
+    assert prescan.horizon_of([by_name["unconfirmed"]]) == 0  # windows of its own stages
+
+
 # --------------------------------------------------------------------------- whole runs
 
 MORE_RULES = """
