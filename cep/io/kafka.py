@@ -209,22 +209,27 @@ class Changelog:
         must use ``isolation_level="read_committed"`` and no group), or ``None``.
 
         Reads backwards from the end of the partition in growing windows, so a restore
-        reads about one checkpoint, not the topic's history."""
+        reads about one checkpoint, not the topic's history.  The partition is unassigned
+        afterwards: an assigned partition is fetched in the background for as long as it
+        stays assigned (here: every snapshot written to it, at least every 20 ms)."""
         tp = TopicPartition(self.topic, self.partition_of(pid))
         consumer.assign([tp])
-        start = await consumer.beginning_offsets([tp])
-        end = await consumer.end_offsets([tp])
-        lo, hi = start[tp], end[tp]
-        window = 64
-        while hi > lo:
-            first = max(lo, hi - window)
-            found = await self._scan(consumer, tp, first, hi, task_key)
-            if found is not None:
-                return found
-            if first == lo:
-                break
-            window *= 8
-        return None
+        try:
+            start = await consumer.beginning_offsets([tp])
+            end = await consumer.end_offsets([tp])
+            lo, hi = start[tp], end[tp]
+            window = 64
+            while hi > lo:
+                first = max(lo, hi - window)
+                found = await self._scan(consumer, tp, first, hi, task_key)
+                if found is not None:
+                    return found
+                if first == lo:
+                    break
+                window *= 8
+            return None
+        finally:
+            consumer.unsubscribe()
 
     async def _scan(self, consumer: AIOKafkaConsumer, tp: TopicPartition, first: int,
                     end: int, task_key: str) -> bytes | None:
