@@ -8,7 +8,7 @@ from pathlib import Path
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import NOWHERE, RuleFile
 from cep.lang.check import check_rule_file, check_rule_set
-from cep.lang.parse import parse_file
+from cep.lang.parse_cache import parse_file
 
 __all__ = ["expand_paths", "load_rules"]
 
