@@ -189,6 +189,13 @@ def _produce_in_background(topic: str, events: list[tuple[bytes, bytes]],
     return t
 
 
+def _restoring_all(log: str) -> bool:
+    """The process took every partition and has begun restoring them: the producers of all
+    of them have started (they start before any restore), fencing any earlier ones."""
+    at = log.find("partitions [0, 1, 2, 3] assigned")
+    return at >= 0 and re.search(r"partition \d: (restored|no checkpoint)", log[at:]) is not None
+
+
 def test_a_paused_member_is_fenced_and_its_work_is_not_duplicated(
     tmp_path: Path, events: list[tuple[bytes, bytes]]
 ) -> None:
@@ -207,8 +214,8 @@ def test_a_paused_member_is_fenced_and_its_work_is_not_duplicated(
         wait_until(lambda: _committed(group, topic) > 5_000, 60, "a to make progress")
         a.proc.send_signal(signal.SIGSTOP)
         b = CepProcess(config, tmp_path / "b.log")
-        wait_until(lambda: "partitions [0, 1, 2, 3] assigned" in b.log(), 60,
-                   "b to take every partition")  # type: ignore[union-attr]
+        wait_until(lambda: _restoring_all(b.log()), 60,  # type: ignore[union-attr]
+                   "b to take every partition and fence a's producers")
         a.proc.send_signal(signal.SIGCONT)
         producing.join(120)
         wait_consumed(group, topic, [a, b], timeout_s=180)
