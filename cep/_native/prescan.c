@@ -99,6 +99,9 @@ typedef struct {
     PyObject **keys;   /* during skip(): each owner's `keys` dict */
     PyObject **keyobj; /* during a line: the key object made from each slot, or NULL */
     char *held_slot;   /* per slot: some `held` test looks its value up as a key */
+    int *found;        /* during a line: the gates that want it */
+    signed char *touched_hit; /* during a line: per key slot, whether its key is in `touched`
+                               * (-1: not looked up yet) */
     PyObject **touched; /* during batch(): per key slot, a set of the keys of the lines put in
                          * the batch (their state may change before the caller's next call),
                          * or NULL */
@@ -495,11 +498,16 @@ static int eval(Program *pg, PyObject **keys, int i) {
             pg->keyobj[n->slot] = k;
         }
         if (touched != NULL) { /* a key of the batch: its state may have changed */
-            int t = PySet_Contains(touched, k);
-            if (t != 0) {
-                if (t < 0) PyErr_Clear();
-                return R_UNKNOWN;
+            int t = pg->touched_hit[n->slot];
+            if (t < 0) { /* looked up once per line and slot, shared by every rule */
+                t = PySet_Contains(touched, k);
+                if (t < 0) {
+                    PyErr_Clear();
+                    t = 1;
+                }
+                pg->touched_hit[n->slot] = (signed char)t;
             }
+            if (t) return R_UNKNOWN;
         }
         int r = PyDict_Contains(d, k);
         if (r < 0) {
@@ -745,6 +753,8 @@ static void Program_dealloc(Program *pg) {
     PyMem_Free(pg->keyobj);
     PyMem_Free(pg->held_slot);
     PyMem_Free(pg->touched);
+    PyMem_Free(pg->touched_hit);
+    PyMem_Free(pg->found);
     Py_XDECREF(pg->ix_values);
     PyMem_Free(pg->ix_start);
     PyMem_Free(pg->ix_gate);
@@ -887,7 +897,9 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     pg->keyobj = PyMem_Calloc((size_t)pg->nslots, sizeof(PyObject *));
     pg->held_slot = PyMem_Calloc((size_t)pg->nslots, 1);
     pg->touched = PyMem_Calloc((size_t)pg->nslots, sizeof(PyObject *));
-    if (pg->vals == NULL || pg->keyobj == NULL || pg->held_slot == NULL || pg->touched == NULL) {
+    pg->touched_hit = PyMem_Calloc((size_t)pg->nslots, 1);
+    if (pg->vals == NULL || pg->keyobj == NULL || pg->held_slot == NULL || pg->touched == NULL ||
+        pg->touched_hit == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -965,7 +977,8 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     int pcap = 0, kcap = 0;
     pg->ngates = (int)PyTuple_GET_SIZE(gates);
     pg->gates = PyMem_Calloc((size_t)(pg->ngates ? pg->ngates : 1), sizeof(int));
-    if (pg->gates == NULL) {
+    pg->found = PyMem_Calloc((size_t)(pg->ngates ? pg->ngates : 1), sizeof(int));
+    if (pg->gates == NULL || pg->found == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -996,12 +1009,11 @@ static int index_entry(Program *pg) {
     return -1;
 }
 
-/* Is the current line wanted by some gate (`all` 0), or which gates want it, ascending
- * (rule order), as a new tuple (`all` 1; NULL on error)?  `entry` from index_entry. */
-static PyObject *wanting(Program *pg, PyObject **keys, int entry, int all, int *wanted) {
-    PyObject *out = NULL;
-    *wanted = 0;
-    if (all && (out = PyList_New(0)) == NULL) return NULL;
+/* Which gates want the current line (are not certainly false), in one pass in rule order:
+ * 0 when none does, 1 with a new tuple of their numbers in *gates, -1 on error.  `entry`
+ * from index_entry. */
+static int wanting(Program *pg, PyObject **keys, int entry, PyObject **gates) {
+    *gates = NULL;
     int n, *gate, *node;
     int *any = pg->ix_any;
     if (entry >= 0) {
@@ -1013,6 +1025,7 @@ static PyObject *wanting(Program *pg, PyObject **keys, int entry, int all, int *
         gate = NULL;
         node = NULL;
     }
+    int found = 0;
     for (int k = 0; k < n; k++) {
         int g, root;
         if (node != NULL) {
@@ -1022,21 +1035,21 @@ static PyObject *wanting(Program *pg, PyObject **keys, int entry, int all, int *
             g = entry == -1 ? any[k] : k;
             root = pg->gates[g];
         }
-        if (eval(pg, keys, root) == R_FALSE) continue;
-        *wanted = 1;
-        if (!all) return NULL;
-        PyObject *x = PyLong_FromLong(g);
-        if (x == NULL || PyList_Append(out, x) < 0) {
-            Py_XDECREF(x);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(x);
+        if (eval(pg, keys, root) != R_FALSE) pg->found[found++] = g;
     }
-    if (!all) return NULL;
-    PyObject *t = PyList_AsTuple(out);
-    Py_DECREF(out);
-    return t;
+    if (found == 0) return 0;
+    PyObject *t = PyTuple_New(found);
+    if (t == NULL) return -1;
+    for (int k = 0; k < found; k++) {
+        PyObject *x = PyLong_FromLong(pg->found[k]);
+        if (x == NULL) {
+            Py_DECREF(t);
+            return -1;
+        }
+        PyTuple_SET_ITEM(t, k, x);
+    }
+    *gates = t;
+    return 1;
 }
 
 /* ---------------------------------------------------------------- skip() */
@@ -1079,6 +1092,7 @@ static int scan_lines(Program *pg, const unsigned char *base, Py_ssize_t total, 
             pg->stamp = 1;
         }
         memset(pg->vals, 0, sizeof(Val) * (size_t)pg->nslots);
+        memset(pg->touched_hit, -1, (size_t)pg->nslots);
         sc.end = end;
         const unsigned char *p = ws(line, end);
         if (p >= end || *p != '{') break;
@@ -1093,9 +1107,9 @@ static int scan_lines(Program *pg, const unsigned char *base, Py_ssize_t total, 
             *stop_time = PyLong_FromLongLong(ts);
             return *stop_time == NULL ? -1 : 0;
         }
-        int wanted = 0;
-        int entry = index_entry(pg);
-        wanting(pg, keys, entry, 0, &wanted);
+        PyObject *gates;
+        int wanted = wanting(pg, keys, index_entry(pg), &gates);
+        if (wanted < 0) goto fail;
         if (!wanted) {
             for (int k = 0; k < pg->nslots; k++) Py_CLEAR(pg->keyobj[k]);
             *last = ts;
@@ -1103,9 +1117,6 @@ static int scan_lines(Program *pg, const unsigned char *base, Py_ssize_t total, 
             *pos = (end - base) + 1;
             continue;
         }
-        /* every gate that is not certainly false, in rule order */
-        PyObject *gates = wanting(pg, keys, entry, 1, &wanted);
-        if (gates == NULL) goto fail;
         int keep = batch != NULL && n_batch < cap;
         for (int k = 0; keep && k < pg->nslots; k++) {
             if (!pg->held_slot[k]) continue;
