@@ -13,5 +13,5 @@ def skip(program: Program, chunk: bytes, pos: int, last: int, due: int,
 
 def batch(program: Program, chunk: bytes, pos: int, last: int, due: int, max_bytes: int,
           horizon: int, cap: int
-          ) -> tuple[int, list[tuple[int, int, int, int, tuple[int, ...]]], int, int,
+          ) -> tuple[int, list[tuple[int, int, int, int, tuple[int, ...], int]], int, int,
                      int | None, tuple[int, ...] | None]: ...

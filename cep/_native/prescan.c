@@ -1059,9 +1059,9 @@ static int wanting(Program *pg, PyObject **keys, int entry, PyObject **gates) {
  * Passes over the lines from `*pos` that certainly change nothing (see skip()), counting
  * them in `*skipped` and raising `*last`.  Without `batch` it stops at the first other
  * line.  With `batch` (a list), an in-order line some gates want is appended to it as
- * (skipped_before, start, end, time, gates) and the scan goes on: its keys join the
- * program's `touched` sets, so a later line with one of them is wanted by every gate that
- * looks that key up (its state may change when the caller handles the batch); `*skipped`
+ * (skipped_before, start, end, time, gates, last_before) and the scan goes on: its keys
+ * join the program's `touched` sets, so a later line with one of them is wanted by every
+ * gate that looks that key up (its state may change when the caller handles the batch); `*skipped`
  * then counts the lines since the last entry.  The batch ends at a line whose time passes
  * `due` or exceeds the first entry's time by more than `horizon` (both reported as a tick:
  * the caller handles the batch, fires timers up to that time and calls again from that
@@ -1147,8 +1147,8 @@ static int scan_lines(Program *pg, const unsigned char *base, Py_ssize_t total, 
                 goto fail;
             }
         }
-        PyObject *item = Py_BuildValue("nnnLN", *skipped, *pos, (Py_ssize_t)(end - base), ts,
-                                       gates);
+        PyObject *item = Py_BuildValue("nnnLNL", *skipped, *pos, (Py_ssize_t)(end - base), ts,
+                                       gates, *last);
         if (item == NULL || PyList_Append(batch, item) < 0) {
             Py_XDECREF(item);
             goto fail;
@@ -1204,8 +1204,9 @@ static PyObject *skip(PyObject *self, PyObject *args) {
  *     -> (pos, batch, skipped, last, time, gates)
  *
  * skip() that goes on past wanted lines: `batch` lists them in order as (skipped_before,
- * start, end, time, gates) — `skipped_before` lines passed over just before the one at
- * chunk[start:end] — and `skipped` counts the lines passed over after the last of them.
+ * start, end, time, gates, last_before) — `skipped_before` lines passed over just before the
+ * one at chunk[start:end], `last_before` the largest event time before it — and `skipped`
+ * counts the lines passed over after the last of them.
  * `horizon` (ms): no timer created while the batch is handled can be due before the first
  * entry's time + horizon.  See scan_lines() for where a batch ends. */
 static PyObject *batch(PyObject *self, PyObject *args) {
@@ -1255,8 +1256,8 @@ static PyMethodDef methods[] = {
      "batch(program, chunk, pos, last, due, max_bytes, horizon, cap)\n"
      "    -> (pos, batch, skipped, last, time, gates)\n\n"
      "skip() that goes on past in-order lines some gates want, listing them (at most `cap`) "
-     "as (skipped_before, start, end, time, gates); a later line with the key of one of "
-     "them is wanted by every gate that looks that key up.  The batch ends at a line whose "
+     "as (skipped_before, start, end, time, gates, last_before); a later line with the key "
+     "of one of them is wanted by every gate that looks that key up.  The batch ends at a line whose "
      "time passes `due` or the first entry's time + `horizon` (ms), reported as skip() "
      "reports a line past `due`; a wanted line that cannot join it is reported as skip() "
      "reports a wanted line."},

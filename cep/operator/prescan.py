@@ -331,7 +331,12 @@ class Prescan:
                 _INT64_MAX if due >= _INT64_MAX else math.floor(due),
                 max_bytes, horizon, BATCH_CAP,
             )
-            for before, start, end, bts, bgates in batch:
+            if gates is not None:  # a wanted line that could not join: the batch's last
+                nl = chunk.find(b"\n", pos)
+                end = n if nl < 0 else nl
+                batch.append((skipped, pos, end, ts, gates, new_last))
+                pos, skipped = end + 1, 0
+            for before, start, end, bts, bgates, blast in batch:
                 seq += before
                 line += before
                 op.events_in += before
@@ -348,7 +353,8 @@ class Prescan:
                     ev = Event(bts, seq, d, source, line)
                     for g in bgates:
                         dispatch_one(owners[g], ev)
-                else:
+                else:  # (orjson disagreeing with the scanner: the usual way, to be safe)
+                    op._last_ts = -math.inf if blast == _INT64_MIN else blast
                     seq, line = self._usual(raw, seq, line, handle)
                 if op.rules is not rules:
                     return self._rest(chunk, end + 1, seq, line, handle)
@@ -363,7 +369,9 @@ class Prescan:
                 if op._last_ts != -math.inf:
                     observe(source, op._last_ts)  # type: ignore[arg-type]
                 return seq, line
-            if ts is not None and gates is None:
+            if gates is not None:
+                continue
+            if ts is not None:
                 # an in-order event past the earliest timer, or past where a timer the batch
                 # created could be due: fire the timers up to it, as the generated loop does
                 # before testing it, then look at it again
@@ -375,38 +383,24 @@ class Prescan:
                 if op.rules is not rules:
                     return self._rest(chunk, pos, seq, line, handle)
                 continue
+            # a late, malformed, unusual or undecidable line
             nl = chunk.find(b"\n", pos)
             end = n if nl < 0 else nl
             raw = chunk[pos:end]
             pos = end + 1
-            d = None
-            if len(raw) <= max_bytes:
-                try:
-                    d = loads(raw)
-                except decode_error:
-                    pass
-            if gates is not None and type(d) is dict and d.get(tf) == ts:
-                seq += 1
-                line += 1
-                op.events_in += 1
-                op._last_ts = ts
-                ev = Event(ts, seq, d, source, line)
-                for g in gates:
-                    dispatch_one(owners[g], ev)
-            else:
-                seq, line = self._usual(raw, seq, line, handle, d)
+            seq, line = self._usual(raw, seq, line, handle)
             if op.rules is not rules:
                 return self._rest(chunk, pos, seq, line, handle)
 
-    def _usual(self, raw: bytes, seq: int, line: int, handle: Callable[[bytes, int, int], int],
-               d: Any = None) -> tuple[int, int]:
-        """One line the usual way (``d``: its decoded value when already decoded): an object
-        with an int event time through the generated loop (late events, rule sets the
-        scanner could not decide for), anything else to ``handle``.  Returns the last
-        ``(seq, line)``."""
+    def _usual(self, raw: bytes, seq: int, line: int, handle: Callable[[bytes, int, int], int]
+               ) -> tuple[int, int]:
+        """One line the usual way: an object with an int event time through the generated
+        loop (late events, rule sets the scanner could not decide for), anything else to
+        ``handle``.  Returns the last ``(seq, line)``."""
         op = self.op
         tf = self.time_field
-        if d is None and len(raw) <= self.max_bytes:
+        d = None
+        if len(raw) <= self.max_bytes:
             try:
                 d = orjson.loads(raw)
             except orjson.JSONDecodeError:

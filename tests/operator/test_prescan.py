@@ -255,14 +255,20 @@ def test_held_keys_are_looked_up_in_the_rule_state() -> None:
     assert _skips(pg, b'{"ts": 1, "user": false}')
 
 
-def test_a_batch_lists_wanted_lines_and_counts_the_keys_it_met_as_held() -> None:
+def _go_or_held() -> Any:
+    """A program with one rule (no key holds state) whose gate is: type == "go" or the user
+    holds state."""
     class Owner:
         keys: dict[Any, Any] = {}
 
-    # gate: type == "go" or the user holds state
     gate = ("or", (("cmp", "==", 2, b"go"), ("held", 1, 0)))
     assert prescan.native is not None
-    pg = prescan.native.Program((("ts",), ("user",), ("type",)), 0, (Owner,), (gate,))
+    return prescan.native.Program((("ts",), ("user",), ("type",)), 0, (Owner,), (gate,))
+
+
+def test_a_batch_lists_wanted_lines_and_counts_the_keys_it_met_as_held() -> None:
+    pg = _go_or_held()
+    assert prescan.native is not None
     chunk = b"\n".join([
         b'{"ts": 1, "user": "a", "type": "x"}',   # passed over
         b'{"ts": 2, "user": "a", "type": "go"}',  # wanted: starts a match for a
@@ -272,8 +278,9 @@ def test_a_batch_lists_wanted_lines_and_counts_the_keys_it_met_as_held() -> None
     ])
     pos, batch, skipped, last, ts, gates = prescan.native.batch(
         pg, chunk, 0, INT64_MIN, INT64_MAX, 999, 40, 8)
-    assert [(b, ts_, g) for b, _, _, ts_, g in batch] == [(1, 2, (0,)), (1, 4, (0,))]
-    assert [chunk[s:e] for _, s, e, _, _ in batch] == chunk.split(b"\n")[1:4:2]
+    assert [(b, ts_, g, last_) for b, _, _, ts_, g, last_ in batch] == [(1, 2, (0,), 1),
+                                                                       (1, 4, (0,), 3)]
+    assert [chunk[s:e] for _, s, e, *_ in batch] == chunk.split(b"\n")[1:4:2]
     assert (skipped, last, ts, gates) == (0, 4, 50, None)  # a tick at the last line
     assert chunk[pos:] == chunk.split(b"\n")[4]
     # the keys met are forgotten after each call: alone, a's line is passed over again
@@ -283,12 +290,8 @@ def test_a_batch_lists_wanted_lines_and_counts_the_keys_it_met_as_held() -> None
 
 
 def test_a_batch_ends_at_its_cap_and_at_keys_it_cannot_track() -> None:
-    class Owner:
-        keys: dict[Any, Any] = {}
-
-    gate = ("or", (("cmp", "==", 2, b"go"), ("held", 1, 0)))
+    pg = _go_or_held()
     assert prescan.native is not None
-    pg = prescan.native.Program((("ts",), ("user",), ("type",)), 0, (Owner,), (gate,))
     lines = [b'{"ts": 1, "user": "a", "type": "go"}', b'{"ts": 2, "user": "b", "type": "go"}']
     chunk = b"\n".join(lines)
     pos, batch, skipped, last, ts, gates = prescan.native.batch(
