@@ -128,6 +128,19 @@ def run_flink(pattern: str, events: Path, matches: Path) -> dict[str, float]:
     raise RuntimeError("no RESULT line from the Flink peer:\n" + proc.stdout[-2000:])
 
 
+def run_flink_nfa(pattern: str, events: Path, repeat: int) -> dict[str, float]:
+    """Flink's NFA alone (events parsed beforehand, no job), ``repeat`` runs in one JVM:
+    events/s of each run and of the best, i.e. warmed-up, one."""
+    cmd = ["bash", str(PEERS / "flinkcep" / "run.sh"), "--", "--input", str(events),
+           "--pattern", pattern, "--mode", "nfa", "--repeat", str(repeat)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    rates = [json.loads(line[len("RESULT "):])["events_per_s"]
+             for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if not rates:
+        raise RuntimeError("no RESULT line from the Flink peer:\n" + proc.stdout[-2000:])
+    return {"nfa_warm_events_per_s": max(rates), "nfa_runs_events_per_s": rates}
+
+
 def compare(a: Path, b: Path) -> bool:
     proc = subprocess.run([sys.executable, str(PEERS / "compare_matches.py"), str(a), str(b)],
                           capture_output=True, text=True)
@@ -148,6 +161,9 @@ def main() -> None:
     ap.add_argument("--patterns", default="all")
     ap.add_argument("--no-flink", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--nfa-repeat", type=int, default=3,
+                    help="runs of Flink's NFA alone in one JVM (the best is its warmed-up "
+                         "speed, which cep's whole process is compared with; 0: not run)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "peers.json"))
     args = ap.parse_args()
 
@@ -186,20 +202,29 @@ def main() -> None:
             row["flink_spread"] = max(rates) / min(rates) - 1
             row["ratio_to_flink"] = row["events_per_s"] / fast["events_per_s"]
             row["identical_to_flink"] = compare(fl_matches, alerts)
+        if not args.no_flink and args.nfa_repeat > 0:
+            nfa = run_flink_nfa(name, events, args.nfa_repeat)
+            row["flink_nfa"] = nfa
+            row["ratio_to_flink_nfa_warm"] = (row["events_per_s"]
+                                              / nfa["nfa_warm_events_per_s"])
         row["load_after"] = load()
         results.append(row)
         print(json.dumps(row), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{'pattern':<22}{'alerts':>9}{'cep ev/s':>12}{'spread':>8}{'engine ev/s':>13}"
-          f"{'RSS MB':>8}{'flink ev/s':>12}{'ratio':>7}{'same':>6}")
+          f"{'RSS MB':>8}{'flink ev/s':>12}{'ratio':>7}{'same':>6}{'flink NFA warm':>16}"
+          f"{'ratio':>7}")
     for r in results:
         fl = r.get("flink") or {}
         flr = fl.get("events_per_s") or 0
+        nfa = r.get("flink_nfa") or {}
         print(f"{r['pattern']:<22}{r['alerts']:>9}{r['events_per_s']:>12,.0f}"
               f"{r['spread']:>8.0%}{r['engine_events_per_s']:>13,.0f}{r['peak_rss_mb']:>8.0f}"
               f"{flr:>12,.0f}{r.get('ratio_to_flink', 0):>7.1f}"
-              f"{str(r.get('identical_to_flink', '-')):>6}")
+              f"{str(r.get('identical_to_flink', '-')):>6}"
+              f"{nfa.get('nfa_warm_events_per_s', 0):>16,.0f}"
+              f"{r.get('ratio_to_flink_nfa_warm', 0):>7.2f}")
 
 
 if __name__ == "__main__":
