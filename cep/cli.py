@@ -535,8 +535,6 @@ def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
                log_format: str) -> None:
     """Kafka mode: consume until SIGTERM, then drain, checkpoint and exit 0."""
     from cep.app.kafka_pipeline import run_kafka
-
-    _collect_less()
     from cep.app.logs import setup_logging
     from cep.app.ops import Operations
 
@@ -550,6 +548,7 @@ def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
     asked = http or cfg.metrics.http
     ops = Operations("kafka", rules, rs.rules, watch=cfg.rules.reload,
                      http=asked or "127.0.0.1:9464", http_required=bool(asked))
+    _collect_less()  # with the rules made, as in file mode
     try:
         stats = run_kafka(cfg, rs.rules, ops)
     except CepError as exc:
