@@ -290,6 +290,14 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                         break
                 else:
                     continue  # the start computation never ignores: unchanged
+                if len(old) == 1 and len(edges) == 1 and not ks.completed.a:
+                    _, target, _fn, stage, kind, proceeds, _inner = edges[0]
+                    if kind != FINAL and kind != STOP and not proceeds:
+                        # a key with only the start computation takes the event on one edge
+                        # to a waiting state: what the loop below makes, without its lists
+                        ks.a = (Computation(target, PartialMatchNode(stage, ev, None),
+                                            (ts, ev.seq)), cs)
+                        return []
             elif len(edges) == 1:
                 e = edges[0]
                 if e[0] == IGNORE and e[1] is state and e[4] != FINAL and e[4] != STOP:
@@ -364,14 +372,14 @@ def advance_time(
     """
     ks.clock = now
     w = nfa.window_ms
-    new_partial = JavaHeap()
-    potential = JavaHeap()
+    keep: list[Computation] = []  # the new heap's array
+    pending: list[Computation] | None = None
     timeouts: list[tuple[PartialMatchNode, int]] = []
     for cs in ks.a:
         st = cs.state
         ck = cs.ck
         if ck is START_CK or st.is_start:
-            new_partial.offer(cs)
+            _heap_offer(keep, cs)
             continue
         node = cs.node
         assert node is not None
@@ -380,14 +388,22 @@ def advance_time(
         by_first = w > 0 and now - ck[0] >= w
         if by_prev or by_first:
             if st.kind == PENDING:
-                potential.offer(cs)
+                if pending is None:
+                    pending = []
+                _heap_offer(pending, cs)
                 continue
             timeouts.append((node, node.event.ts + wp if by_prev else ck[0] + w))
         else:
-            new_partial.offer(cs)
+            _heap_offer(keep, cs)
     results: list[PartialMatchNode] = []
-    _release(nfa, ks, potential, new_partial, results)
-    ks.a = tuple(new_partial.a)
+    if pending is not None or ks.completed.a:
+        partial = JavaHeap()
+        partial.a = keep
+        potential = JavaHeap()
+        potential.a = pending or []
+        _release(nfa, ks, potential, partial, results)
+        keep = partial.a
+    ks.a = tuple(keep)
     return results, timeouts
 
 

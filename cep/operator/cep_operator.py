@@ -179,7 +179,8 @@ class CepOperator:
         self.retired: dict[str, list[int]] = {}
         self.dropped_partial_matches = 0
         # earliest timer deadline over all rules (a lower bound: stale timers count), kept
-        # by _after_change and advance for the in-order fast path (on_batch)
+        # by _after_change and advance, which passes over the rules while the watermark is
+        # below it; -inf after timers were set from outside (invalidate_due)
         self._due: float = POS_INF
         self._scan: tuple[list[RuleState], tuple[bool, ...], str, Scanner] | None = None
         self._fast_source = "input"
@@ -311,12 +312,19 @@ class CepOperator:
         self._due = due
         return due
 
+    def invalidate_due(self) -> None:
+        """Timers were set other than by matching (a checkpoint restore): the next
+        :meth:`advance` looks at every rule's timers again."""
+        self._due = NEG_INF
+
     def _fast_tick(self, ts: int) -> float:
         """The fast path saw a new largest event time that passes a timer's deadline."""
         wm = self.watermarks.current
         new_wm = self.watermarks.observe(self._fast_source, ts)
         if new_wm > wm:
             self.advance(new_wm)
+            if self._due > new_wm:
+                return self._due  # advance looked at every rule's timers
         return self._refresh_due()
 
     def _fast_late(self, ev: Event, last: int) -> None:
@@ -347,9 +355,19 @@ class CepOperator:
                 dispatch(ooo.pop(0)[2])
             else:
                 break
+        if wm < self._due:
+            return  # no timer is due (``_due`` is a lower bound of every rule's earliest)
+        due = POS_INF
         for rs in self.rules:
-            if rs.timers and rs.timers[0] <= wm:
-                self._fire_timers(rs, wm)
+            timers = rs.timers
+            if timers:
+                if timers[0] <= wm:
+                    self._fire_timers(rs, wm)  # (schedules only this rule's timers)
+                    if not timers:
+                        continue
+                if timers[0] < due:
+                    due = timers[0]
+        self._due = due
 
     # ------------------------------------------------------------------ per event
 
