@@ -162,21 +162,36 @@ class Offsets:
 
 
 async def timed_append(bootstrap: str, topic: str, group: str,
-                       rows: list[tuple[int, bytes, bytes]]) -> tuple[float, float, float]:
+                       rows: list[tuple[int, bytes, bytes]],
+                       backlog: list[subprocess.Popen[bytes]] | None,
+                       on_start: Any) -> tuple[float, float, float]:
     """Append ``rows`` as fast as the producer sends and wait until ``group`` has committed
     them all.  The record batches are built before the clock starts, so the load generator's
     CPU in the measured interval is sending them and polling the group's offsets (every
-    50 ms).  Returns ``(seconds to the last commit, seconds appending, own CPU seconds)``."""
+    50 ms).  With ``backlog`` (the group's processes) they are stopped (SIGSTOP) while the
+    rows are appended and the clock starts when they continue (SIGCONT): the input is a
+    backlog, as after an outage, and appending it is outside the measured interval.
+    ``on_start()`` is called when the clock starts.  Returns ``(seconds to the last
+    commit, seconds appending, own CPU seconds)``."""
     producer = new_producer(bootstrap)
     await producer.start()
     try:
         batches = batches_of(producer, rows)
         async with Offsets(bootstrap, group, topic) as offsets:
+            for proc in backlog or ():
+                proc.send_signal(signal.SIGSTOP)
+            if backlog is None:
+                on_start()
             cpu0, t0 = time.process_time(), time.perf_counter()
             for p, b in batches:
                 await producer.send_batch(b, topic, partition=p)
             await producer.flush()
             append_s = time.perf_counter() - t0
+            if backlog is not None:
+                on_start()
+                cpu0, t0 = time.process_time(), time.perf_counter()
+                for proc in backlog:
+                    proc.send_signal(signal.SIGCONT)
             while await offsets.total() < len(rows):
                 await asyncio.sleep(0.05)
             return time.perf_counter() - t0, append_s, time.process_time() - cpu0
@@ -234,7 +249,8 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def throughput(bootstrap: str, rows: list[tuple[int, bytes, bytes]], n: int, rules: Path,
-               work: Path, broker_pid: int | None, state: dict[str, str]) -> dict[str, Any]:
+               work: Path, broker_pid: int | None, state: dict[str, str],
+               backlog: bool = False) -> dict[str, Any]:
     topic, alerts, group = uid("bench-in"), uid("bench-alerts"), uid("bench-g")
     asyncio.run(create_topics(bootstrap, [topic, alerts], PARTITIONS))
     config = work / f"{group}.toml"
@@ -247,15 +263,22 @@ def throughput(bootstrap: str, rows: list[tuple[int, bytes, bytes]], n: int, rul
             if time.monotonic() > deadline:
                 raise RuntimeError("the group did not settle: " + logs[0].read_text()[-2000:])
             time.sleep(0.1)
-        cpu0 = [cpu_seconds(p.pid) for p in procs]
-        broker0 = cpu_seconds(broker_pid) if broker_pid else 0.0
-        elapsed, append_s, own_cpu = asyncio.run(timed_append(bootstrap, topic, group, rows))
+        cpu0: list[float] = []
+        broker0 = [0.0]
+
+        def on_start() -> None:
+            cpu0[:] = [cpu_seconds(p.pid) for p in procs]
+            broker0[0] = cpu_seconds(broker_pid) if broker_pid else 0.0
+
+        elapsed, append_s, own_cpu = asyncio.run(timed_append(
+            bootstrap, topic, group, rows, procs if backlog else None, on_start))
         cep_cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
-        broker_cpu = cpu_seconds(broker_pid) - broker0 if broker_pid else None
+        broker_cpu = cpu_seconds(broker_pid) - broker0[0] if broker_pid else None
     finally:
         stop(procs)
     n_alerts = asyncio.run(count_committed(bootstrap, alerts))
-    return {"processes": n, "events": len(rows), "seconds": round(elapsed, 3),
+    return {"processes": n, "backlog": backlog, "events": len(rows),
+            "seconds": round(elapsed, 3),
             "events_per_s": round(len(rows) / elapsed), "append_events_per_s":
             round(len(rows) / append_s), "alerts": n_alerts,
             "cep_cpu_s": round(cep_cpu, 2),
@@ -373,6 +396,10 @@ def main() -> None:
                     help="the processes' checkpoint_interval (cep's default: 100ms)")
     ap.add_argument("--checkpoint-records", type=int, default=10_000,
                     help="the processes' checkpoint_records (cep's default: 10,000)")
+    ap.add_argument("--backlog", action="store_true",
+                    help="throughput on a backlog: the processes are stopped (SIGSTOP) while "
+                    "the events are appended and the clock starts when they continue, so the "
+                    "broker's work of appending the input is outside the measured interval")
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure each process count this many times, alternating; the "
                     "median is reported")
@@ -392,13 +419,13 @@ def main() -> None:
     if args.warmup > 0:
         for n in args.processes:
             r = throughput(args.bootstrap, rows[:args.warmup], n, rules.resolve(), work,
-                           args.broker_pid, state)
+                           args.broker_pid, state, args.backlog)
             print(f"warm-up, {n} process(es): {r['events']:,} events, "
                   f"{r['events_per_s']:,} events/s", flush=True)
     for _ in range(args.repeat):
         for n in args.processes:
             r = throughput(args.bootstrap, rows, n, rules.resolve(), work, args.broker_pid,
-                           state)
+                           state, args.backlog)
             results["throughput"].append(r)
             print(f"{n} process(es): {r['events']:,} events in {r['seconds']:.2f} s = "
                   f"{r['events_per_s']:,} events/s (appended at "
