@@ -313,8 +313,8 @@ class CepOperator:
         return due
 
     def invalidate_due(self) -> None:
-        """Timers were set other than by matching (a checkpoint restore): the next
-        :meth:`advance` looks at every rule's timers again."""
+        """Timers were set other than by matching (a checkpoint restore) or the rule list
+        changed (a reload): the next :meth:`advance` looks at every rule's timers again."""
         self._due = NEG_INF
 
     def _fast_tick(self, ts: int) -> float:
