@@ -16,12 +16,13 @@ Window series (each pattern at window W, 2W, 4W):
 Password resets are rare (0.03 % of events), so partial matches pile up for the whole
 window while matches stay few: the load is the partial matches, not the output.
 
-For each: cep's events/s (``run_file`` in this process: decoding, matching, writing alerts;
-best of ``--repeat``), the peak number of live partial matches (sampled after every batch of
-a separate, untimed run), and Flink's events/s from ``shared/peers/flinkoracle`` (Flink
-2.3.0's own Pattern API, NFA and shared buffer driven the way the event-time operator drives
-them: ``--mode file``), whose JVM start and JSON parsing are removed by subtracting a run of
-the same events with a pattern that matches nothing.  The two match sets are compared.
+For each: cep's events/s (``run_file`` in this process with ``cep run``'s garbage-collector
+policy: decoding, matching, writing alerts; best of ``--repeat``), the peak number of live
+partial matches (sampled after every batch of a separate, untimed run), and Flink's
+events/s from ``shared/peers/flinkoracle`` (Flink 2.3.0's own Pattern API, NFA and shared
+buffer driven the way the event-time operator drives them: ``--mode file``), whose JVM start
+and JSON parsing are removed by subtracting a run of the same events with a pattern that
+matches nothing.  The two match sets are compared.
 
 Rules series: the first 1, 10 and 100 of a fixed list of simple two-stage rules (a payment
 above a threshold — or, second family, inside a price band of its own — then another event
@@ -152,7 +153,9 @@ NO_CAP = 10**9
 
 def run_cep(rules_text: str, events: Path, work: Path, tag: str,
             repeat: int) -> dict[str, Any]:
-    """``run_file`` in this process, best of ``repeat``; alerts kept for the comparison."""
+    """``run_file`` in this process, best of ``repeat``, with ``cep run``'s collector policy
+    (:func:`~cep.app.gc_policy.collect_less`); alerts kept for the comparison."""
+    from cep.app.gc_policy import collect_less
     from cep.app.pipeline import FileRunOptions, run_file
     from cep.app.rules import load_rule_set
     from cep.io.sinks import JsonLinesSink, SinkSet
@@ -161,6 +164,7 @@ def run_cep(rules_text: str, events: Path, work: Path, tag: str,
     rule_file.write_text(rules_text)
     rs = load_rule_set([str(rule_file)])
     assert rs.ok, rs.diagnostics
+    collect_less()  # as `cep run` does once its rules are made
     alerts = work / f"{tag}.alerts.jsonl"
     times = []
     n = 0

@@ -8,7 +8,6 @@ configuration errors (bad flag values, unreadable input).
 # annotations on each start, and as strings each would be compiled and evaluated again (about
 # 12 ms of every start).  Names imported only for type checking stay quoted.
 
-import gc
 import logging
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cep.app.gc_policy import collect_less
 from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
 from cep.errors import CepError
 
@@ -223,7 +223,7 @@ def replay(
     if not console.is_terminal:
         console = Console(stderr=to_err, width=120)
     try:
-        _collect_less()
+        collect_less()
         code = run_request(req, console, load)
     except UsageError as exc:
         raise _fail(str(exc)) from None
@@ -457,7 +457,7 @@ def run(
 
         setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
         ops = Operations("file", rules, rs.rules, watch=watch, http=http)
-    _collect_less()
+    collect_less()
     try:
         summary = serve_file(rs.rules, opts, sink_set, ops, checkpoints)
     except KeyboardInterrupt:
@@ -480,20 +480,6 @@ def run(
             f"{summary.elapsed_s:.2f} s ({summary.events_per_s:,.0f} events/s)",
         ]
         typer.echo("cep: " + ", ".join(parts), err=True)
-
-
-def _collect_less() -> None:
-    """Tune CPython's cyclic garbage collector for a long run (the process is ours).
-
-    The engine allocates short-lived containers for every event (decoded objects, partial
-    matches) and keeps long-lived ones (compiled rules, per-key state).  With CPython's
-    default thresholds (700, 10, 10) the youngest generation is collected every 700 net
-    container allocations, and the full collections that follow traverse every key's state.
-    The objects made so far (modules, grammar tables, rules) are frozen — never garbage, no
-    longer traversed — and the youngest generation is collected every 20,000 allocations.
-    Cycles are still collected; acyclic garbage is freed by reference counting as always."""
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 10)
 
 
 def _file_checkpoints(directory: str | None, input_path: str, cfg: "Config | None"
@@ -548,7 +534,7 @@ def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
     asked = http or cfg.metrics.http
     ops = Operations("kafka", rules, rs.rules, watch=cfg.rules.reload,
                      http=asked or "127.0.0.1:9464", http_required=bool(asked))
-    _collect_less()  # with the rules made, as in file mode
+    collect_less()  # with the rules made, as in file mode
     try:
         stats = run_kafka(cfg, rs.rules, ops)
     except CepError as exc:
