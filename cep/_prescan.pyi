@@ -6,7 +6,8 @@ class Program:
     def __init__(self, paths: tuple[tuple[str, ...], ...], time_slot: int,
                  owners: tuple[Any, ...], gates: tuple[Any, ...],
                  index: tuple[int, tuple[tuple[bytes, tuple[tuple[int, Any], ...]], ...],
-                              tuple[int, ...]] | None = None) -> None: ...
+                              tuple[int, ...]] | None = None,
+                 holders: tuple[set[Any] | None, ...] | None = None) -> None: ...
 
 def skip(program: Program, chunk: bytes, pos: int, last: int, due: int,
          max_bytes: int) -> tuple[int, int, int, int | None, tuple[int, ...] | None]: ...

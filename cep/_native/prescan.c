@@ -105,6 +105,10 @@ typedef struct {
     PyObject **touched; /* during batch(): per key slot, a set of the keys of the lines put in
                          * the batch (their state may change before the caller's next call),
                          * or NULL */
+    PyObject **holders; /* per key slot: a set holding at least every key any rule looking
+                         * that slot up holds state for, or NULL (then each rule's dict) */
+    signed char *holders_hit; /* during a line: per key slot, whether its key is in `holders`
+                               * (-1: not looked up yet) */
     /* optional index: when slot `ix_slot` holds a plain string equal to ix_values[e], only
      * the gates ix_gate[k] for k in [ix_start[e], ix_start[e+1]) can be other than false,
      * and each is then decided by its predicate specialised to that value, ix_node[k]; for
@@ -509,6 +513,19 @@ static int eval(Program *pg, PyObject **keys, int i) {
             }
             if (t) return R_UNKNOWN;
         }
+        PyObject *hs = pg->holders[n->slot];
+        if (hs != NULL) { /* no rule holds the key: one look-up instead of one per rule */
+            int h = pg->holders_hit[n->slot];
+            if (h < 0) {
+                h = PySet_Contains(hs, k);
+                if (h < 0) {
+                    PyErr_Clear();
+                    h = 1;
+                }
+                pg->holders_hit[n->slot] = (signed char)h;
+            }
+            if (!h) return R_FALSE;
+        }
         int r = PyDict_Contains(d, k);
         if (r < 0) {
             PyErr_Clear();
@@ -754,6 +771,10 @@ static void Program_dealloc(Program *pg) {
     PyMem_Free(pg->held_slot);
     PyMem_Free(pg->touched);
     PyMem_Free(pg->touched_hit);
+    if (pg->holders != NULL)
+        for (int k = 0; k < pg->nslots; k++) Py_XDECREF(pg->holders[k]);
+    PyMem_Free(pg->holders);
+    PyMem_Free(pg->holders_hit);
     PyMem_Free(pg->found);
     Py_XDECREF(pg->ix_values);
     PyMem_Free(pg->ix_start);
@@ -867,12 +888,12 @@ static int build_index(Program *pg, PyObject *index, int *pcap, int *kcap) {
     return 0;
 }
 
-/* Program(paths, time_slot, owners, gates[, index]) */
+/* Program(paths, time_slot, owners, gates[, index[, holders]]) */
 static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    PyObject *paths, *owners, *gates, *index = Py_None;
+    PyObject *paths, *owners, *gates, *index = Py_None, *holders = Py_None;
     int time_slot;
-    if (!PyArg_ParseTuple(args, "O!iO!O!|O:Program", &PyTuple_Type, &paths, &time_slot,
-                          &PyTuple_Type, &owners, &PyTuple_Type, &gates, &index))
+    if (!PyArg_ParseTuple(args, "O!iO!O!|OO:Program", &PyTuple_Type, &paths, &time_slot,
+                          &PyTuple_Type, &owners, &PyTuple_Type, &gates, &index, &holders))
         return NULL;
     Program *pg = (Program *)type->tp_alloc(type, 0);
     if (pg == NULL) return NULL;
@@ -898,10 +919,28 @@ static PyObject *Program_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     pg->held_slot = PyMem_Calloc((size_t)pg->nslots, 1);
     pg->touched = PyMem_Calloc((size_t)pg->nslots, sizeof(PyObject *));
     pg->touched_hit = PyMem_Calloc((size_t)pg->nslots, 1);
+    pg->holders = PyMem_Calloc((size_t)pg->nslots, sizeof(PyObject *));
+    pg->holders_hit = PyMem_Calloc((size_t)pg->nslots, 1);
     if (pg->vals == NULL || pg->keyobj == NULL || pg->held_slot == NULL || pg->touched == NULL ||
-        pg->touched_hit == NULL) {
+        pg->touched_hit == NULL || pg->holders == NULL || pg->holders_hit == NULL) {
         PyErr_NoMemory();
         goto fail;
+    }
+    if (holders != Py_None) { /* per slot a set (kept, and filled by the caller) or None */
+        if (!PyTuple_Check(holders) || PyTuple_GET_SIZE(holders) != pg->nslots) {
+            PyErr_SetString(PyExc_ValueError, "holders: one set or None per slot");
+            goto fail;
+        }
+        for (int k = 0; k < pg->nslots; k++) {
+            PyObject *h = PyTuple_GET_ITEM(holders, k);
+            if (h == Py_None) continue;
+            if (!PySet_Check(h)) {
+                PyErr_SetString(PyExc_TypeError, "holders: one set or None per slot");
+                goto fail;
+            }
+            Py_INCREF(h);
+            pg->holders[k] = h;
+        }
     }
     /* the trie, built level by level with explicit parent links */
     int tcap = 0;
@@ -1093,6 +1132,7 @@ static int scan_lines(Program *pg, const unsigned char *base, Py_ssize_t total, 
         }
         memset(pg->vals, 0, sizeof(Val) * (size_t)pg->nslots);
         memset(pg->touched_hit, -1, (size_t)pg->nslots);
+        memset(pg->holders_hit, -1, (size_t)pg->nslots);
         sc.end = end;
         const unsigned char *p = ws(line, end);
         if (p >= end || *p != '{') break;
@@ -1241,14 +1281,16 @@ static PyTypeObject ProgramType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = Program_new,
     .tp_dealloc = (destructor)Program_dealloc,
-    .tp_doc = "Program(paths, time_slot, owners, gates[, index]): tracked field paths "
-              "(tuples of str; slot i is paths[i]), the slot of the event time, objects whose "
-              "`keys` dict is a rule's per-key state, one predicate tuple per rule, and an "
+    .tp_doc = "Program(paths, time_slot, owners, gates[, index[, holders]]): tracked field "
+              "paths (tuples of str; slot i is paths[i]), the slot of the event time, objects "
+              "whose `keys` dict is a rule's per-key state, one predicate tuple per rule, an "
               "optional index (slot, ((value, ((gate, predicate), ...)), ...), (gate, ...)): "
               "when the slot holds the plain string `value` only the gates listed for it can "
               "hold, each decided by the predicate given there (the gate's, specialised to "
-              "that value); for any other plain string only the last gates can "
-              "(see cep/operator/prescan.py).",
+              "that value); for any other plain string only the last gates can; and optional "
+              "holders, per slot a set or None: a set holds at least every key that any "
+              "owner whose `held` tests look that slot up holds state for, so a key not in it "
+              "is held by none of them (see cep/operator/prescan.py).",
 };
 
 static PyMethodDef methods[] = {

@@ -387,7 +387,7 @@ def decode(data: bytes, op: CepOperator) -> RestoreReport:
                 report.dropped_rules.append((saved["name"], saved["version"], None))
                 report.partial_dropped += _saved_partials(saved)
         op.rules = op.rules + extra
-        op.invalidate_due()
+        op.state_changed()
         _restore_watermark(op.watermarks, doc["watermark"])
         buf = doc["buffer"]
         op.restore_buffer([events[i] for i in buf["events"]], buf["last_ts"])

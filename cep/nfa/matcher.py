@@ -37,11 +37,23 @@ from typing import Any
 from cep.event import HeldEvent, hold
 from cep.nfa.heap import JavaHeap
 from cep.nfa.heap import offer as _heap_offer
-from cep.nfa.model import FINAL, IGNORE, NFA, PENDING, PROCEED, STOP, EdgeCond, State, cond_not
+from cep.nfa.model import (
+    FINAL,
+    IGNORE,
+    NFA,
+    PENDING,
+    PROCEED,
+    STOP,
+    TAKE,
+    EdgeCond,
+    State,
+    cond_not,
+)
 from cep.nfa.pattern import PartialMatchNode
 
-__all__ = ["Computation", "KeyState", "new_key_state", "process", "advance_time",
-           "is_idle", "next_deadline", "negated_fn", "hold_events"]
+__all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "started_key_state",
+           "process", "advance_time", "expire_silently", "is_idle", "next_deadline",
+           "negated_fn", "hold_events"]
 
 _INF = float("inf")
 START_CK = (_INF, _INF)
@@ -133,6 +145,50 @@ def new_key_state(nfa: NFA) -> KeyState:
     if start is None:
         start = nfa.start_computation = Computation(nfa.start, None, START_CK)
     return KeyState((start,), NO_COMPLETED, -_INF)
+
+
+Shortcut = tuple[State, str, "int | None"]
+"""``(target, stage, offset_ms)``: see :func:`start_shortcut`."""
+
+
+def start_shortcut(nfa: NFA) -> Shortcut | None:
+    """What every event that passes the start prefilter makes of a key without state, when
+    there is one way only: the start state's one TAKE edge has the prefilter's own guard and
+    leads to a state that waits (not FINAL or STOP, no PROCEED edge out of it), and the start
+    has no PROCEED edge (its IGNORE edges do not count: the start computation never ignores).
+
+    Returns ``(target, stage, offset_ms)``: the key then holds its start computation and one
+    partial match, in ``target`` with the event taken by ``stage``, whose first deadline is
+    ``offset_ms`` after the event (the pattern window or the target's stage window, whichever
+    is shorter; ``None`` when there is neither) — what :func:`process` and
+    :func:`next_deadline` find, without evaluating the guard again.  ``None`` when the start
+    is not that simple (:func:`process` decides).
+    """
+    pre = nfa.start_prefilter
+    edges = nfa.start.transitions
+    takes = [t for t in edges if t.action == TAKE]
+    if pre is None or len(takes) != 1 or any(t.action == PROCEED for t in edges):
+        return None
+    t = takes[0]
+    target = t.target
+    if (t.action != TAKE or t.cond is not pre or target.kind == FINAL or target.kind == STOP
+            or any(u.action == PROCEED for u in target.transitions)):
+        return None
+    offsets = [w for w in (nfa.window_ms, target.window_ms) if w]
+    return target, t.source.stage, min(offsets) if offsets else None
+
+
+def started_key_state(nfa: NFA, shortcut: Shortcut, ev: Any) -> KeyState:
+    """A key without state after ``ev`` (``ev.ts`` ms, ``ev.seq``), which passed the start
+    prefilter of an automaton with a :func:`start_shortcut`: the same state
+    :func:`new_key_state` and :func:`process` make, its clock at ``ev.ts``."""
+    start = nfa.start_computation
+    if start is None:
+        start = nfa.start_computation = Computation(nfa.start, None, START_CK)
+    target, stage, _ = shortcut
+    ts = ev.ts
+    return KeyState((Computation(target, PartialMatchNode(stage, ev, None), (ts, ev.seq)), start),
+                    NO_COMPLETED, ts)
 
 
 def is_idle(ks: KeyState) -> bool:
@@ -268,11 +324,15 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
     na: list[Computation] | None = None  # the new heap's array, once something changed
     potential: list[Computation] | None = None
     ts = ev.ts
+    ahead: list[_Row] | None = None  # the next computation's edges, when already known
     for i, cs in enumerate(old):
         state = cs.state
         pm = cs.node
-        rows, has_proceed = state.plan or _plan(state)
-        edges = _edges(rows, has_proceed, ev, pm)
+        if ahead is None:
+            rows, has_proceed = state.plan or _plan(state)
+            edges = _edges(rows, has_proceed, ev, pm)
+        else:
+            edges, ahead = ahead, None
         is_start = cs.ck is START_CK
         if not edges:
             if is_start:
@@ -300,8 +360,24 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                         return []
             elif len(edges) == 1:
                 e = edges[0]
-                if e[0] == IGNORE and e[1] is state and e[4] != FINAL and e[4] != STOP:
-                    continue  # ignored where it waits: unchanged
+                if e[0] == IGNORE:
+                    if e[1] is state and e[4] != FINAL and e[4] != STOP:
+                        continue  # ignored where it waits: unchanged
+                elif e[4] == FINAL and not e[5] and len(old) == 2 and not ks.completed.a:
+                    start = old[1]  # (a heap of two: the partial match is the root)
+                    if start.ck is START_CK:
+                        srows, sproceed = start.state.plan or _plan(start.state)
+                        ahead = _edges(srows, sproceed, ev, None)
+                        for e2 in ahead:
+                            if e2[0] != IGNORE:
+                                break
+                        else:
+                            # the key's one partial match completes and the event starts
+                            # nothing: what the loop and _release below make, without their
+                            # lists and heaps (with nothing else alive, every skip strategy
+                            # releases the match at once and prunes nothing)
+                            ks.a = (start,)
+                            return [PartialMatchNode(e[3], ev, pm)]
         retain: list[Computation] = []
         discard = False
         for action, target, _fn, stage, kind, proceeds, _inner in edges:
@@ -405,6 +481,36 @@ def advance_time(
         keep = partial.a
     ks.a = tuple(keep)
     return results, timeouts
+
+
+def expire_silently(nfa: NFA, ks: KeyState, now: float) -> int:
+    """:func:`advance_time` for an automaton whose expiry says nothing (no ``not followed
+    by … within`` at its end, no skip strategy, so no completed match is ever held back):
+    prune the key's partial matches outside a window at ``now`` (ms) and return how many
+    timed out.  The heap is rebuilt only when one did."""
+    ks.clock = now
+    w = nfa.window_ms
+    a = ks.a
+    keep: list[Computation] | None = None
+    n = 0
+    for i, cs in enumerate(a):
+        ck = cs.ck
+        st = cs.state
+        if ck is not START_CK and not st.is_start:
+            wp = st.window_ms
+            if (w > 0 and now - ck[0] >= w) or (
+                    wp and now - cs.node.event.ts >= wp):  # type: ignore[union-attr]
+                if keep is None:
+                    keep = []
+                    for c in a[:i]:
+                        _heap_offer(keep, c)
+                n += 1
+                continue
+        if keep is not None:
+            _heap_offer(keep, cs)
+    if keep is not None:
+        ks.a = tuple(keep)
+    return n
 
 
 def _next_computations(cs: Computation, ev: Any) -> list[Computation]:

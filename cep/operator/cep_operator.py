@@ -43,13 +43,17 @@ from cep.event import Event
 from cep.nfa.matcher import (
     START_CK,
     KeyState,
+    Shortcut,
     advance_time,
+    expire_silently,
     hold_events,
     new_key_state,
     next_deadline,
     process,
+    start_shortcut,
+    started_key_state,
 )
-from cep.operator.fastpath import Scanner, build_scanner
+from cep.operator.fastpath import Scanner, build_scanner, silent_expiry
 from cep.operator.records import AlertBuilder, late_record
 from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
@@ -62,9 +66,36 @@ Emit = Callable[[str, dict[str, Any]], None]
 
 _NO_KEY: Any = object()  # no timer at a deadline yet (None is a key like any other)
 
+HOLDERS_MIN = 4
+"""Rules keyed by the same field from which on they share a set of held keys
+(:meth:`CepOperator._share_holders`)."""
+
 HOLD_AFTER = 16384
 """Default of :attr:`CepOperator.hold_after`: a partial match still alive after one to two
 rounds of this many changed keys holds its events compactly."""
+
+
+TIMER_GRAINS = 64
+"""A rule whose expiry says nothing has its timers rounded up to 1/64 of its shortest window
+(:func:`timer_grain`)."""
+
+
+def timer_grain(rs: RuleState) -> int:
+    """The granularity (ms) of the rule's timers: 1 (exact) unless expiring a partial match
+    of this rule says nothing — no ``on timeout emit``, no ``not followed by … within`` at
+    the end, no skip strategy holding matches back — in which case a timer only frees state
+    and is rounded up to a multiple of 1/:data:`TIMER_GRAINS` of the shortest window (pattern
+    or stage).  Keys whose deadlines fall in one such interval are then woken together, by
+    one timer, instead of one wake-up (and one stop of the file scanner) per deadline; a
+    key's state outlives its deadline by less than the grain, which no output can tell,
+    since an event for that key first advances its clock (:meth:`CepOperator._step`).  The
+    matches are those of exact timers; the ``timeouts`` counter and the live partial matches
+    lag by up to the grain."""
+    if not silent_expiry(rs):
+        return 1
+    nfa = rs.rule.nfa
+    windows = [w for w in (nfa.window_ms, *(s.window_ms for s in nfa.states)) if w]
+    return max(1, min(windows) // TIMER_GRAINS) if windows else 1
 
 
 class RuleState:
@@ -72,18 +103,25 @@ class RuleState:
 
     Attributes:
         keys: key → :class:`~cep.nfa.matcher.KeyState`; a key's ``deadline`` is the earliest
-            timer scheduled for it (ms).
-        timers: a heap of the distinct deadlines (ms) timers are scheduled at; ``due`` maps
-            each to its key, or to a list of its keys in the order they were scheduled.  A
-            timer whose key no longer has that deadline is stale and skipped.
+            deadline scheduled for it (ms).
+        timers: a heap of the distinct times (ms) timers are scheduled at: the deadlines
+            rounded up to a multiple of ``grain`` (:func:`timer_grain`; 1: exact); ``due``
+            maps each to its key, or to a list of its keys in the order they were scheduled.
+            With exact timers, a timer whose key no longer has that deadline is stale and
+            skipped; with rounded ones, a key whose deadline has not passed.
         counter: timers scheduled so far.
+        shortcut: the automaton's :func:`~cep.nfa.matcher.start_shortcut`, or ``None``.
+        holders: a set of keys shared by the rules keyed by the same field, holding at least
+            every key any of them holds state for (or ``None``: not shared); see
+            :meth:`CepOperator._share_holders`.
         young, mature: keys changed in this round and in the last one, for :func:`hold_events`
             (``None`` when the automaton reads partial matches, so nothing is held compactly).
         alerts: the :class:`~cep.operator.records.AlertBuilder` of the rule.
     """
 
     __slots__ = ("rule", "keys", "timers", "due", "counter", "draining",
-                 "matches", "timeouts", "evictions", "alerts", "young", "mature")
+                 "matches", "timeouts", "evictions", "alerts", "young", "mature", "grain",
+                 "shortcut", "holders")
 
     def __init__(self, rule: CompiledRule) -> None:
         self.rule = rule
@@ -98,6 +136,9 @@ class RuleState:
         self.evictions = 0
         self.young: list[Hashable] | None = None if rule.nfa.reads_partial else []
         self.mature: list[Hashable] = []
+        self.grain = timer_grain(self)
+        self.shortcut = start_shortcut(rule.nfa)
+        self.holders: set[Hashable] | None = None
 
     def partial_matches(self) -> int:
         """Live partial matches over all keys (start computations excluded; a draining
@@ -106,9 +147,13 @@ class RuleState:
         return n if self.draining else n - len(self.keys)
 
     def schedule(self, key: Hashable, ks: KeyState, d: float) -> None:
-        """Set ``key``'s deadline to ``d`` (ms) and schedule its timer."""
+        """Set ``key``'s deadline to ``d`` (ms) and schedule its timer (at ``d`` rounded up to
+        a multiple of :attr:`grain`)."""
         ks.deadline = d
         self.counter += 1
+        g = self.grain
+        if g != 1:
+            d = -(-d // g) * g
         due = self.due
         got = due.get(d, _NO_KEY)
         if got is _NO_KEY:
@@ -180,11 +225,13 @@ class CepOperator:
         self.dropped_partial_matches = 0
         # earliest timer deadline over all rules (a lower bound: stale timers count), kept
         # by _after_change and advance, which passes over the rules while the watermark is
-        # below it; -inf after timers were set from outside (invalidate_due)
+        # below it; -inf after timers were set from outside (state_changed)
         self._due: float = POS_INF
         self._scan: tuple[list[RuleState], tuple[bool, ...], str, Scanner] | None = None
         self._fast_source = "input"
         self.hold_after = HOLD_AFTER
+        self._holders: list[tuple[set[Hashable], list[RuleState]]] = []
+        self._share_holders()
 
     @property
     def hold_after(self) -> int | None:
@@ -312,10 +359,44 @@ class CepOperator:
         self._due = due
         return due
 
-    def invalidate_due(self) -> None:
-        """Timers were set other than by matching (a checkpoint restore) or the rule list
-        changed (a reload): the next :meth:`advance` looks at every rule's timers again."""
+    def state_changed(self) -> None:
+        """The rule list or the rules' keyed state changed other than by matching (a reload,
+        a checkpoint restore): the next :meth:`advance` looks at every rule's timers again,
+        and the rules that share a key share their held keys again (:meth:`_share_holders`)."""
         self._due = NEG_INF
+        self._share_holders()
+
+    def _share_holders(self) -> None:
+        """Give the active rules keyed by the same one field, when there are at least
+        :data:`HOLDERS_MIN` of them, one set of the keys any of them holds state for
+        (:attr:`RuleState.holders`): the file scanner then looks a key up once, not once per
+        rule, to find that none holds it.  The set is kept a superset: a key joins it when a
+        rule's state for it is made, and it is rebuilt from the rules' keys here and when it
+        has grown far past them (:meth:`tidy_holders`)."""
+        groups: dict[tuple[str, ...], list[RuleState]] = {}
+        for rs in self.rules:
+            rs.holders = None
+            paths = getattr(rs.rule.key_fn, "key_paths", None)
+            if not rs.draining and paths is not None and len(paths) == 1:
+                groups.setdefault(paths[0], []).append(rs)
+        self._holders = [(set(), group) for group in groups.values()
+                         if len(group) >= HOLDERS_MIN]
+        for held, group in self._holders:
+            for rs in group:
+                held.update(rs.keys)
+                rs.holders = held
+
+    def tidy_holders(self) -> None:
+        """Rebuild each shared set of held keys (:meth:`_share_holders`) that has grown to
+        more than twice the keys its rules hold (plus 4,096): keys leave it only here."""
+        for held, group in self._holders:
+            live = 0
+            for rs in group:
+                live += len(rs.keys)
+            if len(held) > 2 * live + 4096:
+                held.clear()
+                for rs in group:
+                    held.update(rs.keys)
 
     def _fast_tick(self, ts: int) -> float:
         """The fast path saw a new largest event time that passes a timer's deadline."""
@@ -377,14 +458,19 @@ class CepOperator:
             dispatch_one(rs, ev)
 
     def _dispatch_one(self, rs: RuleState, ev: Event) -> None:
-        """One rule's part of :meth:`_dispatch`: source, header ``where``, key; then the
-        prefilter for a key without state; then :meth:`_step`."""
+        """One rule's part of :meth:`_dispatch`: source, header ``where``, key; then
+        :meth:`_dispatch_key`."""
         rule = rs.rule
         if rule.sources is not None and ev.source not in rule.sources:
             return
         if rule.header_filter is not None and not rule.header_filter(ev):
             return
-        key = rule.key_fn(ev.data)
+        self._dispatch_key(rs, ev, rule.key_fn(ev.data))
+
+    def _dispatch_key(self, rs: RuleState, ev: Event, key: Any) -> None:
+        """:meth:`_dispatch_one` for an event the rule reads, with its key (the value of the
+        rule's ``key_fn``): the prefilter for a key without state, and its first partial
+        match (:meth:`_start`) when the automaton has a start shortcut; else :meth:`_step`."""
         try:
             known = key in rs.keys
         except TypeError:  # an unhashable key value (a list or object)
@@ -393,8 +479,12 @@ class CepOperator:
         if not known:
             if rs.draining:
                 return
-            pre = rule.nfa.start_prefilter
+            pre = rs.rule.nfa.start_prefilter
             if pre is not None and not pre.fn(ev, None):
+                return
+            sc = rs.shortcut
+            if sc is not None and self.cap > 0:
+                self._start(rs, key, ev, sc)
                 return
         self._step(rs, key, ev)
 
@@ -408,9 +498,15 @@ class CepOperator:
         ks = rs.keys.get(key)
         fresh = ks is None
         if ks is None:
+            sc = rs.shortcut
+            if sc is not None and not rs.draining and self.cap > 0:
+                self._start(rs, key, ev, sc)
+                return
             ks = new_key_state(nfa)
             ks.clock = ts
             rs.keys[key] = ks
+            if rs.holders is not None:
+                rs.holders.add(key)
         elif ks.clock < ts:
             if ks.deadline <= ts:
                 self._advance_key(rs, key, ks, ts)
@@ -435,6 +531,26 @@ class CepOperator:
             self._after_change(rs, key, ks)
         # else: the event left every partial match where it was (process kept the heap):
         # same deadline, same size, not idle (it was not before), so nothing to do
+
+    def _start(self, rs: RuleState, key: Hashable, ev: Event, sc: Shortcut) -> None:
+        """:meth:`_step` for a key without state, when its automaton has a start shortcut
+        (:func:`~cep.nfa.matcher.start_shortcut`): the key's first partial match and timer,
+        as the matching step and :meth:`_after_change` would make them."""
+        ks = started_key_state(rs.rule.nfa, sc, ev)
+        rs.keys[key] = ks
+        if rs.holders is not None:
+            rs.holders.add(key)
+        offset = sc[2]
+        if offset is not None:
+            d = ev.ts + offset
+            rs.schedule(key, ks, d)
+            if d < self._due:
+                self._due = d
+        young = rs.young
+        if young is not None:
+            young.append(key)
+            if len(young) >= self._hold_at:
+                self._hold(rs)
 
     def _hold(self, rs: RuleState) -> None:
         """A round of :func:`hold_events`: the keys changed in the last round (still alive)
@@ -488,6 +604,9 @@ class CepOperator:
     def _fire_timers(self, rs: RuleState, wm: float) -> None:
         # A key's new timer after firing is past wm, so each deadline's keys fire together,
         # in the order they were scheduled.
+        if rs.grain != 1:
+            self._expire(rs, wm)
+            return
         timers = rs.timers
         due = rs.due
         keys = rs.keys
@@ -501,6 +620,37 @@ class CepOperator:
                 ks.deadline = POS_INF
                 self._advance_key(rs, key, ks, wm)
                 self._after_change(rs, key, ks)
+
+    def _expire(self, rs: RuleState, wm: float) -> None:
+        """:meth:`_fire_timers` for a rule with rounded timers (:func:`timer_grain`): each
+        key whose deadline has passed loses its expired partial matches, silently (counted),
+        and goes when nothing else is left."""
+        timers = rs.timers
+        due = rs.due
+        keys = rs.keys
+        nfa = rs.rule.nfa
+        w = nfa.window_ms
+        while timers and timers[0] <= wm:
+            got = due.pop(heapq.heappop(timers))
+            for key in got if type(got) is list else (got,):
+                ks = keys.get(key)
+                if ks is None or ks.deadline > wm:
+                    continue  # the key is gone, or it was woken earlier and is due later
+                a = ks.a
+                if len(a) == 2 and w > 0:
+                    # (a heap of two with the start computation: the partial match is the root)
+                    cs = a[0]
+                    if a[1].ck is START_CK and wm - cs.ck[0] >= w and not cs.state.is_start:
+                        rs.timeouts += 1  # its one partial match is outside the window
+                        del keys[key]
+                        continue
+                ks.deadline = POS_INF
+                rs.timeouts += expire_silently(nfa, ks, wm)
+                a = ks.a
+                if len(a) == 1 and a[0].ck is START_CK:
+                    del keys[key]  # idle (what _after_change would find)
+                else:
+                    self._after_change(rs, key, ks)
 
     def _evict(self, rs: RuleState, key: Hashable, ks: KeyState, over: int) -> None:
         """Drop the ``over`` oldest partial matches of ``key`` (counted and logged)."""

@@ -49,7 +49,7 @@ try:  # the extension is optional: without a C compiler the pure Python path is 
 except ImportError:  # pragma: no cover - depends on the build
     native = None
 
-__all__ = ["AVAILABLE", "Prescan", "build_program"]
+__all__ = ["AVAILABLE", "Prescan", "build_program", "holders_of"]
 
 AVAILABLE = native is not None
 """Whether the C extension was built."""
@@ -230,7 +230,26 @@ def build_program(rules: Sequence[RuleState], source: str, time_field: str
     paths, owners, gates = found
     if UNKNOWN in gates or TRUE in gates:
         return None
-    return native.Program(paths, 0, tuple(owners), tuple(gates), index_of(gates)), owners
+    return native.Program(paths, 0, tuple(owners), tuple(gates), index_of(gates),
+                          holders_of(paths, owners)), owners
+
+
+def holders_of(paths: Sequence[tuple[str, ...]], owners: Sequence[RuleState]
+               ) -> tuple[set[Any] | None, ...]:
+    """Per slot, the set of held keys every rule keyed by that slot's field shares
+    (:attr:`~cep.operator.cep_operator.RuleState.holders`), or ``None`` when they share
+    none (then the scanner looks each rule's keys up)."""
+    slot_of = {p: i for i, p in enumerate(paths)}
+    missing = object()
+    shared: dict[int, Any] = {}
+    for rs in owners:
+        slot = slot_of[rs.rule.key_fn.key_paths[0]]  # type: ignore[attr-defined]
+        got = shared.get(slot, missing)
+        if got is missing:
+            shared[slot] = rs.holders
+        elif got is not rs.holders:
+            shared[slot] = None
+    return tuple(shared.get(i) for i in range(len(paths)))
 
 
 def horizon_of(owners: Sequence[RuleState]) -> int:
@@ -247,6 +266,23 @@ def horizon_of(owners: Sequence[RuleState]) -> int:
         if nfa.window_ms > 0:
             h = min(h, nfa.window_ms)
     return h
+
+
+def keyed_alike(owners: Sequence[RuleState]) -> tuple[bool, ...]:
+    """Per owner, whether its events can go straight to
+    :meth:`~cep.operator.cep_operator.CepOperator._dispatch_key` with a key made once per
+    line: it has no header ``where`` (its source is the scan's: see :func:`gates_of`) and is
+    keyed by the field most owners are keyed by (a rule's key function is fully given by its
+    field paths)."""
+    paths = [rs.rule.key_fn.key_paths for rs in owners]  # type: ignore[attr-defined]
+    if not paths:
+        return ()
+    common = max(paths, key=paths.count)  # (the first of the most common)
+    return tuple(rs.rule.header_filter is None and p == common
+                 for rs, p in zip(owners, paths, strict=True))
+
+
+_UNSET: Any = object()
 
 
 def _no_odd_time(data: dict[str, Any], line: int) -> int | None:
@@ -270,8 +306,8 @@ class Prescan:
         self.source = source
         self.time_field = time_field
         self.max_bytes = max_bytes
-        self._cached: tuple[list[RuleState], tuple[bool, ...], Any, list[RuleState], int
-                            ] | None = None
+        self._cached: tuple[list[RuleState], tuple[bool, ...], Any, list[RuleState], int,
+                            tuple[bool, ...]] | None = None
 
     def program(self) -> Any | None:
         """The program for the operator's current rules, or ``None`` when the scanner cannot
@@ -284,7 +320,7 @@ class Prescan:
         cached = self._cached
         if cached is None or cached[0] is not rules or cached[1] != flags:
             program, owners = build_program(rules, self.source, self.time_field) or (None, [])
-            cached = (rules, flags, program, owners, horizon_of(owners))
+            cached = (rules, flags, program, owners, horizon_of(owners), keyed_alike(owners))
             self._cached = cached
         return cached[2]
 
@@ -314,12 +350,16 @@ class Prescan:
         max_bytes = self.max_bytes
         rules = op.rules
         assert self._cached is not None and self._cached[2] is program
-        owners, horizon = self._cached[3], self._cached[4]
+        owners, horizon, keyed = self._cached[3], self._cached[4], self._cached[5]
+        key_fn = owners[keyed.index(True)].rule.key_fn if True in keyed else None
         dispatch_one = op._dispatch_one
+        dispatch_key = op._dispatch_key
+        unset: Any = _UNSET
         observe = op.watermarks.observe
         n = len(chunk)
         pos = 0
         op._refresh_due()  # exact once per chunk; kept a lower bound by the operator
+        op.tidy_holders()
         while True:
             last = op._last_ts
             due = op._due
@@ -351,8 +391,14 @@ class Prescan:
                     op.events_in += 1
                     op._last_ts = bts
                     ev = Event(bts, seq, d, source, line)
+                    key = unset  # the key of the rules in `keyed`, made once
                     for g in bgates:
-                        dispatch_one(owners[g], ev)
+                        if keyed[g]:
+                            if key is unset:
+                                key = key_fn(d)  # type: ignore[misc]
+                            dispatch_key(owners[g], ev, key)
+                        else:
+                            dispatch_one(owners[g], ev)
                 else:  # (orjson disagreeing with the scanner: the usual way, to be safe)
                     op._last_ts = -math.inf if blast == _INT64_MIN else blast
                     seq, line = self._usual(raw, seq, line, handle)

@@ -177,5 +177,5 @@ def apply_rule_set(op: CepOperator, rules: Iterable[CompiledRule]) -> ReloadRepo
         report.keys_dropped += len(rs.keys)
         op.retire_counters(rs)
     op.rules = states + [d for d in draining if d.rule.name in names]
-    op.invalidate_due()
+    op.state_changed()
     return report

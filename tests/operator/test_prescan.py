@@ -255,6 +255,26 @@ def test_held_keys_are_looked_up_in_the_rule_state() -> None:
     assert _skips(pg, b'{"ts": 1, "user": false}')
 
 
+def test_a_shared_set_of_held_keys_answers_no_for_every_rule() -> None:
+    class Owner:
+        keys: dict[Any, Any] = {"u1": 1}
+
+    assert prescan.native is not None
+    paths = (("ts",), ("user",))
+    shared = {"u1", "u3"}
+    pg = prescan.native.Program(paths, 0, (Owner,), (("held", 1, 0),), None, (None, shared))
+    assert not _skips(pg, b'{"ts": 1, "user": "u1"}')  # in the set and held
+    assert _skips(pg, b'{"ts": 1, "user": "u2"}')  # in neither
+    assert _skips(pg, b'{"ts": 1, "user": "u3"}')  # in the set: the rule's keys decide
+    # the set's "no" is final (which is why it must hold every key a rule holds)
+    Owner.keys["u4"] = 1
+    assert _skips(pg, b'{"ts": 1, "user": "u4"}')
+    with pytest.raises(ValueError):
+        prescan.native.Program(paths, 0, (Owner,), (("held", 1, 0),), None, (None,))
+    with pytest.raises(TypeError):
+        prescan.native.Program(paths, 0, (Owner,), (("held", 1, 0),), None, (None, ["u1"]))
+
+
 def _go_or_held() -> Any:
     """A program with one rule (no key holds state) whose gate is: type == "go" or the user
     holds state."""

@@ -1,0 +1,242 @@
+"""Rounded timers for rules whose expiry says nothing, and the held keys rules share.
+
+* :func:`timer_grain`: 1/64 of the shortest window for a rule with no timeout output, no
+  pending match and no skip strategy; exact (1 ms) otherwise.
+* A key whose deadline has passed keeps its state until its rounded timer, but an event for
+  it first expires what is due: no match from a partial match outside its window.
+* Whole runs with rounded timers write exactly the records of exact timers, with and without
+  the file scanner, and across a checkpoint taken in the middle.
+* Timers restored as exact deadlines (a snapshot from before rounding) still expire keys.
+* The set of held keys shared by rules keyed by one field holds every key they hold.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cep.app.rules import load_rule_set
+from cep.checkpoint import snapshot
+from cep.compiler.compiled import CompiledRule
+from cep.event import Event
+from cep.operator import cep_operator, prescan
+from cep.operator.cep_operator import CepOperator
+from tests.operator.test_prescan import _input, _run
+
+RULES = """
+rule pay_then_refund
+  key by user
+  pattern
+    begin a where type == "payment"
+    followed by b where type == "refund"
+  within 640ms
+end
+
+rule logins_then_pay
+  key by user
+  pattern
+    begin a where type == "login" times 2 or more
+    followed by b where type == "payment" and amount > 50
+  within 1280ms
+end
+
+rule view_then_logout
+  key by user
+  pattern
+    begin a where type == "view"
+    followed by b where type == "logout" within 320ms
+end
+
+rule any_view_then_move
+  key by user
+  pattern
+    begin a where type == "view" and ok
+    followed by any b where type == "move"
+  within 700ms
+end
+
+rule by_device
+  key by dev
+  pattern
+    begin a where type == "add"
+    followed by b where type == "conf"
+  within 500ms
+end
+"""
+
+LOUD = """
+rule timed
+  key by user
+  pattern
+    begin a where type == "payment"
+    followed by b where type == "refund"
+  within 640ms
+  on timeout emit { }
+end
+
+rule skipping
+  key by user
+  pattern
+    begin a where type == "payment"
+    followed by b where type == "refund"
+  within 640ms
+  after match skip past last event
+end
+
+rule pending
+  key by user
+  pattern
+    begin a where type == "payment"
+    not followed by b where type == "refund" within 640ms
+end
+
+rule unbounded
+  key by user
+  pattern
+    begin a where type == "payment"
+    followed by b where type == "refund"
+end
+
+rule short
+  key by user
+  pattern
+    begin a where type == "payment"
+    followed by b where type == "refund"
+  within 100ms
+end
+"""
+
+
+def _rules(tmp_path: Path, text: str) -> list[CompiledRule]:
+    path = tmp_path / "r.cep"
+    path.write_text(text)
+    rs = load_rule_set([str(path)])
+    assert rs.ok, rs.diagnostics
+    return rs.rules
+
+
+def test_only_silent_rules_with_a_window_get_rounded_timers(tmp_path: Path) -> None:
+    op = CepOperator(_rules(tmp_path, RULES + LOUD), lambda sink, rec: None)
+    grains = {rs.rule.name: rs.grain for rs in op.rules}
+    assert grains == {"pay_then_refund": 10, "logins_then_pay": 20, "view_then_logout": 5,
+                      "any_view_then_move": 10, "by_device": 7, "timed": 1, "skipping": 1,
+                      "pending": 1, "unbounded": 1, "short": 1}
+
+
+class _Records:
+    def __init__(self) -> None:
+        self.out: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, sink: str, rec: dict[str, Any]) -> None:
+        self.out.append((sink, rec))
+
+
+def test_a_key_outlives_its_deadline_but_never_matches_past_it(tmp_path: Path) -> None:
+    rec = _Records()
+    op = CepOperator(_rules(tmp_path, RULES), rec)
+    rs = op.rules[0]  # pay_then_refund: window 640 ms, timers rounded to 10 ms
+    op.on_event(Event(1, 1, {"type": "payment", "user": "u1"}, "input", 1))
+    assert rs.keys["u1"].deadline == 641 and rs.timers == [650]
+    op.on_event(Event(645, 2, {"type": "view", "user": "u2"}, "input", 2))
+    assert "u1" in rs.keys and rs.timeouts == 0  # past its deadline, before its timer
+    op.on_event(Event(646, 3, {"type": "refund", "user": "u1"}, "input", 3))
+    assert rec.out == [] and "u1" not in rs.keys and rs.timeouts == 1  # expired, no match
+    op.on_event(Event(700, 4, {"type": "payment", "user": "u1"}, "input", 4))
+    op.on_event(Event(1339, 5, {"type": "refund", "user": "u1"}, "input", 5))
+    assert [r["start"] for _, r in rec.out] == [700]  # 639 ms later: inside the window
+
+
+def test_the_timer_frees_the_key_once_the_watermark_passes_it(tmp_path: Path) -> None:
+    op = CepOperator(_rules(tmp_path, RULES), lambda sink, rec: None)
+    rs = op.rules[0]
+    op.on_event(Event(1, 1, {"type": "payment", "user": "u1"}, "input", 1))
+    op.on_event(Event(650, 2, {"type": "view", "user": "u2"}, "input", 2))
+    assert op.watermark == 649 and "u1" in rs.keys
+    op.on_event(Event(651, 3, {"type": "view", "user": "u2"}, "input", 3))
+    assert "u1" not in rs.keys and rs.timeouts == 1 and not rs.timers
+
+
+def test_timers_restored_at_exact_deadlines_still_expire_keys(tmp_path: Path) -> None:
+    op = CepOperator(_rules(tmp_path, RULES), lambda sink, rec: None)
+    rs = op.rules[0]
+    op.on_event(Event(1, 1, {"type": "payment", "user": "u1"}, "input", 1))
+    op.on_event(Event(5, 2, {"type": "payment", "user": "u2"}, "input", 2))
+    # what a snapshot written with exact timers holds
+    rs.restore_timers([(rs.keys[k].deadline, n, k) for n, k in enumerate(("u1", "u2"))])
+    op.state_changed()
+    assert rs.timers == [641, 645]
+    op.on_event(Event(642, 3, {"type": "view", "user": "u3"}, "input", 3))
+    assert "u1" not in rs.keys and "u2" in rs.keys
+    op.on_event(Event(646, 4, {"type": "view", "user": "u3"}, "input", 4))
+    assert not rs.keys
+
+
+def _feed(rules: list[CompiledRule], objs: list[dict[str, Any]], exact: bool,
+          cut: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    rec = _Records()
+    op = CepOperator(rules, rec)
+    if exact:
+        for rs in op.rules:
+            rs.grain = 1
+    for seq, d in enumerate(objs, 1):
+        if seq == cut:  # a checkpoint, restored into a new operator
+            data = snapshot.encode(op)
+            op = CepOperator(rules, rec)
+            snapshot.decode(data, op)
+        op.on_event(Event(d["ts"], seq, d, "input", seq))
+        for held, group in op._holders:
+            for rs in group:
+                assert held.issuperset(rs.keys)
+    op.finish()
+    return rec.out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rounded_timers_write_the_records_of_exact_ones(tmp_path: Path, seed: int) -> None:
+    from tests.operator.test_fastpath import _objects
+
+    rng = random.Random(seed)
+    objs = [d for d in _objects(rng, 2500) if type(d["ts"]) is int]
+    for d in objs:
+        d["ts"] *= 3
+    rules = _rules(tmp_path, RULES)
+    exact = _feed(rules, objs, exact=True)
+    assert len(exact) > 20, "some alerts"
+    assert _feed(rules, objs, exact=False) == exact
+    assert _feed(rules, objs, exact=False, cut=len(objs) // 2) == exact
+
+
+@pytest.mark.skipif(not prescan.AVAILABLE, reason="cep._prescan is not built")
+@pytest.mark.parametrize("seed", range(4))
+def test_the_scanner_with_rounded_timers_and_shared_held_keys_writes_the_same_records(
+        tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+    data = tmp_path / "in.jsonl"
+    data.write_bytes(_input(rng, 3000))
+    rules = _rules(tmp_path, RULES)
+    op = CepOperator(rules, lambda sink, rec: None)
+    built = prescan.build_program(op.rules, "input", "ts")
+    assert built is not None
+    paths = prescan.gates_of(op.rules, "input", "ts")[0]  # type: ignore[index]
+    shared = prescan.holders_of(paths, built[1])
+    assert shared[paths.index(("user",))] is op.rules[0].holders is not None
+    rounded = _run(rules, data, tmp_path / "c", native=True)
+    assert rounded == _run(rules, data, tmp_path / "py", native=False)
+    monkeypatch.setattr(cep_operator, "TIMER_GRAINS", 10**9)  # every timer exact
+    assert _run(rules, data, tmp_path / "exact", native=True) == rounded
+    assert rounded[3], "some alerts"
+
+
+def test_the_shared_held_keys_are_tidied_when_far_larger_than_the_keys(tmp_path: Path) -> None:
+    op = CepOperator(_rules(tmp_path, RULES), lambda sink, rec: None)
+    [(held, group)] = op._holders
+    assert [rs.rule.name for rs in group] == ["pay_then_refund", "logins_then_pay",
+                                               "view_then_logout", "any_view_then_move"]
+    for i in range(5000):
+        op.on_event(Event(i * 1000, i + 1, {"type": "payment", "user": f"u{i}"}, "input", i))
+    assert len(held) == 5000 and len(group[0].keys) == 1  # a superset: keys only join it
+    op.tidy_holders()
+    assert held == set(group[0].keys) == {"u4999"}
