@@ -58,7 +58,7 @@ from cep.operator.records import AlertBuilder, late_record
 from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
 
-__all__ = ["CepOperator", "RuleState", "Emit", "HOLD_AFTER"]
+__all__ = ["CepOperator", "RuleState", "HeldKeys", "Emit", "HOLD_AFTER"]
 
 log = logging.getLogger("cep.operator")
 
@@ -68,7 +68,7 @@ _NO_KEY: Any = object()  # no timer at a deadline yet (None is a key like any ot
 
 HOLDERS_MIN = 4
 """Rules keyed by the same field from which on they share a set of held keys
-(:meth:`CepOperator._share_holders`)."""
+(:meth:`CepOperator.share_holders`)."""
 
 HOLD_AFTER = 16384
 """Default of :attr:`CepOperator.hold_after`: a partial match still alive after one to two
@@ -98,6 +98,33 @@ def timer_grain(rs: RuleState) -> int:
     return max(1, min(windows) // TIMER_GRAINS) if windows else 1
 
 
+class HeldKeys(set):  # type: ignore[type-arg]
+    """A set of keys shared by ``rules`` (:meth:`CepOperator.share_holders`): at least every
+    key any of them holds state for.  Keys join it as their state is made and leave it only
+    when it is rebuilt, once it holds more than ``limit`` keys (:meth:`tidy`)."""
+
+    __slots__ = ("rules", "limit")
+
+    def __init__(self, rules: list[RuleState]) -> None:
+        super().__init__()
+        self.rules = rules
+        self.limit = -1
+        self.tidy()
+
+    def tidy(self) -> None:
+        """Rebuild from the rules' keys when larger than twice their number plus 4,096 (or
+        when new); the next rebuild is looked at past that size."""
+        live = 0
+        for rs in self.rules:
+            live += len(rs.keys)
+        rebuild = len(self) > 2 * live + 4096 or self.limit < 0
+        self.limit = 2 * live + 4096
+        if rebuild:
+            self.clear()
+            for rs in self.rules:
+                self.update(rs.keys)
+
+
 class RuleState:
     """A compiled rule and its keyed matcher state.
 
@@ -113,7 +140,7 @@ class RuleState:
         shortcut: the automaton's :func:`~cep.nfa.matcher.start_shortcut`, or ``None``.
         holders: a set of keys shared by the rules keyed by the same field, holding at least
             every key any of them holds state for (or ``None``: not shared); see
-            :meth:`CepOperator._share_holders`.
+            :meth:`CepOperator.share_holders`.
         young, mature: keys changed in this round and in the last one, for :func:`hold_events`
             (``None`` when the automaton reads partial matches, so nothing is held compactly).
         alerts: the :class:`~cep.operator.records.AlertBuilder` of the rule.
@@ -138,7 +165,7 @@ class RuleState:
         self.mature: list[Hashable] = []
         self.grain = timer_grain(self)
         self.shortcut = start_shortcut(rule.nfa)
-        self.holders: set[Hashable] | None = None
+        self.holders: HeldKeys | None = None
 
     def partial_matches(self) -> int:
         """Live partial matches over all keys (start computations excluded; a draining
@@ -230,8 +257,7 @@ class CepOperator:
         self._scan: tuple[list[RuleState], tuple[bool, ...], str, Scanner] | None = None
         self._fast_source = "input"
         self.hold_after = HOLD_AFTER
-        self._holders: list[tuple[set[Hashable], list[RuleState]]] = []
-        self._share_holders()
+        self._holders: list[HeldKeys] = []
 
     @property
     def hold_after(self) -> int | None:
@@ -362,41 +388,42 @@ class CepOperator:
     def state_changed(self) -> None:
         """The rule list or the rules' keyed state changed other than by matching (a reload,
         a checkpoint restore): the next :meth:`advance` looks at every rule's timers again,
-        and the rules that share a key share their held keys again (:meth:`_share_holders`)."""
+        and the rules no longer share held keys until :meth:`share_holders` is called again
+        (the file scanner does, for the program it builds)."""
         self._due = NEG_INF
-        self._share_holders()
+        self.unshare_holders()
 
-    def _share_holders(self) -> None:
+    def unshare_holders(self) -> None:
+        """No rule shares held keys any more (:meth:`share_holders`)."""
+        for rs in self.rules:
+            rs.holders = None
+        self._holders = []
+
+    @property
+    def holder_groups(self) -> list[HeldKeys]:
+        """The shared sets of held keys and their rules (:meth:`share_holders`); a new list
+        object whenever sharing is set up or given up."""
+        return self._holders
+
+    def share_holders(self) -> None:
         """Give the active rules keyed by the same one field, when there are at least
         :data:`HOLDERS_MIN` of them, one set of the keys any of them holds state for
         (:attr:`RuleState.holders`): the file scanner then looks a key up once, not once per
         rule, to find that none holds it.  The set is kept a superset: a key joins it when a
-        rule's state for it is made, and it is rebuilt from the rules' keys here and when it
-        has grown far past them (:meth:`tidy_holders`)."""
+        rule's state for it is made, and it is rebuilt from the rules' keys when it has grown
+        far past them (:class:`HeldKeys`).  Until :meth:`state_changed` or
+        :meth:`unshare_holders`."""
         groups: dict[tuple[str, ...], list[RuleState]] = {}
         for rs in self.rules:
             rs.holders = None
             paths = getattr(rs.rule.key_fn, "key_paths", None)
             if not rs.draining and paths is not None and len(paths) == 1:
                 groups.setdefault(paths[0], []).append(rs)
-        self._holders = [(set(), group) for group in groups.values()
+        self._holders = [HeldKeys(group) for group in groups.values()
                          if len(group) >= HOLDERS_MIN]
-        for held, group in self._holders:
-            for rs in group:
-                held.update(rs.keys)
+        for held in self._holders:
+            for rs in held.rules:
                 rs.holders = held
-
-    def tidy_holders(self) -> None:
-        """Rebuild each shared set of held keys (:meth:`_share_holders`) that has grown to
-        more than twice the keys its rules hold (plus 4,096): keys leave it only here."""
-        for held, group in self._holders:
-            live = 0
-            for rs in group:
-                live += len(rs.keys)
-            if len(held) > 2 * live + 4096:
-                held.clear()
-                for rs in group:
-                    held.update(rs.keys)
 
     def _fast_tick(self, ts: int) -> float:
         """The fast path saw a new largest event time that passes a timer's deadline."""
@@ -505,8 +532,11 @@ class CepOperator:
             ks = new_key_state(nfa)
             ks.clock = ts
             rs.keys[key] = ks
-            if rs.holders is not None:
-                rs.holders.add(key)
+            held = rs.holders
+            if held is not None:
+                held.add(key)
+                if len(held) > held.limit:
+                    held.tidy()
         elif ks.clock < ts:
             if ks.deadline <= ts:
                 self._advance_key(rs, key, ks, ts)
@@ -538,8 +568,11 @@ class CepOperator:
         as the matching step and :meth:`_after_change` would make them."""
         ks = started_key_state(rs.rule.nfa, sc, ev)
         rs.keys[key] = ks
-        if rs.holders is not None:
-            rs.holders.add(key)
+        held = rs.holders
+        if held is not None:
+            held.add(key)
+            if len(held) > held.limit:
+                held.tidy()
         offset = sc[2]
         if offset is not None:
             d = ev.ts + offset

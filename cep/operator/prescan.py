@@ -307,7 +307,7 @@ class Prescan:
         self.time_field = time_field
         self.max_bytes = max_bytes
         self._cached: tuple[list[RuleState], tuple[bool, ...], Any, list[RuleState], int,
-                            tuple[bool, ...]] | None = None
+                            tuple[bool, ...], Any] | None = None
 
     def program(self) -> Any | None:
         """The program for the operator's current rules, or ``None`` when the scanner cannot
@@ -318,9 +318,14 @@ class Prescan:
         rules = op.rules
         flags = tuple(rs.draining for rs in rules)
         cached = self._cached
-        if cached is None or cached[0] is not rules or cached[1] != flags:
+        if (cached is None or cached[0] is not rules or cached[1] != flags
+                or cached[6] is not op.holder_groups):
+            op.share_holders()  # (the program keeps the sets it is given)
             program, owners = build_program(rules, self.source, self.time_field) or (None, [])
-            cached = (rules, flags, program, owners, horizon_of(owners), keyed_alike(owners))
+            if program is None:
+                op.unshare_holders()
+            cached = (rules, flags, program, owners, horizon_of(owners), keyed_alike(owners),
+                      op.holder_groups)
             self._cached = cached
         return cached[2]
 
@@ -359,7 +364,6 @@ class Prescan:
         n = len(chunk)
         pos = 0
         op._refresh_due()  # exact once per chunk; kept a lower bound by the operator
-        op.tidy_holders()
         while True:
             last = op._last_ts
             due = op._due
