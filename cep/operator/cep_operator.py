@@ -167,6 +167,16 @@ class RuleState:
         self.shortcut = start_shortcut(rule.nfa)
         self.holders: HeldKeys | None = None
 
+    def add_key(self, key: Hashable, ks: KeyState) -> None:
+        """Keep the state ``ks`` of a key that had none (and the key in the shared
+        :attr:`holders`, which may then tidy itself)."""
+        self.keys[key] = ks
+        held = self.holders
+        if held is not None:
+            held.add(key)
+            if len(held) > held.limit:
+                held.tidy()
+
     def partial_matches(self) -> int:
         """Live partial matches over all keys (start computations excluded; a draining
         version has none)."""
@@ -496,8 +506,7 @@ class CepOperator:
 
     def _dispatch_key(self, rs: RuleState, ev: Event, key: Any) -> None:
         """:meth:`_dispatch_one` for an event the rule reads, with its key (the value of the
-        rule's ``key_fn``): the prefilter for a key without state, and its first partial
-        match (:meth:`_start`) when the automaton has a start shortcut; else :meth:`_step`."""
+        rule's ``key_fn``): the prefilter for a key without state, then :meth:`_step`."""
         try:
             known = key in rs.keys
         except TypeError:  # an unhashable key value (a list or object)
@@ -508,10 +517,6 @@ class CepOperator:
                 return
             pre = rs.rule.nfa.start_prefilter
             if pre is not None and not pre.fn(ev, None):
-                return
-            sc = rs.shortcut
-            if sc is not None and self.cap > 0:
-                self._start(rs, key, ev, sc)
                 return
         self._step(rs, key, ev)
 
@@ -531,12 +536,7 @@ class CepOperator:
                 return
             ks = new_key_state(nfa)
             ks.clock = ts
-            rs.keys[key] = ks
-            held = rs.holders
-            if held is not None:
-                held.add(key)
-                if len(held) > held.limit:
-                    held.tidy()
+            rs.add_key(key, ks)
         elif ks.clock < ts:
             if ks.deadline <= ts:
                 self._advance_key(rs, key, ks, ts)
@@ -567,12 +567,7 @@ class CepOperator:
         (:func:`~cep.nfa.matcher.start_shortcut`): the key's first partial match and timer,
         as the matching step and :meth:`_after_change` would make them."""
         ks = started_key_state(rs.rule.nfa, sc, ev)
-        rs.keys[key] = ks
-        held = rs.holders
-        if held is not None:
-            held.add(key)
-            if len(held) > held.limit:
-                held.tidy()
+        rs.add_key(key, ks)
         offset = sc[2]
         if offset is not None:
             d = ev.ts + offset
