@@ -165,10 +165,11 @@ class _Tables:
 
 
 def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
+    states = [(key, rs.unfolded(entry)) for key, entry in rs.keys.items()]
     keys = [
         [key, ks.clock, [t.computation(c) for c in ks.a],
          [t.computation(c) for c in ks.completed.a]]
-        for key, ks in rs.keys.items()
+        for key, ks in states
     ]
     return {
         "name": rs.rule.name, "version": rs.rule.version, "text": rs.rule.text,
@@ -176,7 +177,7 @@ def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
         "draining": rs.draining, "matches": rs.matches, "timeouts": rs.timeouts,
         "evictions": rs.evictions, "keys": keys,
         "timers": [[d, n, k] for d, n, k in rs.timer_entries()],
-        "deadline": [[k, ks.deadline] for k, ks in rs.keys.items() if ks.deadline < _INF],
+        "deadline": [[k, ks.deadline] for k, ks in states if ks.deadline < _INF],
     }
 
 
@@ -293,7 +294,7 @@ def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatch
     report.keys += len(saved["keys"])
     for k, d in saved["deadline"]:
         got = rs.keys.get(_hashable_key(k))
-        if got is not None:
+        if isinstance(got, KeyState):
             got.deadline = d
     rs.restore_timers([(d, n, _hashable_key(k)) for d, n, k in saved["timers"]])
     if rs.young is not None:

@@ -39,7 +39,7 @@ import orjson
 from sortedcontainers import SortedList
 
 from cep.compiler.compiled import CompiledRule
-from cep.event import Event
+from cep.event import Event, HeldEvent, hold
 from cep.nfa.matcher import (
     START_CK,
     KeyState,
@@ -63,6 +63,11 @@ __all__ = ["CepOperator", "RuleState", "HeldKeys", "Emit", "HOLD_AFTER"]
 log = logging.getLogger("cep.operator")
 
 Emit = Callable[[str, dict[str, Any]], None]
+
+KeyEntry = KeyState | Event | HeldEvent
+"""What :attr:`RuleState.keys` maps a key to: its :class:`~cep.nfa.matcher.KeyState`, or, for
+a key whose one partial match is the one its first event started (see
+:attr:`RuleState.compact_after`), that event alone."""
 
 _NO_KEY: Any = object()  # no timer at a deadline yet (None is a key like any other)
 
@@ -130,7 +135,9 @@ class RuleState:
 
     Attributes:
         keys: key → :class:`~cep.nfa.matcher.KeyState`; a key's ``deadline`` is the earliest
-            deadline scheduled for it (ms).
+            deadline scheduled for it (ms).  With :attr:`compact_after`, a key whose only
+            partial match is the one its first event started maps to that event instead
+            (:data:`KeyEntry`; :meth:`unfold` makes the state it stands for).
         timers: a heap of the distinct times (ms) timers are scheduled at: the deadlines
             rounded up to a multiple of ``grain`` (:func:`timer_grain`; 1: exact); ``due``
             maps each to its key, or to a list of its keys in the order they were scheduled.
@@ -138,6 +145,12 @@ class RuleState:
             skipped; with rounded ones, a key whose deadline has not passed.
         counter: timers scheduled so far.
         shortcut: the automaton's :func:`~cep.nfa.matcher.start_shortcut`, or ``None``.
+        compact_after: for a rule with a start shortcut whose new partial match can expire and
+            whose timers are rounded (its expiry says nothing), the time (ms) from the event
+            that starts a key's first partial match to the key's deadline; the key is then
+            kept as that event alone — no state objects, one timer — until a second event
+            for it arrives (:meth:`unfold`) or it expires.  ``None``: keys always hold a
+            :class:`~cep.nfa.matcher.KeyState`.
         holders: a set of keys shared by the rules keyed by the same field, holding at least
             every key any of them holds state for (or ``None``: not shared); see
             :meth:`CepOperator.share_holders`.
@@ -148,12 +161,12 @@ class RuleState:
 
     __slots__ = ("rule", "keys", "timers", "due", "counter", "draining",
                  "matches", "timeouts", "evictions", "alerts", "young", "mature", "grain",
-                 "shortcut", "holders")
+                 "shortcut", "holders", "compact_after")
 
     def __init__(self, rule: CompiledRule) -> None:
         self.rule = rule
         self.alerts = AlertBuilder(rule)
-        self.keys: dict[Hashable, KeyState] = {}
+        self.keys: dict[Hashable, KeyEntry] = {}
         self.timers: list[float] = []
         self.due: dict[float, Any] = {}
         self.counter = 0
@@ -165,9 +178,11 @@ class RuleState:
         self.mature: list[Hashable] = []
         self.grain = timer_grain(self)
         self.shortcut = start_shortcut(rule.nfa)
+        sc = self.shortcut
+        self.compact_after = sc[2] if sc is not None and self.grain != 1 else None
         self.holders: HeldKeys | None = None
 
-    def add_key(self, key: Hashable, ks: KeyState) -> None:
+    def add_key(self, key: Hashable, ks: KeyEntry) -> None:
         """Keep the state ``ks`` of a key that had none (and the key in the shared
         :attr:`holders`, which may then tidy itself)."""
         self.keys[key] = ks
@@ -180,13 +195,45 @@ class RuleState:
     def partial_matches(self) -> int:
         """Live partial matches over all keys (start computations excluded; a draining
         version has none)."""
-        n = sum(len(ks.a) for ks in self.keys.values())
+        n = sum(len(ks.a) if type(ks) is KeyState else 2 for ks in self.keys.values())
         return n if self.draining else n - len(self.keys)
+
+    def unfolded(self, entry: KeyEntry) -> KeyState:
+        """The :class:`~cep.nfa.matcher.KeyState` a key entry stands for: the entry itself,
+        or for an event kept alone (:attr:`compact_after`) the state :meth:`unfold` makes —
+        not stored."""
+        if isinstance(entry, KeyState):
+            return entry
+        assert self.shortcut is not None and self.compact_after is not None
+        ks = started_key_state(self.rule.nfa, self.shortcut, entry)
+        ks.deadline = entry.ts + self.compact_after
+        return ks
+
+    def unfold(self, key: Hashable, entry: KeyEntry) -> KeyState:
+        """:meth:`unfolded`, stored as ``key``'s state (its timer, already scheduled at the
+        event's deadline, is the state's)."""
+        ks = self.unfolded(entry)
+        if ks is not entry:
+            self.keys[key] = ks
+        return ks
+
+    def unfold_all(self) -> None:
+        """Store the full state of every key kept as an event alone (before a version
+        drains: a draining version's keys are all :class:`~cep.nfa.matcher.KeyState`)."""
+        keys = self.keys
+        for key, entry in keys.items():
+            if type(entry) is not KeyState:
+                keys[key] = self.unfolded(entry)
 
     def schedule(self, key: Hashable, ks: KeyState, d: float) -> None:
         """Set ``key``'s deadline to ``d`` (ms) and schedule its timer (at ``d`` rounded up to
         a multiple of :attr:`grain`)."""
         ks.deadline = d
+        self.add_timer(key, d)
+
+    def add_timer(self, key: Hashable, d: float) -> None:
+        """Schedule a timer for ``key`` at ``d`` (ms) rounded up to a multiple of
+        :attr:`grain` (the key's ``deadline`` is the caller's)."""
         self.counter += 1
         g = self.grain
         if g != 1:
@@ -527,9 +574,9 @@ class CepOperator:
         nothing), then the NFA step, the matches, and the key's timer or removal."""
         nfa = rs.rule.nfa
         ts = ev.ts
-        ks = rs.keys.get(key)
-        fresh = ks is None
-        if ks is None:
+        entry = rs.keys.get(key)
+        fresh = entry is None
+        if entry is None:
             sc = rs.shortcut
             if sc is not None and not rs.draining and self.cap > 0:
                 self._start(rs, key, ev, sc)
@@ -537,12 +584,14 @@ class CepOperator:
             ks = new_key_state(nfa)
             ks.clock = ts
             rs.add_key(key, ks)
-        elif ks.clock < ts:
-            if ks.deadline <= ts:
-                self._advance_key(rs, key, ks, ts)
-                fresh = True  # the key may have become idle: let _after_change look
-            else:
-                ks.clock = ts
+        else:
+            ks = entry if type(entry) is KeyState else rs.unfold(key, entry)
+            if ks.clock < ts:
+                if ks.deadline <= ts:
+                    self._advance_key(rs, key, ks, ts)
+                    fresh = True  # the key may have become idle: let _after_change look
+                else:
+                    ks.clock = ts
         before = ks.a
         matches = process(nfa, ks, ev)
         if matches:
@@ -565,15 +614,23 @@ class CepOperator:
     def _start(self, rs: RuleState, key: Hashable, ev: Event, sc: Shortcut) -> None:
         """:meth:`_step` for a key without state, when its automaton has a start shortcut
         (:func:`~cep.nfa.matcher.start_shortcut`): the key's first partial match and timer,
-        as the matching step and :meth:`_after_change` would make them."""
-        ks = started_key_state(rs.rule.nfa, sc, ev)
-        rs.add_key(key, ks)
-        offset = sc[2]
-        if offset is not None:
-            d = ev.ts + offset
-            rs.schedule(key, ks, d)
-            if d < self._due:
-                self._due = d
+        as the matching step and :meth:`_after_change` would make them — or, with
+        :attr:`RuleState.compact_after`, the event alone and the same timer."""
+        after = rs.compact_after
+        d: float = POS_INF
+        if after is not None:
+            rs.add_key(key, ev)
+            d = ev.ts + after
+            rs.add_timer(key, d)
+        else:
+            ks = started_key_state(rs.rule.nfa, sc, ev)
+            rs.add_key(key, ks)
+            offset = sc[2]
+            if offset is not None:
+                d = ev.ts + offset
+                rs.schedule(key, ks, d)
+        if d < self._due:
+            self._due = d
         young = rs.young
         if young is not None:
             young.append(key)
@@ -586,9 +643,11 @@ class CepOperator:
         if self._hold_after is not None:
             keys = rs.keys
             for key in rs.mature:
-                ks = keys.get(key)
-                if ks is not None:
-                    hold_events(ks)
+                entry = keys.get(key)
+                if type(entry) is KeyState:
+                    hold_events(entry)
+                elif type(entry) is Event:
+                    keys[key] = hold(entry)  # a key kept as its event alone
         rs.mature = rs.young or []
         rs.young = []
 
@@ -643,8 +702,12 @@ class CepOperator:
             got = due.pop(d)
             for key in got if type(got) is list else (got,):
                 ks = keys.get(key)
-                if ks is None or ks.deadline != d:
-                    continue  # superseded, or the key is gone
+                if ks is None:
+                    continue  # the key is gone
+                if type(ks) is not KeyState:
+                    ks = rs.unfold(key, ks)  # (kept as its event alone)
+                if ks.deadline != d:
+                    continue  # superseded
                 ks.deadline = POS_INF
                 self._advance_key(rs, key, ks, wm)
                 self._after_change(rs, key, ks)
@@ -658,12 +721,19 @@ class CepOperator:
         keys = rs.keys
         nfa = rs.rule.nfa
         w = nfa.window_ms
+        after = rs.compact_after
         while timers and timers[0] <= wm:
             got = due.pop(heapq.heappop(timers))
             for key in got if type(got) is list else (got,):
                 ks = keys.get(key)
-                if ks is None or ks.deadline > wm:
-                    continue  # the key is gone, or it was woken earlier and is due later
+                if type(ks) is not KeyState:
+                    if ks is not None and ks.ts + after <= wm:  # type: ignore[union-attr,operator]
+                        rs.timeouts += 1  # a key kept as its event alone: its deadline passed
+                        del keys[key]
+                    continue
+                assert isinstance(ks, KeyState)
+                if ks.deadline > wm:
+                    continue  # woken earlier and due later
                 a = ks.a
                 if len(a) == 2 and w > 0:
                     # (a heap of two with the start computation: the partial match is the root)

@@ -86,8 +86,7 @@ class ReloadReport:
 
 def live_partials(rs: RuleState) -> int:
     """Partial matches of one rule state over all keys (start computations excluded)."""
-    n = sum(len(ks.partial.a) for ks in rs.keys.values())
-    return n if rs.draining else n - len(rs.keys)
+    return rs.partial_matches()
 
 
 def _drainable(window_ms: int, cs: Computation) -> bool:
@@ -103,8 +102,10 @@ def start_draining(rs: RuleState) -> tuple[int, int, int]:
     Returns ``(kept, dropped, keys_dropped)`` partial-match and key counts."""
     window = rs.rule.nfa.window_ms
     kept = dropped = keys_dropped = 0
+    rs.unfold_all()
     for key in list(rs.keys):
         ks = rs.keys[key]
+        assert isinstance(ks, KeyState)
         before = len(ks.partial.a) - 1  # the start computation is always there when active
         ks.partial.remove_if(lambda c: not _drainable(window, c))
         left = len(ks.partial.a)
@@ -122,6 +123,7 @@ def revive(rs: RuleState) -> None:
     back, and new keys may be created again."""
     start = rs.rule.nfa.start
     for ks in rs.keys.values():
+        assert isinstance(ks, KeyState)  # (a draining version's keys hold full state)
         _offer_start(ks, start)
     rs.draining = False
 

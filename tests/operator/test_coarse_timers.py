@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from cep.app.rules import load_rule_set
@@ -140,7 +141,8 @@ def test_a_key_outlives_its_deadline_but_never_matches_past_it(tmp_path: Path) -
     op = CepOperator(_rules(tmp_path, RULES), rec)
     rs = op.rules[0]  # pay_then_refund: window 640 ms, timers rounded to 10 ms
     op.on_event(Event(1, 1, {"type": "payment", "user": "u1"}, "input", 1))
-    assert rs.keys["u1"].deadline == 641 and rs.timers == [650]
+    assert type(rs.keys["u1"]) is Event  # kept as its event alone (compact_after)
+    assert rs.unfolded(rs.keys["u1"]).deadline == 641 and rs.timers == [650]
     op.on_event(Event(645, 2, {"type": "view", "user": "u2"}, "input", 2))
     assert "u1" in rs.keys and rs.timeouts == 0  # past its deadline, before its timer
     op.on_event(Event(646, 3, {"type": "refund", "user": "u1"}, "input", 3))
@@ -166,7 +168,8 @@ def test_timers_restored_at_exact_deadlines_still_expire_keys(tmp_path: Path) ->
     op.on_event(Event(1, 1, {"type": "payment", "user": "u1"}, "input", 1))
     op.on_event(Event(5, 2, {"type": "payment", "user": "u2"}, "input", 2))
     # what a snapshot written with exact timers holds
-    rs.restore_timers([(rs.keys[k].deadline, n, k) for n, k in enumerate(("u1", "u2"))])
+    rs.restore_timers([(rs.unfolded(rs.keys[k]).deadline, n, k)
+                       for n, k in enumerate(("u1", "u2"))])
     op.state_changed()
     assert rs.timers == [641, 645]
     op.on_event(Event(642, 3, {"type": "view", "user": "u3"}, "input", 3))
@@ -250,3 +253,84 @@ def test_the_shared_held_keys_are_tidied_when_far_larger_than_the_keys(tmp_path:
     assert len(held.rules[0].keys) == 1  # each key expired before the next came
     # keys only join it, until it holds more than 2 × 1 + 4,096 and is rebuilt from the keys
     assert max(sizes) < 4100 and min(sizes[5000:]) < 5
+
+
+def _feed_compact(rules: list[CompiledRule], later: list[CompiledRule],
+                  objs: list[dict[str, Any]], compact: bool
+                  ) -> tuple[list[tuple[str, dict[str, Any]]], list[Any]]:
+    """Records, and after every event the partial matches and timeouts of each rule, with or
+    without keys kept as their event alone; a checkpoint a third of the way in and a reload
+    to ``later`` two thirds of the way in (changed rules drain)."""
+    rec = _Records()
+    op = CepOperator(rules, rec)
+    op.hold_after = 64  # events held compactly early, the kept events among them
+
+    def settle() -> None:
+        for rs in op.rules:
+            if not compact:
+                rs.compact_after = None
+    settle()
+    seen: list[Any] = []
+    kept = 0
+    for seq, d in enumerate(objs, 1):
+        if seq == len(objs) // 3:
+            data = snapshot.encode(op)
+            op = CepOperator(rules, rec)
+            op.hold_after = 64
+            snapshot.decode(data, op)
+            settle()
+        if seq == 2 * len(objs) // 3:
+            op.reload(later)
+            settle()
+        op.on_event(Event(d["ts"], seq, d, "input", seq))
+        kept += sum(type(v) is not cep_operator.KeyState for rs in op.rules
+                    for v in rs.keys.values())
+        seen.append([(rs.rule.name, rs.draining, rs.partial_matches(), rs.timeouts)
+                     for rs in op.rules])
+    state = msgpack.unpackb(snapshot.encode(op), strict_map_key=False)
+    del state["created_ms"]
+    seen.append(state)  # the same state, unfolded
+    op.finish()
+    seen.append(op.stats())
+    assert (kept > 0) == compact
+    return rec.out, seen
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_keys_kept_as_their_event_alone_behave_as_full_state(tmp_path: Path,
+                                                             seed: int) -> None:
+    from tests.operator.test_fastpath import _objects
+
+    rng = random.Random(seed)
+    objs = [d for d in _objects(rng, 2500) if type(d["ts"]) is int]
+    for d in objs:
+        d["ts"] *= 3
+    rules = _rules(tmp_path, RULES)
+    later = _rules(tmp_path, RULES.replace("within 640ms", "within 900ms"))
+    full = _feed_compact(rules, later, objs, compact=False)
+    assert len(full[0]) > 20, "some alerts"
+    assert _feed_compact(rules, later, objs, compact=True) == full
+
+
+def test_a_key_kept_as_its_event_is_held_compactly_and_unfolds_on_its_next_event(
+        tmp_path: Path) -> None:
+    rec = _Records()
+    op = CepOperator(_rules(tmp_path, RULES), rec)
+    op.hold_after = 1
+    rs = op.rules[0]  # pay_then_refund
+    assert rs.compact_after == 640 and rs.shortcut is not None
+    op.on_event(Event(1, 1, {"type": "payment", "user": "u1"}, "input", 1))
+    assert type(rs.keys["u1"]) is Event and rs.partial_matches() == 1
+    for i in range(2, 6):  # rounds of held events: the kept event is held too
+        op.on_event(Event(i, i, {"type": "view", "user": f"v{i}"}, "input", i))
+        op.on_event(Event(i, i + 10, {"type": "payment", "user": f"p{i}"}, "input", i))
+    assert type(rs.keys["u1"]).__name__ == "HeldEvent"
+    op.on_event(Event(20, 20, {"type": "refund", "user": "u1"}, "input", 20))
+    assert "u1" not in rs.keys  # matched: its one partial match completed
+    [(_, r)] = [x for x in rec.out if x[1]["key"] == {"user": "u1"}]
+    assert r["match"] == {"a": [{"type": "payment", "user": "u1"}],
+                          "b": [{"type": "refund", "user": "u1"}]}
+    op.on_event(Event(30, 30, {"type": "payment", "user": "u2"}, "input", 30))
+    op.on_event(Event(31, 31, {"type": "payment", "user": "u2"}, "input", 31))
+    ks = rs.keys["u2"]  # a second partial match: full state
+    assert type(ks) is cep_operator.KeyState and len(ks.a) == 3
