@@ -195,6 +195,7 @@ class RuleState:
     def partial_matches(self) -> int:
         """Live partial matches over all keys (start computations excluded; a draining
         version has none)."""
+        # (a key kept as its event alone: its start computation and one partial match)
         n = sum(len(ks.a) if type(ks) is KeyState else 2 for ks in self.keys.values())
         return n if self.draining else n - len(self.keys)
 
@@ -220,10 +221,8 @@ class RuleState:
     def unfold_all(self) -> None:
         """Store the full state of every key kept as an event alone (before a version
         drains: a draining version's keys are all :class:`~cep.nfa.matcher.KeyState`)."""
-        keys = self.keys
-        for key, entry in keys.items():
-            if type(entry) is not KeyState:
-                keys[key] = self.unfolded(entry)
+        for key, entry in self.keys.items():  # (values replaced, no key added or removed)
+            self.unfold(key, entry)
 
     def schedule(self, key: Hashable, ks: KeyState, d: float) -> None:
         """Set ``key``'s deadline to ``d`` (ms) and schedule its timer (at ``d`` rounded up to
@@ -721,17 +720,16 @@ class CepOperator:
         keys = rs.keys
         nfa = rs.rule.nfa
         w = nfa.window_ms
-        after = rs.compact_after
+        after = rs.compact_after or 0  # (no key is kept as its event alone without it)
         while timers and timers[0] <= wm:
             got = due.pop(heapq.heappop(timers))
             for key in got if type(got) is list else (got,):
                 ks = keys.get(key)
-                if type(ks) is not KeyState:
-                    if ks is not None and ks.ts + after <= wm:  # type: ignore[union-attr,operator]
+                if not isinstance(ks, KeyState):
+                    if ks is not None and ks.ts + after <= wm:
                         rs.timeouts += 1  # a key kept as its event alone: its deadline passed
                         del keys[key]
                     continue
-                assert isinstance(ks, KeyState)
                 if ks.deadline > wm:
                     continue  # woken earlier and due later
                 a = ks.a
