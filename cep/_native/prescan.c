@@ -121,6 +121,26 @@ typedef struct {
     int *ix_node;
     int *ix_any;
     int ix_nany;
+    /* Within index entry e, two groups of gates are decided without testing each member
+     * (group_index()); ix_start/ix_gate/ix_node then hold the other gates only.
+     * Thresholds: the gates k in [gx_num_start[e], gx_num_start[e+1]) are each one ordering
+     * of the number at slot gx_num_slot[e] with a literal, all of one direction; stored
+     * with gx_num_t[k] = the literal (its negation for `<`/`<=`) and gx_num_incl[k] (`>=`,
+     * `<=`), sorted so that the gates holding for a number are a prefix (found by binary
+     * search).  Key look-ups: the gates in [gx_held_start[e], gx_held_start[e+1]) are each
+     * `held` of slot gx_held_slot[e], all false (or all unknown) when one look-up in the
+     * shared holders (or the batch's touched keys) says so. */
+    int *gx_num_start;
+    int *gx_num_slot;
+    signed char *gx_num_above;
+    double *gx_num_t;
+    unsigned char *gx_num_incl;
+    int *gx_num_gate;
+    int *gx_num_node;
+    int *gx_held_start;
+    int *gx_held_slot;
+    int *gx_held_gate;
+    int *gx_held_node;
 } Program;
 
 /* ---------------------------------------------------------------- JSON scanning */
@@ -781,6 +801,17 @@ static void Program_dealloc(Program *pg) {
     PyMem_Free(pg->ix_gate);
     PyMem_Free(pg->ix_node);
     PyMem_Free(pg->ix_any);
+    PyMem_Free(pg->gx_num_start);
+    PyMem_Free(pg->gx_num_slot);
+    PyMem_Free(pg->gx_num_above);
+    PyMem_Free(pg->gx_num_t);
+    PyMem_Free(pg->gx_num_incl);
+    PyMem_Free(pg->gx_num_gate);
+    PyMem_Free(pg->gx_num_node);
+    PyMem_Free(pg->gx_held_start);
+    PyMem_Free(pg->gx_held_slot);
+    PyMem_Free(pg->gx_held_gate);
+    PyMem_Free(pg->gx_held_node);
     Py_TYPE(pg)->tp_free((PyObject *)pg);
 }
 
@@ -808,6 +839,119 @@ static int *int_array(PyObject *seq, int limit, int *n) {
     }
     *n = (int)m;
     return out;
+}
+
+/* Fewest members of a group worth deciding at once (see Program.gx_*). */
+#define MIN_GROUP 4
+
+typedef struct {
+    double t;
+    int incl, gate, node;
+} Threshold;
+
+/* Ascending literal; among equal ones the inclusive (`>=`) first: the gates a number x
+ * satisfies (x > t, or x == t when inclusive) are then a prefix. */
+static int threshold_order(const void *pa, const void *pb) {
+    const Threshold *a = pa, *b = pb;
+    if (a->t != b->t) return a->t < b->t ? -1 : 1;
+    return b->incl - a->incl;
+}
+
+/* Whether node i orders a number with a literal that a double holds exactly: 1 for `>`/
+ * `>=`, -1 for `<`/`<=`, 0 otherwise. */
+static int threshold_direction(Program *pg, int i) {
+    PNode *n = &pg->pn[i];
+    if (n->op != P_CMP_NUM) return 0;
+    if (n->is_int && (n->li > EXACT_DOUBLE_INT || n->li < -EXACT_DOUBLE_INT)) return 0;
+    if (n->cmp == C_GT || n->cmp == C_GE) return 1;
+    if (n->cmp == C_LT || n->cmp == C_LE) return -1;
+    return 0;
+}
+
+/* Split each index entry's gates into the thresholds group, the key look-up group (each
+ * the largest such set on one slot, if it has MIN_GROUP members) and the rest. */
+static int group_index(Program *pg) {
+    int ne = pg->ix_n, total = pg->ix_start[ne], ns = pg->nslots;
+    pg->gx_num_start = PyMem_Calloc((size_t)ne + 1, sizeof(int));
+    pg->gx_num_slot = PyMem_Calloc((size_t)ne + 1, sizeof(int));
+    pg->gx_num_above = PyMem_Calloc((size_t)ne + 1, 1);
+    pg->gx_num_t = PyMem_Calloc((size_t)total + 1, sizeof(double));
+    pg->gx_num_incl = PyMem_Calloc((size_t)total + 1, 1);
+    pg->gx_num_gate = PyMem_Calloc((size_t)total + 1, sizeof(int));
+    pg->gx_num_node = PyMem_Calloc((size_t)total + 1, sizeof(int));
+    pg->gx_held_start = PyMem_Calloc((size_t)ne + 1, sizeof(int));
+    pg->gx_held_slot = PyMem_Calloc((size_t)ne + 1, sizeof(int));
+    pg->gx_held_gate = PyMem_Calloc((size_t)total + 1, sizeof(int));
+    pg->gx_held_node = PyMem_Calloc((size_t)total + 1, sizeof(int));
+    int *count = PyMem_Calloc((size_t)ns * 3 + 1, sizeof(int));
+    Threshold *tmp = PyMem_Calloc((size_t)total + 1, sizeof(Threshold));
+    if (pg->gx_num_start == NULL || pg->gx_num_slot == NULL || pg->gx_num_above == NULL ||
+        pg->gx_num_t == NULL || pg->gx_num_incl == NULL || pg->gx_num_gate == NULL ||
+        pg->gx_num_node == NULL || pg->gx_held_start == NULL || pg->gx_held_slot == NULL ||
+        pg->gx_held_gate == NULL || pg->gx_held_node == NULL || count == NULL || tmp == NULL) {
+        PyMem_Free(count);
+        PyMem_Free(tmp);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int rest = 0, nnum = 0, nheld = 0;
+    for (int e = 0; e < ne; e++) {
+        int a = pg->ix_start[e], b = pg->ix_start[e + 1];
+        /* count[3s]: `>` on slot s, count[3s+1]: `<`, count[3s+2]: `held` of s */
+        memset(count, 0, sizeof(int) * (size_t)ns * 3);
+        for (int k = a; k < b; k++) {
+            PNode *n = &pg->pn[pg->ix_node[k]];
+            int dir = threshold_direction(pg, pg->ix_node[k]);
+            if (dir != 0) count[3 * n->slot + (dir > 0 ? 0 : 1)]++;
+            else if (n->op == P_HELD) count[3 * n->slot + 2]++;
+        }
+        int num = -1, held = -1; /* the chosen counter, or -1 */
+        for (int c = 0; c < 3 * ns; c++) {
+            int *best = c % 3 == 2 ? &held : &num;
+            if (count[c] >= MIN_GROUP && (*best < 0 || count[c] > count[*best])) *best = c;
+        }
+        pg->gx_num_start[e] = nnum;
+        pg->gx_held_start[e] = nheld;
+        pg->gx_num_slot[e] = num >= 0 ? num / 3 : -1;
+        pg->gx_num_above[e] = num >= 0 && num % 3 == 0;
+        pg->gx_held_slot[e] = held >= 0 ? held / 3 : -1;
+        int m = 0;
+        pg->ix_start[e] = rest;
+        for (int k = a; k < b; k++) { /* (rest <= k: compacted in place) */
+            int g = pg->ix_gate[k], i = pg->ix_node[k];
+            PNode *n = &pg->pn[i];
+            int dir = threshold_direction(pg, i);
+            if (num >= 0 && dir != 0 && 3 * n->slot + (dir > 0 ? 0 : 1) == num) {
+                tmp[m].t = dir > 0 ? (n->is_int ? (double)n->li : n->ld)
+                                   : -(n->is_int ? (double)n->li : n->ld);
+                tmp[m].incl = n->cmp == C_GE || n->cmp == C_LE;
+                tmp[m].gate = g;
+                tmp[m].node = i;
+                m++;
+            } else if (held >= 0 && n->op == P_HELD && 3 * n->slot + 2 == held) {
+                pg->gx_held_gate[nheld] = g;
+                pg->gx_held_node[nheld] = i;
+                nheld++;
+            } else {
+                pg->ix_gate[rest] = g;
+                pg->ix_node[rest] = i;
+                rest++;
+            }
+        }
+        qsort(tmp, (size_t)m, sizeof(Threshold), threshold_order);
+        for (int k = 0; k < m; k++, nnum++) {
+            pg->gx_num_t[nnum] = tmp[k].t;
+            pg->gx_num_incl[nnum] = (unsigned char)tmp[k].incl;
+            pg->gx_num_gate[nnum] = tmp[k].gate;
+            pg->gx_num_node[nnum] = tmp[k].node;
+        }
+    }
+    pg->ix_start[ne] = rest;
+    pg->gx_num_start[ne] = nnum;
+    pg->gx_held_start[ne] = nheld;
+    PyMem_Free(count);
+    PyMem_Free(tmp);
+    return 0;
 }
 
 /* index = (slot, ((value bytes, ((gate, predicate), ...)), ...), (gate, ...)) */
@@ -885,7 +1029,7 @@ static int build_index(Program *pg, PyObject *index, int *pcap, int *kcap) {
     }
     pg->ix_n = (int)ne;
     pg->ix_slot = slot;
-    return 0;
+    return group_index(pg);
 }
 
 /* Program(paths, time_slot, owners, gates[, index[, holders]]) */
@@ -1048,9 +1192,83 @@ static int index_entry(Program *pg) {
     return -1;
 }
 
-/* Which gates want the current line (are not certainly false), in one pass in rule order:
- * 0 when none does, 1 with a new tuple of their numbers in *gates, -1 on error.  `entry`
- * from index_entry. */
+/* For the key look-up group of slot s (Program.gx_held_*): R_FALSE when every member is
+ * certainly false (no rule sharing the holders holds the key, and it is not a key of the
+ * batch), R_UNKNOWN when every member is unknown (a key of the batch), -1 when each must be
+ * tested.  Each member would find the same in eval(), whose look-ups this one caches. */
+static int held_all(Program *pg, int s) {
+    PyObject *touched = pg->touched[s], *hs = pg->holders[s];
+    if (touched == NULL && hs == NULL) return -1;
+    PyObject *k = pg->keyobj[s];
+    if (k == NULL) {
+        k = key_object(&pg->vals[s]);
+        if (k == NULL) {
+            PyErr_Clear();
+            return -1;
+        }
+        pg->keyobj[s] = k;
+    }
+    if (touched != NULL) {
+        int t = pg->touched_hit[s];
+        if (t < 0) {
+            t = PySet_Contains(touched, k);
+            if (t < 0) {
+                PyErr_Clear();
+                t = 1;
+            }
+            pg->touched_hit[s] = (signed char)t;
+        }
+        if (t) return R_UNKNOWN;
+    }
+    if (hs != NULL) {
+        int h = pg->holders_hit[s];
+        if (h < 0) {
+            h = PySet_Contains(hs, k);
+            if (h < 0) {
+                PyErr_Clear();
+                h = 1;
+            }
+            pg->holders_hit[s] = (signed char)h;
+        }
+        if (!h) return R_FALSE;
+    }
+    return -1;
+}
+
+/* Index entry e's thresholds group (Program.gx_num_*): appends the gates that hold to
+ * pg->found from *found. */
+static void thresholds_holding(Program *pg, PyObject **keys, int e, int *found) {
+    int a = pg->gx_num_start[e], b = pg->gx_num_start[e + 1];
+    if (a == b) return;
+    Val *v = &pg->vals[pg->gx_num_slot[e]];
+    double x;
+    if (v->kind == V_FLOAT) {
+        x = v->d;
+    } else if (v->kind == V_INT && v->i <= EXACT_DOUBLE_INT && v->i >= -EXACT_DOUBLE_INT) {
+        x = (double)v->i;
+    } else if (v->kind == V_INT) { /* beyond a double's integers: each as eval() decides */
+        for (int k = a; k < b; k++)
+            if (eval(pg, keys, pg->gx_num_node[k]) != R_FALSE)
+                pg->found[(*found)++] = pg->gx_num_gate[k];
+        return;
+    } else {
+        return; /* ordering anything but a number is false */
+    }
+    if (!pg->gx_num_above[e]) x = -x; /* (x < t is -x > -t) */
+    const double *t = pg->gx_num_t;
+    const unsigned char *incl = pg->gx_num_incl;
+    int lo = a, hi = b; /* members [a, lo) hold, [hi, b) do not */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (t[mid] < x || (t[mid] == x && incl[mid])) lo = mid + 1;
+        else hi = mid;
+    }
+    for (int k = a; k < lo; k++) pg->found[(*found)++] = pg->gx_num_gate[k];
+}
+
+/* Which gates want the current line (are not certainly false), in rule order: 0 when none
+ * does, 1 with a new tuple of their numbers in *gates, -1 on error.  `entry` from
+ * index_entry. */
 static int wanting(Program *pg, PyObject **keys, int entry, PyObject **gates) {
     *gates = NULL;
     int n, *gate, *node;
@@ -1075,6 +1293,25 @@ static int wanting(Program *pg, PyObject **keys, int entry, PyObject **gates) {
             root = pg->gates[g];
         }
         if (eval(pg, keys, root) != R_FALSE) pg->found[found++] = g;
+    }
+    if (entry >= 0) {
+        thresholds_holding(pg, keys, entry, &found);
+        int a = pg->gx_held_start[entry], b = pg->gx_held_start[entry + 1];
+        if (a < b) {
+            int all = held_all(pg, pg->gx_held_slot[entry]);
+            for (int k = a; k < b; k++)
+                if (all == R_UNKNOWN || (all != R_FALSE &&
+                                         eval(pg, keys, pg->gx_held_node[k]) != R_FALSE))
+                    pg->found[found++] = pg->gx_held_gate[k];
+        }
+        for (int k = 1; k < found; k++) { /* into rule order (each part is nearly so) */
+            int g = pg->found[k], j = k;
+            while (j > 0 && pg->found[j - 1] > g) {
+                pg->found[j] = pg->found[j - 1];
+                j--;
+            }
+            pg->found[j] = g;
+        }
     }
     if (found == 0) return 0;
     PyObject *t = PyTuple_New(found);

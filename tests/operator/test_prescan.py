@@ -456,3 +456,84 @@ def test_the_index_decides_as_the_gates_do(tmp_path: Path, conds: list[str],
         line = orjson.dumps(d)
         assert (prescan.native.skip(indexed, line, 0, 0, 9, 999)
                 == prescan.native.skip(plain, line, 0, 0, 9, 999)), (conds, d, index)
+
+
+_THRESHOLDS = [-3, -1, 0, 2, 3, -1.5, 0.0, 2.5, 2**53 + 1, -(2**53) - 1, 2**60]
+_NUMBERS: list[Any] = [-3, -1, 0, 1, 2, 3, -1.5, -0.0, 2.5, 2.0, 2**53, 2**53 + 1, 2**60, -(2**60),
+                       1e300, "3", None, True]
+
+
+@st.composite
+def _grouped_gates(draw: st.DrawFn) -> tuple[Any, ...]:
+    """Gates like those of many rules keyed alike whose first stages order one number with
+    a literal (`type == "pay" and amount > 50`) and whose later stages look their key up:
+    slot 1 is `type`, 2 `amount`, 3 the key `user`."""
+    gates = []
+    for i in range(draw(st.integers(4, 14))):
+        value = draw(st.sampled_from([b"pay", b"pay", b"pay", b"x"]))
+        order = ("cmp", draw(st.sampled_from(["<", "<=", ">", ">=", ">", "==", "!="])), 2,
+                 draw(st.sampled_from(_THRESHOLDS)))
+        held = ("held", 3, i)
+        start = ("and", (("cmp", "==", 1, value), order))
+        later = ("and", (("cmp", "==", 1, draw(st.sampled_from([b"pay", b"x", b"x"]))), held))
+        gates.append(draw(st.sampled_from([start, later, ("or", (start, later)), order,
+                                           ("or", (order, held))])))
+    return tuple(gates)
+
+
+@settings(max_examples=500, deadline=None)
+@given(gates=_grouped_gates(),
+       held=st.lists(st.sets(st.sampled_from(["u1", "u2", 3])), min_size=14, max_size=14),
+       extra=st.sets(st.sampled_from(["u1", "u2", 3, "u4"])), shared=st.booleans(),
+       lines=st.lists(st.tuples(st.sampled_from(["pay", "x", "y", None]),
+                                st.sampled_from(_NUMBERS + ["missing"]),
+                                st.sampled_from(["u1", "u2", 3, "u4", 2.5])),
+                      min_size=1, max_size=12))
+def test_grouped_gates_decide_as_each_gate_does(gates: tuple[Any, ...], held: list[set[Any]],
+                                               extra: set[Any], shared: bool,
+                                               lines: list[tuple[Any, Any, Any]]) -> None:
+    """Within an index entry, the gates ordering one number (decided by a binary search over
+    their sorted literals) and the gates looking one key up (decided by one look-up in the
+    shared holders or the batch's keys when that settles them all) want exactly the lines
+    that testing each gate wants, in rule order: one line at a time and in batches."""
+    assert prescan.native is not None
+    owners = tuple(type("Owner", (), {"keys": dict.fromkeys(held[i], 1)})
+                   for i in range(len(gates)))
+    holders = set().union(*held[:len(gates)], extra) if shared else None
+    paths = (("ts",), ("type",), ("amount",), ("user",))
+    index = prescan.index_of(gates, 1)
+    plain = prescan.native.Program(paths, 0, owners, gates, None, (None, None, None, holders))
+    indexed = prescan.native.Program(paths, 0, owners, gates, index,
+                                     (None, None, None, holders))
+    rows = []
+    for ts, (kind, amount, user) in enumerate(lines):
+        d: dict[str, Any] = {"ts": ts, "user": user}
+        if kind is not None:
+            d["type"] = kind
+        if amount != "missing":
+            d["amount"] = amount
+        rows.append(orjson.dumps(d))
+        assert (prescan.native.skip(indexed, rows[-1], 0, 0, 99, 999)
+                == prescan.native.skip(plain, rows[-1], 0, 0, 99, 999)), (gates, d, index)
+    chunk = b"\n".join(rows)
+    assert (prescan.native.batch(indexed, chunk, 0, 0, 99, 999, 99, 64)
+            == prescan.native.batch(plain, chunk, 0, 0, 99, 999, 99, 64)), (gates, lines)
+
+
+def test_a_program_for_rules_ordering_one_number_groups_them() -> None:
+    """Fifty `type == "pay" and amount > t` gates: a line wants exactly those below its
+    amount, in rule order, for ints, floats and ties (`>=` includes the tie)."""
+    assert prescan.native is not None
+    thresholds = [(i * 37) % 50 for i in range(50)]  # shuffled, with repeats
+    ops = [">=" if i % 3 == 0 else ">" for i in range(50)]
+    gates = tuple(("and", (("cmp", "==", 1, b"pay"), ("cmp", op, 2, t)))
+                  for op, t in zip(ops, thresholds, strict=True))
+    paths = (("ts",), ("type",), ("amount",))
+    pg = prescan.native.Program(paths, 0, (), gates, prescan.index_of(gates))
+    amounts: list[Any] = [-1, 0, 10, 10.5, 25, 49, 49.0, 50, 1e9, "50"]
+    for amount in amounts:
+        line = orjson.dumps({"ts": 1, "type": "pay", "amount": amount})
+        *_, wanted = prescan.native.skip(pg, line, 0, 0, 9, 999)
+        expect = tuple(i for i, (op, t) in enumerate(zip(ops, thresholds, strict=True))
+                       if type(amount) is not str and (amount > t or (op == ">=" and amount == t)))
+        assert (wanted or ()) == expect, amount
