@@ -282,8 +282,11 @@ class CepOperator:
         emit: ``emit(sink, record)`` receives alerts (sink from the rule), ``late`` records.
         inputs: input name → ``max_out_of_orderness`` in ms (inputs can also be added later
             through :attr:`watermarks`).
-        max_partial_matches_per_key: cap per rule and key; the oldest partial matches beyond
-            it are evicted, counted and logged.
+        max_partial_matches_per_key: cap per rule and key (at least 1); the oldest partial
+            matches beyond it are evicted, counted and logged.
+
+    Raises:
+        ValueError: ``max_partial_matches_per_key`` is below 1.
     """
 
     def __init__(
@@ -293,6 +296,9 @@ class CepOperator:
         inputs: dict[str, int] | None = None,
         max_partial_matches_per_key: int = 10_000,
     ) -> None:
+        if max_partial_matches_per_key < 1:
+            raise ValueError("max_partial_matches_per_key must be at least 1, got "
+                             f"{max_partial_matches_per_key}")
         self.rules = [RuleState(r) for r in rules]
         self.emit = emit
         self.watermarks = WatermarkTracker(inputs or {"input": 0})
@@ -552,7 +558,8 @@ class CepOperator:
 
     def _dispatch_key(self, rs: RuleState, ev: Event, key: Any) -> None:
         """:meth:`_dispatch_one` for an event the rule reads, with its key (the value of the
-        rule's ``key_fn``): the prefilter for a key without state, then :meth:`_step`."""
+        rule's ``key_fn``): for a key without state the prefilter, then :meth:`_start` when the
+        rule has a start shortcut; else :meth:`_step`."""
         try:
             known = key in rs.keys
         except TypeError:  # an unhashable key value (a list or object)
@@ -563,6 +570,10 @@ class CepOperator:
                 return
             pre = rs.rule.nfa.start_prefilter
             if pre is not None and not pre.fn(ev, None):
+                return
+            sc = rs.shortcut
+            if sc is not None:
+                self._start(rs, key, ev, sc)  # (what _step would do, one call sooner)
                 return
         self._step(rs, key, ev)
 
@@ -577,7 +588,7 @@ class CepOperator:
         fresh = entry is None
         if entry is None:
             sc = rs.shortcut
-            if sc is not None and not rs.draining and self.cap > 0:
+            if sc is not None and not rs.draining:
                 self._start(rs, key, ev, sc)
                 return
             ks = new_key_state(nfa)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import feed, field_is, rule_of
 
 from cep.event import Event
@@ -100,6 +101,21 @@ def test_partial_match_cap_evicts_oldest_and_counts() -> None:
     assert op.rules[0].evictions == 2
     starts = sorted(r["match"]["a"][0]["id"] for r in out)
     assert starts == [3, 4]  # the two newest partial matches survived
+
+
+def test_a_cap_of_one_keeps_one_partial_match_and_below_one_is_refused() -> None:
+    spec = PatternSpec((StageSpec("a", "begin", A),
+                        StageSpec("b", "followed_by_any", B)))
+    rule = rule_of(spec)
+    out = []
+    op = CepOperator([rule], lambda s, r: out.append(r), max_partial_matches_per_key=1)
+    for seq, e in enumerate([ev(1, 1, "a"), ev(2, 2, "a"), ev(3, 3, "b")], 1):
+        op.on_event(Event(e["ts"], seq, e, "input", seq))  # type: ignore[arg-type]
+    op.finish()
+    assert [r["match"]["a"][0]["id"] for r in out] == [2] and op.rules[0].evictions == 1
+    for cap in (0, -1):
+        with pytest.raises(ValueError, match="at least 1"):
+            CepOperator([rule], lambda s, r: None, max_partial_matches_per_key=cap)
 
 
 def test_looping_stage_prefix_matches_with_relaxed_inner_contiguity() -> None:
