@@ -1236,7 +1236,7 @@ static int held_all(Program *pg, int s) {
 }
 
 /* Index entry e's thresholds group (Program.gx_num_*): appends the gates that hold to
- * pg->found from *found. */
+ * pg->found from *found (as wanting() lists them). */
 static void thresholds_holding(Program *pg, PyObject **keys, int e, int *found) {
     int a = pg->gx_num_start[e], b = pg->gx_num_start[e + 1];
     if (a == b) return;
@@ -1247,9 +1247,10 @@ static void thresholds_holding(Program *pg, PyObject **keys, int e, int *found) 
     } else if (v->kind == V_INT && v->i <= EXACT_DOUBLE_INT && v->i >= -EXACT_DOUBLE_INT) {
         x = (double)v->i;
     } else if (v->kind == V_INT) { /* beyond a double's integers: each as eval() decides */
-        for (int k = a; k < b; k++)
-            if (eval(pg, keys, pg->gx_num_node[k]) != R_FALSE)
-                pg->found[(*found)++] = pg->gx_num_gate[k];
+        for (int k = a; k < b; k++) {
+            int r = eval(pg, keys, pg->gx_num_node[k]);
+            if (r != R_FALSE) pg->found[(*found)++] = 2 * pg->gx_num_gate[k] + (r == R_TRUE);
+        }
         return;
     } else {
         return; /* ordering anything but a number is false */
@@ -1263,12 +1264,12 @@ static void thresholds_holding(Program *pg, PyObject **keys, int e, int *found) 
         if (t[mid] < x || (t[mid] == x && incl[mid])) lo = mid + 1;
         else hi = mid;
     }
-    for (int k = a; k < lo; k++) pg->found[(*found)++] = pg->gx_num_gate[k];
+    for (int k = a; k < lo; k++) pg->found[(*found)++] = 2 * pg->gx_num_gate[k] + 1;
 }
 
 /* Which gates want the current line (are not certainly false), in rule order: 0 when none
- * does, 1 with a new tuple of their numbers in *gates, -1 on error.  `entry` from
- * index_entry. */
+ * does, 1 with a new tuple of them in *gates, -1 on error.  Gate g is listed as 2g + 1 when
+ * it is certainly true, 2g when unknown.  `entry` from index_entry. */
 static int wanting(Program *pg, PyObject **keys, int entry, PyObject **gates) {
     *gates = NULL;
     int n, *gate, *node;
@@ -1292,17 +1293,18 @@ static int wanting(Program *pg, PyObject **keys, int entry, PyObject **gates) {
             g = entry == -1 ? any[k] : k;
             root = pg->gates[g];
         }
-        if (eval(pg, keys, root) != R_FALSE) pg->found[found++] = g;
+        int r = eval(pg, keys, root);
+        if (r != R_FALSE) pg->found[found++] = 2 * g + (r == R_TRUE);
     }
     if (entry >= 0) {
         thresholds_holding(pg, keys, entry, &found);
         int a = pg->gx_held_start[entry], b = pg->gx_held_start[entry + 1];
         if (a < b) {
             int all = held_all(pg, pg->gx_held_slot[entry]);
-            for (int k = a; k < b; k++)
-                if (all == R_UNKNOWN || (all != R_FALSE &&
-                                         eval(pg, keys, pg->gx_held_node[k]) != R_FALSE))
-                    pg->found[found++] = pg->gx_held_gate[k];
+            for (int k = a; all != R_FALSE && k < b; k++) {
+                int r = all == R_UNKNOWN ? R_UNKNOWN : eval(pg, keys, pg->gx_held_node[k]);
+                if (r != R_FALSE) pg->found[found++] = 2 * pg->gx_held_gate[k] + (r == R_TRUE);
+            }
         }
         for (int k = 1; k < found; k++) { /* into rule order (each part is nearly so) */
             int g = pg->found[k], j = k;
@@ -1457,9 +1459,9 @@ static PyObject *none_if_null(PyObject *x) {
  * skipped (len(chunk)+1 when every line was), how many lines were skipped, the new largest
  * event time, and why it stopped: `time` is the event time of the line at pos when that line
  * is a valid event in order, else None; `gates` is then the tuple of the gates that want it
- * (not certainly false, in rule order), or None when it was not skipped only because its
- * time passes `due` (the caller fires the timers up to it and calls again from the same
- * line). */
+ * (not certainly false, in rule order; gate g as 2g + 1 when certainly true, 2g when
+ * unknown), or None when it was not skipped only because its time passes `due` (the caller
+ * fires the timers up to it and calls again from the same line). */
 static PyObject *skip(PyObject *self, PyObject *args) {
     Program *pg;
     PyObject *chunk;

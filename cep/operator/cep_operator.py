@@ -556,10 +556,11 @@ class CepOperator:
             return
         self._dispatch_key(rs, ev, rule.key_fn(ev.data))
 
-    def _dispatch_key(self, rs: RuleState, ev: Event, key: Any) -> None:
+    def _dispatch_key(self, rs: RuleState, ev: Event, key: Any, starts: int = 0) -> None:
         """:meth:`_dispatch_one` for an event the rule reads, with its key (the value of the
-        rule's ``key_fn``): for a key without state the prefilter, then :meth:`_start` when the
-        rule has a start shortcut; else :meth:`_step`."""
+        rule's ``key_fn``): for a key without state the prefilter (unless ``starts``: the
+        caller knows it holds), then :meth:`_start` when the rule has a start shortcut; else
+        :meth:`_step`."""
         try:
             known = key in rs.keys
         except TypeError:  # an unhashable key value (a list or object)
@@ -569,7 +570,7 @@ class CepOperator:
             if rs.draining:
                 return
             pre = rs.rule.nfa.start_prefilter
-            if pre is not None and not pre.fn(ev, None):
+            if pre is not None and not starts and not pre.fn(ev, None):
                 return
             sc = rs.shortcut
             if sc is not None:

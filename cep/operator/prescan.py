@@ -324,8 +324,9 @@ class Prescan:
             program, owners = build_program(rules, self.source, self.time_field) or (None, [])
             if program is None:
                 op.unshare_holders()
-            cached = (rules, flags, program, owners, horizon_of(owners), keyed_alike(owners),
-                      op.holder_groups)
+            cached = (rules, flags, program, [rs for rs in owners for _ in (0, 1)],
+                      horizon_of(owners),
+                      tuple(k for k in keyed_alike(owners) for _ in (0, 1)), op.holder_groups)
             self._cached = cached
         return cached[2]
 
@@ -355,6 +356,8 @@ class Prescan:
         max_bytes = self.max_bytes
         rules = op.rules
         assert self._cached is not None and self._cached[2] is program
+        # (the scanner lists gate g as 2g + 1 when it is certainly true, 2g when unknown: these
+        # hold each rule, and whether it is keyed alike, twice)
         owners, horizon, keyed = self._cached[3], self._cached[4], self._cached[5]
         key_fn = owners[keyed.index(True)].rule.key_fn if True in keyed else None
         dispatch_one = op._dispatch_one
@@ -400,7 +403,9 @@ class Prescan:
                         if keyed[g]:
                             if key is unset:
                                 key = key_fn(d)  # type: ignore[misc]
-                            dispatch_key(owners[g], ev, key)
+                            # (certainly true: the rule's first stage would take the event
+                            # if the key had no state — the scanner saw none for it)
+                            dispatch_key(owners[g], ev, key, g & 1)
                         else:
                             dispatch_one(owners[g], ev)
                 else:  # (orjson disagreeing with the scanner: the usual way, to be safe)

@@ -90,13 +90,15 @@ def test_event_time_bounds() -> None:
 
 
 def test_a_wanted_line_comes_back_with_the_gates_that_want_it() -> None:
+    """Gate g is listed as 2g + 1 when certainly true, as 2g when unknown."""
     assert prescan.native is not None
     gates = (("cmp", "==", 1, b"a"), ("const", 0), ("const", 2), ("cmp", "!=", 1, b"b"))
     for index in (None, prescan.index_of(gates, 1)):
         pg = prescan.native.Program((("ts",), ("type",)), 0, (), gates, index)
         chunk = b'{"ts": 1, "type": "b"}\n{"ts": 2, "type": "a"}'
-        assert prescan.native.skip(pg, chunk, 0, 0, 9, 99) == (0, 0, 0, 1, (2,))
-        assert prescan.native.skip(pg, chunk, 23, 1, 9, 99) == (23, 0, 1, 2, (0, 2, 3))
+        assert prescan.native.skip(pg, chunk, 0, 0, 9, 99) == (0, 0, 0, 1, (2 * 2,))
+        assert (prescan.native.skip(pg, chunk, 23, 1, 9, 99)
+                == (23, 0, 1, 2, (2 * 0 + 1, 2 * 2, 2 * 3 + 1)))
 
 
 def test_a_chunk_stops_at_the_first_line_it_cannot_pass_over() -> None:
@@ -232,6 +234,10 @@ def test_predicates_agree_with_compiled_conditions(tmp_path: Path, cond: str,
         line = orjson.dumps(d)
         # an int beyond 2**53 against a float is left to Python (no exact double)
         big = b"900719925474099" in line or "900719925474099" in cond
+        *_, gates = prescan.native.skip(pg, line, 0, INT64_MIN, INT64_MAX, 1 << 20)
+        assert gates != (1,) or holds, (cond, d, pred)  # "certainly true" is
+        if exact and not big and holds:
+            assert gates == (1,), (cond, d, pred)
         skipped = _skips(pg, line)
         if exact and not big:
             assert skipped == (not holds), (cond, d, pred)
@@ -298,7 +304,8 @@ def test_a_batch_lists_wanted_lines_and_counts_the_keys_it_met_as_held() -> None
     ])
     pos, batch, skipped, last, ts, gates = prescan.native.batch(
         pg, chunk, 0, INT64_MIN, INT64_MAX, 999, 40, 8)
-    assert [(b, ts_, g, last_) for b, _, _, ts_, g, last_ in batch] == [(1, 2, (0,), 1),
+    # (gate 0 certainly true for a "go" line: listed as 1; unknown for a key of the batch: 0)
+    assert [(b, ts_, g, last_) for b, _, _, ts_, g, last_ in batch] == [(1, 2, (1,), 1),
                                                                        (1, 4, (0,), 3)]
     assert [chunk[s:e] for _, s, e, *_ in batch] == chunk.split(b"\n")[1:4:2]
     assert (skipped, last, ts, gates) == (0, 4, 50, None)  # a tick at the last line
@@ -316,11 +323,11 @@ def test_a_batch_ends_at_its_cap_and_at_keys_it_cannot_track() -> None:
     chunk = b"\n".join(lines)
     pos, batch, skipped, last, ts, gates = prescan.native.batch(
         pg, chunk, 0, INT64_MIN, INT64_MAX, 999, INT64_MAX, 1)
-    assert len(batch) == 1 and (ts, gates) == (2, (0,)) and chunk[pos:] == lines[1]
+    assert len(batch) == 1 and (ts, gates) == (2, (1,)) and chunk[pos:] == lines[1]
     obj = b'{"ts": 3, "user": {"n": 1}, "type": "go"}'  # an object as key: Python decides
     pos, batch, skipped, last, ts, gates = prescan.native.batch(
         pg, obj, 0, INT64_MIN, INT64_MAX, 999, INT64_MAX, 8)
-    assert (pos, batch, ts, gates) == (0, [], 3, (0,))
+    assert (pos, batch, ts, gates) == (0, [], 3, (1,))
 
 
 def test_the_horizon_is_the_smallest_window(tmp_path: Path) -> None:
@@ -534,6 +541,6 @@ def test_a_program_for_rules_ordering_one_number_groups_them() -> None:
     for amount in amounts:
         line = orjson.dumps({"ts": 1, "type": "pay", "amount": amount})
         *_, wanted = prescan.native.skip(pg, line, 0, 0, 9, 999)
-        expect = tuple(i for i, (op, t) in enumerate(zip(ops, thresholds, strict=True))
+        expect = tuple(2 * i + 1 for i, (op, t) in enumerate(zip(ops, thresholds, strict=True))
                        if type(amount) is not str and (amount > t or (op == ">=" and amount == t)))
-        assert (wanted or ()) == expect, amount
+        assert (wanted or ()) == expect, amount  # (each certainly true: 2g + 1)
