@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,32 +156,49 @@ def run_cep(rules_text: str, events: Path, work: Path, tag: str,
             repeat: int) -> dict[str, Any]:
     """``run_file`` in this process, best of ``repeat``, with ``cep run``'s collector policy
     (:func:`~cep.app.gc_policy.collect_less`); alerts kept for the comparison."""
+    return run_cep_alternating({tag: rules_text}, events, work, repeat)[tag]
+
+
+def run_cep_alternating(texts: dict[str, str], events: Path, work: Path,
+                        repeat: int) -> dict[str, dict[str, Any]]:
+    """:func:`run_cep` for several rule sets (tag → rule text), their runs alternating —
+    ``repeat`` rounds of one run of each — so that a drift in the machine's speed weighs
+    on all of them alike.  Per tag: ``events``, ``alerts``, ``seconds`` (every run),
+    ``events_per_s`` (best run), ``median_events_per_s``, ``spread``, ``alerts_file``."""
     from cep.app.gc_policy import collect_less
     from cep.app.pipeline import FileRunOptions, run_file
     from cep.app.rules import load_rule_set
     from cep.io.sinks import JsonLinesSink, SinkSet
 
-    rule_file = work / f"{tag}.cep"
-    rule_file.write_text(rules_text)
-    rs = load_rule_set([str(rule_file)])
-    assert rs.ok, rs.diagnostics
+    rules = {}
+    for tag, text in texts.items():
+        rule_file = work / f"{tag}.cep"
+        rule_file.write_text(text)
+        rs = load_rule_set([str(rule_file)])
+        assert rs.ok, rs.diagnostics
+        rules[tag] = rs.rules
     collect_less()  # as `cep run` does once its rules are made
-    alerts = work / f"{tag}.alerts.jsonl"
-    times = []
-    n = 0
-    count = 0
+    times: dict[str, list[float]] = {tag: [] for tag in texts}
+    counts: dict[str, tuple[int, int]] = {}
     for _ in range(repeat):
-        sinks = SinkSet({"alerts": JsonLinesSink(str(alerts))})
-        t0 = time.perf_counter()
-        summary = run_file(rs.rules, FileRunOptions(path=str(events),
-                                                    max_partial_matches_per_key=NO_CAP), sinks)
-        sinks.close()
-        times.append(time.perf_counter() - t0)
-        n = summary.events
-        count = summary.sink_counts.get("alerts", 0)
-    best = min(times)
-    return {"events": n, "alerts": count, "seconds": times, "events_per_s": n / best,
-            "spread": (max(times) - best) / best, "alerts_file": str(alerts)}
+        for tag in texts:
+            alerts = work / f"{tag}.alerts.jsonl"
+            sinks = SinkSet({"alerts": JsonLinesSink(str(alerts))})
+            t0 = time.perf_counter()
+            summary = run_file(rules[tag], FileRunOptions(
+                path=str(events), max_partial_matches_per_key=NO_CAP), sinks)
+            sinks.close()
+            times[tag].append(time.perf_counter() - t0)
+            counts[tag] = (summary.events, summary.sink_counts.get("alerts", 0))
+    out = {}
+    for tag, ts in times.items():
+        n, count = counts[tag]
+        best = min(ts)
+        out[tag] = {"events": n, "alerts": count, "seconds": ts, "events_per_s": n / best,
+                    "median_events_per_s": n / statistics.median(ts),
+                    "spread": (max(ts) - best) / best,
+                    "alerts_file": str(work / f"{tag}.alerts.jsonl")}
+    return out
 
 
 def peak_partials(rules_text: str, events: Path, work: Path) -> int:
@@ -318,14 +336,21 @@ def main() -> None:
     result["rules_events"] = convert(
         ensure_events(args.rules_events, max(1, args.rules_events // 20), 42), rules_file)
     for family in ("thresholds", "bands"):
-        rows = []
-        for k in (int(x) for x in args.rules.split(",")):
-            r = run_cep(family_text(family, k), rules_file, work, f"{family}_{k}", args.repeat)
-            rows.append({"family": family, "rules": k, **r})
-            print(f"{family:<10} {k:>4} rules  {r['events_per_s']:>10,.0f} ev/s  "
-                  f"(spread {r['spread']:.0%})  alerts {r['alerts']:>8,}", flush=True)
+        counts = [int(x) for x in args.rules.split(",")]
+        runs = run_cep_alternating({f"{family}_{k}": family_text(family, k) for k in counts},
+                                   rules_file, work, args.repeat)
+        rows = [{"family": family, "rules": k, **runs[f"{family}_{k}"]} for k in counts]
         for r in rows:
             r["of_one_rule"] = r["events_per_s"] / rows[0]["events_per_s"]
+            # each round's runs are seconds apart: the ratio within a round is the least
+            # touched by the machine's drifting speed
+            r["of_one_rule_by_round"] = [one / t for one, t in
+                                         zip(rows[0]["seconds"], r["seconds"], strict=True)]
+            r["median_of_one_rule"] = statistics.median(r["of_one_rule_by_round"])
+            print(f"{family:<10} {r['rules']:>4} rules  {r['events_per_s']:>10,.0f} ev/s "
+                  f"best  (spread {r['spread']:.0%})  alerts {r['alerts']:>8,}  of one rule: "
+                  f"best ÷ best {r['of_one_rule']:.1%}, median of the rounds' "
+                  f"{r['median_of_one_rule']:.1%}", flush=True)
         result["rules"] += rows
     if not args.no_flink and args.flink_rules_events > 0:
         result["rules_flink"] = rules_vs_flink(rules_file, work, args)

@@ -326,14 +326,14 @@ def _compile_saved(saved: dict[str, Any]) -> CompiledRule | None:
 
 
 def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
-                    report: RestoreReport) -> RuleState | None:
+                    report: RestoreReport, op: CepOperator) -> RuleState | None:
     """A saved version that is not the running one, restored as a draining version; ``None``
     (its partial matches counted as dropped) when it cannot drain."""
     rule = _compile_saved(saved)
     if rule is None:
         report.partial_dropped += _saved_partials(saved)
         return None
-    rs = RuleState(rule)
+    rs = RuleState(rule, op.id_parts)
     sub = RestoreReport()
     _restore_rule(rs, saved, nodes, sub)
     if rs.draining:
@@ -377,7 +377,7 @@ def decode(data: bytes, op: CepOperator) -> RestoreReport:
                     revive(rs)
                 report.restored_rules.append(saved["name"])
             elif rs is not None:
-                old = _draining_state(saved, nodes, report)
+                old = _draining_state(saved, nodes, report, op)
                 entry = (saved["name"], saved["version"], rs.rule.version)
                 if old is None:
                     report.dropped_rules.append(entry)

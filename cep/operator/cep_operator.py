@@ -156,16 +156,17 @@ class RuleState:
             :meth:`CepOperator.share_holders`.
         young, mature: keys changed in this round and in the last one, for :func:`hold_events`
             (``None`` when the automaton reads partial matches, so nothing is held compactly).
-        alerts: the :class:`~cep.operator.records.AlertBuilder` of the rule.
+        alerts: the :class:`~cep.operator.records.AlertBuilder` of the rule (given
+            ``id_parts``, the cache it shares with the operator's other rules).
     """
 
     __slots__ = ("rule", "keys", "timers", "due", "counter", "draining",
                  "matches", "timeouts", "evictions", "alerts", "young", "mature", "grain",
                  "shortcut", "holders", "compact_after")
 
-    def __init__(self, rule: CompiledRule) -> None:
+    def __init__(self, rule: CompiledRule, id_parts: dict[Any, str] | None = None) -> None:
         self.rule = rule
-        self.alerts = AlertBuilder(rule)
+        self.alerts = AlertBuilder(rule, id_parts)
         self.keys: dict[Hashable, KeyEntry] = {}
         self.timers: list[float] = []
         self.due: dict[float, Any] = {}
@@ -299,7 +300,8 @@ class CepOperator:
         if max_partial_matches_per_key < 1:
             raise ValueError("max_partial_matches_per_key must be at least 1, got "
                              f"{max_partial_matches_per_key}")
-        self.rules = [RuleState(r) for r in rules]
+        self.id_parts: dict[Any, str] = {}  # the alert builders' shared cache (AlertBuilder)
+        self.rules = [RuleState(r, self.id_parts) for r in rules]
         self.emit = emit
         self.watermarks = WatermarkTracker(inputs or {"input": 0})
         self.cap = max_partial_matches_per_key

@@ -38,9 +38,10 @@ class AlertBuilder:
     ``name\\0version\\0tag\\0`` prefix of the alert id (the rest of the input of
     :func:`alert_id` is fed in one piece, which hashes to the same digest) and, for a key of
     one field, the ``repr`` of its name.  The chain of a match is walked once.  The id input of
-    the last 1,024 or so events is remembered (an event is often in several matches in a
-    row); a compactly held event (:class:`~cep.event.HeldEvent`) is decoded
-    once per record.  The ids are those :func:`alert_id` computes.
+    the last 1,024 or so events is remembered in ``id_parts`` (an event is often in several
+    matches in a row, of one rule or of several: the rules of an operator share it); a
+    compactly held event (:class:`~cep.event.HeldEvent`) is decoded once per record.  The ids
+    are those :func:`alert_id` computes.
 
     Attributes:
         sink: sink of match records; ``timeout_sink`` that of timed-out partial matches.
@@ -50,7 +51,7 @@ class AlertBuilder:
     __slots__ = ("rule", "sink", "timeout_sink", "timeouts", "_emit", "_timeout_emit",
                  "_match_h", "_timeout_h", "_names", "_kpre", "_seen")
 
-    def __init__(self, rule: CompiledRule) -> None:
+    def __init__(self, rule: CompiledRule, id_parts: dict[Any, str] | None = None) -> None:
         self.rule = rule
         self.sink = rule.sink
         self.timeout_sink = rule.timeout_sink
@@ -61,7 +62,8 @@ class AlertBuilder:
         self._match_h = hashlib.blake2b(f"{head}match\x00".encode(), digest_size=16)
         self._timeout_h = hashlib.blake2b(f"{head}timeout\x00".encode(), digest_size=16)
         self._names = rule.key_names
-        self._seen: dict[Any, str] = {}  # event → its part of the id input
+        # event → its part of the id input (the same for every rule)
+        self._seen: dict[Any, str] = {} if id_parts is None else id_parts
         # one key field: the key's part of the id input is ``[(name, key)]`` written by repr
         self._kpre = f"[({rule.key_names[0]!r}, " if len(rule.key_names) == 1 else ""
 

@@ -157,7 +157,7 @@ def apply_rule_set(op: CepOperator, rules: Iterable[CompiledRule]) -> ReloadRepo
             report.revived.append(f"{rule.name}@{rule.version}")
             states.append(back)
         else:
-            states.append(RuleState(rule))
+            states.append(RuleState(rule, op.id_parts))
         if cur is None:
             report.added.append(rule.name)
             continue
