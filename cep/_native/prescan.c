@@ -424,6 +424,20 @@ static PyObject *key_object(const Val *v) {
     }
 }
 
+/* Whether key k is in `set`, looked up once per line: *hit caches the answer (-1: not looked
+ * up yet); a failed look-up counts as "in it" (the caller then decides nothing). */
+static int cached_member(PyObject *set, PyObject *k, signed char *hit) {
+    if (*hit < 0) {
+        int t = PySet_Contains(set, k);
+        if (t < 0) {
+            PyErr_Clear();
+            t = 1;
+        }
+        *hit = (signed char)t;
+    }
+    return *hit;
+}
+
 static int eval(Program *pg, PyObject **keys, int i) {
     PNode *n = &pg->pn[i];
     Val *v = n->slot >= 0 ? &pg->vals[n->slot] : NULL;
@@ -521,31 +535,12 @@ static int eval(Program *pg, PyObject **keys, int i) {
             }
             pg->keyobj[n->slot] = k;
         }
-        if (touched != NULL) { /* a key of the batch: its state may have changed */
-            int t = pg->touched_hit[n->slot];
-            if (t < 0) { /* looked up once per line and slot, shared by every rule */
-                t = PySet_Contains(touched, k);
-                if (t < 0) {
-                    PyErr_Clear();
-                    t = 1;
-                }
-                pg->touched_hit[n->slot] = (signed char)t;
-            }
-            if (t) return R_UNKNOWN;
-        }
+        /* (each set looked up once per line and slot, shared by every rule) */
+        if (touched != NULL && cached_member(touched, k, &pg->touched_hit[n->slot]))
+            return R_UNKNOWN; /* a key of the batch: its state may have changed */
         PyObject *hs = pg->holders[n->slot];
-        if (hs != NULL) { /* no rule holds the key: one look-up instead of one per rule */
-            int h = pg->holders_hit[n->slot];
-            if (h < 0) {
-                h = PySet_Contains(hs, k);
-                if (h < 0) {
-                    PyErr_Clear();
-                    h = 1;
-                }
-                pg->holders_hit[n->slot] = (signed char)h;
-            }
-            if (!h) return R_FALSE;
-        }
+        if (hs != NULL && !cached_member(hs, k, &pg->holders_hit[n->slot]))
+            return R_FALSE; /* no rule holds the key: one look-up instead of one per rule */
         int r = PyDict_Contains(d, k);
         if (r < 0) {
             PyErr_Clear();
@@ -1208,30 +1203,8 @@ static int held_all(Program *pg, int s) {
         }
         pg->keyobj[s] = k;
     }
-    if (touched != NULL) {
-        int t = pg->touched_hit[s];
-        if (t < 0) {
-            t = PySet_Contains(touched, k);
-            if (t < 0) {
-                PyErr_Clear();
-                t = 1;
-            }
-            pg->touched_hit[s] = (signed char)t;
-        }
-        if (t) return R_UNKNOWN;
-    }
-    if (hs != NULL) {
-        int h = pg->holders_hit[s];
-        if (h < 0) {
-            h = PySet_Contains(hs, k);
-            if (h < 0) {
-                PyErr_Clear();
-                h = 1;
-            }
-            pg->holders_hit[s] = (signed char)h;
-        }
-        if (!h) return R_FALSE;
-    }
+    if (touched != NULL && cached_member(touched, k, &pg->touched_hit[s])) return R_UNKNOWN;
+    if (hs != NULL && !cached_member(hs, k, &pg->holders_hit[s])) return R_FALSE;
     return -1;
 }
 
