@@ -1,4 +1,7 @@
-"""Type stubs of the C extension built from cep/_native/prescan.c."""
+"""Type stubs of the C extension built from cep/_native/prescan.c.
+
+The ``gates`` that :func:`skip` and :func:`batch` return list each gate g wanting a line as
+2g + 1 when it is certainly true for it, 2g when unknown."""
 
 from typing import Any
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from helpers import feed, field_is, rule_of
 
@@ -88,34 +90,35 @@ def test_keys_are_independent_and_idle_keys_are_dropped() -> None:
     assert op.stats()["rules"]["r"]["matches"] == 2
 
 
-def test_partial_match_cap_evicts_oldest_and_counts() -> None:
-    spec = PatternSpec((StageSpec("a", "begin", A),
-                        StageSpec("b", "followed_by_any", B)))
-    rule = rule_of(spec)
-    out = []
-    op = CepOperator([rule], lambda s, r: out.append(r), max_partial_matches_per_key=2)
-    for seq, e in enumerate([ev(1, 1, "a"), ev(2, 2, "a"), ev(3, 3, "a"), ev(4, 4, "a"),
-                             ev(5, 5, "b"), ev(6, 6, "x")], 1):
+A_THEN_ANY_B = rule_of(PatternSpec((StageSpec("a", "begin", A),
+                                     StageSpec("b", "followed_by_any", B))))
+
+
+def _capped(cap: int, names: list[str]) -> tuple[CepOperator, list[dict[str, Any]]]:
+    """``A_THEN_ANY_B`` under ``cap`` over events named ``names`` (one key, ts 1, 2, …)."""
+    out: list[dict[str, Any]] = []
+    op = CepOperator([A_THEN_ANY_B], lambda s, r: out.append(r),
+                     max_partial_matches_per_key=cap)
+    for seq, name in enumerate(names, 1):
+        e = ev(seq, seq, name)
         op.on_event(Event(e["ts"], seq, e, "input", seq))  # type: ignore[arg-type]
     op.finish()
+    return op, out
+
+
+def test_partial_match_cap_evicts_oldest_and_counts() -> None:
+    op, out = _capped(2, ["a", "a", "a", "a", "b", "x"])
     assert op.rules[0].evictions == 2
     starts = sorted(r["match"]["a"][0]["id"] for r in out)
     assert starts == [3, 4]  # the two newest partial matches survived
 
 
 def test_a_cap_of_one_keeps_one_partial_match_and_below_one_is_refused() -> None:
-    spec = PatternSpec((StageSpec("a", "begin", A),
-                        StageSpec("b", "followed_by_any", B)))
-    rule = rule_of(spec)
-    out = []
-    op = CepOperator([rule], lambda s, r: out.append(r), max_partial_matches_per_key=1)
-    for seq, e in enumerate([ev(1, 1, "a"), ev(2, 2, "a"), ev(3, 3, "b")], 1):
-        op.on_event(Event(e["ts"], seq, e, "input", seq))  # type: ignore[arg-type]
-    op.finish()
+    op, out = _capped(1, ["a", "a", "b"])
     assert [r["match"]["a"][0]["id"] for r in out] == [2] and op.rules[0].evictions == 1
     for cap in (0, -1):
         with pytest.raises(ValueError, match="at least 1"):
-            CepOperator([rule], lambda s, r: None, max_partial_matches_per_key=cap)
+            CepOperator([A_THEN_ANY_B], lambda s, r: None, max_partial_matches_per_key=cap)
 
 
 def test_looping_stage_prefix_matches_with_relaxed_inner_contiguity() -> None:
