@@ -171,7 +171,7 @@ def start_shortcut(nfa: NFA) -> Shortcut | None:
         return None
     t = takes[0]
     target = t.target
-    if (t.action != TAKE or t.cond is not pre or target.kind == FINAL or target.kind == STOP
+    if (t.cond is not pre or target.kind == FINAL or target.kind == STOP
             or any(u.action == PROCEED for u in target.transitions)):
         return None
     offsets = [w for w in (nfa.window_ms, target.window_ms) if w]
