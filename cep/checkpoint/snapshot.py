@@ -133,6 +133,10 @@ class _Tables:
         self.nodes: list[list[Any]] = []
         self._ev: dict[int, int] = {}
         self._node: dict[int, int] = {}
+        # Every node stored, kept alive until the snapshot is written: the tables know
+        # objects by ``id``, and the nodes of a key kept as its event alone are made for the
+        # snapshot only (RuleState.unfolded) — freed, their ids would be reused by others.
+        self._alive: list[PartialMatchNode] = []
 
     def event(self, ev: Event | HeldEvent) -> int:
         i = self._ev.get(id(ev))
@@ -153,6 +157,7 @@ class _Tables:
             chain.append(cur)
             cur = cur.prev
         prev = -1 if cur is None else self._node[id(cur)]
+        self._alive.extend(chain)
         for n in reversed(chain):
             idx = self._node[id(n)] = len(self.nodes)
             self.nodes.append([n.stage, self.event(n.event), prev])

@@ -187,3 +187,20 @@ def test_bad_snapshots_are_refused_with_a_clear_message(data: bytes, message: st
     op = CepOperator([rule_of(_spec())], Recorder())
     with pytest.raises(CheckpointError, match=message):
         decode(data, op)
+
+
+def test_keys_kept_as_their_event_alone_in_several_rules_restore_their_own_events() -> None:
+    # Each rule's keys kept as their event alone are unfolded for the snapshot only; the
+    # nodes of one rule must not be mistaken for another's (the tables know nodes by id).
+    spec = PatternSpec((StageSpec("a", "begin", field_is("name", "a")),
+                        StageSpec("b", "followed_by", field_is("name", "b"))), within_ms=1000)
+    rule_list = [rule_of(spec, key="user", name=f"r{i}") for i in range(3)]
+    op = CepOperator(rule_list, Recorder(), {"input": 0})
+    for i in range(20):
+        op.on_event(Event(i, i + 1, {"name": "a", "user": f"u{i}"}, "input", i))
+    assert all(type(e) is Event for rs in op.rules for e in rs.keys.values())  # kept alone
+    restored = CepOperator(rule_list, Recorder(), {"input": 0})
+    decode(encode(op), restored)
+    for rs in restored.rules:
+        for key, ks in rs.keys.items():
+            assert [c.node.event.data["user"] for c in ks.a if c.node is not None] == [key]
