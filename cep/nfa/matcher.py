@@ -53,7 +53,7 @@ from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "started_key_state",
            "process", "advance_time", "expire_silently", "is_idle", "next_deadline",
-           "negated_fn", "hold_events"]
+           "negated_fn", "hold_events", "kept_step", "KEPT", "DROPPED"]
 
 _INF = float("inf")
 START_CK = (_INF, _INF)
@@ -189,6 +189,43 @@ def started_key_state(nfa: NFA, shortcut: Shortcut, ev: Any) -> KeyState:
     ts = ev.ts
     return KeyState((Computation(target, PartialMatchNode(stage, ev, None), (ts, ev.seq)), start),
                     NO_COMPLETED, ts)
+
+
+KEPT = 0
+""":func:`kept_step`'s answer when the event leaves the key as it was."""
+DROPPED = 1
+""":func:`kept_step`'s answer when the key's one partial match is discarded (the key is idle)."""
+
+
+def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
+    """:func:`process` for a key whose state is its start computation and one partial match
+    that took ``kept`` alone, waiting in the :func:`start_shortcut`'s target (a key kept as
+    its event alone), when that takes no lists or heaps: ``ev`` (``ev.ts`` ms, ``ev.seq``)
+    starts no partial match and either leaves the partial match where it waits
+    (:data:`KEPT`), discards it (:data:`DROPPED`: no edge holds), or completes it on a TAKE
+    to FINAL (the match's :class:`PartialMatchNode`; the key is then idle: with nothing else
+    alive every skip strategy releases the match at once and prunes nothing).  ``None`` when
+    the general step must decide.  The caller checks that ``ev`` is inside the partial
+    match's window."""
+    target, stage, _ = shortcut
+    node = PartialMatchNode(stage, kept, None)
+    rows, has_proceed = target.plan or _plan(target)
+    edges = _edges(rows, has_proceed, ev, node)  # (the partial match first, as process)
+    start = nfa.start
+    srows, sproceed = start.plan or _plan(start)
+    for e in _edges(srows, sproceed, ev, None):
+        if e[0] != IGNORE:
+            return None  # the event starts a partial match too
+    if not edges:
+        return DROPPED
+    if len(edges) == 1:
+        action, to, _fn, to_stage, kind, proceeds, _inner = edges[0]
+        if action == IGNORE:
+            if to is target and kind != FINAL and kind != STOP:
+                return KEPT
+        elif kind == FINAL and not proceeds:
+            return PartialMatchNode(to_stage, ev, node)
+    return None
 
 
 def is_idle(ks: KeyState) -> bool:

@@ -41,12 +41,15 @@ from sortedcontainers import SortedList
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event, HeldEvent, hold
 from cep.nfa.matcher import (
+    DROPPED,
+    KEPT,
     START_CK,
     KeyState,
     Shortcut,
     advance_time,
     expire_silently,
     hold_events,
+    kept_step,
     new_key_state,
     next_deadline,
     process,
@@ -598,7 +601,21 @@ class CepOperator:
             ks.clock = ts
             rs.add_key(key, ks)
         else:
-            ks = entry if type(entry) is KeyState else rs.unfold(key, entry)
+            if type(entry) is KeyState:
+                ks = entry
+            else:  # a key kept as its event alone (so the rule has compact_after, shortcut)
+                kept: Any = entry
+                if kept.ts + rs.compact_after > ts:  # (its partial match is in its window)
+                    got = kept_step(nfa, rs.shortcut, kept, ev)  # type: ignore[arg-type]
+                    if got is not None:
+                        if got is not KEPT:
+                            del rs.keys[key]  # idle
+                            if got is not DROPPED:
+                                rs.matches += 1
+                                alerts = rs.alerts
+                                self.emit(alerts.sink, alerts.match(key, got))
+                        return
+                ks = rs.unfold(key, entry)
             if ks.clock < ts:
                 if ks.deadline <= ts:
                     self._advance_key(rs, key, ks, ts)

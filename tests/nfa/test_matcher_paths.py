@@ -3,13 +3,13 @@
 :func:`cep.nfa.matcher.process` takes shortcuts — a key with only its start computation that
 takes the event on one edge, a key whose one partial match completes while the start takes
 nothing — and the operator starts a key without state from :func:`start_shortcut` /
-:func:`started_key_state` and expires the keys of automata whose expiry says nothing with
-:func:`expire_silently`.  Here, for random patterns of every operator the reference knows
-(tests/reference/strategies.py) and random event sequences, every step is compared with
-Flink's ``doProcess`` written plainly: :func:`_next_computations` per computation, a
-:class:`JavaHeap` of the partial matches, the STOP rule, and ``_release``: the same matches,
-the same partial matches (state, order key, events), the same held-back matches, in the same
-order.
+:func:`started_key_state`, steps a key kept as its event alone with :func:`kept_step`, and
+expires the keys of automata whose expiry says nothing with :func:`expire_silently`.  Here,
+for random patterns of every operator the reference knows (tests/reference/strategies.py)
+and random event sequences, every step is compared with Flink's ``doProcess`` written
+plainly: :func:`_next_computations` per computation, a :class:`JavaHeap` of the partial
+matches, the STOP rule, and ``_release``: the same matches, the same partial matches (state,
+order key, events), the same held-back matches, in the same order.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from cep.lang.check import check_rule_file
 from cep.lang.parse import parse_text
 from cep.nfa.heap import JavaHeap
 from cep.nfa.matcher import (
+    DROPPED,
+    KEPT,
     START_CK,
     Computation,
     KeyState,
@@ -32,6 +34,8 @@ from cep.nfa.matcher import (
     _release,
     advance_time,
     expire_silently,
+    is_idle,
+    kept_step,
     new_key_state,
     next_deadline,
     process,
@@ -78,6 +82,19 @@ def _chain(node: Any) -> list[tuple[str, int]]:
         out.append((node.stage, node.event.seq))
         node = node.prev
     return out
+
+
+def _kept_event(ks: KeyState, sc: Any) -> Any:
+    """The event of a key that holds its start computation and one partial match waiting in
+    the start shortcut's target with that one event (what the operator keeps as the event
+    alone), else None."""
+    if sc is None or len(ks.a) != 2 or ks.completed.a or ks.a[1].ck is not START_CK:
+        return None
+    cs = ks.a[0]
+    node = cs.node
+    if cs.state is not sc[0] or node is None or node.prev is not None or node.stage != sc[1]:
+        return None
+    return node.event
 
 
 def _comps(comps: Any) -> list[tuple[Any, ...]]:
@@ -135,6 +152,19 @@ def test_the_matching_step_and_its_shortcuts_agree_with_the_plain_step(
             offset = sc[2]
             assert next_deadline(nfa, started) == (
                 float("inf") if offset is None else ev.ts + offset)
+        # a key kept as its event alone (its one partial match waits in the shortcut's
+        # target with one event): the operator's kept_step, wherever it decides
+        kept = _kept_event(fast, sc)
+        if kept is not None:
+            answer = kept_step(nfa, sc, kept, ev)  # type: ignore[arg-type]
+            trial = _copy(fast)
+            out = [_chain(m) for m in process(nfa, trial, ev)]
+            if answer is KEPT:
+                assert out == [] and _comps(trial.a) == _comps(fast.a)
+            elif answer is DROPPED:
+                assert out == [] and is_idle(trial)
+            elif answer is not None:
+                assert out == [_chain(answer)] and is_idle(trial)
         got = process(nfa, fast, ev)
         want = _plain_process(nfa, plain, ev)
         assert [_chain(m) for m in got] == [_chain(m) for m in want]

@@ -289,6 +289,11 @@ def _feed_compact(rules: list[CompiledRule], later: list[CompiledRule],
                      for rs in op.rules])
     state = msgpack.unpackb(snapshot.encode(op), strict_map_key=False)
     del state["created_ms"]
+    for saved in state["rules"]:
+        for k in saved["keys"]:
+            # (a key's clock only spares it a look at its deadline; a key kept as its event
+            # alone does not note the time of the events that left it as it was)
+            k[1] = None
     seen.append(state)  # the same state, unfolded
     op.finish()
     seen.append(op.stats())
