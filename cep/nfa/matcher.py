@@ -139,12 +139,17 @@ class KeyState:
 NO_COMPLETED = JavaHeap()
 
 
-def new_key_state(nfa: NFA) -> KeyState:
-    """A key with only the start computation."""
+def _start_computation(nfa: NFA) -> Computation:
+    """The automaton's one start computation (made on first use)."""
     start = nfa.start_computation
     if start is None:
         start = nfa.start_computation = Computation(nfa.start, None, START_CK)
-    return KeyState((start,), NO_COMPLETED, -_INF)
+    return start
+
+
+def new_key_state(nfa: NFA) -> KeyState:
+    """A key with only the start computation."""
+    return KeyState((_start_computation(nfa),), NO_COMPLETED, -_INF)
 
 
 Shortcut = tuple[State, str, "int | None"]
@@ -182,13 +187,10 @@ def started_key_state(nfa: NFA, shortcut: Shortcut, ev: Any) -> KeyState:
     """A key without state after ``ev`` (``ev.ts`` ms, ``ev.seq``), which passed the start
     prefilter of an automaton with a :func:`start_shortcut`: the same state
     :func:`new_key_state` and :func:`process` make, its clock at ``ev.ts``."""
-    start = nfa.start_computation
-    if start is None:
-        start = nfa.start_computation = Computation(nfa.start, None, START_CK)
     target, stage, _ = shortcut
     ts = ev.ts
-    return KeyState((Computation(target, PartialMatchNode(stage, ev, None), (ts, ev.seq)), start),
-                    NO_COMPLETED, ts)
+    return KeyState((Computation(target, PartialMatchNode(stage, ev, None), (ts, ev.seq)),
+                     _start_computation(nfa)), NO_COMPLETED, ts)
 
 
 KEPT = 0
@@ -200,30 +202,40 @@ DROPPED = 1
 def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
     """:func:`process` for a key whose state is its start computation and one partial match
     that took ``kept`` alone, waiting in the :func:`start_shortcut`'s target (a key kept as
-    its event alone), when that takes no lists or heaps: ``ev`` (``ev.ts`` ms, ``ev.seq``)
-    starts no partial match and either leaves the partial match where it waits
+    its event alone), when that takes no lists or heaps.  ``ev`` (``ev.ts`` ms, ``ev.seq``)
+    either starts no partial match and leaves the partial match where it waits
     (:data:`KEPT`), discards it (:data:`DROPPED`: no edge holds), or completes it on a TAKE
     to FINAL (the match's :class:`PartialMatchNode`; the key is then idle: with nothing else
-    alive every skip strategy releases the match at once and prunes nothing).  ``None`` when
-    the general step must decide.  The caller checks that ``ev`` is inside the partial
-    match's window."""
+    alive every skip strategy releases the match at once and prunes nothing); or it starts a
+    partial match while the kept one waits (the key's new :class:`KeyState`, clock at
+    ``ev.ts``, ``deadline`` the caller's).  ``None`` when the general step must decide.  The
+    caller checks that ``ev`` is inside the partial match's window."""
     target, stage, _ = shortcut
     node = PartialMatchNode(stage, kept, None)
     rows, has_proceed = target.plan or _plan(target)
     edges = _edges(rows, has_proceed, ev, node)  # (the partial match first, as process)
     start = nfa.start
     srows, sproceed = start.plan or _plan(start)
+    starts = False
     for e in _edges(srows, sproceed, ev, None):
         if e[0] != IGNORE:
-            return None  # the event starts a partial match too
+            starts = True  # (the shortcut's one TAKE: to the target, stage ``stage``)
+            break
     if not edges:
-        return DROPPED
+        return None if starts else DROPPED
     if len(edges) == 1:
         action, to, _fn, to_stage, kind, proceeds, _inner = edges[0]
         if action == IGNORE:
             if to is target and kind != FINAL and kind != STOP:
-                return KEPT
-        elif kind == FINAL and not proceeds:
+                if not starts:
+                    return KEPT
+                # both partial matches wait in the target, in the order process offers them
+                a = [Computation(target, node, (kept.ts, kept.seq))]
+                _heap_offer(a, Computation(target, PartialMatchNode(stage, ev, None),
+                                           (ev.ts, ev.seq)))
+                _heap_offer(a, _start_computation(nfa))
+                return KeyState(tuple(a), NO_COMPLETED, ev.ts)
+        elif kind == FINAL and not proceeds and not starts:
             return PartialMatchNode(to_stage, ev, node)
     return None
 

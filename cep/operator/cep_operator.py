@@ -608,7 +608,15 @@ class CepOperator:
                 if kept.ts + rs.compact_after > ts:  # (its partial match is in its window)
                     got = kept_step(nfa, rs.shortcut, kept, ev)  # type: ignore[arg-type]
                     if got is not None:
-                        if got is not KEPT:
+                        if type(got) is KeyState:  # a second partial match started
+                            got.deadline = kept.ts + rs.compact_after  # (its timer's)
+                            rs.keys[key] = got
+                            young = rs.young
+                            if young is not None:
+                                young.append(key)
+                                if len(young) >= self._hold_at:
+                                    self._hold(rs)
+                        elif got is not KEPT:
                             del rs.keys[key]  # idle
                             if got is not DROPPED:
                                 rs.matches += 1

@@ -163,6 +163,9 @@ def test_the_matching_step_and_its_shortcuts_agree_with_the_plain_step(
                 assert out == [] and _comps(trial.a) == _comps(fast.a)
             elif answer is DROPPED:
                 assert out == [] and is_idle(trial)
+            elif isinstance(answer, KeyState):
+                assert out == [] and _comps(answer.a) == _comps(trial.a)
+                assert not answer.completed.a and answer.clock == ev.ts
             elif answer is not None:
                 assert out == [_chain(answer)] and is_idle(trial)
         got = process(nfa, fast, ev)
