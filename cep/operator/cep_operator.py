@@ -151,8 +151,9 @@ class RuleState:
         compact_after: for a rule with a start shortcut whose new partial match can expire and
             whose timers are rounded (its expiry says nothing), the time (ms) from the event
             that starts a key's first partial match to the key's deadline; the key is then
-            kept as that event alone — no state objects, one timer — until a second event
-            for it arrives (:meth:`unfold`) or it expires.  ``None``: keys always hold a
+            kept as that event alone — no state objects, one timer — until an event changes
+            it (:func:`~cep.nfa.matcher.kept_step`: a match, a discarded or a second partial
+            match; else :meth:`unfold`) or it expires.  ``None``: keys always hold a
             :class:`~cep.nfa.matcher.KeyState`.
         holders: a set of keys shared by the rules keyed by the same field, holding at least
             every key any of them holds state for (or ``None``: not shared); see
@@ -165,7 +166,7 @@ class RuleState:
 
     __slots__ = ("rule", "keys", "timers", "due", "counter", "draining",
                  "matches", "timeouts", "evictions", "alerts", "young", "mature", "grain",
-                 "shortcut", "holders", "compact_after")
+                 "shortcut", "holders", "compact_after", "_bucket_lo", "_bucket")
 
     def __init__(self, rule: CompiledRule, id_parts: dict[Any, str] | None = None) -> None:
         self.rule = rule
@@ -181,6 +182,9 @@ class RuleState:
         self.young: list[Hashable] | None = None if rule.nfa.reads_partial else []
         self.mature: list[Hashable] = []
         self.grain = timer_grain(self)
+        # the last rounded timer and the deadlines that round to it, (_bucket_lo, _bucket]
+        self._bucket_lo: float = 0
+        self._bucket: float = 0
         self.shortcut = start_shortcut(rule.nfa)
         sc = self.shortcut
         self.compact_after = sc[2] if sc is not None and self.grain != 1 else None
@@ -240,7 +244,11 @@ class RuleState:
         self.counter += 1
         g = self.grain
         if g != 1:
-            d = -(-d // g) * g
+            if self._bucket_lo < d <= self._bucket:
+                d = self._bucket  # (deadlines come mostly in order: the last one's rounding)
+            else:
+                d = self._bucket = -(-d // g) * g
+                self._bucket_lo = d - g
         due = self.due
         got = due.get(d, _NO_KEY)
         if got is _NO_KEY:

@@ -1,7 +1,8 @@
 """Rounded timers for rules whose expiry says nothing, and the held keys rules share.
 
 * :func:`timer_grain`: 1/64 of the shortest window for a rule with no timeout output, no
-  pending match and no skip strategy; exact (1 ms) otherwise.
+  pending match and no skip strategy; exact (1 ms) otherwise.  A timer is at its deadline
+  rounded up to the grain, whatever order the deadlines come in.
 * A key whose deadline has passed keeps its state until its rounded timer, but an event for
   it first expires what is due: no match from a partial match outside its window.
 * Whole runs with rounded timers write exactly the records of exact timers, with and without
@@ -19,11 +20,15 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cep.app.rules import load_rule_set
 from cep.checkpoint import snapshot
+from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
+from cep.lang.parse import parse_text
 from cep.operator import cep_operator, prescan
 from cep.operator.cep_operator import CepOperator
 from tests.operator.test_prescan import _input, _run
@@ -126,6 +131,22 @@ def test_only_silent_rules_with_a_window_get_rounded_timers(tmp_path: Path) -> N
     assert grains == {"pay_then_refund": 10, "logins_then_pay": 20, "view_then_logout": 5,
                       "any_view_then_move": 10, "by_device": 7, "timed": 1, "skipping": 1,
                       "pending": 1, "unbounded": 1, "short": 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-3000, 3000), max_size=40))
+def test_a_rounded_timer_is_the_deadline_rounded_up_to_the_grain(deadlines: list[int]) -> None:
+    # in any order: each deadline's rounding, not the last one's (add_timer remembers it)
+    rf, diags = parse_text(RULES, "<rules>")
+    assert not diags
+    [rs] = CepOperator([build_rule(rf.rules[0], "<rules>")], lambda sink, rec: None).rules
+    assert rs.grain == 10
+    want: dict[int, list[str]] = {}
+    for i, d in enumerate(deadlines):
+        rs.add_timer(f"k{i}", d)
+        want.setdefault(-(-d // 10) * 10, []).append(f"k{i}")
+    assert sorted(rs.timers) == sorted(want)
+    assert {d: keys if type(keys) is list else [keys] for d, keys in rs.due.items()} == want
 
 
 class _Records:
