@@ -767,13 +767,14 @@ class CepOperator:
         keys = rs.keys
         nfa = rs.rule.nfa
         w = nfa.window_ms
-        after = rs.compact_after or 0  # (no key is kept as its event alone without it)
+        # a key kept as its event alone has expired when its event is at or before `kept_by`
+        kept_by = wm - (rs.compact_after or 0)  # (no key is kept so without compact_after)
         while timers and timers[0] <= wm:
             got = due.pop(heapq.heappop(timers))
             for key in got if type(got) is list else (got,):
                 ks = keys.get(key)
                 if not isinstance(ks, KeyState):
-                    if ks is not None and ks.ts + after <= wm:
+                    if ks is not None and ks.ts <= kept_by:
                         rs.timeouts += 1  # a key kept as its event alone: its deadline passed
                         del keys[key]
                     continue
