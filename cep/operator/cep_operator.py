@@ -593,9 +593,11 @@ class CepOperator:
 
     def _step(self, rs: RuleState, key: Hashable, ev: Event) -> None:
         """Match ``ev`` for ``key`` of ``rs``: a key without state is created (the caller
-        checked that the event can start a match), a key whose clock is behind advances it
-        (windows, timeouts; skipped when no deadline of the key has passed, which changes
-        nothing), then the NFA step, the matches, and the key's timer or removal."""
+        checked that the event can start a match), a key kept as its event alone inside its
+        window is stepped by :func:`~cep.nfa.matcher.kept_step` where that decides (else
+        unfolded), a key whose clock is behind advances it (windows, timeouts; skipped when
+        no deadline of the key has passed, which changes nothing), then the NFA step, the
+        matches, and the key's timer or removal."""
         nfa = rs.rule.nfa
         ts = ev.ts
         entry = rs.keys.get(key)
