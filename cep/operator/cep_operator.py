@@ -615,11 +615,12 @@ class CepOperator:
                 ks = entry
             else:  # a key kept as its event alone (so the rule has compact_after, shortcut)
                 kept: Any = entry
-                if kept.ts + rs.compact_after > ts:  # (its partial match is in its window)
+                deadline = kept.ts + rs.compact_after  # (the kept key's timer's)
+                if deadline > ts:  # (its partial match is in its window)
                     got = kept_step(nfa, rs.shortcut, kept, ev)  # type: ignore[arg-type]
                     if got is not None:
                         if type(got) is KeyState:  # a second partial match started
-                            got.deadline = kept.ts + rs.compact_after  # (its timer's)
+                            got.deadline = deadline
                             rs.keys[key] = got
                             young = rs.young
                             if young is not None:
