@@ -31,7 +31,7 @@ their compact form.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cep.event import HeldEvent, hold
@@ -53,7 +53,8 @@ from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "started_key_state",
            "process", "advance_time", "expire_silently", "is_idle", "next_deadline",
-           "negated_fn", "hold_events", "kept_step", "KEPT", "DROPPED"]
+           "negated_fn", "hold_events", "kept_step", "kept_events_step", "kept_events_state",
+           "KEPT", "DROPPED", "STARTED"]
 
 _INF = float("inf")
 START_CK = (_INF, _INF)
@@ -194,9 +195,13 @@ def started_key_state(nfa: NFA, shortcut: Shortcut, ev: Any) -> KeyState:
 
 
 KEPT = 0
-""":func:`kept_step`'s answer when the event leaves the key as it was."""
+""":func:`kept_step`'s and :func:`kept_events_step`'s answer when the event leaves the key as
+it was."""
 DROPPED = 1
 """:func:`kept_step`'s answer when the key's one partial match is discarded (the key is idle)."""
+STARTED = 2
+""":func:`kept_step`'s answer when the event starts a second partial match while the kept one
+waits: the key's partial matches are then those of its two events, the kept one first."""
 
 
 def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
@@ -207,9 +212,9 @@ def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
     (:data:`KEPT`), discards it (:data:`DROPPED`: no edge holds), or completes it on a TAKE
     to FINAL (the match's :class:`PartialMatchNode`; the key is then idle: with nothing else
     alive every skip strategy releases the match at once and prunes nothing); or it starts a
-    partial match while the kept one waits (the key's new :class:`KeyState`, clock at
-    ``ev.ts``, ``deadline`` the caller's).  ``None`` when the general step must decide.  The
-    caller checks that ``ev`` is inside the partial match's window."""
+    partial match while the kept one waits (:data:`STARTED`; ``ev`` comes after ``kept`` in
+    start order — else ``None``).  ``None`` when the general step must decide.  The caller
+    checks that ``ev`` is inside the partial match's window."""
     target, stage, _ = shortcut
     node = PartialMatchNode(stage, kept, None)
     rows, has_proceed = target.plan or _plan(target)
@@ -229,15 +234,73 @@ def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
             if to is target and kind != FINAL and kind != STOP:
                 if not starts:
                     return KEPT
-                # both partial matches wait in the target, in the order process offers them
-                a = [Computation(target, node, (kept.ts, kept.seq))]
-                _heap_offer(a, Computation(target, PartialMatchNode(stage, ev, None),
-                                           (ev.ts, ev.seq)))
-                _heap_offer(a, _start_computation(nfa))
-                return KeyState(tuple(a), NO_COMPLETED, ev.ts)
+                if ev.ts > kept.ts or (ev.ts == kept.ts and ev.seq > kept.seq):
+                    return STARTED
         elif kind == FINAL and not proceeds and not starts:
             return PartialMatchNode(to_stage, ev, node)
     return None
+
+
+def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any) -> Any:
+    """:func:`process` for a key whose state is its start computation and partial matches
+    that each took one event of ``kept`` alone (in start order: ``(ts, seq)`` ascending), all
+    waiting in the :func:`start_shortcut`'s target, for an automaton without a skip strategy
+    or pending matches (so every match is released at once, in start order).
+
+    Each partial match is left where it waits, discarded (no edge holds) or completed on a
+    TAKE to FINAL, and ``ev`` (``ev.ts`` ms, ``ev.seq``) may start a partial match after them.
+    Returns :data:`KEPT` when nothing changes, else ``(left, matches)``: the events whose
+    partial matches still wait (``ev`` last when it started one; empty when the key is idle)
+    and the matches' :class:`PartialMatchNode` in emission order.  ``None`` when the general
+    step must decide: another way out of the target (a PROCEED, a branch, a STOP), or ``ev``
+    starting a partial match before the last one in start order.  The caller checks that
+    ``ev`` is inside the first partial match's window (so inside every one's)."""
+    target, stage, _ = shortcut
+    rows, has_proceed = target.plan or _plan(target)
+    left: list[Any] | None = None  # once a partial match has gone
+    matches: list[PartialMatchNode] = []
+    for i, e in enumerate(kept):
+        node = PartialMatchNode(stage, e, None)
+        edges = _edges(rows, has_proceed, ev, node)
+        if edges:
+            if len(edges) != 1:
+                return None
+            action, to, _fn, to_stage, kind, proceeds, _inner = edges[0]
+            if action == IGNORE:
+                if to is not target or kind == FINAL or kind == STOP:
+                    return None
+                if left is not None:
+                    left.append(e)
+                continue
+            if kind != FINAL or proceeds:
+                return None
+            matches.append(PartialMatchNode(to_stage, ev, node))
+        if left is None:  # (discarded or completed)
+            left = list(kept[:i])
+    start = nfa.start
+    srows, sproceed = start.plan or _plan(start)
+    for e in _edges(srows, sproceed, ev, None):
+        if e[0] != IGNORE:  # (the shortcut's one TAKE: to the target, stage ``stage``)
+            last = kept[-1]
+            if ev.ts < last.ts or (ev.ts == last.ts and ev.seq <= last.seq):
+                return None
+            if left is None:
+                left = list(kept)
+            left.append(ev)
+            break
+    if left is None:
+        return KEPT
+    return left, matches
+
+
+def kept_events_state(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any]) -> KeyState:
+    """The state of a key whose partial matches each took one event of ``kept`` alone (in
+    start order), waiting in the :func:`start_shortcut`'s target: the state :func:`process`
+    makes of them (clock at the last event's time, ``deadline`` the caller's)."""
+    target, stage, _ = shortcut
+    a = [Computation(target, PartialMatchNode(stage, e, None), (e.ts, e.seq)) for e in kept]
+    a.append(_start_computation(nfa))  # (ascending, then +inf: already a heap's array)
+    return KeyState(tuple(a), NO_COMPLETED, kept[-1].ts)
 
 
 def is_idle(ks: KeyState) -> bool:

@@ -44,11 +44,14 @@ from cep.nfa.matcher import (
     DROPPED,
     KEPT,
     START_CK,
+    STARTED,
     KeyState,
     Shortcut,
     advance_time,
     expire_silently,
     hold_events,
+    kept_events_state,
+    kept_events_step,
     kept_step,
     new_key_state,
     next_deadline,
@@ -67,10 +70,12 @@ log = logging.getLogger("cep.operator")
 
 Emit = Callable[[str, dict[str, Any]], None]
 
-KeyEntry = KeyState | Event | HeldEvent
-"""What :attr:`RuleState.keys` maps a key to: its :class:`~cep.nfa.matcher.KeyState`, or, for
-a key whose one partial match is the one its first event started (see
-:attr:`RuleState.compact_after`), that event alone."""
+KeyEntry = KeyState | Event | HeldEvent | tuple[Any, ...]
+"""What :attr:`RuleState.keys` maps a key to: its :class:`~cep.nfa.matcher.KeyState`; or, for
+a key whose partial matches each took one event alone, the event that started them, waiting
+in the stage after the first (see :attr:`RuleState.compact_after`): that event alone when
+there is one and the key's deadline is its own, else ``(deadline_ms, event, ...)``, the
+events in start order."""
 
 _NO_KEY: Any = object()  # no timer at a deadline yet (None is a key like any other)
 
@@ -139,8 +144,9 @@ class RuleState:
     Attributes:
         keys: key → :class:`~cep.nfa.matcher.KeyState`; a key's ``deadline`` is the earliest
             deadline scheduled for it (ms).  With :attr:`compact_after`, a key whose only
-            partial match is the one its first event started maps to that event instead
-            (:data:`KeyEntry`; :meth:`unfold` makes the state it stands for).
+            partial match is the one its first event started maps to that event instead,
+            and a key whose partial matches each took one event alone to ``(deadline,
+            events…)`` (:data:`KeyEntry`; :meth:`unfold` makes the state they stand for).
         timers: a heap of the distinct times (ms) timers are scheduled at: the deadlines
             rounded up to a multiple of ``grain`` (:func:`timer_grain`; 1: exact); ``due``
             maps each to its key, or to a list of its keys in the order they were scheduled.
@@ -150,10 +156,13 @@ class RuleState:
         shortcut: the automaton's :func:`~cep.nfa.matcher.start_shortcut`, or ``None``.
         compact_after: for a rule with a start shortcut whose new partial match can expire and
             whose timers are rounded (its expiry says nothing), the time (ms) from the event
-            that starts a key's first partial match to the key's deadline; the key is then
-            kept as that event alone — no state objects, one timer — until an event changes
-            it (:func:`~cep.nfa.matcher.kept_step`: a match, a discarded or a second partial
-            match; else :meth:`unfold`) or it expires.  ``None``: keys always hold a
+            that starts a partial match to its deadline; the key is then kept as that event
+            alone — no state objects, one timer — until an event changes it
+            (:func:`~cep.nfa.matcher.kept_step`: a match, a discarded partial match, or a
+            second one, when the key becomes ``(deadline, event, event)``; else
+            :meth:`unfold`) or it expires.  Such a tuple is stepped by
+            :func:`~cep.nfa.matcher.kept_events_step` and loses its expired events to its
+            timer (:meth:`CepOperator._expire_kept`).  ``None``: keys always hold a
             :class:`~cep.nfa.matcher.KeyState`.
         holders: a set of keys shared by the rules keyed by the same field, holding at least
             every key any of them holds state for (or ``None``: not shared); see
@@ -203,17 +212,23 @@ class RuleState:
     def partial_matches(self) -> int:
         """Live partial matches over all keys (start computations excluded; a draining
         version has none)."""
-        # (a key kept as its event alone: its start computation and one partial match)
-        n = sum(len(ks.a) if type(ks) is KeyState else 2 for ks in self.keys.values())
+        # (a key kept as its event alone: its start computation and one partial match; as
+        # (deadline, events…): the start computation and a partial match per event)
+        n = sum(len(ks.a) if type(ks) is KeyState else len(ks) if type(ks) is tuple else 2
+                for ks in self.keys.values())
         return n if self.draining else n - len(self.keys)
 
     def unfolded(self, entry: KeyEntry) -> KeyState:
         """The :class:`~cep.nfa.matcher.KeyState` a key entry stands for: the entry itself,
-        or for an event kept alone (:attr:`compact_after`) the state :meth:`unfold` makes —
+        or for events kept alone (:attr:`compact_after`) the state :meth:`unfold` makes —
         not stored."""
         if isinstance(entry, KeyState):
             return entry
         assert self.shortcut is not None and self.compact_after is not None
+        if isinstance(entry, tuple):
+            ks = kept_events_state(self.rule.nfa, self.shortcut, entry[1:])
+            ks.deadline = entry[0]
+            return ks
         ks = started_key_state(self.rule.nfa, self.shortcut, entry)
         ks.deadline = entry.ts + self.compact_after
         return ks
@@ -613,26 +628,32 @@ class CepOperator:
         else:
             if type(entry) is KeyState:
                 ks = entry
+            elif type(entry) is tuple:  # partial matches of one event each, kept as events
+                if self._step_kept(rs, key, entry, ev):
+                    return
+                ks = rs.unfold(key, entry)
             else:  # a key kept as its event alone (so the rule has compact_after, shortcut)
                 kept: Any = entry
                 deadline = kept.ts + rs.compact_after  # (the kept key's timer's)
                 if deadline > ts:  # (its partial match is in its window)
                     got = kept_step(nfa, rs.shortcut, kept, ev)  # type: ignore[arg-type]
+                    if got is STARTED and self.cap < 2:
+                        got = None  # (two partial matches: one is evicted, the usual way)
                     if got is not None:
-                        if type(got) is KeyState:  # a second partial match started
-                            got.deadline = deadline
-                            rs.keys[key] = got
-                            young = rs.young
+                        if got is not KEPT:
+                            if got is STARTED:  # a second partial match, kept as an event too
+                                rs.keys[key] = (deadline, kept, ev)
+                            else:
+                                del rs.keys[key]  # idle
+                                if got is not DROPPED:
+                                    rs.matches += 1
+                                    alerts = rs.alerts
+                                    self.emit(alerts.sink, alerts.match(key, got))
+                            young = rs.young  # (changed: counted as a change of state is)
                             if young is not None:
                                 young.append(key)
                                 if len(young) >= self._hold_at:
                                     self._hold(rs)
-                        elif got is not KEPT:
-                            del rs.keys[key]  # idle
-                            if got is not DROPPED:
-                                rs.matches += 1
-                                alerts = rs.alerts
-                                self.emit(alerts.sink, alerts.match(key, got))
                         return
                 ks = rs.unfold(key, entry)
             if ks.clock < ts:
@@ -659,6 +680,41 @@ class CepOperator:
             self._after_change(rs, key, ks)
         # else: the event left every partial match where it was (process kept the heap):
         # same deadline, same size, not idle (it was not before), so nothing to do
+
+    def _step_kept(self, rs: RuleState, key: Hashable, kept: tuple[Any, ...],
+                   ev: Event) -> bool:
+        """:meth:`_step` for a key kept as ``(deadline, events…)`` (:data:`KeyEntry`) when
+        :func:`~cep.nfa.matcher.kept_events_step` decides: ``ev`` inside the first event's
+        window, room for one more partial match under the cap.  The matches are emitted and
+        the key keeps the events left (or goes); when its first event has changed, its timer
+        is the one already scheduled (``deadline`` stays), as for the state it stands for.
+        Returns False when the caller must unfold the key and take the general step."""
+        after: Any = rs.compact_after
+        if kept[1].ts + after <= ev.ts or len(kept) > self.cap:
+            return False
+        got = kept_events_step(rs.rule.nfa, rs.shortcut, kept[1:], ev)  # type: ignore[arg-type]
+        if got is None:
+            return False
+        if got is KEPT:
+            return True
+        left, matches = got
+        if not left:
+            del rs.keys[key]  # idle
+        else:
+            d = kept[0]
+            rs.keys[key] = left[0] if len(left) == 1 and d == left[0].ts + after else (
+                d, *left)
+        young = rs.young  # (changed: counted as a change of state is, held in two rounds)
+        if young is not None:
+            young.append(key)
+            if len(young) >= self._hold_at:
+                self._hold(rs)
+        if matches:
+            alerts = rs.alerts
+            for node in matches:
+                rs.matches += 1
+                self.emit(alerts.sink, alerts.match(key, node))
+        return True
 
     def _start(self, rs: RuleState, key: Hashable, ev: Event, sc: Shortcut) -> None:
         """:meth:`_step` for a key without state, when its automaton has a start shortcut
@@ -697,6 +753,9 @@ class CepOperator:
                     hold_events(entry)
                 elif type(entry) is Event:
                     keys[key] = hold(entry)  # a key kept as its event alone
+                elif type(entry) is tuple:  # (deadline, events…)
+                    keys[key] = (entry[0], *[hold(e) if type(e) is Event else e
+                                             for e in entry[1:]])
         rs.mature = rs.young or []
         rs.young = []
 
@@ -777,7 +836,12 @@ class CepOperator:
             for key in got if type(got) is list else (got,):
                 ks = keys.get(key)
                 if not isinstance(ks, KeyState):
-                    if ks is not None and ks.ts <= kept_by:
+                    if ks is None:
+                        continue
+                    if isinstance(ks, tuple):
+                        if ks[0] <= wm:  # (else woken earlier and due later)
+                            self._expire_kept(rs, key, ks, kept_by)
+                    elif ks.ts <= kept_by:
                         rs.timeouts += 1  # a key kept as its event alone: its deadline passed
                         del keys[key]
                     continue
@@ -798,6 +862,26 @@ class CepOperator:
                     del keys[key]  # idle (what _after_change would find)
                 else:
                     self._after_change(rs, key, ks)
+
+    def _expire_kept(self, rs: RuleState, key: Hashable, kept: tuple[Any, ...],
+                     kept_by: float) -> None:
+        """:meth:`_expire` for a key kept as ``(deadline, events…)`` whose deadline has
+        passed: the events at or before ``kept_by`` (ms) time out (counted); the key goes when
+        none is left, else its timer is scheduled at its first event's deadline (as
+        :meth:`_after_change` schedules the state it stands for)."""
+        n = 1
+        end = len(kept)
+        while n < end and kept[n].ts <= kept_by:
+            n += 1
+        rs.timeouts += n - 1
+        if n == end:
+            del rs.keys[key]
+            return
+        d = kept[n].ts + rs.compact_after  # type: ignore[operator]
+        rs.keys[key] = kept[n] if n == end - 1 else (d, *kept[n:])
+        rs.add_timer(key, d)
+        if d < self._due:
+            self._due = d
 
     def _evict(self, rs: RuleState, key: Hashable, ks: KeyState, over: int) -> None:
         """Drop the ``over`` oldest partial matches of ``key`` (counted and logged)."""

@@ -3,13 +3,14 @@
 :func:`cep.nfa.matcher.process` takes shortcuts — a key with only its start computation that
 takes the event on one edge, a key whose one partial match completes while the start takes
 nothing — and the operator starts a key without state from :func:`start_shortcut` /
-:func:`started_key_state`, steps a key kept as its event alone with :func:`kept_step`, and
-expires the keys of automata whose expiry says nothing with :func:`expire_silently`.  Here,
-for random patterns of every operator the reference knows (tests/reference/strategies.py)
-and random event sequences, every step is compared with Flink's ``doProcess`` written
-plainly: :func:`_next_computations` per computation, a :class:`JavaHeap` of the partial
-matches, the STOP rule, and ``_release``: the same matches, the same partial matches (state,
-order key, events), the same held-back matches, in the same order.
+:func:`started_key_state`, steps a key kept as its event alone with :func:`kept_step` (as its
+events, with :func:`kept_events_step` / :func:`kept_events_state`), and expires the keys of
+automata whose expiry says nothing with :func:`expire_silently`.  Here, for random patterns
+of every operator the reference knows (tests/reference/strategies.py) and random event
+sequences, every step is compared with Flink's ``doProcess`` written plainly:
+:func:`_next_computations` per computation, a :class:`JavaHeap` of the partial matches, the
+STOP rule, and ``_release``: the same matches, the same partial matches (state, order key,
+events), the same held-back matches, in the same order.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from reference.strategies import cases
 
 from cep.compiler.build import build_rule
@@ -28,6 +30,7 @@ from cep.nfa.matcher import (
     DROPPED,
     KEPT,
     START_CK,
+    STARTED,
     Computation,
     KeyState,
     _next_computations,
@@ -35,6 +38,8 @@ from cep.nfa.matcher import (
     advance_time,
     expire_silently,
     is_idle,
+    kept_events_state,
+    kept_events_step,
     kept_step,
     new_key_state,
     next_deadline,
@@ -97,6 +102,22 @@ def _kept_event(ks: KeyState, sc: Any) -> Any:
     return node.event
 
 
+def _kept_events(ks: KeyState, sc: Any) -> list[Any] | None:
+    """The events, in start order, of a key that holds its start computation and partial
+    matches each waiting in the start shortcut's target with one event (what the operator
+    keeps as ``(deadline, events…)``), else None."""
+    if sc is None or ks.completed.a or ks.a[-1].ck is not START_CK or len(ks.a) < 2:
+        return None
+    events = []
+    for cs in sorted(ks.a[:-1], key=lambda c: c.ck):
+        node = cs.node
+        if (cs.ck is START_CK or cs.state is not sc[0] or node is None
+                or node.prev is not None or node.stage != sc[1]):
+            return None
+        events.append(node.event)
+    return events
+
+
 def _comps(comps: Any) -> list[tuple[Any, ...]]:
     return [(c.state.name, c.ck, _chain(c.node)) for c in comps]
 
@@ -112,6 +133,47 @@ def _copy(ks: KeyState) -> KeyState:
         completed = JavaHeap()
         completed.a = list(ks.completed.a)
     return KeyState(ks.a, completed, ks.clock, ks.deadline)
+
+
+def _check_kept(nfa: NFA, sc: Any, fast: KeyState, ev: Event, silent: bool) -> None:
+    """Where the operator would keep ``fast`` as its event(s) alone, :func:`kept_step` /
+    :func:`kept_events_step` against :func:`process` on a copy, wherever they decide."""
+    # a key kept as its event alone (its one partial match waits in the shortcut's
+    # target with one event): the operator's kept_step, wherever it decides
+    kept = _kept_event(fast, sc)
+    if kept is not None:
+        answer = kept_step(nfa, sc, kept, ev)  # type: ignore[arg-type]
+        trial = _copy(fast)
+        out = [_chain(m) for m in process(nfa, trial, ev)]
+        if answer is KEPT:
+            assert out == [] and _comps(trial.a) == _comps(fast.a)
+        elif answer is DROPPED:
+            assert out == [] and is_idle(trial)
+        elif answer is STARTED:
+            # the two events kept, in start order: the state process makes
+            both = kept_events_state(nfa, sc, [kept, ev])  # type: ignore[arg-type]
+            assert out == [] and _comps(both.a) == _comps(trial.a)
+            assert not trial.completed.a and both.clock == ev.ts
+        elif answer is not None:
+            assert out == [_chain(answer)] and is_idle(trial)
+    # a key kept as its events (each partial match waits in the target with one event),
+    # for an automaton whose expiry says nothing: kept_events_step, wherever it decides
+    events = _kept_events(fast, sc)
+    if events is not None and silent:
+        assert _comps(kept_events_state(nfa, sc, events).a) == _comps(fast.a)  # type: ignore[arg-type]
+        answer = kept_events_step(nfa, sc, events, ev)  # type: ignore[arg-type]
+        trial = _copy(fast)
+        out = [_chain(m) for m in process(nfa, trial, ev)]
+        if answer is KEPT:
+            assert out == [] and _comps(trial.a) == _comps(fast.a)
+        elif answer is not None:
+            left, matches = answer
+            assert [_chain(m) for m in matches] == out and not trial.completed.a
+            if left:
+                want = kept_events_state(nfa, sc, left)  # type: ignore[arg-type]
+                assert _comps(want.a) == _comps(trial.a)
+            else:
+                assert is_idle(trial)
 
 
 @settings(max_examples=700, deadline=None, suppress_health_check=list(HealthCheck))
@@ -152,22 +214,7 @@ def test_the_matching_step_and_its_shortcuts_agree_with_the_plain_step(
             offset = sc[2]
             assert next_deadline(nfa, started) == (
                 float("inf") if offset is None else ev.ts + offset)
-        # a key kept as its event alone (its one partial match waits in the shortcut's
-        # target with one event): the operator's kept_step, wherever it decides
-        kept = _kept_event(fast, sc)
-        if kept is not None:
-            answer = kept_step(nfa, sc, kept, ev)  # type: ignore[arg-type]
-            trial = _copy(fast)
-            out = [_chain(m) for m in process(nfa, trial, ev)]
-            if answer is KEPT:
-                assert out == [] and _comps(trial.a) == _comps(fast.a)
-            elif answer is DROPPED:
-                assert out == [] and is_idle(trial)
-            elif isinstance(answer, KeyState):
-                assert out == [] and _comps(answer.a) == _comps(trial.a)
-                assert not answer.completed.a and answer.clock == ev.ts
-            elif answer is not None:
-                assert out == [_chain(answer)] and is_idle(trial)
+        _check_kept(nfa, sc, fast, ev, silent)
         got = process(nfa, fast, ev)
         want = _plain_process(nfa, plain, ev)
         assert [_chain(m) for m in got] == [_chain(m) for m in want]
@@ -208,3 +255,55 @@ def test_completing_the_one_partial_match_leaves_the_start() -> None:
     assert ks.a == (start,) and not ks.completed.a
     assert _chain(done) == [("b", 2), ("a", 1)]
     assert isinstance(start, Computation) and start.ck is START_CK
+
+
+@settings(max_examples=400, deadline=None)
+@given(contiguity=st.sampled_from(["followed by", "next", "followed by any"]),
+       second=st.sampled_from(['name == "y"', 'name == "y" and price > 2',
+                               'name != "x"', 'price > 3']),
+       first=st.sampled_from(['name == "x"', 'name == "x" and price < 4']),
+       window=st.sampled_from(["", "  within 6ms\n"]),
+       steps=st.lists(st.tuples(st.sampled_from("xxyz"), st.integers(0, 5), st.integers(0, 2)),
+                      max_size=30))
+def test_keys_kept_as_their_events_step_as_the_full_state(
+        contiguity: str, second: str, first: str, window: str,
+        steps: list[tuple[str, int, int]]) -> None:
+    # two-stage patterns, one key, many events: keys with several partial matches of one
+    # event each (what the operator keeps as its events) are frequent here
+    text = (f"rule r\n  pattern\n    begin a where {first}\n"
+            f"    {contiguity} b where {second}\n{window}end\n")
+    rf, diags = parse_text(text, "<t>")
+    assert not diags and not check_rule_file(rf)
+    nfa = build_rule(rf.rules[0], "<t>").nfa
+    sc = start_shortcut(nfa)
+    assert sc is not None
+    ks = new_key_state(nfa)
+    ts = 0
+    for seq, (name, price, gap) in enumerate(steps, 1):
+        ts += gap
+        ev = Event(ts, seq, {"name": name, "price": price}, "input", seq)
+        expire_silently(nfa, ks, ts)  # (the operator's timers and clock, first)
+        _check_kept(nfa, sc, ks, ev, True)
+        process(nfa, ks, ev)
+
+
+def test_an_event_before_the_kept_ones_in_start_order_takes_the_general_step() -> None:
+    # kept events are in start order (event time, then arrival): an event that would start
+    # a partial match before the last of them is left to process, which orders the heap
+    rf, diags = parse_text('rule r\n  pattern\n    begin a where name == "x"\n'
+                           '    followed by b where name == "y"\n  within 10ms\nend\n', "<t>")
+    assert not diags
+    nfa = build_rule(rf.rules[0], "<t>").nfa
+    sc = start_shortcut(nfa)
+    assert sc is not None
+
+    def x(ts: int, seq: int) -> Event:
+        return Event(ts, seq, {"name": "x"}, "input", seq)
+
+    assert kept_step(nfa, sc, x(5, 2), x(5, 3)) is STARTED
+    assert kept_step(nfa, sc, x(5, 2), x(5, 1)) is None
+    assert kept_step(nfa, sc, x(5, 2), x(4, 3)) is None
+    left, matches = kept_events_step(nfa, sc, [x(1, 1), x(5, 2)], x(5, 3))
+    assert [e.seq for e in left] == [1, 2, 3] and matches == []
+    assert kept_events_step(nfa, sc, [x(1, 1), x(5, 2)], x(5, 1)) is None
+    assert kept_events_step(nfa, sc, [x(1, 1), x(5, 2)], x(4, 3)) is None

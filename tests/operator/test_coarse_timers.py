@@ -72,6 +72,14 @@ rule by_device
     followed by b where type == "conf"
   within 500ms
 end
+
+rule refund_covers
+  key by user
+  pattern
+    begin a where type == "payment"
+    followed by b where type == "refund" and amount >= first(a).amount
+  within 640ms
+end
 """
 
 LOUD = """
@@ -129,8 +137,8 @@ def test_only_silent_rules_with_a_window_get_rounded_timers(tmp_path: Path) -> N
     op = CepOperator(_rules(tmp_path, RULES + LOUD), lambda sink, rec: None)
     grains = {rs.rule.name: rs.grain for rs in op.rules}
     assert grains == {"pay_then_refund": 10, "logins_then_pay": 20, "view_then_logout": 5,
-                      "any_view_then_move": 10, "by_device": 7, "timed": 1, "skipping": 1,
-                      "pending": 1, "unbounded": 1, "short": 1}
+                      "any_view_then_move": 10, "by_device": 7, "refund_covers": 10,
+                      "timed": 1, "skipping": 1, "pending": 1, "unbounded": 1, "short": 1}
 
 
 @settings(max_examples=200, deadline=None)
@@ -265,22 +273,24 @@ def test_the_shared_held_keys_are_tidied_when_far_larger_than_the_keys(tmp_path:
     op.share_holders()
     [held] = op.holder_groups
     assert [rs.rule.name for rs in held.rules] == ["pay_then_refund", "logins_then_pay",
-                                                    "view_then_logout", "any_view_then_move"]
+                                                    "view_then_logout", "any_view_then_move",
+                                                    "refund_covers"]
     sizes = []
     for i in range(10_000):
         op.on_event(Event(i * 1000, i + 1, {"type": "payment", "user": f"u{i}"}, "input", i))
         sizes.append(len(held))
         assert held.issuperset(held.rules[0].keys)
     assert len(held.rules[0].keys) == 1  # each key expired before the next came
-    # keys only join it, until it holds more than 2 × 1 + 4,096 and is rebuilt from the keys
-    assert max(sizes) < 4100 and min(sizes[5000:]) < 5
+    # keys only join it, until it holds more than 2 × 2 + 4,096 (two rules keep each payment)
+    # and is rebuilt from the keys
+    assert max(sizes) < 4102 and min(sizes[5000:]) < 5
 
 
 def _feed_compact(rules: list[CompiledRule], later: list[CompiledRule],
                   objs: list[dict[str, Any]], compact: bool
                   ) -> tuple[list[tuple[str, dict[str, Any]]], list[Any]]:
     """Records, and after every event the partial matches and timeouts of each rule, with or
-    without keys kept as their event alone; a checkpoint a third of the way in and a reload
+    without keys kept as their event(s) alone; a checkpoint a third of the way in and a reload
     to ``later`` two thirds of the way in (changed rules drain)."""
     rec = _Records()
     op = CepOperator(rules, rec)
@@ -292,7 +302,7 @@ def _feed_compact(rules: list[CompiledRule], later: list[CompiledRule],
                 rs.compact_after = None
     settle()
     seen: list[Any] = []
-    kept = 0
+    kept = several = 0
     for seq, d in enumerate(objs, 1):
         if seq == len(objs) // 3:
             data = snapshot.encode(op)
@@ -306,6 +316,7 @@ def _feed_compact(rules: list[CompiledRule], later: list[CompiledRule],
         op.on_event(Event(d["ts"], seq, d, "input", seq))
         kept += sum(type(v) is not cep_operator.KeyState for rs in op.rules
                     for v in rs.keys.values())
+        several += sum(type(v) is tuple for rs in op.rules for v in rs.keys.values())
         seen.append([(rs.rule.name, rs.draining, rs.partial_matches(), rs.timeouts)
                      for rs in op.rules])
     state = msgpack.unpackb(snapshot.encode(op), strict_map_key=False)
@@ -318,7 +329,7 @@ def _feed_compact(rules: list[CompiledRule], later: list[CompiledRule],
     seen.append(state)  # the same state, unfolded
     op.finish()
     seen.append(op.stats())
-    assert (kept > 0) == compact
+    assert (kept > 0) == compact and (several > 0) == compact  # (also as their events)
     return rec.out, seen
 
 
@@ -338,7 +349,7 @@ def test_keys_kept_as_their_event_alone_behave_as_full_state(tmp_path: Path,
     assert _feed_compact(rules, later, objs, compact=True) == full
 
 
-def test_a_key_kept_as_its_event_is_held_compactly_and_unfolds_on_its_next_event(
+def test_a_key_kept_as_its_event_is_held_compactly_and_kept_as_its_events_after(
         tmp_path: Path) -> None:
     rec = _Records()
     op = CepOperator(_rules(tmp_path, RULES), rec)
@@ -358,5 +369,31 @@ def test_a_key_kept_as_its_event_is_held_compactly_and_unfolds_on_its_next_event
                           "b": [{"type": "refund", "user": "u1"}]}
     op.on_event(Event(30, 30, {"type": "payment", "user": "u2"}, "input", 30))
     op.on_event(Event(31, 31, {"type": "payment", "user": "u2"}, "input", 31))
-    ks = rs.keys["u2"]  # a second partial match: full state
-    assert type(ks) is cep_operator.KeyState and len(ks.a) == 3
+    kept = rs.keys["u2"]  # a second partial match: the two events, the first's deadline
+    assert type(kept) is tuple and [e.seq for e in kept[1:]] == [30, 31]
+    assert kept[0] == 30 + 640 and len(rs.unfolded(kept).a) == 3  # and the start
+    op.on_event(Event(32, 32, {"type": "refund", "user": "u2"}, "input", 32))
+    assert "u2" not in rs.keys  # both completed, in start order
+    assert [r["start"] for _, r in rec.out if r["key"] == {"user": "u2"}] == [30, 31]
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3])
+def test_keys_kept_as_their_events_respect_the_cap_on_partial_matches(tmp_path: Path,
+                                                                      cap: int) -> None:
+    # payments of 1, 2, 3, 4 then a refund of 9: with a cap the oldest partial matches are
+    # evicted, whether the key is kept as its events or holds its full state
+    outs = []
+    for compact in (False, True):
+        rec = _Records()
+        op = CepOperator(_rules(tmp_path, RULES), rec, max_partial_matches_per_key=cap)
+        for rs in op.rules:
+            if not compact:
+                rs.compact_after = None
+        for i in range(1, 5):
+            op.on_event(Event(i, i, {"type": "payment", "user": "u", "amount": i}, "input", i))
+        op.on_event(Event(5, 5, {"type": "refund", "user": "u", "amount": 9}, "input", 5))
+        outs.append((rec.out, [(rs.rule.name, rs.evictions) for rs in op.rules]))
+    assert outs[0] == outs[1]
+    starts = [r["start"] for _, r in outs[1][0] if r["rule"] == "refund_covers"]
+    assert starts == list(range(5 - cap, 5))  # the newest `cap` payments
+    assert dict(outs[1][1])["refund_covers"] == 4 - cap
