@@ -153,8 +153,11 @@ def new_key_state(nfa: NFA) -> KeyState:
     return KeyState((_start_computation(nfa),), NO_COMPLETED, -_INF)
 
 
-Shortcut = tuple[State, str, "int | None"]
-"""``(target, stage, offset_ms)``: see :func:`start_shortcut`."""
+Waits = tuple[Any, str, Any, bool, bool]
+"""``(take, take_stage, begin, ignores, reads)``: see :func:`start_shortcut`."""
+
+Shortcut = tuple[State, str, "int | None", "Waits | None"]
+"""``(target, stage, offset_ms, waits)``: see :func:`start_shortcut`."""
 
 
 def start_shortcut(nfa: NFA) -> Shortcut | None:
@@ -163,12 +166,20 @@ def start_shortcut(nfa: NFA) -> Shortcut | None:
     leads to a state that waits (not FINAL or STOP, no PROCEED edge out of it), and the start
     has no PROCEED edge (its IGNORE edges do not count: the start computation never ignores).
 
-    Returns ``(target, stage, offset_ms)``: the key then holds its start computation and one
-    partial match, in ``target`` with the event taken by ``stage``, whose first deadline is
-    ``offset_ms`` after the event (the pattern window or the target's stage window, whichever
-    is shorter; ``None`` when there is neither) — what :func:`process` and
+    Returns ``(target, stage, offset_ms, waits)``: the key then holds its start computation
+    and one partial match, in ``target`` with the event taken by ``stage``, whose first
+    deadline is ``offset_ms`` after the event (the pattern window or the target's stage
+    window, whichever is shorter; ``None`` when there is neither) — what :func:`process` and
     :func:`next_deadline` find, without evaluating the guard again.  ``None`` when the start
     is not that simple (:func:`process` decides).
+
+    ``waits`` describes, for :func:`kept_step` and :func:`kept_events_step`, a target whose
+    only ways out are a TAKE to FINAL on a guard ``take`` (stage ``take_stage``, no PROCEED
+    after it) and, when ``ignores``, an IGNORE back to the target on ``not take`` — the last
+    stage of ``followed by`` / ``next`` — so that one test of ``take`` decides what the
+    decision graph would: ``(take, take_stage, begin, ignores, reads)``, with ``begin`` the
+    start's TAKE guard (``None``: always true) and ``reads`` whether a guard reads the
+    partial match (else ``take`` is given ``None`` for it).  ``None`` for any other target.
     """
     pre = nfa.start_prefilter
     edges = nfa.start.transitions
@@ -181,14 +192,29 @@ def start_shortcut(nfa: NFA) -> Shortcut | None:
             or any(u.action == PROCEED for u in target.transitions)):
         return None
     offsets = [w for w in (nfa.window_ms, target.window_ms) if w]
-    return target, t.source.stage, min(offsets) if offsets else None
+    return target, t.source.stage, min(offsets) if offsets else None, _waits(nfa, target, pre)
+
+
+def _waits(nfa: NFA, target: State, pre: Any) -> Waits | None:
+    """The ``waits`` of :func:`start_shortcut` for ``target``, or ``None``."""
+    rows, has_proceed = target.plan or _plan(target)
+    takes = [r for r in rows if r[0] == TAKE]
+    ignores = [r for r in rows if r[0] == IGNORE]
+    if has_proceed or len(takes) != 1 or len(ignores) + 1 != len(rows) or len(ignores) > 1:
+        return None
+    take = takes[0]
+    if take[2] is None or take[4] != FINAL or take[5]:
+        return None
+    if ignores and (ignores[0][1] is not target or ignores[0][6] is not take[2]):
+        return None  # (not an IGNORE back to the target on ``not take``)
+    return take[2], take[3], None if pre.always else pre.fn, bool(ignores), nfa.reads_partial
 
 
 def started_key_state(nfa: NFA, shortcut: Shortcut, ev: Any) -> KeyState:
     """A key without state after ``ev`` (``ev.ts`` ms, ``ev.seq``), which passed the start
     prefilter of an automaton with a :func:`start_shortcut`: the same state
     :func:`new_key_state` and :func:`process` make, its clock at ``ev.ts``."""
-    target, stage, _ = shortcut
+    target, stage, _, _ = shortcut
     ts = ev.ts
     return KeyState((Computation(target, PartialMatchNode(stage, ev, None), (ts, ev.seq)),
                      _start_computation(nfa)), NO_COMPLETED, ts)
@@ -215,8 +241,20 @@ def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
     partial match while the kept one waits (:data:`STARTED`; ``ev`` comes after ``kept`` in
     start order — else ``None``).  ``None`` when the general step must decide.  The caller
     checks that ``ev`` is inside the partial match's window."""
-    target, stage, _ = shortcut
+    target, stage, _, waits = shortcut
     node = PartialMatchNode(stage, kept, None)
+    if waits is not None:  # (one test of the target's guard decides)
+        take, take_stage, begin, ignores, reads = waits
+        starts = begin is None or begin(ev, None)
+        if take(ev, node if reads else None):
+            return None if starts else PartialMatchNode(take_stage, ev, node)
+        if not ignores:
+            return None if starts else DROPPED
+        if not starts:
+            return KEPT
+        if ev.ts > kept.ts or (ev.ts == kept.ts and ev.seq > kept.seq):
+            return STARTED
+        return None
     rows, has_proceed = target.plan or _plan(target)
     edges = _edges(rows, has_proceed, ev, node)  # (the partial match first, as process)
     start = nfa.start
@@ -255,49 +293,83 @@ def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any)
     step must decide: another way out of the target (a PROCEED, a branch, a STOP), or ``ev``
     starting a partial match before the last one in start order.  The caller checks that
     ``ev`` is inside the first partial match's window (so inside every one's)."""
-    target, stage, _ = shortcut
-    rows, has_proceed = target.plan or _plan(target)
+    target, stage, _, waits = shortcut
     left: list[Any] | None = None  # once a partial match has gone
+    matches: list[PartialMatchNode] = []
+    if waits is not None:  # (one test of the target's guard decides)
+        take, take_stage, begin, ignores, reads = waits
+        for i, e in enumerate(kept):
+            if reads:
+                node = PartialMatchNode(stage, e, None)
+                taken = take(ev, node)
+            else:
+                taken = take(ev, None)
+            if taken:
+                if not reads:
+                    node = PartialMatchNode(stage, e, None)
+                matches.append(PartialMatchNode(take_stage, ev, node))
+            elif ignores:
+                if left is not None:
+                    left.append(e)
+                continue
+            if left is None:  # (discarded or completed)
+                left = list(kept[:i])
+        starts = begin is None or begin(ev, None)
+    else:
+        left, matches, starts = _kept_events_edges(nfa, shortcut, kept, ev)  # type: ignore[misc]
+        if starts is None:
+            return None
+    if starts:
+        last = kept[-1]
+        if ev.ts < last.ts or (ev.ts == last.ts and ev.seq <= last.seq):
+            return None
+        if left is None:
+            left = list(kept)
+        left.append(ev)
+    if left is None:
+        return KEPT
+    return left, matches
+
+
+def _kept_events_edges(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any
+                       ) -> tuple[list[Any] | None, list[PartialMatchNode], bool | None]:
+    """:func:`kept_events_step`'s loop through the decision graph (a target without
+    ``waits``): ``(left or None when none has gone, matches, whether ev starts)``, or
+    ``(None, [], None)`` when the general step must decide."""
+    target, stage, _, _ = shortcut
+    rows, has_proceed = target.plan or _plan(target)
+    left: list[Any] | None = None
     matches: list[PartialMatchNode] = []
     for i, e in enumerate(kept):
         node = PartialMatchNode(stage, e, None)
         edges = _edges(rows, has_proceed, ev, node)
         if edges:
             if len(edges) != 1:
-                return None
+                return None, [], None
             action, to, _fn, to_stage, kind, proceeds, _inner = edges[0]
             if action == IGNORE:
                 if to is not target or kind == FINAL or kind == STOP:
-                    return None
+                    return None, [], None
                 if left is not None:
                     left.append(e)
                 continue
             if kind != FINAL or proceeds:
-                return None
+                return None, [], None
             matches.append(PartialMatchNode(to_stage, ev, node))
         if left is None:  # (discarded or completed)
             left = list(kept[:i])
     start = nfa.start
     srows, sproceed = start.plan or _plan(start)
-    for e in _edges(srows, sproceed, ev, None):
-        if e[0] != IGNORE:  # (the shortcut's one TAKE: to the target, stage ``stage``)
-            last = kept[-1]
-            if ev.ts < last.ts or (ev.ts == last.ts and ev.seq <= last.seq):
-                return None
-            if left is None:
-                left = list(kept)
-            left.append(ev)
-            break
-    if left is None:
-        return KEPT
-    return left, matches
+    # (the shortcut's one TAKE: to the target, stage ``stage``)
+    starts = any(e[0] != IGNORE for e in _edges(srows, sproceed, ev, None))
+    return left, matches, starts
 
 
 def kept_events_state(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any]) -> KeyState:
     """The state of a key whose partial matches each took one event of ``kept`` alone (in
     start order), waiting in the :func:`start_shortcut`'s target: the state :func:`process`
     makes of them (clock at the last event's time, ``deadline`` the caller's)."""
-    target, stage, _ = shortcut
+    target, stage, _, _ = shortcut
     a = [Computation(target, PartialMatchNode(stage, e, None), (e.ts, e.seq)) for e in kept]
     a.append(_start_computation(nfa))  # (ascending, then +inf: already a heap's array)
     return KeyState(tuple(a), NO_COMPLETED, kept[-1].ts)
