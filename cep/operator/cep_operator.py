@@ -114,7 +114,11 @@ def timer_grain(rs: RuleState) -> int:
 class HeldKeys(set):  # type: ignore[type-arg]
     """A set of keys shared by ``rules`` (:meth:`CepOperator.share_holders`): at least every
     key any of them holds state for.  Keys join it as their state is made and leave it only
-    when it is rebuilt, once it holds more than ``limit`` keys (:meth:`tidy`)."""
+    when it is rebuilt, once it holds more than ``limit`` keys (:meth:`tidy`).
+
+    The file scanner looks a line's key up here first and in each rule's keys only when it is
+    found, so the fewer keys it holds that no rule holds any more, the fewer lines cost a
+    lookup per rule."""
 
     __slots__ = ("rules", "limit")
 
@@ -125,17 +129,17 @@ class HeldKeys(set):  # type: ignore[type-arg]
         self.tidy()
 
     def tidy(self) -> None:
-        """Rebuild from the rules' keys when larger than twice their number plus 4,096 (or
-        when new); the next rebuild is looked at past that size."""
+        """Rebuild from the rules' keys; the next rebuild comes once as many keys again have
+        joined, and at least 1,024 or an eighth of the rules' keys (a key several rules hold
+        counts once per rule): a rebuild inserts every rule's keys, so that bounds its cost
+        to 8 insertions per key joining."""
+        self.clear()
         live = 0
         for rs in self.rules:
             live += len(rs.keys)
-        rebuild = len(self) > 2 * live + 4096 or self.limit < 0
-        self.limit = 2 * live + 4096
-        if rebuild:
-            self.clear()
-            for rs in self.rules:
-                self.update(rs.keys)
+            self.update(rs.keys)
+        held = len(self)
+        self.limit = held + max(held, live // 8, 1024)
 
 
 class RuleState:
