@@ -250,11 +250,16 @@ def test_a_start_shortcut_needs_one_way_from_the_start(tmp_path: Any) -> None:
     assert start_shortcut(nfa_of('    begin a where name == "x"\n')) is None
 
 
+def _rule_nfa(text: str) -> NFA:
+    """The automaton of the one rule of ``text``."""
+    rf, diags = parse_text(text, "<t>")
+    assert not diags and not check_rule_file(rf)
+    return build_rule(rf.rules[0], "<t>").nfa
+
+
 def test_completing_the_one_partial_match_leaves_the_start() -> None:
-    rf, diags = parse_text('rule r\n  pattern\n    begin a where name == "x"\n'
-                           '    followed by b where name == "y"\nend\n', "<t>")
-    assert not diags
-    nfa = build_rule(rf.rules[0], "<t>").nfa
+    nfa = _rule_nfa('rule r\n  pattern\n    begin a where name == "x"\n'
+                    '    followed by b where name == "y"\nend\n')
     ks = new_key_state(nfa)
     x = Event(1, 1, {"name": "x"}, "input", 1)
     y = Event(2, 2, {"name": "y"}, "input", 2)
@@ -279,11 +284,8 @@ def test_keys_kept_as_their_events_step_as_the_full_state(
         steps: list[tuple[str, int, int]]) -> None:
     # two-stage patterns, one key, many events: keys with several partial matches of one
     # event each (what the operator keeps as its events) are frequent here
-    text = (f"rule r\n  pattern\n    begin a where {first}\n"
-            f"    {contiguity} b where {second}\n{window}end\n")
-    rf, diags = parse_text(text, "<t>")
-    assert not diags and not check_rule_file(rf)
-    nfa = build_rule(rf.rules[0], "<t>").nfa
+    nfa = _rule_nfa(f"rule r\n  pattern\n    begin a where {first}\n"
+                    f"    {contiguity} b where {second}\n{window}end\n")
     sc = start_shortcut(nfa)
     assert sc is not None
     ks = new_key_state(nfa)
@@ -299,10 +301,8 @@ def test_keys_kept_as_their_events_step_as_the_full_state(
 def test_an_event_before_the_kept_ones_in_start_order_takes_the_general_step() -> None:
     # kept events are in start order (event time, then arrival): an event that would start
     # a partial match before the last of them is left to process, which orders the heap
-    rf, diags = parse_text('rule r\n  pattern\n    begin a where name == "x"\n'
-                           '    followed by b where name == "y"\n  within 10ms\nend\n', "<t>")
-    assert not diags
-    nfa = build_rule(rf.rules[0], "<t>").nfa
+    nfa = _rule_nfa('rule r\n  pattern\n    begin a where name == "x"\n'
+                    '    followed by b where name == "y"\n  within 10ms\nend\n')
     sc = start_shortcut(nfa)
     assert sc is not None
 
