@@ -13,8 +13,9 @@ Tables (every key optional unless marked):
   (``security_protocol``, ``sasl_mechanism``,
   ``sasl_plain_username``, ``sasl_plain_password``, ``ssl_cafile``, ``ssl_certfile``,
   ``ssl_keyfile``, ``ssl_password``, ``ssl_check_hostname``), ``changelog_topic``,
-  ``max_event_bytes``, ``session_timeout``, ``transaction_timeout``, ``auto_offset_reset``,
-  and ``checkpoint_interval`` / ``checkpoint_records`` (also accepted under ``[state]``);
+  ``max_event_bytes``, ``max_partition_fetch_bytes``, ``session_timeout``,
+  ``transaction_timeout``, ``auto_offset_reset``, and ``checkpoint_interval`` /
+  ``checkpoint_records`` (also accepted under ``[state]``);
 * ``[state]`` — ``max_partial_matches_per_key``, ``checkpoint_dir`` (file mode),
   ``checkpoint_interval`` (default 100 ms), ``checkpoint_records`` (default 10,000);
 * ``[rules]`` — ``paths`` (list), ``reload`` (default true);
@@ -123,6 +124,7 @@ class KafkaConfig:
     ssl_check_hostname: bool = True
     changelog_topic: str = ""
     max_event_bytes: int = 1 << 20
+    max_partition_fetch_bytes: int = 8 << 20
     session_timeout_ms: int = 10_000
     transaction_timeout_ms: int = 60_000
     auto_offset_reset: str = "earliest"
@@ -309,7 +311,8 @@ _KAFKA_KEYS: dict[str, type | tuple[type, ...]] = {
     "security_protocol": str, "sasl_mechanism": str, "sasl_plain_username": str,
     "sasl_plain_password": str, "ssl_cafile": str, "ssl_certfile": str, "ssl_keyfile": str,
     "ssl_password": str, "ssl_check_hostname": bool, "changelog_topic": str,
-    "max_event_bytes": int, "session_timeout": (str, int), "transaction_timeout": (str, int),
+    "max_event_bytes": int, "max_partition_fetch_bytes": int, "session_timeout": (str, int),
+    "transaction_timeout": (str, int),
     "auto_offset_reset": str, "checkpoint_interval": (str, int), "checkpoint_records": int,
 }
 _STATE_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -398,6 +401,8 @@ def _kafka(r: _Reader, raw: dict[str, Any]) -> tuple[KafkaConfig, dict[str, Any]
         ssl_check_hostname=d.get("ssl_check_hostname", True),
         changelog_topic=d.get("changelog_topic", ""),
         max_event_bytes=d.get("max_event_bytes", defaults.max_event_bytes),
+        max_partition_fetch_bytes=d.get("max_partition_fetch_bytes",
+                                        defaults.max_partition_fetch_bytes),
         session_timeout_ms=r.duration("kafka", d, "session_timeout",
                                       defaults.session_timeout_ms) or defaults.session_timeout_ms,
         transaction_timeout_ms=r.duration("kafka", d, "transaction_timeout",
@@ -411,6 +416,9 @@ def _kafka(r: _Reader, raw: dict[str, Any]) -> tuple[KafkaConfig, dict[str, Any]
                 f"[kafka].security_protocol {cfg.security_protocol} needs sasl_mechanism")
     if cfg.max_event_bytes <= 0:
         r.error("kafka", "max_event_bytes", "[kafka].max_event_bytes must be positive")
+    if cfg.max_partition_fetch_bytes <= 0:
+        r.error("kafka", "max_partition_fetch_bytes",
+                "[kafka].max_partition_fetch_bytes must be positive")
     return cfg, d
 
 

@@ -95,6 +95,8 @@ def test_unknown_keys_are_errors_naming_key_file_and_line() -> None:
 @pytest.mark.parametrize("snippet, expected", [
     ('[kafka]\nexactly_once = "yes"\n', "[kafka].exactly_once must be a boolean"),
     ('[kafka]\nmax_event_bytes = true\n', "[kafka].max_event_bytes must be an integer"),
+    ('[kafka]\nmax_partition_fetch_bytes = 0\n',
+     "[kafka].max_partition_fetch_bytes must be positive"),
     ('[sources.a]\nkind = "kafka"\n', "[sources.a] is a Kafka source and needs a topic"),
     ('[sources.a]\nkind = "queue"\ntopic = "t"\n', "[sources.a].kind is 'queue'"),
     ('[sources.a]\nkind = "kafka"\ntopic = "t"\nmax_out_of_orderness = "soon"\n',
@@ -171,3 +173,10 @@ def test_ssl_settings_become_the_clients_ssl_context(tmp_path: Path) -> None:
     assert isinstance(ctx, ssl.SSLContext) and ctx.check_hostname is False
     assert opts["security_protocol"] == "SSL" and "sasl_mechanism" not in opts
     assert "ssl_context=<ssl>" in describe_options(opts)
+
+
+def test_the_fetch_size_per_partition_defaults_to_8_mib() -> None:
+    default = parse_config('[kafka]\nbootstrap_servers = "b:9092"\n').kafka
+    assert default is not None and default.max_partition_fetch_bytes == 8 << 20
+    smaller = parse_config('[kafka]\nmax_partition_fetch_bytes = 1048576\n').kafka
+    assert smaller is not None and smaller.max_partition_fetch_bytes == 1 << 20
