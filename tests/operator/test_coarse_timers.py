@@ -377,10 +377,12 @@ def test_a_key_kept_as_its_event_is_held_compactly_and_kept_as_its_events_after(
     assert [r["start"] for _, r in rec.out if r["key"] == {"user": "u2"}] == [30, 31]
 
 
+@pytest.mark.parametrize("payments", [2, 4])
 @pytest.mark.parametrize("cap", [1, 2, 3])
 def test_keys_kept_as_their_events_respect_the_cap_on_partial_matches(tmp_path: Path,
-                                                                      cap: int) -> None:
-    # payments of 1, 2, 3, 4 then a refund of 9: with a cap the oldest partial matches are
+                                                                      cap: int,
+                                                                      payments: int) -> None:
+    # payments of 1, 2, … then a refund of 9: with a cap the oldest partial matches are
     # evicted, whether the key is kept as its events or holds its full state
     outs = []
     for compact in (False, True):
@@ -389,11 +391,12 @@ def test_keys_kept_as_their_events_respect_the_cap_on_partial_matches(tmp_path: 
         for rs in op.rules:
             if not compact:
                 rs.compact_after = None
-        for i in range(1, 5):
+        for i in range(1, payments + 1):
             op.on_event(Event(i, i, {"type": "payment", "user": "u", "amount": i}, "input", i))
-        op.on_event(Event(5, 5, {"type": "refund", "user": "u", "amount": 9}, "input", 5))
+        end = payments + 1
+        op.on_event(Event(end, end, {"type": "refund", "user": "u", "amount": 9}, "input", end))
         outs.append((rec.out, [(rs.rule.name, rs.evictions) for rs in op.rules]))
     assert outs[0] == outs[1]
     starts = [r["start"] for _, r in outs[1][0] if r["rule"] == "refund_covers"]
-    assert starts == list(range(5 - cap, 5))  # the newest `cap` payments
-    assert dict(outs[1][1])["refund_covers"] == 4 - cap
+    assert starts == list(range(max(1, end - cap), end))  # the newest `cap` payments
+    assert dict(outs[1][1])["refund_covers"] == max(0, payments - cap)
