@@ -612,9 +612,9 @@ class CepOperator:
 
     def _step(self, rs: RuleState, key: Hashable, ev: Event) -> None:
         """Match ``ev`` for ``key`` of ``rs``: a key without state is created (the caller
-        checked that the event can start a match), a key kept as its event alone inside its
-        window is stepped by :func:`~cep.nfa.matcher.kept_step` where that decides (else
-        unfolded), a key whose clock is behind advances it (windows, timeouts; skipped when
+        checked that the event can start a match), a key kept as its event(s) alone is
+        stepped in place where that decides (:meth:`_step_kept_event`, :meth:`_step_kept`;
+        else unfolded), a key whose clock is behind advances it (windows, timeouts; skipped when
         no deadline of the key has passed, which changes nothing), then the NFA step, the
         matches, and the key's timer or removal."""
         nfa = rs.rule.nfa
@@ -632,33 +632,10 @@ class CepOperator:
         else:
             if type(entry) is KeyState:
                 ks = entry
-            elif type(entry) is tuple:  # partial matches of one event each, kept as events
-                if self._step_kept(rs, key, entry, ev):
+            else:  # kept as its event(s) alone (so the rule has compact_after, shortcut)
+                if (self._step_kept(rs, key, entry, ev) if type(entry) is tuple
+                        else self._step_kept_event(rs, key, entry, ev)):
                     return
-                ks = rs.unfold(key, entry)
-            else:  # a key kept as its event alone (so the rule has compact_after, shortcut)
-                kept: Any = entry
-                deadline = kept.ts + rs.compact_after  # (the kept key's timer's)
-                if deadline > ts:  # (its partial match is in its window)
-                    got = kept_step(nfa, rs.shortcut, kept, ev)  # type: ignore[arg-type]
-                    if got is STARTED and self.cap < 2:
-                        got = None  # (two partial matches: one is evicted, the usual way)
-                    if got is not None:
-                        if got is not KEPT:
-                            if got is STARTED:  # a second partial match, kept as an event too
-                                rs.keys[key] = (deadline, kept, ev)
-                            else:
-                                del rs.keys[key]  # idle
-                                if got is not DROPPED:
-                                    rs.matches += 1
-                                    alerts = rs.alerts
-                                    self.emit(alerts.sink, alerts.match(key, got))
-                            young = rs.young  # (changed: counted as a change of state is)
-                            if young is not None:
-                                young.append(key)
-                                if len(young) >= self._hold_at:
-                                    self._hold(rs)
-                        return
                 ks = rs.unfold(key, entry)
             if ks.clock < ts:
                 if ks.deadline <= ts:
@@ -675,15 +652,36 @@ class CepOperator:
                 self.emit(alerts.sink, alerts.match(key, node))
         if ks.a is not before:
             self._after_change(rs, key, ks)
-            young = rs.young
-            if young is not None:
-                young.append(key)
-                if len(young) >= self._hold_at:
-                    self._hold(rs)
+            self._changed(rs, key)
         elif fresh or ks.completed.a:
             self._after_change(rs, key, ks)
         # else: the event left every partial match where it was (process kept the heap):
         # same deadline, same size, not idle (it was not before), so nothing to do
+
+    def _step_kept_event(self, rs: RuleState, key: Hashable, kept: Any, ev: Event) -> bool:
+        """:meth:`_step` for a key kept as its event alone when
+        :func:`~cep.nfa.matcher.kept_step` decides, ``ev`` inside the partial match's window:
+        the match emitted and the key gone, the key gone, unchanged, or kept as ``(deadline,
+        kept, ev)`` (a second partial match, when the cap allows two).  Returns False when
+        the caller must unfold the key and take the general step."""
+        deadline = kept.ts + rs.compact_after  # (the kept key's timer's)
+        if deadline <= ev.ts:
+            return False
+        got = kept_step(rs.rule.nfa, rs.shortcut, kept, ev)  # type: ignore[arg-type]
+        if got is None or (got is STARTED and self.cap < 2):
+            return False  # (with a cap of one, the older of two is evicted the usual way)
+        if got is KEPT:
+            return True
+        if got is STARTED:
+            rs.keys[key] = (deadline, kept, ev)
+        else:
+            del rs.keys[key]  # idle
+            if got is not DROPPED:
+                rs.matches += 1
+                alerts = rs.alerts
+                self.emit(alerts.sink, alerts.match(key, got))
+        self._changed(rs, key)
+        return True
 
     def _step_kept(self, rs: RuleState, key: Hashable, kept: tuple[Any, ...],
                    ev: Event) -> bool:
@@ -708,11 +706,7 @@ class CepOperator:
             d = kept[0]
             rs.keys[key] = left[0] if len(left) == 1 and d == left[0].ts + after else (
                 d, *left)
-        young = rs.young  # (changed: counted as a change of state is, held in two rounds)
-        if young is not None:
-            young.append(key)
-            if len(young) >= self._hold_at:
-                self._hold(rs)
+        self._changed(rs, key)
         if matches:
             alerts = rs.alerts
             for node in matches:
@@ -740,6 +734,15 @@ class CepOperator:
                 rs.schedule(key, ks, d)
         if d < self._due:
             self._due = d
+        young = rs.young  # (_changed, inlined: every start passes here)
+        if young is not None:
+            young.append(key)
+            if len(young) >= self._hold_at:
+                self._hold(rs)
+
+    def _changed(self, rs: RuleState, key: Hashable) -> None:
+        """Note that ``key``'s state changed in this round: it is held compactly after the
+        next two rounds (:meth:`_hold`)."""
         young = rs.young
         if young is not None:
             young.append(key)
