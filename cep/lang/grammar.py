@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
+import io
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import lark
 from lark import Lark
 from lark.lexer import PatternRE, PatternStr
+
+from cep.lang.cache_dir import open_cache
 
 __all__ = ["grammar_text", "parser", "terminal_text"]
 
@@ -32,19 +33,21 @@ def parser() -> Lark:
     """The LALR parser with the contextual lexer and position propagation, built once.
 
     Building the LALR tables takes about 0.15 s, a good part of a short ``cep run``; the
-    built parser is therefore kept in the user's cache directory (``$XDG_CACHE_HOME/cep`` or
-    ``~/.cache/cep``, under a name holding the hash of the grammar and the Lark and Python
-    versions) and loaded from there when it is present.  Any problem with the cache just
-    means building the parser again.
+    built parser is therefore kept in the user's private cache directory
+    (``$XDG_CACHE_HOME/cep`` or ``~/.cache/cep``, verified by :mod:`cep.lang.cache_dir`
+    before anything in it is unpickled), under a name holding the hash of the grammar and
+    the Lark and Python versions, and loaded from there when it is present.  Any problem
+    with the cache just means building the parser again.
 
     Raises :class:`lark.exceptions.GrammarError` if the grammar itself is broken.
     """
     text = grammar_text()
-    path = _cache_path(text)
-    if path is not None and path.is_file():
+    name = _cache_name(text)
+    with open_cache() as cache:
+        data = cache.read(name) if cache is not None else None
+    if data is not None:
         try:
-            with path.open("rb") as fh:
-                return Lark.load(fh)
+            return Lark.load(io.BytesIO(data))
         except Exception:  # noqa: BLE001 - a stale or damaged cache: build instead
             pass
     built = Lark(
@@ -54,35 +57,17 @@ def parser() -> Lark:
         propagate_positions=True,
         maybe_placeholders=False,
     )
-    if path is not None:
-        _save(built, path)
+    with open_cache() as cache:
+        if cache is not None:
+            buf = io.BytesIO()
+            built.save(buf)
+            cache.write(name, buf.getvalue())
     return built
 
 
-def _cache_path(text: str) -> Path | None:
-    if os.environ.get("CEP_NO_GRAMMAR_CACHE"):
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if not os.path.isabs(base):
-        return None
+def _cache_name(text: str) -> str:
     tag = hashlib.sha256(f"{text}\0{lark.__version__}\0{sys.version}".encode()).hexdigest()
-    return Path(base) / "cep" / f"grammar-{tag[:24]}.lark"
-
-
-def _save(built: Lark, path: Path) -> None:
-    """Write atomically (a temporary file renamed into place); ignore any failure."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".grammar-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                built.save(fh)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except Exception:  # noqa: BLE001 - read-only home, full disk: no cache, no harm
-        pass
+    return f"grammar-{tag[:24]}.lark"
 
 
 _DESCRIPTIONS = {
