@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
@@ -50,18 +49,14 @@ def load_rule_set(paths: list[str]) -> RuleSet:
 
 
 def source_texts(rs: RuleSet) -> Callable[[str], str]:
-    """``text_of(path)``: the text a diagnostic points into — the loaded file's, else read
-    from disk (empty when unreadable), so a caret can be drawn under any diagnostic."""
+    """``text_of(path)``: the text a diagnostic points into, so a caret can be drawn under
+    it — the loaded rule file's text, else empty.  Nothing is read from disk here: a file
+    that was not loaded as a rule file (a link out of the rule directories, binary data,
+    ``/etc/passwd`` named by mistake) is never echoed by a diagnostic."""
     texts = {rf.path: rf.text for rf in rs.files}
 
     def text_of(path: str) -> str:
-        text = texts.get(path)
-        if text is None:
-            try:
-                text = texts[path] = Path(path).read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                text = ""
-        return text
+        return texts.get(path, "")
 
     return text_of
 

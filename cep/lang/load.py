@@ -15,14 +15,27 @@ __all__ = ["expand_paths", "load_rules"]
 
 def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
     """Files to load: each file as given, each directory's ``*.cep`` files recursively
-    (sorted).  A path that does not exist yields a diagnostic; duplicates are dropped."""
+    (sorted).  A path that does not exist yields a diagnostic; duplicates are dropped.
+
+    A file found in a directory must really be under one of the directories given: a
+    symbolic link whose target leaves them (to ``/etc/passwd``, ``/proc/self/environ``, …) is
+    not read and yields a diagnostic naming the link, never its target or content.
+    Directories that are symbolic links are not descended into."""
+    paths = list(paths)
+    roots = [Path(raw).resolve() for raw in paths if Path(raw).is_dir()]
     files: list[Path] = []
     diags: list[Diagnostic] = []
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.cep") if p.is_file())
+            found = []
+            for p in sorted(q for q in path.rglob("*.cep") if q.is_file()):
+                inside = _inside(p, roots)
+                if inside:
+                    found.append(p)
+                elif inside is not None:
+                    diags.append(Diagnostic(str(p), NOWHERE, _OUTSIDE, hint=_OUTSIDE_HINT))
         elif path.exists():
             found = [path]
         else:
@@ -34,6 +47,22 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnost
                 seen.add(key)
                 files.append(p)
     return files, diags
+
+
+_OUTSIDE = "a symbolic link to a file outside the rule directories: not read"
+_OUTSIDE_HINT = "rule files in a directory may link only to files under a rule directory"
+
+
+def _inside(path: Path, roots: list[Path]) -> bool | None:
+    """Whether ``path``, all links followed, is a file under one of ``roots`` (``None``: it
+    is gone, deleted since the directory was listed)."""
+    try:
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        return None
+    except (OSError, RuntimeError):  # a loop, no permission
+        return False
+    return any(real.is_relative_to(root) for root in roots)
 
 
 def load_rules(paths: Iterable[str | Path]) -> tuple[list[RuleFile], list[Diagnostic]]:

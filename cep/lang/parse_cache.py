@@ -22,11 +22,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import pickle
+import re
 import sys
 from pathlib import Path
 
 from cep.diagnostics import Diagnostic
-from cep.lang.ast import RuleFile
+from cep.lang.ast import NOWHERE, RuleFile
 from cep.lang.cache_dir import CacheDir, base_directory, open_cache
 
 __all__ = ["MAX_ENTRIES", "parse_file"]
@@ -41,15 +42,24 @@ _LANG = Path(__file__).parent
 def parse_file(path: str | Path) -> tuple[RuleFile, list[Diagnostic]]:
     """:func:`cep.lang.parse.parse_file`, from the cache when this text parsed before.
 
-    Returns the :class:`RuleFile` and the parse diagnostics, exactly as the parser does
-    (a file that cannot be read or decoded included)."""
+    Returns the :class:`RuleFile` and the parse diagnostics, as the parser does (a file that
+    cannot be read included), except for a file that is not a rule file: not UTF-8 text,
+    holding control characters (binary data), or not beginning with ``rule`` after blank
+    lines and comments.  Such a file (``/etc/passwd``, a process's environment) gets one
+    diagnostic that says so without quoting it, and an empty :class:`RuleFile` whose empty
+    ``text`` no caret rendering can echo."""
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         from cep.lang.parse import parse_file as parse
 
         return parse(path)  # its diagnostic for an unreadable file
+    except UnicodeDecodeError:
+        return _not_rules(name, "it is not UTF-8 text")
+    reason = _not_rule_text(text)
+    if reason is not None:
+        return _not_rules(name, reason)
     key = _key(name, text)
     if key is not None:
         with open_cache("rules") as cache:
@@ -64,6 +74,28 @@ def parse_file(path: str | Path) -> tuple[RuleFile, list[Diagnostic]]:
             if cache is not None:
                 _save(cache, key, rf)
     return rf, diags
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_LEADING = re.compile(r"(?:\s+|#[^\n]*)*")
+_RULE = re.compile(r"rule\b")
+
+
+def _not_rule_text(text: str) -> str | None:
+    """Why ``text`` is not a rule file, or ``None`` when it may be one (an empty file is)."""
+    if _CONTROL.search(text):
+        return "it holds control characters (binary data?)"
+    start = _LEADING.match(text)
+    at = start.end() if start else 0
+    if at < len(text) and not _RULE.match(text, at):
+        return "it does not begin with `rule` (after blank lines and # comments)"
+    return None
+
+
+def _not_rules(name: str, reason: str) -> tuple[RuleFile, list[Diagnostic]]:
+    return RuleFile(name, "", ()), [Diagnostic(
+        name, NOWHERE, f"not a rule file: {reason}; its content is not shown",
+        hint="a rule file is UTF-8 text of `rule NAME … end` blocks")]
 
 
 @functools.cache
