@@ -426,8 +426,9 @@ def run(
         raise typer.Exit(EXIT_RULES)
     if not rs.rules:
         raise _fail("no rules found under " + ", ".join(rules))
+    outputs = [output, late or "", dead_letter or "", *(s.partition("=")[2] for s in sink or [])]
     checkpoints, append = _file_checkpoints(
-        checkpoint_dir or (cfg.state.checkpoint_dir if cfg else None), input_path, cfg)
+        checkpoint_dir or (cfg.state.checkpoint_dir if cfg else None), input_path, cfg, outputs)
     sinks: dict[str, Sink] = {"alerts": JsonLinesSink(output, append)}
     if late:
         sinks["late"] = JsonLinesSink(late, append)
@@ -482,10 +483,11 @@ def run(
         typer.echo("cep: " + ", ".join(parts), err=True)
 
 
-def _file_checkpoints(directory: str | None, input_path: str, cfg: "Config | None"
-                      ) -> "tuple[FileCheckpoints | None, bool]":
+def _file_checkpoints(directory: str | None, input_path: str, cfg: "Config | None",
+                      outputs: list[str]) -> "tuple[FileCheckpoints | None, bool]":
     """The run's checkpoints (or None) and whether output files are appended to: when the
-    input has a checkpoint, they are first cut back to their checkpointed lengths."""
+    input has a checkpoint, the run's ``outputs`` are first cut back to their checkpointed
+    lengths (no other file is touched)."""
     if not directory:
         return None, False
     if input_path == "-":
@@ -500,7 +502,7 @@ def _file_checkpoints(directory: str | None, input_path: str, cfg: "Config | Non
         meta = ckpt.pending()
         if meta is None:
             return ckpt, False
-        ckpt.truncate_outputs(meta)
+        ckpt.truncate_outputs(meta, outputs)
     except CepError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     except OSError as exc:

@@ -10,17 +10,23 @@ the input decides the last windows:
 * the length of every output file, after flushing it.
 
 The checkpoint is one file in the directory, replaced atomically
-(:class:`~cep.checkpoint.store.DirectoryStore`), named after the input's absolute path.  When a
-run starts on the same input with a checkpoint present, :meth:`FileCheckpoints.resume`
-truncates every output file back to its recorded length, the state is restored, and the lines
-already read are skipped.  What was written after the checkpoint came from lines that are read
-again, so it is written again, identically: no output line is lost or doubled (the two-phase
-idea of Flink's file sink, here with truncation instead of pending files).  An output on
+(:class:`~cep.checkpoint.store.DirectoryStore`), named after the input's absolute path, with a
+SHA-256 of its content checked on load.  When a run starts on the same input with a checkpoint
+present, :meth:`FileCheckpoints.truncate_outputs` cuts every output file *this run writes*
+back to its recorded length, the state is restored, and the lines already read are skipped.
+A checkpoint's ``meta`` is validated before it is used (:func:`validate_meta`: types and
+shapes, the input it names); an output it names that this run does not write is left alone
+(and logged), so a crafted checkpoint cannot truncate an arbitrary file.
+
+What was written after the checkpoint came from lines that are read again, so it is written
+again, identically: no output line is lost or doubled (the two-phase idea of Flink's file
+sink, here with truncation instead of pending files).  An output on
 standard output cannot be truncated; its records after the last checkpoint repeat (each has the
 same ``alert_id``).
 
 Errors: :class:`~cep.checkpoint.snapshot.CheckpointError` (exit status 2) for a checkpoint that
-cannot be read, or an input shorter than the checkpoint says it was (replaced or truncated).
+cannot be read, is damaged (checksum), has a malformed ``meta`` or names another input, or an
+input shorter than the checkpoint says it was (replaced or truncated).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +45,7 @@ from cep.checkpoint.store import DirectoryStore
 from cep.io.sinks import SinkSet
 from cep.operator.cep_operator import CepOperator
 
-__all__ = ["FileCheckpoints", "Position"]
+__all__ = ["FileCheckpoints", "Position", "validate_meta"]
 
 log = logging.getLogger("cep.checkpoint")
 
@@ -53,6 +60,31 @@ class Position:
     seq: int = 0
     dead: int = 0
     bytes: int = 0
+
+
+_COUNTS = ("lines", "seq", "dead", "input_bytes")
+
+
+def validate_meta(meta: dict[str, Any], input_path: str, where: str) -> dict[str, Any]:
+    """``meta`` of a file-mode checkpoint, checked: ``input`` the absolute path of
+    ``input_path``; ``lines``, ``seq``, ``dead``, ``input_bytes`` integers ≥ 0; ``outputs``
+    a map of file names to sizes in bytes (integers ≥ 0).  Returns ``meta``.  Raises
+    :class:`CheckpointError` naming the checkpoint file ``where`` otherwise."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {where}: {what}; remove it to start over")
+
+    for name in _COUNTS:
+        value = meta.get(name, 0)
+        if type(value) is not int or value < 0:
+            raise bad(f"meta.{name} is not a count")
+    outputs = meta.get("outputs", {})
+    if not isinstance(outputs, dict) or not all(
+            isinstance(k, str) and k and type(v) is int and v >= 0 for k, v in outputs.items()):
+        raise bad("meta.outputs is not a map of file names to sizes")
+    saved_input = meta.get("input")
+    if saved_input is not None and saved_input != os.path.abspath(input_path):
+        raise bad(f"it was written for another input, not {os.path.abspath(input_path)}")
+    return meta
 
 
 @dataclass
@@ -84,15 +116,26 @@ class FileCheckpoints:
     # ------------------------------------------------------------------ resume
 
     def pending(self) -> dict[str, Any] | None:
-        """The saved checkpoint's ``meta`` (see the module docstring), or ``None``."""
+        """The saved checkpoint's ``meta`` (see the module docstring), validated
+        (:func:`validate_meta`), or ``None``.  Raises :class:`CheckpointError`."""
         data = self.store.load(self.name)
-        return None if data is None else read_meta(data)
+        if data is None:
+            return None
+        return validate_meta(read_meta(data), self.input_path, str(self.store.path(self.name)))
 
-    def truncate_outputs(self, meta: dict[str, Any]) -> list[str]:
-        """Cut every output file recorded in ``meta`` back to its length at the checkpoint
-        (before the sinks are opened, in append mode).  Returns the paths truncated."""
+    def truncate_outputs(self, meta: dict[str, Any], outputs: Iterable[str]) -> list[str]:
+        """Cut each of this run's output files (``outputs``; ``-`` is standard output) back
+        to its length recorded in ``meta`` (before the sinks are opened, in append mode).  A
+        file ``meta`` records that is not one of ``outputs`` is left alone and logged.
+        Returns the paths truncated."""
+        own = {os.path.abspath(p): p for p in outputs if p and p != "-"}
         cut = []
-        for path, size in meta.get("outputs", {}).items():
+        for saved, size in meta.get("outputs", {}).items():
+            path = own.get(os.path.abspath(saved))
+            if path is None:
+                log.warning("checkpoint %s records output %s, which this run does not write: "
+                            "left alone", self.store.path(self.name), saved)
+                continue
             try:
                 if os.path.getsize(path) > size:
                     os.truncate(path, size)
@@ -111,7 +154,7 @@ class FileCheckpoints:
         if data is None:
             return Position()
         report = decode(data, op)
-        meta = report.meta
+        meta = validate_meta(report.meta, self.input_path, str(self.store.path(self.name)))
         size = os.path.getsize(self.input_path)
         if size < meta.get("input_bytes", 0):
             raise CheckpointError(
@@ -146,8 +189,8 @@ class FileCheckpoints:
         """Flush the outputs and write a checkpoint at ``pos``.  Raises OSError or
         :class:`CheckpointError`."""
         sinks.flush()
-        outputs = {path: os.path.getsize(path) for path in self._sink_paths.values()
-                   if os.path.exists(path)}
+        outputs = {os.path.abspath(path): os.path.getsize(path)
+                   for path in self._sink_paths.values() if os.path.exists(path)}
         meta = {"input": os.path.abspath(self.input_path), "lines": pos.lines, "seq": pos.seq,
                 "dead": pos.dead, "input_bytes": pos.bytes,
                 "outputs": outputs}

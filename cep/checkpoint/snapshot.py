@@ -7,9 +7,16 @@ completed matches still held back by the skip strategy, the key's clock, the rul
 counters; the events buffered but not yet released; the watermark tracker's per-input maxima;
 and a ``meta`` map for the caller (input offsets, the next arrival number).
 
-Layout (format version 1), one msgpack map::
+Framing (format version 2): the 8 bytes ``CEPCKPT\\x02``, the SHA-256 of the payload (32
+bytes), then the payload, one msgpack map.  A frame whose checksum does not match (a torn
+copy, a flipped bit, an edit) is refused with :class:`CheckpointError`; the checksum detects
+damage, it does not authenticate (whoever can write the checkpoint can compute it), so
+callers still validate what they read (``meta``: see :mod:`cep.app.file_checkpoint`).  A
+payload without a frame is read as format version 1, written before the checksum existed.
 
-    {"format": "cep.checkpoint", "version": 1, "meta": {...},
+Payload::
+
+    {"format": "cep.checkpoint", "version": 2, "meta": {...},
      "events_in": int, "late": int,
      "watermark": {"current": float, "finished": bool, "inputs": [[name, max_ms, idle], ...]},
      "events": [[ts, seq, data, source, offset, partition], ...],     # each event once
@@ -39,6 +46,8 @@ know (a newer engine wrote it) with :class:`CheckpointError`; it never guesses.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -61,10 +70,13 @@ from cep.operator.versions import revive, start_draining
 from cep.operator.watermark import WatermarkTracker
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "RestoreReport", "encode", "decode",
-           "read_meta"]
+           "read_meta", "payload"]
 
 FORMAT = "cep.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MAGIC = b"CEPCKPT\x02"
+"""The first bytes of a framed snapshot (format version 2 and later)."""
+_HEADER = len(MAGIC) + hashlib.sha256().digest_size
 _TUPLE = 1  # msgpack extension code for tuples (composite keys)
 _INF = float("inf")
 
@@ -218,18 +230,36 @@ def encode(op: CepOperator, meta: dict[str, Any] | None = None) -> bytes:
         "events": t.events,
     }
     try:
-        return _pack(doc)
+        body = _pack(doc)
     except (TypeError, ValueError, OverflowError) as exc:
         raise CheckpointError(f"cannot encode checkpoint: {exc}") from None
+    return MAGIC + hashlib.sha256(body).digest() + body
+
+
+def payload(data: bytes) -> tuple[bytes, bool]:
+    """The msgpack payload of snapshot ``data`` and whether it was framed (checksum
+    verified).  Raises :class:`CheckpointError` when a frame is short or its checksum does
+    not match."""
+    if not data.startswith(MAGIC):
+        return data, False
+    if len(data) < _HEADER:
+        raise CheckpointError("corrupt checkpoint: shorter than its header (a torn write?)")
+    body = data[_HEADER:]
+    if not hmac.compare_digest(hashlib.sha256(body).digest(), data[len(MAGIC):_HEADER]):
+        raise CheckpointError("checkpoint checksum mismatch: the file is damaged or was "
+                              "altered since it was written; remove it to start over")
+    return body, True
 
 
 # --------------------------------------------------------------------------- decode
 
 
 def _load(data: bytes) -> dict[str, Any]:
-    """Parse and validate the envelope (format name and version)."""
+    """Verify the frame, parse and validate the envelope (format name and version, ``meta``
+    a map with string keys)."""
+    body, framed = payload(data)
     try:
-        doc = _unpack(data)
+        doc = _unpack(body)
     except CheckpointError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types on corrupt input
@@ -243,6 +273,12 @@ def _load(data: bytes) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint format version {version} is newer than this engine reads "
             f"(up to {FORMAT_VERSION}); run a newer cep or remove the checkpoint to start over")
+    if version >= 2 and not framed:
+        raise CheckpointError(f"checkpoint of format version {version} without its checksum "
+                              "frame: damaged or altered; remove it to start over")
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
+        raise CheckpointError("corrupt checkpoint: its meta is not a map of names")
     return doc
 
 

@@ -19,7 +19,8 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class DirectoryStore:
-    """Checkpoints under ``directory`` (created on first write).
+    """Checkpoints under ``directory`` (created ``0700`` on first write: a checkpoint holds
+    events).
 
     Names are ``[A-Za-z0-9_.-]+`` (anything else is replaced by ``_``).
     """
@@ -35,7 +36,7 @@ class DirectoryStore:
 
     def save(self, name: str, data: bytes) -> Path:
         """Atomically replace checkpoint ``name`` with ``data``.  Raises OSError."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = self.path(name)
         fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=self.directory)
         try:

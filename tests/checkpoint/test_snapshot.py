@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cep.checkpoint import CheckpointError, decode, encode, read_meta
-from cep.checkpoint.snapshot import FORMAT_VERSION
+from cep.checkpoint.snapshot import FORMAT_VERSION, payload
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.nfa.compile import PatternError
@@ -146,7 +146,7 @@ def _op_with_state(rule: CompiledRule) -> CepOperator:
 def test_shared_prefixes_are_stored_once() -> None:
     rule = rule_of(_spec(), key="user")
     op = _op_with_state(rule)
-    doc = msgpack.unpackb(encode(op), raw=False, strict_map_key=False)
+    doc = msgpack.unpackb(payload(encode(op))[0], raw=False, strict_map_key=False)
     taken = [n for n in doc["nodes"]]
     # every node is distinct (stage, event, prev); branches point at common parents
     assert len({(s, e, p) for s, e, p in taken}) == len(taken)
