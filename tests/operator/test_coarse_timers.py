@@ -319,7 +319,7 @@ def _feed_compact(rules: list[CompiledRule], later: list[CompiledRule],
         several += sum(type(v) is tuple for rs in op.rules for v in rs.keys.values())
         seen.append([(rs.rule.name, rs.draining, rs.partial_matches(), rs.timeouts)
                      for rs in op.rules])
-    state = msgpack.unpackb(snapshot.encode(op), strict_map_key=False)
+    state = msgpack.unpackb(snapshot.payload(snapshot.encode(op))[0], strict_map_key=False)
     del state["created_ms"]
     for saved in state["rules"]:
         for k in saved["keys"]:

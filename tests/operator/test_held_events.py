@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from cep.app.rules import load_rule_set
-from cep.checkpoint.snapshot import decode, encode
+from cep.checkpoint.snapshot import decode, encode, payload
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event, HeldEvent, hold
 from cep.operator.cep_operator import CepOperator
@@ -234,7 +234,9 @@ end
             (r["key"]["user"], r.get("timeout_at"), r["alert_id"][:6])))
         for i, (t, user, kind) in enumerate(events, 1):
             if i == split:
-                raw = msgpack.unpackb(encode(op), raw=False, strict_map_key=False)
+                raw = msgpack.unpackb(payload(encode(op))[0], raw=False,
+                                      strict_map_key=False)
+                raw["version"] = 1  # an older engine's snapshot: unframed
                 for rs in raw["rules"]:
                     # numbered as an older engine did, by a counter; listed in any order
                     rs["timers"] = [[d, n * 7 + 100, k] for d, n, k in rs["timers"]][::-1]
