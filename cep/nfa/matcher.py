@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cep.event import HeldEvent, hold
-from cep.nfa.heap import JavaHeap
+from cep.nfa.heap import JavaHeap, remove_at, smallest
 from cep.nfa.heap import offer as _heap_offer
 from cep.nfa.model import (
     FINAL,
@@ -131,6 +131,24 @@ class KeyState:
             return False
         self.a = tuple(heap.a)
         return True
+
+    def evict_oldest(self, n: int) -> int:
+        """Drop the ``n`` oldest partial matches — the first by ``ck`` (first event's time,
+        then arrival), the earlier in array order among equal ones; never the start
+        computation — and return how many were dropped (fewer when fewer are alive).  The
+        rest are left as Java's ``removeIf`` leaves them (array order, then re-heapified).
+        Finding them looks at O(n) computations (:func:`~cep.nfa.heap.smallest`), not all of
+        them; removing them is one pass over the array."""
+        a = self.a
+        doomed = smallest(a, n, _holds_events)
+        if doomed:
+            self.a = tuple(remove_at(a, doomed))
+        return len(doomed)
+
+
+def _holds_events(c: Computation) -> bool:
+    """A partial match (the start computation holds no event)."""
+    return c.node is not None
 
 
 # Computations are never changed once made, so every key of an automaton shares one start

@@ -59,6 +59,7 @@ from cep.nfa.matcher import (
     start_shortcut,
     started_key_state,
 )
+from cep.operator.eviction import EvictionLog
 from cep.operator.fastpath import Scanner, build_scanner, silent_expiry
 from cep.operator.records import AlertBuilder, late_record
 from cep.operator.versions import ReloadReport, apply_rule_set
@@ -335,6 +336,7 @@ class CepOperator:
         self.emit = emit
         self.watermarks = WatermarkTracker(inputs or {"input": 0})
         self.cap = max_partial_matches_per_key
+        self.eviction_log = EvictionLog(log)
         self._inorder: deque[Event] = deque()
         self._last_ts: float = NEG_INF
         self._ooo: SortedList = SortedList()
@@ -891,15 +893,14 @@ class CepOperator:
             self._due = d
 
     def _evict(self, rs: RuleState, key: Hashable, ks: KeyState, over: int) -> None:
-        """Drop the ``over`` oldest partial matches of ``key`` (counted and logged)."""
-        victims = sorted((c for c in ks.a if c.node is not None), key=lambda c: c.ck)
-        doomed = {id(c) for c in victims[:over]}
-        ks.remove_if(lambda c: id(c) in doomed)
-        rs.evictions += over
-        log.warning(
-            "rule %s key %r: %d partial matches evicted (max_partial_matches_per_key=%d)",
-            rs.rule.name, key, over, self.cap,
-        )
+        """Drop the ``over`` oldest partial matches of ``key``
+        (:meth:`~cep.nfa.matcher.KeyState.evict_oldest`: O(over log over) to find them, one
+        pass over the key's partial matches to remove them, never a sort of all of them);
+        counted in ``rs.evictions`` and logged at most every few seconds per rule
+        (:attr:`eviction_log`)."""
+        n = ks.evict_oldest(over)
+        rs.evictions += n
+        self.eviction_log.note(rs.rule.name, key, n, self.cap)
 
     # ------------------------------------------------------------------ rule versions
 
