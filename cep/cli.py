@@ -56,6 +56,11 @@ def _parse_duration(text: str) -> int:
     raise typer.BadParameter(f"not a duration: {text!r} (use e.g. 500ms, 30s, 5m, 2h, 1d)")
 
 
+_MAX_EVENTS_HELP = ("The most events an alert's match shows; a longer match is still emitted, "
+                    "cut down to its stages' first and last events, with events_omitted "
+                    "(default 1000, or the config's state.max_events_per_match).")
+
+
 def _load(paths: list[str], quiet_warnings: bool = False) -> RuleSet:
     for p in paths:
         if not Path(p).exists():
@@ -168,6 +173,9 @@ def replay(
     ] = None,
     keep_open: Annotated[bool, typer.Option(
         "--keep-open", help="Do not close pending windows at the end of the range.")] = False,
+    max_events: Annotated[int, typer.Option(
+        "--max-events-per-match", min=1, help="The most events an alert's match shows; a "
+        "longer match is cut down, with events_omitted (not in a backtest).")] = 1_000,
     report: Annotated[str | None, typer.Option(
         "--report", help="Write the summary (and backtest diff) as JSON here.")] = None,
     progress: Annotated[bool | None, typer.Option(
@@ -214,7 +222,7 @@ def replay(
         bootstrap=bootstrap, topics=list(topic or []), from_time=from_time, to_time=to_time,
         from_offset=from_offset, to_offset=to_offset, output=output,
         output_topic=output_topic, late=late, dead_letter=dead_letter, keep_open=keep_open,
-        report=report, quiet=quiet,
+        max_events_per_match=max_events, report=report, quiet=quiet,
         progress=sys.stderr.isatty() and not quiet if progress is None else progress)
     # the summary goes to stderr when the alerts take stdout
     to_err = output == "-" or (output is None and not output_topic and not compare
@@ -344,6 +352,10 @@ def run(
             "--max-partial-matches-per-key", help="Cap per rule and key (evictions are logged)."
         ),
     ] = 10_000,
+    max_events: Annotated[
+        int | None,
+        typer.Option("--max-events-per-match", min=1, help=_MAX_EVENTS_HELP),
+    ] = None,
     source: Annotated[
         str, typer.Option("--source", help="Source name of the input, for rules' `from`.")
     ] = "input",
@@ -388,6 +400,7 @@ def run(
     from cep.app.pipeline import FileRunOptions, serve_file
     from cep.io.codecs import TIME_UNITS, TimeSpec
     from cep.io.sinks import JsonLinesSink, Sink, SinkSet
+    from cep.operator.records import MAX_EVENTS_PER_MATCH
 
     if log_format not in LOG_FORMATS:
         raise _fail(f"unknown --log-format {log_format!r}: use text or json")
@@ -448,6 +461,9 @@ def run(
         source=source,
         follow=follow,
         max_partial_matches_per_key=max_partial,
+        max_events_per_match=(max_events if max_events is not None
+                              else cfg.state.max_events_per_match if cfg
+                              else MAX_EVENTS_PER_MATCH),
         progress=sys.stderr.isatty() and not quiet,
     )
     http = http or (cfg.metrics.http if cfg else None)

@@ -17,7 +17,8 @@ Tables (every key optional unless marked):
   ``transaction_timeout``, ``auto_offset_reset``, and ``checkpoint_interval`` /
   ``checkpoint_records`` (also accepted under ``[state]``);
 * ``[state]`` — ``max_partial_matches_per_key``, ``checkpoint_dir`` (file mode),
-  ``checkpoint_interval`` (default 100 ms), ``checkpoint_records`` (default 10,000);
+  ``checkpoint_interval`` (default 100 ms), ``checkpoint_records`` (default 10,000),
+  ``max_events_per_match`` (default 1,000);
 * ``[rules]`` — ``paths`` (list), ``reload`` (default true);
 * ``[metrics]`` — ``http`` (``HOST:PORT``).
 
@@ -139,6 +140,9 @@ class StateConfig:
     """``[state]``: the per-key cap, where file mode checkpoints, and how often (ms / records)."""
 
     max_partial_matches_per_key: int = 10_000
+    max_events_per_match: int = 1_000
+    """The most events an alert's ``match`` shows; a longer match is emitted cut down, with
+    ``"events_omitted"`` (``cep.operator.records.MAX_EVENTS_PER_MATCH``, the same default)."""
     checkpoint_dir: str | None = None
     checkpoint_interval_ms: int = 100
     checkpoint_records: int = 10_000
@@ -316,7 +320,7 @@ _KAFKA_KEYS: dict[str, type | tuple[type, ...]] = {
     "auto_offset_reset": str, "checkpoint_interval": (str, int), "checkpoint_records": int,
 }
 _STATE_KEYS: dict[str, type | tuple[type, ...]] = {
-    "max_partial_matches_per_key": int, "checkpoint_dir": str,
+    "max_partial_matches_per_key": int, "max_events_per_match": int, "checkpoint_dir": str,
     "checkpoint_interval": (str, int), "checkpoint_records": int,
 }
 _RULES_KEYS: dict[str, type | tuple[type, ...]] = {"paths": (list, str), "reload": bool}
@@ -439,8 +443,12 @@ def _state(r: _Reader, raw: dict[str, Any], kafka: dict[str, Any]) -> StateConfi
                 "[state].max_partial_matches_per_key must be positive")
     if records <= 0:
         r.error(table, "checkpoint_records", "checkpoint_records must be positive")
+    per_match = d.get("max_events_per_match", 1_000)
+    if per_match <= 0:
+        r.error("state", "max_events_per_match", "[state].max_events_per_match must be positive")
     return StateConfig(
         max_partial_matches_per_key=cap,
+        max_events_per_match=per_match,
         checkpoint_dir=r.path(d["checkpoint_dir"]) if "checkpoint_dir" in d else None,
         checkpoint_interval_ms=interval if interval else 100,
         checkpoint_records=records,

@@ -142,3 +142,41 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert cep("run", "--rules", str(rules), "--input", str(tmp_path / "missing")).returncode == 2
     assert cep("run", "--rules", str(rules), "--time-unit", "weeks").returncode == 2
     assert cep("check", str(tmp_path / "nope.cep")).returncode == 2
+
+
+LOOPING = """\
+rule k
+  key by user
+  pattern
+    begin a where t == "a"
+    followed by b where t == "b" one or more
+    followed by c where t == "end"
+  within 1h
+end
+"""
+
+
+def test_max_events_per_match_from_the_flag_or_the_config(tmp_path: Path) -> None:
+    rules, events = tmp_path / "k.cep", tmp_path / "in.jsonl"
+    rules.write_text(LOOPING)
+    lines = [{"ts": 0, "user": "x", "t": "a"}, *({"ts": i, "user": "x", "t": "b"}
+                                                 for i in range(1, 21)),
+             {"ts": 50, "user": "x", "t": "end"}]
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    conf = tmp_path / "cep.toml"
+    conf.write_text("[state]\nmax_events_per_match = 4\n")
+    for extra, limit in (([], 1_000), (["--max-events-per-match", "6"], 6),
+                         (["--config", str(conf)], 4),
+                         (["--config", str(conf), "--max-events-per-match", "6"], 6)):
+        res = cep("run", "--rules", str(rules), "--input", str(events), *extra)
+        assert res.returncode == 0, res.stderr
+        alerts = [json.loads(line) for line in res.stdout.splitlines()]
+        assert len(alerts) == 20
+        for a in alerts:
+            shown = sum(len(v) for v in a["match"].values())
+            omitted = a.get("events_omitted", {})
+            assert shown == min(limit, shown + sum(omitted.values()))
+        assert max(sum(a.get("events_omitted", {}).values()) for a in alerts) == max(
+            0, 22 - limit)
+    assert cep("run", "--rules", str(rules), "--input", str(events),
+               "--max-events-per-match", "0").returncode == 2

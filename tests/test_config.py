@@ -180,3 +180,12 @@ def test_the_fetch_size_per_partition_defaults_to_8_mib() -> None:
     assert default is not None and default.max_partition_fetch_bytes == 8 << 20
     smaller = parse_config('[kafka]\nmax_partition_fetch_bytes = 1048576\n').kafka
     assert smaller is not None and smaller.max_partition_fetch_bytes == 1 << 20
+
+
+def test_max_events_per_match_is_a_positive_state_setting() -> None:
+    from cep.operator.records import MAX_EVENTS_PER_MATCH
+
+    assert parse_config("").state.max_events_per_match == MAX_EVENTS_PER_MATCH == 1_000
+    assert parse_config("[state]\nmax_events_per_match = 25\n").state.max_events_per_match == 25
+    with pytest.raises(ConfigError, match=r"\[state\].max_events_per_match must be positive"):
+        parse_config("[state]\nmax_events_per_match = 0\n")

@@ -305,7 +305,8 @@ class KafkaPipeline:
         task.op = CepOperator(
             self.rules, self._emit(task),
             {task.inputs[tp]: self.sources[tp.topic].max_out_of_orderness_ms for tp in task.tps},
-            self.cfg.state.max_partial_matches_per_key)
+            self.cfg.state.max_partial_matches_per_key,
+            max_events_per_match=self.cfg.state.max_events_per_match)
         data = await retry(f"read the changelog for partition {pid}",
                             lambda: self.changelog.read_latest(self.restorer, task.key, pid),
                             self.stopping)

@@ -16,6 +16,7 @@ Metric families (all names prefixed ``cep_``; times in seconds unless the name s
 ``partial_matches{rule}``                 gauge    live partial matches (draining included)
 ``keys{rule}``                            gauge    keys holding state
 ``evictions_total{rule}``                 counter  partial matches evicted by the per-key cap
+``truncated_alerts_total{rule}``          counter  alerts cut down to ``max_events_per_match``
 ``partial_matches_dropped_total``         counter  partial matches dropped by reloads
 ``rule_info{rule,version,state}``         gauge    1 per running version (active, draining)
 ``watermark_ms{input}``                   gauge    event-time watermark per input (epoch ms)
@@ -113,11 +114,11 @@ class EngineSnapshot:
     """The state of a run at one moment, taken on the pipeline thread between two events.
 
     ``rules``: per active rule ``{"name", "version", "severity", "file", "line", "keys",
-    "partial_matches", "matches", "timeouts", "evictions"}`` (state sizes include draining
-    versions; counters are cumulative over versions); ``draining``: ``{"rule", "version",
-    "keys", "partial_matches"}`` per draining version; ``watermarks``: input → epoch ms (−∞
-    before the first event); ``lag``: ``(topic, partition)`` → messages behind the end (Kafka);
-    ``partial_dropped``: partial matches dropped by reloads so far."""
+    "partial_matches", "matches", "timeouts", "evictions", "truncated"}`` (state sizes include
+    draining versions; counters are cumulative over versions); ``draining``: ``{"rule",
+    "version", "keys", "partial_matches"}`` per draining version; ``watermarks``: input →
+    epoch ms (−∞ before the first event); ``lag``: ``(topic, partition)`` → messages behind
+    the end (Kafka); ``partial_dropped``: partial matches dropped by reloads so far."""
 
     mode: str
     metrics: RunMetrics
@@ -143,7 +144,8 @@ def operator_snapshot(ops: list[CepOperator], mode: str, metrics: RunMetrics,
                 file, line = file_of(name) if file_of else ("", 0)
                 rules[name] = dict(r, name=name, file=file, line=line)
                 continue
-            for k in ("keys", "partial_matches", "matches", "timeouts", "evictions"):
+            for k in ("keys", "partial_matches", "matches", "timeouts", "evictions",
+                      "truncated"):
                 entry[k] += r[k]
         for d in st["draining"]:
             ent = draining.setdefault((d["rule"], d["version"]), dict(d, keys=0,
@@ -197,6 +199,9 @@ class EngineCollector:
         yield _counter("cep_evictions", "Partial matches evicted by "
                        "max_partial_matches_per_key.", ["rule"],
                        [((r["name"],), r["evictions"]) for r in snap.rules])
+        yield _counter("cep_truncated_alerts", "Alert records whose match was cut down to "
+                       "max_events_per_match.", ["rule"],
+                       [((r["name"],), r["truncated"]) for r in snap.rules])
         yield _counter("cep_partial_matches_dropped", "Partial matches dropped by rule "
                        "reloads (removed rules, unbounded partial matches of changed rules).",
                        [], [((), snap.partial_dropped)])

@@ -36,7 +36,7 @@ from cep.io.sinks import SinkSet
 from cep.io.sources import open_input, read_blocks, read_lines
 from cep.operator.cep_operator import CepOperator
 from cep.operator.prescan import Prescan
-from cep.operator.records import dead_letter_record
+from cep.operator.records import MAX_EVENTS_PER_MATCH, dead_letter_record
 
 SAMPLE_MASK = 0xFF  # with metrics, one event in 256 is timed (cep.app.metrics.SAMPLE_MASK)
 
@@ -62,6 +62,8 @@ class FileRunOptions:
     follow: bool = False
     max_event_bytes: int = 1 << 20
     max_partial_matches_per_key: int = 10_000
+    max_events_per_match: int = MAX_EVENTS_PER_MATCH
+    """The most events an alert's ``match`` shows (:class:`~cep.operator.records.AlertBuilder`)."""
     progress: bool = False
 
 
@@ -127,6 +129,7 @@ def run_file(
     op = operator or CepOperator(
         rules, emit, {opts.source: opts.max_out_of_orderness_ms},
         opts.max_partial_matches_per_key,
+        max_events_per_match=opts.max_events_per_match,
     )
     source = opts.source
     on_event = op.on_event

@@ -56,7 +56,7 @@ from cep.io.codecs import (
 from cep.io.sinks import SinkSet
 from cep.io.sources import read_lines
 from cep.operator.cep_operator import CepOperator
-from cep.operator.records import dead_letter_record
+from cep.operator.records import MAX_EVENTS_PER_MATCH, dead_letter_record
 
 __all__ = [
     "ReplayOptions", "ReplaySummary", "RuleCounts", "CompareResult", "RuleDiff",
@@ -74,13 +74,15 @@ class ReplayOptions:
     backtest).  ``max_out_of_orderness_ms`` applies to file inputs (Kafka sources carry
     their own).  ``sinks`` receives the outputs of the (first) rule set: alerts, ``late``,
     ``dead_letter``; ``alert_topic`` sends alerts to a Kafka topic instead.  ``progress``
-    draws a progress bar on standard error."""
+    draws a progress bar on standard error.  ``max_events_per_match`` cuts long alerts down
+    (not in a backtest, which pairs alerts by all their events)."""
 
     rule_sets: list[list[CompiledRule]]
     sinks: SinkSet | None = None
     alert_topic: str | None = None
     max_out_of_orderness_ms: int = 0
     max_partial_matches_per_key: int = 10_000
+    max_events_per_match: int = MAX_EVENTS_PER_MATCH
     keep_open: bool = False
     progress: bool = False
     sample_every_s: float = 0.25
@@ -201,7 +203,10 @@ class _Engine:
         if ops is None:
             ops = self.ops[pid] = [
                 CepOperator(rules, self._emitter(i), self.inputs_of(pid),
-                            self.opts.max_partial_matches_per_key)
+                            self.opts.max_partial_matches_per_key,
+                            # (a backtest pairs alerts by all their events)
+                            max_events_per_match=None if self.compare
+                            else self.opts.max_events_per_match)
                 for i, rules in enumerate(self.opts.rule_sets)]
             if self.compare:  # signatures find matched events by identity (remember)
                 for op in ops:
@@ -672,6 +677,7 @@ class ReplayRequest:
     progress: bool = False
     quiet: bool = False
     max_partial_matches_per_key: int = 10_000
+    max_events_per_match: int = MAX_EVENTS_PER_MATCH
 
 
 class UsageError(Exception):
@@ -723,6 +729,7 @@ def run_request(req: ReplayRequest, console: Console,
     opts = ReplayOptions(rule_sets, sinks=sink_set, alert_topic=req.output_topic,
                          max_out_of_orderness_ms=req.max_out_of_orderness_ms,
                          max_partial_matches_per_key=req.max_partial_matches_per_key,
+                         max_events_per_match=req.max_events_per_match,
                          keep_open=req.keep_open, progress=req.progress)
     try:
         if kafka_mode:

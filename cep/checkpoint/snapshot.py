@@ -374,7 +374,7 @@ def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
     if rule is None:
         report.partial_dropped += _saved_partials(saved)
         return None
-    rs = RuleState(rule, op.id_parts)
+    rs = op.rule_state(rule)
     sub = RestoreReport()
     _restore_rule(rs, saved, nodes, sub)
     if rs.draining:

@@ -61,7 +61,7 @@ from cep.nfa.matcher import (
 )
 from cep.operator.eviction import EvictionLog
 from cep.operator.fastpath import Scanner, build_scanner, silent_expiry
-from cep.operator.records import AlertBuilder, late_record
+from cep.operator.records import MAX_EVENTS_PER_MATCH, AlertBuilder, late_record
 from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
 
@@ -175,16 +175,18 @@ class RuleState:
         young, mature: keys changed in this round and in the last one, for :func:`hold_events`
             (``None`` when the automaton reads partial matches, so nothing is held compactly).
         alerts: the :class:`~cep.operator.records.AlertBuilder` of the rule (given
-            ``id_parts``, the cache it shares with the operator's other rules).
+            ``id_parts``, the cache it shares with the operator's other rules, and
+            ``max_events``, the most events a record's ``match`` shows; ``None``: all).
     """
 
     __slots__ = ("rule", "keys", "timers", "due", "counter", "draining",
                  "matches", "timeouts", "evictions", "alerts", "young", "mature", "grain",
                  "shortcut", "holders", "compact_after", "_bucket_lo", "_bucket")
 
-    def __init__(self, rule: CompiledRule, id_parts: dict[Any, str] | None = None) -> None:
+    def __init__(self, rule: CompiledRule, id_parts: dict[Any, str] | None = None,
+                 max_events: int | None = MAX_EVENTS_PER_MATCH) -> None:
         self.rule = rule
-        self.alerts = AlertBuilder(rule, id_parts)
+        self.alerts = AlertBuilder(rule, id_parts, max_events)
         self.keys: dict[Hashable, KeyEntry] = {}
         self.timers: list[float] = []
         self.due: dict[float, Any] = {}
@@ -316,9 +318,13 @@ class CepOperator:
             through :attr:`watermarks`).
         max_partial_matches_per_key: cap per rule and key (at least 1); the oldest partial
             matches beyond it are evicted, counted and logged.
+        max_events_per_match: the most events an alert's ``match`` shows (at least 1; default
+            :data:`~cep.operator.records.MAX_EVENTS_PER_MATCH`); a longer match is emitted
+            cut down, with ``"events_omitted"`` (:class:`~cep.operator.records.AlertBuilder`).
+            ``None``: no limit (backtests, which identify alerts by all their events).
 
     Raises:
-        ValueError: ``max_partial_matches_per_key`` is below 1.
+        ValueError: ``max_partial_matches_per_key`` or ``max_events_per_match`` is below 1.
     """
 
     def __init__(
@@ -327,12 +333,18 @@ class CepOperator:
         emit: Emit,
         inputs: dict[str, int] | None = None,
         max_partial_matches_per_key: int = 10_000,
+        *,
+        max_events_per_match: int | None = MAX_EVENTS_PER_MATCH,
     ) -> None:
         if max_partial_matches_per_key < 1:
             raise ValueError("max_partial_matches_per_key must be at least 1, got "
                              f"{max_partial_matches_per_key}")
+        if max_events_per_match is not None and max_events_per_match < 1:
+            raise ValueError("max_events_per_match must be at least 1, got "
+                             f"{max_events_per_match}")
         self.id_parts: dict[Any, str] = {}  # the alert builders' shared cache (AlertBuilder)
-        self.rules = [RuleState(r, self.id_parts) for r in rules]
+        self.max_events_per_match = max_events_per_match
+        self.rules = [self.rule_state(r) for r in rules]
         self.emit = emit
         self.watermarks = WatermarkTracker(inputs or {"input": 0})
         self.cap = max_partial_matches_per_key
@@ -343,7 +355,8 @@ class CepOperator:
         self.events_in = 0
         self.late = 0
         # counters of rule versions that are gone (drained, changed away, removed), by rule
-        # name: [matches, timeouts, evictions]; keeps totals monotonic across reloads
+        # name: [matches, timeouts, evictions, truncated]; keeps totals monotonic across
+        # reloads
         self.retired: dict[str, list[int]] = {}
         self.dropped_partial_matches = 0
         # earliest timer deadline over all rules (a lower bound: stale timers count), kept
@@ -904,6 +917,12 @@ class CepOperator:
 
     # ------------------------------------------------------------------ rule versions
 
+    def rule_state(self, rule: CompiledRule) -> RuleState:
+        """A new, empty :class:`RuleState` for ``rule`` in this operator: its alert builder
+        shares the operator's id cache and record limit.  Every rule state of the operator is
+        made here (construction, reload, checkpoint restore)."""
+        return RuleState(rule, self.id_parts, self.max_events_per_match)
+
     def reload(self, rules: Iterable[CompiledRule]) -> ReloadReport:
         """Replace the rule set between two events: unchanged rule versions keep their state,
         a changed rule's old version drains (finishes the partial matches it holds, starts no
@@ -915,10 +934,11 @@ class CepOperator:
 
     def retire_counters(self, rs: RuleState) -> None:
         """Fold the counters of a rule version that is going away into :attr:`retired`."""
-        acc = self.retired.setdefault(rs.rule.name, [0, 0, 0])
+        acc = self.retired.setdefault(rs.rule.name, [0, 0, 0, 0])
         acc[0] += rs.matches
         acc[1] += rs.timeouts
         acc[2] += rs.evictions
+        acc[3] += rs.alerts.truncated
 
     def _retire(self, rs: RuleState) -> None:
         """A draining version holds nothing any more: it disappears.  The rule list is
@@ -948,21 +968,23 @@ class CepOperator:
     def stats(self) -> dict[str, Any]:
         """Counters for summaries and metrics.  ``rules`` maps each active rule's name to its
         version, severity, ``keys`` and ``partial_matches`` (draining versions of the rule
-        included) and cumulative ``matches``, ``timeouts``, ``evictions`` (over every version
-        the operator ran); ``draining`` lists each draining version with its state sizes."""
+        included) and cumulative ``matches``, ``timeouts``, ``evictions``, ``truncated``
+        (records cut down to ``max_events_per_match``; over every version the operator
+        ran); ``draining`` lists each draining version with its state sizes."""
         rules: dict[str, dict[str, Any]] = {}
         draining: list[dict[str, Any]] = []
         for rs in self.rules:
             if not rs.draining:
                 rules[rs.rule.name] = {"version": rs.rule.version, "severity": rs.rule.severity,
                                        "matches": 0, "timeouts": 0, "evictions": 0,
-                                       "keys": 0, "partial_matches": 0}
-        for name, (matches, timeouts, evictions) in self.retired.items():
+                                       "truncated": 0, "keys": 0, "partial_matches": 0}
+        for name, (matches, timeouts, evictions, truncated) in self.retired.items():
             entry = rules.get(name)
             if entry is not None:
                 entry["matches"] += matches
                 entry["timeouts"] += timeouts
                 entry["evictions"] += evictions
+                entry["truncated"] += truncated
         for rs in self.rules:
             partial = rs.partial_matches()
             entry = rules.get(rs.rule.name)
@@ -970,6 +992,7 @@ class CepOperator:
                 entry["matches"] += rs.matches
                 entry["timeouts"] += rs.timeouts
                 entry["evictions"] += rs.evictions
+                entry["truncated"] += rs.alerts.truncated
                 entry["keys"] += len(rs.keys)
                 entry["partial_matches"] += partial
             if rs.draining:

@@ -1,18 +1,29 @@
 """Output records: alerts, timed-out partial matches, late events, dead letters.
 
 Every record is a plain ``dict`` ready for JSON; the shapes are the contract's *Outputs*.
+
+A match of more than ``max_events_per_match`` events (a looping stage without a skip strategy
+makes one alert per event, each holding every event so far: output quadratic in the input)
+is still emitted, its ``match`` lists cut down (:func:`truncate_match`) and the events left
+out counted per stage in ``"events_omitted"``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from typing import Any
 
 from cep.compiler.compiled import CompiledRule, EmitFn
 from cep.event import Event, HeldEvent
 from cep.nfa.pattern import PartialMatchNode
 
-__all__ = ["AlertBuilder", "alert_record", "late_record", "dead_letter_record", "alert_id"]
+__all__ = ["AlertBuilder", "alert_record", "late_record", "dead_letter_record", "alert_id",
+           "truncate_match", "MAX_EVENTS_PER_MATCH"]
+
+MAX_EVENTS_PER_MATCH = 1_000
+"""Default of the run option ``max_events_per_match``: the most events an alert's ``match``
+shows (:func:`truncate_match`)."""
 
 
 def alert_id(rule: CompiledRule, key_obj: dict[str, Any], events: list[Event], tag: str) -> str:
@@ -43,16 +54,28 @@ class AlertBuilder:
     compactly held event (:class:`~cep.event.HeldEvent`) is decoded once per record.  The ids
     are those :func:`alert_id` computes.
 
+    A record of more than ``max_events`` events has its ``match`` lists cut down to that many
+    (:func:`truncate_match`) and an ``"events_omitted"`` field, ``{stage: events left out}``;
+    its ``start``, ``end``, ``data`` and ``alert_id`` are those of the whole match.
+    ``None``: no limit.
+
     Attributes:
         sink: sink of match records; ``timeout_sink`` that of timed-out partial matches.
         timeouts: whether timed-out partial matches produce a record (``on timeout emit``).
+        truncated: records built so far with ``"events_omitted"``.
     """
 
-    __slots__ = ("rule", "sink", "timeout_sink", "timeouts", "_emit", "_timeout_emit",
-                 "_match_h", "_timeout_h", "_names", "_kpre", "_seen")
+    __slots__ = ("rule", "sink", "timeout_sink", "timeouts", "truncated", "_emit",
+                 "_timeout_emit", "_match_h", "_timeout_h", "_names", "_kpre", "_seen",
+                 "_limit")
 
-    def __init__(self, rule: CompiledRule, id_parts: dict[Any, str] | None = None) -> None:
+    def __init__(self, rule: CompiledRule, id_parts: dict[Any, str] | None = None,
+                 max_events: int | None = MAX_EVENTS_PER_MATCH) -> None:
+        if max_events is not None and max_events < 1:
+            raise ValueError(f"max_events_per_match must be at least 1, got {max_events}")
         self.rule = rule
+        self.truncated = 0
+        self._limit = sys.maxsize if max_events is None else max_events
         self.sink = rule.sink
         self.timeout_sink = rule.timeout_sink
         self.timeouts = rule.timeout_emit_fn is not None
@@ -136,7 +159,7 @@ class AlertBuilder:
             kid = "[]"
         h = base.copy()
         h.update((kid + "".join(parts)).encode())
-        return {
+        rec = {
             "rule": self.rule.name,
             "rule_version": self.rule.version,
             "severity": self.rule.severity,
@@ -147,6 +170,49 @@ class AlertBuilder:
             "data": fn(by_stage) if fn is not None else {},
             "alert_id": h.hexdigest(),
         }
+        if len(chain) > self._limit:
+            self.truncated += 1
+            rec["events_omitted"] = truncate_match(match, self._limit)
+        return rec
+
+
+def truncate_match(match: dict[str, list[Any]], limit: int) -> dict[str, int]:
+    """Cut the lists of ``match`` (stage → events) down to ``limit`` events in all, in place;
+    return ``{stage: events left out}`` for each stage cut (``{}`` when there are at most
+    ``limit`` events).
+
+    The stages share ``limit`` evenly: a stage keeps all its events when it has at most the
+    share, the share is the largest that fits, and what is left of ``limit`` goes one event
+    each to the longer stages in stage order.  A stage cut down to ``q`` events keeps its
+    first ``ceil(q / 2)`` and its last ``floor(q / 2)``: the events that began and ended
+    it.  So a looping stage is cut before a stage of one event, and with ``limit`` at least
+    twice the number of stages every stage keeps its first and last event."""
+    sizes = [len(evs) for evs in match.values()]
+    total = sum(sizes)
+    if total <= limit:
+        return {}
+    rest, left = limit, len(sizes)
+    share, extra = 0, 0
+    for n in sorted(sizes):
+        if n * left > rest:
+            share, extra = divmod(rest, left)
+            break
+        rest -= n
+        left -= 1
+    omitted: dict[str, int] = {}
+    for stage, evs in match.items():
+        n = len(evs)
+        if n <= share:
+            continue
+        q = share
+        if extra:
+            q += 1
+            extra -= 1
+        if q < n:
+            head = (q + 1) // 2
+            match[stage] = evs[:head] + evs[n - (q - head):]
+            omitted[stage] = n - q
+    return omitted
 
 
 def alert_record(

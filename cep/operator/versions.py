@@ -135,8 +135,6 @@ def _offer_start(ks: KeyState, start: Any) -> None:
 def apply_rule_set(op: CepOperator, rules: Iterable[CompiledRule]) -> ReloadReport:
     """Replace ``op``'s rule set by ``rules`` under the policy of this module; returns what
     changed.  Call it between two events (never from inside the operator)."""
-    from cep.operator.cep_operator import RuleState
-
     report = ReloadReport(events_in=op.events_in)
     active = {rs.rule.name: rs for rs in op.rules if not rs.draining}
     draining = [rs for rs in op.rules if rs.draining]
@@ -157,7 +155,7 @@ def apply_rule_set(op: CepOperator, rules: Iterable[CompiledRule]) -> ReloadRepo
             report.revived.append(f"{rule.name}@{rule.version}")
             states.append(back)
         else:
-            states.append(RuleState(rule, op.id_parts))
+            states.append(op.rule_state(rule))
         if cur is None:
             report.added.append(rule.name)
             continue
