@@ -367,7 +367,10 @@ def run(
     http: Annotated[
         str | None,
         typer.Option("--http", help="HOST:PORT for /metrics, /healthz, /status and POST "
-                     "/-/reload (default: off with files, 127.0.0.1:9464 with Kafka)."),
+                     "/-/reload (default: off with files, 127.0.0.1:9464 with Kafka). :PORT "
+                     "is 127.0.0.1:PORT; 0.0.0.0:PORT serves every interface, and POST "
+                     "/-/reload then needs the token in $CEP_RELOAD_TOKEN (see "
+                     "docs/operations.md)."),
     ] = None,
     log_format: Annotated[
         str, typer.Option("--log-format", help="Log lines on stderr: text or json.")

@@ -10,8 +10,12 @@ the :class:`~cep.app.reload.Reloader` (with its file watcher), the run's
 * ``GET /status`` — JSON: rules with versions, draining versions, the last reload and its
   errors, watermarks per input, events per source, consumer lag (Kafka);
 * ``POST /-/reload`` — reload now; ``200`` with the reload report when it was applied, ``422``
-  with the errors when the rule files have errors (the running rules stay), ``504`` when the
-  pipeline did not get to it within 30 s (it is applied later).
+  with the errors when the rule files have errors or did not compile in time (the running
+  rules stay), ``504`` when the pipeline did not get to it within 30 s (it is applied later).
+
+The server binds loopback unless an address is given explicitly (``:PORT`` is
+``127.0.0.1:PORT``); who may ask what (Host, Origin, the reload token ``CEP_RELOAD_TOKEN``)
+and the server's limits are in :mod:`cep.app.ops_http`.
 
 The pipeline binds it with :meth:`Operations.bind`: a function that snapshots its operators and
 one that applies a new rule set, both run on the pipeline thread through a
@@ -21,14 +25,10 @@ one that applies a new rule set, both run on the pipeline thread through a
 from __future__ import annotations
 
 import logging
-import threading
+import os
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import orjson
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from cep.app.metrics import (
     EngineCollector,
@@ -38,22 +38,28 @@ from cep.app.metrics import (
     new_registry,
     render,
 )
+from cep.app.ops_http import HttpLimits, OpsServer, is_loopback
 from cep.app.reload import Apply, Control, Reloader, ReloadResult, RuleWatcher
 from cep.compiler.compiled import CompiledRule
 from cep.errors import ConfigError
 
-__all__ = ["Operations", "OpsServer", "parse_address"]
+__all__ = ["Operations", "OpsServer", "TOKEN_ENV", "parse_address"]
 
 log = logging.getLogger("cep.ops")
 
+TOKEN_ENV = "CEP_RELOAD_TOKEN"
+"""The environment variable holding the token ``POST /-/reload`` needs (see
+:mod:`cep.app.ops_http`)."""
+
 
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT``; ``:PORT`` means all interfaces) → ``(host, port)``.
-    Raises :class:`ConfigError` for anything else."""
+    """``HOST:PORT`` (``[v6]:PORT``) → ``(host, port)``.  ``:PORT`` is ``127.0.0.1:PORT``:
+    every interface is served only when asked for by address (``0.0.0.0:PORT``,
+    ``[::]:PORT``).  Raises :class:`ConfigError` for anything else."""
     host, sep, port = text.strip().rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"not an HTTP address: {text!r} (use HOST:PORT, e.g. 127.0.0.1:9464)")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 class Operations:
@@ -67,12 +73,18 @@ class Operations:
         http: ``HOST:PORT`` to serve the endpoints on, or ``None``.
         http_required: when the address cannot be bound, fail (``True``, an address the
             user asked for) or log a warning and run without the endpoints (a default).
+        reload_token: the token ``POST /-/reload`` needs; by default ``$CEP_RELOAD_TOKEN``
+            (unset or empty: none).
+        http_limits: the HTTP server's bounds (:class:`~cep.app.ops_http.HttpLimits`).
     """
 
     def __init__(self, mode: str, rule_paths: list[str], rules: list[CompiledRule],
                  watch: bool = True, http: str | None = None,
-                 http_required: bool = True) -> None:
+                 http_required: bool = True, reload_token: str | None = None,
+                 http_limits: HttpLimits | None = None) -> None:
         self.mode = mode
+        self.reload_token = reload_token or os.environ.get(TOKEN_ENV) or None
+        self.http_limits = http_limits
         self.http_required = http_required
         self.rule_paths = list(rule_paths)
         self.rules = list(rules)
@@ -117,7 +129,7 @@ class Operations:
         if self.http:
             host, port = parse_address(self.http)
             try:
-                self.server = OpsServer(host, port, self)
+                self.server = OpsServer(host, port, self, self.reload_token, self.http_limits)
             except OSError as exc:
                 if self.http_required:
                     raise ConfigError(f"cannot serve HTTP on {self.http}: {exc}") from None
@@ -129,6 +141,9 @@ class Operations:
                      *self.server.address, extra={"fields": {
                          "event": "http", "host": self.server.address[0],
                          "port": self.server.address[1]}})
+            if not is_loopback(self.server.address[0]) and self.reload_token is None:
+                log.warning("serving beyond loopback without %s: POST /-/reload is refused "
+                            "(403) until a token is set", TOKEN_ENV)
         self.reloader.start()
         if self.watch:
             self._watcher = RuleWatcher(self.rule_paths, self.reloader.request)
@@ -200,74 +215,3 @@ class Operations:
         ``timeout`` seconds)."""
         assert self.reloader is not None
         return self.reloader.wait(self.reloader.request(reason), timeout)
-
-
-class OpsServer:
-    """The HTTP endpoints of :class:`Operations` on ``host:port`` (port 0: any free port;
-    :attr:`address` is the bound one), served by a daemon thread."""
-
-    def __init__(self, host: str, port: int, ops: Operations) -> None:
-        self.ops = ops
-        self.httpd = ThreadingHTTPServer((host, port), _handler(ops))
-        self.httpd.daemon_threads = True
-        self.address: tuple[str, int] = self.httpd.server_address[:2]  # type: ignore[assignment]
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="cep-http",
-                                        kwargs={"poll_interval": 0.2}, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _handler(ops: Operations) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "cep"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug("http: " + format, *args)
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, doc: Any) -> None:
-            self._send(code, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n",
-                       "application/json")
-
-        def do_GET(self) -> None:  # noqa: N802
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, ops.metrics_text(), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                self._send(200, b"ok\n", "text/plain; charset=utf-8")
-            elif path == "/status":
-                self._json(200, ops.status())
-            elif path == "/-/reload":
-                self._json(405, {"error": "use POST /-/reload"})
-            else:
-                self._json(404, {"error": f"no such endpoint: {path}",
-                                 "endpoints": ["/metrics", "/healthz", "/status",
-                                               "POST /-/reload"]})
-
-        def do_POST(self) -> None:  # noqa: N802
-            path = self.path.split("?", 1)[0]
-            if path != "/-/reload":
-                self._json(404, {"error": f"no such endpoint: POST {path}"})
-                return
-            result = ops.reload("POST /-/reload")
-            if result is None:
-                self._json(504, {"error": "the pipeline did not apply the reload within "
-                                          "30 s; it will be applied"})
-            else:
-                self._json(200 if result.ok else 422, result.as_dict())
-
-    return Handler

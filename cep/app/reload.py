@@ -5,9 +5,13 @@ Threads and who does what:
 * **triggers** — a change under a rule path (:class:`RuleWatcher`, a thread running
   ``watchfiles``), SIGHUP (:meth:`Reloader.request_from_signal`, which only sets a flag), and
   ``POST /-/reload`` (:mod:`cep.app.ops`) — each *ask* for a reload;
-* **the reload worker** (:meth:`Reloader.run`, one thread) coalesces requests, compiles every
-  rule file (:func:`~cep.app.rules.load_rule_set`) off the pipeline thread, and on success
-  hands the compiled rules to the pipeline through a :class:`Control`;
+* **the reload worker** (:meth:`Reloader.run`, one thread) coalesces requests (one that
+  arrives while a reload waits to start joins it), starts at most one reload per
+  ``min_interval_s`` (so a flood of requests cannot eat the pipeline's time), compiles every
+  rule file off the pipeline thread — checked first by a child process that is killed when it
+  takes longer than ``compile_deadline_s`` (:mod:`cep.app.rule_compiler`), so no rule file
+  can wedge the worker — and on success hands the compiled rules to the pipeline through a
+  :class:`Control`;
 * **the pipeline thread** runs the hand-over between two events (file mode: it checks
   :attr:`Control.pending` before each event and while waiting for input; Kafka mode: the
   function runs on the event loop under the pipeline's lock, between two batches), so no
@@ -32,7 +36,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cep.app.metrics import ReloadState
-from cep.app.rules import RuleSet, load_rule_set, source_texts
+from cep.app.rule_compiler import DEFAULT_DEADLINE_S, compile_with_deadline
+from cep.app.rules import RuleSet, source_texts
 from cep.compiler.compiled import CompiledRule
 from cep.diagnostics import render
 from cep.operator.versions import ReloadReport
@@ -141,6 +146,10 @@ def _errors(rs: RuleSet) -> list[dict[str, Any]]:
     return out
 
 
+MIN_INTERVAL_S = 0.25
+"""Least time between the end of one reload and the start of the next, in seconds."""
+
+
 class Reloader:
     """Compiles the rule files under ``paths`` on request and applies them with ``apply``
     (run on the pipeline thread through ``control``).
@@ -149,14 +158,20 @@ class Reloader:
     :attr:`last_success` the newest applied one, :attr:`history` the last 20; :attr:`state`
     feeds the metrics.  The hand-over waits for the pipeline as long as it takes
     (``apply_timeout_s`` ``None``): a pipeline waiting for input applies it with the next
-    event."""
+    event.  A reload starts at least ``min_interval_s`` seconds after the previous one ended;
+    its compilation is given ``compile_deadline_s`` seconds."""
 
     def __init__(self, paths: Iterable[str], control: Control, apply: Apply,
-                 rules: list[CompiledRule], apply_timeout_s: float | None = None) -> None:
+                 rules: list[CompiledRule], apply_timeout_s: float | None = None,
+                 min_interval_s: float = MIN_INTERVAL_S,
+                 compile_deadline_s: float = DEFAULT_DEADLINE_S) -> None:
         self.paths = list(paths)
         self.control = control
         self.apply = apply
         self.apply_timeout_s = apply_timeout_s
+        self.min_interval_s = min_interval_s
+        self.compile_deadline_s = compile_deadline_s
+        self._next_start = 0.0  # time.monotonic() before which no reload starts
         self.versions = {r.name: r.version for r in rules}
         self.last: ReloadResult | None = None
         self.last_success: ReloadResult | None = None
@@ -174,7 +189,8 @@ class Reloader:
 
     def request(self, reason: str) -> int:
         """Ask for a reload; returns a ticket for :meth:`wait`.  Requests that arrive while a
-        reload is being compiled are served by one more reload after it."""
+        reload is being compiled are served by one more reload after it; requests that
+        arrive while one waits to start join it."""
         with self._cond:
             self._requested += 1
             self._reason = reason
@@ -223,6 +239,11 @@ class Reloader:
                     self._reason = "SIGHUP"
                 if self._requested <= self._done:
                     continue
+                wait = self._next_start - time.monotonic()
+                if wait > 0:  # too soon after the last one: later requests join this one
+                    self._cond.wait_for(self._stop.is_set, wait)
+                    if self._stop.is_set():
+                        return
                 ticket, reason = self._requested, self._reason
             try:
                 result = self.reload_now(reason)
@@ -234,6 +255,7 @@ class Reloader:
                 self._record(result)
             with self._cond:
                 self._done = ticket
+                self._next_start = time.monotonic() + self.min_interval_s
                 self._cond.notify_all()
 
     def reload_now(self, reason: str) -> ReloadResult:
@@ -241,7 +263,7 @@ class Reloader:
         running ones and log each diagnostic.  Runs on the calling thread (the pipeline
         part through :attr:`control`)."""
         started = time.perf_counter()
-        rs = load_rule_set(self.paths)
+        rs = compile_with_deadline(self.paths, self.compile_deadline_s)
         errors = _errors(rs)
         if not errors and not rs.rules:
             errors = [{"file": ", ".join(self.paths), "line": 0, "col": 0,

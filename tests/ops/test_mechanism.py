@@ -166,7 +166,8 @@ def test_a_single_rule_file_is_watched_through_its_directory(tmp_path: Path) -> 
 
 def test_http_addresses(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert parse_address("127.0.0.1:9464") == ("127.0.0.1", 9464)
-    assert parse_address(":80") == ("0.0.0.0", 80)
+    assert parse_address(":80") == ("127.0.0.1", 80)  # every interface only when asked for
+    assert parse_address("0.0.0.0:80") == ("0.0.0.0", 80)
     assert parse_address("[::1]:9") == ("::1", 9)
     with pytest.raises(ConfigError):
         parse_address("localhost")
