@@ -127,6 +127,7 @@ class _Compiler:
         self.spec = spec
         self.states: list[State] = []
         self.used: set[str] = set()
+        self.next_suffix: dict[str, int] = {}
         self.stop_states: dict[str, State] = {}
         self.window: int | None = None
         self.group: _P | None = None
@@ -173,10 +174,15 @@ class _Compiler:
     # ------------------------------------------------------------------ states
 
     def _new_state(self, base: str, kind: int, stage: str | None = None) -> State:
-        name, i = base, 0
+        """A new state named ``base``, else ``base:i`` with the smallest free ``i``.
+
+        Names are only ever added, so the search resumes where the previous one for ``base``
+        stopped: unrolling ``times N`` names its N states in O(N), not O(N²)."""
+        name, i = base, self.next_suffix.get(base, 0)
         while name in self.used:
             name = f"{base}:{i}"
             i += 1
+        self.next_suffix[base] = i
         self.used.add(name)
         st = State(name, stage if stage is not None else base.split(":")[0], kind)
         self.states.append(st)
