@@ -56,6 +56,16 @@ def _parse_duration(text: str) -> int:
     raise typer.BadParameter(f"not a duration: {text!r} (use e.g. 500ms, 30s, 5m, 2h, 1d)")
 
 
+_SKEW_HELP = ("An event time more than this ahead of the stream's recent time (and, when "
+              "following a file or on Kafka, of the wall clock) is a dead letter "
+              "(future_event_time) and does not move the watermark; off: no bound.")
+
+
+def _parse_skew(text: str) -> int | None:
+    """``--max-future-skew``: a duration in ms, or ``None`` for ``off``."""
+    return None if text.strip() == "off" else _parse_duration(text)
+
+
 _MAX_EVENTS_HELP = ("The most events an alert's match shows; a longer match is still emitted, "
                     "cut down to its stages' first and last events, with events_omitted "
                     "(default 1000, or the config's state.max_events_per_match).")
@@ -168,6 +178,7 @@ def replay(
         "--time-unit", help="Unit of the event time: ms, s, us, ns or iso.")] = "ms",
     max_ooo: Annotated[str, typer.Option(
         "--max-out-of-orderness", help="Allowed disorder (e.g. 0s, 5m).")] = "0s",
+    max_skew: Annotated[str, typer.Option("--max-future-skew", help=_SKEW_HELP)] = "1d",
     source: Annotated[str | None, typer.Option(
         "--source", help="Source name for rules' `from` (default: input, or the topic).")
     ] = None,
@@ -219,6 +230,7 @@ def replay(
         rules=list(rules or []), compare=compare, inputs=list(input_paths or []),
         fmt=fmt, event_time=event_time, time_unit=time_unit,
         max_out_of_orderness_ms=_parse_duration(max_ooo), source=source, config=config,
+        max_future_skew_ms=_parse_skew(max_skew),
         bootstrap=bootstrap, topics=list(topic or []), from_time=from_time, to_time=to_time,
         from_offset=from_offset, to_offset=to_offset, output=output,
         output_topic=output_topic, late=late, dead_letter=dead_letter, keep_open=keep_open,
@@ -332,6 +344,10 @@ def run(
             help="How late events may arrive and still be matched (e.g. 0s, 500ms, 5m).",
         ),
     ] = "0s",
+    max_skew: Annotated[str | None, typer.Option(
+        "--max-future-skew",
+        help=_SKEW_HELP + "  Default 1d, or the config's state.max_future_skew.")
+    ] = None,
     late: Annotated[
         str | None, typer.Option("--late", help="Write late events (JSON lines) to this file.")
     ] = None,
@@ -404,6 +420,7 @@ def run(
     from cep.io.codecs import TIME_UNITS, TimeSpec
     from cep.io.sinks import JsonLinesSink, Sink, SinkSet
     from cep.operator.records import MAX_EVENTS_PER_MATCH
+    from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS
 
     if log_format not in LOG_FORMATS:
         raise _fail(f"unknown --log-format {log_format!r}: use text or json")
@@ -468,6 +485,8 @@ def run(
                               else cfg.state.max_events_per_match if cfg
                               else MAX_EVENTS_PER_MATCH),
         progress=sys.stderr.isatty() and not quiet,
+        max_future_skew_ms=(_parse_skew(max_skew) if max_skew is not None else
+                            cfg.state.max_future_skew_ms if cfg else DEFAULT_MAX_SKEW_MS),
     )
     http = http or (cfg.metrics.http if cfg else None)
     watch = (cfg.rules.reload if cfg else True) and (follow or input_path == "-")

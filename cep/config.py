@@ -16,7 +16,8 @@ Tables (every key optional unless marked):
   ``max_event_bytes``, ``max_partition_fetch_bytes``, ``session_timeout``,
   ``transaction_timeout``, ``auto_offset_reset``, and ``checkpoint_interval`` /
   ``checkpoint_records`` (also accepted under ``[state]``);
-* ``[state]`` — ``max_partial_matches_per_key``, ``checkpoint_dir`` (file mode),
+* ``[state]`` — ``max_partial_matches_per_key``, ``max_future_skew`` (a duration or
+  ``"off"``), ``checkpoint_dir`` (file mode),
   ``checkpoint_interval`` (default 100 ms), ``checkpoint_records`` (default 10,000),
   ``max_events_per_match`` (default 1,000);
 * ``[rules]`` — ``paths`` (list), ``reload`` (default true);
@@ -146,6 +147,10 @@ class StateConfig:
     checkpoint_dir: str | None = None
     checkpoint_interval_ms: int = 100
     checkpoint_records: int = 10_000
+    max_future_skew_ms: int | None = 86_400_000
+    """How far ahead of the stream's recent time (and, live, of the wall clock) an event time
+    may be before it is dead-lettered as ``future_event_time``; ``None`` (``"off"``): no
+    bound (see :mod:`cep.operator.time_guard`)."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +327,7 @@ _KAFKA_KEYS: dict[str, type | tuple[type, ...]] = {
 _STATE_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_partial_matches_per_key": int, "max_events_per_match": int, "checkpoint_dir": str,
     "checkpoint_interval": (str, int), "checkpoint_records": int,
+    "max_future_skew": (str, int),
 }
 _RULES_KEYS: dict[str, type | tuple[type, ...]] = {"paths": (list, str), "reload": bool}
 _METRICS_KEYS: dict[str, type | tuple[type, ...]] = {"http": str}
@@ -446,12 +452,15 @@ def _state(r: _Reader, raw: dict[str, Any], kafka: dict[str, Any]) -> StateConfi
     per_match = d.get("max_events_per_match", 1_000)
     if per_match <= 0:
         r.error("state", "max_events_per_match", "[state].max_events_per_match must be positive")
+    skew = (None if d.get("max_future_skew") == "off"
+            else r.duration("state", d, "max_future_skew", 86_400_000))
     return StateConfig(
         max_partial_matches_per_key=cap,
         max_events_per_match=per_match,
         checkpoint_dir=r.path(d["checkpoint_dir"]) if "checkpoint_dir" in d else None,
         checkpoint_interval_ms=interval if interval else 100,
         checkpoint_records=records,
+        max_future_skew_ms=skew,
     )
 
 

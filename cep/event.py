@@ -11,7 +11,23 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Event", "HeldEvent", "hold", "get_path", "MISSING"]
+__all__ = ["Event", "HeldEvent", "hold", "get_path", "MISSING", "MAX_EVENT_TIME_MS",
+           "MIN_EVENT_TIME_MS", "MAX_EVENT_DEPTH", "nesting_within", "too_deep"]
+
+MAX_EVENT_TIME_MS = (1 << 53) - 1
+"""The largest valid event time, epoch milliseconds (about the year 287,396).  Every decoder
+dead-letters a time outside ``[MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS]`` as ``bad_event_time``,
+so an event time, a window end (time + a rule duration, itself at most this) and anything
+derived from them fit a signed 64-bit integer, a msgpack int and a double exactly."""
+
+MIN_EVENT_TIME_MS = -MAX_EVENT_TIME_MS
+"""The smallest valid event time, epoch milliseconds."""
+
+MAX_EVENT_DEPTH = 128
+"""The deepest nesting of objects and arrays an event may have (the event object itself is
+level 1).  Deeper events are dead-lettered as ``too_deep`` at decode: the JSON and msgpack
+writers of alerts and checkpoints, and the key of a rule, then never meet one they cannot
+handle."""
 
 MISSING: Any = None
 """Value of an absent field: missing and ``null`` are the same to rules."""
@@ -126,3 +142,44 @@ def get_path(data: Any, path: tuple[str, ...]) -> Any:
             return None
         data = data.get(part)
     return data
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nesting_within(raw: bytes, limit: int = MAX_EVENT_DEPTH) -> bool:
+    """True when the JSON text ``raw`` (one value, or several on lines of their own) certainly
+    nests objects and arrays at most ``limit`` deep; False when that is not certain (brackets
+    inside strings can make it so: then ask :func:`too_deep` of the decoded value).
+
+    Works on the brackets alone: every round of removing the innermost ``{}`` and ``[]``
+    pairs takes one level off, so text that is empty after ``limit`` rounds is shallow
+    enough.  Costs a few passes over the bytes in C and no decoding."""
+    s = raw.translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not s:
+            return True
+        t = s.replace(b"{}", b"").replace(b"[]", b"")
+        if len(t) == len(s):
+            return False  # unbalanced (a bracket in a string): not decided here
+        s = t
+    return not s
+
+
+def too_deep(value: Any, limit: int = MAX_EVENT_DEPTH) -> bool:
+    """Whether ``value`` nests dicts, lists and tuples more than ``limit`` deep (``value``
+    itself is level 1).  Iterative: any depth is measured without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > limit:
+            return True
+        t = type(v)
+        if t is dict:
+            stack.extend((x, d + 1) for x in v.values() if type(x) in _CONTAINERS)
+        elif t is list or t is tuple:
+            stack.extend((x, d + 1) for x in v if type(x) in _CONTAINERS)
+    return False
+
+
+_CONTAINERS = (dict, list, tuple)

@@ -62,6 +62,7 @@ from cep.io.kafka import (
     topic_partitions,
 )
 from cep.operator.cep_operator import CepOperator, Emit
+from cep.operator.time_guard import FutureGuard
 from cep.operator.versions import ReloadReport
 
 if TYPE_CHECKING:
@@ -306,6 +307,7 @@ class KafkaPipeline:
             self.rules, self._emit(task),
             {task.inputs[tp]: self.sources[tp.topic].max_out_of_orderness_ms for tp in task.tps},
             self.cfg.state.max_partial_matches_per_key,
+            FutureGuard(self.cfg.state.max_future_skew_ms, time.time),  # live: wall clock too
             max_events_per_match=self.cfg.state.max_events_per_match)
         data = await retry(f"read the changelog for partition {pid}",
                             lambda: self.changelog.read_latest(self.restorer, task.key, pid),

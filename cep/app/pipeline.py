@@ -13,7 +13,6 @@ file's alerts reach their files promptly.
 
 from __future__ import annotations
 
-import io
 import signal
 import sys
 import threading
@@ -27,16 +26,18 @@ from cep.event import Event
 from cep.io.codecs import (
     DeadLetter,
     TimeSpec,
-    csv_rows,
     decode_json_chunk,
+    decode_lines,
     event_time_of,
     json_decoder,
+    too_large,
 )
 from cep.io.sinks import SinkSet
-from cep.io.sources import open_input, read_blocks, read_lines
+from cep.io.sources import OversizedLine, open_input, read_blocks
 from cep.operator.cep_operator import CepOperator
 from cep.operator.prescan import Prescan
 from cep.operator.records import MAX_EVENTS_PER_MATCH, dead_letter_record
+from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS, FutureGuard
 
 SAMPLE_MASK = 0xFF  # with metrics, one event in 256 is timed (cep.app.metrics.SAMPLE_MASK)
 
@@ -65,6 +66,9 @@ class FileRunOptions:
     max_events_per_match: int = MAX_EVENTS_PER_MATCH
     """The most events an alert's ``match`` shows (:class:`~cep.operator.records.AlertBuilder`)."""
     progress: bool = False
+    max_future_skew_ms: int | None = DEFAULT_MAX_SKEW_MS
+    """The future-skew guard's bound (:mod:`cep.operator.time_guard`); with ``follow`` the
+    wall clock bounds event times too."""
 
 
 @dataclass
@@ -90,15 +94,9 @@ def _records(
 ) -> Iterator[tuple[int, bytes, tuple[dict[str, Any], int] | DeadLetter]]:
     fh = open_input(opts.path)
     try:
-        if opts.fmt == "csv":
-            text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
-            for line_no, raw, res in csv_rows(text, opts.time):
-                yield line_no, raw.encode(), res
-            return
-        decode = json_decoder(opts.time, opts.max_event_bytes)
-        for line_no, raw in read_lines(fh, follow=opts.follow, should_stop=should_stop,
-                                       on_idle=on_idle):
-            yield line_no, raw, decode(raw)
+        follow = {} if opts.fmt == "csv" else {
+            "follow": opts.follow, "should_stop": should_stop, "on_idle": on_idle}
+        yield from decode_lines(fh, opts.fmt, opts.time, opts.max_event_bytes, **follow)
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
@@ -129,6 +127,7 @@ def run_file(
     op = operator or CepOperator(
         rules, emit, {opts.source: opts.max_out_of_orderness_ms},
         opts.max_partial_matches_per_key,
+        FutureGuard(opts.max_future_skew_ms, time.time if opts.follow else None),
         max_events_per_match=opts.max_events_per_match,
     )
     source = opts.source
@@ -197,8 +196,8 @@ def run_file(
         progress.done(seq, sinks.counts.get("alerts", 0))
     elapsed = time.perf_counter() - started
     return RunSummary(
-        events=seq - first_seq,
-        dead_letters=dead - first_dead,
+        events=seq - first_seq - op.refused,
+        dead_letters=dead - first_dead + op.refused,
         late=op.late,
         elapsed_s=elapsed,
         sink_counts=dict(sinks.counts),
@@ -264,7 +263,13 @@ def _run_chunks(
     prescan = Prescan(op, source, time_field, max_bytes) if time_field is not None else None
     fh = open_input(opts.path)
     try:
-        for chunk in read_blocks(fh):
+        for chunk in read_blocks(fh, max_line=max_bytes):
+            if type(chunk) is OversizedLine:
+                line += 1
+                dead += 1
+                _dead_letter(emit, too_large(chunk, max_bytes), source, chunk.head, line)
+                continue
+            assert type(chunk) is bytes
             program = prescan.program() if prescan is not None else None
             if program is not None:
                 seq, line = prescan.run(program, chunk, seq, line, one_line)  # type: ignore[union-attr]

@@ -20,7 +20,6 @@ paired.  All times are epoch milliseconds; durations are seconds where named ``_
 from __future__ import annotations
 
 import asyncio
-import io
 import sys
 import time
 from collections import Counter
@@ -48,15 +47,15 @@ from cep.event import Event
 from cep.io.codecs import (
     DeadLetter,
     TimeSpec,
-    csv_rows,
+    decode_lines,
     encode_json,
     json_decoder,
     msgpack_decoder,
 )
 from cep.io.sinks import SinkSet
-from cep.io.sources import read_lines
 from cep.operator.cep_operator import CepOperator
 from cep.operator.records import MAX_EVENTS_PER_MATCH, dead_letter_record
+from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS, FutureGuard
 
 __all__ = [
     "ReplayOptions", "ReplaySummary", "RuleCounts", "CompareResult", "RuleDiff",
@@ -82,6 +81,7 @@ class ReplayOptions:
     alert_topic: str | None = None
     max_out_of_orderness_ms: int = 0
     max_partial_matches_per_key: int = 10_000
+    max_future_skew_ms: int | None = DEFAULT_MAX_SKEW_MS
     max_events_per_match: int = MAX_EVENTS_PER_MATCH
     keep_open: bool = False
     progress: bool = False
@@ -204,6 +204,7 @@ class _Engine:
             ops = self.ops[pid] = [
                 CepOperator(rules, self._emitter(i), self.inputs_of(pid),
                             self.opts.max_partial_matches_per_key,
+                            FutureGuard(self.opts.max_future_skew_ms),
                             # (a backtest pairs alerts by all their events)
                             max_events_per_match=None if self.compare
                             else self.opts.max_events_per_match)
@@ -221,9 +222,12 @@ class _Engine:
         pending = self.pending
 
         def emit(sink: str, rec: dict[str, Any]) -> None:
-            if sink == "late":
+            if sink == "late" or sink == "dead_letter":  # (refused event times)
                 if i == 0:
-                    self.late += 1
+                    if sink == "late":
+                        self.late += 1
+                    else:
+                        self.dead += 1
                     if sinks is not None:
                         sinks.emit(sink, rec)
                 return
@@ -414,14 +418,7 @@ def replay_files(paths: list[str], opts: ReplayOptions, fmt: str = "json",
 
 
 def _file_records(fh: Any, fmt: str, spec: TimeSpec) -> Any:
-    if fmt == "csv":
-        text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
-        for line_no, raw, res in csv_rows(text, spec):
-            yield line_no, raw.encode(), res
-        return
-    decode = json_decoder(spec)
-    for line_no, raw in read_lines(fh):
-        yield line_no, raw, decode(raw)
+    return decode_lines(fh, fmt, spec)
 
 
 # ----------------------------------------------------------------------------- Kafka
@@ -677,6 +674,7 @@ class ReplayRequest:
     progress: bool = False
     quiet: bool = False
     max_partial_matches_per_key: int = 10_000
+    max_future_skew_ms: int | None = DEFAULT_MAX_SKEW_MS
     max_events_per_match: int = MAX_EVENTS_PER_MATCH
 
 
@@ -730,6 +728,7 @@ def run_request(req: ReplayRequest, console: Console,
                          max_out_of_orderness_ms=req.max_out_of_orderness_ms,
                          max_partial_matches_per_key=req.max_partial_matches_per_key,
                          max_events_per_match=req.max_events_per_match,
+                         max_future_skew_ms=req.max_future_skew_ms,
                          keep_open=req.keep_open, progress=req.progress)
     try:
         if kafka_mode:

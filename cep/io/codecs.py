@@ -1,27 +1,40 @@
 """Bytes ↔ records: decode input lines into :class:`~cep.event.Event`, encode output records.
 
 Decoding never raises on bad input: it returns a :class:`DeadLetter` with the reason
-(``malformed``, ``not_an_object``, ``no_event_time``, ``bad_event_time``, ``too_large``)
-and a message, so the caller can send it to the dead-letter sink and keep going.
+(``malformed``, ``not_an_object``, ``no_event_time``, ``bad_event_time``, ``too_large``,
+``too_deep``) and a message, so the caller can send it to the dead-letter sink and keep
+going.  What a valid event is gets decided here, for every input mode: an object, at most
+:data:`~cep.event.MAX_EVENT_DEPTH` levels deep, whose event time converts to an int number
+of ms inside ``[MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS]``.  Encoding output records never
+raises either (:func:`encode_json`).
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
-from cep.event import Event
+from cep.event import (
+    MAX_EVENT_DEPTH,
+    MAX_EVENT_TIME_MS,
+    MIN_EVENT_TIME_MS,
+    Event,
+    nesting_within,
+    too_deep,
+)
+from cep.io.sources import OversizedLine, read_lines
+from cep.jsontext import encode_json, has_surrogate, json_default, writable
 
 __all__ = [
     "DeadLetter", "TimeSpec", "Decoder", "json_decoder", "msgpack_decoder", "csv_rows",
     "parse_event_time", "encode_json", "json_default", "TIME_UNITS", "decode_json_chunk",
-    "event_time_of",
+    "event_time_of", "writable", "nesting_within", "too_deep", "decode_lines", "too_large",
 ]
 
 TIME_UNITS = ("ms", "s", "us", "ns", "iso")
@@ -67,45 +80,90 @@ def _lookup(data: dict[str, Any], field: str) -> Any:
 
 
 def parse_event_time(value: Any, unit: str) -> int | DeadLetter:
-    """Convert a raw event-time value to epoch milliseconds (int), or a DeadLetter."""
+    """Convert a raw event-time value to epoch milliseconds (int), or a DeadLetter.
+
+    The valid domain is decided here, once, for every input mode: a time that is not finite
+    or falls outside ``[MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS]`` once converted to ms is a
+    ``bad_event_time`` dead letter (so is a bool).  Never raises."""
     if value is None:
         return DeadLetter("no_event_time", "the event has no event-time field")
     if unit == "iso":
         if not isinstance(value, str):
-            return DeadLetter("bad_event_time", f"expected an ISO-8601 string, got {value!r}")
+            return DeadLetter("bad_event_time", f"expected an ISO-8601 string, got {_short(value)}")
         try:
             text = value.strip()
             if text.endswith(("Z", "z")):
                 text = text[:-1] + "+00:00"
             dt = datetime.fromisoformat(text)
-        except ValueError:
-            return DeadLetter("bad_event_time", f"not an ISO-8601 time: {value!r}")
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return round(dt.timestamp() * 1000)
-    if type(value) is int:
-        return value if unit == "ms" else round(value * _SCALE[unit])
-    if type(value) is float:
-        if value != value or value in (float("inf"), float("-inf")):
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            ms: float = dt.timestamp() * 1000
+        except (ValueError, OverflowError):
+            return DeadLetter("bad_event_time", f"not an ISO-8601 time: {_short(value)}")
+        return _in_domain(ms, value)
+    t = type(value)
+    if t is int:
+        if unit == "ms":
+            if MIN_EVENT_TIME_MS <= value <= MAX_EVENT_TIME_MS:
+                return value  # type: ignore[no-any-return]
+            return _out_of_domain(value)
+        return _in_domain(value * _SCALE[unit], value)
+    if t is float:
+        if value != value or value in (_INF, -_INF):
             return DeadLetter("bad_event_time", f"not a finite time: {value!r}")
-        return round(value * _SCALE[unit])
-    if isinstance(value, str):
+        return _in_domain(value * _SCALE[unit], value)
+    if t is str:
+        if len(value) > 64:
+            return DeadLetter("bad_event_time", f"not a number of {unit}: {_short(value)}")
         try:
             num = float(value) if any(c in value for c in ".eE") else int(value)
         except ValueError:
-            return DeadLetter("bad_event_time", f"not a number of {unit}: {value!r}")
+            return DeadLetter("bad_event_time", f"not a number of {unit}: {_short(value)}")
         return parse_event_time(num, unit)
-    return DeadLetter("bad_event_time", f"not a time: {value!r}")
+    return DeadLetter("bad_event_time", f"not a time: {_short(value)}")
+
+
+_INF = float("inf")
+
+
+def _in_domain(ms: float, raw: Any) -> int | DeadLetter:
+    """``ms`` rounded to an int when it is a finite time of the valid domain."""
+    if MIN_EVENT_TIME_MS <= ms <= MAX_EVENT_TIME_MS:  # (False for nan)
+        return round(ms)
+    return _out_of_domain(raw)
+
+
+def _out_of_domain(raw: Any) -> DeadLetter:
+    return DeadLetter("bad_event_time",
+                      f"event time {_short(raw)} is outside the valid range of "
+                      f"±{MAX_EVENT_TIME_MS} ms from 1970-01-01")
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters (an error message never copies a whole field)."""
+    try:
+        text = repr(value) if type(value) is not int or abs(value) < 10 ** 80 else "<huge int>"
+    except Exception:  # a repr that fails (deep nesting)
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _deep_letter() -> DeadLetter:
+    return DeadLetter("too_deep", f"objects and arrays nest deeper than {MAX_EVENT_DEPTH} levels")
 
 
 Decoder = Callable[[bytes], "tuple[dict[str, Any], int] | DeadLetter"]
 
 
 def json_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
-    """A decoder for one JSON object per input (a line or a Kafka value)."""
+    """A decoder for one JSON object per input (a line or a Kafka value): ``decode(raw)``
+    gives ``(object, event time in ms)`` or a :class:`DeadLetter` (see the module
+    docstring).  Never raises."""
     loads = orjson.loads
     field, unit = time.field, time.unit
     simple = unit == "ms"
+    lo, hi = MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS
+    shallow = 2 * MAX_EVENT_DEPTH  # a shorter text cannot nest deeper than the limit
 
     def decode(raw: bytes) -> tuple[dict[str, Any], int] | DeadLetter:
         if len(raw) > max_bytes:
@@ -116,8 +174,10 @@ def json_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
             return DeadLetter("malformed", f"invalid JSON: {exc}")
         if type(data) is not dict:
             return DeadLetter("not_an_object", f"expected a JSON object, got {type(data).__name__}")
+        if len(raw) > shallow and not nesting_within(raw) and too_deep(data):
+            return _deep_letter()
         value = data.get(field)
-        if simple and type(value) is int:
+        if simple and type(value) is int and lo <= value <= hi:
             return data, value
         if value is None:
             value = _lookup(data, field)
@@ -142,12 +202,13 @@ def decode_json_chunk(chunk: bytes, lines: int) -> list[Any] | None:
     lines are joined into one JSON array and decoded by a single :func:`orjson.loads`, which
     costs about a third less per object than decoding line by line.  The result is the list of
     objects, one per line in order, only when that is certainly what decoding each line alone
-    gives: the array decodes, every element is an object, there is one per line, and no line
-    holds two objects side by side.  Otherwise (a malformed, blank, non-object or oversized
-    line anywhere in the chunk) it returns ``None`` and the caller decodes line by line, so
-    dead letters keep their reasons and line numbers.
+    gives: the array decodes, every element is an object, there is one per line, no line
+    holds two objects side by side, and no object nests deeper than
+    :data:`~cep.event.MAX_EVENT_DEPTH` (:func:`nesting_within`).  Otherwise (a malformed,
+    blank, non-object, too deep or oversized line anywhere in the chunk) it returns ``None``
+    and the caller decodes line by line, so dead letters keep their reasons and line numbers.
     """
-    if _TWO_OBJECTS.search(chunk) is not None:
+    if _TWO_OBJECTS.search(chunk) is not None or not nesting_within(chunk):
         return None
     try:
         objs = orjson.loads(b"[" + chunk.replace(b"\n", b",") + b"]")
@@ -184,6 +245,8 @@ def msgpack_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
             return DeadLetter("malformed", f"invalid msgpack: {exc}")
         if type(data) is not dict:
             return DeadLetter("not_an_object", f"expected a map, got {type(data).__name__}")
+        if too_deep(data):
+            return _deep_letter()
         ts = parse_event_time(_lookup(data, time.field), time.unit)
         if type(ts) is DeadLetter:
             return ts
@@ -221,16 +284,41 @@ def _csv_text(row: list[str]) -> str:
     return buf.getvalue()
 
 
-def csv_rows(lines: Any, time: TimeSpec) -> Any:
-    """Yield ``(line_no, raw_text, (data, ts) | DeadLetter)`` for each data row of CSV text
-    (the first row is the header; empty cells are left out of the object).  ``raw_text`` is
-    the row re-encoded as CSV for dead letters and ``""`` for rows that decoded."""
+Decoded = tuple[dict[str, Any], int] | DeadLetter
+"""What decoding one input gives: ``(object, event time in ms)`` or why it is a dead letter."""
+
+
+def csv_rows(fh: BinaryIO, time: TimeSpec, max_bytes: int = 1 << 20
+             ) -> Iterator[tuple[int, str, Decoded]]:
+    """Yield ``(line_no, raw_text, (data, ts) | DeadLetter)`` for each data row of the CSV
+    bytes ``fh`` (the first row is the header; empty cells are left out of the object).
+    ``raw_text`` is the row re-encoded as CSV for dead letters and ``""`` for rows that
+    decoded.  UTF-8 with or without a byte-order mark.  Each row fails alone, as a
+    ``malformed`` dead letter (a CSV error such as a field over the csv module's limit, a
+    wrong number of columns, bytes that are not UTF-8), or ``too_large`` for a line over
+    ``max_bytes``, which is never held whole."""
     import csv
 
-    reader = csv.reader(lines)
+    oversized: dict[int, OversizedLine] = {}
+    reader = csv.reader(_csv_lines(fh, max_bytes, oversized))
     header: list[str] | None = None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, "", DeadLetter("malformed", f"invalid CSV: {exc}")
+            continue
         line_no = reader.line_num
+        if line_no in oversized:
+            big = oversized.pop(line_no)
+            yield line_no, big.head.decode("utf-8", "replace"), too_large(big, max_bytes)
+            continue
+        if any(has_surrogate(cell) for cell in row):  # (bytes that were not UTF-8)
+            text = _csv_text(row).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            yield line_no, text, DeadLetter("malformed", "the line is not valid UTF-8")
+            continue
         if header is None:
             header = row
             continue
@@ -241,35 +329,55 @@ def csv_rows(lines: Any, time: TimeSpec) -> Any:
                 "malformed", f"expected {len(header)} columns, got {len(row)}"
             )
             continue
-        data = {}
+        data: dict[str, Any] = {}
         for k, v in zip(header, row, strict=True):
             if v:
                 data[k] = csv_value(v)
         ts = parse_event_time(_lookup(data, time.field), time.unit)
-        if type(ts) is DeadLetter:
+        if isinstance(ts, DeadLetter):
             yield line_no, _csv_text(row), ts
         else:
             yield line_no, "", (data, ts)
 
 
-def encode_json(record: dict[str, Any]) -> bytes:
-    """One output record as a JSON line (with the trailing newline).  Keys that are not
-    strings (from msgpack input) are written as strings."""
-    try:
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE, default=json_default)
-    except orjson.JSONEncodeError:  # a non-string key somewhere (the option is slower)
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-                            default=json_default)
+def decode_lines(fh: BinaryIO, fmt: str, time: TimeSpec, max_bytes: int = 1 << 20,
+                 **follow: Any) -> Iterator[tuple[int, bytes, Decoded]]:
+    """Yield ``(line_no, raw, (data, ts) | DeadLetter)`` for each line of ``fh``: JSON lines
+    (``fmt`` ``json``, blank lines skipped) or CSV (``csv``, :func:`csv_rows`).  ``raw`` is
+    the line (for a dead letter; at most :data:`~cep.io.sources.HEAD_BYTES` of a line over
+    ``max_bytes``, which is never held whole).  ``follow`` goes to
+    :func:`~cep.io.sources.read_lines` (JSON lines only).  Never raises on bad input."""
+    if fmt == "csv":
+        for line_no, text, res in csv_rows(fh, time, max_bytes):
+            yield line_no, text.encode("utf-8", "replace"), res
+        return
+    decode = json_decoder(time, max_bytes)
+    for line_no, raw in read_lines(fh, max_line=max_bytes, **follow):
+        if isinstance(raw, OversizedLine):
+            yield line_no, raw.head, too_large(raw, max_bytes)
+        else:
+            yield line_no, raw, decode(raw)
 
 
-def json_default(obj: Any) -> Any:
-    """orjson ``default`` for output records: sets and tuples become lists, bytes text
-    (invalid UTF-8 replaced), anything else its ``str``."""
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    return str(obj)
+def too_large(line: OversizedLine, max_bytes: int) -> DeadLetter:
+    """The dead letter of a line over the limit."""
+    return DeadLetter("too_large", f"{line.size} bytes exceeds the limit of {max_bytes}")
+
+
+def _csv_lines(fh: BinaryIO, max_bytes: int, oversized: dict[int, OversizedLine]
+               ) -> Iterator[str]:
+    """The lines of ``fh`` as text for the csv module, their endings kept: UTF-8 (a leading
+    byte-order mark dropped), bytes that are not UTF-8 kept as lone surrogates (for
+    :func:`csv_rows` to find), and a line over ``max_bytes`` replaced by an empty line and
+    noted in ``oversized`` by line number."""
+    for line_no, raw in read_lines(fh, max_line=max_bytes, keep_blank=True, keep_ends=True):
+        if isinstance(raw, OversizedLine):
+            oversized[line_no] = raw
+            yield "\n"
+            continue
+        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        yield raw.decode("utf-8", "surrogateescape")
 
 
 def make_event(data: dict[str, Any], ts: int, seq: int, source: str, offset: int,

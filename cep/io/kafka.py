@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
@@ -31,7 +30,7 @@ from aiokafka.helpers import create_ssl_context
 
 from cep.config import KafkaConfig, SinkConfig, SourceConfig
 from cep.event import Event
-from cep.io.codecs import DeadLetter, TimeSpec, json_decoder, json_default, msgpack_decoder
+from cep.io.codecs import DeadLetter, TimeSpec, encode_json, json_decoder, msgpack_decoder
 from cep.operator.records import dead_letter_record
 
 __all__ = [
@@ -159,10 +158,9 @@ class SinkRoutes:
 def encode_record(sink: str, record: dict[str, Any]) -> tuple[bytes | None, bytes]:
     """``(key, value)`` of the message for ``record``: an alert's key is its ``key`` object as
     JSON (so one key's alerts stay in order on one partition); side outputs have no key."""
-    value = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=json_default)
+    value = encode_json(record, newline=False)
     key_obj = record.get("key") if sink not in SinkRoutes.SIDE_OUTPUTS else None
-    key = (orjson.dumps(key_obj, option=orjson.OPT_NON_STR_KEYS, default=json_default)
-           if isinstance(key_obj, dict) else None)
+    key = encode_json(key_obj, newline=False) if isinstance(key_obj, dict) else None
     return key, value
 
 

@@ -39,7 +39,8 @@ import orjson
 from sortedcontainers import SortedList
 
 from cep.compiler.compiled import CompiledRule
-from cep.event import Event, HeldEvent, hold
+from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event, HeldEvent, hold
+from cep.jsontext import encode_json
 from cep.nfa.matcher import (
     DROPPED,
     KEPT,
@@ -61,7 +62,13 @@ from cep.nfa.matcher import (
 )
 from cep.operator.eviction import EvictionLog
 from cep.operator.fastpath import Scanner, build_scanner, silent_expiry
-from cep.operator.records import MAX_EVENTS_PER_MATCH, AlertBuilder, late_record
+from cep.operator.records import (
+    MAX_EVENTS_PER_MATCH,
+    AlertBuilder,
+    dead_letter_record,
+    late_record,
+)
+from cep.operator.time_guard import FutureGuard
 from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
 
@@ -318,6 +325,11 @@ class CepOperator:
             through :attr:`watermarks`).
         max_partial_matches_per_key: cap per rule and key (at least 1); the oldest partial
             matches beyond it are evicted, counted and logged.
+        future_guard: the :class:`~cep.operator.time_guard.FutureGuard` events pass before
+            they may move the watermark (default: none with a bound; event times outside the
+            valid domain, ``MIN_EVENT_TIME_MS`` … ``MAX_EVENT_TIME_MS``, are refused either
+            way).  Refused events go to ``emit("dead_letter", …)`` and are counted in
+            :attr:`refused`, not in :attr:`events_in`; they still used an arrival number.
         max_events_per_match: the most events an alert's ``match`` shows (at least 1; default
             :data:`~cep.operator.records.MAX_EVENTS_PER_MATCH`); a longer match is emitted
             cut down, with ``"events_omitted"`` (:class:`~cep.operator.records.AlertBuilder`).
@@ -333,6 +345,7 @@ class CepOperator:
         emit: Emit,
         inputs: dict[str, int] | None = None,
         max_partial_matches_per_key: int = 10_000,
+        future_guard: FutureGuard | None = None,
         *,
         max_events_per_match: int | None = MAX_EVENTS_PER_MATCH,
     ) -> None:
@@ -354,6 +367,8 @@ class CepOperator:
         self._ooo: SortedList = SortedList()
         self.events_in = 0
         self.late = 0
+        self.guard = future_guard if future_guard is not None else FutureGuard(None)
+        self.refused = 0  # events dead-lettered here: bad or far-future event times
         # counters of rule versions that are gone (drained, changed away, removed), by rule
         # name: [matches, timeouts, evictions, truncated]; keeps totals monotonic across
         # reloads
@@ -402,8 +417,11 @@ class CepOperator:
         of one event time are still matched in arrival order before any timer above them.
         """
         self.events_in += 1
-        wm = self.watermarks.current
         ts = ev.ts
+        if (not MIN_EVENT_TIME_MS <= ts <= self.guard.limit(self._last_ts)
+                and not self._admit(ev, ts)):
+            return
+        wm = self.watermarks.current
         if ts <= wm:
             self.late += 1
             self.emit("late", late_record(ev, wm))
@@ -543,6 +561,38 @@ class CepOperator:
             if self._due > new_wm:
                 return self._due  # advance looked at every rule's timers
         return self._refresh_due()
+
+    def _fast_admit(self, ts: int, data: dict[str, Any], source: str, offset: int,
+                    last: float) -> bool:
+        """The fast path saw an event time above :meth:`FutureGuard.limit` of ``last`` (the
+        largest event time accepted): whether it may go on (else it was dead-lettered)."""
+        self._last_ts = last
+        return self._admit(Event(ts, 0, data, source, offset), ts)
+
+    def _admit(self, ev: Event, ts: int) -> bool:
+        """Whether an event time above the guard's limit is accepted; a refused event goes
+        to the dead-letter output as ``bad_event_time`` (outside the valid domain) or
+        ``future_event_time`` (:mod:`cep.operator.time_guard`)."""
+        if not MIN_EVENT_TIME_MS <= ts <= MAX_EVENT_TIME_MS:
+            self._refuse(ev, "bad_event_time", f"event time {ts} is outside the valid range")
+            return False
+        if self.guard.admits(ts, self._last_ts, ev.source, ev.partition, ev.offset):
+            return True
+        self._refuse(ev, "future_event_time", self.guard.reason(ts, self._last_ts))
+        return False
+
+    def _refuse(self, ev: Event, reason: str, error: str) -> None:
+        """Send ``ev`` to the dead-letter output: it is counted in :attr:`refused` and no
+        longer in :attr:`events_in` (every path counts an event in first)."""
+        self.refused += 1
+        self.events_in -= 1
+        line = ev.offset if ev.partition < 0 and ev.offset >= 0 else None
+        raw = encode_json(ev.data, newline=False).decode()
+        rec = dead_letter_record(reason, error, ev.source, raw, line=line)
+        if ev.partition >= 0:
+            rec["partition"] = ev.partition
+            rec["offset"] = ev.offset
+        self.emit("dead_letter", rec)
 
     def _fast_late(self, ev: Event, last: int) -> None:
         """The fast path saw an event below the largest event time ``last``: it is late."""
@@ -1001,6 +1051,7 @@ class CepOperator:
         return {
             "events_in": self.events_in,
             "late": self.late,
+            "refused": self.refused,
             "watermark": self.watermarks.current,
             "rules": rules,
             "draining": draining,

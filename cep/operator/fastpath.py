@@ -9,6 +9,8 @@ per-event path for a list of decoded JSON objects:
 * the event time, with a call back to the caller for anything but an integer in ms;
 * lateness, and the watermark passing a timer's deadline (then the operator's own
   :meth:`~CepOperator.advance` runs);
+* an event time past the future-skew guard's limit or outside the valid domain (then the
+  operator's ``_fast_admit`` decides, and a refused event is a dead letter, not an event);
 * for each rule, its key and the test "does this key hold state, or can the event start a
   match?" (the first stage's condition, the prefilter) — both inlined from the generated code
   of :mod:`cep.compiler.codegen`, so an event that no rule wants costs no call and no object.
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from cep.compiler import runtime as rt
 from cep.compiler.codegen import inline_expr
-from cep.event import Event
+from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.nfa.matcher import negated_fn
 from cep.nfa.model import FINAL, IGNORE, NFA, PROCEED, STOP, TAKE
 
@@ -287,7 +289,8 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     """
     ns: dict[str, Any] = {"__builtins__": {}}
     ns.update(rt.HELPERS)
-    ns.update({"_int": int, "_Ev": Event, "_inf": float("inf")})
+    ns.update({"_int": int, "_Ev": Event, "_inf": float("inf"), "_max": MAX_EVENT_TIME_MS,
+               "_min": MIN_EVENT_TIME_MS})
     keys: dict[str, str] = {}
     body: list[str] = []
     gates: list[_Gate] = []
@@ -336,6 +339,11 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
         "    _dispatch_one = _op._dispatch_one",
         "    _tick = _op._fast_tick",
         "    _late = _op._fast_late",
+        "    _admit = _op._fast_admit",
+        "    _skew = _op.guard.skew",
+        "    _lim = _op.guard.limit(_last)",
+        "    if _lim > _max:",
+        "        _lim = _max",
         "    if _due is None:",
         "        _due = _op._refresh_due()",
         "    for _d in _objs:",
@@ -348,9 +356,17 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
         "        _seq += 1",
         "        if _ts != _last:",
         "            if _ts < _last:",
+        "                if _ts < _min and not _admit(_ts, _d, _src, _off, _last):",
+        "                    continue",
         "                _late(_Ev(_ts, _seq, _d, _src, _off), _last)",
         "                continue",
+        "            if _ts > _lim:",
+        "                if not _admit(_ts, _d, _src, _off, _last):",
+        "                    continue",
         "            _last = _ts",
+        "            _lim = _ts + _skew",
+        "            if _lim > _max:",
+        "                _lim = _max",
         "            if _ts > _due:",
         "                _due = _tick(_ts)",
         *([

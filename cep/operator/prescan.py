@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate, join
-from cep.event import Event
+from cep.event import Event, nesting_within
 from cep.operator.fastpath import silent_expiry, wake_takes
 
 if TYPE_CHECKING:
@@ -367,15 +367,20 @@ class Prescan:
         n = len(chunk)
         pos = 0
         op._refresh_due()  # exact once per chunk; kept a lower bound by the operator
+        limit = op.guard.limit
         while True:
             last = op._last_ts
             due = op._due
             if due <= last:  # timers fired under the last line: the next deadline
                 due = op._refresh_due()
+            # (a line past the future-skew guard's limit stops the scan like a timer would,
+            # and is then handled the usual way, where the operator decides on it)
+            lim = limit(last)
+            stop = due if due < lim else lim
             pos, batch, skipped, new_last, ts, gates = scan(
                 program, chunk, pos,
                 _INT64_MIN if last == -math.inf else int(last),
-                _INT64_MAX if due >= _INT64_MAX else math.floor(due),
+                _INT64_MIN if stop == -math.inf else math.floor(stop),
                 max_bytes, horizon, BATCH_CAP,
             )
             if gates is not None:  # a wanted line that could not join: the batch's last
@@ -426,7 +431,7 @@ class Prescan:
                 return seq, line
             if gates is not None:
                 continue
-            if ts is not None:
+            if ts is not None and ts <= limit(op._last_ts):
                 # an in-order event past the earliest timer, or past where a timer the batch
                 # created could be due: fire the timers up to it, as the generated loop does
                 # before testing it, then look at it again
@@ -455,7 +460,7 @@ class Prescan:
         op = self.op
         tf = self.time_field
         d = None
-        if len(raw) <= self.max_bytes:
+        if len(raw) <= self.max_bytes and nesting_within(raw):
             try:
                 d = orjson.loads(raw)
             except orjson.JSONDecodeError:

@@ -10,7 +10,6 @@ matter; every expectation needs its own record).
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,8 +19,7 @@ import orjson
 
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
-from cep.io.codecs import DeadLetter, csv_rows, json_decoder
-from cep.io.sources import read_lines
+from cep.io.codecs import DeadLetter, decode_lines, json_decoder
 from cep.operator.cep_operator import CepOperator
 from cep.operator.records import dead_letter_record
 from cep.ruletest.model import (
@@ -76,14 +74,7 @@ def read_input_file(test: RuleTest) -> Iterator[tuple[int, bytes, Decoded]]:
     CSV), decoded by the same codecs as ``cep run``.  Raises ``OSError``."""
     assert test.input_file is not None
     with open(test.input_file, "rb") as fh:
-        if test.input_format == "csv":
-            text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
-            for line_no, raw, res in csv_rows(text, test.time):
-                yield line_no, raw.encode(), res
-            return
-        decode = json_decoder(test.time)
-        for line_no, raw in read_lines(fh):
-            yield line_no, raw, decode(raw)
+        yield from decode_lines(fh, test.input_format, test.time)
 
 
 def _decoded_inputs(test: RuleTest) -> list[tuple[int, bytes, Decoded]]:
