@@ -8,6 +8,7 @@ from pathlib import Path
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import NOWHERE, RuleFile
 from cep.lang.check import check_rule_file, check_rule_set
+from cep.lang.limits import MAX_FILE_BYTES
 from cep.lang.parse_cache import parse_file
 
 __all__ = ["expand_paths", "load_rules"]
@@ -72,14 +73,20 @@ def load_rules(paths: Iterable[str | Path]) -> tuple[list[RuleFile], list[Diagno
     errors, semantic errors and warnings of each file, then rule names defined in more than
     one file.  Nothing is raised for bad rules; callers decide what an error means.  A file
     found in a directory that is deleted before it is read is left out (a reload racing an
-    edit sees the directory as it is a moment later); a file named directly must exist.
+    edit sees the directory as it is a moment later); a file named directly must exist.  A
+    file larger than :data:`~cep.lang.limits.MAX_FILE_BYTES` is not read past the limit.
     """
     paths = list(paths)
     named = {Path(p).resolve() for p in paths if not Path(p).is_dir()}
     files, diags = expand_paths(paths)
     parsed: list[RuleFile] = []
     for path in files:
-        rf, parse_diags = parse_file(path)
+        if _too_large(path):
+            from cep.lang.parse import parse_file as parse_bounded  # Lark only when needed
+
+            rf, parse_diags = parse_bounded(path)
+        else:
+            rf, parse_diags = parse_file(path)
         if not path.exists() and path.resolve() not in named:
             continue  # found in a directory, deleted since: as if listed a moment later
         parsed.append(rf)
@@ -87,3 +94,11 @@ def load_rules(paths: Iterable[str | Path]) -> tuple[list[RuleFile], list[Diagno
         diags.extend(sorted(file_diags, key=lambda d: (d.span.line, d.span.col)))
     diags.extend(check_rule_set(parsed))
     return parsed, diags
+
+
+def _too_large(path: Path) -> bool:
+    """Larger than a rule file may be (a byte-order mark aside), as far as ``stat`` knows."""
+    try:
+        return path.stat().st_size > MAX_FILE_BYTES + 3
+    except OSError:
+        return False

@@ -2,19 +2,33 @@
 
 On a syntax error the parser reports it, keeps the rules that parsed before it and starts
 again at the next line that begins with ``rule``, so a file with three broken rules yields
-three diagnostics.  Friendly messages come from :mod:`cep.lang.syntax_errors`.
+three diagnostics.  Friendly messages come from :mod:`cep.lang.syntax_errors`.  Each attempt
+starts where the previous one stopped (the parser reads the text in place, its line count
+carried over), so the work is linear in the size of the file however many rules are broken;
+past :data:`~cep.lang.limits.MAX_SYNTAX_ERRORS` the errors are only counted.
+
+The limits of :mod:`cep.lang.limits` that concern single tokens are enforced here: the file
+size (before anything is parsed), string literals and backquoted names, whole numbers,
+decimals, durations, and the nesting of groups (a rule nested too deeply is left out, so no
+later pass recurses through it).
 """
 
 from __future__ import annotations
 
+import codecs
+import io
+import os
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any
 
 from lark import Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import UnexpectedInput
+from lark.lexer import LexerState, LexerThread, LineCounter
 from lark.tree import Meta
+from lark.utils import TextSlice
 
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import (
@@ -37,6 +51,14 @@ from cep.lang.ast import (
     Unary,
 )
 from cep.lang.grammar import parser
+from cep.lang.limits import (
+    MAX_DURATION_MS,
+    MAX_FILE_BYTES,
+    MAX_GROUP_DEPTH,
+    MAX_INT,
+    MAX_LITERAL_CHARS,
+    MAX_SYNTAX_ERRORS,
+)
 
 __all__ = ["parse_text", "parse_file", "unquote_string"]
 
@@ -87,8 +109,9 @@ def _join(start: Span, end: Span) -> Span:
     return Span(start.line, start.col, end.end_line, end.end_col)
 
 
-def _seg(tok: Token) -> str:
-    return tok.value[1:-1] if tok.type == "QNAME" else tok.value
+def _shown(text: str) -> str:
+    """A number as written, shortened when long: ``12345678901234567890…`` (5,000 digits)."""
+    return text if len(text) <= 24 else f"{text[:20]}… ({len(text):,} characters)"
 
 
 @dataclass
@@ -122,23 +145,86 @@ class _StageParts:
 class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
     """Lark tree → AST, without recursion (expressions may nest deeply).
 
-    Duplicate header clauses are reported in ``diagnostics``.
+    ``lines`` is the text of the whole file split at newlines.  Duplicate header clauses and
+    tokens beyond the limits of :mod:`cep.lang.limits` are reported in ``diagnostics``; a
+    rule whose groups nest too deeply is left out of the result.
     """
 
-    def __init__(self, text: str, path: str) -> None:
+    def __init__(self, lines: list[str], path: str) -> None:
         super().__init__()
-        self.lines = text.split("\n")
+        self.lines = lines
         self.file = path
         self.diagnostics: list[Diagnostic] = []
 
+    def _error(self, span: Span, message: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(self.file, span, message, hint=hint))
+
+    # ------------------------------------------------------------------ tokens within limits
+
+    def _string(self, tok: Token) -> str:
+        """A string literal's value; ``""`` (and a diagnostic at its opening quote) when it is
+        longer than :data:`MAX_LITERAL_CHARS`."""
+        if len(tok.value) - 2 > MAX_LITERAL_CHARS:
+            self._error(_first_char(tok),
+                        f"string literal of {len(tok.value) - 2:,} characters; the limit is "
+                        f"{MAX_LITERAL_CHARS:,}")
+            return ""
+        return unquote_string(tok.value)
+
+    def _seg(self, tok: Token) -> str:
+        """A path segment: a name, or a backquoted name without its quotes."""
+        if tok.type != "QNAME":
+            return tok.value
+        if len(tok.value) - 2 > MAX_LITERAL_CHARS:
+            self._error(_first_char(tok),
+                        f"quoted name of {len(tok.value) - 2:,} characters; the limit is "
+                        f"{MAX_LITERAL_CHARS:,}")
+            return "_"
+        return tok.value[1:-1]
+
+    def _whole(self, tok: Token) -> int:
+        """An INT token's value; 0 (and a diagnostic) above :data:`MAX_INT`."""
+        digits = tok.value.lstrip("0")
+        if len(digits) > len(str(MAX_INT)) or (digits and int(digits) > MAX_INT):
+            self._error(_tok_span(tok), f"number out of range: {_shown(tok.value)}",
+                        f"whole numbers are at most {MAX_INT:,} (2**63 - 1) in magnitude")
+            return 0
+        return int(digits or "0")
+
+    def _decimal(self, tok: Token) -> float:
+        """A DECIMAL token's value; 0.0 (and a diagnostic) when it is not a finite double."""
+        value = float(tok.value)
+        if value in (float("inf"), float("-inf")):
+            self._error(_tok_span(tok), f"number out of range: {_shown(tok.value)}",
+                        "decimals are at most about 1.8e308 in magnitude")
+            return 0.0
+        return value
+
+    def _duration(self, tok: Token) -> int:
+        """A DURATION token in milliseconds; :data:`MAX_DURATION_MS` (and a diagnostic) above
+        it."""
+        m = re.fullmatch(r"0*(\d+)(ms|s|m|h|d)", tok.value)
+        assert m is not None, tok.value
+        digits, unit = m.groups()
+        scale = _DURATION_UNITS[unit]
+        if len(digits) <= len(str(MAX_DURATION_MS)) and int(digits) * scale <= MAX_DURATION_MS:
+            return int(digits) * scale
+        self._error(_tok_span(tok), f"duration out of range: {_shown(tok.value)}",
+                    f"a duration is at most {MAX_DURATION_MS:,} ms (2**53 - 1, about "
+                    f"{MAX_DURATION_MS // 86_400_000 // 365:,} years)")
+        return MAX_DURATION_MS
+
     # ------------------------------------------------------------------ rules
 
-    def start(self, meta: Meta, children: list[Rule]) -> list[Rule]:
-        return list(children)
+    def start(self, meta: Meta, children: list[Rule | None]) -> list[Rule]:
+        return [r for r in children if r is not None]
 
-    def rule(self, meta: Meta, children: list[Any]) -> Rule:
+    def rule(self, meta: Meta, children: list[Any]) -> Rule | None:
         name = children[0]
         assert isinstance(name, Token)
+        for child in children[1:]:
+            if isinstance(child, tuple) and self._too_deep(child[0]):
+                return None
         seen: dict[str, _Clause] = {}
         emits: list[Emit] = []
         stages: tuple[Stage, ...] = ()
@@ -178,8 +264,25 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
             spans=tuple((k, c.span) for k, c in clauses.items()),
         )
 
+    def _too_deep(self, stages: tuple[Stage, ...]) -> bool:
+        """Report the first group nested deeper than :data:`MAX_GROUP_DEPTH` (walked without
+        recursion); true when there is one."""
+        todo = [(st, 1) for st in reversed(stages)]
+        while todo:
+            st, depth = todo.pop()
+            if st.group is None:
+                continue
+            if depth > MAX_GROUP_DEPTH:
+                self._error(Span(st.span.line, st.span.col, st.name_span.end_line,
+                                 st.name_span.end_col),
+                            f"groups nested more than {MAX_GROUP_DEPTH} deep",
+                            "write the inner stages into the enclosing group")
+                return True
+            todo.extend((inner, depth + 1) for inner in reversed(st.group))
+        return False
+
     def description(self, meta: Meta, ch: list[Token]) -> _Clause:
-        return _Clause("description", unquote_string(ch[1].value), _meta_span(meta))
+        return _Clause("description", self._string(ch[1]), _meta_span(meta))
 
     def severity(self, meta: Meta, ch: list[Token]) -> _Clause:
         return _Clause("severity", ch[1].value, _meta_span(meta))
@@ -250,7 +353,7 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
         return ch[1], _meta_span(meta)
 
     def int_lit(self, meta: Meta, ch: list[Token]) -> int:
-        n = int(ch[-1].value)
+        n = self._whole(ch[-1])
         return -n if len(ch) == 2 else n
 
     def times(self, meta: Meta, ch: list[Any]) -> Modifier:
@@ -281,7 +384,7 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
         return Modifier("until", _meta_span(meta), expr=ch[1])
 
     def within(self, meta: Meta, ch: list[Token]) -> Modifier:
-        return Modifier("within", _meta_span(meta), ms=_duration_ms(ch[1].value))
+        return Modifier("within", _meta_span(meta), ms=self._duration(ch[1]))
 
     # ------------------------------------------------------------------ after the pattern
 
@@ -307,7 +410,7 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
     def emit_field(self, meta: Meta, ch: list[Any]) -> tuple[str, object, Span]:
         key = ch[0]
         assert isinstance(key, Token)
-        name = unquote_string(key.value) if key.type == "STRING" else _seg(key)
+        name = self._string(key) if key.type == "STRING" else self._seg(key)
         return name, ch[1], _tok_span(key)
 
     # ------------------------------------------------------------------ expressions
@@ -334,7 +437,7 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
         return IsNull(ch[0], op.type == "IS_NOT_NULL", _meta_span(meta))
 
     def attr(self, meta: Meta, ch: list[Any]) -> Attr:
-        parts = tuple(_seg(t) for t in ch[1:])
+        parts = tuple(self._seg(t) for t in ch[1:])
         return Attr(ch[0], parts, _meta_span(meta))
 
     def call(self, meta: Meta, ch: list[Any]) -> Call:
@@ -343,22 +446,22 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
         return Call(name.value, tuple(ch[1:]), _meta_span(meta))
 
     def path(self, meta: Meta, ch: list[Token]) -> Path:
-        return Path(tuple(_seg(t) for t in ch), _meta_span(meta))
+        return Path(tuple(self._seg(t) for t in ch), _meta_span(meta))
 
     def list_lit(self, meta: Meta, ch: list[Expr]) -> ListLit:
         return ListLit(tuple(ch), _meta_span(meta))
 
     def string(self, meta: Meta, ch: list[Token]) -> Lit:
-        return Lit(unquote_string(ch[0].value), _meta_span(meta))
+        return Lit(self._string(ch[0]), _meta_span(meta))
 
     def integer(self, meta: Meta, ch: list[Token]) -> Lit:
-        return Lit(int(ch[0].value), _meta_span(meta))
+        return Lit(self._whole(ch[0]), _meta_span(meta))
 
     def decimal(self, meta: Meta, ch: list[Token]) -> Lit:
-        return Lit(float(ch[0].value), _meta_span(meta))
+        return Lit(self._decimal(ch[0]), _meta_span(meta))
 
     def duration(self, meta: Meta, ch: list[Token]) -> Lit:
-        return Lit(_duration_ms(ch[0].value), _meta_span(meta), duration=True)
+        return Lit(self._duration(ch[0]), _meta_span(meta), duration=True)
 
     def true(self, meta: Meta, ch: list[Token]) -> Lit:
         return Lit(True, _meta_span(meta))
@@ -370,21 +473,45 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
         return Lit(None, _meta_span(meta))
 
 
-def _duration_ms(text: str) -> int:
-    m = re.fullmatch(r"(\d+)(ms|s|m|h|d)", text)
-    assert m is not None, text
-    return int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+def _first_char(tok: Token) -> Span:
+    return Span(tok.line or 0, tok.column or 0, tok.line or 0, tok.column or 0)
 
 
 # ---------------------------------------------------------------------- driving the parser
 
 
-def _blank_before(text: str, pos: int) -> str:
-    """``text`` with everything before ``pos`` turned into spaces (newlines kept), so that
-    positions reported by the parser stay those of the original text."""
-    if pos == 0:
-        return text
-    return re.sub(r"[^\n]", " ", text[:pos]) + text[pos:]
+class _Cursor:
+    """Where a parse attempt starts: an offset of ``text``, its 1-based line and the offset
+    that line starts at.  It only moves forward, counting the newlines it passes over."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.line = 1
+        self.line_start = 0
+
+    def advance(self, pos: int) -> None:
+        newlines = self.text.count("\n", self.pos, pos)
+        if newlines:
+            self.line += newlines
+            self.line_start = self.text.rfind("\n", self.pos, pos) + 1
+        self.pos = pos
+
+
+def _parse_range(cursor: _Cursor, stop: int) -> Tree[Token]:
+    """Parse ``text[cursor.pos:stop]`` with positions as in the whole text.
+
+    Lark reads the range in place (a ``TextSlice``) and counts lines from the cursor's; its
+    public ``parse`` would count them again from the start of the text, which made recovering
+    from N errors cost N passes over the file.  Raises :class:`UnexpectedInput`.
+    """
+    front = parser().parser
+    lines = LineCounter("\n")
+    lines.char_pos, lines.line, lines.line_start_pos = cursor.pos, cursor.line, cursor.line_start
+    lines.column = cursor.pos - cursor.line_start + 1
+    state = LexerState(TextSlice(cursor.text, cursor.pos, stop), lines)
+    tree: Tree[Token] = front.parser.parse(LexerThread(front.lexer, state), "start")
+    return tree
 
 
 def _error_offset(err: UnexpectedInput, text: str) -> int:
@@ -395,55 +522,96 @@ def _error_offset(err: UnexpectedInput, text: str) -> int:
     return len(text) if pos is None else pos
 
 
-def _build(tree: Tree[Token], text: str, path: str) -> tuple[list[Rule], list[Diagnostic]]:
-    builder = _Builder(text, path)
+def _build(tree: Tree[Token], lines: list[str], path: str
+           ) -> tuple[list[Rule], list[Diagnostic]]:
+    builder = _Builder(lines, path)
     rules = builder.transform(tree)
     return rules, builder.diagnostics
 
 
-def _parse_segment(text: str, start: int, stop: int, path: str
+def _parse_segment(cursor: _Cursor, stop: int, lines: list[str], path: str
                    ) -> tuple[list[Rule], list[Diagnostic]]:
     """Rules between two rule starts that already parsed once (empty if they somehow don't)."""
     try:
-        tree = parser().parse(_blank_before(text[:stop], start))
+        tree = _parse_range(cursor, stop)
     except UnexpectedInput:
         return [], []
-    return _build(tree, text, path)
+    return _build(tree, lines, path)
+
+
+def _unparsable(text: str, path: str) -> Diagnostic | None:
+    """Why ``text`` is not parsed at all: more than :data:`MAX_FILE_BYTES` of UTF-8, or a lone
+    surrogate (a ``str`` that is no Unicode text, which no file decodes to); else ``None``."""
+    if len(text) * 4 <= MAX_FILE_BYTES and text.isascii():
+        return None
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        line = text.count("\n", 0, exc.start) + 1
+        col = exc.start - text.rfind("\n", 0, exc.start)
+        return Diagnostic(path, Span(line, col, line, col),
+                          f"character U+{ord(text[exc.start]):04X} is a lone surrogate, not text")
+    return _too_large(path, size) if size > MAX_FILE_BYTES else None
+
+
+def _too_large(path: str, size: int) -> Diagnostic:
+    return Diagnostic(path, Span(1, 1, 1, 1),
+                      f"file of {size:,} bytes; a rule file holds at most {MAX_FILE_BYTES:,} "
+                      "bytes (1 MiB)", hint="split the rules over several files")
 
 
 def parse_text(text: str, path: str = "<string>") -> tuple[RuleFile, list[Diagnostic]]:
     """Parse the text of a rule file.
 
     Returns the :class:`RuleFile` holding every rule that parsed, and the diagnostics: one per
-    syntax error (the parser resumes at the next line starting with ``rule``) plus clauses
-    given twice.  Never raises on bad input; semantic checks are :mod:`cep.lang.check`'s job.
+    syntax error (the parser resumes at the next line starting with ``rule``; after
+    :data:`MAX_SYNTAX_ERRORS` of them one more diagnostic counts the rest), tokens beyond the
+    limits, clauses given twice.  A text over :data:`MAX_FILE_BYTES` gets one diagnostic at
+    1:1 and no parse.  Never raises on bad input; semantic checks are :mod:`cep.lang.check`'s
+    job.  Time and memory are linear in the length of ``text``.
     """
+    unparsable = _unparsable(text, path)
+    if unparsable is not None:
+        return RuleFile(path, text, ()), [unparsable]
+    from cep.lang.syntax_errors import explain
+
+    lines = text.split("\n")
     starts = [m.start(1) for m in _RULE_LINE.finditer(text)]
     rules: list[Rule] = []
     diags: list[Diagnostic] = []
-    pos = 0
+    cursor = _Cursor(text)
+    errors, first_unshown = 0, None
     while True:
         try:
-            tree = parser().parse(_blank_before(text, pos))
+            tree = _parse_range(cursor, len(text))
         except UnexpectedInput as err:
-            from cep.lang.syntax_errors import explain
-
             err_pos = _error_offset(err, text)
-            diags.append(explain(err, text, path, err_pos))
-            failing = max((s for s in starts if pos <= s < err_pos), default=pos)
-            if failing > pos:
-                seg_rules, seg_diags = _parse_segment(text, pos, failing, path)
+            errors += 1
+            if errors <= MAX_SYNTAX_ERRORS or first_unshown is None:
+                diag = explain(err, text, path, err_pos, cursor.line_start, cursor.line)
+                if errors <= MAX_SYNTAX_ERRORS:
+                    diags.append(diag)
+                else:
+                    first_unshown = diag.span
+            k = bisect_left(starts, err_pos)  # the rule that failed starts before starts[k]
+            failing = starts[k - 1] if k and starts[k - 1] >= cursor.pos else cursor.pos
+            if failing > cursor.pos:
+                seg_rules, seg_diags = _parse_segment(cursor, failing, lines, path)
                 rules.extend(seg_rules)
                 diags.extend(seg_diags)
-            resume = next((s for s in starts if s >= err_pos and s > pos), None)
-            if resume is None:
+            k = bisect_left(starts, max(err_pos, cursor.pos + 1))
+            if k == len(starts):
                 break
-            pos = resume
+            cursor.advance(starts[k])
             continue
-        seg_rules, seg_diags = _build(tree, text, path)
+        seg_rules, seg_diags = _build(tree, lines, path)
         rules.extend(seg_rules)
         diags.extend(seg_diags)
         break
+    if first_unshown is not None:
+        diags.append(Diagnostic(
+            path, first_unshown, f"… and {errors - MAX_SYNTAX_ERRORS:,} more syntax error(s), "
+            f"the first of them here (only the first {MAX_SYNTAX_ERRORS} are described)"))
     diags.sort(key=lambda d: (d.span.line, d.span.col))
     return RuleFile(path, text, tuple(rules)), diags
 
@@ -452,11 +620,19 @@ def parse_file(path: str | FsPath) -> tuple[RuleFile, list[Diagnostic]]:
     """Read a UTF-8 rule file (a leading byte-order mark is ignored) and :func:`parse_text` it.
 
     A file that cannot be read or decoded yields an empty :class:`RuleFile` and one
-    diagnostic without a position (no exception).
+    diagnostic without a position (no exception); one larger than :data:`MAX_FILE_BYTES`
+    is not read beyond the limit (one diagnostic at 1:1).
     """
     name = str(path)
     try:
-        text = FsPath(path).read_text(encoding="utf-8-sig")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + len(codecs.BOM_UTF8) + 1)
+            size = max(os.fstat(fh.fileno()).st_size, len(data))
+        if data.startswith(codecs.BOM_UTF8):
+            size, data = size - len(codecs.BOM_UTF8), data[len(codecs.BOM_UTF8):]
+        if len(data) > MAX_FILE_BYTES:
+            return RuleFile(name, "", ()), [_too_large(name, size)]
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()  # as read_text
     except (OSError, UnicodeDecodeError) as exc:
         return RuleFile(name, "", ()), [Diagnostic(name, NOWHERE, f"cannot read file: {exc}")]
     return parse_text(text, name)

@@ -5,6 +5,10 @@ Two sources, tried in order: checks on the offending text itself (``=`` for ``==
 table of bad examples: each example is parsed once, and an error that stops the parser in the
 same state on the same kind of token gets that example's message (the approach of Lark's
 ``UnexpectedInput.match_examples``).  Anything else gets "unexpected X; expected Y".
+
+Every look at the text stays between the start of the parse attempt that failed and the
+error (or the end of the error's line), so explaining each error of a file costs no more than
+the text the parser read to find it.
 """
 
 from __future__ import annotations
@@ -164,54 +168,79 @@ def _line_col(text: str, pos: int) -> tuple[int, int]:
     return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
+def _span_of(err: UnexpectedCharacters, length: int = 1) -> Span:
+    """``length`` characters from where the lexer stopped (its line count, not a new one)."""
+    return Span(err.line, err.column, err.line, err.column + max(length, 1) - 1)
+
+
 def _span_at(text: str, pos: int, length: int = 1) -> Span:
     line, col = _line_col(text, pos)
     return Span(line, col, line, col + max(length, 1) - 1)
 
 
-def _rule_before(text: str, pos: int) -> tuple[str, int] | None:
+_RULE_NAME = re.compile(r"^[ \t]*rule\s+([A-Za-z_]\w*)", re.MULTILINE)
+_COMMENT = re.compile(r"#[^\n]*")
+_LAST_WORD_REVERSED = re.compile(r"\W*(\w+)")
+_NAME_TAIL = re.compile(r"[A-Za-z_]\w*$")
+_UNIT_WORD = re.compile(r"[A-Za-z]+")
+_SIGIL_WORD = re.compile(r"[@$][\w@$.-]*")
+
+
+def _rule_before(text: str, pos: int, start: int, start_line: int) -> tuple[str, int] | None:
+    """The name and line of the last ``rule NAME`` line between ``start`` (a line start on
+    line ``start_line``) and ``pos``."""
     found = None
-    for m in re.finditer(r"^[ \t]*rule\s+([A-Za-z_]\w*)", text[:pos], re.MULTILINE):
-        found = (m.group(1), text.count("\n", 0, m.start(1)) + 1)
-    return found
+    for m in _RULE_NAME.finditer(text, start, pos):
+        found = m
+    if found is None:
+        return None
+    return found.group(1), start_line + text.count("\n", start, found.start(1))
 
 
-def _previous_word(text: str, pos: int) -> str:
-    before = re.sub(r"#[^\n]*", "", text[:pos])
-    m = re.search(r"([A-Za-z_]\w*)\W*$", before)
-    return m.group(1) if m else ""
+def _before(text: str, pos: int, start: int) -> str:
+    """``text[start:pos]`` without its comments."""
+    return _COMMENT.sub("", text[start:pos])
+
+
+def _previous_word(text: str, pos: int, start: int) -> str:
+    """The last name before ``pos`` (read backwards: searching forwards for "a word then only
+    non-word characters up to the end" retries every position of a long word)."""
+    m = _LAST_WORD_REVERSED.match(_before(text, pos, start)[::-1])
+    word = _NAME_TAIL.search(m.group(1)[::-1]) if m else None
+    return word.group(0) if word else ""
 
 
 def _explain_chars(err: UnexpectedCharacters, text: str, pos: int
                    ) -> tuple[str, str | None, Span]:
+    """Message, hint and span for a character no token starts with (at offset ``pos``)."""
     ch = text[pos] if pos < len(text) else ""
     nxt = text[pos + 1] if pos + 1 < len(text) else ""
     line_end = text.find("\n", pos)
     rest = len(text) - pos if line_end < 0 else line_end - pos
     if ch in "\"'":
         return ("unterminated string", f"close it with {ch} on the same line",
-                _span_at(text, pos, rest))
+                _span_of(err, rest))
     if ch == "`":
         return ("unterminated `quoted` name", "close it with ` on the same line",
-                _span_at(text, pos, rest))
+                _span_of(err, rest))
     if ch == "=" and nxt != "=":
-        return "use `==` to compare, not `=`", None, _span_at(text, pos)
+        return "use `==` to compare, not `=`", None, _span_of(err)
     if ch == "&":
-        return "use `and`, not `&&`", None, _span_at(text, pos, 2 if nxt == "&" else 1)
+        return "use `and`, not `&&`", None, _span_of(err, 2 if nxt == "&" else 1)
     if ch == "|":
-        return "use `or`, not `||`", None, _span_at(text, pos, 2 if nxt == "|" else 1)
+        return "use `or`, not `||`", None, _span_of(err, 2 if nxt == "|" else 1)
     if ch == "!":
-        return "use `not` to negate; `!=` compares", None, _span_at(text, pos)
+        return "use `not` to negate; `!=` compares", None, _span_of(err)
     if ch == "@" or ch == "$":
-        m = re.match(r"[@$][\w@$.-]*", text[pos:])
+        m = _SIGIL_WORD.match(text, pos)
         word = m.group(0) if m else ch
         return (f"unexpected character `{ch}`",
                 f"a field whose name is not an identifier is written in backquotes: `{word}`",
-                _span_at(text, pos, len(word)))
+                _span_of(err, len(word)))
     if ch == ";":
-        return "unexpected `;`: rule files have no separators", None, _span_at(text, pos)
+        return "unexpected `;`: rule files have no separators", None, _span_of(err)
     shown = ch if ch.isprintable() else f"U+{ord(ch):04X}"
-    return f"unexpected character `{shown}`", None, _span_at(text, pos)
+    return f"unexpected character `{shown}`", None, _span_of(err)
 
 
 def _accepted(err: UnexpectedToken) -> set[str]:
@@ -241,23 +270,29 @@ _Answer = tuple[str, str | None] | None
 
 @dataclass(frozen=True)
 class _TokenError:
-    """What the rules below look at: the token, what was acceptable, where, and the text."""
+    """What the rules below look at: the token, what was acceptable, where, and the text
+    (``start``, on line ``start_line``, begins the part of it that was parsed)."""
 
     tok: Token
     expected: set[str]
     text: str
     pos: int
+    start: int = 0
+    start_line: int = 1
+
+    def rule_before(self) -> tuple[str, int] | None:
+        return _rule_before(self.text, self.pos, self.start, self.start_line)
 
 
 def _context_rule(e: _TokenError) -> _Answer:
-    nameless = _NAMELESS.search(re.sub(r"#[^\n]*", "", e.text[:e.pos]))
+    nameless = _NAMELESS.search(_before(e.text, e.pos, e.start))
     if nameless and e.tok.type != "$END":
         keyword, word = nameless.groups()
         if keyword == "any":
             return (f"`followed by any` is a keyword, so the stage here is named `{word}`",
                     "name the stage: `followed by any NAME where …`")
         return f"missing stage name before `{word}`", f"write `{keyword} NAME {word} …`"
-    owner = _rule_before(e.text, e.pos)
+    owner = e.rule_before()
     if owner and owner[0] == "pattern" and e.tok.type in _STAGES | {"BEGIN"}:
         return "missing rule name", "write `rule NAME` on the first line of a rule"
     if e.tok.type == "WITHIN" and "_END" in e.expected and "TIMES" not in e.expected:
@@ -285,7 +320,7 @@ def _spelling_rule(e: _TokenError) -> _Answer:
 def _end_rule(e: _TokenError) -> _Answer:
     if e.tok.type not in ("_RULE", "$END"):
         return None
-    owner = _rule_before(e.text, e.pos)
+    owner = e.rule_before()
     where = f"rule `{owner[0]}` (line {owner[1]})" if owner else "the rule"
     if "_END" in e.expected:
         return f"{where} is missing `end`", "close every rule with `end`"
@@ -298,7 +333,7 @@ def _end_rule(e: _TokenError) -> _Answer:
 def _number_rule(e: _TokenError) -> _Answer:
     tok, units = e.tok, "units are ms, s, m, h and d"
     if "DURATION" in e.expected and "INT" not in e.expected:
-        unit = re.match(r"[A-Za-z]+", e.text[tok.end_pos or e.pos:]) if tok.type == "INT" else None
+        unit = _UNIT_WORD.match(e.text, tok.end_pos or e.pos) if tok.type == "INT" else None
         if unit:
             return f"unknown duration unit `{unit.group(0)}`", units + ", as in `30s` or `5m`"
         if tok.type == "INT":
@@ -311,7 +346,7 @@ def _number_rule(e: _TokenError) -> _Answer:
 
 
 def _keyword_field_rule(e: _TokenError) -> _Answer:
-    prev = _previous_word(e.text, e.pos)
+    prev = _previous_word(e.text, e.pos, e.start)
     if prev in ("true", "false", "null", "not") and e.tok.type in _OPERATORS | {"$END"}:
         return (f"`{prev}` is a keyword",
                 f"a field with that name is written in backquotes: `{prev}`")
@@ -321,8 +356,9 @@ def _keyword_field_rule(e: _TokenError) -> _Answer:
 _TOKEN_RULES = (_context_rule, _spelling_rule, _end_rule, _number_rule, _keyword_field_rule)
 
 
-def _explain_token(err: UnexpectedToken, text: str, pos: int) -> tuple[str, str | None]:
-    e = _TokenError(err.token, _accepted(err), text, pos)
+def _explain_token(err: UnexpectedToken, text: str, pos: int, start: int, start_line: int
+                   ) -> tuple[str, str | None]:
+    e = _TokenError(err.token, _accepted(err), text, pos, start, start_line)
     for rule in _TOKEN_RULES:
         answer = rule(e)
         if answer is not None:
@@ -333,13 +369,18 @@ def _explain_token(err: UnexpectedToken, text: str, pos: int) -> tuple[str, str 
     return f"unexpected {_describe(e.tok)}; expected {_expected_text(e.expected)}", None
 
 
-def explain(err: UnexpectedInput, text: str, path: str, pos: int) -> Diagnostic:
-    """Turn a Lark error at offset ``pos`` of ``text`` into a :class:`Diagnostic`."""
+def explain(err: UnexpectedInput, text: str, path: str, pos: int, start: int = 0,
+            start_line: int = 1) -> Diagnostic:
+    """Turn a Lark error at offset ``pos`` of ``text`` into a :class:`Diagnostic`.
+
+    ``start`` (on line ``start_line``) is the line start where the failed parse began: the
+    text before it is not looked at.
+    """
     if isinstance(err, UnexpectedCharacters):
         message, hint, span = _explain_chars(err, text, pos)
         return Diagnostic(path, span, message, hint=hint)
     assert isinstance(err, UnexpectedToken), type(err)
-    message, hint = _explain_token(err, text, pos)
+    message, hint = _explain_token(err, text, pos, start, start_line)
     tok = err.token
     if tok.type == "$END":
         stripped = text.rstrip()

@@ -150,14 +150,16 @@ def test_format_rules_separates_with_blank_lines() -> None:
 _words = sorted(KEYWORD_WORDS - {"this"})
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,5}", fullmatch=True).filter(
     lambda s: s not in KEYWORD_WORDS)
+texts = st.characters(blacklist_categories=("Cs",))  # a lone surrogate is not text
 segments = st.one_of(names, st.sampled_from(_words),
-                     st.text(st.characters(blacklist_characters="`\n\r"), min_size=1,
+                     st.text(st.characters(blacklist_categories=("Cs",),
+                                           blacklist_characters="`\n\r"), min_size=1,
                              max_size=6))
 numbers = st.one_of(st.integers(-10**12, 10**12),
                     st.floats(allow_nan=False, allow_infinity=False))
 literals = st.one_of(
     st.builds(ast.Lit, numbers),
-    st.builds(ast.Lit, st.text(max_size=8)),
+    st.builds(ast.Lit, st.text(texts, max_size=8)),
     st.builds(ast.Lit, st.sampled_from([True, False, None])),
     st.builds(lambda ms: ast.Lit(ms, duration=True), st.integers(-10**9, 10**9)),
 )
@@ -178,7 +180,7 @@ def _extend(children: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr
     return st.one_of(
         st.builds(ast.Binary, st.sampled_from(ops), children, children),
         st.builds(lambda left, rx: ast.Binary("matches", left, ast.Lit(rx)), children,
-                  st.text(max_size=5)),
+                  st.text(texts, max_size=5)),
         st.builds(ast.Unary, st.just("not"), children),
         st.builds(ast.Unary, st.just("-"), children.filter(lambda e: not _is_number(e))),
         st.builds(ast.IsNull, children, st.booleans()),
@@ -218,7 +220,7 @@ skips = st.one_of(
     st.builds(ast.Skip, st.sampled_from(["no_skip", "skip_to_next", "skip_past_last_event"])),
     st.builds(ast.Skip, st.sampled_from(["skip_to_first", "skip_to_last"]), stage_names),
 )
-emit_names = st.one_of(names, st.sampled_from(_words), st.text(max_size=6))
+emit_names = st.one_of(names, st.sampled_from(_words), st.text(texts, max_size=6))
 
 
 def _emit(on_timeout: bool) -> st.SearchStrategy[ast.Emit]:
@@ -232,7 +234,7 @@ rules = st.builds(
         name=name, pattern=tuple(pattern), description=desc, severity=sev, tags=tuple(tags),
         sources=tuple(srcs), where=where, key_by=tuple(keys), within_ms=within, skip=skip,
         emits=tuple(e for e in (me, te) if e is not None)),
-    names, st.lists(stages, min_size=1, max_size=4), st.none() | st.text(max_size=10),
+    names, st.lists(stages, min_size=1, max_size=4), st.none() | st.text(texts, max_size=10),
     st.sampled_from(["info", "low", "medium", "high", "critical", "urgent"]),
     st.lists(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,6}", fullmatch=True), max_size=3),
     st.lists(names, max_size=2), st.none() | exprs, st.lists(paths, max_size=2),
