@@ -10,6 +10,7 @@ the span of the offending text.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from cep.lang.ast import (
     Unary,
 )
 from cep.lang.format import format_modifier
+from cep.lang.limits import MAX_EXPR_DEPTH, MAX_PATTERN_STEPS, MAX_TIMES
 
 __all__ = ["check_rule_file", "check_rule", "check_rule_set", "all_stages", "expr_depth",
            "MAX_EXPR_DEPTH", "RESERVED_NAMES"]
@@ -42,8 +44,6 @@ __all__ = ["check_rule_file", "check_rule", "check_rule_set", "all_stages", "exp
 QUANTIFIERS = ("times", "times_range", "times_or_more", "one_or_more")
 LOOPING = ("one_or_more", "times_or_more")
 NOT_STAGES = ("not_next", "not_followed_by")
-MAX_EXPR_DEPTH = 150
-"""Deeper expressions are rejected: checking, formatting and compiling them recurse."""
 RESERVED_NAMES = frozenset({"this", "true", "false", "null", "not", "any"})
 """Names that would be read as keywords where a stage name is written or referenced."""
 
@@ -59,6 +59,7 @@ _CONTIGUITY_TEXT = {
     "not_followed_by": "not followed by",
 }
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @functools.cache
@@ -197,7 +198,10 @@ def _check_counts(ctx: _Ctx, st: Stage) -> None:
     if quant is None:
         return
     n, m = quant.n or 0, quant.m or 0
-    if quant.kind in ("times", "times_or_more") and n < 1:
+    if max(n, m) > MAX_TIMES:
+        ctx.error(quant.span, f"`{_KEYWORD[quant.kind]}` counts at most {MAX_TIMES:,} events, "
+                  f"not {max(n, m):,}", "the automaton has a state for each counted event")
+    elif quant.kind in ("times", "times_or_more") and n < 1:
         ctx.error(quant.span, f"`{_KEYWORD[quant.kind]}` needs at least 1, not {n}",
                   "use `optional` for a stage that may be absent")
     elif quant.kind == "times_range" and n < 0:
@@ -250,6 +254,31 @@ def _check_modifiers(ctx: _Ctx, st: Stage) -> None:
     if "until" in first and (quant is None or quant.kind not in LOOPING):
         ctx.error(first["until"], f"`until` applies only to a looping stage; `{st.name}` does "
                   "not loop", "use it with `one or more` or `times N or more`")
+
+
+def _steps(stages: Sequence[Stage]) -> int:
+    """How many events a pattern counts through: each stage its largest ``times`` bound (1
+    without), times the steps of its group."""
+    total = 0
+    for st in stages:
+        quant = st.quantifier
+        count = max(quant.n or 1, quant.m or 1) if quant is not None else 1
+        total += count * (_steps(st.group) if st.group is not None else 1)
+    return total
+
+
+def _check_size(ctx: _Ctx) -> None:
+    counts = [_steps([st]) for st in all_stages(ctx.rule.pattern) if st.group is None]
+    if not counts or max(counts) > MAX_TIMES:
+        return  # a `times` too large on its own is reported by _check_counts
+    steps = [_steps([st]) for st in ctx.rule.pattern]
+    if sum(steps) <= MAX_PATTERN_STEPS:
+        return
+    biggest = ctx.rule.pattern[steps.index(max(steps))]
+    what = "group" if biggest.group is not None else "stage"
+    ctx.error(_head(biggest), f"the pattern counts through {sum(steps):,} events; the limit is "
+              f"{MAX_PATTERN_STEPS:,}", f"the {what} `{biggest.name}` counts {max(steps):,} "
+              "of them")
 
 
 def _check_windows(ctx: _Ctx) -> None:
@@ -355,8 +384,9 @@ def expr_depth(expr: Expr) -> int:
     return deepest
 
 
-def _check_expressions(ctx: _Ctx) -> None:
-    rule = ctx.rule
+def _expressions(rule: Rule) -> list[tuple[Expr, str]]:
+    """Every expression of a rule but its keys, with where it is: ``header``, ``condition``
+    (a stage's ``where`` or ``until``) or ``emit``."""
     found: list[tuple[Expr, str]] = []
     if rule.where is not None:
         found.append((rule.where, "header"))
@@ -367,12 +397,63 @@ def _check_expressions(ctx: _Ctx) -> None:
                   if m.kind == "until" and m.expr is not None]
     for emit in rule.emits:
         found += [(expr, "emit") for _, expr in emit.fields]
-    for expr, where in found:
+    return found
+
+
+def _check_expressions(ctx: _Ctx) -> None:
+    for expr, where in _expressions(ctx.rule):
         if expr_depth(expr) > MAX_EXPR_DEPTH:
             ctx.error(expr.span, f"expression nested more than {MAX_EXPR_DEPTH} levels deep",
                       "a long chain of `or` comparisons is better written `x in [a, b, …]`")
         else:
             _visit(ctx, expr, where)
+
+
+def _strings(expr: Expr) -> Iterator[tuple[str, Span]]:
+    """Every string an expression holds (string literals, field and function names) with the
+    span of the node holding it; walked without recursion."""
+    todo = [expr]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, Lit):
+            if isinstance(node.value, str):
+                yield node.value, node.span
+        elif isinstance(node, Path):
+            yield from ((part, node.span) for part in node.parts)
+        elif isinstance(node, Attr):
+            yield from ((part, node.span) for part in node.parts)
+            todo.append(node.obj)
+        elif isinstance(node, Binary):
+            todo += [node.right, node.left]
+        elif isinstance(node, Unary | IsNull):
+            todo.append(node.operand)
+        elif isinstance(node, Call):
+            yield node.func, node.span
+            todo += reversed(node.args)
+        elif isinstance(node, ListLit):
+            todo += reversed(node.items)
+
+
+def _check_text(ctx: _Ctx) -> None:
+    """Every string a rule holds must be Unicode text: alerts are written as UTF-8 and the
+    rule's canonical text is hashed as UTF-8, so a lone surrogate (``"\\uDC80"``) would
+    fail only when the rule first matches."""
+    rule = ctx.rule
+    found: list[tuple[str, Span]] = []
+    if rule.description is not None:
+        found.append((rule.description, ctx.clause_span("description")))
+    for emit in rule.emits:
+        found += [(name, emit.field_spans[i] if i < len(emit.field_spans) else emit.span)
+                  for i, (name, _) in enumerate(emit.fields)]
+    for expr in [*(e for e, _ in _expressions(rule)), *rule.key_by]:
+        found += _strings(expr)
+    for text, span in found:
+        bad = None if text.isascii() else _SURROGATE.search(text)
+        if bad is not None:
+            ctx.error(span, f"a lone surrogate (U+{ord(bad.group(0)):04X}) is not text: it "
+                      "cannot be written as UTF-8",
+                      "write the character itself, or a surrogate pair as one `\\UXXXXXXXX` "
+                      "escape")
 
 
 def _visit(ctx: _Ctx, expr: Expr, where: str) -> None:
@@ -508,6 +589,8 @@ _PASSES: tuple[Callable[[_Ctx], None], ...] = (
     _check_skip,
     _check_emits,
     _check_expressions,
+    _check_text,
+    _check_size,
 )
 
 
