@@ -37,14 +37,26 @@ class RuleSet:
 
 
 def load_rule_set(paths: list[str]) -> RuleSet:
-    """Parse and check every ``.cep`` file under ``paths``; compile them if all are clean."""
+    """Parse and check every ``.cep`` file under ``paths``; compile them if all are clean.
+
+    A rule that passes the checks but fails to compile is reported as an error at its name
+    (no exception): callers such as the hot reload then keep the rules they run.
+    """
     files, diags = load_rules(paths)
     rs = RuleSet(diagnostics=list(diags), files=list(files))
     if rs.errors:
         return rs
     for rf in files:
         for rule in rf.rules:
-            rs.rules.append(build_rule(rule, rf.path))
+            try:
+                rs.rules.append(build_rule(rule, rf.path))
+            except Exception as exc:  # noqa: BLE001 - a checked rule should compile; if one
+                # does not, it is still reported at the rule, and nothing is half loaded
+                rs.diagnostics.append(Diagnostic(
+                    rf.path, rule.name_span,
+                    f"rule `{rule.name}`: cannot be compiled ({type(exc).__name__}: {exc})"))
+    if rs.errors:
+        rs.rules = []
     return rs
 
 
