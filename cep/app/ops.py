@@ -150,13 +150,14 @@ class Operations:
             self._watcher.start()
 
     def stop(self) -> None:
-        """Stop the server, the watcher and the reload worker."""
+        """Stop the reload worker (which answers the requests waiting for it), the server
+        and the watcher."""
+        if self.reloader is not None:
+            self.reloader.stop()
         if self.server is not None:
             self.server.stop()
         if self._watcher is not None:
             self._watcher.stop()
-        if self.reloader is not None:
-            self.reloader.stop()
 
     def on_sighup(self, *_: Any) -> None:
         """Signal handler: ask for a reload (sets a flag only)."""

@@ -180,7 +180,7 @@ class OpsServer:
             self._thread.join(5)
         else:
             close_all()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
 
 
 def wsgi_app(ops: Operations, policy: AccessPolicy) -> Callable[

@@ -59,20 +59,36 @@ class Control:
 
     def __init__(self) -> None:
         self.pending = False
+        self.closed = False
         self._q: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
 
     def call(self, fn: Callable[[], T], timeout: float | None = 10.0) -> T:
         """Run ``fn()`` on the pipeline thread and return its result (its exception is
         raised here).  Raises ``TimeoutError`` when the pipeline does not get to it within
-        ``timeout`` seconds (``None``: wait as long as it takes)."""
+        ``timeout`` seconds (``None``: wait as long as it takes), ``RuntimeError`` when the
+        pipeline has stopped (:meth:`close`)."""
         fut: Future[T] = Future()
         self._q.put((fn, fut))
         self.pending = True
+        if self.closed:
+            self.close()
         try:
             return fut.result(timeout)
         except TimeoutError:
             fut.cancel()  # not run later if it has not started
             raise
+
+    def close(self) -> None:
+        """The pipeline has stopped: every queued call and every later one raises
+        ``RuntimeError`` instead of waiting for it."""
+        self.closed = True
+        while True:
+            try:
+                _, fut = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(RuntimeError("the pipeline has stopped"))
 
     def service(self) -> None:
         """Run every queued function (called by the pipeline thread only)."""
@@ -173,6 +189,7 @@ class Reloader:
         self.compile_deadline_s = compile_deadline_s
         self._next_start = 0.0  # time.monotonic() before which no reload starts
         self.versions = {r.name: r.version for r in rules}
+        self._running = {r.name: r for r in rules}  # reused by the next compile if unchanged
         self.last: ReloadResult | None = None
         self.last_success: ReloadResult | None = None
         self.history: deque[ReloadResult] = deque(maxlen=20)
@@ -204,11 +221,10 @@ class Reloader:
 
     def wait(self, ticket: int, timeout: float = 30.0) -> ReloadResult | None:
         """Wait until the reload that serves ``ticket`` is done; its result, or ``None`` on
-        timeout."""
+        timeout or when the worker stops first."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._done >= ticket, timeout):
-                return None
-            return self.last
+            self._cond.wait_for(lambda: self._done >= ticket or self._stop.is_set(), timeout)
+            return self.last if self._done >= ticket else None
 
     # ------------------------------------------------------------------ worker
 
@@ -218,8 +234,10 @@ class Reloader:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the worker thread (a reload in progress finishes first)."""
+        """Stop the worker thread: a reload waiting for the pipeline (which has stopped) is
+        not applied; one still compiling finishes first (at most its deadline)."""
         self._stop.set()
+        self.control.close()
         with self._cond:
             self._cond.notify_all()
         if self._thread is not None:
@@ -248,6 +266,8 @@ class Reloader:
             try:
                 result = self.reload_now(reason)
             except Exception as exc:  # never let the worker die: report and go on
+                if self._stop.is_set():  # the pipeline stopped before it could apply it
+                    return
                 log.exception("reload failed unexpectedly")
                 result = ReloadResult(time.time(), reason, False,
                                       errors=[{"file": "", "line": 0, "col": 0,
@@ -263,7 +283,7 @@ class Reloader:
         running ones and log each diagnostic.  Runs on the calling thread (the pipeline
         part through :attr:`control`)."""
         started = time.perf_counter()
-        rs = compile_with_deadline(self.paths, self.compile_deadline_s)
+        rs = compile_with_deadline(self.paths, self.compile_deadline_s, self._running)
         errors = _errors(rs)
         if not errors and not rs.rules:
             errors = [{"file": ", ".join(self.paths), "line": 0, "col": 0,
@@ -285,6 +305,7 @@ class Reloader:
         rules = rs.rules
         report = self.control.call(lambda: self.apply(rules), self.apply_timeout_s)
         self.versions = dict(report.versions)
+        self._running = {r.name: r for r in rules}
         result = ReloadResult(time.time(), reason, True, report=report,
                               duration_ms=(time.perf_counter() - started) * 1000)
         d = report.as_dict()

@@ -8,7 +8,9 @@ killed and the reload fails with one diagnostic.  The child sends back the parse
 the diagnostics (pickled, over its standard output: our own code on our own pipe), never the
 compiled rules (generated code does not travel); when there is no error, the parent compiles
 the very syntax trees the child compiled in time — the same work, so it ends too — and the
-files are read once, by the child.
+files are read once, by the child.  A rule whose version, file and line are those of a running
+rule is not compiled again: the running one is reused, so a reload of unchanged files costs
+the process little besides the child.
 
 Cost: starting the child, about 0.2 s per reload (off the pipeline thread; the pipeline goes
 on meanwhile).
@@ -20,14 +22,17 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
 
 from cep.app.rules import RuleSet, load_rule_set
 from cep.compiler.build import build_rule
+from cep.compiler.compiled import CompiledRule
 from cep.diagnostics import Diagnostic
-from cep.lang.ast import NOWHERE
+from cep.lang.ast import NOWHERE, Rule
+from cep.lang.format import rule_version
 
 __all__ = ["DEFAULT_DEADLINE_S", "compile_with_deadline", "main"]
 
@@ -37,10 +42,12 @@ DEFAULT_DEADLINE_S = 20.0
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding the cep package
 
 
-def compile_with_deadline(paths: list[str], deadline_s: float = DEFAULT_DEADLINE_S) -> RuleSet:
+def compile_with_deadline(paths: list[str], deadline_s: float = DEFAULT_DEADLINE_S,
+                          running: Mapping[str, CompiledRule] | None = None) -> RuleSet:
     """:func:`~cep.app.rules.load_rule_set` of ``paths``, with the check and the compilation
     first done by a child process given ``deadline_s`` seconds.  A child that takes longer is
-    killed; the result then holds one error diagnostic (so does a child that fails).  Never
+    killed; the result then holds one error diagnostic (so does a child that fails).
+    ``running`` (name → rule) are compiled rules that may be reused as they are.  Never
     raises for bad rules."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
@@ -57,8 +64,18 @@ def compile_with_deadline(paths: list[str], deadline_s: float = DEFAULT_DEADLINE
                               f"(status {done.returncode}): {last[:300]}")
     rs: RuleSet = pickle.loads(done.stdout)
     if rs.ok:
-        rs.rules = [build_rule(rule, rf.path) for rf in rs.files for rule in rf.rules]
+        rs.rules = [_reuse_or_build(rule, rf.path, running or {})
+                    for rf in rs.files for rule in rf.rules]
     return rs
+
+
+def _reuse_or_build(rule: Rule, path: str, running: Mapping[str, CompiledRule]
+                    ) -> CompiledRule:
+    old = running.get(rule.name)
+    if (old is not None and old.file == path and old.line == rule.span.line
+            and old.version == rule_version(rule)):
+        return old
+    return build_rule(rule, path)
 
 
 def _failed(paths: list[str], message: str) -> RuleSet:

@@ -21,7 +21,7 @@ from cep.app.ops_http import HttpLimits
 from cep.app.reload import Control, Reloader
 from cep.app.rule_compiler import compile_with_deadline
 from cep.operator.versions import ReloadReport
-from tests.reload.runner import CepRun, write_rule
+from tests.reload.runner import CepRun, wait_for, write_rule
 
 RULE = "rule r\n  pattern\n    begin a where x == 1\nend\n"
 SECRET = "hunter2-in-the-environment"
@@ -273,3 +273,36 @@ def test_a_rule_with_a_huge_times_cannot_hold_a_reload_past_its_deadline(
     assert time.monotonic() - started < 4
     if not rs.ok:
         assert rs.errors and all(d.file for d in rs.errors)
+
+
+def test_stopping_while_reloads_wait_for_the_pipeline_ends_at_once(tmp_path: Path) -> None:
+    """A flood of reloads at the end of a run: the pipeline has stopped servicing requests,
+    so the reload waiting to be applied is dropped and its waiters answered, instead of
+    holding the end of the run for the worker's and the server's timeouts."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    write_rule(rules / "r.cep", RULE)
+    ops = Operations("file", [str(rules)], [], watch=False, http="127.0.0.1:0")
+    ops.bind(Control(), lambda: EngineSnapshot(mode="file", metrics=RunMetrics()),
+             lambda rules: ReloadReport())  # nobody services this control: it never applies
+    ops.start()
+    assert ops.server is not None and ops.reloader is not None
+    port = ops.server.address[1]
+    answers: list[int] = []
+
+    def post() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/-/reload")
+        answers.append(conn.getresponse().status)
+
+    clients = [threading.Thread(target=post) for _ in range(4)]
+    for c in clients:
+        c.start()
+    wait_for(lambda: ops.reloader is not None and ops.reloader.control.pending, 10,
+             "a reload waiting for the pipeline")
+    started = time.monotonic()
+    ops.stop()
+    for c in clients:
+        c.join(5)
+    assert time.monotonic() - started < 2
+    assert answers == [504] * 4
