@@ -67,15 +67,16 @@ def render(diag: Diagnostic, source_text: str | None) -> str:
     """Render one diagnostic: ``file:line:col: severity: message``, the source line, a caret
     line (``^`` under the column, ``~`` up to the span's end on that line) and ``  hint: …``.
 
-    Without a position (line 0) or without ``source_text`` only the first line (``file:`` or
-    ``file:line:col:``) and the hint are produced.  The result has no trailing newline.
+    Without a position (line 0) or without ``source_text`` (``None`` or empty: a file whose
+    content is not to be shown) only the first line (``file:`` or ``file:line:col:``) and the
+    hint are produced.  The result has no trailing newline.
     """
     span = diag.span
     if span.line <= 0:
         out = [f"{diag.file}: {diag.severity}: {diag.message}"]
     else:
         out = [f"{diag.file}:{span.line}:{span.col}: {diag.severity}: {diag.message}"]
-        if source_text is not None:
+        if source_text:
             lines = source_text.split("\n")
             if span.line <= len(lines):
                 source_line = lines[span.line - 1].rstrip("\r")

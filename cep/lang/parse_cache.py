@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from cep.diagnostics import Diagnostic
-from cep.lang.ast import NOWHERE, RuleFile
+from cep.lang.ast import NOWHERE, RuleFile, Span
 from cep.lang.cache_dir import CacheDir, base_directory, open_cache
 
 __all__ = ["MAX_ENTRIES", "parse_file"]
@@ -60,6 +60,10 @@ def parse_file(path: str | Path) -> tuple[RuleFile, list[Diagnostic]]:
     reason = _not_rule_text(text)
     if reason is not None:
         return _not_rules(name, reason)
+    start = _LEADING.match(text)
+    at = start.end() if start else 0
+    if at < len(text) and not _RULE.match(text, at):
+        return _no_rule_keyword(name, text, at)
     key = _key(name, text)
     if key is not None:
         with open_cache("rules") as cache:
@@ -85,11 +89,40 @@ def _not_rule_text(text: str) -> str | None:
     """Why ``text`` is not a rule file, or ``None`` when it may be one (an empty file is)."""
     if _CONTROL.search(text):
         return "it holds control characters (binary data?)"
-    start = _LEADING.match(text)
-    at = start.end() if start else 0
-    if at < len(text) and not _RULE.match(text, at):
-        return "it does not begin with `rule` (after blank lines and # comments)"
     return None
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}(?![A-Za-z0-9_])")
+
+
+def _no_rule_keyword(name: str, text: str, at: int) -> tuple[RuleFile, list[Diagnostic]]:
+    """A text that does not begin with ``rule``: one diagnostic at its first token, naming the
+    token only when it is a typo of ``rule`` (``rul``, ``Rule``), never quoting the line (the
+    file may be anything: its content is not echoed)."""
+    line = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    word = _WORD.match(text, at)
+    typo = word is not None and _near_rule(word.group())
+    found = f"`{word.group()}`" if word is not None and typo else "something else"
+    hint = ("did you mean `rule`?" if typo
+            else "a rule file is UTF-8 text of `rule NAME … end` blocks")
+    span = Span(line, col, line, col + (len(word.group()) - 1 if word is not None else 0))
+    return RuleFile(name, "", ()), [Diagnostic(
+        name, span, f"expected `rule`, found {found}; the rest of the file is not read",
+        hint=hint)]
+
+
+def _near_rule(word: str) -> bool:
+    """``word`` is one edit from ``rule`` (a typo), case aside."""
+    w, r = word.lower(), "rule"
+    if w == r:
+        return True
+    if abs(len(w) - len(r)) > 1:
+        return False
+    if len(w) == len(r):
+        return sum(a != b for a, b in zip(w, r, strict=True)) <= 1
+    short, long_ = (w, r) if len(w) < len(r) else (r, w)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
 
 
 def _not_rules(name: str, reason: str) -> tuple[RuleFile, list[Diagnostic]]:

@@ -97,8 +97,20 @@ def test_a_file_that_is_not_a_rule_file_is_reported_without_its_content(
     assert sorted((Path(d.file).name, d.message) for d in rs.errors) == [
         ("bin.cep", "not a rule file: it holds control characters (binary data?); its "
                     "content is not shown"),
-        ("env.cep", "not a rule file: it does not begin with `rule` (after blank lines and # "
-                    "comments); its content is not shown"),
+        ("env.cep", "expected `rule`, found something else; the rest of the file is not "
+                    "read"),
         ("latin1.cep", "not a rule file: it is not UTF-8 text; its content is not shown"),
     ]
     assert [r.name for rf in rs.files for r in rf.rules] == ["r1"]
+
+
+def test_a_typo_of_rule_on_the_first_line_is_named_with_its_position(tmp_path: Path) -> None:
+    from cep.app.rules import load_rule_set, render_diagnostics
+
+    (tmp_path / "typo.cep").write_text("# brute force\n\nrul x\n  pattern\n    begin a\nend\n")
+    rs = load_rule_set([str(tmp_path)])
+    (diag,) = rs.errors
+    assert (diag.span.line, diag.span.col) == (3, 1)
+    assert diag.message == "expected `rule`, found `rul`; the rest of the file is not read"
+    assert diag.hint == "did you mean `rule`?"
+    assert "typo.cep:3:1: error" in render_diagnostics(rs)
