@@ -28,3 +28,12 @@ echo "== tests" >&2
 # the C line scanner must have been built by `make install` (scripts/build-deps.sh)
 export CEP_REQUIRE_NATIVE="${CEP_REQUIRE_NATIVE:-1}"
 $BIN/python -m pytest -q -p no:cacheprovider "$@"
+
+if [ $# -eq 0 ]; then
+    # the engine once more on its pure Python path (CEP_PUREPYTHON=1: no C line scanner), so
+    # both twins stay exact
+    echo "== engine tests on the pure Python path" >&2
+    CEP_PUREPYTHON=1 CEP_REQUIRE_NATIVE=0 $BIN/python -m pytest -q -p no:cacheprovider \
+        -m "not kafka and not slow" \
+        tests/operator tests/nfa tests/io tests/reference
+fi

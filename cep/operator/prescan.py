@@ -30,6 +30,7 @@ Used only where :meth:`CepOperator.on_batch` would take its in-order fast path (
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -44,15 +45,19 @@ if TYPE_CHECKING:
     from cep.operator.cep_operator import CepOperator, RuleState
 
 native: ModuleType | None
-try:  # the extension is optional: without a C compiler the pure Python path is used
-    from cep import _prescan as native
-except ImportError:  # pragma: no cover - depends on the build
+if os.environ.get("CEP_PUREPYTHON") == "1":  # the pure path forced (msgpack's switch)
     native = None
+else:
+    try:  # the extension is optional: without a C compiler the pure Python path is used
+        from cep import _prescan as native
+    except ImportError:  # pragma: no cover - depends on the build
+        native = None
 
 __all__ = ["AVAILABLE", "Prescan", "build_program", "holders_of"]
 
 AVAILABLE = native is not None
-"""Whether the C extension was built."""
+"""Whether the C extension was built and is used (``CEP_PUREPYTHON=1`` in the environment
+forces the pure Python path, as msgpack's ``MSGPACK_PUREPYTHON`` does)."""
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
