@@ -82,7 +82,7 @@ from cep.nfa.pattern import Condition
 
 __all__ = [
     "CompileError", "StageScope", "compile_condition", "compile_header_filter",
-    "compile_key", "key_names", "key_object", "compile_emit", "source_of", "inline_expr",
+    "compile_key", "key_names", "compile_emit", "source_of", "inline_expr",
     "eq_guard",
 ]
 
@@ -679,7 +679,8 @@ def compile_key(paths: tuple[ast.Path, ...]) -> Callable[[dict[str, Any]], Any]:
         built); for several paths, a tuple with one value per path; without paths, ``()``
         (every event shares one key).  A missing field gives None; list and object values are
         made hashable by :func:`cep.compiler.runtime.hashable`.  A leading ``this.`` is
-        dropped; ``ts`` here is a data field.  Use :func:`key_object` for the alert's ``key``.
+        dropped; ``ts`` here is a data field.  The alert's ``key`` object is built by
+        :class:`cep.operator.records.AlertBuilder`.
     """
     gen = _Gen("filter", EMPTY_SCOPE)
     items = []
@@ -713,16 +714,6 @@ def key_names(paths: tuple[ast.Path, ...]) -> tuple[str, ...]:
             parts = parts[1:]
         out.append(".".join(parts))
     return tuple(out)
-
-
-def key_object(names: tuple[str, ...], key: Any) -> dict[str, Any]:
-    """The alert's ``key`` object from :func:`key_names` and a key from :func:`compile_key`
-    (a bare value for one name, a tuple otherwise): ``{"user": "alice"}``, ``{}`` unkeyed."""
-    if not names:
-        return {}
-    if len(names) == 1:
-        return {names[0]: rt.to_json(key)}
-    return {n: rt.to_json(v) for n, v in zip(names, key, strict=False)}
 
 
 def compile_emit(

@@ -51,12 +51,3 @@ class CompiledRule:
     description: str | None = None
     tags: tuple[str, ...] = ()
     text: str = ""
-
-    def key_object(self, key: Any) -> dict[str, Any]:
-        """The alert's ``key`` field: ``{"user": "alice"}``; ``{}`` for an unkeyed rule."""
-        names = self.key_names
-        if not names:
-            return {}
-        if len(names) == 1:
-            return {names[0]: key}
-        return dict(zip(names, key, strict=False))

@@ -18,7 +18,7 @@ from cep.compiler.compiled import CompiledRule, EmitFn
 from cep.event import Event, HeldEvent
 from cep.nfa.pattern import PartialMatchNode
 
-__all__ = ["AlertBuilder", "alert_record", "late_record", "dead_letter_record", "alert_id",
+__all__ = ["AlertBuilder", "late_record", "dead_letter_record", "alert_id",
            "truncate_match", "MAX_EVENTS_PER_MATCH"]
 
 MAX_EVENTS_PER_MATCH = 1_000
@@ -213,27 +213,6 @@ def truncate_match(match: dict[str, list[Any]], limit: int) -> dict[str, int]:
             match[stage] = evs[:head] + evs[n - (q - head):]
             omitted[stage] = n - q
     return omitted
-
-
-def alert_record(
-    rule: CompiledRule,
-    key: Any,
-    node: PartialMatchNode,
-    timed_out: bool = False,
-    timeout_ts: int | None = None,
-) -> tuple[str, dict[str, Any]] | None:
-    """Build ``(sink, record)`` for a match (or a timed-out partial match) ending at ``node``.
-
-    ``match`` maps each stage to its events' objects in match order: the original objects,
-    or an equal copy for an event held compactly (:class:`~cep.event.HeldEvent`).  Returns
-    ``None`` for a timeout when the rule has no ``on timeout emit``.  (The operator keeps one
-    :class:`AlertBuilder` per rule version instead of calling this.)
-    """
-    b = AlertBuilder(rule)
-    if timed_out:
-        rec = b.timeout(key, node, timeout_ts)  # type: ignore[arg-type]
-        return None if rec is None else (b.timeout_sink, rec)
-    return b.sink, b.match(key, node)
 
 
 def late_record(ev: Event, watermark: float) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from cep.compiler.codegen import (
     compile_header_filter,
     compile_key,
     key_names,
-    key_object,
     source_of,
 )
 from cep.event import Event
@@ -789,14 +788,9 @@ def test_compile_key() -> None:
     assert_safe_source(source_of(one))
 
 
-def test_key_names_and_object() -> None:
+def test_key_names() -> None:
     paths = (f("user"), f("device", "id"), f("this", "ip"))
-    names = key_names(paths)
-    assert names == ("user", "device.id", "ip")
-    assert key_object(names, ("u", 7, None)) == {"user": "u", "device.id": 7, "ip": None}
-    assert key_object(("user",), "alice") == {"user": "alice"}
-    assert key_object(("user",), ("a", "b")) == {"user": ["a", "b"]}
-    assert key_object((), ()) == {}
+    assert key_names(paths) == ("user", "device.id", "ip")
 
 
 # --------------------------------------------------------------------------- emits
