@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from cep.app.metrics import EngineSnapshot
     from cep.app.ops import Operations
 
-__all__ = ["FileRunOptions", "RunSummary", "run_file", "serve_file"]
+__all__ = ["FileRunOptions", "RunSummary", "run_chunks", "run_file", "serve_file"]
 
 
 @dataclass
@@ -161,7 +161,9 @@ def run_file(
         # a plain finite JSON-lines input: chunks decoded in one call, matched in batches
         batched = ops is None and checkpoints is None and not opts.follow and opts.fmt == "json"
         if batched:
-            seq, dead = _run_chunks(op, opts, emit, progress, sinks)
+            on_chunk = None if progress is None else (
+                lambda events, _bytes: progress.update(events, sinks.counts.get("alerts", 0)))
+            seq, dead = run_chunks(op, opts, emit, on_chunk=on_chunk)
         for line_no, raw, res in () if batched else _records(opts, should_stop, on_idle):
             if control is not None and control.pending:
                 control.service()
@@ -229,21 +231,24 @@ def serve_file(
             signal.signal(sig, handler)
 
 
-def _run_chunks(
+def run_chunks(
     op: CepOperator, opts: FileRunOptions, emit: Callable[[str, dict[str, Any]], None],
-    progress: _Progress | None, sinks: SinkSet,
+    seq: int = 0, on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int]:
-    """Read a finite JSON-lines input in chunks of whole lines: decode each chunk with one
-    call (:func:`~cep.io.codecs.decode_json_chunk`) and hand the objects to
+    """Read a finite JSON-lines input (``opts.path``) in chunks of whole lines: decode each
+    chunk with one call (:func:`~cep.io.codecs.decode_json_chunk`) and hand the objects to
     :meth:`CepOperator.on_batch`; a chunk that cannot be decoded at once (a bad line in it)
-    goes line by line.  Returns ``(events, dead letters)``."""
+    goes line by line.  Arrival numbers continue from ``seq``; line numbers start at 1.
+    ``on_chunk(last arrival number, bytes read)`` is called after each chunk (a progress
+    display).  Does not finish ``op`` (more input may follow: ``cep replay`` of several
+    files).  Returns ``(last arrival number, dead letters)``.  Raises ``OSError``."""
     source = opts.source
     spec = opts.time
     max_bytes = opts.max_event_bytes
     time_field = spec.field if spec.unit == "ms" else None  # None: every time via odd_time
     decode = json_decoder(spec, max_bytes)
     on_event = op.on_event
-    seq = dead = line = 0
+    dead = line = nbytes = 0
 
     def one_line(raw: bytes, line_no: int, seq: int) -> int:
         """Decode and handle line ``line_no`` alone; returns the last arrival number."""
@@ -273,8 +278,9 @@ def _run_chunks(
             program = prescan.program() if prescan is not None else None
             if program is not None:
                 seq, line = prescan.run(program, chunk, seq, line, one_line)  # type: ignore[union-attr]
-                if progress is not None:
-                    progress.update(seq, sinks.counts.get("alerts", 0))
+                if on_chunk is not None:
+                    nbytes += len(chunk) + 1
+                    on_chunk(seq, nbytes)
                 continue
             n = chunk.count(b"\n") + 1
             objs = decode_json_chunk(chunk, n) if len(chunk) <= max_bytes else None
@@ -297,8 +303,9 @@ def _run_chunks(
                 for raw in chunk.split(b"\n"):
                     line += 1
                     seq = one_line(raw.rstrip(b"\r"), line, seq)
-            if progress is not None:
-                progress.update(seq, sinks.counts.get("alerts", 0))
+            if on_chunk is not None:
+                nbytes += len(chunk) + 1
+                on_chunk(seq, nbytes)
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()

@@ -5,16 +5,22 @@ offsets, every partition assigned by hand (no consumer group, nothing committed,
 group's offsets are untouched) — or files.  Event time comes from the data, as in a live
 run, and events flow through the same decoders and the same
 :class:`~cep.operator.cep_operator.CepOperator`: one operator per partition number of the
-source topics, exactly as :mod:`cep.app.kafka_pipeline` runs them, or one for files.  When a
+source topics, exactly as :mod:`cep.app.kafka_pipeline` runs them, or one for files.  Rules
+not co-partitioned with the topics (a source without ``partition_key``, or one whose
+producers key by fields outside the rule's ``key by``: :func:`co_partitioned`) run instead
+in one operator that reads every partition, its watermark the minimum over them — what a
+live run reaches through its repartition topics.  When a
 partition reaches the end of its range it counts as idle; at the end of the range the
 watermark jumps to +∞ so every window is decided (``keep_open`` leaves them open, as a live
 run would be at that point).
 
 **Backtest.**  With two rule sets, every event is decoded once and fed to an operator of
-each set.  Alerts are paired by rule name, key, timed-out flag and the source coordinates
-(topic, partition, offset — or file and line) of their matched events, not by ``alert_id``,
-which includes the rule version: a changed threshold keeps the alerts both versions raise
-paired.  All times are epoch milliseconds; durations are seconds where named ``_s``.
+each set.  The headline is by entity (:mod:`cep.app.backtest`): per rule, keys that alert
+only in the new version, keys that stop alerting, keys whose alerts changed in count or
+window — alerts paired by rule, key and overlapping ``[start, end]``.  As detail, alerts are
+also paired by rule name, key, timed-out flag and the source coordinates (topic, partition,
+offset — or file and line) of their matched events, not by ``alert_id``, which includes the
+rule version.  All times are epoch milliseconds; durations are seconds where named ``_s``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cep.app.backtest import KeyReport, diff_by_key, keys_json, render_keys
 from cep.compiler.compiled import CompiledRule
 from cep.config import KafkaConfig, SourceConfig
 from cep.event import Event
@@ -60,7 +67,7 @@ from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS, FutureGuard
 __all__ = [
     "ReplayOptions", "ReplaySummary", "RuleCounts", "CompareResult", "RuleDiff",
     "replay_files", "replay_kafka", "parse_time", "parse_offsets", "render_summary",
-    "render_compare", "compare_json",
+    "render_compare", "compare_json", "co_partitioned",
 ]
 
 Coord = tuple[Any, ...]
@@ -113,9 +120,14 @@ class RuleDiff:
 
 @dataclass
 class CompareResult:
-    """A backtest: rule name → :class:`RuleDiff` (every rule of either set)."""
+    """A backtest: per rule name, the event-level :class:`RuleDiff` (alerts paired by their
+    matched events; every rule of either set), the per-key :class:`~cep.app.backtest.KeyReport`
+    (the headline: keys paired by key and overlapping time) and the alert counts
+    ``(old, new)``."""
 
     rules: dict[str, RuleDiff] = field(default_factory=dict)
+    keys: dict[str, KeyReport] = field(default_factory=dict)
+    alerts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,13 +192,25 @@ def parse_offsets(text: str) -> int | dict[int, int]:
 
 class _Engine:
     """Operators per partition number and rule set, the emit functions, the counting, and
-    (for a backtest) the signatures of every alert."""
+    (for a backtest) the signatures of every alert.
 
-    def __init__(self, opts: ReplayOptions, inputs_of: Callable[[int], dict[str, int]]) -> None:
+    ``inputs_of(pid)`` is ``input name → max out-of-orderness (ms)`` of partition number
+    ``pid``.  Rules for which ``co_partitioned(rule)`` holds run in one operator per
+    partition number (as a live run's source tasks do); every other rule runs in one
+    operator per rule set that reads every input of ``all_inputs`` (its watermark the
+    minimum over them), since the events of one of its keys may lie in any partition."""
+
+    def __init__(self, opts: ReplayOptions, inputs_of: Callable[[int], dict[str, int]],
+                 all_inputs: dict[str, int] | None = None,
+                 co_partitioned: Callable[[CompiledRule], bool] | None = None) -> None:
         self.opts = opts
         self.inputs_of = inputs_of
         self.compare = len(opts.rule_sets) > 1
+        split = co_partitioned or (lambda _rule: True)
+        self.direct = [[r for r in rules if split(r)] for rules in opts.rule_sets]
+        merged = [[r for r in rules if not split(r)] for rules in opts.rule_sets]
         self.ops: dict[int, list[CepOperator]] = {}
+        self.made: list[tuple[int, CepOperator]] = []  # (rule set, operator), every one
         self.counts = [{r.name: RuleCounts(r.severity) for r in rules}
                        for rules in opts.rule_sets]
         self.late = 0
@@ -197,22 +221,32 @@ class _Engine:
         self._since_prune = 0
         self._baseline = _pin_refcount()
         self._next_sample = 0.0
+        self.merged = [self._operator(i, rules, all_inputs or {})
+                       for i, rules in enumerate(merged) if rules]
 
     def operators(self, pid: int) -> list[CepOperator]:
+        """The operators an event of partition number ``pid`` goes to: the partition's own
+        (created on first use) and the merged ones."""
         ops = self.ops.get(pid)
         if ops is None:
-            ops = self.ops[pid] = [
-                CepOperator(rules, self._emitter(i), self.inputs_of(pid),
-                            self.opts.max_partial_matches_per_key,
-                            FutureGuard(self.opts.max_future_skew_ms),
-                            # (a backtest pairs alerts by all their events)
-                            max_events_per_match=None if self.compare
-                            else self.opts.max_events_per_match)
-                for i, rules in enumerate(self.opts.rule_sets)]
-            if self.compare:  # signatures find matched events by identity (remember)
-                for op in ops:
-                    op.hold_after = None
+            ops = self.ops[pid] = [self._operator(i, rules, self.inputs_of(pid))
+                                   for i, rules in enumerate(self.direct) if rules]
+            ops += self.merged
         return ops
+
+    def _operator(self, i: int, rules: list[CompiledRule], inputs: dict[str, int]
+                  ) -> CepOperator:
+        op = CepOperator(rules, self._emitter(i), inputs,
+                         self.opts.max_partial_matches_per_key,
+                         FutureGuard(self.opts.max_future_skew_ms),
+                         # (a backtest pairs alerts by all their events)
+                         max_events_per_match=None if self.compare
+                         else self.opts.max_events_per_match)
+        self.made.append((i, op))
+        if self.compare:  # signatures find matched events by identity (remember)
+            op.hold_after = None
+        return op
+
 
     def _emitter(self, i: int) -> Callable[[str, dict[str, Any]], None]:
         counts = self.counts[i]
@@ -280,20 +314,20 @@ class _Engine:
         if not force and now < self._next_sample:
             return
         self._next_sample = now + self.opts.sample_every_s
+        live: list[Counter[str]] = [Counter() for _ in self.counts]
+        for i, op in self.made:
+            for rs in op.rules:
+                live[i][rs.rule.name] += rs.partial_matches()
         for i, counts in enumerate(self.counts):
-            live: Counter[str] = Counter()
-            for ops in self.ops.values():
-                for rs in ops[i].rules:
-                    live[rs.rule.name] += rs.partial_matches()
-            for name, n in live.items():
+            for name, n in live[i].items():
                 c = counts.get(name)
                 if c is not None and n > c.peak_partial_matches:
                     c.peak_partial_matches = n
 
     def input_done(self, pid: int, input_id: str) -> None:
-        """An input's range is exhausted: it is idle, so the partition's other inputs alone
-        move the watermark."""
-        for op in self.ops.get(pid, ()):
+        """An input's range is exhausted: it is idle, so the other inputs of the partition's
+        operators (and of the merged ones) alone move their watermarks."""
+        for op in self.operators(pid):
             before = op.watermark
             wm = op.watermarks.set_idle(input_id)
             if wm > before:
@@ -302,9 +336,8 @@ class _Engine:
     def finish(self) -> None:
         self.sample(force=True)
         if not self.opts.keep_open:
-            for ops in self.ops.values():
-                for op in ops:
-                    op.finish()
+            for _i, op in self.made:
+                op.finish()
 
     def compare_result(self) -> CompareResult:
         old, new = (Counter(s for s, _ in side) for side in self.signed[:2])
@@ -325,6 +358,10 @@ class _Engine:
                 d.both += 1
                 if len(d.both_examples) < 3:
                     d.both_examples.append(rec)
+        result.keys = diff_by_key((rec for _, rec in self.signed[0]),
+                                  (rec for _, rec in self.signed[1]))
+        for name, d in result.rules.items():
+            result.alerts[name] = (d.both + len(d.only_old), d.both + len(d.only_new))
         return result
 
     def summary(self, events: int, elapsed_s: float) -> ReplaySummary:
@@ -376,45 +413,82 @@ class _Bar:
 def replay_files(paths: list[str], opts: ReplayOptions, fmt: str = "json",
                  time_spec: TimeSpec | None = None, source: str = "input") -> ReplaySummary:
     """Replay JSON-lines (or CSV) files, read one after the other as one source named
-    ``source``.  Backtest coordinates are ``(file, line)``.  Raises ``OSError`` for an
-    unreadable file and ``ValueError`` when ``opts.alert_topic`` is set."""
+    ``source``; line numbers restart with each file, arrival numbers run on.
+
+    A replay of JSON lines with one rule set runs on ``cep run``'s batched path
+    (:func:`~cep.app.pipeline.run_chunks`: chunks decoded at once, the generated loop, the
+    C scanner when built), so it goes as fast and raises the same alerts.  A backtest (two
+    operators fed each event, and every event's ``(file, line)`` remembered for the
+    event-level detail) and CSV go line by line through the same decoders.  Raises
+    ``OSError`` for an unreadable file and ``ValueError`` when ``opts.alert_topic`` is
+    set."""
     if opts.alert_topic is not None:
         raise ValueError("alerts of a file replay go to files (--output), not to a topic")
     spec = time_spec or TimeSpec()
     eng = _Engine(opts, lambda pid: {source: opts.max_out_of_orderness_ms})
-    (op, *others) = eng.operators(0)
-    on_event = op.on_event
-    remember = eng.remember if eng.compare else None
+    ops = eng.operators(0)
     total = sum(Path(p).stat().st_size for p in paths)
     bar = _Bar(opts.progress, total, "replay")
     started = time.perf_counter()
     seq = 0
     done_bytes = 0
     for path in paths:
-        with open(path, "rb") as fh:
-            for line_no, raw, res in _file_records(fh, fmt, spec):
-                if type(res) is DeadLetter:
-                    eng.dead_letter(dead_letter_record(
-                        res.reason, res.error, source, raw.decode("utf-8", "replace"),
-                        line=line_no))
-                    continue
-                seq += 1
-                data, ts = res  # type: ignore[misc]
-                ev = Event(ts, seq, data, source, line_no)
-                if remember is not None:
-                    remember(ev, (path, line_no))
-                on_event(ev)
-                for other in others:
-                    other.on_event(ev)
-                if not seq & 0x1FFF:
-                    eng.sample()
-                    bar.update(done_bytes + fh.tell(), seq)
-            done_bytes += Path(path).stat().st_size
+        if fmt == "json" and len(ops) == 1:
+            seq = _chunked_file(eng, ops[0], path, spec, source, seq, bar, done_bytes)
+        else:
+            seq = _file_lines(eng, ops, path, fmt, spec, source, seq, bar, done_bytes)
+        done_bytes += Path(path).stat().st_size
     eng.finish()
     if opts.sinks is not None:
         opts.sinks.flush()
     bar.close(done_bytes, seq)
     return eng.summary(seq, time.perf_counter() - started)
+
+
+def _chunked_file(eng: _Engine, op: CepOperator, path: str, spec: TimeSpec, source: str,
+                  seq: int, bar: _Bar, done_bytes: int) -> int:
+    """One JSON-lines file through ``cep run``'s chunk loop; dead letters reach the
+    engine's emitter (counted there).  Returns the last arrival number."""
+    from cep.app.pipeline import FileRunOptions, run_chunks
+
+    run = FileRunOptions(path=path, fmt="json", time=spec, source=source,
+                         max_out_of_orderness_ms=eng.opts.max_out_of_orderness_ms)
+    sample, update = eng.sample, bar.update
+
+    def on_chunk(events: int, nbytes: int) -> None:
+        sample()
+        update(done_bytes + nbytes, events)
+
+    seq, _dead = run_chunks(op, run, op.emit, seq, on_chunk)
+    return seq
+
+
+def _file_lines(eng: _Engine, ops: list[CepOperator], path: str, fmt: str, spec: TimeSpec,
+                source: str, seq: int, bar: _Bar, done_bytes: int) -> int:
+    """One file line by line, each event to every operator (a backtest remembers its
+    ``(file, line)``).  Returns the last arrival number."""
+    (op, *others) = ops
+    on_event = op.on_event
+    remember = eng.remember if eng.compare else None
+    with open(path, "rb") as fh:
+        for line_no, raw, res in _file_records(fh, fmt, spec):
+            if type(res) is DeadLetter:
+                eng.dead_letter(dead_letter_record(
+                    res.reason, res.error, source, raw.decode("utf-8", "replace"),
+                    line=line_no))
+                continue
+            seq += 1
+            data, ts = res  # type: ignore[misc]
+            ev = Event(ts, seq, data, source, line_no)
+            if remember is not None:
+                remember(ev, (path, line_no))
+            on_event(ev)
+            for other in others:
+                other.on_event(ev)
+            if not seq & 0x1FFF:
+                eng.sample()
+                bar.update(done_bytes + fh.tell(), seq)
+    return seq
 
 
 def _file_records(fh: Any, fmt: str, spec: TimeSpec) -> Any:
@@ -474,7 +548,9 @@ async def _replay_kafka(kafka: KafkaConfig, sources: list[SourceConfig], opts: R
             return {f"{tp.topic}/{pid}": by_topic[tp.topic].max_out_of_orderness_ms
                     for tp in live if tp.partition == pid}
 
-        eng = _Engine(opts, inputs_of)
+        every = {f"{tp.topic}/{tp.partition}": by_topic[tp.topic].max_out_of_orderness_ms
+                 for tp in live}
+        eng = _Engine(opts, inputs_of, every, lambda rule: co_partitioned(rule, sources))
         if opts.alert_topic is not None and not eng.compare:
             producer = AIOKafkaProducer(linger_ms=20, enable_idempotence=True, **options)
             await producer.start()
@@ -531,6 +607,22 @@ async def _replay_kafka(kafka: KafkaConfig, sources: list[SourceConfig], opts: R
         await consumer.stop()
         if producer is not None:
             await producer.stop()
+
+
+def co_partitioned(rule: CompiledRule, sources: list[SourceConfig]) -> bool:
+    """Whether every source ``rule`` reads declares a ``partition_key`` whose fields are all
+    among the rule's ``key by`` fields: then all events of one rule key lie in one partition
+    number, and an operator per partition sees each key whole.  A source without a
+    ``partition_key`` (or a config that has none) assumes nothing: ``False``, which is
+    always exact."""
+    key = set(rule.key_names)
+    for src in sources:
+        if rule.sources is not None and src.name not in rule.sources:
+            continue
+        pk = getattr(src, "partition_key", None)  # (a config without the key: None)
+        if not pk or not set(pk) <= key:
+            return False
+    return True
 
 
 async def _send(producer: Any, topic: str, pending: list[tuple[str, dict[str, Any]]],
@@ -596,9 +688,11 @@ def _iso(ms: Any) -> str:
 
 
 def render_compare(c: CompareResult, console: Console, examples: int = 3) -> None:
-    """The backtest table (per rule: old, new, only old, only new, both) and a few examples
-    of each difference."""
-    table = Table(title="backtest: old vs new rules", title_justify="left")
+    """The backtest: first by key (:func:`~cep.app.backtest.render_keys`), then the detail
+    by matched events (per rule: old, new, only old, only new, both) with a few examples of
+    each difference."""
+    render_keys(c.keys, c.alerts, console)
+    table = Table(title="detail by matched events: old vs new rules", title_justify="left")
     for col in ("rule", "old", "new", "only old", "only new", "both"):
         table.add_column(col, justify="left" if col == "rule" else "right")
     for name, d in sorted(c.rules.items()):
@@ -616,14 +710,20 @@ def render_compare(c: CompareResult, console: Console, examples: int = 3) -> Non
 
 
 def compare_json(c: CompareResult) -> dict[str, Any]:
-    """The backtest as plain data (``--report``): per rule, counts and every differing alert
-    with its coordinates."""
+    """The backtest as plain data (``--report``): per rule, the alert counts, the per-key
+    diff (:func:`~cep.app.backtest.keys_json`) and, under ``events``, the pairing by matched
+    events with every differing alert and its coordinates."""
     out: dict[str, Any] = {}
     for name, d in sorted(c.rules.items()):
+        old, new = c.alerts.get(name, (0, 0))
         out[name] = {
-            "only_old": len(d.only_old), "only_new": len(d.only_new), "both": d.both,
-            "only_old_alerts": [_plain(r) for r in d.only_old],
-            "only_new_alerts": [_plain(r) for r in d.only_new],
+            "alerts": {"old": old, "new": new},
+            **keys_json(c.keys.get(name, KeyReport())),
+            "events": {
+                "only_old": len(d.only_old), "only_new": len(d.only_new), "both": d.both,
+                "only_old_alerts": [_plain(r) for r in d.only_old],
+                "only_new_alerts": [_plain(r) for r in d.only_new],
+            },
         }
     return out
 

@@ -131,14 +131,54 @@ def test_backtest_from_the_command_line(ssh: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     diff = json.loads(report.read_text())["compare"]
-    assert {k: (v["only_old"], v["only_new"], v["both"]) for k, v in diff.items()} == {
-        BRUTE: (0, 2, 1), SCAN: (0, 0, 13)}
-    assert diff[BRUTE]["only_new_alerts"][0]["events"][0] == [str(ssh), 1660]
+    # The headline, by key: the lower threshold adds one key (two alerts) and loses none;
+    # the kept compromise and the unchanged scan rule's four addresses are unchanged.
+    brute = diff[BRUTE]
+    assert brute["alerts"] == {"old": 1, "new": 3}
+    assert [(k["key"], k["old"], k["new"]) for k in brute["new_keys"]] == [
+        ({"src_ip": "85.245.107.41", "user": "elastic_user_8"}, 0, 2)]
+    assert brute["new_keys"][0]["new_windows"] == [[1490787411000, 1490787470000],
+                                                   [1490887757000, 1490887760000]]
+    assert (brute["lost_keys"], brute["changed_keys"], brute["unchanged_keys"]) == ([], [], 1)
+    assert (diff[SCAN]["new_keys"], diff[SCAN]["lost_keys"], diff[SCAN]["changed_keys"],
+            diff[SCAN]["unchanged_keys"]) == ([], [], [], 4)
+    # The detail, by matched events.
+    assert {k: (v["events"]["only_old"], v["events"]["only_new"], v["events"]["both"])
+            for k, v in diff.items()} == {BRUTE: (0, 2, 1), SCAN: (0, 0, 13)}
+    assert brute["events"]["only_new_alerts"][0]["events"][0] == [str(ssh), 1660]
     out = res.stdout
-    assert "backtest: old vs new rules" in out
+    assert "backtest by key: old vs new rules" in out
+    assert (f"{BRUTE}: new keys alerting: 85.245.107.41 / elastic_user_8 (2); none lost"
+            in out)
+    assert not any(line.startswith(f"{SCAN}:") for line in out.splitlines())  # no change
     assert f"{BRUTE} only in new (2), e.g.:" in out
     assert "events.csv:1660, events.csv:1684, events.csv:1685" in out
     assert "1 → 3" in out and "13 → 13" in out
+
+
+def test_keys_pair_by_overlapping_time_not_by_events() -> None:
+    from cep.app.backtest import diff_by_key
+
+    def a(key: str, start: int, end: int, rule: str = "r", **kw: Any) -> dict[str, Any]:
+        return {"rule": rule, "key": {"user": key}, "start": start, "end": end, **kw}
+
+    old = [a("same", 0, 10), a("moved", 100, 200), a("fewer", 0, 10), a("fewer", 50, 60),
+           a("gone", 5, 6), a("t", 0, 9, timed_out=True)]
+    new = [a("same", 0, 10), a("moved", 150, 260), a("fewer", 2, 10), a("fresh", 1, 2),
+           a("t", 0, 9)]  # a match where the old version timed out: a different outcome
+    (rep,) = diff_by_key(old, new).values()
+    assert [(d.key["user"], d.timed_out) for d in rep.new_keys] == [("fresh", False),
+                                                                     ("t", False)]
+    assert [(d.key["user"], d.timed_out) for d in rep.lost_keys] == [("gone", False),
+                                                                      ("t", True)]
+    changed = {d.key["user"]: d.as_dict() for d in rep.changed_keys}
+    assert set(changed) == {"moved", "fewer"} and rep.unchanged_keys == 1
+    assert changed["moved"]["moved"] == [[[100, 200], [150, 260]]]
+    assert (changed["fewer"]["old"], changed["fewer"]["new"]) == (2, 1)
+    assert changed["fewer"]["only_old_windows"] == [[50, 60]]
+    # an alert that does not overlap the other version's is not paired with it
+    (rep,) = diff_by_key([a("k", 0, 10)], [a("k", 11, 20)]).values()
+    assert rep.changed_keys[0].paired == []
 
 
 def test_file_replay_counts_late_events_dead_letters_and_alerts(tmp_path: Path) -> None:
