@@ -263,14 +263,18 @@ def explain(
     path: Annotated[str, typer.Argument(help="A rule file or directory.")],
     rule: Annotated[str | None, typer.Option("--rule", help="Only this rule.")] = None,
     fmt: Annotated[str, typer.Option(
-        "--format", help="text, dot (Graphviz source) or png (needs Graphviz).")] = "text",
+        "--format", help="text, dot (Graphviz source), png or svg (need Graphviz).")] = "text",
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Write to this file instead of standard output.")] = None,
+    states: Annotated[bool, typer.Option(
+        "--states", help="Draw the compiled NFA's states, not one node per stage.")] = False,
 ) -> None:
     """Show the compiled NFA of each rule: states and their take/ignore/proceed
     edges with their conditions.
 
-    --format dot writes Graphviz source; --format png draws it with Graphviz's
+    --format dot writes Graphviz source of one node per stage of the pattern
+    (quantifier, contiguity and window as labels; long conditions in a legend),
+    or of the NFA's states with --states; png and svg draw it with Graphviz's
     `dot` program (apt-get install graphviz).
 
     Examples:
@@ -281,8 +285,8 @@ def explain(
     """
     from cep.compiler.explain import explain_text
 
-    if fmt not in ("text", "dot", "png"):
-        raise _fail(f"unknown format {fmt!r}: use text, dot or png")
+    if fmt not in ("text", "dot", "png", "svg"):
+        raise _fail(f"unknown format {fmt!r}: use text, dot, png or svg")
     if fmt == "png" and output is None and sys.stdout.isatty():
         raise _fail("--format png writes binary data: give --output FILE.png")
     rs = _load([path], quiet_warnings=True)
@@ -294,14 +298,15 @@ def explain(
     if fmt == "text":
         _write_out(output, "\n".join(explain_text(r) for r in chosen).encode())
         return
-    from cep.compiler.dot import GraphvizMissing, dot_text, render_png
+    from cep.compiler.dot import GraphvizMissing, dot_text, render
+    from cep.compiler.stage_dot import stage_dot_text
 
-    dot = dot_text(chosen)
     try:
-        _write_out(output, dot.encode() if fmt == "dot" else render_png(dot))
+        dot = dot_text(chosen) if states else stage_dot_text(chosen)
+        _write_out(output, dot.encode() if fmt == "dot" else render(dot, fmt))
     except GraphvizMissing as exc:
         raise _fail(str(exc)) from None
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
 
 

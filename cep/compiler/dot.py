@@ -1,10 +1,11 @@
-"""Graphviz rendering of compiled NFAs (``cep explain --format dot|png``).
+"""Graphviz rendering of compiled NFAs (``cep explain --states --format dot|png|svg``; the
+default diagram, one node per stage, is :mod:`cep.compiler.stage_dot`).
 
 :func:`dot_text` writes DOT source: one cluster per rule, a node per state (the start state
 marked by an arrow from a point; final states double circles; stop states octagons; pending
 states — ``not followed by … within`` — double octagons) and an edge per transition,
 labelled with its action and guard: ``take`` solid, ``ignore`` dashed, ``proceed`` dotted.
-:func:`render_png` runs Graphviz's ``dot`` on it.
+:func:`render` runs Graphviz's ``dot`` on it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import textwrap
 from cep.compiler.compiled import CompiledRule
 from cep.nfa.model import ACTION_NAMES, FINAL, PENDING, STOP, State
 
-__all__ = ["dot_text", "render_png", "GraphvizMissing", "INSTALL_HINT"]
+__all__ = ["dot_text", "render", "render_png", "escape", "q", "GraphvizMissing",
+           "INSTALL_HINT"]
 
 INSTALL_HINT = ("install Graphviz (Debian/Ubuntu: apt-get install graphviz; Fedora: dnf "
                 "install graphviz; macOS: brew install graphviz), or write DOT with "
@@ -31,10 +33,18 @@ class GraphvizMissing(RuntimeError):
     """The ``dot`` program is not on ``PATH``."""
 
 
-def _q(text: str) -> str:
-    """A DOT double-quoted string; ``\\n`` in ``text`` becomes a centred line break."""
-    body = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{body}"'
+def escape(text: str) -> str:
+    """``text`` for the inside of a DOT double-quoted string; ``\\n`` becomes a centred
+    line break."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def q(text: str) -> str:
+    """A DOT double-quoted string (:func:`escape`)."""
+    return f'"{escape(text)}"'
+
+
+_q = q
 
 
 def _wrap(text: str, width: int = 36) -> str:
@@ -84,12 +94,18 @@ def dot_text(rules: list[CompiledRule]) -> str:
 
 
 def render_png(dot: str, timeout_s: float = 60.0) -> bytes:
-    """Render DOT source to PNG bytes with Graphviz.  Raises :class:`GraphvizMissing` when
-    ``dot`` is not installed and ``RuntimeError`` when it fails."""
+    """Render DOT source to PNG bytes with Graphviz (:func:`render`)."""
+    return render(dot, "png", timeout_s)
+
+
+def render(dot: str, fmt: str, timeout_s: float = 60.0) -> bytes:
+    """Render DOT source with Graphviz to ``fmt`` (``png`` or ``svg``) bytes.  Raises
+    :class:`GraphvizMissing` when ``dot`` is not installed and ``RuntimeError`` when it
+    fails."""
     exe = shutil.which("dot")
     if exe is None:
         raise GraphvizMissing(f"Graphviz's `dot` program was not found on PATH: {INSTALL_HINT}")
-    proc = subprocess.run([exe, "-Tpng"], input=dot.encode(), capture_output=True,
+    proc = subprocess.run([exe, f"-T{fmt}"], input=dot.encode(), capture_output=True,
                           timeout=timeout_s, check=False)
     if proc.returncode != 0:
         raise RuntimeError("dot failed: " + proc.stderr.decode("utf-8", "replace").strip())

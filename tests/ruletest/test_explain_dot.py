@@ -1,5 +1,6 @@
-"""``cep explain --format dot|png``: the DOT text of a compiled NFA, Graphviz rendering, and
-the error when Graphviz is missing."""
+"""``cep explain --format dot|png|svg``: the stage diagram (one node per stage, the
+default), the DOT text of a compiled NFA (``--states``), Graphviz rendering, and the error
+when Graphviz is missing."""
 
 from __future__ import annotations
 
@@ -53,23 +54,67 @@ def test_cli_dot_covers_every_rule_and_stdout_or_file(tmp_path: Path) -> None:
     loop = tmp_path / "loop.cep"
     loop.write_text('rule loop\n  pattern\n    begin a where x == 1 one or more\n'
                     '    followed by b where x == 2\n  within 1m\nend\n')
-    text = cep("explain", str(loop), "--format", "dot").stdout.decode()
+    text = cep("explain", str(loop), "--format", "dot", "--states").stdout.decode()
     assert 'label="proceed' in text and "style=dotted" in text  # leaving the loop
     out = tmp_path / "nfa.dot"
     res = cep("explain", BRUTE, "--format", "dot", "-o", str(out))
     assert res.returncode == 0 and res.stdout == b""
     assert out.read_text().count("subgraph cluster_") == 1
-    res = cep("explain", BRUTE, "--format", "svg")
-    assert res.returncode == 2 and b"unknown format 'svg'" in res.stderr
+    res = cep("explain", BRUTE, "--format", "jpeg")
+    assert res.returncode == 2 and b"unknown format 'jpeg'" in res.stderr
 
 
-def test_png_without_graphviz_exits_2_and_says_how_to_install(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_png_or_svg_without_graphviz_exits_2_and_says_how_to_install(
+        tmp_path: Path, fmt: str) -> None:
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))  # no `dot` there
     assert shutil.which("dot", path=env["PATH"]) is None
-    res = cep("explain", OTP, "--format", "png", "-o", str(tmp_path / "x.png"), env=env)
+    out = tmp_path / f"x.{fmt}"
+    res = cep("explain", OTP, "--format", fmt, "-o", str(out), env=env)
     assert res.returncode == 2
+    assert b"Graphviz's `dot` program was not found" in res.stderr
     assert b"apt-get install graphviz" in res.stderr
-    assert not (tmp_path / "x.png").exists()
+    assert not out.exists()
+
+
+LONG = """rule many_failures
+  severity high
+  where type == "login"
+  key by user
+  pattern
+    begin first where not ok and (country != "NL" or device.trusted == false)
+    followed by more where not ok times 9 or more greedy
+    not followed by reset where action == "password_reset"
+    followed by ok where ok
+  within 10m
+end
+"""
+
+
+def test_stage_diagram_is_one_node_per_stage_with_a_legend(tmp_path: Path) -> None:
+    rules = tmp_path / "long.cep"
+    rules.write_text(LONG)
+    res = cep("explain", str(rules), "--format", "dot")
+    assert res.returncode == 0, res.stderr
+    dot = res.stdout.decode()
+    nodes = re.findall(r'^    (r0_s\d+) \[label="([^"]*)", shape=(\w+)', dot, re.M)
+    assert [(label, shape) for _, label, shape in nodes] == [
+        ("first", "box"), ("more\\ntimes 9 or more\\ngreedy", "box"),
+        ("reset", "octagon"), ("ok", "box")]
+    edges = re.findall(r"^    r0_\w+ -> r0_\w+", dot, re.M)
+    assert len(edges) == 6  # into 4 stages (reset: a guard after more), 1 loop, match
+    assert 'r0_s2 -> r0_s2 [label="times 9 or more", style=dotted]' in dot
+    assert 'r0_s2 -> r0_s3 [label="not followed by\\naction == \\"password_reset\\""' in dot
+    assert 'r0_s2 -> r0_s4 [label="followed by\\nok"]' in dot
+    # the long condition is abbreviated on its edge and written out in the legend
+    assert 'r0_start -> r0_s1 [label="begin\\n[c1]"]' in dot
+    assert ('[c1] not ok and (country != \\"NL\\" or device.trusted == false)\\l'
+            in dot)
+    assert "key: user; within 10m; after match: no skip; where type == \\\"login\\\"" in dot
+    # --states: the compiled NFA, the loop unrolled into states
+    states = cep("explain", str(rules), "--format", "dot", "--states").stdout.decode()
+    assert len(re.findall(r"^    r0_\d+ \[label=", states, re.M)) > 9
+    assert len(re.findall(r"^    r0_\d+ -> ", states, re.M)) > 20
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
@@ -79,3 +124,7 @@ def test_png_with_graphviz(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    svg = tmp_path / "nfa.svg"
+    res = cep("explain", BRUTE, "--format", "svg", "-o", str(svg))
+    assert res.returncode == 0, res.stderr
+    assert b"<svg" in svg.read_bytes()
