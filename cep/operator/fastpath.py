@@ -28,16 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cep.compiler import runtime as rt
 from cep.compiler.codegen import inline_expr
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.nfa.matcher import negated_fn
 from cep.nfa.model import FINAL, IGNORE, NFA, PROCEED, STOP, TAKE
-
-if TYPE_CHECKING:
-    from cep.operator.cep_operator import RuleState
+from cep.operator.rule_state import RuleState, silent_expiry
 
 __all__ = ["Scanner", "build_scanner"]
 
@@ -244,14 +242,6 @@ def wake_takes(nfa: NFA) -> list[Any] | None:
         if negated_fn(ign.cond.fn) not in [t.cond.fn for t in own]:
             return None
     return list(dict.fromkeys(takes)) or None
-
-
-def silent_expiry(rs: RuleState) -> bool:
-    """Expiring a partial match of this rule says nothing (no timeout output, no pending
-    match, no skip strategy holding matches back): its keys' timers can do the expiring at
-    the next watermark, unobserved."""
-    nfa = rs.rule.nfa
-    return rs.rule.timeout_emit_fn is None and not nfa.has_pending and nfa.skip == "no_skip"
 
 
 def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:

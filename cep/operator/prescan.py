@@ -33,16 +33,15 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate, join
 from cep.event import Event, nesting_within
-from cep.operator.fastpath import silent_expiry, wake_takes
-
-if TYPE_CHECKING:
-    from cep.operator.cep_operator import CepOperator, RuleState
+from cep.operator.cep_operator import CepOperator
+from cep.operator.fastpath import wake_takes
+from cep.operator.rule_state import RuleState, silent_expiry
 
 native: ModuleType | None
 if os.environ.get("CEP_PUREPYTHON") == "1":  # the pure path forced (msgpack's switch)

@@ -20,15 +20,13 @@ Layer 3: plain data, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cep.compiler.compiled import CompiledRule
 from cep.nfa.matcher import START_CK, Computation, KeyState
-
-if TYPE_CHECKING:
-    from cep.operator.cep_operator import CepOperator, RuleState
+from cep.operator.rule_state import RuleState
 
 __all__ = ["ReloadReport", "apply_rule_set", "start_draining", "revive", "live_partials"]
 
@@ -132,12 +130,18 @@ def _offer_start(ks: KeyState, start: Any) -> None:
     ks.partial.offer(Computation(start, None, START_CK))
 
 
-def apply_rule_set(op: CepOperator, rules: Iterable[CompiledRule]) -> ReloadReport:
-    """Replace ``op``'s rule set by ``rules`` under the policy of this module; returns what
+def apply_rule_set(current: list[RuleState], rules: Iterable[CompiledRule],
+                   make: Callable[[CompiledRule], RuleState],
+                   retire: Callable[[RuleState], None], events_in: int = 0
+                   ) -> tuple[list[RuleState], ReloadReport]:
+    """Replace the rule states ``current`` by states for ``rules`` under the policy of this
+    module: ``make(rule)`` gives a new, empty state, ``retire(state)`` is told of each version
+    that goes away (its counters), ``events_in`` is recorded in the report.  Returns the new
+    rule state list (active versions in ``rules`` order, then the draining ones) and what
     changed.  Call it between two events (never from inside the operator)."""
-    report = ReloadReport(events_in=op.events_in)
-    active = {rs.rule.name: rs for rs in op.rules if not rs.draining}
-    draining = [rs for rs in op.rules if rs.draining]
+    report = ReloadReport(events_in=events_in)
+    active = {rs.rule.name: rs for rs in current if not rs.draining}
+    draining = [rs for rs in current if rs.draining]
     states: list[RuleState] = []
     for rule in rules:
         report.versions[rule.name] = rule.version
@@ -155,7 +159,7 @@ def apply_rule_set(op: CepOperator, rules: Iterable[CompiledRule]) -> ReloadRepo
             report.revived.append(f"{rule.name}@{rule.version}")
             states.append(back)
         else:
-            states.append(op.rule_state(rule))
+            states.append(make(rule))
         if cur is None:
             report.added.append(rule.name)
             continue
@@ -168,14 +172,12 @@ def apply_rule_set(op: CepOperator, rules: Iterable[CompiledRule]) -> ReloadRepo
             report.drained.append(f"{cur.rule.name}@{cur.rule.version}")
             draining.append(cur)
         else:
-            op.retire_counters(cur)
+            retire(cur)
     names = set(report.versions)
     for rs in [*active.values(), *(d for d in draining if d.rule.name not in names)]:
         if not rs.draining:
             report.removed.append(rs.rule.name)
         report.partial_dropped += live_partials(rs)
         report.keys_dropped += len(rs.keys)
-        op.retire_counters(rs)
-    op.rules = states + [d for d in draining if d.rule.name in names]
-    op.state_changed()
-    return report
+        retire(rs)
+    return states + [d for d in draining if d.rule.name in names], report

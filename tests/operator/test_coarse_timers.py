@@ -29,7 +29,7 @@ from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.lang.parse import parse_text
-from cep.operator import cep_operator, prescan
+from cep.operator import cep_operator, prescan, rule_state
 from cep.operator.cep_operator import CepOperator
 from tests.operator.test_prescan import _input, _run
 
@@ -263,7 +263,7 @@ def test_the_scanner_with_rounded_timers_and_shared_held_keys_writes_the_same_re
     assert shared[paths.index(("user",))] is op.rules[0].holders is not None
     rounded = _run(rules, data, tmp_path / "c", native=True)
     assert rounded == _run(rules, data, tmp_path / "py", native=False)
-    monkeypatch.setattr(cep_operator, "TIMER_GRAINS", 10**9)  # every timer exact
+    monkeypatch.setattr(rule_state, "TIMER_GRAINS", 10**9)  # every timer exact
     assert _run(rules, data, tmp_path / "exact", native=True) == rounded
     assert rounded[3], "some alerts"
 
