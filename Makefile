@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml setup.py cep/_native/prescan.c
 	bash scripts/build-deps.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip uninstall --quiet --yes cep 2>/dev/null || true  # the old name
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m compileall -q cep >/dev/null
 	touch $(STAMP)

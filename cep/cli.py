@@ -1,7 +1,13 @@
 """The ``cep`` command line: parses flags and calls the application layer; no logic here.
 
 Exit codes: 0 success; 1 rule errors (``check``, ``run`` refuses to start); 2 usage or
-configuration errors (bad flag values, unreadable input).
+configuration errors (bad flag values, unreadable input); 3 a file run that read no event,
+only dead letters (the first reasons are printed).
+
+Conventions every command keeps: rule paths are positional arguments or ``--rules``/``-r``
+(both may be mixed); ``--input-format`` and ``--output-format`` are named apart; choices are
+listed in ``--help``; a duration needs a unit (``500ms``, ``5s``, ``2m``, ``1h``, ``1d``);
+``-h`` is ``--help``; help text is written to fit an 80-column terminal.
 """
 
 # No ``from __future__ import annotations`` here: typer reads every command's parameter
@@ -11,32 +17,107 @@ configuration errors (bad flag values, unreadable input).
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+from typer.core import TyperGroup
 
 from cep.app.gc_policy import collect_less
 from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
 from cep.errors import CepError
 
 if TYPE_CHECKING:
+    from typer import _click as click
+
     from cep.app.file_checkpoint import FileCheckpoints
     from cep.compiler.compiled import CompiledRule
     from cep.config import Config
 
+COMMAND_ORDER = ("run", "check", "test", "replay", "explain", "map")
+"""How ``cep --help`` lists the commands: in the order of use, ``run`` first."""
+
+
+class _Commands(TyperGroup):
+    """Lists commands in :data:`COMMAND_ORDER` (any other after them, in definition order)."""
+
+    def list_commands(self, ctx: "click.Context") -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+
 app = typer.Typer(
     name="cep",
+    cls=_Commands,
     help=(
-        "Complex-event-processing rules, compiled to per-key NFAs with Flink CEP semantics.\n\n"
-        "Write rules in .cep files, validate them with `cep check`, run them over JSON lines or "
-        "CSV with `cep run`, and look at the compiled automaton with `cep explain`."
+        "Complex-event-processing rules, compiled to per-key NFAs with Flink CEP "
+        "semantics.\n\n"
+        "Write rules in .cep files, run them over JSON lines or CSV with `cep run`, "
+        "validate them with `cep check`, test them with `cep test`, and look at the "
+        "compiled automaton with `cep explain`."
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-EXIT_OK, EXIT_RULES, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_RULES, EXIT_USAGE, EXIT_NO_EVENTS = 0, 1, 2, 3
+
+InputFormat = Literal["json", "csv"]
+TimeUnit = Literal["ms", "s", "us", "ns", "iso"]
+_TIME_FORMAT_HELP = ("How event-time values are written: strptime directives "
+                     "(%Y%m%d%H%M; no %z means UTC) or a named format: iso, epoch_ms, "
+                     "epoch_s, epoch_us, epoch_ns.  Overrides --time-unit.")
+_COLUMNS_HELP = "Column names of a headerless CSV, comma-separated (implies csv)."
+
+
+def _version(value: bool) -> None:
+    if value:
+        from cep import __version__
+
+        typer.echo(f"cep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Complex-event-processing rules, compiled to per-key NFAs."""
+
+
+def _rule_paths(positional: list[str] | None, option: list[str] | None) -> list[str]:
+    """Rule paths given as arguments and with ``--rules``, in that order."""
+    return [*(positional or []), *(option or [])]
+
+
+def _input_format(new: str | None, old: str | None, columns: str | None,
+                  allowed: tuple[str, ...] = ("json", "csv")) -> str:
+    """The input format from ``--input-format``, the deprecated ``--format`` (a warning),
+    or ``csv`` when ``--columns`` is given; ``json`` otherwise."""
+    if old is not None:
+        typer.echo("cep: warning: --format is deprecated here; use --input-format", err=True)
+        if new is not None and new != old:
+            raise _fail(f"--format {old} and --input-format {new} disagree")
+    chosen = new or old
+    if chosen is not None and chosen not in allowed:
+        raise _fail(f"unknown input format {chosen!r}: use {' or '.join(allowed)}")
+    if columns is not None and chosen == "json":
+        raise _fail("--columns names the columns of a CSV: use it with --input-format csv")
+    return chosen or ("csv" if columns is not None else "json")
+
+
+def _columns(text: str | None) -> tuple[str, ...] | None:
+    """``--columns a,b,c`` → ``("a", "b", "c")``; usage error for an empty name."""
+    if text is None:
+        return None
+    names = tuple(c.strip() for c in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise _fail(f"--columns {text!r}: give distinct, non-empty names, e.g. ts,user,action")
+    return names
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -45,15 +126,14 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def _parse_duration(text: str) -> int:
-    """``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or a plain number of ms → milliseconds."""
-    units = (("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000))
-    t = text.strip()
-    for suffix, scale in units:
-        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
-            return round(float(t[: -len(suffix)]) * scale)
-    if t.isdigit():
-        return int(t)
-    raise typer.BadParameter(f"not a duration: {text!r} (use e.g. 500ms, 30s, 5m, 2h, 1d)")
+    """A duration flag (``500ms``, ``30s``, ``5m``, ``2h``, ``1d``) → milliseconds, by
+    :func:`cep.config.parse_duration`; a usage error (exit 2) otherwise."""
+    from cep.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 _SKEW_HELP = ("An event time more than this ahead of the stream's recent time (and, when "
@@ -84,18 +164,22 @@ def _load(paths: list[str], quiet_warnings: bool = False) -> RuleSet:
 
 @app.command()
 def check(
-    paths: Annotated[
-        list[str], typer.Argument(help="Rule files or directories (*.cep, recursively).")
-    ],
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Rule files or directories (*.cep, recursively).", show_default=False)] = None,
+    rules: Annotated[list[str] | None, typer.Option(
+        "--rules", "-r", help="Rule files or directories, as PATHS; repeatable.")] = None,
 ) -> None:
-    """Validate rule files: every syntax and semantic error, each as `file:line:col`.
+    """Validate rule files: every error, each as `file:line:col`.
 
-    Reports all errors of all files in one run, with the offending line and a caret, plus
-    warnings (for example a looping stage without `within`: unbounded state).  Exit status 0
-    when there are no errors, 1 otherwise.
+    Reports all errors of all files in one run, with the offending line and a
+    caret, plus warnings (for example a looping stage without `within`:
+    unbounded state).  Exit status 0 when there are no errors, 1 otherwise.
 
     Example: cep check rules/
     """
+    paths = _rule_paths(paths, rules)
+    if not paths:
+        raise _fail("no rules: give rule paths (cep check PATH... or --rules PATH)")
     rs = _load(paths)
     n_rules = sum(len(f.rules) for f in rs.files)
     n_err, n_warn = len(rs.errors), len(rs.diagnostics) - len(rs.errors)
@@ -107,16 +191,16 @@ def check(
 
 @app.command("test")
 def test_cmd(
-    paths: Annotated[
-        list[str],
-        typer.Argument(help="Test files (*.test.yaml) or directories searched recursively."),
-    ],
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Test files (*.test.yaml) or directories searched recursively.",
+        show_default=False)] = None,
+    rules: Annotated[list[str] | None, typer.Option(
+        "--rules", "-r", help="Rule or test directories, as PATHS; repeatable.")] = None,
     junit: Annotated[
         str | None, typer.Option("--junit", help="Also write the results as JUnit XML here.")
     ] = None,
 ) -> None:
-    """Run rule tests: each *.test.yaml feeds events to its rules and checks
-    what comes out.
+    """Run rule tests: each *.test.yaml feeds rules, checks the output.
 
     A test lists input events in arrival order (or an input_file), optionally
     an `arrival` order with `{watermark: T}` steps and a max_out_of_orderness,
@@ -137,12 +221,18 @@ def test_cmd(
     """
     from cep.ruletest import run_suite
 
+    paths = _rule_paths(paths, rules)
+    if not paths:
+        raise _fail("no tests: give paths (cep test PATH... or --rules PATH)")
     result = run_suite(paths, typer.echo, lambda s: typer.echo(s, err=True), junit=junit)
     raise typer.Exit(result.exit_code)
 
 
 @app.command()
 def replay(
+    rule_paths: Annotated[list[str] | None, typer.Argument(
+        metavar="[PATHS]...", help="Rule files or directories (as --rules).",
+        show_default=False)] = None,
     rules: Annotated[list[str] | None, typer.Option(
         "--rules", "-r", help="Rule files or directories; repeatable.")] = None,
     compare: Annotated[tuple[str, str] | None, typer.Option(
@@ -170,12 +260,16 @@ def replay(
     late: Annotated[str | None, typer.Option("--late", help="Late events to this file.")] = None,
     dead_letter: Annotated[str | None, typer.Option(
         "--dead-letter", help="Undecodable inputs to this file.")] = None,
-    fmt: Annotated[str, typer.Option(
-        "--format", help="Input format: json, csv (files), msgpack (Kafka).")] = "json",
+    input_format: Annotated[Literal["json", "csv", "msgpack"] | None, typer.Option(
+        "--input-format", help="json or csv (files; gzip, bz2 and zstd files are read as "
+        "they are), msgpack (Kafka).  Default json.", show_default=False)] = None,
+    old_format: Annotated[str | None, typer.Option(
+        "--format", hidden=True, help="Deprecated: --input-format.")] = None,
     event_time: Annotated[str, typer.Option(
         "--event-time", help="Field holding the event time.")] = "ts",
-    time_unit: Annotated[str, typer.Option(
-        "--time-unit", help="Unit of the event time: ms, s, us, ns or iso.")] = "ms",
+    time_unit: Annotated[TimeUnit, typer.Option(
+        "--time-unit", help="Unit of the event time (epoch numbers) or iso (ISO-8601 "
+        "text).")] = "ms",
     max_ooo: Annotated[str, typer.Option(
         "--max-out-of-orderness", help="Allowed disorder (e.g. 0s, 5m).")] = "0s",
     max_skew: Annotated[str, typer.Option("--max-future-skew", help=_SKEW_HELP)] = "1d",
@@ -193,8 +287,9 @@ def replay(
         "--progress/--no-progress", help="Progress bar (default: on a terminal).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
 ) -> None:
-    """Replay history through rules, or backtest a rule change, on the live
-    code path but without touching any consumer group's offsets.
+    """Replay history through rules, or backtest a rule change.
+
+    The live code path, without touching any consumer group's offsets.
 
     Kafka: every partition of the topics is assigned directly (no group, no
     commits), from --from/--from-offset (default: the beginning) to
@@ -226,8 +321,9 @@ def replay(
         rs = _load(paths)
         return rs.rules if rs.ok else None
 
+    fmt = _input_format(input_format, old_format, None, ("json", "csv", "msgpack"))
     req = ReplayRequest(
-        rules=list(rules or []), compare=compare, inputs=list(input_paths or []),
+        rules=_rule_paths(rule_paths, rules), compare=compare, inputs=list(input_paths or []),
         fmt=fmt, event_time=event_time, time_unit=time_unit,
         max_out_of_orderness_ms=_parse_duration(max_ooo), source=source, config=config,
         max_future_skew_ms=_parse_skew(max_skew),
@@ -260,22 +356,26 @@ def replay(
 
 @app.command()
 def explain(
-    path: Annotated[str, typer.Argument(help="A rule file or directory.")],
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Rule files or directories.", show_default=False)] = None,
+    rules: Annotated[list[str] | None, typer.Option(
+        "--rules", "-r", help="Rule files or directories, as PATHS; repeatable.")] = None,
     rule: Annotated[str | None, typer.Option("--rule", help="Only this rule.")] = None,
     fmt: Annotated[str, typer.Option(
-        "--format", help="text, dot (Graphviz source), png or svg (need Graphviz).")] = "text",
+        "--output-format", "--format",
+        help="text, dot (Graphviz source), png or svg (need Graphviz).")] = "text",
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Write to this file instead of standard output.")] = None,
     states: Annotated[bool, typer.Option(
         "--states", help="Draw the compiled NFA's states, not one node per stage.")] = False,
 ) -> None:
-    """Show the compiled NFA of each rule: states and their take/ignore/proceed
-    edges with their conditions.
+    """Show the compiled NFA of each rule: states, edges and conditions.
 
-    --format dot writes Graphviz source of one node per stage of the pattern
-    (quantifier, contiguity and window as labels; long conditions in a legend),
-    or of the NFA's states with --states; png and svg draw it with Graphviz's
-    `dot` program (apt-get install graphviz).
+    Each state with its take/ignore/proceed edges and their conditions.
+    --output-format dot writes Graphviz source of one node per stage of the
+    pattern (quantifier, contiguity and window as labels; long conditions in a
+    legend), or of the NFA's states with --states; png and svg draw it with
+    Graphviz's `dot` program (apt-get install graphviz).
 
     Examples:
 
@@ -285,11 +385,14 @@ def explain(
     """
     from cep.compiler.explain import explain_text
 
+    path = ", ".join(paths := _rule_paths(paths, rules))
+    if not paths:
+        raise _fail("no rules: give rule paths (cep explain PATH... or --rules PATH)")
     if fmt not in ("text", "dot", "png", "svg"):
         raise _fail(f"unknown format {fmt!r}: use text, dot, png or svg")
     if fmt == "png" and output is None and sys.stdout.isatty():
         raise _fail("--format png writes binary data: give --output FILE.png")
-    rs = _load([path], quiet_warnings=True)
+    rs = _load(paths, quiet_warnings=True)
     if not rs.ok:
         raise typer.Exit(EXIT_RULES)
     chosen = [r for r in rs.rules if rule is None or r.name == rule]
@@ -321,6 +424,9 @@ def _write_out(path: str | None, data: bytes) -> None:
 
 @app.command()
 def run(
+    rule_paths: Annotated[list[str] | None, typer.Argument(
+        metavar="[PATHS]...", help="Rule files or directories (as --rules).",
+        show_default=False)] = None,
     rules: Annotated[
         list[str] | None,
         typer.Option("--rules", "-r", help="Rule files or directories; repeatable."),
@@ -333,15 +439,22 @@ def run(
         str | None,
         typer.Option("--output", "-o", help="Where alerts go (JSON lines); - is stdout."),
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="Input format: json (JSON lines) or csv.")
-    ] = "json",
+    input_format: Annotated[InputFormat | None, typer.Option(
+        "--input-format", help="json (JSON lines) or csv (a header row, or --columns); "
+        "gzip, bz2 and zstd files are read as they are.  Default json.",
+        show_default=False)] = None,
+    old_format: Annotated[str | None, typer.Option(
+        "--format", hidden=True, help="Deprecated: --input-format.")] = None,
+    columns: Annotated[str | None, typer.Option("--columns", help=_COLUMNS_HELP)] = None,
     event_time: Annotated[
         str, typer.Option("--event-time", help="Field holding the event time.")
     ] = "ts",
     time_unit: Annotated[
-        str, typer.Option("--time-unit", help="Unit of the event time: ms, s, us, ns or iso.")
+        TimeUnit, typer.Option("--time-unit", help="Unit of the event time (epoch numbers) "
+                               "or iso (ISO-8601 text).")
     ] = "ms",
+    time_format: Annotated[str | None, typer.Option(
+        "--time-format", help=_TIME_FORMAT_HELP)] = None,
     max_ooo: Annotated[
         str,
         typer.Option(
@@ -394,7 +507,7 @@ def run(
                      "docs/operations.md)."),
     ] = None,
     log_format: Annotated[
-        str, typer.Option("--log-format", help="Log lines on stderr: text or json.")
+        Literal["text", "json"], typer.Option("--log-format", help="Log lines on stderr.")
     ] = "text",
     checkpoint_dir: Annotated[
         str | None,
@@ -402,27 +515,34 @@ def run(
                      "input resumes where it stopped, output files exact."),
     ] = None,
 ) -> None:
-    """Run rules over events: JSON lines (or CSV) in, alerts out as JSON lines.
+    """Run rules over events: JSON lines or CSV in, alerts out.
 
-    Events are matched in event-time order: each is buffered until the watermark (largest
-    event time seen − max out-of-orderness − 1 ms) passes it; an event at or below the
-    watermark on arrival is late.  At the end of the input every window is decided.
+    Events are matched in event-time order: each is buffered until the
+    watermark (largest event time seen - max out-of-orderness - 1 ms) passes
+    it; an event at or below the watermark on arrival is late.  At the end of
+    the input every window is decided.  Input files may be gzip, bz2 or zstd
+    compressed (found by their first bytes).
 
-    With --config, rules, sources and sinks come from a cep.toml; when it has Kafka sources
-    (and no --input is given) the run consumes them as a consumer-group member until SIGTERM.
+    With --config, rules, sources and sinks come from a cep.toml; when it has
+    Kafka sources (and no --input is given) the run consumes them as a
+    consumer-group member until SIGTERM.
 
-    A long run (--follow, standard input, Kafka) reloads its rules when a rule file changes,
-    on SIGHUP and on POST /-/reload: all or nothing, keeping the partial matches of unchanged
-    rules (see docs/operations.md).
+    A long run (--follow, standard input, Kafka) reloads its rules when a rule
+    file changes, on SIGHUP and on POST /-/reload: all or nothing, keeping the
+    partial matches of unchanged rules (see docs/operations.md).
 
-    With --checkpoint-dir (or [state] checkpoint_dir) a file run checkpoints its state, how far
-    it read and its output files' lengths; run again after a crash, it resumes there.
+    With --checkpoint-dir (or \\[state] checkpoint_dir) a file run checkpoints
+    its state, how far it read and its output files' lengths; run again after
+    a crash, it resumes there.
 
-    Example: cep run --rules rules/login --input events.jsonl --output alerts.jsonl
+    Exit status: 0 done, 1 rule errors, 2 usage errors, 3 a file that gave
+    no event at all, only dead letters (the first reasons are printed).
+
+    Example: cep run rules/login --input events.jsonl --output alerts.jsonl
     """
     from cep.app.logs import LOG_FORMATS, setup_logging
     from cep.app.pipeline import FileRunOptions, serve_file
-    from cep.io.codecs import TIME_UNITS, TimeSpec
+    from cep.io.codecs import time_spec
     from cep.io.sinks import JsonLinesSink, Sink, SinkSet
     from cep.operator.records import MAX_EVENTS_PER_MATCH
     from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS
@@ -431,9 +551,12 @@ def run(
         raise _fail(f"unknown --log-format {log_format!r}: use text or json")
     setup_logging(log_format, logging.WARNING)
     cfg = _config(config) if config else None
-    rules = list(rules or (cfg.rules.paths if cfg else ()))
+    rules = _rule_paths(rule_paths, rules) or list(cfg.rules.paths if cfg else ())
     if not rules:
-        raise _fail("no rules: give --rules PATH or [rules] paths in the --config file")
+        raise _fail("no rules: give rule paths (cep run PATH... or --rules PATH) or [rules] "
+                    "paths in the --config file")
+    fmt = _input_format(input_format, old_format, columns)
+    column_names = _columns(columns)
     if cfg is not None and cfg.uses_kafka and input_path is None:
         _run_kafka(cfg, rules, quiet, http, log_format)
         return
@@ -442,7 +565,9 @@ def run(
         if file_src is not None and file_src.path:
             input_path, fmt, source, follow = (
                 file_src.path, file_src.format, file_src.name, follow or file_src.follow)
-            event_time, time_unit = file_src.event_time, file_src.event_time_unit
+            event_time, time_unit = file_src.event_time, file_src.event_time_unit  # type: ignore[assignment]
+            time_format = time_format or file_src.time_format
+            column_names = column_names or file_src.columns
             max_ooo = f"{file_src.max_out_of_orderness_ms}ms"
         paths = {n: s.path for n, s in cfg.sinks.items() if s.kind == "file" and s.path}
         output = output or paths.pop("alerts", None)
@@ -451,10 +576,10 @@ def run(
         sink = [*(sink or []), *(f"{n}={p}" for n, p in paths.items())]
         max_partial = cfg.state.max_partial_matches_per_key
     input_path, output = input_path or "-", output or "-"
-    if fmt not in ("json", "csv"):
-        raise _fail(f"unknown --format {fmt!r}: use json or csv")
-    if time_unit not in TIME_UNITS:
-        raise _fail(f"unknown --time-unit {time_unit!r}: use one of {', '.join(TIME_UNITS)}")
+    try:
+        tspec = time_spec(event_time, time_unit, time_format)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     if input_path != "-" and not Path(input_path).is_file():
         raise _fail(f"no such input file: {input_path}")
     ooo = _parse_duration(max_ooo)
@@ -481,7 +606,8 @@ def run(
     opts = FileRunOptions(
         path=input_path,
         fmt=fmt,
-        time=TimeSpec(event_time, time_unit),
+        time=tspec,
+        columns=column_names,
         max_out_of_orderness_ms=ooo,
         source=source,
         follow=follow,
@@ -510,6 +636,14 @@ def run(
     except CepError as exc:
         sink_set.close()
         raise _fail(str(exc), exc.exit_code) from None
+    except (OSError, EOFError) as exc:  # a truncated or corrupt compressed input, say
+        sink_set.close()
+        raise _fail(f"cannot read {input_path}: {exc}") from None
+    except Exception as exc:
+        sink_set.close()
+        if type(exc).__module__.startswith("zstandard"):
+            raise _fail(f"cannot read {input_path}: zstd: {exc}") from None
+        raise
     sink_set.close()
     if not quiet:
         counts = summary.sink_counts
@@ -524,6 +658,62 @@ def run(
             f"{summary.elapsed_s:.2f} s ({summary.events_per_s:,.0f} events/s)",
         ]
         typer.echo("cep: " + ", ".join(parts), err=True)
+    if input_path != "-" and summary.events == 0 and summary.dead_letters:
+        _no_events(input_path, summary.dead_letters, summary.first_dead_letters)
+
+
+def _no_events(input_path: str, dead: int, first: list[str]) -> None:
+    """A file that gave only dead letters: say why (the first reasons), exit 3."""
+    typer.echo(f"cep: error: no event read from {input_path}: all {dead:,} input(s) were "
+               "dead letters; the first:", err=True)
+    for reason in first:
+        typer.echo(f"  {reason}", err=True)
+    typer.echo("  (wrong --input-format, --columns, --event-time, --time-unit or "
+               "--time-format?)", err=True)
+    raise typer.Exit(EXIT_NO_EVENTS)
+
+
+@app.command("map")
+def map_cmd(
+    name: Annotated[str, typer.Argument(
+        metavar="NAME", help="The mapping: ssh, windows-csv, windows-raw, creditcard, lanl.",
+        show_default=False)],
+    input_path: Annotated[str, typer.Argument(
+        metavar="FILE", help="The source file (gzip, bz2 or zstd too), or - for "
+        "standard input.", show_default=False)],
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Write here instead of standard output.")] = None,
+) -> None:
+    """Map a log file to the rule library's schema, as JSON lines.
+
+    The shipped mappings of docs/schema.md: each source row becomes one event
+    with `ts` in epoch ms and the schema's fields; every source field the
+    mapping does not rename is kept, under the source's own namespace
+    (winlog.event_data for Windows, ssh, ulb).
+
+    Example:
+
+      cep map windows-raw capture.json.gz | cep run rules/ --input -
+    """
+    from cep.mapping import DATASETS, write_jsonl
+
+    if name not in DATASETS:
+        raise _fail(f"unknown mapping {name!r}: use one of {', '.join(DATASETS)}")
+    if input_path != "-" and not Path(input_path).is_file():
+        raise _fail(f"no such input file: {input_path}")
+    out = sys.stdout if output in (None, "-") else open(output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        n = write_jsonl(DATASETS[name](input_path), out)
+    except (OSError, EOFError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot map {input_path} as {name}: {type(exc).__name__}: {exc}") from None
+    except BrokenPipeError:  # (the reader stopped early: head)
+        raise typer.Exit(0) from None
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        else:
+            out.flush()
+    typer.echo(f"cep: {n:,} events mapped ({name})", err=True)
 
 
 def _file_checkpoints(directory: str | None, input_path: str, cfg: "Config | None",
@@ -591,8 +781,8 @@ def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (also ``python -m cep.cli``, named ``cep`` in messages)."""
+    app(prog_name="cep")
 
 
 if __name__ == "__main__":

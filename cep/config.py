@@ -5,7 +5,9 @@ Tables (every key optional unless marked):
 * ``[sources.NAME]`` — ``kind`` (``kafka`` | ``file``), ``topic`` (kafka, required) or ``path``
   (file, required; ``-`` is standard input), ``format`` (``json`` | ``msgpack`` | ``csv``),
   ``event_time`` (field, default ``ts``), ``event_time_unit`` (``ms`` ``s`` ``us`` ``ns``
-  ``iso``), ``max_out_of_orderness`` and ``idle_timeout`` (durations), ``follow`` (file only);
+  ``iso``), ``max_out_of_orderness`` and ``idle_timeout`` (durations), ``follow`` (file only),
+  ``columns`` (a headerless CSV file's column names) and ``time_format`` (file only: strptime
+  directives such as ``"%Y%m%d%H%M"``, or ``iso``, ``epoch_ms``, ``epoch_s``…);
 * ``[sinks.NAME]`` — ``kind`` (``kafka`` | ``file``), ``topic`` or ``path``;
 * ``[kafka]`` — ``bootstrap_servers`` (required with Kafka), ``group_id``,
   ``group_instance_id`` (static membership: a restarted member keeps its partitions without
@@ -93,6 +95,11 @@ class SourceConfig:
     max_out_of_orderness_ms: int = 0
     idle_timeout_ms: int | None = None
     follow: bool = False
+    columns: tuple[str, ...] | None = None
+    """File sources: the column names of a headerless CSV (``None``: a header row)."""
+    time_format: str | None = None
+    """File sources: how event times are written (``cep.io.codecs.time_spec``: strptime
+    directives or a named format); wins over ``event_time_unit``."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,10 @@ class Config:
 def parse_duration(value: Any) -> int:
     """``"500ms"``, ``"5s"``, ``"1.5m"``, ``"2h"``, ``"1d"`` or an int (ms) → milliseconds.
 
-    Raises ValueError for anything else (negative numbers and booleans included)."""
+    The one duration parser: config files, test files and every command-line flag.  A
+    string needs a unit (``"5"`` is an error whose message asks ``5ms?``); only a typed
+    integer (TOML or YAML) is read as milliseconds.  Raises ValueError for anything else
+    (negative numbers and booleans included)."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int):
@@ -203,7 +213,10 @@ def parse_duration(value: Any) -> int:
         m = _DURATION.fullmatch(value)
         if m:
             return round(float(m.group(1)) * _UNIT_MS[m.group(2)])
-    raise ValueError(f"not a duration: {value!r} (use e.g. \"100ms\", \"5s\", \"2m\" or ms)")
+        bare = value.strip()
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", bare):
+            raise ValueError(f"a duration needs a unit: {value!r} ({bare}ms? {bare}s?)")
+    raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 30s, 5m, 2h or 1d)")
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -311,7 +324,7 @@ def _find_line(lines: list[str], table: str, key: str | None) -> int | None:
 _SOURCE_KEYS: dict[str, type | tuple[type, ...]] = {
     "kind": str, "topic": str, "path": str, "format": str, "event_time": str,
     "event_time_unit": str, "max_out_of_orderness": (str, int), "idle_timeout": (str, int),
-    "follow": bool,
+    "follow": bool, "columns": (list, str), "time_format": str,
 }
 _SINK_KEYS: dict[str, type | tuple[type, ...]] = {"kind": str, "topic": str, "path": str}
 _KAFKA_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -373,7 +386,44 @@ def _source(r: _Reader, name: str, raw: Any) -> SourceConfig | None:
         max_out_of_orderness_ms=r.duration(table, d, "max_out_of_orderness", 0) or 0,
         idle_timeout_ms=r.duration(table, d, "idle_timeout", None),
         follow=d.get("follow", False),
+        columns=_columns(r, table, d, kind, fmt),
+        time_format=_time_format(r, table, d, kind),
     )
+
+
+def _columns(r: _Reader, table: str, d: dict[str, Any], kind: str, fmt: str
+             ) -> tuple[str, ...] | None:
+    """``columns``: the names of a headerless CSV file's columns (a list, or ``"a,b,c"``)."""
+    raw = d.get("columns")
+    if raw is None:
+        return None
+    items = raw.split(",") if isinstance(raw, str) else raw
+    names = tuple(x.strip() for x in items if isinstance(x, str))
+    if (len(names) != len(items) or not names or not all(names)
+            or len(set(names)) != len(names)):
+        r.error(table, "columns", f"[{table}].columns must list distinct column names")
+        return None
+    if kind != "file" or fmt != "csv":
+        r.error(table, "columns", f"[{table}].columns is for CSV files (format = \"csv\")")
+    return names
+
+
+def _time_format(r: _Reader, table: str, d: dict[str, Any], kind: str) -> str | None:
+    """``time_format``: strptime directives or a named format, checked here."""
+    value = d.get("time_format")
+    if value is None:
+        return None
+    if kind != "file":
+        r.error(table, "time_format", f"[{table}].time_format is for file sources")
+        return None
+    from cep.io.codecs import time_spec
+
+    try:
+        time_spec("ts", "ms", value)
+    except ValueError as exc:
+        r.error(table, "time_format", f"[{table}].time_format: {exc}")
+        return None
+    return value
 
 
 def _sink(r: _Reader, name: str, raw: Any) -> SinkConfig | None:

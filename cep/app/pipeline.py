@@ -33,13 +33,14 @@ from cep.io.codecs import (
     too_large,
 )
 from cep.io.sinks import SinkSet
-from cep.io.sources import OversizedLine, open_input, read_blocks
+from cep.io.sources import OversizedLine, open_input, read_blocks, threaded
 from cep.operator.cep_operator import CepOperator
 from cep.operator.prescan import Prescan
 from cep.operator.records import MAX_EVENTS_PER_MATCH, dead_letter_record
 from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS, FutureGuard
 
 SAMPLE_MASK = 0xFF  # with metrics, one event in 256 is timed (cep.app.metrics.SAMPLE_MASK)
+FIRST_DEAD_LETTERS = 5  # how many dead letters a RunSummary describes
 
 if TYPE_CHECKING:
     from cep.app.file_checkpoint import FileCheckpoints
@@ -69,6 +70,8 @@ class FileRunOptions:
     max_future_skew_ms: int | None = DEFAULT_MAX_SKEW_MS
     """The future-skew guard's bound (:mod:`cep.operator.time_guard`); with ``follow`` the
     wall clock bounds event times too."""
+    columns: tuple[str, ...] | None = None
+    """The column names of a headerless CSV input (``None``: the first row is the header)."""
 
 
 @dataclass
@@ -82,6 +85,8 @@ class RunSummary:
     sink_counts: dict[str, int] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     resumed_after: int = 0  # the input line a checkpoint let this run start after
+    first_dead_letters: list[str] = field(default_factory=list)
+    """``line N: reason: error`` of the first :data:`FIRST_DEAD_LETTERS` dead letters."""
 
     @property
     def events_per_s(self) -> float:
@@ -92,11 +97,20 @@ def _records(
     opts: FileRunOptions, should_stop: Callable[[], bool] | None,
     on_idle: Callable[[], None] | None = None,
 ) -> Iterator[tuple[int, bytes, tuple[dict[str, Any], int] | DeadLetter]]:
+    """The decoded lines of ``opts.path``.  Standard input with ``on_idle`` (a run that
+    serves reloads and status) is read and decoded by a reader thread
+    (:func:`~cep.io.sources.threaded`): while no line comes, ``on_idle`` runs here."""
     fh = open_input(opts.path)
     try:
         follow = {} if opts.fmt == "csv" else {
             "follow": opts.follow, "should_stop": should_stop, "on_idle": on_idle}
-        yield from decode_lines(fh, opts.fmt, opts.time, opts.max_event_bytes, **follow)
+        if fh is sys.stdin.buffer and on_idle is not None:
+            follow = {}
+        records = decode_lines(fh, opts.fmt, opts.time, opts.max_event_bytes, opts.columns,
+                               **follow)
+        if fh is sys.stdin.buffer and on_idle is not None:
+            records = threaded(records, on_idle)
+        yield from records
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
@@ -124,6 +138,8 @@ def run_file(
     :meth:`~cep.app.file_checkpoint.FileCheckpoints.truncate_outputs`."""
     metrics = ops.metrics if ops is not None else None
     emit = metrics.counting(sinks.emit) if metrics is not None else sinks.emit
+    dead_seen: list[str] = []
+    emit = _noting_dead_letters(emit, dead_seen)
     op = operator or CepOperator(
         rules, emit, {opts.source: opts.max_out_of_orderness_ms},
         opts.max_partial_matches_per_key,
@@ -205,6 +221,7 @@ def run_file(
         sink_counts=dict(sinks.counts),
         stats=op.stats(),
         resumed_after=skip,
+        first_dead_letters=dead_seen,
     )
 
 
@@ -310,6 +327,20 @@ def run_chunks(
         if fh is not sys.stdin.buffer:
             fh.close()
     return seq, dead
+
+
+def _noting_dead_letters(emit: Callable[[str, dict[str, Any]], None], first: list[str]
+                         ) -> Callable[[str, dict[str, Any]], None]:
+    """``emit`` that also describes the first :data:`FIRST_DEAD_LETTERS` dead letters in
+    ``first`` (``line N: reason: error``), for a run that read nothing else."""
+
+    def noting(name: str, record: dict[str, Any]) -> None:
+        if name == "dead_letter" and len(first) < FIRST_DEAD_LETTERS:
+            where = f"line {record['line']}: " if "line" in record else ""
+            first.append(f"{where}{record.get('reason')}: {record.get('error')}")
+        emit(name, record)
+
+    return noting
 
 
 def _dead_letter(emit: Callable[[str, dict[str, Any]], None], bad: DeadLetter, source: str,

@@ -35,10 +35,17 @@ __all__ = [
     "DeadLetter", "TimeSpec", "Decoder", "json_decoder", "msgpack_decoder", "csv_rows",
     "parse_event_time", "encode_json", "json_default", "TIME_UNITS", "decode_json_chunk",
     "event_time_of", "writable", "nesting_within", "too_deep", "decode_lines", "too_large",
+    "TIME_FORMATS", "time_spec",
 ]
 
 TIME_UNITS = ("ms", "s", "us", "ns", "iso")
 _SCALE = {"ms": 1, "s": 1000, "us": 0.001, "ns": 0.000001}
+TIME_FORMATS = {"iso": "iso", "epoch_ms": "ms", "epoch_s": "s", "epoch_us": "us",
+                "epoch_ns": "ns"}
+"""The named time formats (``--time-format``, ``time_format``) and the unit each stands for;
+any other format is strptime directives."""
+STRPTIME = "strptime"
+"""The unit of a :class:`TimeSpec` whose times are read with its ``pattern``."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +62,40 @@ class TimeSpec:
 
     ``field`` is a key of the object (a literal key wins; otherwise a dotted path), ``unit``
     one of :data:`TIME_UNITS`: epoch ``ms`` (default), ``s``, ``us``, ``ns`` (numbers or
-    numeric strings) or ``iso`` (ISO-8601 strings; no offset means UTC).
+    numeric strings) or ``iso`` (ISO-8601 strings; no offset means UTC); or ``strptime``
+    with ``pattern``, :func:`datetime.strptime` directives such as ``%Y%m%d%H%M`` (text,
+    or an integer read as its digits; no ``%z`` means UTC).  Build one from user input with
+    :func:`time_spec`.
     """
 
     field: str = "ts"
     unit: str = "ms"
+    pattern: str | None = None
 
     def __post_init__(self) -> None:
-        if self.unit not in TIME_UNITS:
+        if (self.unit == STRPTIME) != (self.pattern is not None):
+            raise ValueError("a strptime time spec needs a pattern, and only it has one")
+        if self.unit not in TIME_UNITS and self.unit != STRPTIME:
             raise ValueError(f"unknown time unit {self.unit!r}; use one of {', '.join(TIME_UNITS)}")
+
+
+def time_spec(field: str = "ts", unit: str = "ms", time_format: str | None = None) -> TimeSpec:
+    """The :class:`TimeSpec` of a source: ``time_format`` (a name of :data:`TIME_FORMATS`, or
+    strptime directives, which must contain ``%``) wins over ``unit``.  Raises ValueError
+    naming the problem for an unknown unit or format, or directives strptime rejects."""
+    if time_format is None:
+        return TimeSpec(field, unit)
+    if time_format in TIME_FORMATS:
+        return TimeSpec(field, TIME_FORMATS[time_format])
+    if "%" not in time_format:
+        raise ValueError(f"unknown time format {time_format!r}: use strptime directives such "
+                         f"as %Y%m%d%H%M, or one of {', '.join(TIME_FORMATS)}")
+    sample = datetime(2001, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
+    try:  # a bad directive fails here, not on every event
+        datetime.strptime(sample.strftime(time_format), time_format)
+    except ValueError as exc:
+        raise ValueError(f"time format {time_format!r}: {exc}") from None
+    return TimeSpec(field, STRPTIME, time_format)
 
 
 def _lookup(data: dict[str, Any], field: str) -> Any:
@@ -79,14 +111,17 @@ def _lookup(data: dict[str, Any], field: str) -> Any:
     return None
 
 
-def parse_event_time(value: Any, unit: str) -> int | DeadLetter:
+def parse_event_time(value: Any, unit: str, pattern: str | None = None) -> int | DeadLetter:
     """Convert a raw event-time value to epoch milliseconds (int), or a DeadLetter.
 
-    The valid domain is decided here, once, for every input mode: a time that is not finite
-    or falls outside ``[MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS]`` once converted to ms is a
-    ``bad_event_time`` dead letter (so is a bool).  Never raises."""
+    ``unit`` as :class:`TimeSpec`'s (``strptime`` reads text, or an int's digits, with
+    ``pattern``).  The valid domain is decided here, once, for every input mode: a time that
+    is not finite or falls outside ``[MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS]`` once converted
+    to ms is a ``bad_event_time`` dead letter (so is a bool).  Never raises."""
     if value is None:
         return DeadLetter("no_event_time", "the event has no event-time field")
+    if unit == STRPTIME:
+        return _strptime_ms(value, pattern or "")
     if unit == "iso":
         if not isinstance(value, str):
             return DeadLetter("bad_event_time", f"expected an ISO-8601 string, got {_short(value)}")
@@ -126,6 +161,25 @@ def parse_event_time(value: Any, unit: str) -> int | DeadLetter:
 _INF = float("inf")
 
 
+def _strptime_ms(value: Any, pattern: str) -> int | DeadLetter:
+    """A time written as ``pattern`` (strptime directives) → epoch ms, or a DeadLetter."""
+    t = type(value)
+    if t is not str and t is not int:
+        return DeadLetter("bad_event_time", f"expected a time like {pattern!r}, got "
+                                            f"{_short(value)}")
+    text = value if t is str else str(value)
+    if len(text) > 64:
+        return DeadLetter("bad_event_time", f"not a time like {pattern!r}: {_short(value)}")
+    try:
+        dt = datetime.strptime(text.strip(), pattern)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        ms: float = dt.timestamp() * 1000
+    except (ValueError, OverflowError, OSError):
+        return DeadLetter("bad_event_time", f"not a time like {pattern!r}: {_short(value)}")
+    return _in_domain(ms, value)
+
+
 def _in_domain(ms: float, raw: Any) -> int | DeadLetter:
     """``ms`` rounded to an int when it is a finite time of the valid domain."""
     if MIN_EVENT_TIME_MS <= ms <= MAX_EVENT_TIME_MS:  # (False for nan)
@@ -160,7 +214,7 @@ def json_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
     gives ``(object, event time in ms)`` or a :class:`DeadLetter` (see the module
     docstring).  Never raises."""
     loads = orjson.loads
-    field, unit = time.field, time.unit
+    field, unit, pattern = time.field, time.unit, time.pattern
     simple = unit == "ms"
     lo, hi = MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS
     shallow = 2 * MAX_EVENT_DEPTH  # a shorter text cannot nest deeper than the limit
@@ -181,7 +235,7 @@ def json_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
             return data, value
         if value is None:
             value = _lookup(data, field)
-        ts = parse_event_time(value, unit)
+        ts = parse_event_time(value, unit, pattern)
         if type(ts) is DeadLetter:
             return ts
         return data, ts  # type: ignore[return-value]
@@ -229,7 +283,7 @@ def event_time_of(data: dict[str, Any], time: TimeSpec) -> int | DeadLetter:
         return value
     if value is None:
         value = _lookup(data, time.field)
-    return parse_event_time(value, time.unit)
+    return parse_event_time(value, time.unit, time.pattern)
 
 
 def msgpack_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
@@ -247,7 +301,7 @@ def msgpack_decoder(time: TimeSpec, max_bytes: int = 1 << 20) -> Decoder:
             return DeadLetter("not_an_object", f"expected a map, got {type(data).__name__}")
         if too_deep(data):
             return _deep_letter()
-        ts = parse_event_time(_lookup(data, time.field), time.unit)
+        ts = parse_event_time(_lookup(data, time.field), time.unit, time.pattern)
         if type(ts) is DeadLetter:
             return ts
         return data, ts  # type: ignore[return-value]
@@ -288,10 +342,11 @@ Decoded = tuple[dict[str, Any], int] | DeadLetter
 """What decoding one input gives: ``(object, event time in ms)`` or why it is a dead letter."""
 
 
-def csv_rows(fh: BinaryIO, time: TimeSpec, max_bytes: int = 1 << 20
-             ) -> Iterator[tuple[int, str, Decoded]]:
+def csv_rows(fh: BinaryIO, time: TimeSpec, max_bytes: int = 1 << 20,
+             columns: tuple[str, ...] | None = None) -> Iterator[tuple[int, str, Decoded]]:
     """Yield ``(line_no, raw_text, (data, ts) | DeadLetter)`` for each data row of the CSV
-    bytes ``fh`` (the first row is the header; empty cells are left out of the object).
+    bytes ``fh`` (the first row is the header, unless ``columns`` names the columns of a
+    headerless file; empty cells are left out of the object).
     ``raw_text`` is the row re-encoded as CSV for dead letters and ``""`` for rows that
     decoded.  UTF-8 with or without a byte-order mark.  Each row fails alone, as a
     ``malformed`` dead letter (a CSV error such as a field over the csv module's limit, a
@@ -301,7 +356,7 @@ def csv_rows(fh: BinaryIO, time: TimeSpec, max_bytes: int = 1 << 20
 
     oversized: dict[int, OversizedLine] = {}
     reader = csv.reader(_csv_lines(fh, max_bytes, oversized))
-    header: list[str] | None = None
+    header: list[str] | None = list(columns) if columns is not None else None
     while True:
         try:
             row = next(reader)
@@ -333,7 +388,7 @@ def csv_rows(fh: BinaryIO, time: TimeSpec, max_bytes: int = 1 << 20
         for k, v in zip(header, row, strict=True):
             if v:
                 data[k] = csv_value(v)
-        ts = parse_event_time(_lookup(data, time.field), time.unit)
+        ts = parse_event_time(_lookup(data, time.field), time.unit, time.pattern)
         if isinstance(ts, DeadLetter):
             yield line_no, _csv_text(row), ts
         else:
@@ -341,14 +396,16 @@ def csv_rows(fh: BinaryIO, time: TimeSpec, max_bytes: int = 1 << 20
 
 
 def decode_lines(fh: BinaryIO, fmt: str, time: TimeSpec, max_bytes: int = 1 << 20,
-                 **follow: Any) -> Iterator[tuple[int, bytes, Decoded]]:
+                 columns: tuple[str, ...] | None = None, **follow: Any
+                 ) -> Iterator[tuple[int, bytes, Decoded]]:
     """Yield ``(line_no, raw, (data, ts) | DeadLetter)`` for each line of ``fh``: JSON lines
-    (``fmt`` ``json``, blank lines skipped) or CSV (``csv``, :func:`csv_rows`).  ``raw`` is
+    (``fmt`` ``json``, blank lines skipped) or CSV (``csv``, :func:`csv_rows`; ``columns``
+    for a headerless file).  ``raw`` is
     the line (for a dead letter; at most :data:`~cep.io.sources.HEAD_BYTES` of a line over
     ``max_bytes``, which is never held whole).  ``follow`` goes to
     :func:`~cep.io.sources.read_lines` (JSON lines only).  Never raises on bad input."""
     if fmt == "csv":
-        for line_no, text, res in csv_rows(fh, time, max_bytes):
+        for line_no, text, res in csv_rows(fh, time, max_bytes, columns):
             yield line_no, text.encode("utf-8", "replace"), res
         return
     decode = json_decoder(time, max_bytes)

@@ -2,24 +2,71 @@
 
 ``follow=True`` keeps reading a growing file as ``tail -f`` does, until ``stop()`` is called.
 Given a line limit, no reader ever holds a longer line whole (:class:`OversizedLine`).
+A compressed file (gzip, bz2, zstd) is recognised by its first bytes and read decompressed
+(:func:`open_input`); :func:`threaded` keeps a blocking reader (standard input) off the
+thread that must stay responsive.
 """
 
 from __future__ import annotations
 
+import io
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["read_lines", "read_blocks", "read_chunks", "open_input", "OversizedLine",
-           "HEAD_BYTES"]
+           "HEAD_BYTES", "compression_of", "threaded"]
+
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\x28\xb5\x2f\xfd", "zstd"))
+"""The first bytes of each compressed format :func:`open_input` reads."""
+
+
+def compression_of(head: bytes) -> str | None:
+    """``gzip``, ``bz2`` or ``zstd`` when ``head`` (a file's first bytes, at least 4) starts
+    as that format does; ``None`` for anything else (read as it is)."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
 
 
 def open_input(path: str) -> BinaryIO:
-    """Open ``path`` for binary reading; ``-`` is standard input."""
+    """Open ``path`` for binary reading; ``-`` is standard input (read as it is).
+
+    A file compressed with gzip, bz2 or zstd (:func:`compression_of` on its first bytes,
+    whatever its name) comes back as a buffered stream of the decompressed bytes, with
+    ``read1``, ``readline`` and ``tell`` (in decompressed bytes); closing it closes the file.
+    Raises ``OSError`` for a file that cannot be opened; a corrupt compressed stream raises
+    ``OSError`` (gzip, bz2) or ``zstandard.ZstdError`` when read."""
     if path == "-":
         return sys.stdin.buffer
-    return open(path, "rb")  # noqa: SIM115
+    fh = open(path, "rb")  # noqa: SIM115
+    try:
+        kind = compression_of(fh.peek(4)[:4])
+    except BaseException:
+        fh.close()
+        raise
+    if kind is None:
+        return fh
+    if kind != "zstd":  # gzip and bz2 files are buffered readers themselves
+        fh.close()
+        if kind == "gzip":
+            import gzip
+
+            return gzip.open(path, "rb")  # type: ignore[return-value]
+        import bz2
+
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    import zstandard
+
+    reader = zstandard.ZstdDecompressor().stream_reader(fh, closefd=True,
+                                                        read_across_frames=True)
+    return io.BufferedReader(reader, 1 << 16)  # type: ignore[arg-type]
 
 
 class OversizedLine(NamedTuple):
@@ -192,3 +239,61 @@ def read_lines(
         if on_idle is not None:
             on_idle()
         time.sleep(poll_s)
+
+
+_END = object()
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+def threaded(items: Iterator[T], on_idle: Callable[[], None], poll_s: float = 0.05,
+             max_queued: int = 4096) -> Iterator[T]:
+    """Yield what ``items`` yields, in order, while a daemon thread pulls it, so a blocking
+    read (standard input) never blocks the caller: whenever nothing arrives for ``poll_s``
+    seconds ``on_idle()`` runs on the caller's thread (reloads, status requests, flushes).
+
+    At most ``max_queued`` items wait between the threads (the reader waits when the caller
+    falls behind: memory stays bounded).  An exception raised by ``items`` is raised here.
+    Closing this generator early lets the thread end at its next item (a read that never
+    returns leaves a daemon thread parked on it, which does not hold the process)."""
+    q: queue.Queue[object] = queue.Queue(max_queued)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pull() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed over to the caller's thread
+            put(_Failed(exc))
+            return
+        put(_END)
+
+    thread = threading.Thread(target=pull, name="cep-input-reader", daemon=True)
+    thread.start()
+    get = q.get
+    try:
+        while True:
+            try:
+                item = get(timeout=poll_s)
+            except queue.Empty:
+                on_idle()
+                continue
+            if item is _END:
+                return
+            if type(item) is _Failed:
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()

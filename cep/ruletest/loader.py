@@ -7,10 +7,13 @@ with the test file's stem)::
     source: input                            # defaults for every test …
     event_time: ts
     time_unit: ms                            # ms | s | us | ns | iso
+    time_format: '%Y%m%d%H%M'                # or: strptime directives / a named format
     max_out_of_orderness: 0s
     tests:
       - name: five failures raise one alert
-        input:                               # events in arrival order (or input_file: x.jsonl)
+        input:                               # events in arrival order (or input_file: x.jsonl,
+                                             # gzip/bz2/zstd too; columns: [a, b] for a
+                                             # headerless CSV)
           - {ts: 0, user: alice, outcome: failure}
           - '{"ts": 5, broken'                # a string is a raw input line
         arrival: [1, 0, {watermark: 60000}]  # optional: indices into input, watermark steps
@@ -34,7 +37,7 @@ from typing import Any
 import yaml
 
 from cep.config import parse_duration
-from cep.io.codecs import TIME_UNITS, TimeSpec
+from cep.io.codecs import TIME_UNITS, time_spec
 from cep.ruletest.model import (
     AlertExpectation,
     InputItem,
@@ -48,11 +51,12 @@ from cep.ruletest.model import (
 
 __all__ = ["load_test_file", "jsonable"]
 
-_FILE_KEYS = {"rule_files", "tests", "source", "event_time", "time_unit",
+_FILE_KEYS = {"rule_files", "tests", "source", "event_time", "time_unit", "time_format",
               "max_out_of_orderness"}
-_TEST_KEYS = {"name", "input", "input_file", "input_format", "arrival", "max_out_of_orderness",
-              "source", "event_time", "time_unit", "end_of_input", "expect", "expect_timeouts",
-              "expect_late", "expect_dead_letters", "description"}
+_TEST_KEYS = {"name", "input", "input_file", "input_format", "columns", "arrival",
+              "max_out_of_orderness", "source", "event_time", "time_unit", "time_format",
+              "end_of_input", "expect", "expect_timeouts", "expect_late",
+              "expect_dead_letters", "description"}
 _ALERT_KEYS = {"rule", "key", "data", "match", "severity", "sink", "timed_out"}
 
 
@@ -190,6 +194,7 @@ class _Defaults:
         self.source = "input"
         self.event_time = "ts"
         self.time_unit = "ms"
+        self.time_format: str | None = None
         self.ooo = 0
 
     @classmethod
@@ -214,6 +219,12 @@ class _Defaults:
                 raise r.fail(m["time_unit"], f"unknown time_unit {unit!r}: use one of "
                                              f"{', '.join(TIME_UNITS)}")
             self.time_unit = unit
+        if "time_format" in m:
+            self.time_format = r.string(m["time_format"], "'time_format'")
+            try:
+                time_spec("ts", "ms", self.time_format)
+            except ValueError as exc:
+                raise r.fail(m["time_format"], str(exc)) from None
         if "max_out_of_orderness" in m:
             self.ooo = r.duration(m["max_out_of_orderness"], "'max_out_of_orderness'")
 
@@ -226,11 +237,14 @@ def _test(r: _Reader, path: Path, node: yaml.Node, defaults: _Defaults) -> RuleT
     d.apply(r, m)
     test = RuleTest(
         name=str(r.value(m["name"])), file=r.path, line=node.start_mark.line + 1,
-        max_out_of_orderness_ms=d.ooo, source=d.source, time=TimeSpec(d.event_time, d.time_unit),
+        max_out_of_orderness_ms=d.ooo, source=d.source,
+        time=time_spec(d.event_time, d.time_unit, d.time_format),
     )
     if ("input" in m) == ("input_file" in m):
         raise r.fail(node, f"test {test.name!r}: give exactly one of 'input' and 'input_file'")
     if "input" in m:
+        if "columns" in m:
+            raise r.fail(m["columns"], "'columns' is for a CSV input_file")
         for item in r.sequence(m["input"], "'input'"):
             value = r.value(item)
             if not isinstance(value, (dict, str)):
@@ -244,11 +258,14 @@ def _test(r: _Reader, path: Path, node: yaml.Node, defaults: _Defaults) -> RuleT
             raise r.fail(m["input_file"], f"input file not found: {name} (paths are relative "
                                           "to the test file)")
         test.input_file = str(full)
+        csv_name = name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst")) or "columns" in m
         fmt = r.string(m["input_format"], "'input_format'") if "input_format" in m else (
-            "csv" if name.endswith(".csv") else "json")
+            "csv" if csv_name else "json")
         if fmt not in ("json", "csv"):
             raise r.fail(m["input_format"], f"unknown input_format {fmt!r}: use json or csv")
         test.input_format = fmt
+        if "columns" in m:
+            test.columns = _columns(r, m["columns"], fmt)
     if "arrival" in m:
         test.arrival = [_step(r, s) for s in r.sequence(m["arrival"], "'arrival'")]
     if "end_of_input" in m:
@@ -267,6 +284,16 @@ def _test(r: _Reader, path: Path, node: yaml.Node, defaults: _Defaults) -> RuleT
             _side(r, e, "expect_dead_letters")
             for e in r.sequence(m["expect_dead_letters"], "'expect_dead_letters'")]
     return test
+
+
+def _columns(r: _Reader, node: yaml.Node, fmt: str) -> tuple[str, ...]:
+    """``columns``: the distinct names of a headerless CSV input file's columns."""
+    names = [r.string(n, "a column name") for n in r.sequence(node, "'columns'")]
+    if not names or len(set(names)) != len(names):
+        raise r.fail(node, "'columns' lists the distinct column names of a headerless CSV")
+    if fmt != "csv":
+        raise r.fail(node, "'columns' is for a CSV input file (input_format: csv)")
+    return tuple(names)
 
 
 def _step(r: _Reader, node: yaml.Node) -> Step:

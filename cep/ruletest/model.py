@@ -97,10 +97,11 @@ class RuleTest:
         inputs: the input items in the order they are listed (indices are positions here).
         input_file: the file the inputs were read from, when ``input_file`` was used.
         input_format: ``json`` (JSON lines) or ``csv`` for an input file.
+        columns: the column names of a headerless CSV input file (``None``: a header row).
         arrival: the order inputs arrive in (with watermark steps), or ``None`` for list order.
         max_out_of_orderness_ms: the source's bound on disorder (ms).
         source: the source name the events carry (for rules' ``from``).
-        time: where the event time is and its unit.
+        time: where the event time is and how it is written (unit or time format).
         end_of_input: at the end the watermark jumps to +∞ (windows close, timeouts fire).
         expect: expected alerts and timed-out partial matches; every emitted one must be listed.
         expect_late, expect_dead_letters: ``None`` when not checked; a list when every late
@@ -115,6 +116,7 @@ class RuleTest:
     inputs: list[InputItem] = field(default_factory=list)
     input_file: str | None = None
     input_format: str = "json"
+    columns: tuple[str, ...] | None = None
     arrival: list[Step] | None = None
     max_out_of_orderness_ms: int = 0
     source: str = "input"

@@ -20,6 +20,7 @@ import orjson
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.io.codecs import DeadLetter, decode_lines, json_decoder
+from cep.io.sources import open_input
 from cep.operator.cep_operator import CepOperator
 from cep.operator.records import dead_letter_record
 from cep.ruletest.model import (
@@ -71,10 +72,11 @@ Decoded = tuple[dict[str, Any], int] | DeadLetter
 
 def read_input_file(test: RuleTest) -> Iterator[tuple[int, bytes, Decoded]]:
     """``(line_no, raw, decoded)`` for every input of ``test.input_file`` (JSON lines or
-    CSV), decoded by the same codecs as ``cep run``.  Raises ``OSError``."""
+    CSV; gzip, bz2 or zstd compressed or not), decoded by the same codecs as ``cep run``.
+    Raises ``OSError`` (``EOFError`` for a truncated compressed file)."""
     assert test.input_file is not None
-    with open(test.input_file, "rb") as fh:
-        yield from decode_lines(fh, test.input_format, test.time)
+    with open_input(test.input_file) as fh:
+        yield from decode_lines(fh, test.input_format, test.time, columns=test.columns)
 
 
 def _decoded_inputs(test: RuleTest) -> list[tuple[int, bytes, Decoded]]:
@@ -96,7 +98,7 @@ def run_test(test: RuleTest, rules: list[CompiledRule],
     out = Outcome(test)
     try:
         inputs = _decoded_inputs(test)
-    except OSError as exc:
+    except (OSError, EOFError) as exc:
         out.error = f"cannot read {test.input_file}: {exc}"
         return out
     steps = test.arrival if test.arrival is not None else list(range(len(inputs)))

@@ -16,8 +16,7 @@ import pytest
 from cep.app.pipeline import FileRunOptions, RunSummary, run_file
 from cep.app.rules import load_rule_set
 from cep.io.sinks import MemorySink, SinkSet
-
-from .schema_mapping import write_jsonl
+from cep.mapping.datasets import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"

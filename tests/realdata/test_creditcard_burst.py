@@ -11,8 +11,9 @@ import csv
 import gzip
 from pathlib import Path
 
+from cep.mapping.datasets import creditcard_events
+
 from .engine_run import dataset, run_mapped
-from .schema_mapping import creditcard_events
 
 DATA = "creditcard-ulb/creditcard_time_amount_class.csv.gz"
 FRAUDS = 492

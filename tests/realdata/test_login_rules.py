@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cep.mapping.datasets import ssh_events, windows_csv_events
+
 from .engine_run import dataset, run_mapped
-from .schema_mapping import ssh_events, windows_csv_events
 
 
 def test_ssh_brute_force_then_success_finds_the_elastic_host_compromise(tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cep.mapping.datasets import windows_raw_events
+
 from .engine_run import dataset, run_mapped
-from .schema_mapping import windows_raw_events
 
 RAW = "windows-security-mordor/purplesharp_ad_playbook_I_2020-10-22042947.json.gz"
 LIBRARY = ["login", "fraud"]  # every rule of the library

@@ -1,34 +1,57 @@
-"""Map the public datasets in ``shared/data`` to the rule library's event schema (docs/schema.md).
+"""The shipped schema mappings: public log formats to the rule library's event schema
+(docs/schema.md).
 
 Each ``*_events`` function streams one dataset and yields one schema event (a JSON-ready dict)
 per input row, in the dataset's arrival order, without dropping or reordering anything: the
 engine, not the mapping, decides what is late.  Every event carries its event time in ``ts``
-(epoch milliseconds), so the mapped stream runs with ``cep run``'s defaults.
+(epoch milliseconds), so the mapped stream runs with ``cep run``'s defaults.  A source field
+the mapping does not rename is kept, under the dataset's own namespace (``winlog.event_data``
+for Windows, ``ssh``, ``ulb``), so rules can use fields the schema does not name (Sysmon's
+``Image``, ``ParentImage``, ``CommandLine``).  Inputs may be gzip, bz2 or zstd compressed
+(:func:`cep.io.sources.open_input`).
 
-As a script it writes JSON lines, ready for ``cep run``::
+``cep map NAME FILE`` writes a mapping's events as JSON lines, ready for ``cep run``::
 
-    python tests/realdata/schema_mapping.py ssh ../shared/data/ssh-auth-logs/events.csv \\
-        | cep run --rules rules/login --input -
-
-Standard library only, so that the mapping stays readable next to docs/schema.md.
+    cep map ssh ../shared/data/ssh-auth-logs/events.csv | cep run rules/login --input -
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
+import io
 import ipaddress
 import json
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from cep.io.sources import open_input
 
 __all__ = [
     "ssh_events", "windows_csv_events", "windows_raw_events", "creditcard_events",
     "lanl_events", "write_jsonl", "DATASETS",
 ]
+
+
+def _text(path: str | Path) -> TextIO:
+    """``path`` as UTF-8 text for the csv and json modules, decompressed when it is gzip,
+    bz2 or zstd (``-`` is standard input)."""
+    return io.TextIOWrapper(open_input(str(path)), encoding="utf-8", newline="")
+
+
+def _keep(ev: dict[str, Any], namespace: str, row: dict[str, Any], renamed: set[str]) -> None:
+    """Every field of ``row`` that is not in ``renamed`` (and has a value), under
+    ``ev[namespace]`` (a dotted path) by its own name, which may contain dots."""
+    rest = {k: v for k, v in row.items()
+            if k not in renamed and v not in (None, "", "-") and k is not None}
+    if not rest:
+        return
+    cur = ev
+    for part in namespace.split("."):
+        cur = cur.setdefault(part, {})
+    for k, v in rest.items():
+        cur.setdefault(k, v)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -101,9 +124,10 @@ def ssh_events(path: str | Path) -> Iterator[dict[str, Any]]:
     Only ``FAILED_PASSWORD`` and ``ACCEPTED`` become ``event.action: login``: sshd also logs a
     PAM ``AUTH_FAILURE`` (and often ``INVALID_USER``) for the same attempt, so counting those
     as logins would count one password twice.  They keep their kind, lower-cased, as action.
-    The syslog time has no zone: it is read as UTC.
+    The syslog time has no zone: it is read as UTC.  Columns not renamed (``invalid_user``,
+    ``method``) are kept under ``ssh``.
     """
-    with open(path, newline="", encoding="utf-8") as fh:
+    with _text(path) as fh:
         for row in csv.DictReader(fh):
             kind = row["event"]
             ev: dict[str, Any] = {"ts": _iso_ms(row["ts"])}
@@ -123,7 +147,12 @@ def ssh_events(path: str | Path) -> Iterator[dict[str, Any]]:
             _set(ev, "log.file.path", row["source"])
             _set(ev, "log.file.line", _int(row["line_no"]))
             _set(ev, "message", row["message"])
+            _keep(ev, "ssh", row, _SSH_RENAMED)
             yield ev
+
+
+_SSH_RENAMED = {"ts", "event", "repeat", "user", "src_ip", "src_port", "host", "program", "pid",
+                "source", "line_no", "message"}
 
 
 # --------------------------------------------------------------------------- windows security
@@ -146,16 +175,15 @@ _WIN_ACTION = {
 }
 """Security EventID → (``event.action``, ``event.outcome``); None: outcome from ``Status``."""
 
-_WIN_DATA = (
-    "TargetUserName", "TargetDomainName", "SubjectUserName", "IpAddress", "IpPort",
-    "WorkstationName", "Workstation", "LogonType", "AuthenticationPackageName",
-    "LogonProcessName", "Status", "SubStatus", "FailureReason", "ServiceName",
-    "TicketEncryptionType", "TicketOptions", "ProcessName",
-)
+_WIN_CSV_RENAMED = {"event_time_local", "host", "EventID", "RecordNumber", "received_utc",
+                    "label"}
+_WIN_RAW_RENAMED = {"EventTime", "Hostname", "EventID", "RecordNumber", "Channel", "@timestamp"}
+"""Windows fields that become schema fields (CSV export, raw capture); every other one is
+kept under ``winlog.event_data`` by its own name."""
 
 
 def _windows_event(event_id: int, time_local: str, host: str | None, data: dict[str, Any],
-                   record: Any, channel: str | None) -> dict[str, Any]:
+                   record: Any, channel: str | None, renamed: set[str]) -> dict[str, Any]:
     ev: dict[str, Any] = {"ts": _iso_ms(time_local, WINDOWS_TZ)}
     _set(ev, "event.dataset", "windows." + channel.lower() if channel else "windows")
     _set(ev, "event.code", str(event_id))
@@ -180,34 +208,33 @@ def _windows_event(event_id: int, time_local: str, host: str | None, data: dict[
     _set(ev, "winlog.channel", channel)
     _set(ev, "winlog.event_id", event_id)
     _set(ev, "winlog.record_id", _int(record))
-    for name in _WIN_DATA:
-        value = data.get(name)
-        if value not in (None, "", "-"):
-            _set(ev, f"winlog.event_data.{name}", value)
+    _keep(ev, "winlog.event_data", data, renamed)
     return ev
 
 
 def windows_csv_events(path: str | Path) -> Iterator[dict[str, Any]]:
     """``windows-security-mordor/security_auth_events.csv`` (Security auth events, sorted by
     event time); the ground-truth ``label`` column becomes ``labels.technique``."""
-    with open(path, newline="", encoding="utf-8") as fh:
+    with _text(path) as fh:
         for row in csv.DictReader(fh):
             ev = _windows_event(int(row["EventID"]), row["event_time_local"], row["host"],
-                                row, row["RecordNumber"], "Security")
+                                row, row["RecordNumber"], "Security", _WIN_CSV_RENAMED)
             _set(ev, "labels.technique", row["label"])
+            _set(ev, "event.ingested", row["received_utc"])
             yield ev
 
 
 def windows_raw_events(path: str | Path) -> Iterator[dict[str, Any]]:
     """The raw OTRF capture (``purplesharp_…json.gz``), every channel, in arrival
     (``@timestamp``) order.  Event time is ``EventTime`` (host local time, UTC-4)."""
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
+    with _text(path) as fh:
         for line in fh:
             if not line.strip():
                 continue
             raw = json.loads(line)
             ev = _windows_event(int(raw["EventID"]), raw["EventTime"], raw.get("Hostname"),
-                                raw, raw.get("RecordNumber"), raw.get("Channel"))
+                                raw, raw.get("RecordNumber"), raw.get("Channel"),
+                                _WIN_RAW_RENAMED)
             _set(ev, "event.ingested", raw.get("@timestamp"))
             yield ev
 
@@ -221,9 +248,10 @@ def creditcard_events(path: str | Path) -> Iterator[dict[str, Any]]:
     No card, merchant or customer exists in the data, so ``card.id``, ``merchant.id`` and
     ``user.name`` are absent.  The dataset has no model score either; ``event.risk_score`` is
     the negated PCA component ``V14`` (the component most reported as separating fraud), a
-    stand-in so that score-threshold rules can run.  The label stays under ``ulb.class``.
+    stand-in so that score-threshold rules can run.  The label stays under ``ulb.class``;
+    the other columns (the PCA components) are kept under ``ulb`` as numbers.
     """
-    with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+    with _text(path) as fh:
         for row in csv.DictReader(fh):
             ev: dict[str, Any] = {"ts": int(row["Time"]) * 1000}
             _set(ev, "event.dataset", "creditcard.ulb")
@@ -234,7 +262,12 @@ def creditcard_events(path: str | Path) -> Iterator[dict[str, Any]]:
             ev.setdefault("transaction", {})["amount_minor"] = round(float(row["Amount"]) * 100)
             _set(ev, "transaction.currency", "EUR")
             ev["ulb"] = {"row_id": int(row["row_id"]), "class": int(row["Class"])}
+            _keep(ev, "ulb", {k: float(v) for k, v in row.items() if k not in _ULB_RENAMED and v},
+                  _ULB_RENAMED)
             yield ev
+
+
+_ULB_RENAMED = {"row_id", "Time", "Amount", "Class"}
 
 
 # --------------------------------------------------------------------------- lanl-auth-sample
@@ -248,7 +281,7 @@ _LANL_ACTION = {
 def lanl_events(path: str | Path) -> Iterator[dict[str, Any]]:
     """``lanl-auth-sample`` (no header): time, source user@domain, destination user@domain,
     source computer, destination computer, auth type, logon type, orientation, result."""
-    with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+    with _text(path) as fh:
         for row in csv.reader(fh):
             t, src_user, dst_user, src_pc, dst_pc, auth, logon, orient, result = row
             ev: dict[str, Any] = {"ts": int(t) * 1000}
@@ -270,7 +303,7 @@ def lanl_events(path: str | Path) -> Iterator[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- output
 
-DATASETS = {
+DATASETS = {  # name (``cep map NAME``) → mapping
     "ssh": ssh_events,
     "windows-csv": windows_csv_events,
     "windows-raw": windows_raw_events,
@@ -288,15 +321,3 @@ def write_jsonl(events: Iterator[dict[str, Any]], out: Any) -> int:
         out.write("\n")
         n += 1
     return n
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in DATASETS:
-        sys.stderr.write(f"usage: schema_mapping.py {{{'|'.join(DATASETS)}}} PATH\n")
-        return 2
-    write_jsonl(DATASETS[argv[0]](argv[1]), sys.stdout)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
