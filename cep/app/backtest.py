@@ -1,5 +1,6 @@
 """A backtest by entity: which keys alert only in the new rule version, which stop alerting,
-and which alert in both with other counts or windows (``cep replay --compare``).
+and which alert in both with other counts or windows (``cep replay --compare``); and, as
+detail, the alerts paired by their matched events (:func:`compare`).
 
 Alerts of one rule are grouped by key (its canonical JSON) and by kind (a match, or a
 timed-out partial match).  Within a key the two versions' alerts are paired by overlapping
@@ -13,17 +14,23 @@ window moved).  Times are epoch milliseconds.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["KeyDiff", "KeyReport", "diff_by_key", "key_text", "render_keys", "keys_json"]
+__all__ = ["KeyDiff", "KeyReport", "RuleDiff", "CompareResult", "compare", "diff_by_key",
+           "key_text", "render_keys", "keys_json", "render_compare", "compare_json"]
 
 Window = tuple[int, int]
+Coord = tuple[Any, ...]
+Signature = tuple[Any, ...]
 
 
 @dataclass
@@ -136,7 +143,8 @@ def render_keys(reports: dict[str, KeyReport], alerts: dict[str, tuple[int, int]
                 console: Console, limit: int = 10) -> None:
     """The per-key backtest: a table of every rule (alerts old → new, keys new, lost,
     changed, unchanged), then per rule a line naming the new and the lost keys (with their
-    alert counts; ``none lost``) and a table of the changed keys (at most ``limit`` of each).  ``alerts``: rule → (old, new) count."""
+    alert counts; ``none lost``) and a table of the changed keys (at most ``limit`` of
+    each).  ``alerts``: rule → (old, new) count."""
     table = Table(title="backtest by key: old vs new rules", title_justify="left")
     for col in ("rule", "alerts", "new keys", "lost keys", "changed keys", "unchanged keys"):
         table.add_column(col, justify="left" if col == "rule" else "right")
@@ -174,3 +182,132 @@ def keys_json(r: KeyReport) -> dict[str, Any]:
             "lost_keys": [d.as_dict() for d in r.lost_keys],
             "changed_keys": [d.as_dict() for d in r.changed_keys],
             "unchanged_keys": r.unchanged_keys}
+
+
+# ------------------------------------------------- the whole backtest, with the event detail
+
+
+@dataclass
+class RuleDiff:
+    """One rule of a backtest: alert records only the old set raised, only the new one, and
+    the number both raised (with a few examples)."""
+
+    only_old: list[dict[str, Any]] = field(default_factory=list)
+    only_new: list[dict[str, Any]] = field(default_factory=list)
+    both: int = 0
+    both_examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class CompareResult:
+    """A backtest: per rule name, the event-level :class:`RuleDiff` (alerts paired by their
+    matched events; every rule of either set), the per-key :class:`KeyReport`
+    (the headline: keys paired by key and overlapping time) and the alert counts
+    ``(old, new)``."""
+
+    rules: dict[str, RuleDiff] = field(default_factory=dict)
+    keys: dict[str, KeyReport] = field(default_factory=dict)
+    alerts: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def compare(old_signed: list[tuple[Signature, dict[str, Any]]],
+            new_signed: list[tuple[Signature, dict[str, Any]]], names: Iterable[str]
+            ) -> CompareResult:
+    """Pair the alerts of a backtest: ``*_signed`` are ``(signature, alert record)`` in
+    emission order (a signature is ``(rule, key JSON, timed out, matched events'
+    coordinates)``); ``names`` are every rule of either set.  By key
+    (:func:`diff_by_key`) and, as detail, by signature: equal signatures pair one to one."""
+    old, new = (Counter(s for s, _ in side) for side in (old_signed, new_signed))
+    result = CompareResult({name: RuleDiff() for name in names})
+    left_old, left_new = old - new, new - old
+    for side, left, attr in ((old_signed, left_old, "only_old"),
+                             (new_signed, left_new, "only_new")):
+        for sig, rec in side:
+            d = result.rules.setdefault(sig[0], RuleDiff())
+            if left[sig] > 0:
+                left[sig] -= 1
+                getattr(d, attr).append(rec)
+    for sig, rec in old_signed:
+        if new[sig] > 0 and old[sig] > 0:
+            new[sig] -= 1
+            old[sig] -= 1
+            d = result.rules.setdefault(sig[0], RuleDiff())
+            d.both += 1
+            if len(d.both_examples) < 3:
+                d.both_examples.append(rec)
+    result.keys = diff_by_key((rec for _, rec in old_signed),
+                              (rec for _, rec in new_signed))
+    for name, d in result.rules.items():
+        result.alerts[name] = (d.both + len(d.only_old), d.both + len(d.only_new))
+    return result
+
+
+def _example(rec: dict[str, Any]) -> str:
+    coords = rec.get("_coords") or []
+    where = ", ".join(_coord_text(c) for c in coords[:4])
+    if len(coords) > 4:
+        where += f", … ({len(coords)} events)"
+    kind = "timeout " if rec.get("timed_out") else ""
+    return (f"{kind}key {orjson.dumps(rec['key']).decode()}  "
+            f"{_iso(rec['start'])} → {_iso(rec['end'])}  events {where}")
+
+
+def _coord_text(c: Coord) -> str:
+    """``file:line`` or ``topic/partition@offset``."""
+    if len(c) == 2:
+        return f"{Path(str(c[0])).name}:{c[1]}"
+    return f"{c[0]}/{c[1]}@{c[2]}"
+
+
+def _iso(ms: Any) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(ms)
+
+
+def render_compare(c: CompareResult, console: Console, examples: int = 3) -> None:
+    """The backtest: first by key (:func:`render_keys`), then the detail
+    by matched events (per rule: old, new, only old, only new, both) with a few examples of
+    each difference."""
+    render_keys(c.keys, c.alerts, console)
+    table = Table(title="detail by matched events: old vs new rules", title_justify="left")
+    for col in ("rule", "old", "new", "only old", "only new", "both"):
+        table.add_column(col, justify="left" if col == "rule" else "right")
+    for name, d in sorted(c.rules.items()):
+        old, new = d.both + len(d.only_old), d.both + len(d.only_new)
+        table.add_row(name, f"{old:,}", f"{new:,}", f"{len(d.only_old):,}",
+                      f"{len(d.only_new):,}", f"{d.both:,}")
+    console.print(table)
+    for name, d in sorted(c.rules.items()):
+        for label, recs in (("only in old", d.only_old), ("only in new", d.only_new)):
+            if recs:
+                console.print(f"[bold]{name}[/bold] {label} ({len(recs):,}), e.g.:",
+                              highlight=False)
+                for rec in recs[:examples]:
+                    console.print("  " + _example(rec), highlight=False, markup=False)
+
+
+def compare_json(c: CompareResult) -> dict[str, Any]:
+    """The backtest as plain data (``--report``): per rule, the alert counts, the per-key
+    diff (:func:`keys_json`) and, under ``events``, the pairing by matched
+    events with every differing alert and its coordinates."""
+    out: dict[str, Any] = {}
+    for name, d in sorted(c.rules.items()):
+        old, new = c.alerts.get(name, (0, 0))
+        out[name] = {
+            "alerts": {"old": old, "new": new},
+            **keys_json(c.keys.get(name, KeyReport())),
+            "events": {
+                "only_old": len(d.only_old), "only_new": len(d.only_new), "both": d.both,
+                "only_old_alerts": [_plain(r) for r in d.only_old],
+                "only_new_alerts": [_plain(r) for r in d.only_new],
+            },
+        }
+    return out
+
+
+def _plain(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"key": rec["key"], "start": rec["start"], "end": rec["end"],
+            "timed_out": bool(rec.get("timed_out")), "data": rec["data"],
+            "events": [list(c) for c in rec.get("_coords", [])]}

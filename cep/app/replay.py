@@ -47,7 +47,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cep.app.backtest import KeyReport, diff_by_key, keys_json, render_keys
+from cep.app.backtest import CompareResult, RuleDiff, compare, compare_json, render_compare
 from cep.compiler.compiled import CompiledRule
 from cep.config import KafkaConfig, SourceConfig
 from cep.event import Event
@@ -105,29 +105,6 @@ class RuleCounts:
     alerts: int = 0
     timeouts: int = 0
     peak_partial_matches: int = 0
-
-
-@dataclass
-class RuleDiff:
-    """One rule of a backtest: alert records only the old set raised, only the new one, and
-    the number both raised (with a few examples)."""
-
-    only_old: list[dict[str, Any]] = field(default_factory=list)
-    only_new: list[dict[str, Any]] = field(default_factory=list)
-    both: int = 0
-    both_examples: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class CompareResult:
-    """A backtest: per rule name, the event-level :class:`RuleDiff` (alerts paired by their
-    matched events; every rule of either set), the per-key :class:`~cep.app.backtest.KeyReport`
-    (the headline: keys paired by key and overlapping time) and the alert counts
-    ``(old, new)``."""
-
-    rules: dict[str, RuleDiff] = field(default_factory=dict)
-    keys: dict[str, KeyReport] = field(default_factory=dict)
-    alerts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -340,29 +317,8 @@ class _Engine:
                 op.finish()
 
     def compare_result(self) -> CompareResult:
-        old, new = (Counter(s for s, _ in side) for side in self.signed[:2])
-        result = CompareResult({name: RuleDiff() for counts in self.counts for name in counts})
-        left_old, left_new = old - new, new - old
-        for side, left, attr in ((self.signed[0], left_old, "only_old"),
-                                 (self.signed[1], left_new, "only_new")):
-            for sig, rec in side:
-                d = result.rules.setdefault(sig[0], RuleDiff())
-                if left[sig] > 0:
-                    left[sig] -= 1
-                    getattr(d, attr).append(rec)
-        for sig, rec in self.signed[0]:
-            if new[sig] > 0 and old[sig] > 0:
-                new[sig] -= 1
-                old[sig] -= 1
-                d = result.rules.setdefault(sig[0], RuleDiff())
-                d.both += 1
-                if len(d.both_examples) < 3:
-                    d.both_examples.append(rec)
-        result.keys = diff_by_key((rec for _, rec in self.signed[0]),
-                                  (rec for _, rec in self.signed[1]))
-        for name, d in result.rules.items():
-            result.alerts[name] = (d.both + len(d.only_old), d.both + len(d.only_new))
-        return result
+        return compare(self.signed[0], self.signed[1],
+                       [name for counts in self.counts for name in counts])
 
     def summary(self, events: int, elapsed_s: float) -> ReplaySummary:
         return ReplaySummary(
@@ -661,77 +617,6 @@ def render_summary(s: ReplaySummary, console: Console, labels: tuple[str, ...] =
     console.print(table)
     console.print(f"{s.events:,} events in {s.elapsed_s:.2f} s ({s.events_per_s:,.0f} events/s)"
                   f", {s.late:,} late, {s.dead_letters:,} dead letters", highlight=False)
-
-
-def _example(rec: dict[str, Any]) -> str:
-    coords = rec.get("_coords") or []
-    where = ", ".join(_coord_text(c) for c in coords[:4])
-    if len(coords) > 4:
-        where += f", … ({len(coords)} events)"
-    kind = "timeout " if rec.get("timed_out") else ""
-    return (f"{kind}key {orjson.dumps(rec['key']).decode()}  "
-            f"{_iso(rec['start'])} → {_iso(rec['end'])}  events {where}")
-
-
-def _coord_text(c: Coord) -> str:
-    """``file:line`` or ``topic/partition@offset``."""
-    if len(c) == 2:
-        return f"{Path(str(c[0])).name}:{c[1]}"
-    return f"{c[0]}/{c[1]}@{c[2]}"
-
-
-def _iso(ms: Any) -> str:
-    try:
-        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    except (TypeError, ValueError, OverflowError, OSError):
-        return str(ms)
-
-
-def render_compare(c: CompareResult, console: Console, examples: int = 3) -> None:
-    """The backtest: first by key (:func:`~cep.app.backtest.render_keys`), then the detail
-    by matched events (per rule: old, new, only old, only new, both) with a few examples of
-    each difference."""
-    render_keys(c.keys, c.alerts, console)
-    table = Table(title="detail by matched events: old vs new rules", title_justify="left")
-    for col in ("rule", "old", "new", "only old", "only new", "both"):
-        table.add_column(col, justify="left" if col == "rule" else "right")
-    for name, d in sorted(c.rules.items()):
-        old, new = d.both + len(d.only_old), d.both + len(d.only_new)
-        table.add_row(name, f"{old:,}", f"{new:,}", f"{len(d.only_old):,}",
-                      f"{len(d.only_new):,}", f"{d.both:,}")
-    console.print(table)
-    for name, d in sorted(c.rules.items()):
-        for label, recs in (("only in old", d.only_old), ("only in new", d.only_new)):
-            if recs:
-                console.print(f"[bold]{name}[/bold] {label} ({len(recs):,}), e.g.:",
-                              highlight=False)
-                for rec in recs[:examples]:
-                    console.print("  " + _example(rec), highlight=False, markup=False)
-
-
-def compare_json(c: CompareResult) -> dict[str, Any]:
-    """The backtest as plain data (``--report``): per rule, the alert counts, the per-key
-    diff (:func:`~cep.app.backtest.keys_json`) and, under ``events``, the pairing by matched
-    events with every differing alert and its coordinates."""
-    out: dict[str, Any] = {}
-    for name, d in sorted(c.rules.items()):
-        old, new = c.alerts.get(name, (0, 0))
-        out[name] = {
-            "alerts": {"old": old, "new": new},
-            **keys_json(c.keys.get(name, KeyReport())),
-            "events": {
-                "only_old": len(d.only_old), "only_new": len(d.only_new), "both": d.both,
-                "only_old_alerts": [_plain(r) for r in d.only_old],
-                "only_new_alerts": [_plain(r) for r in d.only_new],
-            },
-        }
-    return out
-
-
-def _plain(rec: dict[str, Any]) -> dict[str, Any]:
-    return {"key": rec["key"], "start": rec["start"], "end": rec["end"],
-            "timed_out": bool(rec.get("timed_out")), "data": rec["data"],
-            "events": [list(c) for c in rec.get("_coords", [])]}
 
 
 def write_json(path: str, value: Any) -> None:
