@@ -168,16 +168,22 @@ def check(
         help="Rule files or directories (*.cep, recursively).", show_default=False)] = None,
     rules: Annotated[list[str] | None, typer.Option(
         "--rules", "-r", help="Rule files or directories, as PATHS; repeatable.")] = None,
+    config: Annotated[str | None, typer.Option(
+        "--config", "-c", help="A cep.toml with Kafka sources: also print each rule's path "
+        "(direct, or through which repartition topic); its [rules] paths when no PATHS.")
+    ] = None,
 ) -> None:
     """Validate rule files: every error, each as `file:line:col`.
 
     Reports all errors of all files in one run, with the offending line and a
     caret, plus warnings (for example a looping stage without `within`:
-    unbounded state).  Exit status 0 when there are no errors, 1 otherwise.
+    unbounded state).  Exit status 0 when there are no errors, 1 otherwise
+    (2: the --config plan cannot run, e.g. repartition = false but needed).
 
     Example: cep check rules/
     """
-    paths = _rule_paths(paths, rules)
+    cfg = _config(config) if config is not None else None
+    paths = _rule_paths(paths, rules) or (list(cfg.rules.paths) if cfg is not None else [])
     if not paths:
         raise _fail("no rules: give rule paths (cep check PATH... or --rules PATH)")
     rs = _load(paths)
@@ -187,6 +193,16 @@ def check(
         typer.echo(f"{n_err} error(s), {n_warn} warning(s) in {len(rs.files)} file(s)", err=True)
         raise typer.Exit(EXIT_RULES)
     typer.echo(f"ok: {n_rules} rule(s) in {len(rs.files)} file(s), {n_warn} warning(s)")
+    if cfg is not None and cfg.kafka is not None and cfg.kafka_sources:
+        from cep.app.kafka_plan import plan_rules
+
+        try:
+            plan = plan_rules(cfg.kafka_sources, rs.rules, cfg.kafka.group_id,
+                              cfg.kafka.repartition)
+        except CepError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+        for line in plan.lines():
+            typer.echo(f"plan: {line}")
 
 
 @app.command("test")

@@ -6,6 +6,7 @@ Tables (every key optional unless marked):
   (file, required; ``-`` is standard input), ``format`` (``json`` | ``msgpack`` | ``csv``),
   ``event_time`` (field, default ``ts``), ``event_time_unit`` (``ms`` ``s`` ``us`` ``ns``
   ``iso``), ``max_out_of_orderness`` and ``idle_timeout`` (durations), ``follow`` (file only),
+  ``partition_key`` (Kafka: the field paths its producers key by, e.g. ``["user.name"]``),
   ``columns`` (a headerless CSV file's column names) and ``time_format`` (file only: strptime
   directives such as ``"%Y%m%d%H%M"``, or ``iso``, ``epoch_ms``, ``epoch_s``…);
 * ``[sinks.NAME]`` — ``kind`` (``kafka`` | ``file``), ``topic`` or ``path``;
@@ -17,7 +18,9 @@ Tables (every key optional unless marked):
   ``ssl_keyfile``, ``ssl_password``, ``ssl_check_hostname``), ``changelog_topic``,
   ``max_event_bytes``, ``max_partition_fetch_bytes``, ``session_timeout``,
   ``transaction_timeout``, ``auto_offset_reset``, and ``checkpoint_interval`` /
-  ``checkpoint_records`` (also accepted under ``[state]``);
+  ``checkpoint_records`` (also accepted under ``[state]``), ``repartition`` (default true),
+  ``repartition_partitions`` (default: the source partition count), ``repartition_retention``
+  (duration, default 1 day);
 * ``[state]`` — ``max_partial_matches_per_key``, ``max_future_skew`` (a duration or
   ``"off"``), ``checkpoint_dir`` (file mode),
   ``checkpoint_interval`` (default 100 ms), ``checkpoint_records`` (default 10,000),
@@ -95,6 +98,8 @@ class SourceConfig:
     max_out_of_orderness_ms: int = 0
     idle_timeout_ms: int | None = None
     follow: bool = False
+    partition_key: tuple[str, ...] | None = None
+    """Field paths (dotted) the topic's producers key by; ``None``: nothing is assumed."""
     columns: tuple[str, ...] | None = None
     """File sources: the column names of a headerless CSV (``None``: a header row)."""
     time_format: str | None = None
@@ -137,6 +142,9 @@ class KafkaConfig:
     session_timeout_ms: int = 10_000
     transaction_timeout_ms: int = 60_000
     auto_offset_reset: str = "earliest"
+    repartition: bool = True
+    repartition_partitions: int | None = None
+    repartition_retention_ms: int = 86_400_000
 
     @property
     def changelog(self) -> str:
@@ -324,7 +332,7 @@ def _find_line(lines: list[str], table: str, key: str | None) -> int | None:
 _SOURCE_KEYS: dict[str, type | tuple[type, ...]] = {
     "kind": str, "topic": str, "path": str, "format": str, "event_time": str,
     "event_time_unit": str, "max_out_of_orderness": (str, int), "idle_timeout": (str, int),
-    "follow": bool, "columns": (list, str), "time_format": str,
+    "follow": bool, "partition_key": (list, str), "columns": (list, str), "time_format": str,
 }
 _SINK_KEYS: dict[str, type | tuple[type, ...]] = {"kind": str, "topic": str, "path": str}
 _KAFKA_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -336,6 +344,7 @@ _KAFKA_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_event_bytes": int, "max_partition_fetch_bytes": int, "session_timeout": (str, int),
     "transaction_timeout": (str, int),
     "auto_offset_reset": str, "checkpoint_interval": (str, int), "checkpoint_records": int,
+    "repartition": bool, "repartition_partitions": int, "repartition_retention": (str, int),
 }
 _STATE_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_partial_matches_per_key": int, "max_events_per_match": int, "checkpoint_dir": str,
@@ -386,6 +395,7 @@ def _source(r: _Reader, name: str, raw: Any) -> SourceConfig | None:
         max_out_of_orderness_ms=r.duration(table, d, "max_out_of_orderness", 0) or 0,
         idle_timeout_ms=r.duration(table, d, "idle_timeout", None),
         follow=d.get("follow", False),
+        partition_key=_partition_key(r, table, d),
         columns=_columns(r, table, d, kind, fmt),
         time_format=_time_format(r, table, d, kind),
     )
@@ -424,6 +434,18 @@ def _time_format(r: _Reader, table: str, d: dict[str, Any], kind: str) -> str | 
         r.error(table, "time_format", f"[{table}].time_format: {exc}")
         return None
     return value
+
+
+def _partition_key(r: _Reader, table: str, d: dict[str, Any]) -> tuple[str, ...] | None:
+    """``partition_key``: a field path or a list of them (dotted, e.g. ``"user.name"``)."""
+    raw = d.get("partition_key")
+    if raw is None:
+        return None
+    items = [raw] if isinstance(raw, str) else raw
+    if not items or not all(isinstance(x, str) and x.strip() for x in items):
+        r.error(table, "partition_key", f"[{table}].partition_key must list field paths")
+        return None
+    return tuple(x.strip() for x in items)
 
 
 def _sink(r: _Reader, name: str, raw: Any) -> SinkConfig | None:
@@ -470,6 +492,11 @@ def _kafka(r: _Reader, raw: dict[str, Any]) -> tuple[KafkaConfig, dict[str, Any]
         or defaults.transaction_timeout_ms,
         auto_offset_reset=r.choice("kafka", d, "auto_offset_reset", ("earliest", "latest"),
                                    "earliest") or "earliest",
+        repartition=d.get("repartition", True),
+        repartition_partitions=d.get("repartition_partitions"),
+        repartition_retention_ms=r.duration("kafka", d, "repartition_retention",
+                                            defaults.repartition_retention_ms)
+        or defaults.repartition_retention_ms,
     )
     if cfg.security_protocol.startswith("SASL") and cfg.sasl_mechanism is None:
         r.error("kafka", "security_protocol",
@@ -479,6 +506,9 @@ def _kafka(r: _Reader, raw: dict[str, Any]) -> tuple[KafkaConfig, dict[str, Any]
     if cfg.max_partition_fetch_bytes <= 0:
         r.error("kafka", "max_partition_fetch_bytes",
                 "[kafka].max_partition_fetch_bytes must be positive")
+    if cfg.repartition_partitions is not None and cfg.repartition_partitions <= 0:
+        r.error("kafka", "repartition_partitions",
+                "[kafka].repartition_partitions must be positive")
     return cfg, d
 
 

@@ -30,7 +30,7 @@ from cep.config import KafkaConfig
 from cep.io.kafka import Backoff, Changelog, SinkRoutes, encode_record
 from cep.operator.cep_operator import CepOperator
 
-__all__ = ["Task", "Committer", "RunStats", "Stopped", "retry", "quietly"]
+__all__ = ["Task", "Shipped", "Committer", "RunStats", "Stopped", "retry", "quietly"]
 
 log = logging.getLogger("cep.kafka")
 
@@ -46,23 +46,43 @@ class RunStats:
     dropped: Counter[str] = field(default_factory=Counter)
     checkpoints: int = 0
     restores: int = 0
+    shipped: int = 0
+
+
+@dataclass(slots=True)
+class Shipped:
+    """A task output for an explicit topic and partition (a repartition record: an event or a
+    marker, :mod:`cep.app.kafka_shuffle`), sent in the task's transaction like any output."""
+
+    topic: str
+    partition: int
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+Output = tuple[str, dict[str, Any]] | Shipped
 
 
 class Task:
-    """Partition number ``pid`` of every source topic: its operator, its transactional
-    producer (exactly-once), outputs not yet sent, the next offset per topic-partition, and
-    the commit in flight."""
+    """Partition number ``pid`` of one *stage*: ``"source"`` (partition ``pid`` of every source
+    topic) or a repartition topic's name (its partition ``pid``).  It holds its operator, its
+    transactional producer (exactly-once), outputs not yet sent, the next offset per
+    topic-partition, and the commit in flight; a source task feeding repartition topics also
+    the largest event time accepted per input (``largest``) and what its last markers said
+    (``marked``); a shuffle task its :class:`~cep.app.kafka_shuffle.Merger`."""
 
     def __init__(self, pid: int, key: str, tps: list[TopicPartition],
-                 producer: AIOKafkaProducer | None) -> None:
+                 producer: AIOKafkaProducer | None, stage: str = "source") -> None:
         self.pid = pid
+        self.stage = stage
+        self.label = f"partition {pid}" if stage == "source" else f"{stage} partition {pid}"
         self.key = key
         self.tps = tps
         self.tp_set = set(tps)
         self.inputs = {tp: f"{tp.topic}/{tp.partition}" for tp in tps}
         self.producer = producer
         self.op: CepOperator = None  # type: ignore[assignment]  # set by the pipeline
-        self.out: list[tuple[str, dict[str, Any]]] = []
+        self.out: list[Output] = []
         self.futures: list[asyncio.Future[Any]] = []
         self.offsets: dict[TopicPartition, int] = {}
         self.seq = 0
@@ -76,14 +96,24 @@ class Task:
         self.last_seen: dict[str, float] = {}
         self.idle: set[str] = set()
         self.started = time.monotonic()
+        self.largest: dict[str, float] = {}
+        self.marked: dict[str, tuple[float, bool]] = {}
+        self.merger: Any = None
+        self.committed: dict[TopicPartition, int] = {}
 
     def emit(self, sink: str, record: dict[str, Any]) -> None:
         self.out.append((sink, record))
 
     def meta(self) -> dict[str, Any]:
-        """The snapshot's ``meta``: offsets by input id, arrival counter, checkpoint number."""
-        return {"task": self.key, "seq": self.seq, "checkpoint": self.number,
+        """The snapshot's ``meta``: offsets by input id, arrival counter, checkpoint number;
+        and ``largest`` (source tasks that ship) or ``merge`` (shuffle tasks)."""
+        meta = {"task": self.key, "seq": self.seq, "checkpoint": self.number,
                 "offsets": {self.inputs[tp]: off for tp, off in self.offsets.items()}}
+        if self.largest:
+            meta["largest"] = dict(self.largest)
+        if self.merger is not None:
+            meta["merge"] = self.merger.state()
+        return meta
 
     @property
     def committing(self) -> bool:
@@ -119,13 +149,19 @@ class Committer:
                     failed.append((task, exc))
         return failed
 
-    async def _send(self, task: Task, out: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _send(self, task: Task, out: list[Output]) -> None:
         producer = task.producer or self.producer
         assert producer is not None
         if task.producer is not None and not task.in_txn:
             await producer.begin_transaction()
             task.in_txn = True
-        for sink, record in out:
+        for item in out:
+            if type(item) is Shipped:
+                _track(task, await producer.send(item.topic, item.value, partition=item.partition,
+                                                 headers=item.headers))
+                self.stats.shipped += 1
+                continue
+            sink, record = item  # type: ignore[misc]
             topic = self.routes.topic_for(sink)
             if topic is None:
                 self.stats.dropped[sink] += 1
@@ -151,7 +187,7 @@ class Committer:
         task.commit = asyncio.create_task(self._commit_txn(task, snapshot, offsets, out))
 
     async def _commit_txn(self, task: Task, snapshot: bytes, offsets: dict[TopicPartition, int],
-                          out: list[tuple[str, dict[str, Any]]]) -> None:
+                          out: list[Output]) -> None:
         producer = task.producer
         assert producer is not None
         await self._send(task, out)
@@ -168,6 +204,7 @@ class Committer:
                                self.k.transaction_timeout_ms / 1000)
         task.in_txn = False
         await _settle(task)
+        task.committed = offsets
         self.stats.checkpoints += 1
         if task.out:  # produced while committing: open the next transaction now
             out, task.out = task.out, []
@@ -181,8 +218,8 @@ class Committer:
         for task in tasks:
             if task.committing and not task.commit_warned and now - task.commit_started > 5:
                 task.commit_warned = True
-                log.warning("partition %d: checkpoint %d has waited %.0f s for the broker; "
-                            "outputs are held until it answers", task.pid, task.number,
+                log.warning("%s: checkpoint %d has waited %.0f s for the broker; "
+                            "outputs are held until it answers", task.label, task.number,
                             now - task.commit_started)
             if task.commit is not None and task.commit.done():
                 exc = task.commit.exception()
@@ -190,7 +227,7 @@ class Committer:
                 if exc is not None:
                     failed.append((task, exc))
                 elif task.commit_warned:
-                    log.warning("partition %d: checkpoint %d committed after %.1f s", task.pid,
+                    log.warning("%s: checkpoint %d committed after %.1f s", task.label,
                                 task.number, now - task.commit_started)
         return failed
 
@@ -244,6 +281,8 @@ class Committer:
             task.dirty = False
         if offsets:
             await consumer.commit(offsets)
+        for task in tasks:
+            task.committed = {tp: offsets[tp] for tp in task.tps if tp in offsets}
         self.stats.checkpoints += len(tasks)
 
 

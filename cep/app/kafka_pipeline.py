@@ -18,6 +18,16 @@ producer start fences the old producer and completes its transaction, then the n
 snapshot is read (``read_committed``) and the partition is re-read from the snapshot's offsets.
 With ``exactly_once = false`` the same happens at least once (``alert_id`` dedups).
 
+**Keys the topics are not partitioned by** (:mod:`cep.app.kafka_plan`): a rule whose key
+does not include every source's ``partition_key`` runs in a second stage.  Source task ``p``
+ships each event it accepted (not late) that such a rule could read to partition
+``hash(rule key) mod N`` of an internal repartition topic, in its own transaction, together
+with watermark markers (:mod:`cep.app.kafka_shuffle`); *shuffle* task ``(topic, q)`` reads
+partition ``q`` of that topic (``read_committed``), merges the upstream partitions in a
+deterministic order under their common watermark, and commits its alerts, changelog snapshot
+and repartition offsets in its own transactions.  Consumed repartition records are deleted
+once committed.
+
 **Reload** (:mod:`cep.app.reload`): a new rule set is applied on the event loop under the
 pipeline's lock, between two batches, to every task's operator; tasks opened later (a
 rebalance, a recovery) start with it, and restoring a checkpoint taken with other rule
@@ -43,7 +53,18 @@ from aiokafka.errors import (
 )
 
 from cep.app.broker_link import BrokerLink
-from cep.app.kafka_commit import Committer, RunStats, Stopped, Task, quietly, retry, sleep
+from cep.app.kafka_commit import (
+    Committer,
+    RunStats,
+    Shipped,
+    Stopped,
+    Task,
+    quietly,
+    retry,
+    sleep,
+)
+from cep.app.kafka_plan import KafkaPlan, Shuffle, plan_rules
+from cep.app.kafka_shuffle import Merger, event_header, marker_header, parse_header
 from cep.app.metrics import SAMPLE_MASK, EngineSnapshot, RunMetrics, operator_snapshot
 from cep.app.reload import AsyncControl
 from cep.checkpoint import CheckpointError, decode
@@ -57,13 +78,16 @@ from cep.io.kafka import (
     MessageDecoder,
     SinkRoutes,
     client_options,
+    delete_consumed,
     describe_options,
     ensure_changelog_topic,
+    ensure_repartition_topics,
     topic_partitions,
 )
 from cep.operator.cep_operator import CepOperator, Emit
 from cep.operator.time_guard import FutureGuard
 from cep.operator.versions import ReloadReport
+from cep.operator.watermark import NEG_INF
 
 if TYPE_CHECKING:
     from cep.app.ops import Operations
@@ -74,7 +98,10 @@ log = logging.getLogger("cep.kafka")
 
 FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed)
 MAX_POLL_RECORDS = 5000
+DELETE_EVERY_S = 30.0  # how often consumed repartition records are deleted
+SOURCE = "source"  # the stage of the tasks that read the source topics
 KafkaRunStats = RunStats
+TaskId = tuple[str, int]  # (stage, partition): stage "source" or a repartition topic
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -102,7 +129,8 @@ class KafkaPipeline:
     """A consumer-group member running ``rules`` over the Kafka sources of ``config``.
 
     Raises :class:`ConfigError` for a configuration Kafka mode cannot run (no ``[kafka]``,
-    file sinks, two sources on one topic, topics with different partition counts) and
+    file sinks, two sources on one topic, topics with different partition counts, a rule
+    that needs a repartition topic with ``repartition = false``) and
     :class:`CheckpointError` for a changelog snapshot it must not read.
     """
 
@@ -127,7 +155,15 @@ class KafkaPipeline:
         self.decoders = {t: MessageDecoder(s, self.k.max_event_bytes)
                          for t, s in self.sources.items()}
         self.routes = SinkRoutes(config.sinks)
-        self.tasks: dict[int, Task] = {}
+        self.plan: KafkaPlan = plan_rules(config.kafka_sources, rules, self.k.group_id,
+                                          self.k.repartition)
+        self.shuffles: dict[str, Shuffle] = self.plan.by_topic()
+        self.ships: dict[str, list[Shuffle]] = {t: self.plan.for_source(s.name)
+                                                for t, s in self.sources.items()}
+        self.partitions = 0  # of every source topic (and repartition topic), known at start
+        self.last_delete = time.monotonic()
+        self.deleting: asyncio.Task[None] | None = None
+        self.tasks: dict[TaskId, Task] = {}
         self.lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.stats = RunStats()
@@ -138,7 +174,7 @@ class KafkaPipeline:
         self.restorer: AIOKafkaConsumer | None = None
         self.since_checkpoint = 0
         self.fatal: BaseException | None = None
-        self.fenced: dict[int, float] = {}  # partition → when its task was fenced
+        self.fenced: dict[TaskId, float] = {}  # task → when it was fenced
         self.ops = ops
         self.metrics: RunMetrics | None = ops.metrics if ops is not None else None
         self.link = BrokerLink(",".join(self.k.bootstrap_servers))
@@ -197,7 +233,18 @@ class KafkaPipeline:
             max_partition_fetch_bytes=self.k.max_partition_fetch_bytes,
             **self.opts)
         await retry("start the consumer", self.consumer.start, self.stopping)
-        partitions = await self._partition_count()
+        for line in self.plan.lines():
+            log.info("plan: %s", line)
+        partitions = self.partitions = await self._partition_count()
+        if self.shuffles:
+            want = self.k.repartition_partitions
+            if want is not None and want != partitions:
+                raise ConfigError(f"{self.cfg.path}: [kafka].repartition_partitions is {want}, "
+                                  f"but it must equal the source partition count ({partitions})"
+                                  ": a shuffle task q reads partition q of each repartition "
+                                  "topic next to source partition q")
+            await retry("create the repartition topics", lambda: ensure_repartition_topics(
+                self.k, sorted(self.shuffles), partitions), self.stopping)
         self.changelog.partitions = await retry(
             "create the changelog topic", lambda: ensure_changelog_topic(self.k, partitions),
             self.stopping)
@@ -210,7 +257,7 @@ class KafkaPipeline:
             producer = AIOKafkaProducer(enable_idempotence=True, linger_ms=5, **self.opts)
             await retry("start the producer", producer.start, self.stopping)
             self.committer.producer = producer
-        self.consumer.subscribe(self.topics, listener=_Listener(self))
+        self.consumer.subscribe(self.topics + sorted(self.shuffles), listener=_Listener(self))
 
     async def _partition_count(self) -> int:
         """Partitions per source topic (waits for missing topics); all must be equal."""
@@ -231,6 +278,8 @@ class KafkaPipeline:
         return max(sizes.values())
 
     async def _close(self) -> None:
+        if self.deleting is not None:
+            await quietly(self.deleting)
         if self.consumer is not None:
             await quietly(self.consumer.stop())
         for task in list(self.tasks.values()):
@@ -246,34 +295,45 @@ class KafkaPipeline:
 
     # ----------------------------------------------------------------- rebalancing
 
+    def _stage(self, tp: TopicPartition) -> str:
+        return SOURCE if tp.topic in self.sources else tp.topic
+
+    def _task_ids(self, tps: set[TopicPartition]) -> list[TaskId]:
+        """The tasks the topic-partitions belong to, source tasks first."""
+        ids = {(self._stage(tp), tp.partition) for tp in tps
+               if tp.topic in self.sources or tp.topic in self.shuffles}
+        return sorted(ids, key=lambda t: (t[0] != SOURCE, t))
+
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Checkpoint the revoked tasks, then drop them (their new owner restores them)."""
         async with self.lock:
-            pids = sorted({tp.partition for tp in revoked if tp.topic in self.sources})
-            tasks = [self.tasks.pop(p) for p in pids if p in self.tasks]
+            ids = self._task_ids(revoked)
+            tasks = [self.tasks.pop(t) for t in ids if t in self.tasks]
             if tasks:
-                log.info("partitions %s revoked: checkpointing and handing over", pids)
+                log.info("partitions %s revoked: checkpointing and handing over",
+                         _describe(ids))
                 await self._checkpoint(tasks, final=True)
             for task in tasks:
                 await self._close_task(task)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Open a task per newly assigned partition number: fence its previous owner, restore
-        its newest checkpoint, and position its topic-partitions at the checkpoint's offsets."""
+        """Open a task per newly assigned (stage, partition): fence its previous owner,
+        restore its newest checkpoint, and position its topic-partitions at the checkpoint's
+        offsets."""
         async with self.lock:
-            pids = sorted({tp.partition for tp in assigned if tp.topic in self.sources})
-            for pid in pids:
+            ids = self._task_ids(assigned)
+            for stage, pid in ids:
                 missing = [t for t in self.topics if TopicPartition(t, pid) not in assigned]
-                if missing:
+                if stage == SOURCE and missing:
                     log.error("partition %d of %s not assigned with the others: sources are "
                               "not co-partitioned", pid, ", ".join(missing))
-            new = [p for p in pids if p not in self.tasks]
+            new = [t for t in ids if t not in self.tasks]
             if new:
-                log.info("partitions %s assigned: restoring", new)
-            producers = await asyncio.gather(*(self._task_producer(p) for p in new))
+                log.info("partitions %s assigned: restoring", _describe(new))
+            producers = await asyncio.gather(*(self._task_producer(t) for t in new))
             try:
-                for pid, producer in zip(new, producers, strict=True):
-                    self.tasks[pid] = await self._open_task(pid, producer)
+                for tid, producer in zip(new, producers, strict=True):
+                    self.tasks[tid] = await self._open_task(tid, producer)
             except BaseException:
                 owned = {id(t.producer) for t in self.tasks.values()}
                 for producer in producers:
@@ -281,41 +341,67 @@ class KafkaPipeline:
                         await quietly(producer.stop())
                 raise
 
-    def _task_key(self, pid: int) -> str:
-        return f"{self.k.group_id}/{'+'.join(self.topics)}/{pid}"
+    def _task_key(self, tid: TaskId) -> str:
+        stage, pid = tid
+        if stage == SOURCE:
+            return f"{self.k.group_id}/{'+'.join(self.topics)}/{pid}"
+        return f"{self.k.group_id}/{stage}/{pid}"
 
-    async def _task_producer(self, pid: int) -> AIOKafkaProducer | None:
+    async def _task_producer(self, tid: TaskId) -> AIOKafkaProducer | None:
         """The task's transactional producer, started: its start fences any earlier producer
-        with the same id and completes that producer's open transaction."""
+        with the same id and completes that producer's open transaction.  The id is
+        ``cep-<task key with - for />``: stable per task, distinct between stages."""
         if not self.k.exactly_once:
             return None
-        tid = "cep-" + self._task_key(pid).replace("/", "-")
+        tid_ = "cep-" + self._task_key(tid).replace("/", "-")
         producer = AIOKafkaProducer(
-            transactional_id=tid, transaction_timeout_ms=self.k.transaction_timeout_ms,
+            transactional_id=tid_, transaction_timeout_ms=self.k.transaction_timeout_ms,
             linger_ms=5, retry_backoff_ms=10, **self.opts)
-        await retry(f"start the producer for partition {pid}", producer.start, self.stopping)
+        await retry(f"start the producer for {_label(tid)}", producer.start,
+                    self.stopping)
         return producer
 
-    async def _open_task(self, pid: int, producer: AIOKafkaProducer | None) -> Task:
+    def _new_task(self, tid: TaskId, producer: AIOKafkaProducer | None) -> Task:
+        """A fresh task: a source task runs the direct rules over partition ``p`` of every
+        source topic (one watermark input per topic-partition); a shuffle task runs its
+        topic's rules over one input, ``"shuffle"``, fed in order by its
+        :class:`~cep.app.kafka_shuffle.Merger` (one merger input per source topic-partition
+        the topic carries)."""
+        stage, pid = tid
+        guard = FutureGuard(self.cfg.state.max_future_skew_ms, time.time)  # live: wall clock
+        if stage == SOURCE:
+            task = Task(pid, self._task_key(tid), [TopicPartition(t, pid) for t in self.topics],
+                        producer)
+            rules = self.plan.direct
+            inputs = {task.inputs[tp]: self.sources[tp.topic].max_out_of_orderness_ms
+                      for tp in task.tps}
+        else:
+            task = Task(pid, self._task_key(tid), [TopicPartition(stage, pid)], producer, stage)
+            sh = self.shuffles[stage]
+            rules, inputs = sh.rules, {"shuffle": 0}
+            guard = FutureGuard(None)  # the source task already applied it
+            task.merger = Merger({f"{t}/{p}": s.max_out_of_orderness_ms
+                                  for t, s in self.sources.items() if s.name in sh.sources
+                                  for p in range(self.partitions)})
+        task.op = CepOperator(rules, self._emit(task), inputs,
+                              self.cfg.state.max_partial_matches_per_key, guard,
+                              max_events_per_match=self.cfg.state.max_events_per_match)
+        return task
+
+    async def _open_task(self, tid: TaskId, producer: AIOKafkaProducer | None) -> Task:
         """Build the task's operator from its newest committed checkpoint (or empty) and seek
         each of its topic-partitions to the checkpoint's offset, else the group's committed
-        offset, else per ``auto_offset_reset``."""
+        offset, else per ``auto_offset_reset`` (a repartition topic: its beginning)."""
         assert self.restorer is not None and self.consumer is not None
-        task = Task(pid, self._task_key(pid), [TopicPartition(t, pid) for t in self.topics],
-                     producer)
-        task.op = CepOperator(
-            self.rules, self._emit(task),
-            {task.inputs[tp]: self.sources[tp.topic].max_out_of_orderness_ms for tp in task.tps},
-            self.cfg.state.max_partial_matches_per_key,
-            FutureGuard(self.cfg.state.max_future_skew_ms, time.time),  # live: wall clock too
-            max_events_per_match=self.cfg.state.max_events_per_match)
-        data = await retry(f"read the changelog for partition {pid}",
+        task = self._new_task(tid, producer)
+        pid = task.pid
+        data = await retry(f"read the changelog for {task.label}",
                             lambda: self.changelog.read_latest(self.restorer, task.key, pid),
                             self.stopping)
         if data is not None:
             self._restore(task, data)
         else:
-            log.info("partition %d: no checkpoint; starting empty at the committed offsets", pid)
+            log.info("%s: no checkpoint; starting empty at the committed offsets", task.label)
         for tp in task.tps:
             # Always an explicit seek: records fetched meanwhile are re-read from here, and
             # the offset guard in _process drops what was fetched before it.
@@ -323,17 +409,18 @@ class KafkaPipeline:
                 task.offsets[tp] = await self._start_offset(tp)
             self.consumer.seek(tp, task.offsets[tp])
         self.consumer.resume(*[tp for tp in task.tps if tp in self.consumer.assignment()])
-        self.fenced.pop(pid, None)
+        self.fenced.pop(tid, None)
         return task
 
     async def _start_offset(self, tp: TopicPartition) -> int:
         """Where a partition without a checkpoint starts: the group's committed offset, else
-        the beginning or end (``auto_offset_reset``)."""
+        the beginning or end (``auto_offset_reset``; always the beginning of a repartition
+        topic, whose records were all written for this group)."""
         assert self.consumer is not None
         committed = await self.consumer.committed(tp)
         if committed is not None:
             return int(committed)
-        if self.k.auto_offset_reset == "earliest":
+        if self.k.auto_offset_reset == "earliest" or tp.topic in self.shuffles:
             return int((await self.consumer.beginning_offsets([tp]))[tp])
         return int((await self.consumer.end_offsets([tp]))[tp])
 
@@ -346,16 +433,19 @@ class KafkaPipeline:
         for name, off in meta["offsets"].items():
             if name in by_input:
                 task.offsets[by_input[name]] = off
+        task.largest = {n: t for n, t in meta.get("largest", {}).items() if n in by_input}
+        if task.merger is not None and "merge" in meta:
+            task.merger.restore(meta["merge"])
         self.stats.restores += 1
-        log.info("partition %d: restored checkpoint %d (%d keys, %d partial matches, "
-                 "%d buffered events) at offsets %s", task.pid, task.number, report.keys,
+        log.info("%s: restored checkpoint %d (%d keys, %d partial matches, "
+                 "%d buffered events) at offsets %s", task.label, task.number, report.keys,
                  report.partial_matches, report.buffered, meta["offsets"])
         for name, old, new in report.dropped_rules:
-            log.warning("partition %d: rule %s %s: its saved state (version %s) is dropped",
-                        task.pid, name, f"changed to version {new}" if new else "is gone", old)
+            log.warning("%s: rule %s %s: its saved state (version %s) is dropped",
+                        task.label, name, f"changed to version {new}" if new else "is gone", old)
         for name, old, new in report.draining_rules:
-            log.info("partition %d: rule %s changed (%s -> %s): the saved version drains",
-                     task.pid, name, old, new)
+            log.info("%s: rule %s changed (%s -> %s): the saved version drains",
+                     task.label, name, old, new)
 
     async def _close_task(self, task: Task) -> None:
         task.closed = True
@@ -396,57 +486,167 @@ class KafkaPipeline:
                     self.since_checkpoint = 0
                     last = now
                     await self._checkpoint(tasks)
+                if (self.shuffles and now - self.last_delete >= DELETE_EVERY_S
+                        and (self.deleting is None or self.deleting.done())):
+                    self.last_delete = now
+                    self.deleting = asyncio.create_task(self._delete_consumed())
             backoff.reset()
 
     def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Decode and feed one fetched batch; dead letters join the task's outputs."""
         now = time.monotonic()
         for tp, msgs in batch.items():
-            task = self.tasks.get(tp.partition)
+            task = self.tasks.get((self._stage(tp), tp.partition))
             if task is None or tp not in task.tp_set or not msgs:
                 continue
-            decode_msg = self.decoders[tp.topic].decode
-            input_id = task.inputs[tp]
-            on_event = task.op.on_event
             expected = task.offsets.get(tp, -1)
-            seq = task.seq
-            pid = tp.partition
-            n = 0
-            metrics = self.metrics
-            for msg in msgs:
-                if msg.offset < expected:
-                    continue  # fetched before a seek back: already processed
-                res = decode_msg(msg.value, pid, msg.offset, seq + 1)
-                if type(res) is Event:
-                    seq += 1
-                    n += 1
-                    if metrics is not None and not seq & SAMPLE_MASK:
-                        t0 = time.perf_counter()
-                        on_event(res, input_id)
-                        metrics.observe_latency(time.perf_counter() - t0)
-                    else:
-                        on_event(res, input_id)
-                else:
-                    task.out.append(("dead_letter", res))  # type: ignore[arg-type]
-                    self.stats.dead_letters += 1
-                    if metrics is not None:
-                        metrics.count_record("dead_letter", res)  # type: ignore[arg-type]
-            if metrics is not None:
-                metrics.events[self.sources[tp.topic].name] += n
-            task.seq = seq
+            if task.merger is not None:
+                n = self._feed_shuffle(task, tp, msgs, expected)
+            elif self.ships[tp.topic]:
+                n = self._feed_shipping(task, tp, msgs, expected)
+            else:
+                n = self._feed(task, tp, msgs, expected)
             task.offsets[tp] = max(expected, msgs[-1].offset + 1)
             task.dirty = True
-            task.last_seen[input_id] = now
-            task.idle.discard(input_id)
+            task.last_seen[task.inputs[tp]] = now
+            task.idle.discard(task.inputs[tp])
             self.stats.events += n
             self.since_checkpoint += len(msgs)
 
+    def _feed(self, task: Task, tp: TopicPartition, msgs: list[Any], expected: int) -> int:
+        """A source task's messages when no repartition topic reads the source: decode, feed
+        the operator.  Returns the events fed."""
+        decode_msg = self.decoders[tp.topic].decode
+        input_id = task.inputs[tp]
+        on_event = task.op.on_event
+        seq = task.seq
+        pid = tp.partition
+        n = 0
+        metrics = self.metrics
+        for msg in msgs:
+            if msg.offset < expected:
+                continue  # fetched before a seek back: already processed
+            res = decode_msg(msg.value, pid, msg.offset, seq + 1)
+            if type(res) is Event:
+                seq += 1
+                n += 1
+                if metrics is not None and not seq & SAMPLE_MASK:
+                    t0 = time.perf_counter()
+                    on_event(res, input_id)
+                    metrics.observe_latency(time.perf_counter() - t0)
+                else:
+                    on_event(res, input_id)
+            else:
+                self._dead_letter(task, res)  # type: ignore[arg-type]
+        if metrics is not None:
+            metrics.events[self.sources[tp.topic].name] += n
+        task.seq = seq
+        return n
+
+    def _dead_letter(self, task: Task, rec: dict[str, Any]) -> None:
+        task.out.append(("dead_letter", rec))
+        self.stats.dead_letters += 1
+        if self.metrics is not None:
+            self.metrics.count_record("dead_letter", rec)
+
+    def _feed_shipping(self, task: Task, tp: TopicPartition, msgs: list[Any], expected: int
+                       ) -> int:
+        """:meth:`_feed` for a source that repartition topics read: each event the operator
+        accepted (neither late nor refused) is also shipped, once per repartition topic some
+        of whose rules could read it, to the partition of its key there."""
+        decode_msg = self.decoders[tp.topic].decode
+        input_id = task.inputs[tp]
+        op = task.op
+        ships = self.ships[tp.topic]
+        parts = self.partitions
+        out = task.out
+        seq = task.seq
+        pid, topic = tp.partition, tp.topic
+        largest = task.largest.get(input_id, NEG_INF)
+        n = 0
+        for msg in msgs:
+            if msg.offset < expected:
+                continue
+            res = decode_msg(msg.value, pid, msg.offset, seq + 1)
+            if type(res) is not Event:
+                self._dead_letter(task, res)  # type: ignore[arg-type]
+                continue
+            seq += 1
+            n += 1
+            dropped = op.late + op.refused
+            op.on_event(res, input_id)
+            if op.late + op.refused != dropped:
+                continue  # the source task's decision, deterministic: not shipped
+            ts = res.ts
+            if ts > largest:
+                largest = ts
+            headers = None
+            for sh in ships:
+                if sh.wants(res):
+                    headers = headers or event_header(topic, pid, msg.offset, ts)
+                    out.append(Shipped(sh.topic, sh.partition(res.data, parts), msg.value,
+                                       headers))
+        task.largest[input_id] = largest
+        if self.metrics is not None:
+            self.metrics.events[self.sources[topic].name] += n
+        task.seq = seq
+        return n
+
+    def _feed_shuffle(self, task: Task, tp: TopicPartition, msgs: list[Any], expected: int
+                      ) -> int:
+        """A shuffle task's records: events wait in the merger and markers move its inputs'
+        event time; then whatever the merged watermark passed is fed to the operator in
+        ``(event time, input, offset)`` order, and the operator's watermark follows."""
+        merger: Merger = task.merger
+        for msg in msgs:
+            if msg.offset < expected:
+                continue
+            try:
+                is_event, name, num, ts = parse_header(msg.headers)
+            except ValueError as exc:
+                log.warning("%s: offset %d skipped: %s", task.label, msg.offset, exc)
+                continue
+            if name not in merger.index:
+                log.warning("%s: offset %d from an unknown input %s skipped", task.label,
+                            msg.offset, name)
+                continue
+            if is_event:
+                merger.add(name, num, int(ts), msg.value)
+            else:
+                merger.mark(name, ts, bool(num))
+        return self._release(task)
+
+    def _release(self, task: Task) -> int:
+        """Feed the events the shuffle task's merged watermark has passed; advance its
+        operator to that watermark.  Returns the events fed."""
+        merger: Merger = task.merger
+        op = task.op
+        seq = task.seq
+        n = 0
+        for _ts, name, offset, value in merger.release():
+            topic, _, p = name.rpartition("/")
+            res = self.decoders[topic].decode(value, int(p), offset, seq + 1)
+            if type(res) is not Event:  # cannot happen: the source task decoded it
+                self._dead_letter(task, res)  # type: ignore[arg-type]
+                continue
+            seq += 1
+            n += 1
+            op.on_event(res, "shuffle")
+        task.seq = seq
+        wm = merger.current
+        if wm > op.watermark:
+            op.advance(op.watermarks.observe("shuffle", int(wm) + 1))
+        return n
+
     def _check_idle(self) -> None:
         """Mark topic-partitions silent for longer than their ``idle_timeout`` idle, so the
-        task's other inputs can advance its watermark."""
+        task's other inputs can advance its watermark (and, for a source that repartition
+        topics read, so the next markers tell the shuffle tasks to stop waiting for it)."""
         now = time.monotonic()
         for task in self.tasks.values():
-            if len(task.tps) < 2:
+            if task.stage != SOURCE:
+                continue
+            if len(task.tps) < 2 and not self.ships[task.tps[0].topic]:
                 continue
             for tp in task.tps:
                 limit = self.sources[tp.topic].idle_timeout_ms
@@ -457,10 +657,38 @@ class KafkaPipeline:
                     task.idle.add(name)
                     before = task.op.watermark
                     wm = task.op.watermarks.set_idle(name)
-                    log.info("partition %d: %s idle for %d ms", task.pid, name, limit)
+                    log.info("%s: %s idle for %d ms", task.label, name, limit)
                     if wm > before:
                         task.op.advance(wm)
-                        task.dirty = True
+                    task.dirty = True
+
+    def _mark(self, task: Task) -> None:
+        """Markers of a source task (before its checkpoint): for each input whose largest
+        accepted event time or idleness changed since its last markers, one marker into every
+        partition of every repartition topic that reads the input's source."""
+        for tp in task.tps:
+            ships = self.ships[tp.topic]
+            if not ships:
+                continue
+            name = task.inputs[tp]
+            now = (task.largest.get(name, NEG_INF), name in task.idle)
+            if task.marked.get(name) == now or now == (NEG_INF, False):
+                continue
+            task.marked[name] = now
+            headers = marker_header(tp.topic, tp.partition, now[0], now[1])
+            for sh in ships:
+                task.out.extend(Shipped(sh.topic, q, b"", headers)
+                                for q in range(self.partitions))
+
+    async def _delete_consumed(self) -> None:
+        """Delete repartition records below the committed offsets of this member's shuffle
+        tasks (in the background, every :data:`DELETE_EVERY_S`; a failure is retried then)."""
+        offsets = {tp: off for t in self.tasks.values() if t.merger is not None
+                   for tp, off in t.committed.items()}
+        try:
+            await delete_consumed(self.k, offsets)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.debug("could not delete consumed repartition records: %s", exc)
 
     # ----------------------------------------------------------------- operations
 
@@ -470,12 +698,26 @@ class KafkaPipeline:
     def apply_rules(self, rules: list[CompiledRule]) -> ReloadReport:
         """Switch every task to ``rules`` (on the loop, under the lock, between batches);
         tasks opened later use them too.  Returns the merged report, with each input's next
-        offset in ``positions``."""
+        offset in ``positions``.  Raises :class:`ConfigError` when the new rules would change
+        the plan (a rule's path, a repartition topic or the sources it carries): that needs a
+        restart of the members."""
+        plan = plan_rules(self.cfg.kafka_sources, list(rules), self.k.group_id,
+                          self.k.repartition)
+        old = {r.rule: r.topic for r in self.plan.routes}
+        moved = [r.rule for r in plan.routes if r.rule in old and old[r.rule] != r.topic]
+        topics = {s.topic: s.sources for s in plan.shuffles}
+        if moved or topics != {s.topic: s.sources for s in self.plan.shuffles}:
+            raise ConfigError("the new rules change the Kafka plan (" + (
+                f"rules {', '.join(moved)} change path" if moved else
+                "the repartition topics change") + "); restart the members to apply them")
         self.rules = list(rules)
+        self.plan, self.shuffles = plan, plan.by_topic()
+        self.ships = {t: plan.for_source(s.name) for t, s in self.sources.items()}
         report = ReloadReport(versions={r.name: r.version for r in rules})
-        for pid in sorted(self.tasks):
-            task = self.tasks[pid]
-            part = task.op.reload(rules)
+        for tid in sorted(self.tasks):
+            task = self.tasks[tid]
+            stage_rules = plan.direct if task.stage == SOURCE else self.shuffles[task.stage].rules
+            part = task.op.reload(stage_rules)
             part.positions = {task.inputs[tp]: off for tp, off in task.offsets.items()}
             report.merge(part)
             task.dirty = True
@@ -483,9 +725,10 @@ class KafkaPipeline:
 
     def snapshot(self) -> EngineSnapshot:
         """Rules, state sizes, watermarks and consumer lag of every task (on the loop)."""
-        tasks = [self.tasks[p] for p in sorted(self.tasks)]
+        tasks = [self.tasks[t] for t in sorted(self.tasks)]
         snap = operator_snapshot([t.op for t in tasks], "kafka", self.metrics or RunMetrics(),
                                  self.ops.file_of if self.ops is not None else None)
+        snap.plan = self.plan.as_dict()
         if self.consumer is not None:
             for task in tasks:
                 for tp in task.tps:
@@ -499,6 +742,9 @@ class KafkaPipeline:
     async def _checkpoint(self, tasks: list[Task], final: bool = False) -> None:
         """Checkpoint changed tasks (in the background unless ``final``: before a hand-over
         or shutdown every commit is waited for)."""
+        for task in tasks:
+            if task.stage == SOURCE and not task.closed:
+                self._mark(task)
         failed = await self.committer.checkpoint(tasks, wait=final)
         if not final:
             await self._recover_all(failed)
@@ -507,18 +753,18 @@ class KafkaPipeline:
             if isinstance(err, CheckpointError):
                 raise err
             if isinstance(err, FENCED):
-                log.warning("partition %d: fenced by its new owner; its uncommitted work is "
+                log.warning("%s: fenced by its new owner; its uncommitted work is "
                             "discarded (the new owner resumes from the last checkpoint)",
-                            task.pid)
+                            task.label)
             else:
-                log.warning("partition %d: final checkpoint failed (%s: %s); the next owner "
-                            "resumes from the previous one", task.pid, type(err).__name__, err)
+                log.warning("%s: final checkpoint failed (%s: %s); the next owner "
+                            "resumes from the previous one", task.label, type(err).__name__, err)
 
     async def _recover_all(self, failed: list[tuple[Task, BaseException]]) -> None:
         for task, err in failed:
             if isinstance(err, CheckpointError):
                 raise err
-            if self.tasks.get(task.pid) is task:
+            if self.tasks.get((task.stage, task.pid)) is task:
                 await self._recover(task, err)
 
     async def _recover(self, task: Task, exc: BaseException) -> None:
@@ -528,35 +774,53 @@ class KafkaPipeline:
         rebalance is coming; if the partition is still ours after a session timeout (the
         broker aborted a transaction that outlived ``transaction_timeout``) it is rebuilt."""
         assert self.consumer is not None
-        self.tasks.pop(task.pid, None)
+        tid = (task.stage, task.pid)
+        self.tasks.pop(tid, None)
         await self._close_task(task)
         if isinstance(exc, FENCED):
-            log.warning("partition %d: fenced (%s): another member took it over or the broker "
+            log.warning("%s: fenced (%s): another member took it over or the broker "
                         "aborted a transaction that outlived transaction_timeout; paused",
-                        task.pid, type(exc).__name__)
+                        task.label, type(exc).__name__)
             self.consumer.pause(*[tp for tp in task.tps if tp in self.consumer.assignment()])
-            self.fenced[task.pid] = time.monotonic()
+            self.fenced[tid] = time.monotonic()
             return
         delay = Backoff(1.0).next_delay()
-        log.warning("partition %d: checkpoint failed (%s: %s); restoring the last committed "
-                    "checkpoint in %.1f s", task.pid, type(exc).__name__, exc, delay)
+        log.warning("%s: checkpoint failed (%s: %s); restoring the last committed "
+                    "checkpoint in %.1f s", task.label, type(exc).__name__, exc, delay)
         await sleep(delay, self.stopping)
-        self.tasks[task.pid] = await self._open_task(task.pid, await self._task_producer(task.pid))
+        self.tasks[tid] = await self._open_task(tid, await self._task_producer(tid))
 
     async def _reopen_fenced(self) -> None:
         """Rebuild fenced tasks whose partitions are still assigned after a session timeout."""
         assert self.consumer is not None
         wait = self.k.session_timeout_ms / 1000 + 1
-        for pid, since in list(self.fenced.items()):
+        for tid, since in list(self.fenced.items()):
             if time.monotonic() - since < wait:
                 continue
-            del self.fenced[pid]
-            if pid in self.tasks or TopicPartition(self.topics[0], pid) not in \
-                    self.consumer.assignment():
+            del self.fenced[tid]
+            stage, pid = tid
+            topic = self.topics[0] if stage == SOURCE else stage
+            if tid in self.tasks or TopicPartition(topic, pid) not in self.consumer.assignment():
                 continue
-            log.warning("partition %d: still assigned here after being fenced; restoring it",
-                        pid)
-            self.tasks[pid] = await self._open_task(pid, await self._task_producer(pid))
+            log.warning("%s: still assigned here after being fenced; restoring it",
+                        _label(tid))
+            self.tasks[tid] = await self._open_task(tid, await self._task_producer(tid))
+
+
+def _describe(ids: list[TaskId]) -> str:
+    """``[0, 1]`` for source tasks (the log lines operators know), then ``T partition q``
+    for shuffle tasks: ``"[0, 1]; T [2]"``."""
+    by: dict[str, list[int]] = {}
+    for stage, pid in ids:
+        by.setdefault(stage, []).append(pid)
+    parts = [str(by.pop(SOURCE))] if SOURCE in by else []
+    parts += [f"{stage} {pids}" for stage, pids in sorted(by.items())]
+    return "; ".join(parts)
+
+
+def _label(tid: TaskId) -> str:
+    """``partition 3`` (a source task) or ``T partition 3`` (a shuffle task), as Task.label."""
+    return f"partition {tid[1]}" if tid[0] == SOURCE else f"{tid[0]} partition {tid[1]}"
 
 
 def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

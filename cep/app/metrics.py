@@ -118,7 +118,8 @@ class EngineSnapshot:
     draining versions; counters are cumulative over versions); ``draining``: ``{"rule",
     "version", "keys", "partial_matches"}`` per draining version; ``watermarks``: input →
     epoch ms (−∞ before the first event); ``lag``: ``(topic, partition)`` → messages behind
-    the end (Kafka); ``partial_dropped``: partial matches dropped by reloads so far."""
+    the end (Kafka); ``partial_dropped``: partial matches dropped by reloads so far; ``plan``:
+    Kafka mode's path of each rule and its repartition topics (``None`` in file mode)."""
 
     mode: str
     metrics: RunMetrics
@@ -127,6 +128,7 @@ class EngineSnapshot:
     watermarks: dict[str, float] = field(default_factory=dict)
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     partial_dropped: int = 0
+    plan: dict[str, Any] | None = None  # Kafka: KafkaPlan.as_dict() (cep.app.kafka_plan)
 
 
 def operator_snapshot(ops: list[CepOperator], mode: str, metrics: RunMetrics,

@@ -209,6 +209,7 @@ class Operations:
                            for k, v in sorted(snap.watermarks.items())},
             "events_in": dict(snap.metrics.events),
             "lag": {f"{t}/{p}": n for (t, p), n in sorted(snap.lag.items())},
+            **({"plan": snap.plan} if snap.plan is not None else {}),
         }
 
     def reload(self, reason: str, timeout: float = 30.0) -> ReloadResult | None:

@@ -25,10 +25,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.records_to_delete import RecordsToDelete
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from cep.config import KafkaConfig, SinkConfig, SourceConfig
+from cep.errors import ConfigError
 from cep.event import Event
 from cep.io.codecs import DeadLetter, TimeSpec, encode_json, json_decoder, msgpack_decoder
 from cep.operator.records import dead_letter_record
@@ -36,6 +38,7 @@ from cep.operator.records import dead_letter_record
 __all__ = [
     "client_options", "describe_options", "MessageDecoder", "SinkRoutes", "encode_record",
     "Changelog", "Backoff", "ensure_changelog_topic", "topic_partitions",
+    "ensure_repartition_topics", "delete_consumed",
     "OffsetBound", "resolve_offset_range", "read_offset_range",
 ]
 
@@ -284,6 +287,63 @@ async def ensure_changelog_topic(cfg: KafkaConfig, partitions: int) -> int:
                     return len(t["partitions"])
             await asyncio.sleep(0.1)
         raise KafkaError(f"changelog topic {topic} did not become available")
+    finally:
+        await admin.close()
+
+
+async def ensure_repartition_topics(cfg: KafkaConfig, topics: list[str], partitions: int
+                                    ) -> None:
+    """Create the internal repartition topics that do not exist: ``partitions`` partitions,
+    replication ``min(3, brokers)``, ``cleanup.policy=delete``, ``retention.ms`` from
+    ``[kafka] repartition_retention`` (consumed records are also deleted explicitly:
+    :func:`delete_consumed`).  Raises :class:`~cep.errors.ConfigError` for an existing one
+    with another partition count, ``KafkaError`` when the broker refuses."""
+    if not topics:
+        return
+    admin = AIOKafkaAdminClient(**client_options(cfg))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            brokers = len((await admin.describe_cluster())["brokers"])
+            configs = {"cleanup.policy": "delete",
+                       "retention.ms": str(cfg.repartition_retention_ms),
+                       "segment.bytes": str(64 << 20)}
+            resp = await admin.create_topics([NewTopic(t, partitions, min(3, brokers),
+                                                       topic_configs=configs) for t in missing])
+            for t in resp.to_object().get("topic_errors", []):
+                if t.get("error_code") not in (0, 36):  # 36: created concurrently
+                    raise KafkaError(f"cannot create repartition topic {t.get('name')}: "
+                                     f"{t.get('error_message') or t.get('error_code')}")
+            log.info("created repartition topic(s) %s (%d partitions)", ", ".join(missing),
+                     partitions)
+        for _ in range(50):
+            found = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(topics)
+                     if t.get("error_code") == 0 and t.get("partitions")}
+            if len(found) == len(topics):
+                wrong = {t: n for t, n in found.items() if n != partitions}
+                if wrong:
+                    raise ConfigError("repartition topics must have as many partitions as the "
+                                      f"source topics ({partitions}): " + ", ".join(
+                                          f"{t} has {n}" for t, n in sorted(wrong.items())))
+                return
+            await asyncio.sleep(0.1)
+        raise KafkaError(f"repartition topics {', '.join(topics)} did not become available")
+    finally:
+        await admin.close()
+
+
+async def delete_consumed(cfg: KafkaConfig, offsets: dict[TopicPartition, int]) -> None:
+    """Delete the records of repartition partitions below ``offsets`` (committed positions:
+    Kafka Streams' ``deleteRecords`` after a commit).  Raises ``KafkaError``."""
+    if not offsets:
+        return
+    admin = AIOKafkaAdminClient(**client_options(cfg))
+    await admin.start()
+    try:
+        await admin.delete_records({tp: RecordsToDelete(off) for tp, off in offsets.items()},
+                                   timeout_ms=10_000)
     finally:
         await admin.close()
 

@@ -134,7 +134,13 @@ async def group_progress(group: str, topic: str) -> tuple[int, int]:
 
 def write_config(path: Path, *, topic: str, group: str, alerts: str, rules: list[str],
                  late: str | None = None, dead: str | None = None, extra: str = "",
-                 kafka_extra: str = "", source_extra: str = "") -> Path:
+                 kafka_extra: str = "", source_extra: str = "",
+                 partition_key: str | None = "user") -> Path:
+    """A ``cep.toml`` for one Kafka source ``events``; its producers key by
+    ``partition_key`` (``None``: the source declares none)."""
+    if partition_key is not None:
+        source_extra = f'partition_key = ["{partition_key}"]\n{source_extra}'
+
     sinks = f'[sinks.alerts]\nkind = "kafka"\ntopic = "{alerts}"\n'
     if late:
         sinks += f'[sinks.late]\nkind = "kafka"\ntopic = "{late}"\n'
