@@ -72,11 +72,11 @@ import io
 import math
 import tokenize
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 from cep.compiler import runtime as rt
-from cep.event import Event
+from cep.compiler.generated import GeneratedCode
 from cep.lang import ast
 from cep.nfa.pattern import Condition
 
@@ -567,7 +567,7 @@ class _Gen:
 # --------------------------------------------------------------------------- assembly
 
 
-def _build(gen: _Gen, name: str, params: str, body: str) -> Any:
+def _build(gen: _Gen, name: str, params: str, body: str) -> GeneratedCode:
     """Compile ``def name(params): return body`` (plus the bindings ``body`` needs) with empty
     builtins and only the runtime helpers and ``gen``'s constants in scope."""
     lines = [f"def {name}({params}):"]
@@ -585,14 +585,10 @@ def _build(gen: _Gen, name: str, params: str, body: str) -> Any:
     except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
         raise CompileError("expression is too complex or too deeply nested") from exc
     exec(code, namespace)
-    fn = namespace[name]
-    fn.source = source
     # The same expression as a fragment over the data object ``_d`` alone, for code that
     # inlines several rules' keys and first conditions into one loop (see ``inline_expr``).
     data_only = not gen.iterative and not gen.uses_ev and gen.mode != "emit"
-    fn.data_expr = body if data_only else None
-    fn.consts = dict(gen.consts)
-    return fn
+    return GeneratedCode(namespace[name], source, body if data_only else None, dict(gen.consts))
 
 
 def _expr(gen: _Gen, expr: ast.Expr) -> _Code:
@@ -623,11 +619,9 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str) -> Conditi
     """
     gen = _Gen("cond", stages)
     body = gen.truth(_expr(gen, expr))
-    fn = _build(gen, "_cond", "ev, pm", body.code)
-    fn.eq_guard = eq_guard(expr, stages)
-    fn.ast = expr  # for cep.compiler.predicate
-    fn.scope = tuple(stages.names)
-    return Condition(fn, label, gen.iterative, body.is_lit and body.lit is True)
+    code = replace(_build(gen, "_cond", "ev, pm", body.code), ast=expr,
+                   scope=tuple(stages.names), eq_guard=eq_guard(expr, stages))
+    return Condition(code.fn, label, gen.iterative, body.is_lit and body.lit is True, code)
 
 
 def eq_guard(expr: ast.Expr, stages: StageScope = EMPTY_SCOPE) -> tuple[str, str] | None:
@@ -657,26 +651,24 @@ def eq_guard(expr: ast.Expr, stages: StageScope = EMPTY_SCOPE) -> tuple[str, str
     return None
 
 
-def compile_header_filter(expr: ast.Expr) -> Callable[[Event], bool]:
-    """Compile the rule header ``where`` to ``fn(event) -> bool`` (no stages in scope).
+def compile_header_filter(expr: ast.Expr) -> GeneratedCode:
+    """Compile the rule header ``where``: ``code.fn(event) -> bool`` (no stages in scope).
 
     Raises:
         CompileError: for aggregates (there is no match yet) and the usual errors.
     """
     gen = _Gen("filter", EMPTY_SCOPE)
     body = gen.truth(_expr(gen, expr))
-    fn: Callable[[Event], bool] = _build(gen, "_filter", "ev", body.code)
-    fn.eq_guard = eq_guard(expr)  # type: ignore[attr-defined]
-    fn.ast = expr  # type: ignore[attr-defined]  # for cep.compiler.predicate
-    return fn
+    return replace(_build(gen, "_filter", "ev", body.code), ast=expr, eq_guard=eq_guard(expr))
 
 
-def compile_key(paths: tuple[ast.Path, ...]) -> Callable[[dict[str, Any]], Any]:
-    """Compile ``key by p1, p2, …`` to ``fn(data) -> key`` over an event's data object.
+def compile_key(paths: tuple[ast.Path, ...]) -> GeneratedCode:
+    """Compile ``key by p1, p2, …`` to ``code.fn(data) -> key`` over an event's data object
+    (``code.key_paths``: the fields' paths).
 
     Returns:
-        A function giving, for one path, the field's value itself (the fast path: no tuple is
-        built); for several paths, a tuple with one value per path; without paths, ``()``
+        Code whose function gives, for one path, the field's value itself (the fast path: no
+        tuple is built); for several paths, a tuple with one value per path; without paths, ``()``
         (every event shares one key).  A missing field gives None; list and object values are
         made hashable by :func:`cep.compiler.runtime.hashable`.  A leading ``this.`` is
         dropped; ``ts`` here is a data field.  The alert's ``key`` object is built by
@@ -698,11 +690,10 @@ def compile_key(paths: tuple[ast.Path, ...]) -> Callable[[dict[str, Any]], Any]:
         items.append(f"({t} if _type({t} := {get}) in _SCALAR or {t} is None else _hashable({t}))")
     gen.consts["_SCALAR"] = rt.SCALAR
     body = items[0] if len(items) == 1 else "(" + "".join(f"{i}, " for i in items) + ")"
-    fn: Callable[[dict[str, Any]], Any] = _build(gen, "_key", "_d", body)
-    fn.key_paths = tuple(  # type: ignore[attr-defined]
+    key_paths = tuple(
         tuple(p.parts[1:] if len(p.parts) > 1 and p.parts[0] == "this" else p.parts)
         for p in paths)
-    return fn
+    return replace(_build(gen, "_key", "_d", body), key_paths=key_paths)  # type: ignore[arg-type]
 
 
 def key_names(paths: tuple[ast.Path, ...]) -> tuple[str, ...]:
@@ -716,10 +707,8 @@ def key_names(paths: tuple[ast.Path, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def compile_emit(
-    fields: Sequence[tuple[str, ast.Expr]], stages: StageScope
-) -> Callable[[dict[str, list[Event]]], dict[str, Any]]:
-    """Compile an ``emit { name: expr, … }`` block to ``fn(match) -> dict``.
+def compile_emit(fields: Sequence[tuple[str, ast.Expr]], stages: StageScope) -> GeneratedCode:
+    """Compile an ``emit { name: expr, … }`` block to ``code.fn(match) -> dict``.
 
     ``match`` is the full match map ``{stage: [events oldest first]}``.  ``NAME.f`` reads the
     stage's first event, aggregates all its events, bare fields and ``ts`` the match's latest
@@ -735,14 +724,14 @@ def compile_emit(
         value = _expr(gen, expr)
         entries.append(f"{gen.name(name, ast.NOWHERE)}: _json({value.code})")
     body = "{" + ", ".join(entries) + "}"
-    fn: Callable[[dict[str, list[Event]]], dict[str, Any]] = _build(gen, "_emit", "m", body)
-    return fn
+    return _build(gen, "_emit", "m", body)
 
 
-def inline_expr(fn: Any, prefix: str) -> tuple[str, dict[str, Any]] | None:
+def inline_expr(code: GeneratedCode | None, prefix: str
+                ) -> tuple[str, dict[str, Any]] | None:
     """A compiled key, header filter or non-iterative condition as an expression over the
-    event's data object ``_d`` only, for generated code that inlines it; ``None`` when ``fn``
-    has no such form (it reads ``ts``, a stage, or was not made by this module).
+    event's data object ``_d`` only, for generated code that inlines it; ``None`` when it has
+    no such form (it reads ``ts`` or a stage) or there is no code (a hand-made function).
 
     Returns ``(source, namespace)``: the expression, with the generator's constants renamed
     ``_c…`` → ``{prefix}c…`` so that fragments of several rules can share one function, and
@@ -750,10 +739,9 @@ def inline_expr(fn: Any, prefix: str) -> tuple[str, dict[str, Any]] | None:
     tokens are renamed (never the contents of string literals); temporaries (``_v…``) are
     assigned before use inside each fragment, so fragments may reuse them.
     """
-    body = getattr(fn, "data_expr", None)
-    consts = getattr(fn, "consts", None)
-    if not isinstance(body, str) or not isinstance(consts, dict):
+    if code is None or code.data_expr is None:
         return None
+    body, consts = code.data_expr, code.consts
     if not consts:
         return body, {}
     renamed = {name: f"_{prefix}{name[1:]}" for name in consts}
@@ -767,10 +755,12 @@ def inline_expr(fn: Any, prefix: str) -> tuple[str, dict[str, Any]] | None:
     return source, {renamed[k]: v for k, v in consts.items()}
 
 
-def source_of(compiled: Any) -> str:
-    """The generated Python source behind a compiled condition, filter, key or emit."""
-    fn = compiled.fn if isinstance(compiled, Condition) else compiled
-    src = getattr(fn, "source", None)
-    if not isinstance(src, str):
+def source_of(compiled: Condition | GeneratedCode) -> str:
+    """The generated Python source behind a compiled condition, filter, key or emit.
+
+    Raises:
+        TypeError: a condition this module did not compile."""
+    code = compiled.code if isinstance(compiled, Condition) else compiled
+    if not isinstance(code, GeneratedCode):
         raise TypeError("not a compiled expression")
-    return src
+    return code.source

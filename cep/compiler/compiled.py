@@ -6,6 +6,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from cep.compiler.generated import GeneratedCode
 from cep.event import Event
 from cep.nfa.model import NFA
 
@@ -32,6 +33,10 @@ class CompiledRule:
         file, line: where the rule was defined.
         text: the rule's canonical text (its version is the hash of it); checkpoints keep it
             so that a restart can drain the partial matches of a version no longer on disk.
+        key_code, header_code: what the compiler knows of ``key_fn`` and ``header_filter``
+            (:class:`~cep.compiler.generated.GeneratedCode`: key paths, inlinable form,
+            predicate); ``None`` for hand-made functions, which the fast paths then call as
+            they are.
     """
 
     name: str
@@ -51,3 +56,11 @@ class CompiledRule:
     description: str | None = None
     tags: tuple[str, ...] = ()
     text: str = ""
+    key_code: GeneratedCode | None = None
+    header_code: GeneratedCode | None = None
+
+    @property
+    def key_paths(self) -> tuple[tuple[str, ...], ...] | None:
+        """The key's field paths (one tuple of parts per field; ``()`` unkeyed), or ``None``
+        for a hand-made key function."""
+        return self.key_code.key_paths if self.key_code is not None else None

@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from cep.compiler.generated import GeneratedCode
 from cep.lang import ast
 
 __all__ = ["Pred", "UNKNOWN", "TRUE", "FALSE", "condition_predicate", "expr_predicate", "join"]
@@ -56,14 +57,13 @@ def join(op: str, items: list[Pred]) -> Pred:
     return items[0] if len(items) == 1 else (op, tuple(items))
 
 
-def condition_predicate(fn: Any, slot_of: SlotOf) -> Pred:
-    """The predicate of a compiled condition or header filter ``fn`` (which carries its
-    expression as ``fn.ast`` and its stage names as ``fn.scope``; see
-    :func:`cep.compiler.codegen.compile_condition`); unknown for any other function."""
-    expr = getattr(fn, "ast", None)
-    if expr is None:
+def condition_predicate(code: GeneratedCode | None, slot_of: SlotOf) -> Pred:
+    """The predicate of a compiled condition or header filter (its expression and stage
+    names: :attr:`GeneratedCode.ast`, :attr:`GeneratedCode.scope`); unknown without code
+    (a hand-made function, a composite guard)."""
+    if code is None or code.ast is None:
         return UNKNOWN
-    return expr_predicate(expr, frozenset(getattr(fn, "scope", ())), slot_of)
+    return expr_predicate(code.ast, frozenset(code.scope), slot_of)
 
 
 def expr_predicate(expr: ast.Expr, stages: frozenset[str], slot_of: SlotOf) -> Pred:

@@ -45,15 +45,13 @@ from cep.nfa.model import (
     PROCEED,
     STOP,
     TAKE,
-    EdgeCond,
     State,
-    cond_not,
 )
 from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "started_key_state",
            "process", "advance_time", "expire_silently", "is_idle", "next_deadline",
-           "negated_fn", "hold_events", "kept_step", "kept_events_step", "kept_events_state",
+           "hold_events", "kept_step", "kept_events_step", "kept_events_state",
            "KEPT", "DROPPED", "STARTED"]
 
 _INF = float("inf")
@@ -450,17 +448,6 @@ def hold_events(ks: KeyState) -> None:
 # on the state itself (``State.plan``); a state is immutable once its NFA is built.
 _Row = tuple[int, State, Any, str, int, bool, Any]
 _Plan = tuple[_Row, ...]
-# the code of the guards ``cond_not`` makes: their one closure cell is the negated function
-_NOT_CODE = cond_not(EdgeCond(lambda ev, pm: True, "probe")).fn.__code__
-
-
-def negated_fn(fn: Any) -> Any:
-    """The function ``fn`` negates when it is a ``cond_not`` guard, else ``None``."""
-    if getattr(fn, "__code__", None) is _NOT_CODE and fn.__closure__:
-        return fn.__closure__[0].cell_contents
-    return None
-
-
 def _plan(state: State) -> tuple[_Plan, bool]:
     """``(transitions, has_proceed)`` of ``state`` for :func:`process`."""
     got: tuple[_Plan, bool] | None = state.plan
@@ -468,7 +455,7 @@ def _plan(state: State) -> tuple[_Plan, bool]:
         rows = tuple(
             (t.action, t.target, None if t.cond.always else t.cond.fn, t.source.stage,
              t.target.kind, any(u.action == PROCEED for u in t.target.transitions),
-             None if t.cond.always else negated_fn(t.cond.fn))
+             None if t.cond.always or t.cond.negates is None else t.cond.negates.fn)
             for t in state.transitions
         )
         got = state.plan = (rows, any(r[0] == PROCEED for r in rows))

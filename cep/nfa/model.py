@@ -31,16 +31,21 @@ class EdgeCond:
     """A transition guard: ``fn(event, partial) -> bool`` with a readable ``label``.
 
     ``always`` marks the constant-true guard (its ``fn`` is never called on the hot path);
-    ``iterative`` marks a guard that reads the partial match.
+    ``iterative`` marks a guard that reads the partial match.  ``origin`` is the stage
+    :class:`~cep.nfa.pattern.Condition` the guard is exactly (:func:`cond_of`), ``negates``
+    the guard it is the negation of (:func:`cond_not`); both ``None`` for other guards.
     """
 
-    __slots__ = ("fn", "label", "always", "iterative")
+    __slots__ = ("fn", "label", "always", "iterative", "origin", "negates")
 
-    def __init__(self, fn: EdgeFn, label: str, always: bool = False, iterative: bool = False):
+    def __init__(self, fn: EdgeFn, label: str, always: bool = False, iterative: bool = False,
+                 origin: Condition | None = None, negates: EdgeCond | None = None):
         self.fn = fn
         self.label = label
         self.always = always
         self.iterative = iterative
+        self.origin = origin
+        self.negates = negates
 
     def __repr__(self) -> str:
         return self.label
@@ -62,7 +67,7 @@ def cond_of(c: Condition) -> EdgeCond:
     """Wrap a stage :class:`~cep.nfa.pattern.Condition` as a guard."""
     if c.always:
         return _TRUE
-    return EdgeCond(c.fn, c.label, False, c.iterative)
+    return EdgeCond(c.fn, c.label, False, c.iterative, origin=c)
 
 
 def cond_not(c: EdgeCond) -> EdgeCond:
@@ -70,7 +75,8 @@ def cond_not(c: EdgeCond) -> EdgeCond:
     f = c.fn
     if c.always:
         return EdgeCond(lambda ev, pm: False, "false", False, False)
-    return EdgeCond(lambda ev, pm: not f(ev, pm), f"not ({c.label})", False, c.iterative)
+    return EdgeCond(lambda ev, pm: not f(ev, pm), f"not ({c.label})", False, c.iterative,
+                    negates=c)
 
 
 def cond_and(a: EdgeCond, b: EdgeCond) -> EdgeCond:

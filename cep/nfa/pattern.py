@@ -79,6 +79,9 @@ class Condition:
     label: str = "true"
     iterative: bool = False
     always: bool = False  # the constant ``true`` (a stage with no ``where``)
+    code: object = None
+    """What the rule compiler knows of ``fn`` (its
+    :class:`~cep.compiler.generated.GeneratedCode`); the automaton never reads it."""
 
 
 TRUE = Condition(lambda e, p: True, "true", False, True)

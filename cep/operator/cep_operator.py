@@ -313,7 +313,7 @@ class CepOperator:
         groups: dict[tuple[str, ...], list[RuleState]] = {}
         for rs in self.rules:
             rs.holders = None
-            paths = getattr(rs.rule.key_fn, "key_paths", None)
+            paths = rs.rule.key_paths
             if not rs.draining and paths is not None and len(paths) == 1:
                 groups.setdefault(paths[0], []).append(rs)
         self._holders = [HeldKeys(group) for group in groups.values()

@@ -32,9 +32,9 @@ from typing import Any
 
 from cep.compiler import runtime as rt
 from cep.compiler.codegen import inline_expr
+from cep.compiler.generated import GeneratedCode, code_of
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
-from cep.nfa.matcher import negated_fn
-from cep.nfa.model import FINAL, IGNORE, NFA, PROCEED, STOP, TAKE
+from cep.nfa.model import FINAL, IGNORE, NFA, PROCEED, STOP, TAKE, EdgeCond
 from cep.operator.rule_state import RuleState, silent_expiry
 
 __all__ = ["Scanner", "build_scanner"]
@@ -63,14 +63,19 @@ class _Gate:
     pre_lits: frozenset[str] | None = None
     guards: list[tuple[str, str] | None] = field(default_factory=list)
     hf_guard: tuple[str, str] | None = None
+    wake: list[GeneratedCode | None] | None = None  # the wake test's guards (held keys)
 
 
-def _eq_lits(fns: list[Any], fld: str) -> frozenset[str] | None:
-    """The values ``fld`` must have for one of ``fns`` to hold, when each of them carries an
-    equality guard on ``fld`` (see :func:`cep.compiler.codegen.compile_condition`)."""
+def _guard_of(code: GeneratedCode | None) -> tuple[str, str] | None:
+    return code.eq_guard if code is not None else None
+
+
+def _eq_lits(codes: list[GeneratedCode | None], fld: str) -> frozenset[str] | None:
+    """The values ``fld`` must have for one of ``codes`` to hold, when each of them carries
+    an equality guard on ``fld`` (:attr:`GeneratedCode.eq_guard`)."""
     out = set()
-    for fn in fns:
-        g = getattr(fn, "eq_guard", None)
+    for code in codes:
+        g = _guard_of(code)
         if g is None or g[0] != fld:
             return None
         out.add(g[1])
@@ -82,13 +87,13 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
     """Rule ``i``'s test, its fragments bound in ``ns``, its key computed in ``lines``."""
     rule = rs.rule
     ns[f"_r{i}"] = rs
-    key = inline_expr(rule.key_fn, f"k{i}_")
-    if key is None:
+    code = rule.key_code
+    key = inline_expr(code, f"k{i}_")
+    if key is None or code is None:
         return _Gate(i)
     src, consts = key
     # the same key expression over the same constants: computed once per event
-    raw: Any = rule.key_fn
-    sig = repr((raw.data_expr, sorted((k, id(v)) for k, v in raw.consts.items())))
+    sig = repr((code.data_expr, sorted((k, id(v)) for k, v in code.consts.items())))
     kvar = keys.get(sig)
     if kvar is None:
         ns.update(consts)
@@ -102,10 +107,10 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
         if pre is None:
             g.pre = "True"
         else:
-            fns = [c.fn for c in nfa.start_take_conds]
+            codes = [code_of(c) for c in nfa.start_take_conds]
             parts: list[str] = []
-            for j, fn in enumerate(fns):
-                frag = inline_expr(fn, f"p{i}_{j}_")
+            for j, start in enumerate(codes):
+                frag = inline_expr(start, f"p{i}_{j}_")
                 if frag is None:
                     parts = []
                     break
@@ -117,7 +122,7 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
                 ns[f"_pre{i}"] = pre.fn
                 g.pre_call = True
                 g.pre = f"_pre{i}(_ev, None)"
-            g.guards += [getattr(fn, "eq_guard", None) for fn in fns]
+            g.guards += [_guard_of(c) for c in codes]
         wake = _wake(nfa, i, ns)
         if wake is not None:
             # A key with state needs only an event some guard of its automaton accepts, or
@@ -128,17 +133,17 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
             expr, takes = wake
             if silent_expiry(rs):
                 g.held = f"({kvar} in _k{i} and {expr})"
-                g.guards += [getattr(fn, "eq_guard", None) for fn in takes]
-                ns[f"_takes{i}"] = takes
+                g.wake = [code_of(c) for c in takes]
+                g.guards += [_guard_of(c) for c in g.wake]
             else:
                 g.held = (f"({kvar} in _k{i} and ({expr} or "
                           f"_k{i}[{kvar}].deadline <= _ts))")
     hf = rule.header_filter
     if hf is not None:
-        g.hf_guard = getattr(hf, "eq_guard", None)
+        g.hf_guard = _guard_of(rule.header_code)
         if g.hf_guard is not None:
             g.guards.append(g.hf_guard)
-        frag = inline_expr(hf, f"h{i}_")
+        frag = inline_expr(rule.header_code, f"h{i}_")
         if frag is None:
             ns[f"_hf{i}"] = hf
             g.hf_call = True
@@ -166,10 +171,9 @@ def _index(gates: list[_Gate], rules: Sequence[RuleState], ns: dict[str, Any]) -
             continue
         rule = rules[g.i].rule
         if g.pre is not None and g.pre != "True":
-            g.pre_lits = _eq_lits([c.fn for c in rule.nfa.start_take_conds], fld)
-        takes = ns.get(f"_takes{g.i}")
-        if takes is not None:
-            g.held_lits = _eq_lits(takes, fld)
+            g.pre_lits = _eq_lits([code_of(c) for c in rule.nfa.start_take_conds], fld)
+        if g.wake is not None:
+            g.held_lits = _eq_lits(g.wake, fld)
         if g.hf_guard is not None and g.hf_guard[0] == fld:
             # the header `where` gates the whole rule, held keys included
             only = frozenset((g.hf_guard[1],))
@@ -211,7 +215,7 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
             f"{ind}    _due = _op._due"]
 
 
-def wake_takes(nfa: NFA) -> list[Any] | None:
+def wake_takes(nfa: NFA) -> list[EdgeCond] | None:
     """The TAKE guards of an automaton whose partial matches only move when one of them
     holds, or ``None`` when it is not such an automaton.
 
@@ -224,13 +228,13 @@ def wake_takes(nfa: NFA) -> list[Any] | None:
     """
     waiting = {t.target for s in nfa.states for t in s.transitions
                if t.action in (TAKE, IGNORE) and t.target.kind not in (FINAL, STOP)}
-    takes: list[Any] = []
+    takes: dict[Any, EdgeCond] = {}  # by function: the first guard of each
     for s in nfa.states:
         own = [t for t in s.transitions if t.action == TAKE]
         for t in own:
             if t.cond.always or t.cond.iterative:
                 return None
-            takes.append(t.cond.fn)
+            takes.setdefault(t.cond.fn, t.cond)
         if s not in waiting:
             continue
         ignores = [t for t in s.transitions if t.action == IGNORE]
@@ -239,9 +243,10 @@ def wake_takes(nfa: NFA) -> list[Any] | None:
         ign = ignores[0]
         if ign.target is not s or ign.cond.always:
             return None
-        if negated_fn(ign.cond.fn) not in [t.cond.fn for t in own]:
+        negated = ign.cond.negates
+        if negated is None or negated.fn not in [t.cond.fn for t in own]:
             return None
-    return list(dict.fromkeys(takes)) or None
+    return list(takes.values()) or None
 
 
 def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
@@ -252,8 +257,8 @@ def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
     if takes is None:
         return None
     parts: list[str] = []
-    for j, fn in enumerate(takes):
-        frag = inline_expr(fn, f"w{i}_{j}_")
+    for j, take in enumerate(takes):
+        frag = inline_expr(code_of(take), f"w{i}_{j}_")
         if frag is None:
             return None
         ns.update(frag[1])
@@ -376,5 +381,4 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     code = compile(text, "<cep:scan>", "exec")
     exec(code, ns)
     fn: Scanner = ns["_scan"]
-    fn.source = text  # type: ignore[attr-defined]
     return fn

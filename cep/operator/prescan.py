@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from cep.compiler.generated import code_of
 from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate, join
 from cep.event import Event, nesting_within
 from cep.operator.cep_operator import CepOperator
@@ -89,7 +90,7 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
             return None
         if rule.sources is not None and source not in rule.sources:
             continue
-        key_paths = getattr(rule.key_fn, "key_paths", None)
+        key_paths = rule.key_paths
         if key_paths is None or len(key_paths) != 1:
             return None
         nfa = rule.nfa
@@ -99,7 +100,7 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
         # An event failing every TAKE guard reachable from the start cannot start a partial
         # match (see NFA.start_take_conds): stepping a key without state with it leaves no
         # state.  A guard that reads the partial match translates to "unknown" there.
-        starts = [condition_predicate(c.fn, slot_of) for c in conds]
+        starts = [condition_predicate(code_of(c), slot_of) for c in conds]
         pre = _or(starts)
         if pre[0] == "const" and pre != FALSE:
             return None  # (nearly) every event could start a match
@@ -109,12 +110,12 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
             # The key lookup last: most events fail the guards before it.  A guard that is
             # also a start guard is left out: the gate is `pre or (wake and held)`, and when
             # `pre` is not true neither is that guard (absorption holds in Kleene's logic).
-            wake = [p for p in (condition_predicate(fn, slot_of) for fn in takes)
+            wake = [p for p in (condition_predicate(code_of(t), slot_of) for t in takes)
                     if p not in starts]
             held = _and([_or(wake), held])
         gate = _or([pre, held])
         if rule.header_filter is not None:
-            gate = _and([condition_predicate(rule.header_filter, slot_of), gate])
+            gate = _and([condition_predicate(rule.header_code, slot_of), gate])
         owners.append(rs)
         gates.append(gate)
     paths = tuple(sorted(slots, key=slots.__getitem__))
@@ -247,7 +248,7 @@ def holders_of(paths: Sequence[tuple[str, ...]], owners: Sequence[RuleState]
     missing = object()
     shared: dict[int, Any] = {}
     for rs in owners:
-        slot = slot_of[rs.rule.key_fn.key_paths[0]]  # type: ignore[attr-defined]
+        slot = slot_of[rs.rule.key_paths[0]]  # type: ignore[index]  # (owners: one path)
         got = shared.get(slot, missing)
         if got is missing:
             shared[slot] = rs.holders
@@ -278,7 +279,7 @@ def keyed_alike(owners: Sequence[RuleState]) -> tuple[bool, ...]:
     line: it has no header ``where`` (its source is the scan's: see :func:`gates_of`) and is
     keyed by the field most owners are keyed by (a rule's key function is fully given by its
     field paths)."""
-    paths = [rs.rule.key_fn.key_paths for rs in owners]  # type: ignore[attr-defined]
+    paths = [rs.rule.key_paths for rs in owners]
     if not paths:
         return ()
     common = max(paths, key=paths.count)  # (the first of the most common)

@@ -101,7 +101,7 @@ def value(expr: ast.Expr, data: dict[str, Any]) -> Any:
     """Value of ``expr`` on one event, through an emit (bare fields read the latest event)."""
     emit = compile_emit((("v", expr),), NO_STAGES)
     assert_safe_source(source_of(emit))
-    return emit({"s": [ev(data)]})["v"]
+    return emit.fn({"s": [ev(data)]})["v"]
 
 
 def same(a: Any, b: Any) -> bool:
@@ -691,7 +691,7 @@ def test_stage_references_in_emits(expr: ast.Expr, expected: Any) -> None:
     while node is not None:
         match.setdefault(node.stage, []).insert(0, node.event)
         node = node.prev
-    out = compile_emit((("v", expr),), STAGES)(match)
+    out = compile_emit((("v", expr),), STAGES).fn(match)
     assert same(out["v"], expected) or out["v"] == expected
 
 
@@ -758,10 +758,10 @@ def test_stage_scope_from_pattern_skips_group_names() -> None:
 def test_header_filter() -> None:
     flt = compile_header_filter(b("and", b("==", f("action"), "login"), b(">", f("ts"), 10)))
     assert_safe_source(source_of(flt))
-    assert flt(ev({"action": "login"}, ts=11)) is True
-    assert flt(ev({"action": "login"}, ts=10)) is False
-    assert flt(ev({}, ts=11)) is False
-    assert compile_header_filter(f("fail", "x"))(ev({"fail": {"x": True}})) is True
+    assert flt.fn(ev({"action": "login"}, ts=11)) is True
+    assert flt.fn(ev({"action": "login"}, ts=10)) is False
+    assert flt.fn(ev({}, ts=11)) is False
+    assert compile_header_filter(f("fail", "x")).fn(ev({"fail": {"x": True}})) is True
     with pytest.raises(CompileError):
         compile_header_filter(b(">", call("count", f("fail")), 1))
 
@@ -770,22 +770,23 @@ def test_header_filter() -> None:
 
 
 def test_compile_key() -> None:
-    one = compile_key((f("user"),))  # one path: the value itself
+    one_code = compile_key((f("user"),))
+    one = one_code.fn  # one path: the value itself
     assert one({"user": "alice"}) == "alice"
     assert one({}) is None
     assert one({"user": ["a", {"b": [1]}]}) == ("a", (("b", (1,)),))
     hash(one({"user": {"x": [1, {"y": 2}]}}))
-    assert compile_key((f("device", "id"),))({"device": {"id": 7}}) == 7
-    two = compile_key((f("user"), f("device", "id")))  # several: a tuple
+    assert compile_key((f("device", "id"),)).fn({"device": {"id": 7}}) == 7
+    two = compile_key((f("user"), f("device", "id"))).fn  # several: a tuple
     assert two({"user": "u", "device": {"id": 7}}) == ("u", 7)
     assert two({"user": "u", "device": "d"}) == ("u", None)
     assert two({"user": [1], "device": {"id": {"a": 1}}}) == ((1,), (("a", 1),))
-    assert compile_key(())({"user": "x"}) == ()
-    assert compile_key((f("this", "user"),))({"user": "x"}) == "x"
+    assert compile_key(()).fn({"user": "x"}) == ()
+    assert compile_key((f("this", "user"),)).fn({"user": "x"}) == "x"
     odd = compile_key((f("user-agent"), f("__class__"), f("@ts")))
-    assert odd({"user-agent": "a", "@ts": 1}) == ("a", None, 1)
+    assert odd.fn({"user-agent": "a", "@ts": 1}) == ("a", None, 1)
     assert_safe_source(source_of(odd))
-    assert_safe_source(source_of(one))
+    assert_safe_source(source_of(one_code))
 
 
 def test_key_names() -> None:
@@ -815,7 +816,7 @@ def test_emit_login_brute_force() -> None:
         "again": [ev({"src_ip": f"10.0.0.{i % 2}", "bytes": i}, ts=i * 1000, seq=i + 1)
                   for i in range(1, 5)],
     }
-    out = emit(match)
+    out = emit.fn(match)
     assert out == {
         "user": "alice", "attempts": 5, "first_ip": "10.0.0.1", "last_ip": "10.0.0.0",
         "span_ms": 4000, "ips": 2, "total": 10, "end": 4000, "tags": ["a", "alice"],
@@ -836,7 +837,7 @@ def test_emit_values_are_json_serialisable_copies() -> None:
     ), stages)
     data = {"obj": {"l": [1, 2]}, "huge": 1e308, "big": 2**40}
     match = {"s": [ev(data)]}
-    out = emit(match)
+    out = emit.fn(match)
     assert out["whole"] == data and out["this"] == data
     assert out["nan"] is None
     assert out["big"] == float(2**80)
@@ -851,15 +852,15 @@ def test_emit_bare_fields_read_the_latest_event_and_empty_match() -> None:
     emit = compile_emit((("u", f("user")), ("t", f("ts")), ("n", call("count", f("s")))),
                         StageScope.of(["s", "t"]))
     match = {"s": [ev({"user": "a"}, ts=5, seq=1)], "t": [ev({"user": "b"}, ts=9, seq=2)]}
-    assert emit(match) == {"u": "b", "t": 9, "n": 1}
-    assert emit({}) == {"u": None, "t": None, "n": 0}
+    assert emit.fn(match) == {"u": "b", "t": 9, "n": 1}
+    assert emit.fn({}) == {"u": None, "t": None, "n": 0}
 
 
 def test_emit_names_are_data_not_code() -> None:
     names = ["__class__", "a'b", 'x"); import os; ("', "line\nbreak", "__import__('os')"]
     emit = compile_emit(tuple((n, lit(1)) for n in names), NO_STAGES)
     assert_safe_source(source_of(emit))
-    assert emit({}) == {n: 1 for n in names}
+    assert emit.fn({}) == {n: 1 for n in names}
 
 
 # --------------------------------------------------------------------------- security
@@ -998,7 +999,7 @@ def test_random_expressions_never_raise(expr: ast.Expr, data: dict[str, Any],
         match.setdefault(s, []).append(ev(d, t, i))
     emit = compile_emit((("v", expr), ("w", ast.Unary("not", expr))), STAGE_SCOPE)
     assert_safe_source(source_of(emit))
-    out = emit(match)
+    out = emit.fn(match)
     orjson.dumps(out)
     assert type(out["w"]) is bool
 
@@ -1006,4 +1007,4 @@ def test_random_expressions_never_raise(expr: ast.Expr, data: dict[str, Any],
         flt = compile_header_filter(expr)
     except CompileError:
         return  # aggregates are not allowed in a header filter
-    assert type(flt(ev(data, ts))) is bool
+    assert type(flt.fn(ev(data, ts))) is bool

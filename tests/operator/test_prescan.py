@@ -25,9 +25,11 @@ from hypothesis import strategies as st
 from cep.app.pipeline import FileRunOptions, run_file
 from cep.app.rules import load_rule_set
 from cep.compiler.compiled import CompiledRule
+from cep.compiler.generated import code_of
 from cep.compiler.predicate import condition_predicate
 from cep.event import Event
 from cep.io.sinks import JsonLinesSink, SinkSet
+from cep.nfa.model import EdgeCond
 from cep.operator import prescan
 from cep.operator.cep_operator import CepOperator
 from tests.operator.test_fastpath import RULES as FASTPATH_RULES
@@ -204,12 +206,14 @@ def _events(draw: st.DrawFn) -> dict[str, Any]:
     return d
 
 
-def _condition_fn(tmp_path: Path, cond: str) -> Any:
+def _condition(tmp_path: Path, cond: str) -> EdgeCond:
+    """The guard the first stage of a rule with ``cond`` compiles to (its code, when the
+    guard is not the constant ``true``: :func:`~cep.compiler.generated.code_of`)."""
     path = tmp_path / "c.cep"
     path.write_text(f"rule r\n  key by k\n  pattern\n    begin s where {cond}\nend\n")
     rs = load_rule_set([str(path)])
     assert rs.ok, rs.diagnostics
-    return rs.rules[0].nfa.start_take_conds[0].fn
+    return rs.rules[0].nfa.start_take_conds[0]
 
 
 def _has_unknown(pred: Any) -> bool:
@@ -223,14 +227,14 @@ def _has_unknown(pred: Any) -> bool:
 @given(cond=_conditions(), events=st.lists(_events(), min_size=1, max_size=6))
 def test_predicates_agree_with_compiled_conditions(tmp_path: Path, cond: str,
                                                    events: list[dict[str, Any]]) -> None:
-    fn = _condition_fn(tmp_path, cond)
+    edge = _condition(tmp_path, cond)
     slots: dict[tuple[str, ...], int] = {("ts",): 0}
-    pred = condition_predicate(fn, lambda p: slots.setdefault(p, len(slots)))
+    pred = condition_predicate(code_of(edge), lambda p: slots.setdefault(p, len(slots)))
     paths = tuple(sorted(slots, key=slots.__getitem__))
     pg = _program(paths, (pred,))
     exact = not _has_unknown(pred)
     for d in events:
-        holds = fn(Event(1, 1, d, "input", 1), None)
+        holds = edge.fn(Event(1, 1, d, "input", 1), None)
         line = orjson.dumps(d)
         # an int beyond 2**53 against a float is left to Python (no exact double)
         big = b"900719925474099" in line or "900719925474099" in cond
@@ -451,8 +455,8 @@ def test_the_index_decides_as_the_gates_do(tmp_path: Path, conds: list[str],
     for i, cond in enumerate(conds):
         if i % 2:
             cond = f'a in ["x", "y"] and ({cond})'
-        fn = _condition_fn(tmp_path, cond)
-        gates.append(condition_predicate(fn, lambda p: slots.setdefault(p, len(slots))))
+        code = code_of(_condition(tmp_path, cond))
+        gates.append(condition_predicate(code, lambda p: slots.setdefault(p, len(slots))))
     paths = tuple(sorted(slots, key=slots.__getitem__))
     index = prescan.index_of(gates, 1)
     # (the odd gates constrain `a` unless they simplify to a constant)
