@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: ``cep replay`` throughput, from a Kafka topic and from the same events in a file.
+"""Benchmark: ``cep replay`` throughput against ``cep run``'s, and from a Kafka topic.
 
 The events are ``gen_events.py --events N --users 50000 --seed 42`` (the file
 ``/tmp/cep_events_<N>_50000_42.jsonl`` is reused when it exists).  For Kafka they are appended
@@ -10,8 +10,18 @@ replayed too.  Two rule sets: brute_force alone, and the five peer patterns.
 events/s = events ÷ wall time of the replay call (consumer start, offset lookup, fetching,
 decoding, matching, the end-of-range flush; alerts are counted, not written).
 
-Usage (a broker must be running; ``runtime/kafka/up.sh --port 19192`` starts one)::
+**Commands** (``--cli``, no broker needed): ``cep run`` and ``cep replay`` as a user types
+them, on the same file and rules, alternating (run, replay, replay, run, …) so that both see
+the same load on a shared machine; medians of ``--repeat`` runs each.  Standard error is a
+pseudo-terminal, so both draw their progress display as they would for a user; alerts go to
+``/dev/null``.  Three figures per run: events ÷ wall time of the whole process (start-up and
+rule compilation included), the events/s the command itself reports (reading, matching, the
+end-of-input flush), and the CPU seconds (user + system) of the process — the least disturbed
+by other work on a shared machine.
 
+Usage (Kafka: a broker must be running; ``runtime/kafka/up.sh --port 19192`` starts one)::
+
+    python benchmarks/replay.py --cli [--file /tmp/ev1m.jsonl] [--rules PATH] [--repeat 5]
     python benchmarks/replay.py --bootstrap 127.0.0.1:19192 [--events 1000000] [--repeat 3]
         [--out benchmarks/results/replay.json]
 """
@@ -22,9 +32,13 @@ import argparse
 import asyncio
 import json
 import os
+import pty
+import re
+import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -107,15 +121,106 @@ def measure(kind: str, rules: list[Any], bootstrap: str, topic: str, path: Path
             "events_per_s": round(s.events / wall), "cpu_user_s": round(cpu.user, 2)}
 
 
+_RATE = re.compile(rb"([\d,]+) events/s\)")
+
+
+def run_command(args: list[str]) -> tuple[float, float, int]:
+    """Run one ``cep`` command with standard error on a pseudo-terminal (drained by a
+    thread); ``(wall seconds, CPU seconds of the child (user + system), events/s the command
+    reported)``."""
+    master, slave = pty.openpty()
+    seen: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            seen.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "cep.cli", *args], stdout=subprocess.PIPE,
+                          stderr=slave, cwd=ROOT, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    os.close(slave)
+    reader.join(5)
+    os.close(master)
+    if proc.returncode != 0:
+        raise SystemExit(f"{args[0]} failed ({proc.returncode}): {b''.join(seen)[-2000:]!r}")
+    rates = _RATE.findall(b"".join(seen) + proc.stdout)
+    return wall, cpu, int(rates[-1].replace(b",", b"")) if rates else 0
+
+
+def cli_compare(path: Path, rules: str, repeat: int) -> dict[str, Any]:
+    """``cep run`` and ``cep replay`` on ``path``, alternating; medians per command."""
+    events = sum(1 for _ in path.open("rb"))
+    cmds = {
+        "run": ["run", "-r", rules, "-i", str(path), "-o", os.devnull],
+        "replay": ["replay", "-r", rules, "-i", str(path), "-o", os.devnull, "--progress"],
+    }
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in cmds}
+    for i in range(repeat):
+        for name in ("run", "replay") if i % 2 == 0 else ("replay", "run"):
+            wall, cpu, reported = run_command(cmds[name])
+            runs[name].append({"seconds": round(wall, 3), "cpu_s": round(cpu, 3),
+                               "events_per_s": round(events / wall),
+                               "reported_events_per_s": reported})
+            print(f"{name:6} {wall:6.2f} s  {cpu:6.2f} CPU s  {events / wall:12,.0f} events/s "
+                  f"(wall)  {reported:12,} events/s (reported)", flush=True)
+    out: dict[str, Any] = {"file": str(path), "events": events, "rules": rules,
+                           "commands": {k: " ".join(["cep", *v]) for k, v in cmds.items()}}
+    for name, rs in runs.items():
+        out[name] = {
+            "runs": rs,
+            "median_events_per_s": round(statistics.median(r["events_per_s"] for r in rs)),
+            "median_reported_events_per_s": round(statistics.median(
+                r["reported_events_per_s"] for r in rs)),
+            "median_cpu_s": round(statistics.median(r["cpu_s"] for r in rs), 3),
+        }
+    ratio = out["replay"]["median_events_per_s"] / out["run"]["median_events_per_s"]
+    cpu_ratio = out["replay"]["median_cpu_s"] / out["run"]["median_cpu_s"]
+    out["replay_over_run"] = round(ratio, 3)
+    out["replay_cpu_over_run_cpu"] = round(cpu_ratio, 3)
+    print(f"medians: run {out['run']['median_events_per_s']:,}  replay "
+          f"{out['replay']['median_events_per_s']:,} events/s (wall): replay/run = {ratio:.3f}; "
+          f"CPU s run {out['run']['median_cpu_s']}  replay {out['replay']['median_cpu_s']}: "
+          f"replay/run = {cpu_ratio:.3f}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--cli", action="store_true",
+                    help="compare the cep run and cep replay commands on a file")
+    ap.add_argument("--file", help="events file for --cli (default: generated)")
+    ap.add_argument("--rules", action="append",
+                    help="rule file for --cli; repeatable (default: the five peer patterns)")
+    ap.add_argument("--bootstrap")
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "replay.json"))
     args = ap.parse_args()
 
+    if args.cli:
+        path = Path(args.file) if args.file else events_file(args.events)
+        results = {"cores": os.cpu_count(), "load_average_before": os.getloadavg(),
+                   "sets": [cli_compare(path, r, args.repeat)
+                            for r in args.rules or [str(PATTERNS)]]}
+        results["load_average_after"] = os.getloadavg()
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return
+    if not args.bootstrap:
+        ap.error("give --bootstrap HOST:PORT (Kafka) or --cli")
     path = events_file(args.events)
     topic = f"cep-replay-bench-{uuid.uuid4().hex[:8]}"
     append_s = asyncio.run(fill_topic(args.bootstrap, topic, path, args.partitions))

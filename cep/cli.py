@@ -316,9 +316,10 @@ def replay(
     severity, late events, dead letters, peak partial matches) follow.
 
     --compare OLD NEW runs both rule sets over the same history in one pass
-    and lists, per rule, the alerts only in old, only in new and in both
-    (paired by rule, key and the matched events' topic/partition/offset or
-    file/line).
+    and reports, per rule, the keys that alert only in new, the keys that stop
+    alerting, and the keys whose alerts changed in count or window (alerts
+    paired by key and overlapping time); then, as detail, the alerts paired by
+    their matched events (topic/partition/offset or file/line).
 
     Examples:
 

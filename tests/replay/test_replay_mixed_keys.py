@@ -58,11 +58,8 @@ def cep(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_co_partitioned_needs_a_partition_key_within_the_rule_key() -> None:
     rules = {r.name: r for r in load_rule_set([str(RULES)]).rules}
-    by_user = SourceConfig("events", "kafka", topic="t")
-    object.__setattr__(by_user, "partition_key", ("user",))
+    by_user = SourceConfig("events", "kafka", topic="t", partition_key=("user",))
     undeclared = SourceConfig("events", "kafka", topic="t")
-    if hasattr(undeclared, "partition_key"):
-        object.__setattr__(undeclared, "partition_key", None)
     assert co_partitioned(rules["brute_force"], [by_user])
     assert not co_partitioned(rules["spray"], [by_user])
     assert not co_partitioned(rules["brute_force"], [undeclared])  # nothing assumed
@@ -102,8 +99,6 @@ def test_replay_without_partition_key_equals_file_mode(
 
 
 @pytest.mark.kafka
-@pytest.mark.skipif("partition_key" not in SourceConfig.__dataclass_fields__,
-                    reason="the config has no [sources.NAME] partition_key yet")
 def test_replay_with_partition_key_equals_file_mode(
         history: tuple[str, list[tuple[str, str, list[int]]]], tmp_path: Path) -> None:
     """partition_key = ["user"]: brute_force per partition, spray over all of them."""
