@@ -10,8 +10,10 @@ states.  Per rule, one cluster titled with the rule's name, key, window and skip
   ``consecutive``, ``optional``, ``within``, ``until [cN]``); a looping stage (``one or
   more``, ``times N or more``, ``times N to M``, ``times N`` with N > 1) has a self-loop;
 * the edge into a stage carries its contiguity (``begin``, ``next``, ``followed by``, …) and
-  its condition; a negative stage (``not next``, ``not followed by``) is an octagon reached
-  by a dashed red edge; a group is a sub-cluster labelled with its own modifiers;
+  its condition; after an ``optional`` stage the next one is also reached, by a dotted edge,
+  from before it; a negative stage (``not next``, ``not followed by``) is an octagon reached
+  by a dashed red edge, and the path goes on from the stage before it; a group is a
+  sub-cluster labelled with its own modifiers;
 * a condition longer than ``max_inline`` characters is abbreviated ``[cN]`` and written out
   in the rule's legend (a note node), as is the header ``where``.
 """
@@ -84,49 +86,62 @@ class _Drawer:
         self.count += 1
         return f"{self.prefix}s{self.count}"
 
-    def stages(self, stages: tuple[Stage, ...], prev: str, indent: str) -> str:
-        """Draw ``stages`` after node ``prev``; returns the last node (the exit)."""
+    def stages(self, stages: tuple[Stage, ...], exits: list[str], indent: str) -> list[str]:
+        """Draw ``stages`` after the nodes ``exits``; returns the nodes the path leaves
+        from (more than one after an optional stage)."""
         for st in stages:
-            prev = self.stage(st, prev, indent)
-        return prev
+            exits = self.stage(st, exits, indent)
+        return exits
 
-    def stage(self, st: Stage, prev: str, indent: str) -> str:
+    def enter(self, exits: list[str], me: str, label: str, style: str, indent: str) -> None:
+        """The edge into a stage from the main exit (labelled) and, from the exits of
+        skipped optional stages, dotted unlabelled edges."""
+        main, *skips = exits
+        self.lines.append(f"{indent}{main} -> {me} [label={_q(label)}{style}];")
+        for other in skips:
+            self.lines.append(f"{indent}{other} -> {me} [style=dotted, arrowhead=empty];")
+
+    def stage(self, st: Stage, exits: list[str], indent: str) -> list[str]:
         negative = st.contiguity in _NEGATIVE
         edge_style = ', style=dashed, color="firebrick", fontcolor="firebrick"' \
             if negative else ""
         mods = _modifiers(st, self.legend)
         if st.group is not None:
+            # the group's own statements only inside its cluster: an edge there from an
+            # outside node would pull that node into the cluster
             cluster = self.node()
+            first = self.node()
+            outer, self.lines = self.lines, []
+            ends = self.stages(st.group, [first], indent + "  ")
+            body, self.lines = self.lines, outer
             self.lines += [f"{indent}subgraph cluster_{cluster} {{",
                            f"{indent}  label={_q(' '.join([st.name, *mods]))};",
-                           f"{indent}  style=rounded; color=gray55;"]
-            first = self.node()
-            self.lines.append(f'{indent}  {first} [shape=point, width=0.08, label=""];')
-            self.lines.append(f"{indent}  {prev} -> {first} "
-                              f"[label={_q(_CONTIGUITY[st.contiguity])}{edge_style}];")
-            last = self.stages(st.group, first, indent + "  ")
-            self.lines.append(f"{indent}}}")
+                           f"{indent}  style=rounded; color=gray55;",
+                           f'{indent}  {first} [shape=point, width=0.08, label=""];',
+                           *body, f"{indent}}}"]
+            self.enter(exits, first, _CONTIGUITY[st.contiguity], edge_style, indent)
             if _loops(st):
-                self.lines.append(f"{indent}{last} -> {first} [label={_q('again')}, "
+                self.lines.append(f"{indent}{ends[0]} -> {first} [label={_q('again')}, "
                                   "style=dotted];")
-            return last
-        me = self.node()
-        label = "\n".join([st.name, *mods])
-        shape = "octagon" if negative else "box"
-        style = ', style="rounded"' if not negative else ', color="firebrick"'
-        self.lines.append(f"{indent}{me} [label={_q(label)}, shape={shape}{style}];")
-        cond = self.legend.text(st.condition)
-        self.lines.append(f"{indent}{prev} -> {me} "
-                          f"[label={_q(_CONTIGUITY[st.contiguity] + chr(10) + cond)}"
-                          f"{edge_style}];")
-        if _loops(st):
-            quant = st.quantifier
-            assert quant is not None
-            self.lines.append(f"{indent}{me} -> {me} [label={_q(format_modifier(quant))}, "
-                              "style=dotted];")
-        # a negative stage is a guard between its neighbours: the path goes on from the
-        # stage before it
-        return prev if negative else me
+            me_exits = ends
+        else:
+            me = self.node()
+            label = "\n".join([st.name, *mods])
+            shape = "octagon" if negative else "box"
+            style = ', style="rounded"' if not negative else ', color="firebrick"'
+            self.lines.append(f"{indent}{me} [label={_q(label)}, shape={shape}{style}];")
+            cond = self.legend.text(st.condition)
+            self.enter(exits, me, _CONTIGUITY[st.contiguity] + "\n" + cond, edge_style, indent)
+            if _loops(st):
+                quant = st.quantifier
+                assert quant is not None
+                self.lines.append(f"{indent}{me} -> {me} "
+                                  f"[label={_q(format_modifier(quant))}, style=dotted];")
+            me_exits = [me]
+        if negative:
+            # a guard between its neighbours: the path goes on from the stage before it
+            return exits
+        return me_exits + exits if st.optional else me_exits
 
 
 def _rule_lines(i: int, rule: CompiledRule, max_inline: int) -> list[str]:
@@ -147,10 +162,10 @@ def _rule_lines(i: int, rule: CompiledRule, max_inline: int) -> list[str]:
     start = f"{d.prefix}start"
     d.lines = [f"  subgraph cluster_{i} {{", f"    label={_q(title)};", "    labeljust=l;",
                "    color=gray70;", f'    {start} [shape=point, width=0.12, label=""];']
-    last = d.stages(ast.pattern, start, "    ")
+    exits = d.stages(ast.pattern, [start], "    ")
     done = f"{d.prefix}match"
     d.lines.append(f'    {done} [label="match", shape=doublecircle];')
-    d.lines.append(f"    {last} -> {done};")
+    d.enter(exits, done, "", "", "    ")
     if legend.entries:
         body = "".join(_escape(f"{tag} {full}") + "\\l" for tag, full in legend.entries)
         d.lines.append(f'    {d.prefix}legend [shape=note, fontsize=9, label="{body}"];')

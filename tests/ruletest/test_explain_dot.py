@@ -128,3 +128,36 @@ def test_png_with_graphviz(tmp_path: Path) -> None:
     res = cep("explain", BRUTE, "--format", "svg", "-o", str(svg))
     assert res.returncode == 0, res.stderr
     assert b"<svg" in svg.read_bytes()
+
+
+GROUP = """rule grp
+  key by user
+  pattern
+    begin a where x == 1
+    followed by g (
+      begin b where x == 2
+      next c where x == 3 optional
+    ) times 2 or more
+    followed by e where x == 4 within 30s
+  within 5m
+end
+"""
+
+
+def test_stage_diagram_groups_and_optional_stages(tmp_path: Path) -> None:
+    rules = tmp_path / "grp.cep"
+    rules.write_text(GROUP)
+    res = cep("explain", str(rules), "--format", "dot")
+    assert res.returncode == 0, res.stderr
+    dot = res.stdout.decode()
+    body = dot.split("subgraph cluster_r0_s2 {")[1].split("\n    }")[0]
+    # the group's cluster holds its entry point and stages b and c, and no outside node
+    assert 'label="g times 2 or more"' in body
+    assert re.findall(r"^      (r0_\w+) \[", body, re.M) == ["r0_s3", "r0_s4", "r0_s5"]
+    assert "r0_s1" not in body
+    assert 'r0_s1 -> r0_s3 [label="followed by"]' in dot
+    assert 'r0_s5 -> r0_s3 [label="again", style=dotted]' in dot
+    # after the optional c, e is reached from c (labelled) and from b (dotted)
+    assert 'r0_s5 -> r0_s6 [label="followed by\\nx == 4"]' in dot
+    assert "r0_s4 -> r0_s6 [style=dotted, arrowhead=empty]" in dot
+    assert 'r0_s6 [label="e\\nwithin 30s"' in dot
