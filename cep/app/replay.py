@@ -102,7 +102,9 @@ class RuleCounts:
 @dataclass
 class ReplaySummary:
     """What a replay did.  ``counts[i]`` is rule name → :class:`RuleCounts` for rule set
-    ``i``; ``ranges`` is ``"topic/partition" → (first, end)`` offsets for Kafka."""
+    ``i``; ``ranges`` is ``"topic/partition" → (first, end)`` offsets for Kafka;
+    ``all_partitions`` names the rules that ran in one operator over every partition (not
+    co-partitioned with the topics), the others ran per partition."""
 
     events: int = 0
     dead_letters: int = 0
@@ -111,6 +113,7 @@ class ReplaySummary:
     counts: list[dict[str, RuleCounts]] = field(default_factory=list)
     ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
     compare: CompareResult | None = None
+    all_partitions: list[str] = field(default_factory=list)
 
     @property
     def events_per_s(self) -> float:
@@ -575,6 +578,7 @@ async def _replay_kafka(kafka: KafkaConfig, sources: list[SourceConfig], opts: R
         bar.close(consumed, seq)
         summary = eng.summary(seq, time.perf_counter() - started)
         summary.ranges = {f"{tp.topic}/{tp.partition}": r for tp, r in sorted(ranges.items())}
+        summary.all_partitions = sorted({rs.rule.name for op in eng.merged for rs in op.rules})
         return summary
     finally:
         await consumer.stop()
@@ -628,6 +632,10 @@ def render_summary(s: ReplaySummary, console: Console, labels: tuple[str, ...] =
     console.print(table)
     console.print(f"{s.events:,} events in {s.elapsed_s:.2f} s ({s.events_per_s:,.0f} events/s)"
                   f", {s.late:,} late, {s.dead_letters:,} dead letters", highlight=False)
+    if s.all_partitions:
+        console.print("over every partition in one operator (key not among the sources' "
+                      "partition_key): " + ", ".join(s.all_partitions), highlight=False,
+                      markup=False)
 
 
 def write_json(path: str, value: Any) -> None:
@@ -748,6 +756,7 @@ def run_request(req: ReplayRequest, console: Console,
             "dead_letters": summary.dead_letters, "elapsed_s": round(summary.elapsed_s, 3),
             "rules": [{n: vars(c) for n, c in counts.items()} for counts in summary.counts],
             "ranges": {k: list(v) for k, v in summary.ranges.items()},
+            "all_partitions": summary.all_partitions,
         }
         if summary.compare is not None:
             report["compare"] = compare_json(summary.compare)

@@ -107,7 +107,11 @@ def test_replay_with_partition_key_equals_file_mode(
     config.write_text(f'[kafka]\nbootstrap_servers = "{bootstrap()}"\n\n'
                       f'[sources.events]\nkind = "kafka"\ntopic = "{topic}"\n'
                       'partition_key = ["user"]\n')
-    out = tmp_path / "replay.jsonl"
-    res = cep("replay", "-r", str(RULES), "-c", str(config), "-o", str(out), "-q")
+    out, report = tmp_path / "replay.jsonl", tmp_path / "report.json"
+    res = cep("replay", "-r", str(RULES), "-c", str(config), "-o", str(out),
+              "--report", str(report))
     assert res.returncode == 0, res.stderr
     assert _alerts(_lines(out)) == expected
+    assert json.loads(report.read_text())["all_partitions"] == ["spray"]
+    assert "over every partition in one operator (key not among the sources' " \
+        "partition_key): spray" in res.stdout
