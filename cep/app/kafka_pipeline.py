@@ -63,6 +63,7 @@ from cep.app.kafka_commit import (
     retry,
     sleep,
 )
+from cep.app.kafka_members import InstanceGuard
 from cep.app.kafka_plan import KafkaPlan, Shuffle, plan_rules
 from cep.app.kafka_shuffle import Merger, event_header, marker_header, parse_header
 from cep.app.metrics import SAMPLE_MASK, EngineSnapshot, RunMetrics, operator_snapshot
@@ -75,6 +76,7 @@ from cep.event import Event
 from cep.io.kafka import (
     Backoff,
     Changelog,
+    FencedInstanceIdError,
     MessageDecoder,
     SinkRoutes,
     client_options,
@@ -178,6 +180,7 @@ class KafkaPipeline:
         self.ops = ops
         self.metrics: RunMetrics | None = ops.metrics if ops is not None else None
         self.link = BrokerLink(",".join(self.k.bootstrap_servers))
+        self.guard = InstanceGuard(self.k)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -257,6 +260,7 @@ class KafkaPipeline:
             producer = AIOKafkaProducer(enable_idempotence=True, linger_ms=5, **self.opts)
             await retry("start the producer", producer.start, self.stopping)
             self.committer.producer = producer
+        await self.guard.before_join()
         self.consumer.subscribe(self.topics + sorted(self.shuffles), listener=_Listener(self))
 
     async def _partition_count(self) -> int:
@@ -304,8 +308,16 @@ class KafkaPipeline:
                if tp.topic in self.sources or tp.topic in self.shuffles}
         return sorted(ids, key=lambda t: (t[0] != SOURCE, t))
 
+    def _member_id(self) -> str | None:
+        """The member id the consumer holds now (empty after the broker forgot it)."""
+        return getattr(getattr(self.consumer, "_coordinator", None), "member_id", None)
+
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Checkpoint the revoked tasks, then drop them (their new owner restores them)."""
+        """Checkpoint the revoked tasks, then drop them (their new owner restores them).
+        A static member that lost its membership first checks that no other live process
+        took its ``group_instance_id`` (:class:`~cep.app.kafka_members.InstanceGuard`)."""
+        if not self._member_id():
+            await self.guard.check(self._member_id())
         async with self.lock:
             ids = self._task_ids(revoked)
             tasks = [self.tasks.pop(t) for t in ids if t in self.tasks]
@@ -320,6 +332,9 @@ class KafkaPipeline:
         """Open a task per newly assigned (stage, partition): fence its previous owner,
         restore its newest checkpoint, and position its topic-partitions at the checkpoint's
         offsets."""
+        if self.fatal is not None:
+            return  # stopping (e.g. a duplicate group_instance_id): take nothing more
+        self.guard.assigned()
         async with self.lock:
             ids = self._task_ids(assigned)
             for stage, pid in ids:
@@ -465,6 +480,8 @@ class KafkaPipeline:
                 batch = await self.consumer.getmany(timeout_ms=int(wait * 1000),
                                                     max_records=MAX_POLL_RECORDS)
             except KafkaError as exc:
+                if isinstance(exc, FencedInstanceIdError) or "FENCED_INSTANCE_ID" in str(exc):
+                    await self.guard.check(self._member_id())
                 delay = backoff.next_delay()
                 log.warning("fetch failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)

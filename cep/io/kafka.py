@@ -10,6 +10,8 @@ changelog that holds checkpoints.
   uses in ``emit to``) to a topic; :func:`encode_record` gives a message's key and value.
 * :class:`Changelog` writes a partition's snapshot as one or more messages of a compacted topic
   and finds the newest complete snapshot again.
+* :func:`group_members` describes the consumer group's members with their
+  ``group.instance.id`` (DescribeGroups v4, which aiokafka does not build itself).
 
 Nothing here loops or owns a consumer group: :mod:`cep.app.kafka_pipeline` does that.
 """
@@ -24,10 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.records_to_delete import RecordsToDelete
-from aiokafka.errors import KafkaError
+from aiokafka.errors import BrokerResponseError, KafkaError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.admin import DescribeGroupsRequest_v3
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import Array, Bytes, Int16, Int32, Schema, String
 
 from cep.config import KafkaConfig, SinkConfig, SourceConfig
 from cep.errors import ConfigError
@@ -38,7 +44,8 @@ from cep.operator.records import dead_letter_record
 __all__ = [
     "client_options", "describe_options", "MessageDecoder", "SinkRoutes", "encode_record",
     "Changelog", "Backoff", "ensure_changelog_topic", "topic_partitions",
-    "ensure_repartition_topics", "delete_consumed",
+    "ensure_repartition_topics", "delete_consumed", "GroupMember", "group_members",
+    "FencedInstanceIdError",
     "OffsetBound", "resolve_offset_range", "read_offset_range",
 ]
 
@@ -364,6 +371,83 @@ async def topic_partitions(cfg: KafkaConfig, topics: list[str]) -> dict[str, int
         return out
     finally:
         await admin.close()
+
+
+class FencedInstanceIdError(BrokerResponseError):  # type: ignore[misc]
+    """Error 82: another member joined with this member's ``group.instance.id``.  aiokafka
+    0.14 has no class for it (it would surface as ``UnknownError``), so it is registered here
+    and errors that carry it name it."""
+
+    errno = 82
+    message = "FENCED_INSTANCE_ID"
+    description = "another member joined with this member's group.instance.id"
+
+
+kafka_errors.kafka_errors.setdefault(FencedInstanceIdError.errno, FencedInstanceIdError)
+
+
+class _DescribeGroupsResponseV4(Response):  # type: ignore[misc]
+    API_KEY = 15
+    API_VERSION = 4
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("groups", Array(
+            ("error_code", Int16), ("group", String("utf-8")), ("state", String("utf-8")),
+            ("protocol_type", String("utf-8")), ("protocol", String("utf-8")),
+            ("members", Array(
+                ("member_id", String("utf-8")), ("group_instance_id", String("utf-8")),
+                ("client_id", String("utf-8")), ("client_host", String("utf-8")),
+                ("member_metadata", Bytes), ("member_assignment", Bytes))),
+            ("authorized_operations", Int32))))
+
+
+class _DescribeGroupsRequestV4(RequestStruct):  # type: ignore[misc]
+    API_KEY = 15
+    API_VERSION = 4
+    RESPONSE_TYPE = _DescribeGroupsResponseV4
+    SCHEMA = DescribeGroupsRequest_v3.SCHEMA
+
+
+class _DescribeGroups(Request[_DescribeGroupsRequestV4]):  # type: ignore[misc]
+    """DescribeGroups v4 (KIP-345: members carry their ``group_instance_id``)."""
+
+    API_KEY = 15
+
+    def __init__(self, groups: list[str]) -> None:
+        self._groups = groups
+
+    def build(self, request_struct_class: type[_DescribeGroupsRequestV4]
+              ) -> _DescribeGroupsRequestV4:
+        return request_struct_class(self._groups, False)
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """A member of a consumer group as the group coordinator describes it."""
+
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    host: str
+
+
+async def group_members(cfg: KafkaConfig) -> list[GroupMember]:
+    """The members of ``cfg.group_id`` now (none when the group does not exist or is empty).
+    Raises ``KafkaError`` (also when the broker does not speak DescribeGroups v4)."""
+    admin = AIOKafkaAdminClient(**client_options(cfg))
+    await admin.start()
+    try:
+        node = await admin.find_coordinator(cfg.group_id)
+        resp = await admin._client.send(node, _DescribeGroups([cfg.group_id]))
+    finally:
+        await admin.close()
+    out = []
+    for group in resp.groups:
+        code, members = group[0], group[5]
+        if code:
+            raise kafka_errors.for_code(code)(f"describing group {cfg.group_id}")
+        out += [GroupMember(m[0], m[1], m[2], m[3]) for m in members]
+    return out
 
 
 class Backoff:
