@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import queue
+import re
 import sys
 import threading
 import time
@@ -22,15 +23,21 @@ T = TypeVar("T")
 __all__ = ["read_lines", "read_blocks", "read_chunks", "open_input", "OversizedLine",
            "HEAD_BYTES", "compression_of", "threaded"]
 
-_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\x28\xb5\x2f\xfd", "zstd"))
-"""The first bytes of each compressed format :func:`open_input` reads."""
+_MAGIC = (
+    (re.compile(rb"\x1f\x8b\x08"), "gzip"),  # magic and the deflate method (RFC 1952)
+    (re.compile(rb"BZh[1-9]1AY&SY|BZh[1-9]\x17rE8P\x90"), "bz2"),  # block or end of stream
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd"),  # a zstd frame (RFC 8878)
+)
+"""How each compressed format :func:`open_input` reads begins: its magic number and the
+fixed bytes after it, so that a text file that merely starts with ``BZh`` or two odd bytes is
+read as text."""
 
 
 def compression_of(head: bytes) -> str | None:
-    """``gzip``, ``bz2`` or ``zstd`` when ``head`` (a file's first bytes, at least 4) starts
+    """``gzip``, ``bz2`` or ``zstd`` when ``head`` (a file's first bytes, at least 10) starts
     as that format does; ``None`` for anything else (read as it is)."""
     for magic, name in _MAGIC:
-        if head.startswith(magic):
+        if magic.match(head):
             return name
     return None
 
@@ -42,12 +49,12 @@ def open_input(path: str) -> BinaryIO:
     whatever its name) comes back as a buffered stream of the decompressed bytes, with
     ``read1``, ``readline`` and ``tell`` (in decompressed bytes); closing it closes the file.
     Raises ``OSError`` for a file that cannot be opened; a corrupt compressed stream raises
-    ``OSError`` (gzip, bz2) or ``zstandard.ZstdError`` when read."""
+    ``OSError`` or ``EOFError`` (gzip, bz2) or ``zstandard.ZstdError`` when read."""
     if path == "-":
         return sys.stdin.buffer
     fh = open(path, "rb")  # noqa: SIM115
     try:
-        kind = compression_of(fh.peek(4)[:4])
+        kind = compression_of(fh.peek(10)[:10])
     except BaseException:
         fh.close()
         raise
