@@ -281,11 +281,14 @@ def replay(
         "they are), msgpack (Kafka).  Default json.", show_default=False)] = None,
     old_format: Annotated[str | None, typer.Option(
         "--format", hidden=True, help="Deprecated: --input-format.")] = None,
+    columns: Annotated[str | None, typer.Option("--columns", help=_COLUMNS_HELP)] = None,
     event_time: Annotated[str, typer.Option(
         "--event-time", help="Field holding the event time.")] = "ts",
     time_unit: Annotated[TimeUnit, typer.Option(
         "--time-unit", help="Unit of the event time (epoch numbers) or iso (ISO-8601 "
         "text).")] = "ms",
+    time_format: Annotated[str | None, typer.Option(
+        "--time-format", help=_TIME_FORMAT_HELP)] = None,
     max_ooo: Annotated[str, typer.Option(
         "--max-out-of-orderness", help="Allowed disorder (e.g. 0s, 5m).")] = "0s",
     max_skew: Annotated[str, typer.Option("--max-future-skew", help=_SKEW_HELP)] = "1d",
@@ -338,10 +341,11 @@ def replay(
         rs = _load(paths)
         return rs.rules if rs.ok else None
 
-    fmt = _input_format(input_format, old_format, None, ("json", "csv", "msgpack"))
+    fmt = _input_format(input_format, old_format, columns, ("json", "csv", "msgpack"))
     req = ReplayRequest(
         rules=_rule_paths(rule_paths, rules), compare=compare, inputs=list(input_paths or []),
-        fmt=fmt, event_time=event_time, time_unit=time_unit,
+        fmt=fmt, event_time=event_time, time_unit=time_unit, time_format=time_format,
+        columns=_columns(columns),
         max_out_of_orderness_ms=_parse_duration(max_ooo), source=source, config=config,
         max_future_skew_ms=_parse_skew(max_skew),
         bootstrap=bootstrap, topics=list(topic or []), from_time=from_time, to_time=to_time,

@@ -50,8 +50,10 @@ from cep.io.codecs import (
     encode_json,
     json_decoder,
     msgpack_decoder,
+    time_spec,
 )
 from cep.io.sinks import SinkSet
+from cep.io.sources import open_input
 from cep.operator.cep_operator import CepOperator
 from cep.operator.records import MAX_EVENTS_PER_MATCH, dead_letter_record
 from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS, FutureGuard
@@ -385,9 +387,11 @@ class _Bar:
 
 
 def replay_files(paths: list[str], opts: ReplayOptions, fmt: str = "json",
-                 time_spec: TimeSpec | None = None, source: str = "input") -> ReplaySummary:
-    """Replay JSON-lines (or CSV) files, read one after the other as one source named
-    ``source``; line numbers restart with each file, arrival numbers run on.
+                 time_spec: TimeSpec | None = None, source: str = "input",
+                 columns: tuple[str, ...] | None = None) -> ReplaySummary:
+    """Replay JSON-lines (or CSV: ``columns`` for headerless files) files, plain or
+    compressed (:func:`~cep.io.sources.open_input`), read one after the other as one source
+    named ``source``; line numbers restart with each file, arrival numbers run on.
 
     A replay of JSON lines with one rule set runs on ``cep run``'s batched path
     (:func:`~cep.app.pipeline.run_chunks`: chunks decoded at once, the generated loop, the
@@ -410,7 +414,8 @@ def replay_files(paths: list[str], opts: ReplayOptions, fmt: str = "json",
         if fmt == "json" and len(ops) == 1:
             seq = _chunked_file(eng, ops[0], path, spec, source, seq, bar, done_bytes)
         else:
-            seq = _file_lines(eng, ops, path, fmt, spec, source, seq, bar, done_bytes)
+            seq = _file_lines(eng, ops, path, fmt, spec, source, seq, bar, done_bytes,
+                              columns)
         done_bytes += Path(path).stat().st_size
     eng.finish()
     if opts.sinks is not None:
@@ -438,14 +443,15 @@ def _chunked_file(eng: _Engine, op: CepOperator, path: str, spec: TimeSpec, sour
 
 
 def _file_lines(eng: _Engine, ops: list[CepOperator], path: str, fmt: str, spec: TimeSpec,
-                source: str, seq: int, bar: _Bar, done_bytes: int) -> int:
+                source: str, seq: int, bar: _Bar, done_bytes: int,
+                columns: tuple[str, ...] | None = None) -> int:
     """One file line by line, each event to every operator (a backtest remembers its
     ``(file, line)``).  Returns the last arrival number."""
     (op, *others) = ops
     on_event = op.on_event
     remember = eng.remember if eng.compare else None
-    with open(path, "rb") as fh:
-        for line_no, raw, res in _file_records(fh, fmt, spec):
+    with open_input(path) as fh:
+        for line_no, raw, res in decode_lines(fh, fmt, spec, columns=columns):
             if type(res) is DeadLetter:
                 eng.dead_letter(dead_letter_record(
                     res.reason, res.error, source, raw.decode("utf-8", "replace"),
@@ -463,10 +469,6 @@ def _file_lines(eng: _Engine, ops: list[CepOperator], path: str, fmt: str, spec:
                 eng.sample()
                 bar.update(done_bytes + fh.tell(), seq)
     return seq
-
-
-def _file_records(fh: Any, fmt: str, spec: TimeSpec) -> Any:
-    return decode_lines(fh, fmt, spec)
 
 
 # ----------------------------------------------------------------------------- Kafka
@@ -660,6 +662,8 @@ class ReplayRequest:
     fmt: str = "json"
     event_time: str = "ts"
     time_unit: str = "ms"
+    time_format: str | None = None
+    columns: tuple[str, ...] | None = None
     max_out_of_orderness_ms: int = 0
     source: str | None = None
     config: str | None = None
@@ -745,9 +749,12 @@ def run_request(req: ReplayRequest, console: Console,
             for p in req.inputs:
                 if not Path(p).is_file():
                     raise UsageError(f"no such input file: {p}")
-            summary = replay_files(req.inputs, opts, req.fmt,
-                                   TimeSpec(req.event_time, req.time_unit),
-                                   req.source or "input")
+            try:
+                spec = time_spec(req.event_time, req.time_unit, req.time_format)
+            except ValueError as exc:
+                raise UsageError(f"--time-format: {exc}") from None
+            summary = replay_files(req.inputs, opts, req.fmt, spec, req.source or "input",
+                                   req.columns)
     finally:
         sink_set.close()
     if req.report:
