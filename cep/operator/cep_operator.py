@@ -107,6 +107,15 @@ class CepOperator:
 
     Raises:
         ValueError: ``max_partial_matches_per_key`` or ``max_events_per_match`` is below 1.
+
+    The in-order fast paths (the generated loop of :mod:`cep.operator.fastpath` and the C
+    line scanner's driver, :mod:`cep.operator.prescan`) work through this public protocol:
+    :attr:`largest_ts` (the largest event time seen, ms; they advance it for what they pass
+    over), :attr:`next_due` and :meth:`refresh_due` (a lower bound of every timer's
+    deadline), :attr:`buffered`, :attr:`events_in`, :meth:`scanner`, :meth:`dispatch_one`
+    and :meth:`dispatch_key` (an event to one rule), :meth:`tick_in_order` (a new largest
+    time past a deadline), :meth:`late_in_order` and :meth:`admit_ahead` (the future-skew
+    guard and the valid domain).
     """
 
     def __init__(
@@ -133,7 +142,8 @@ class CepOperator:
         self.cap = max_partial_matches_per_key
         self.eviction_log = EvictionLog(log)
         self._inorder: deque[Event] = deque()
-        self._last_ts: float = NEG_INF
+        self.largest_ts: float = NEG_INF
+        """The largest event time seen (ms; -inf before the first)."""
         self._ooo: SortedList = SortedList()
         self.events_in = 0
         self.late = 0
@@ -147,7 +157,8 @@ class CepOperator:
         # earliest timer deadline over all rules (a lower bound: stale timers count), kept
         # by _after_change and advance, which passes over the rules while the watermark is
         # below it; -inf after timers were set from outside (state_changed)
-        self._due: float = POS_INF
+        self.next_due: float = POS_INF
+        """A lower bound of every rule's earliest timer deadline (ms)."""
         self._scan: tuple[list[RuleState], tuple[bool, ...], str, Scanner] | None = None
         self._fast_source = "input"
         self.hold_after = HOLD_AFTER
@@ -173,6 +184,11 @@ class CepOperator:
     # ------------------------------------------------------------------ input
 
     @property
+    def buffered(self) -> bool:
+        """Whether events wait in the buffer for the watermark (then no fast path applies)."""
+        return bool(self._inorder or self._ooo)
+
+    @property
     def watermark(self) -> float:
         return self.watermarks.current
 
@@ -188,7 +204,7 @@ class CepOperator:
         """
         self.events_in += 1
         ts = ev.ts
-        if (not MIN_EVENT_TIME_MS <= ts <= self.guard.limit(self._last_ts)
+        if (not MIN_EVENT_TIME_MS <= ts <= self.guard.limit(self.largest_ts)
                 and not self._admit(ev, ts)):
             return
         wm = self.watermarks.current
@@ -197,15 +213,15 @@ class CepOperator:
             self.emit("late", late_record(ev, wm))
             return
         new_wm = self.watermarks.observe(input_name or ev.source, ts)
-        if ts >= self._last_ts:
+        if ts >= self.largest_ts:
             if ts == new_wm + 1 and not self._inorder and not self._ooo:
-                self._last_ts = ts
+                self.largest_ts = ts
                 if new_wm > wm:
                     self.advance(new_wm)
-                self._dispatch(ev)
+                self.dispatch(ev)
                 return
             self._inorder.append(ev)
-            self._last_ts = ts
+            self.largest_ts = ts
         else:
             self._ooo.add((ts, ev.seq, ev))
         if new_wm > wm:
@@ -232,15 +248,15 @@ class CepOperator:
         n = len(objs)
         self._fast_source = source
         while start < n:
-            if self._inorder or self._ooo or not self.watermarks.is_sole_in_order(source):
+            if self.buffered or not self.watermarks.is_sole_in_order(source):
                 return self._batch_slow(objs, start, source, time_field, seq, offset, odd_time)
-            scan = self._scanner(source)
+            scan = self.scanner(source)
             part = objs if start == 0 else objs[start:]
             seq0, off0 = seq, offset
             seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
-                                        offset, self._last_ts, odd_time)
+                                        offset, self.largest_ts, odd_time)
             self.events_in += seq - seq0
-            self._last_ts = last
+            self.largest_ts = last
             if last > NEG_INF:
                 self.watermarks.observe(source, last)  # type: ignore[arg-type]
             start += offset - off0
@@ -263,7 +279,7 @@ class CepOperator:
             on_event(Event(ts, seq, d, source, offset))
         return seq, offset
 
-    def _scanner(self, source: str) -> Scanner:
+    def scanner(self, source: str) -> Scanner:
         rules = self.rules
         flags = tuple(rs.draining for rs in rules)
         cached = self._scan
@@ -274,12 +290,12 @@ class CepOperator:
         self._scan = (rules, flags, source, scan)
         return scan
 
-    def _refresh_due(self) -> float:
+    def refresh_due(self) -> float:
         due = POS_INF
         for rs in self.rules:
             if rs.timers and rs.timers[0] < due:
                 due = rs.timers[0]
-        self._due = due
+        self.next_due = due
         return due
 
     def state_changed(self) -> None:
@@ -287,7 +303,7 @@ class CepOperator:
         a checkpoint restore): the next :meth:`advance` looks at every rule's timers again,
         and the rules no longer share held keys until :meth:`share_holders` is called again
         (the file scanner does, for the program it builds)."""
-        self._due = NEG_INF
+        self.next_due = NEG_INF
         self.unshare_holders()
 
     def unshare_holders(self) -> None:
@@ -322,21 +338,21 @@ class CepOperator:
             for rs in held.rules:
                 rs.holders = held
 
-    def _fast_tick(self, ts: int) -> float:
+    def tick_in_order(self, ts: int) -> float:
         """The fast path saw a new largest event time that passes a timer's deadline."""
         wm = self.watermarks.current
         new_wm = self.watermarks.observe(self._fast_source, ts)
         if new_wm > wm:
             self.advance(new_wm)
-            if self._due > new_wm:
-                return self._due  # advance looked at every rule's timers
-        return self._refresh_due()
+            if self.next_due > new_wm:
+                return self.next_due  # advance looked at every rule's timers
+        return self.refresh_due()
 
-    def _fast_admit(self, ts: int, data: dict[str, Any], source: str, offset: int,
+    def admit_ahead(self, ts: int, data: dict[str, Any], source: str, offset: int,
                     last: float) -> bool:
         """The fast path saw an event time above :meth:`FutureGuard.limit` of ``last`` (the
         largest event time accepted): whether it may go on (else it was dead-lettered)."""
-        self._last_ts = last
+        self.largest_ts = last
         return self._admit(Event(ts, 0, data, source, offset), ts)
 
     def _admit(self, ev: Event, ts: int) -> bool:
@@ -346,9 +362,9 @@ class CepOperator:
         if not MIN_EVENT_TIME_MS <= ts <= MAX_EVENT_TIME_MS:
             self._refuse(ev, "bad_event_time", f"event time {ts} is outside the valid range")
             return False
-        if self.guard.admits(ts, self._last_ts, ev.source, ev.partition, ev.offset):
+        if self.guard.admits(ts, self.largest_ts, ev.source, ev.partition, ev.offset):
             return True
-        self._refuse(ev, "future_event_time", self.guard.reason(ts, self._last_ts))
+        self._refuse(ev, "future_event_time", self.guard.reason(ts, self.largest_ts))
         return False
 
     def _refuse(self, ev: Event, reason: str, error: str) -> None:
@@ -364,7 +380,7 @@ class CepOperator:
             rec["offset"] = ev.offset
         self.emit("dead_letter", rec)
 
-    def _fast_late(self, ev: Event, last: int) -> None:
+    def late_in_order(self, ev: Event, last: int) -> None:
         """The fast path saw an event below the largest event time ``last``: it is late."""
         self.watermarks.observe(ev.source, last)
         self.late += 1
@@ -377,7 +393,7 @@ class CepOperator:
     def advance(self, wm: float) -> None:
         """Release buffered events with event time ≤ ``wm`` in order, then fire timers ≤ ``wm``."""
         inorder, ooo = self._inorder, self._ooo
-        dispatch = self._dispatch
+        dispatch = self.dispatch
         while True:
             if inorder and inorder[0].ts <= wm:
                 if ooo:
@@ -392,8 +408,8 @@ class CepOperator:
                 dispatch(ooo.pop(0)[2])
             else:
                 break
-        if wm < self._due:
-            return  # no timer is due (``_due`` is a lower bound of every rule's earliest)
+        if wm < self.next_due:
+            return  # no timer is due (``next_due`` is a lower bound of every rule's earliest)
         due = POS_INF
         for rs in self.rules:
             timers = rs.timers
@@ -404,30 +420,30 @@ class CepOperator:
                         continue
                 if timers[0] < due:
                     due = timers[0]
-        self._due = due
+        self.next_due = due
 
     # ------------------------------------------------------------------ per event
 
-    def _dispatch(self, ev: Event) -> None:
-        dispatch_one = self._dispatch_one
+    def dispatch(self, ev: Event) -> None:
+        dispatch_one = self.dispatch_one
         for rs in self.rules:
             dispatch_one(rs, ev)
 
-    def _dispatch_one(self, rs: RuleState, ev: Event) -> None:
-        """One rule's part of :meth:`_dispatch`: source, header ``where``, key; then
-        :meth:`_dispatch_key`."""
+    def dispatch_one(self, rs: RuleState, ev: Event) -> None:
+        """One rule's part of :meth:`dispatch`: source, header ``where``, key; then
+        :meth:`dispatch_key`."""
         rule = rs.rule
         if rule.sources is not None and ev.source not in rule.sources:
             return
         if rule.header_filter is not None and not rule.header_filter(ev):
             return
-        self._dispatch_key(rs, ev, rule.key_fn(ev.data))
+        self.dispatch_key(rs, ev, rule.key_fn(ev.data))
 
-    def _dispatch_key(self, rs: RuleState, ev: Event, key: Any, starts: int = 0) -> None:
-        """:meth:`_dispatch_one` for an event the rule reads, with its key (the value of the
+    def dispatch_key(self, rs: RuleState, ev: Event, key: Any, starts: int = 0) -> None:
+        """:meth:`dispatch_one` for an event the rule reads, with its key (the value of the
         rule's ``key_fn``): for a key without state the prefilter (unless ``starts``: the
         caller knows it holds), then :meth:`_start` when the rule has a start shortcut; else
-        :meth:`_step`."""
+        :meth:`step_key`."""
         try:
             known = key in rs.keys
         except TypeError:  # an unhashable key value (a list or object)
@@ -441,11 +457,11 @@ class CepOperator:
                 return
             sc = rs.shortcut
             if sc is not None:
-                self._start(rs, key, ev, sc)  # (what _step would do, one call sooner)
+                self._start(rs, key, ev, sc)  # (what step_key would do, one call sooner)
                 return
-        self._step(rs, key, ev)
+        self.step_key(rs, key, ev)
 
-    def _step(self, rs: RuleState, key: Hashable, ev: Event) -> None:
+    def step_key(self, rs: RuleState, key: Hashable, ev: Event) -> None:
         """Match ``ev`` for ``key`` of ``rs``: a key without state is created (the caller
         checked that the event can start a match), a key kept as its event(s) alone is
         stepped in place where that decides (:meth:`_step_kept_event`, :meth:`_step_kept`;
@@ -494,7 +510,7 @@ class CepOperator:
         # same deadline, same size, not idle (it was not before), so nothing to do
 
     def _step_kept_event(self, rs: RuleState, key: Hashable, kept: Any, ev: Event) -> bool:
-        """:meth:`_step` for a key kept as its event alone when
+        """:meth:`step_key` for a key kept as its event alone when
         :func:`~cep.nfa.matcher.kept_step` decides, ``ev`` inside the partial match's window:
         the match emitted and the key gone, the key gone, unchanged, or kept as ``(deadline,
         kept, ev)`` (a second partial match, when the cap allows two).  Returns False when
@@ -520,7 +536,7 @@ class CepOperator:
 
     def _step_kept(self, rs: RuleState, key: Hashable, kept: tuple[Any, ...],
                    ev: Event) -> bool:
-        """:meth:`_step` for a key kept as ``(deadline, events…)`` (:data:`KeyEntry`) when
+        """:meth:`step_key` for a key kept as ``(deadline, events…)`` (:data:`KeyEntry`) when
         :func:`~cep.nfa.matcher.kept_events_step` decides: ``ev`` inside the first event's
         window, room for one more partial match under the cap.  The matches are emitted and
         the key keeps the events left (or goes); when its first event has changed, its timer
@@ -550,7 +566,7 @@ class CepOperator:
         return True
 
     def _start(self, rs: RuleState, key: Hashable, ev: Event, sc: Shortcut) -> None:
-        """:meth:`_step` for a key without state, when its automaton has a start shortcut
+        """:meth:`step_key` for a key without state, when its automaton has a start shortcut
         (:func:`~cep.nfa.matcher.start_shortcut`): the key's first partial match and timer,
         as the matching step and :meth:`_after_change` would make them — or, with
         :attr:`RuleState.compact_after`, the event alone and the same timer."""
@@ -567,8 +583,8 @@ class CepOperator:
             if offset is not None:
                 d = ev.ts + offset
                 rs.schedule(key, ks, d)
-        if d < self._due:
-            self._due = d
+        if d < self.next_due:
+            self.next_due = d
         young = rs.young  # (_changed, inlined: every start passes here)
         if young is not None:
             young.append(key)
@@ -617,8 +633,8 @@ class CepOperator:
         d = next_deadline(rs.rule.nfa, ks)
         if d < ks.deadline:
             rs.schedule(key, ks, d)
-            if d < self._due:
-                self._due = d
+            if d < self.next_due:
+                self.next_due = d
 
     def _advance_key(self, rs: RuleState, key: Hashable, ks: KeyState, now: float) -> None:
         matches, timeouts = advance_time(rs.rule.nfa, ks, now)
@@ -722,8 +738,8 @@ class CepOperator:
         d = kept[n].ts + rs.compact_after  # type: ignore[operator]
         rs.keys[key] = kept[n] if n == end - 1 else (d, *kept[n:])
         rs.add_timer(key, d)
-        if d < self._due:
-            self._due = d
+        if d < self.next_due:
+            self.next_due = d
 
     def _evict(self, rs: RuleState, key: Hashable, ks: KeyState, over: int) -> None:
         """Drop the ``over`` oldest partial matches of ``key``
@@ -776,14 +792,14 @@ class CepOperator:
         largest event time (ms) appended in order so far.  For checkpoints."""
         events = list(self._inorder) + [e for _, _, e in self._ooo]
         events.sort(key=lambda e: (e.ts, e.seq))
-        return events, self._last_ts
+        return events, self.largest_ts
 
     def restore_buffer(self, events: list[Event], last_ts: float) -> None:
         """Replace the buffer with ``events`` (in release order) and the in-order mark
         ``last_ts`` (ms), as returned by :meth:`buffer_state`.  For checkpoint restore."""
         self._inorder = deque(events)
         self._ooo = SortedList()
-        self._last_ts = last_ts
+        self.largest_ts = last_ts
 
     # ------------------------------------------------------------------ introspection
 

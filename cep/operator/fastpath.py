@@ -10,13 +10,13 @@ per-event path for a list of decoded JSON objects:
 * lateness, and the watermark passing a timer's deadline (then the operator's own
   :meth:`~CepOperator.advance` runs);
 * an event time past the future-skew guard's limit or outside the valid domain (then the
-  operator's ``_fast_admit`` decides, and a refused event is a dead letter, not an event);
+  operator's ``admit_ahead`` decides, and a refused event is a dead letter, not an event);
 * for each rule, its key and the test "does this key hold state, or can the event start a
   match?" (the first stage's condition, the prefilter) — both inlined from the generated code
   of :mod:`cep.compiler.codegen`, so an event that no rule wants costs no call and no object.
 
 Only an event that some rule wants becomes an :class:`~cep.event.Event` and goes to
-``CepOperator._step``, exactly as :meth:`CepOperator._dispatch` would send it.  Rules whose
+``CepOperator.step_key``, exactly as :meth:`CepOperator.dispatch` would send it.  Rules whose
 key or conditions have no inline form (they read ``ts`` or a stage) get the same test through
 their compiled functions.  Identical key expressions are computed once per event.
 
@@ -188,8 +188,8 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
     if g.kvar is None:
         out += [f"{ind}if _ev is None:",
                 f"{ind}    _ev = _Ev(_ts, _seq, _d, _src, _off)",
-                f"{ind}_dispatch_one(_r{g.i}, _ev)",
-                f"{ind}_due = _op._due"]
+                f"{ind}dispatch_one(_r{g.i}, _ev)",
+                f"{ind}_due = _op.next_due"]
         return
     parts = []
     needs_ev = g.hf_call
@@ -212,7 +212,7 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
         out += [f"{ind}    if _ev is None:",
                 f"{ind}        _ev = _Ev(_ts, _seq, _d, _src, _off)"]
     out += [f"{ind}    _step(_r{g.i}, {g.kvar}, _ev)",
-            f"{ind}    _due = _op._due"]
+            f"{ind}    _due = _op.next_due"]
 
 
 def wake_takes(nfa: NFA) -> list[EdgeCond] | None:
@@ -330,17 +330,17 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     src = [
         "def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, _due=None):",
         *binds,
-        "    _step = _op._step",
-        "    _dispatch_one = _op._dispatch_one",
-        "    _tick = _op._fast_tick",
-        "    _late = _op._fast_late",
-        "    _admit = _op._fast_admit",
+        "    _step = _op.step_key",
+        "    dispatch_one = _op.dispatch_one",
+        "    _tick = _op.tick_in_order",
+        "    _late = _op.late_in_order",
+        "    _admit = _op.admit_ahead",
         "    _skew = _op.guard.skew",
         "    _lim = _op.guard.limit(_last)",
         "    if _lim > _max:",
         "        _lim = _max",
         "    if _due is None:",
-        "        _due = _op._refresh_due()",
+        "        _due = _op.refresh_due()",
         "    for _d in _objs:",
         "        _off += 1",
         "        _ts = _d.get(_tf)",
@@ -366,7 +366,7 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
         "                _due = _tick(_ts)",
         *([
             "                if _op.rules is not _rules:",
-            "                    _op._dispatch(_Ev(_ts, _seq, _d, _src, _off))",
+            "                    _op.dispatch(_Ev(_ts, _seq, _d, _src, _off))",
             "                    return _seq, _off, _last, True",
         ] if watch else []),
         *body,

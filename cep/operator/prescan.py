@@ -275,7 +275,7 @@ def horizon_of(owners: Sequence[RuleState]) -> int:
 
 def keyed_alike(owners: Sequence[RuleState]) -> tuple[bool, ...]:
     """Per owner, whether its events can go straight to
-    :meth:`~cep.operator.cep_operator.CepOperator._dispatch_key` with a key made once per
+    :meth:`~cep.operator.cep_operator.CepOperator.dispatch_key` with a key made once per
     line: it has no header ``where`` (its source is the scan's: see :func:`gates_of`) and is
     keyed by the field most owners are keyed by (a rule's key function is fully given by its
     field paths)."""
@@ -318,7 +318,7 @@ class Prescan:
         """The program for the operator's current rules, or ``None`` when the scanner cannot
         be used right now (then the caller takes its usual path)."""
         op = self.op
-        if op._inorder or op._ooo or not op.watermarks.is_sole_in_order(self.source):
+        if op.buffered or not op.watermarks.is_sole_in_order(self.source):
             return None
         rules = op.rules
         flags = tuple(rs.draining for rs in rules)
@@ -343,7 +343,7 @@ class Prescan:
 
         Lines the scanner passes over are counted as events.  The in-order lines some rules
         want come back in batches, each with the rules that want it, and each becomes an
-        event dispatched to exactly those rules, in order (:meth:`CepOperator._dispatch_one`
+        event dispatched to exactly those rules, in order (:meth:`CepOperator.dispatch_one`
         decides for each as the generated loop would; a rule whose gate is false would do
         nothing).  A batch ends before any line the timers could concern: one past the
         earliest timer, or past the earliest a timer the batch creates could be due
@@ -365,19 +365,19 @@ class Prescan:
         # hold each rule, and whether it is keyed alike, twice)
         owners, horizon, keyed = self._cached[3], self._cached[4], self._cached[5]
         key_fn = owners[keyed.index(True)].rule.key_fn if True in keyed else None
-        dispatch_one = op._dispatch_one
-        dispatch_key = op._dispatch_key
+        dispatch_one = op.dispatch_one
+        dispatch_key = op.dispatch_key
         unset: Any = _UNSET
         observe = op.watermarks.observe
         n = len(chunk)
         pos = 0
-        op._refresh_due()  # exact once per chunk; kept a lower bound by the operator
+        op.refresh_due()  # exact once per chunk; kept a lower bound by the operator
         limit = op.guard.limit
         while True:
-            last = op._last_ts
-            due = op._due
+            last = op.largest_ts
+            due = op.next_due
             if due <= last:  # timers fired under the last line: the next deadline
-                due = op._refresh_due()
+                due = op.refresh_due()
             # (a line past the future-skew guard's limit stops the scan like a timer would,
             # and is then handled the usual way, where the operator decides on it)
             lim = limit(last)
@@ -406,7 +406,7 @@ class Prescan:
                     seq += 1
                     line += 1
                     op.events_in += 1
-                    op._last_ts = bts
+                    op.largest_ts = bts
                     ev = Event(bts, seq, d, source, line)
                     key = unset  # the key of the rules in `keyed`, made once
                     for g in bgates:
@@ -419,7 +419,7 @@ class Prescan:
                         else:
                             dispatch_one(owners[g], ev)
                 else:  # (orjson disagreeing with the scanner: the usual way, to be safe)
-                    op._last_ts = -math.inf if blast == _INT64_MIN else blast
+                    op.largest_ts = -math.inf if blast == _INT64_MIN else blast
                     seq, line = self._usual(raw, seq, line, handle)
                 if op.rules is not rules:
                     return self._rest(chunk, end + 1, seq, line, handle)
@@ -427,20 +427,20 @@ class Prescan:
                 seq += skipped
                 line += skipped
                 op.events_in += skipped
-                op._last_ts = new_last
+                op.largest_ts = new_last
             # (the watermark learns the largest time before anything that reads it: a tick,
             # a line handled the usual way, the end of the chunk; matching does not)
             if pos > n:
-                if op._last_ts != -math.inf:
-                    observe(source, op._last_ts)  # type: ignore[arg-type]
+                if op.largest_ts != -math.inf:
+                    observe(source, op.largest_ts)  # type: ignore[arg-type]
                 return seq, line
             if gates is not None:
                 continue
-            if ts is not None and ts <= limit(op._last_ts):
+            if ts is not None and ts <= limit(op.largest_ts):
                 # an in-order event past the earliest timer, or past where a timer the batch
                 # created could be due: fire the timers up to it, as the generated loop does
                 # before testing it, then look at it again
-                op._last_ts = ts
+                op.largest_ts = ts
                 wm = op.watermarks.current
                 new_wm = observe(source, ts)
                 if new_wm > wm:
@@ -470,25 +470,25 @@ class Prescan:
                 d = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 pass
-        if op._last_ts != -math.inf:
-            op.watermarks.observe(self.source, op._last_ts)  # type: ignore[arg-type]
+        if op.largest_ts != -math.inf:
+            op.watermarks.observe(self.source, op.largest_ts)  # type: ignore[arg-type]
         if type(d) is not dict or type(d.get(tf)) is not int:
             line += 1
             return handle(raw.rstrip(b"\r"), line, seq), line
         seq0 = seq
-        scan = op._scanner(self.source)  # built once per rule set, on first use
+        scan = op.scanner(self.source)  # built once per rule set, on first use
         seq, line, last, _ = scan((d,), op, op.rules, self.source, tf, seq, line,
-                                  op._last_ts, _no_odd_time, op._due)
+                                  op.largest_ts, _no_odd_time, op.next_due)
         op.events_in += seq - seq0
-        op._last_ts = last
+        op.largest_ts = last
         op.watermarks.observe(self.source, last)  # type: ignore[arg-type]
         return seq, line
 
     def _rest(self, chunk: bytes, pos: int, seq: int, line: int,
               handle: Callable[[bytes, int, int], int]) -> tuple[int, int]:
         """The rule set changed under the scan: the rest of the chunk line by line."""
-        if self.op._last_ts != -math.inf:
-            self.op.watermarks.observe(self.source, self.op._last_ts)  # type: ignore[arg-type]
+        if self.op.largest_ts != -math.inf:
+            self.op.watermarks.observe(self.source, self.op.largest_ts)  # type: ignore[arg-type]
         for raw in chunk[pos:].split(b"\n") if pos <= len(chunk) else ():
             line += 1
             seq = handle(raw.rstrip(b"\r"), line, seq)

@@ -53,7 +53,7 @@ def timer_grain(rs: RuleState) -> int:
     or stage).  Keys whose deadlines fall in one such interval are then woken together, by
     one timer, instead of one wake-up (and one stop of the file scanner) per deadline; a
     key's state outlives its deadline by less than the grain, which no output can tell,
-    since an event for that key first advances its clock (:meth:`CepOperator._step`).  The
+    since an event for that key first advances its clock (:meth:`CepOperator.step_key`).  The
     matches are those of exact timers; the ``timeouts`` counter and the live partial matches
     lag by up to the grain."""
     if not silent_expiry(rs):

@@ -132,9 +132,9 @@ class BufferedOperator(CepOperator):
             self.late += 1
             self.emit("late", {"reason": "late", "event": ev.data, "watermark": int(wm)})
             return
-        if ev.ts >= self._last_ts:
+        if ev.ts >= self.largest_ts:
             self._inorder.append(ev)
-            self._last_ts = ev.ts
+            self.largest_ts = ev.ts
         else:
             self._ooo.add((ev.ts, ev.seq, ev))
         new_wm = self.watermarks.observe(input_name or ev.source, ev.ts)
