@@ -199,13 +199,10 @@ def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
 
 
 def _encode_watermark(wm: WatermarkTracker) -> dict[str, Any]:
-    # The tracker keeps its maxima private; a snapshot is the one reader that needs them.
-    maxima: dict[str, float] = wm._max
-    idle: set[str] = wm._idle
     return {
         "current": wm.current,
-        "finished": wm._finished,
-        "inputs": [[name, m, name in idle] for name, m in maxima.items()],
+        "finished": wm.finished,
+        "inputs": [list(entry) for entry in wm.inputs()],
     }
 
 

@@ -81,6 +81,16 @@ class WatermarkTracker:
         self.current = POS_INF
         return POS_INF
 
+    def inputs(self) -> list[tuple[str, float, bool]]:
+        """``(input, largest event time seen (ms, -inf: none), idle)`` for every input, in
+        the order they were added.  For checkpoints."""
+        return [(name, m, name in self._idle) for name, m in self._max.items()]
+
+    @property
+    def finished(self) -> bool:
+        """Whether :meth:`finish` was called (end of a finite input)."""
+        return self._finished
+
     def per_input(self) -> dict[str, float]:
         """Each input's own watermark (for status pages)."""
         return {n: m - self._ooo[n] - 1 for n, m in self._max.items()}
