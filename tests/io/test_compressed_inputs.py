@@ -147,6 +147,7 @@ def test_config_columns_and_time_format(tmp_path: Path) -> None:
         parse_config('[sources.a]\nkind = "file"\npath = "x"\ntime_format = "daily"\n')
 
 
+@pytest.mark.shared
 def test_cep_map_keeps_the_sysmon_process_fields(tmp_path: Path) -> None:
     raw = dataset("windows-security-mordor/purplesharp_ad_playbook_I_2020-10-22042947.json.gz")
     out = cep("map", "windows-raw", str(raw), "-o", str(tmp_path / "w.jsonl"))
@@ -161,6 +162,7 @@ def test_cep_map_keeps_the_sysmon_process_fields(tmp_path: Path) -> None:
     assert out.returncode == 2 and b"ssh" in out.stderr
 
 
+@pytest.mark.shared
 def test_cep_map_pipes_into_cep_run() -> None:
     src = dataset("ssh-auth-logs/events.csv")
     mapped = cep("map", "ssh", str(src))

@@ -33,7 +33,7 @@ from tests.kafka.kafkautil import (
     write_config,
 )
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.shared]
 
 RULES = str(Path(__file__).parent / "rules" / "brute_force.cep")
 GEN = Path(__file__).resolve().parents[3] / "shared" / "peers" / "gen_events.py"

@@ -11,9 +11,13 @@ import csv
 import gzip
 from pathlib import Path
 
+import pytest
+
 from cep.mapping.datasets import creditcard_events
 
 from .engine_run import dataset, run_mapped
+
+pytestmark = pytest.mark.shared  # the public datasets of ../shared/data
 
 DATA = "creditcard-ulb/creditcard_time_amount_class.csv.gz"
 FRAUDS = 492

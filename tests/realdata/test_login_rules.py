@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cep.mapping.datasets import ssh_events, windows_csv_events
 
 from .engine_run import dataset, run_mapped
+
+pytestmark = pytest.mark.shared  # the public datasets of ../shared/data
 
 
 def test_ssh_brute_force_then_success_finds_the_elastic_host_compromise(tmp_path: Path) -> None:

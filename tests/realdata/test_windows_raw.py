@@ -15,9 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cep.mapping.datasets import windows_raw_events
 
 from .engine_run import dataset, run_mapped
+
+pytestmark = pytest.mark.shared  # the public datasets of ../shared/data
 
 RAW = "windows-security-mordor/purplesharp_ad_playbook_I_2020-10-22042947.json.gz"
 LIBRARY = ["login", "fraud"]  # every rule of the library

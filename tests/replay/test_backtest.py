@@ -93,6 +93,7 @@ def _scan_alerts(rows: list[Any]) -> set[tuple[Any, ...]]:
 # ----------------------------------------------------------------------------- tests
 
 
+@pytest.mark.shared
 def test_backtest_of_a_lower_threshold_on_sshd_logs(ssh: Path) -> None:
     summary = replay_files([str(ssh)], ReplayOptions([_rules(OLD), _rules(NEW)]), fmt="csv",
                            time_spec=TimeSpec("ts", "iso"))
@@ -123,6 +124,7 @@ def test_backtest_of_a_lower_threshold_on_sshd_logs(ssh: Path) -> None:
     assert summary.counts[0][SCAN].alerts == summary.counts[1][SCAN].alerts == 13
 
 
+@pytest.mark.shared
 def test_backtest_from_the_command_line(ssh: Path, tmp_path: Path) -> None:
     report = tmp_path / "diff.json"
     res = subprocess.run(

@@ -17,6 +17,8 @@ from cep.app import pipeline
 from cep.app.replay import ReplayOptions, replay_files
 from cep.app.rules import load_rule_set
 
+pytestmark = pytest.mark.shared  # the public datasets of ../shared/data
+
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = ROOT.parent / "shared" / "peers"
 
