@@ -24,7 +24,6 @@ from cep.event import (
     MAX_EVENT_DEPTH,
     MAX_EVENT_TIME_MS,
     MIN_EVENT_TIME_MS,
-    Event,
     nesting_within,
     too_deep,
 )
@@ -435,9 +434,3 @@ def _csv_lines(fh: BinaryIO, max_bytes: int, oversized: dict[int, OversizedLine]
         if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         yield raw.decode("utf-8", "surrogateescape")
-
-
-def make_event(data: dict[str, Any], ts: int, seq: int, source: str, offset: int,
-               partition: int = -1) -> Event:
-    """Build the :class:`Event` for a decoded object."""
-    return Event(ts, seq, data, source, offset, partition)
