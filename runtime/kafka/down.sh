@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Stop the Kafka broker started by runtime/kafka/up.sh and remove its data dir.
+# Stop the Kafka broker started by runtime/kafka/up.sh and remove its data dir
+# (--keep-data: keep it, so that up.sh --keep-data restarts on the same topics).
 #
-# Usage: runtime/kafka/down.sh [--port N]
+# Usage: runtime/kafka/down.sh [--port N] [--keep-data]
 #
 # SIGTERM first (controlled shutdown), SIGKILL if it is still alive after
 # CEP_KAFKA_STOP_TIMEOUT seconds (default 20). Exits 0 when nothing runs.
@@ -13,17 +14,23 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat >&2 <<'EOF'
-Usage: runtime/kafka/down.sh [--port N]
+Usage: runtime/kafka/down.sh [--port N] [--keep-data]
 
 Stops the broker that runtime/kafka/up.sh started for port N (default 9092,
 or $CEP_KAFKA_PORT) and deletes its data directory.
+
+  --keep-data   leave the data directory in place: `up.sh --keep-data` then
+                restarts the broker with its topics, offsets and transactions
+                (a planned broker restart).
 EOF
 }
 
 # --- Arguments and settings ------------------------------------------------
 PORT="${CEP_KAFKA_PORT:-9092}"
+KEEP_DATA=0
 while (($#)); do
     case "$1" in
+        --keep-data) KEEP_DATA=1; shift ;;
         --port) (($# >= 2)) || die "--port needs a value"; PORT="$2"; shift 2 ;;
         --port=*) PORT="${1#--port=}"; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -71,7 +78,9 @@ else
 fi
 
 # --- Remove the data dir (only if up.sh created it) ------------------------
-if [[ -f "$OWNER_MARKER" ]]; then
+if ((KEEP_DATA)); then
+    log "kept $DATA_DIR (up.sh --port $PORT --keep-data restarts on it)"
+elif [[ -f "$OWNER_MARKER" ]]; then
     rm -rf -- "$DATA_DIR"
     log "removed $DATA_DIR"
 else

@@ -37,6 +37,7 @@ import pytest
 from tests.kafka.kafkautil import (
     ROOT,
     CepProcess,
+    bootstrap,
     create_topics,
     group_progress,
     produce,
@@ -199,38 +200,65 @@ def _committed(group: str, topic: str) -> int:
 
 
 def _sigkills(tmp_path: Path, events: list[dict[str, Any]], expected: Counter[bytes],
-              kills: int) -> None:
+              kills: int, rebalance_at: int | None = None, restart_at: int | None = None
+              ) -> None:
+    """``kills`` runs, each SIGKILLed at a random moment after it made progress, while the
+    events are appended (paced so that the stream outlasts the kills); during run
+    ``rebalance_at`` a second member joins, makes progress and leaves (SIGTERM), and during
+    run ``restart_at`` the broker is stopped and restarted on its data (no append is in flight
+    then).  A last run finishes; the alerts, read with ``read_committed``, must be file mode's."""
     seed = int(os.environ.get("CEP_TEST_SEED", time.time()))
     rng = random.Random(seed)
     topic, group, alerts, late, config = _setup(tmp_path)
     by = _keyed(events)
-    per_chunk = 100
+    longest = max(len(v) for v in by.values())
+    per_chunk = max(10, -(-longest // (kills * 14)))  # about 3 s of stream per kill
+    gate = threading.Lock()  # held while the broker restarts
 
     def work() -> None:  # a live stream: each partition appended in order, in chunks
-        longest = max(len(v) for v in by.values())
         for i in range(0, longest, per_chunk):
             async def go(i: int = i) -> None:
                 for p, msgs in by.items():
                     if msgs[i:i + per_chunk]:
                         await produce(topic, msgs[i:i + per_chunk], partition=p)
-            run(go())
+            with gate:
+                run(go())
             time.sleep(0.2)
 
     producing = threading.Thread(target=work, daemon=True)
     producing.start()
     shuffle = f"{group}.repartition.src_ip"
+
+    def progress() -> int:
+        return _committed(group, topic) + _committed(group, shuffle)
+
+    def wait_progress(what: str, timeout_s: float = 60) -> None:
+        base = progress()
+        wait_until(lambda: progress() > base, timeout_s, f"{what} (seed {seed})", poll_s=0.02)
+
     mid_stream = 0
     for i in range(kills):
         proc = CepProcess(config, tmp_path / f"run{i}.log")
         try:
-            base = _committed(group, topic) + _committed(group, shuffle)
-            wait_until(lambda b=base: _committed(group, topic) + _committed(group, shuffle) > b,
-                       60, f"run {i} to make progress (seed {seed})", poll_s=0.02)
+            wait_progress(f"run {i} to make progress")
+            if i == rebalance_at:
+                other = CepProcess(config, tmp_path / "member.log")
+                try:
+                    wait_until(lambda o=other: "assigned" in o.log(), 60, "the second member")
+                    wait_progress("the two members to make progress")
+                finally:
+                    assert other.terminate() == 0, other.log()[-3000:]
+                assert "revoked" in proc.log(), "the join and the leave rebalance the group"
+            if i == restart_at:
+                with gate:
+                    _restart_broker()
+                    assert proc.alive(), proc.log()[-3000:]
+                wait_progress("progress after the broker restart", timeout_s=120)
             time.sleep(rng.uniform(0.0, 0.8))
             mid_stream += producing.is_alive()
         finally:
             proc.kill()
-    producing.join(120)
+    producing.join(300)
     final = CepProcess(config, tmp_path / "final.log")
     try:
         _wait_alerts(alerts, sum(expected.values()), [final], timeout_s=120)
@@ -240,6 +268,19 @@ def _sigkills(tmp_path: Path, events: list[dict[str, Any]], expected: Counter[by
     assert mid_stream >= kills // 2, f"only {mid_stream} kills landed mid-stream (seed {seed})"
     restored = final.log()
     assert f"{shuffle} partition" in restored and "restored checkpoint" in restored
+
+
+def _restart_broker() -> None:
+    """Stop the test broker (controlled shutdown) and start it again on its data directory
+    (``down.sh --keep-data``, ``up.sh --keep-data``): its topics, offsets and transactions
+    come back.  Skips when the broker was not started by ``up.sh``."""
+    port = bootstrap().rsplit(":", 1)[1]
+    home = Path(os.environ.get("CEP_KAFKA_HOME", f"/tmp/cep-kafka-{port}"))
+    if not (home / "kafka.pid").exists():
+        pytest.skip(f"no broker pid file under {home} (broker not started by up.sh)")
+    for script in ("down.sh", "up.sh"):
+        subprocess.run(["bash", str(ROOT / "runtime/kafka" / script), "--port", port,
+                        "--keep-data"], check=True, capture_output=True, timeout=180)
 
 
 def test_sigkill_across_both_hops_loses_and_duplicates_nothing(
@@ -253,6 +294,14 @@ def test_twenty_sigkills_across_both_hops(
     tmp_path: Path, events: list[dict[str, Any]], expected: Counter[bytes]
 ) -> None:
     _sigkills(tmp_path, _events(seed=23, n=40_000), _file_mode(tmp_path, 23, 40_000), kills=20)
+
+
+@pytest.mark.slow
+def test_sigkills_a_rebalance_and_a_broker_restart_across_both_hops(tmp_path: Path) -> None:
+    """The issue's "done when": ≥ 20 SIGKILLs at random moments across both hops, plus one
+    rebalance (a second member joins and leaves) and one broker restart."""
+    _sigkills(tmp_path, _events(seed=29, n=40_000), _file_mode(tmp_path, 29, 40_000),
+              kills=20, rebalance_at=6, restart_at=13)
 
 
 def _file_mode(tmp_path: Path, seed: int, n: int) -> Counter[bytes]:
