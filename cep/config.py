@@ -45,10 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from cep.errors import ConfigError
+from cep.settings import Kind, declared, doc_rows, setting
 
 __all__ = [
     "Secret", "SourceConfig", "SinkConfig", "KafkaConfig", "StateConfig", "RulesConfig",
     "MetricsConfig", "Config", "load_config", "parse_config", "parse_duration",
+    "options_markdown",
 ]
 
 FORMATS = ("json", "msgpack", "csv")
@@ -90,19 +92,30 @@ class SourceConfig:
 
     name: str
     kind: str
-    topic: str | None = None
-    path: str | None = None
-    format: str = "json"
-    event_time: str = "ts"
-    event_time_unit: str = "ms"
-    max_out_of_orderness_ms: int = 0
-    idle_timeout_ms: int | None = None
-    follow: bool = False
-    partition_key: tuple[str, ...] | None = None
+    topic: str | None = setting(None, Kind.TEXT, "the topic (Kafka sources; required)")
+    path: str | None = setting(None, Kind.PATH, "the file (file sources; required; - is "
+                                                "standard input)")
+    format: str = setting("json", Kind.CHOICE,
+                          "`json` or `msgpack` (Kafka); `json` or `csv` (files)", choices=FORMATS)
+    event_time: str = setting("ts", Kind.TEXT, "the field holding the event time")
+    event_time_unit: str = setting("ms", Kind.CHOICE,
+                                   "`ms`, `s`, `us`, `ns` (epoch numbers) or `iso`",
+                                   choices=TIME_UNITS)
+    max_out_of_orderness_ms: int = setting(0, Kind.DURATION, "the watermark bound")
+    idle_timeout_ms: int | None = setting(
+        None, Kind.DURATION, "after this long without events, a topic-partition stops "
+                             "holding back its task's watermark (and the shuffle tasks')")
+    follow: bool = setting(False, Kind.BOOL, "keep reading a growing file (files)")
+    partition_key: tuple[str, ...] | None = setting(
+        None, Kind.LIST, "Kafka: the field paths the topic's producers key by, "
+                          "e.g. `[\"user.name\"]`; none: nothing is assumed")
     """Field paths (dotted) the topic's producers key by; ``None``: nothing is assumed."""
-    columns: tuple[str, ...] | None = None
+    columns: tuple[str, ...] | None = setting(
+        None, Kind.NAMES, "the column names of a headerless CSV file")
     """File sources: the column names of a headerless CSV (``None``: a header row)."""
-    time_format: str | None = None
+    time_format: str | None = setting(
+        None, Kind.TEXT, "strptime directives or a named format (files); wins over "
+                         "event_time_unit")
     """File sources: how event times are written (``cep.io.codecs.time_spec``: strptime
     directives or a named format); wins over ``event_time_unit``."""
 
@@ -113,8 +126,8 @@ class SinkConfig:
 
     name: str
     kind: str
-    topic: str | None = None
-    path: str | None = None
+    topic: str | None = setting(None, Kind.TEXT, "the topic (Kafka sinks)")
+    path: str | None = setting(None, Kind.PATH, "the JSON-lines file (file sinks)")
 
 
 @dataclass(frozen=True)
@@ -122,29 +135,60 @@ class KafkaConfig:
     """``[kafka]``.  Durations in milliseconds.  ``changelog_topic`` defaults to
     ``<group_id>.changelog``."""
 
-    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
-    group_id: str = "cep"
-    group_instance_id: str | None = None
-    exactly_once: bool = True
-    client_id: str = "cep"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: Secret | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_password: Secret | None = None
-    ssl_check_hostname: bool = True
-    changelog_topic: str = ""
-    max_event_bytes: int = 1 << 20
-    max_partition_fetch_bytes: int = 8 << 20
-    session_timeout_ms: int = 10_000
-    transaction_timeout_ms: int = 60_000
-    auto_offset_reset: str = "earliest"
-    repartition: bool = True
-    repartition_partitions: int | None = None
-    repartition_retention_ms: int = 86_400_000
+    bootstrap_servers: tuple[str, ...] = setting(
+        ("127.0.0.1:9092",), Kind.NAMES,
+        "HOST:PORT of the brokers: a string (comma-separated) or a list")
+    group_id: str = setting("cep", Kind.TEXT, "the consumer group; it also names the changelog, "
+                                              "the repartition topics and the transactional ids")
+    group_instance_id: str | None = setting(
+        None, Kind.TEXT, "static membership: a restarted member gets its partitions back "
+                         "without a rebalance")
+    exactly_once: bool = setting(True, Kind.BOOL,
+                                 "`false` gives at-least-once delivery (see below)")
+    client_id: str = setting("cep", Kind.TEXT, "the client id the broker logs")
+    security_protocol: str = setting(
+        "PLAINTEXT", Kind.CHOICE, "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`",
+        choices=SECURITY_PROTOCOLS)
+    sasl_mechanism: str | None = setting(
+        None, Kind.CHOICE,
+        "`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `GSSAPI`; required with `SASL_*`",
+        choices=SASL_MECHANISMS)
+    sasl_plain_username: str | None = setting(None, Kind.TEXT, "SASL user")
+    sasl_plain_password: Secret | None = setting(
+        None, Kind.SECRET, "SASL password (a secret: `${ENV}` is read from the environment)")
+    ssl_cafile: str | None = setting(None, Kind.PATH, "CA bundle")
+    ssl_certfile: str | None = setting(None, Kind.PATH, "client certificate")
+    ssl_keyfile: str | None = setting(None, Kind.PATH, "client key")
+    ssl_password: Secret | None = setting(None, Kind.SECRET, "the client key's password")
+    ssl_check_hostname: bool = setting(True, Kind.BOOL, "check the broker's host name")
+    changelog_topic: str = setting("", Kind.TEXT, "the compacted topic that holds checkpoints "
+                                                  "(default `<group_id>.changelog`)")
+    max_event_bytes: int = setting(1 << 20, Kind.INT,
+                                   "larger values are sent to the dead-letter topic",
+                                   positive=True)
+    max_partition_fetch_bytes: int = setting(
+        8 << 20, Kind.INT,
+        "the most one fetch returns of one partition (the consumer's "
+        "`max.partition.fetch.bytes`); larger fetches cost the broker less CPU while a "
+        "partition is behind, and buffer more in `cep`", positive=True)
+    session_timeout_ms: int = setting(10_000, Kind.DURATION,
+                                      "how long a silent member keeps its partitions")
+    transaction_timeout_ms: int = setting(
+        60_000, Kind.DURATION, "the broker aborts a transaction that stays open longer")
+    auto_offset_reset: str = setting(
+        "earliest", Kind.CHOICE, "where to start a partition that has no checkpoint "
+                                       "and no committed offset",
+        choices=("earliest", "latest"))
+    repartition: bool = setting(True, Kind.BOOL, "serve rules keyed unlike the topics through "
+                                                 "repartition topics; `false`: such a rule is an "
+                                                 "error at start")
+    repartition_partitions: int | None = setting(
+        None, Kind.INT, "partitions of the repartition topics (default: "
+                         "the source partition count, which it must equal)",
+        positive=True)
+    repartition_retention_ms: int = setting(86_400_000, Kind.DURATION,
+                                            "`retention.ms` of the repartition topics "
+                                            "(consumed records are deleted sooner)")
 
     @property
     def changelog(self) -> str:
@@ -155,14 +199,24 @@ class KafkaConfig:
 class StateConfig:
     """``[state]``: the per-key cap, where file mode checkpoints, and how often (ms / records)."""
 
-    max_partial_matches_per_key: int = 10_000
-    max_events_per_match: int = 1_000
+    max_partial_matches_per_key: int = setting(
+        10_000, Kind.INT, "evicts the oldest partial matches of a key beyond it", positive=True)
+    max_events_per_match: int = setting(
+        1_000, Kind.INT, "the most events an alert's `match` shows; a longer one "
+                        "is cut down, with `events_omitted`", positive=True)
     """The most events an alert's ``match`` shows; a longer match is emitted cut down, with
     ``"events_omitted"`` (``cep.operator.records.MAX_EVENTS_PER_MATCH``, the same default)."""
-    checkpoint_dir: str | None = None
-    checkpoint_interval_ms: int = 100
-    checkpoint_records: int = 10_000
-    max_future_skew_ms: int | None = 86_400_000
+    checkpoint_dir: str | None = setting(None, Kind.PATH,
+                                         "file mode: the directory for checkpoints")
+    checkpoint_interval_ms: int = setting(
+        100, Kind.DURATION, "how often state is checkpointed (also under `[kafka]`)")
+    checkpoint_records: int = setting(
+        10_000, Kind.INT, "also checkpoint after this many records (also under `[kafka]`)",
+        positive=True)
+    max_future_skew_ms: int | None = setting(
+        86_400_000, Kind.DURATION_OR_OFF, "an event time further ahead of the wall "
+                                          "clock or of the stream's recent time is a "
+                                          "`future_event_time` dead letter (`\"off\"`: no bound)")
     """How far ahead of the stream's recent time (and, live, of the wall clock) an event time
     may be before it is dead-lettered as ``future_event_time``; ``None`` (``"off"``): no
     bound (see :mod:`cep.operator.time_guard`)."""
@@ -172,15 +226,17 @@ class StateConfig:
 class RulesConfig:
     """``[rules]``: rule files or directories and whether to reload them on change."""
 
-    paths: tuple[str, ...] = ()
-    reload: bool = True
+    paths: tuple[str, ...] = setting((), Kind.LIST,
+                                     "rule files or directories (`--rules` overrides them)")
+    reload: bool = setting(True, Kind.BOOL, "reload them when they change")
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
     """``[metrics]``: ``http`` is ``HOST:PORT`` or ``None`` (off)."""
 
-    http: str | None = None
+    http: str | None = setting(None, Kind.TEXT,
+                               "`HOST:PORT` of `/metrics`, `/status` and `/-/reload`")
 
 
 @dataclass(frozen=True)
@@ -329,31 +385,61 @@ def _find_line(lines: list[str], table: str, key: str | None) -> int | None:
     return header_line
 
 
-_SOURCE_KEYS: dict[str, type | tuple[type, ...]] = {
-    "kind": str, "topic": str, "path": str, "format": str, "event_time": str,
-    "event_time_unit": str, "max_out_of_orderness": (str, int), "idle_timeout": (str, int),
-    "follow": bool, "partition_key": (list, str), "columns": (list, str), "time_format": str,
+_TYPES: dict[Kind, type | tuple[type, ...]] = {
+    Kind.TEXT: str, Kind.INT: int, Kind.BOOL: bool, Kind.DURATION: (str, int),
+    Kind.DURATION_OR_OFF: (str, int), Kind.PATH: str, Kind.SECRET: str, Kind.NAMES: (str, list),
+    Kind.LIST: (str, list), Kind.CHOICE: str,
 }
-_SINK_KEYS: dict[str, type | tuple[type, ...]] = {"kind": str, "topic": str, "path": str}
-_KAFKA_KEYS: dict[str, type | tuple[type, ...]] = {
-    "bootstrap_servers": (str, list), "group_id": str, "group_instance_id": str,
-    "exactly_once": bool, "client_id": str,
-    "security_protocol": str, "sasl_mechanism": str, "sasl_plain_username": str,
-    "sasl_plain_password": str, "ssl_cafile": str, "ssl_certfile": str, "ssl_keyfile": str,
-    "ssl_password": str, "ssl_check_hostname": bool, "changelog_topic": str,
-    "max_event_bytes": int, "max_partition_fetch_bytes": int, "session_timeout": (str, int),
-    "transaction_timeout": (str, int),
-    "auto_offset_reset": str, "checkpoint_interval": (str, int), "checkpoint_records": int,
-    "repartition": bool, "repartition_partitions": int, "repartition_retention": (str, int),
-}
-_STATE_KEYS: dict[str, type | tuple[type, ...]] = {
-    "max_partial_matches_per_key": int, "max_events_per_match": int, "checkpoint_dir": str,
-    "checkpoint_interval": (str, int), "checkpoint_records": int,
-    "max_future_skew": (str, int),
-}
-_RULES_KEYS: dict[str, type | tuple[type, ...]] = {"paths": (list, str), "reload": bool}
-_METRICS_KEYS: dict[str, type | tuple[type, ...]] = {"http": str}
+
+
+def _keys(cls: type, **extra: type | tuple[type, ...]) -> dict[str, type | tuple[type, ...]]:
+    """The TOML keys of a settings class and the types their values may have."""
+    return {d.setting.key: _TYPES[d.setting.kind] for d in declared(cls)} | extra
+
+
+_SOURCE_KEYS = _keys(SourceConfig, kind=str)
+_SINK_KEYS = _keys(SinkConfig, kind=str)
+_CHECKPOINT_KEYS = ("checkpoint_interval", "checkpoint_records")  # also under [kafka]
+_KAFKA_KEYS = _keys(KafkaConfig, **{k: v for k, v in _keys(StateConfig).items()
+                                    if k in _CHECKPOINT_KEYS})
+_STATE_KEYS = _keys(StateConfig)
+_RULES_KEYS = _keys(RulesConfig)
+_METRICS_KEYS = _keys(MetricsConfig)
 _TOP = ("sources", "sinks", "kafka", "state", "rules", "metrics")
+
+
+def _values(r: _Reader, table: str, d: dict[str, Any], cls: type) -> dict[str, Any]:
+    """The settings of ``cls`` present in the checked table ``d``, read by their kind, as
+    field name → value (problems reported through ``r``; a bad value keeps the default)."""
+    out: dict[str, Any] = {}
+    for dec in declared(cls):
+        s = dec.setting
+        if s.key not in d:
+            continue
+        v = d[s.key]
+        if s.kind is Kind.DURATION:
+            v = r.duration(table, d, s.key, dec.default)
+        elif s.kind is Kind.DURATION_OR_OFF:
+            v = None if v == "off" else r.duration(table, d, s.key, dec.default)
+        elif s.kind is Kind.PATH:
+            v = r.path(v)
+        elif s.kind is Kind.SECRET:
+            v = r.secret(table, d, s.key)
+        elif s.kind in (Kind.NAMES, Kind.LIST):
+            items = [v] if isinstance(v, str) and s.kind is Kind.LIST else (
+                v.split(",") if isinstance(v, str) else v)
+            names = tuple(x.strip() for x in items if isinstance(x, str) and x.strip())
+            if len(names) != len(items) or (not names and s.kind is Kind.NAMES):
+                r.error(table, s.key, f"[{table}].{s.key} must be {s.kind.value}: {s.doc}")
+                continue
+            v = names
+        elif s.kind is Kind.CHOICE:
+            v = r.choice(table, d, s.key, s.choices, dec.default)
+        if s.positive and v is not None and v <= 0:
+            r.error(table, s.key, f"[{table}].{s.key} must be positive")
+            continue
+        out[dec.name] = v
+    return out
 
 
 def _endpoint(r: _Reader, section: str, name: str, raw: Any,
@@ -382,47 +468,24 @@ def _source(r: _Reader, name: str, raw: Any) -> SourceConfig | None:
     if found is None:
         return None
     table, d, kind = found
-    fmt = r.choice(table, d, "format", FORMATS, "json") or "json"
+    values = _values(r, table, d, SourceConfig)
+    fmt = values.get("format", "json")
     if kind == "kafka" and fmt == "csv":
         r.error(table, "format", f"[{table}].format: csv is for files; use json or msgpack")
     if kind == "file" and fmt == "msgpack":
         r.error(table, "format", f"[{table}].format: msgpack is for Kafka; use json or csv")
-    return SourceConfig(
-        name=name, kind=kind, topic=d.get("topic"),
-        path=r.path(d["path"]) if "path" in d else None,
-        format=fmt, event_time=d.get("event_time", "ts"),
-        event_time_unit=r.choice(table, d, "event_time_unit", TIME_UNITS, "ms") or "ms",
-        max_out_of_orderness_ms=r.duration(table, d, "max_out_of_orderness", 0) or 0,
-        idle_timeout_ms=r.duration(table, d, "idle_timeout", None),
-        follow=d.get("follow", False),
-        partition_key=_partition_key(r, table, d),
-        columns=_columns(r, table, d, kind, fmt),
-        time_format=_time_format(r, table, d, kind),
-    )
-
-
-def _columns(r: _Reader, table: str, d: dict[str, Any], kind: str, fmt: str
-             ) -> tuple[str, ...] | None:
-    """``columns``: the names of a headerless CSV file's columns (a list, or ``"a,b,c"``)."""
-    raw = d.get("columns")
-    if raw is None:
-        return None
-    items = raw.split(",") if isinstance(raw, str) else raw
-    names = tuple(x.strip() for x in items if isinstance(x, str))
-    if (len(names) != len(items) or not names or not all(names)
-            or len(set(names)) != len(names)):
+    columns = values.get("columns")
+    if columns is not None and len(set(columns)) != len(columns):
         r.error(table, "columns", f"[{table}].columns must list distinct column names")
-        return None
-    if kind != "file" or fmt != "csv":
+    elif columns is not None and (kind != "file" or fmt != "csv"):
         r.error(table, "columns", f"[{table}].columns is for CSV files (format = \"csv\")")
-    return names
+    if values.get("time_format") is not None:
+        values["time_format"] = _time_format(r, table, values["time_format"], kind)
+    return SourceConfig(name=name, kind=kind, **values)
 
 
-def _time_format(r: _Reader, table: str, d: dict[str, Any], kind: str) -> str | None:
+def _time_format(r: _Reader, table: str, value: str, kind: str) -> str | None:
     """``time_format``: strptime directives or a named format, checked here."""
-    value = d.get("time_format")
-    if value is None:
-        return None
     if kind != "file":
         r.error(table, "time_format", f"[{table}].time_format is for file sources")
         return None
@@ -436,112 +499,32 @@ def _time_format(r: _Reader, table: str, d: dict[str, Any], kind: str) -> str | 
     return value
 
 
-def _partition_key(r: _Reader, table: str, d: dict[str, Any]) -> tuple[str, ...] | None:
-    """``partition_key``: a field path or a list of them (dotted, e.g. ``"user.name"``)."""
-    raw = d.get("partition_key")
-    if raw is None:
-        return None
-    items = [raw] if isinstance(raw, str) else raw
-    if not items or not all(isinstance(x, str) and x.strip() for x in items):
-        r.error(table, "partition_key", f"[{table}].partition_key must list field paths")
-        return None
-    return tuple(x.strip() for x in items)
-
-
 def _sink(r: _Reader, name: str, raw: Any) -> SinkConfig | None:
     found = _endpoint(r, "sinks", name, raw, _SINK_KEYS)
     if found is None:
         return None
-    _, d, kind = found
-    return SinkConfig(name, kind, d.get("topic"), r.path(d["path"]) if "path" in d else None)
+    table, d, kind = found
+    return SinkConfig(name, kind, **_values(r, table, d, SinkConfig))
 
 
 def _kafka(r: _Reader, raw: dict[str, Any]) -> tuple[KafkaConfig, dict[str, Any]]:
     d = r.table(raw, "kafka", _KAFKA_KEYS)
-    servers = d.get("bootstrap_servers", "127.0.0.1:9092")
-    if isinstance(servers, str):
-        servers = [s.strip() for s in servers.split(",") if s.strip()]
-    if not servers or not all(isinstance(s, str) for s in servers):
-        r.error("kafka", "bootstrap_servers", "[kafka].bootstrap_servers must list HOST:PORT")
-        servers = ["127.0.0.1:9092"]
-    defaults = KafkaConfig()
-    cfg = KafkaConfig(
-        bootstrap_servers=tuple(servers),
-        group_id=d.get("group_id", defaults.group_id),
-        group_instance_id=d.get("group_instance_id"),
-        exactly_once=d.get("exactly_once", True),
-        client_id=d.get("client_id", defaults.client_id),
-        security_protocol=r.choice("kafka", d, "security_protocol", SECURITY_PROTOCOLS,
-                                   "PLAINTEXT") or "PLAINTEXT",
-        sasl_mechanism=r.choice("kafka", d, "sasl_mechanism", SASL_MECHANISMS, None),
-        sasl_plain_username=d.get("sasl_plain_username"),
-        sasl_plain_password=r.secret("kafka", d, "sasl_plain_password"),
-        ssl_cafile=r.path(d["ssl_cafile"]) if "ssl_cafile" in d else None,
-        ssl_certfile=r.path(d["ssl_certfile"]) if "ssl_certfile" in d else None,
-        ssl_keyfile=r.path(d["ssl_keyfile"]) if "ssl_keyfile" in d else None,
-        ssl_password=r.secret("kafka", d, "ssl_password"),
-        ssl_check_hostname=d.get("ssl_check_hostname", True),
-        changelog_topic=d.get("changelog_topic", ""),
-        max_event_bytes=d.get("max_event_bytes", defaults.max_event_bytes),
-        max_partition_fetch_bytes=d.get("max_partition_fetch_bytes",
-                                        defaults.max_partition_fetch_bytes),
-        session_timeout_ms=r.duration("kafka", d, "session_timeout",
-                                      defaults.session_timeout_ms) or defaults.session_timeout_ms,
-        transaction_timeout_ms=r.duration("kafka", d, "transaction_timeout",
-                                          defaults.transaction_timeout_ms)
-        or defaults.transaction_timeout_ms,
-        auto_offset_reset=r.choice("kafka", d, "auto_offset_reset", ("earliest", "latest"),
-                                   "earliest") or "earliest",
-        repartition=d.get("repartition", True),
-        repartition_partitions=d.get("repartition_partitions"),
-        repartition_retention_ms=r.duration("kafka", d, "repartition_retention",
-                                            defaults.repartition_retention_ms)
-        or defaults.repartition_retention_ms,
-    )
+    cfg = KafkaConfig(**_values(r, "kafka", d, KafkaConfig))
     if cfg.security_protocol.startswith("SASL") and cfg.sasl_mechanism is None:
         r.error("kafka", "security_protocol",
                 f"[kafka].security_protocol {cfg.security_protocol} needs sasl_mechanism")
-    if cfg.max_event_bytes <= 0:
-        r.error("kafka", "max_event_bytes", "[kafka].max_event_bytes must be positive")
-    if cfg.max_partition_fetch_bytes <= 0:
-        r.error("kafka", "max_partition_fetch_bytes",
-                "[kafka].max_partition_fetch_bytes must be positive")
-    if cfg.repartition_partitions is not None and cfg.repartition_partitions <= 0:
-        r.error("kafka", "repartition_partitions",
-                "[kafka].repartition_partitions must be positive")
     return cfg, d
 
 
 def _state(r: _Reader, raw: dict[str, Any], kafka: dict[str, Any]) -> StateConfig:
     d = r.table(raw, "state", _STATE_KEYS)
-    for key in ("checkpoint_interval", "checkpoint_records"):
+    for key in _CHECKPOINT_KEYS:
         if key in d and key in kafka:
             r.error("kafka", key, f"{key} is set in both [state] and [kafka]; keep one")
-    src: dict[str, Any] = {
-        k: kafka[k] for k in ("checkpoint_interval", "checkpoint_records") if k in kafka}
-    src.update(d)
-    table = "state" if "checkpoint_interval" in d else "kafka"
-    interval = r.duration(table, src, "checkpoint_interval", 100)
-    records = src.get("checkpoint_records", 10_000)
-    cap = d.get("max_partial_matches_per_key", 10_000)
-    if cap <= 0:
-        r.error("state", "max_partial_matches_per_key",
-                "[state].max_partial_matches_per_key must be positive")
-    if records <= 0:
-        r.error(table, "checkpoint_records", "checkpoint_records must be positive")
-    per_match = d.get("max_events_per_match", 1_000)
-    if per_match <= 0:
-        r.error("state", "max_events_per_match", "[state].max_events_per_match must be positive")
-    skew = (None if d.get("max_future_skew") == "off"
-            else r.duration("state", d, "max_future_skew", 86_400_000))
-    return StateConfig(
-        max_partial_matches_per_key=cap,
-        max_events_per_match=per_match,
-        checkpoint_dir=r.path(d["checkpoint_dir"]) if "checkpoint_dir" in d else None,
-        checkpoint_interval_ms=interval if interval else 100,
-        checkpoint_records=records,
-        max_future_skew_ms=skew,
-    )
+    values = _values(r, "kafka", {k: kafka[k] for k in _CHECKPOINT_KEYS if k in kafka},
+                     StateConfig)
+    values.update(_values(r, "state", d, StateConfig))
+    return StateConfig(**values)
 
 
 def parse_config(text: str, file: str = "cep.toml") -> Config:
@@ -572,19 +555,15 @@ def parse_config(text: str, file: str = "cep.toml") -> Config:
         kafka, kafka_d = _kafka(r, kafka_raw)
     state = _state(r, _table_of(r, doc, "state"), kafka_d)
     rd = r.table(_table_of(r, doc, "rules"), "rules", _RULES_KEYS)
-    paths = rd.get("paths", [])
-    if isinstance(paths, str):
-        paths = [paths]
-    if not all(isinstance(p, str) for p in paths):
-        r.error("rules", "paths", "[rules].paths must be a list of strings")
-        paths = []
+    rules = _values(r, "rules", rd, RulesConfig)
+    rules["paths"] = tuple(r.path(p) for p in rules.get("paths", ()))
     md = r.table(_table_of(r, doc, "metrics"), "metrics", _METRICS_KEYS)
+    metrics = _values(r, "metrics", md, MetricsConfig)
     if r.errors:
         raise ConfigError("\n".join(m for _, m in sorted(r.errors, key=lambda e: e[0])))
     return Config(
         sources=sources, sinks=sinks, kafka=kafka, state=state,
-        rules=RulesConfig(tuple(r.path(p) for p in paths), rd.get("reload", True)),
-        metrics=MetricsConfig(md.get("http")), path=file,
+        rules=RulesConfig(**rules), metrics=MetricsConfig(**metrics), path=file,
     )
 
 
@@ -599,6 +578,30 @@ def _table_of(r: _Reader, doc: dict[str, Any], name: str) -> dict[str, Any]:
         r.error(name, None, f"{name} must be a table ([{name}])")
         return {}
     return value
+
+
+_TABLES: tuple[tuple[str, type, tuple[tuple[str, str, str], ...]], ...] = (
+    ("[kafka]", KafkaConfig, ()),
+    ("[sources.NAME]", SourceConfig, (("kind", "required", "`kafka` or `file`"),)),
+    ("[sinks.NAME]", SinkConfig, (("kind", "required", "`kafka` or `file`; one table per sink: "
+                                   "`alerts`, `late`, `dead_letter`, or a sink that a rule "
+                                   "names in `emit to`"),)),
+    ("[state]", StateConfig, ()),
+    ("[rules]", RulesConfig, ()),
+    ("[metrics]", MetricsConfig, ()),
+)
+
+
+def options_markdown() -> str:
+    """The option table of ``cep.toml`` as Markdown (``| table | key | default | meaning |``),
+    made from the declarations (:mod:`cep.settings`); ``docs/kafka.md`` holds it, and a test
+    keeps the two equal."""
+    lines = ["| table | key | default | meaning |", "|---|---|---|---|"]
+    for table, cls, extra in _TABLES:
+        rows = [*extra, *doc_rows(cls)]
+        for i, (key, default, doc) in enumerate(rows):
+            lines.append(f"| {f'`{table}`' if i == 0 else ''} | `{key}` | {default} | {doc} |")
+    return "\n".join(lines) + "\n"
 
 
 def load_config(path: str | Path) -> Config:

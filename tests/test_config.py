@@ -189,3 +189,45 @@ def test_max_events_per_match_is_a_positive_state_setting() -> None:
     assert parse_config("[state]\nmax_events_per_match = 25\n").state.max_events_per_match == 25
     with pytest.raises(ConfigError, match=r"\[state\].max_events_per_match must be positive"):
         parse_config("[state]\nmax_events_per_match = 0\n")
+
+
+def test_every_option_is_declared_once_and_the_docs_table_is_made_from_the_declarations(
+        ) -> None:
+    from cep.config import (
+        KafkaConfig,
+        MetricsConfig,
+        RulesConfig,
+        SinkConfig,
+        SourceConfig,
+        StateConfig,
+        options_markdown,
+    )
+    from cep.settings import declared
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "kafka.md").read_text()
+    assert options_markdown() in docs, (
+        "docs/kafka.md's option table differs from the declarations: paste the output of "
+        "python -c 'from cep.config import options_markdown; print(options_markdown())'")
+    for cls in (SourceConfig, SinkConfig, KafkaConfig, StateConfig, RulesConfig, MetricsConfig):
+        decl = declared(cls)
+        assert len({d.setting.key for d in decl}) == len(decl)
+        # the default an unconfigured table gets is the declared one
+        if cls not in (SourceConfig, SinkConfig):
+            made = cls()
+            assert all(getattr(made, d.name) == d.default for d in decl)
+
+
+def test_a_declared_option_is_read_by_its_kind() -> None:
+    cfg = parse_config(
+        '[kafka]\nbootstrap_servers = "a:1, b:2"\nsession_timeout = "3s"\n'
+        'repartition_partitions = 4\n[state]\nmax_future_skew = "off"\ncheckpoint_dir = "ck"\n'
+        '[rules]\npaths = "r"\n', "/x/cep.toml")
+    assert cfg.kafka is not None
+    assert cfg.kafka.bootstrap_servers == ("a:1", "b:2")
+    assert cfg.kafka.session_timeout_ms == 3000 and cfg.kafka.repartition_partitions == 4
+    assert cfg.state.max_future_skew_ms is None and cfg.state.checkpoint_dir == "/x/ck"
+    assert cfg.rules.paths == ("/x/r",)
+    with pytest.raises(ConfigError, match=r"\[kafka\].bootstrap_servers must be a list"):
+        parse_config('[kafka]\nbootstrap_servers = []\n')
+    with pytest.raises(ConfigError, match=r"\[kafka\].repartition_partitions must be positive"):
+        parse_config('[kafka]\nrepartition_partitions = 0\n')
