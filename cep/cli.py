@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from typer import _click as click
 
     from cep.app.file_checkpoint import FileCheckpoints
+    from cep.app.pipeline import RunSummary
+    from cep.app.settings import FileRun
     from cep.compiler.compiled import CompiledRule
     from cep.config import Config
 
@@ -562,11 +564,7 @@ def run(
     Example: cep run rules/login --input events.jsonl --output alerts.jsonl
     """
     from cep.app.logs import LOG_FORMATS, setup_logging
-    from cep.app.pipeline import FileRunOptions, serve_file
-    from cep.io.codecs import time_spec
-    from cep.io.sinks import JsonLinesSink, Sink, SinkSet
-    from cep.operator.records import MAX_EVENTS_PER_MATCH
-    from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS
+    from cep.app.settings import RunFlags, SettingsError, resolve_file_run
 
     if log_format not in LOG_FORMATS:
         raise _fail(f"unknown --log-format {log_format!r}: use text or json")
@@ -576,111 +574,86 @@ def run(
     if not rules:
         raise _fail("no rules: give rule paths (cep run PATH... or --rules PATH) or [rules] "
                     "paths in the --config file")
-    fmt = _input_format(input_format, old_format, columns)
-    column_names = _columns(columns)
+    flags = RunFlags(
+        input_path=input_path, output=output, late=late, dead_letter=dead_letter,
+        sinks=tuple(sink or ()), fmt=_input_format(input_format, old_format, columns),
+        columns=_columns(columns), event_time=event_time, time_unit=time_unit,
+        time_format=time_format, max_out_of_orderness=max_ooo, max_future_skew=max_skew,
+        follow=follow, source=source, max_partial_matches_per_key=max_partial,
+        max_events_per_match=max_events, checkpoint_dir=checkpoint_dir, http=http,
+        progress=sys.stderr.isatty() and not quiet)
     if cfg is not None and cfg.uses_kafka and input_path is None:
         _run_kafka(cfg, rules, quiet, http, log_format)
         return
-    if cfg is not None and input_path is None:
-        file_src = next((s for s in cfg.sources.values() if s.kind == "file"), None)
-        if file_src is not None and file_src.path:
-            input_path, fmt, source, follow = (
-                file_src.path, file_src.format, file_src.name, follow or file_src.follow)
-            event_time, time_unit = file_src.event_time, file_src.event_time_unit  # type: ignore[assignment]
-            time_format = time_format or file_src.time_format
-            column_names = column_names or file_src.columns
-            max_ooo = f"{file_src.max_out_of_orderness_ms}ms"
-        paths = {n: s.path for n, s in cfg.sinks.items() if s.kind == "file" and s.path}
-        output = output or paths.pop("alerts", None)
-        late = late or paths.pop("late", None)
-        dead_letter = dead_letter or paths.pop("dead_letter", None)
-        sink = [*(sink or []), *(f"{n}={p}" for n, p in paths.items())]
-        max_partial = cfg.state.max_partial_matches_per_key
-    input_path, output = input_path or "-", output or "-"
     try:
-        tspec = time_spec(event_time, time_unit, time_format)
-    except ValueError as exc:
+        plan = resolve_file_run(flags, cfg)
+    except SettingsError as exc:
         raise _fail(str(exc)) from None
-    if input_path != "-" and not Path(input_path).is_file():
-        raise _fail(f"no such input file: {input_path}")
-    ooo = _parse_duration(max_ooo)
     rs = _load(rules)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); no events processed", err=True)
         raise typer.Exit(EXIT_RULES)
     if not rs.rules:
         raise _fail("no rules found under " + ", ".join(rules))
-    outputs = [output, late or "", dead_letter or "", *(s.partition("=")[2] for s in sink or [])]
-    checkpoints, append = _file_checkpoints(
-        checkpoint_dir or (cfg.state.checkpoint_dir if cfg else None), input_path, cfg, outputs)
-    sinks: dict[str, Sink] = {"alerts": JsonLinesSink(output, append)}
-    if late:
-        sinks["late"] = JsonLinesSink(late, append)
-    if dead_letter:
-        sinks["dead_letter"] = JsonLinesSink(dead_letter, append)
-    for spec in sink or []:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise _fail(f"--sink takes NAME=FILE, got {spec!r}")
-        sinks[name] = JsonLinesSink(path, append)
-    sink_set = SinkSet(sinks)
-    opts = FileRunOptions(
-        path=input_path,
-        fmt=fmt,
-        time=tspec,
-        columns=column_names,
-        max_out_of_orderness_ms=ooo,
-        source=source,
-        follow=follow,
-        max_partial_matches_per_key=max_partial,
-        max_events_per_match=(max_events if max_events is not None
-                              else cfg.state.max_events_per_match if cfg
-                              else MAX_EVENTS_PER_MATCH),
-        progress=sys.stderr.isatty() and not quiet,
-        max_future_skew_ms=(_parse_skew(max_skew) if max_skew is not None else
-                            cfg.state.max_future_skew_ms if cfg else DEFAULT_MAX_SKEW_MS),
-    )
-    http = http or (cfg.metrics.http if cfg else None)
-    watch = (cfg.rules.reload if cfg else True) and (follow or input_path == "-")
+    _serve_file(rs.rules, rules, plan, cfg, quiet, log_format)
+
+
+def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "FileRun",
+                cfg: "Config | None", quiet: bool, log_format: str) -> None:
+    """Run a resolved file run: open its outputs (appending after a checkpoint), serve it,
+    print the summary line; exit 3 when a file gave only dead letters."""
+    from cep.app.logs import setup_logging
+    from cep.app.pipeline import serve_file
+    from cep.io.sinks import JsonLinesSink, SinkSet
+
+    input_path = plan.options.path
+    checkpoints, append = _file_checkpoints(plan.checkpoint_dir, input_path, cfg,
+                                            list(plan.outputs.values()))
+    sink_set = SinkSet({name: JsonLinesSink(path, append)
+                        for name, path in plan.outputs.items()})
     ops = None
-    if watch or http:
+    if plan.watch or plan.http:
         from cep.app.ops import Operations
 
         setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
-        ops = Operations("file", rules, rs.rules, watch=watch, http=http)
+        ops = Operations("file", rule_paths, compiled, watch=plan.watch, http=plan.http)
     collect_less()
     try:
-        summary = serve_file(rs.rules, opts, sink_set, ops, checkpoints)
+        summary = serve_file(compiled, plan.options, sink_set, ops, checkpoints)
     except KeyboardInterrupt:
-        sink_set.close()
         raise typer.Exit(130) from None
     except CepError as exc:
-        sink_set.close()
         raise _fail(str(exc), exc.exit_code) from None
     except (OSError, EOFError) as exc:  # a truncated or corrupt compressed input, say
-        sink_set.close()
         raise _fail(f"cannot read {input_path}: {exc}") from None
     except Exception as exc:
-        sink_set.close()
         if type(exc).__module__.startswith("zstandard"):
             raise _fail(f"cannot read {input_path}: zstd: {exc}") from None
         raise
-    sink_set.close()
+    finally:
+        sink_set.close()
     if not quiet:
-        counts = summary.sink_counts
-        parts = [
-            *([f"resumed after line {summary.resumed_after:,}"] if summary.resumed_after else []),
-            f"{summary.events:,} events",
-            f"{counts.get('alerts', 0):,} alerts",
-            f"{summary.late:,} late"
-            + ("" if late or not summary.late else " (not kept: use --late)"),
-            f"{summary.dead_letters:,} dead letters"
-            + ("" if dead_letter or not summary.dead_letters else " (not kept: use --dead-letter)"),
-            f"{summary.elapsed_s:.2f} s ({summary.events_per_s:,.0f} events/s)",
-        ]
-        typer.echo("cep: " + ", ".join(parts), err=True)
+        typer.echo("cep: " + _summary_line(summary, plan), err=True)
     if input_path != "-" and summary.events == 0 and summary.dead_letters:
         _no_events(input_path, summary.dead_letters, summary.first_dead_letters)
+
+
+def _summary_line(summary: "RunSummary", plan: "FileRun") -> str:
+    """``N events, N alerts, N late, N dead letters, T s (R events/s)``, saying where late
+    events and dead letters were not kept."""
+    counts = summary.sink_counts
+    kept = plan.outputs
+    return ", ".join([
+        *([f"resumed after line {summary.resumed_after:,}"] if summary.resumed_after else []),
+        f"{summary.events:,} events",
+        f"{counts.get('alerts', 0):,} alerts",
+        f"{summary.late:,} late"
+        + ("" if "late" in kept or not summary.late else " (not kept: use --late)"),
+        f"{summary.dead_letters:,} dead letters"
+        + ("" if "dead_letter" in kept or not summary.dead_letters
+           else " (not kept: use --dead-letter)"),
+        f"{summary.elapsed_s:.2f} s ({summary.events_per_s:,.0f} events/s)",
+    ])
 
 
 def _no_events(input_path: str, dead: int, first: list[str]) -> None:
