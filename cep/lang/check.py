@@ -37,6 +37,8 @@ from cep.lang.ast import (
 )
 from cep.lang.format import format_modifier
 from cep.lang.limits import MAX_EXPR_DEPTH, MAX_PATTERN_STEPS, MAX_TIMES
+from cep.lang.references import check_references
+from cep.lang.suggest import did_you_mean
 
 __all__ = ["check_rule_file", "check_rule", "check_rule_set", "all_stages", "expr_depth",
            "MAX_EXPR_DEPTH", "RESERVED_NAMES"]
@@ -337,12 +339,14 @@ def _check_skip(ctx: _Ctx) -> None:
                   f"name one of its stages ({inner})")
     elif skip.stage not in ctx.stages:
         ctx.error(span, f"`after match` names the unknown stage `{skip.stage}`",
-                  _known(ctx))
+                  _known(ctx, skip.stage))
 
 
-def _known(ctx: _Ctx) -> str:
+def _known(ctx: _Ctx, written: str | None = None) -> str:
+    """The stage names, as a hint; first a "did you mean" when ``written`` is close to one."""
     names = ", ".join(ctx.stages) or "none"
-    return f"the stages are: {names}"
+    guess = did_you_mean(written, ctx.stages) if written is not None else None
+    return f"{guess + ' ' if guess else ''}the stages are: {names}"
 
 
 def _check_emits(ctx: _Ctx) -> None:
@@ -491,10 +495,14 @@ def _check_path(ctx: _Ctx, path: Path, where: str) -> None:
     elif head in ctx.stages:
         if where == "header":
             ctx.error(path.span, f"the header `where` cannot refer to stage `{head}`",
-                      "it filters events before matching; move the condition to the stage")
+                      "it filters events before matching; move the condition to the stage"
+                      + (f", or rename the stage if `{'.'.join(path.parts)}` is a field"
+                         if len(path.parts) > 1 else ""))
     elif where == "emit" and head == "this":
         ctx.error(path.span, "`this` has no meaning in `emit`",
                   f"name the stage whose event you want, e.g. `{_example_stage(ctx)}.user`")
+    elif where == "emit" and (guess := did_you_mean(head, ctx.stages)) and len(path.parts) > 1:
+        ctx.error(path.span, f"`{head}` in `emit` is not a stage", f"{guess} {_known(ctx)}")
     elif where == "emit":
         ctx.error(path.span, f"`{dotted}` in `emit` does not name a stage",
                   f"name the stage whose event holds it, e.g. `{_example_stage(ctx)}.{dotted}`")
@@ -507,7 +515,9 @@ def _check_call(ctx: _Ctx, call: Call, where: str) -> None:
         return
     if name not in FUNCTIONS:
         known = ", ".join(sorted(FUNCTIONS) + sorted(AGGREGATES))
-        ctx.error(call.span, f"unknown function `{name}`", f"the functions are: {known}")
+        guess = did_you_mean(name, [*FUNCTIONS, *AGGREGATES])
+        ctx.error(call.span, f"unknown function `{name}`",
+                  f"{guess + ' ' if guess else ''}the functions are: {known}")
     else:
         counts = (1, 2) if name == "round" else (FUNCTIONS[name],)
         if len(args) not in counts:
@@ -539,7 +549,8 @@ def _check_aggregate(ctx: _Ctx, call: Call, where: str) -> None:
         ctx.error(arg.span, f"`{name}` over the group `{head}`",
                   f"name one of its stages ({inner})")
     elif head not in ctx.stages:
-        ctx.error(arg.span, f"`{name}` over `{head}`, which is not a stage", _known(ctx))
+        ctx.error(arg.span, f"`{name}` over `{head}`, which is not a stage",
+                  _known(ctx, head))
     elif needs_field and len(arg.parts) == 1:
         ctx.error(arg.span, f"`{name}` needs a field of stage `{head}`",
                   f"write `{name}({head}.field)`")
@@ -575,6 +586,10 @@ def _check_binary(ctx: _Ctx, expr: Binary) -> None:
 
 # ---------------------------------------------------------------------- entry points
 
+def _check_references(ctx: _Ctx) -> None:
+    ctx.out.extend(check_references(ctx.rule, ctx.file))
+
+
 def _check_pattern(ctx: _Ctx) -> None:
     _check_sequence(ctx, ctx.rule.pattern, "pattern")
     for st in all_stages(ctx.rule.pattern):
@@ -591,6 +606,7 @@ _PASSES: tuple[Callable[[_Ctx], None], ...] = (
     _check_expressions,
     _check_text,
     _check_size,
+    _check_references,
 )
 
 

@@ -23,6 +23,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import SEVERITIES, Span
 from cep.lang.grammar import parser, terminal_text
+from cep.lang.suggest import closest
 
 __all__ = ["explain", "EXAMPLES", "KEYWORD_WORDS"]
 
@@ -314,7 +315,23 @@ def _spelling_rule(e: _TokenError) -> _Answer:
         return f"keywords are lowercase: write `{value.lower()}`", None
     if value == "key" and "KEY_BY" in e.expected:
         return "write `key by`", "as in `key by user`"
-    return None
+    return _misspelt_keyword(e)
+
+
+def _misspelt_keyword(e: _TokenError) -> _Answer:
+    """``folowed by`` where a stage may start: the keyword that was probably meant."""
+    if "NAME" in e.expected:
+        return None
+    phrases = {}
+    for name in e.expected:
+        text = terminal_text(name)
+        if re.fullmatch(r"`[a-z ]+`", text):
+            phrases[text.strip("`").split()[0]] = text.strip("`")
+    first = closest(e.tok.value, phrases, cutoff=0.7)
+    if first is None:
+        return None
+    return (f"unknown word `{e.tok.value}`: did you mean `{phrases[first]}`?",
+            f"write `{phrases[first]}`")
 
 
 def _end_rule(e: _TokenError) -> _Answer:

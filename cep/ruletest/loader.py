@@ -38,6 +38,7 @@ import yaml
 
 from cep.config import parse_duration
 from cep.io.codecs import TIME_UNITS, time_spec
+from cep.lang.suggest import did_you_mean
 from cep.ruletest.model import (
     AlertExpectation,
     InputItem,
@@ -79,9 +80,12 @@ class _Reader:
         self.path = path
         self.loader = loader
 
-    def fail(self, node: yaml.Node | None, message: str) -> TestFileError:
-        line = node.start_mark.line + 1 if node is not None else 1
-        return TestFileError(self.path, line, message)
+    def fail(self, node: yaml.Node | None, message: str, hint: str | None = None
+             ) -> TestFileError:
+        if node is None:
+            return TestFileError(self.path, 1, message, hint=hint)
+        return TestFileError(self.path, node.start_mark.line + 1, message,
+                             node.start_mark.column + 1, hint)
 
     def value(self, node: yaml.Node) -> Any:
         return jsonable(self.loader.construct_object(node, deep=True))
@@ -96,8 +100,10 @@ class _Reader:
             if not isinstance(key, str):
                 raise self.fail(knode, f"{what}: keys must be names, got {key!r}")
             if key not in allowed:
+                guess = did_you_mean(key, allowed)
                 raise self.fail(knode, f"{what}: unknown key {key!r} (known: "
-                                       f"{', '.join(sorted(allowed))})")
+                                       f"{', '.join(sorted(allowed))})",
+                                guess or f"use one of: {', '.join(sorted(allowed))}")
             if key in out:
                 raise self.fail(knode, f"{what}: {key!r} given twice")
             out[key] = vnode

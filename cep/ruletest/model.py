@@ -23,15 +23,20 @@ __all__ = [
 class TestFileError(Exception):
     """A test file that cannot be used: bad YAML, an unknown key, a wrong type.
 
-    ``str()`` is ``file:line: error: message``."""
+    ``str()`` is ``file:line: error: message``, or ``file:line:col: error: message`` when the
+    column (1-based) is known, followed by ``\n  hint: …`` when there is a hint."""
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, path: str, line: int, message: str) -> None:
+    def __init__(self, path: str, line: int, message: str, col: int | None = None,
+                 hint: str | None = None) -> None:
         self.path = path
         self.line = line
+        self.col = col
         self.message = message
-        super().__init__(f"{path}:{line}: error: {message}")
+        self.hint = hint
+        where = f"{path}:{line}" + (f":{col}" if col is not None else "")
+        super().__init__(f"{where}: error: {message}" + (f"\n  hint: {hint}" if hint else ""))
 
 
 @dataclass

@@ -217,7 +217,7 @@ def test_messages_after_recovery_name_the_right_rule() -> None:
     ("x > 1e999", 23, "number out of range: 1e999"),
     ("x == " + "9" * 5000, 24, "number out of range: 99999999999999999999… (5,000 characters)"),
     ("x == 9223372036854775808", 24, "number out of range: 9223372036854775808"),
-    ("ts - a.ts < 100000000000000000d", 31, "duration out of range: 100000000000000000d"),
+    ("ts - b.ts < 100000000000000000d", 31, "duration out of range: 100000000000000000d"),
 ])
 def test_numbers_out_of_range_are_errors_at_the_literal(where: str, col: int,
                                                         message: str) -> None:

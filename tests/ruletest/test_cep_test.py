@@ -3,6 +3,7 @@ the format's errors, each with its exit status."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -116,7 +117,15 @@ def test_format_errors_name_the_line(tmp_path: Path, text: str, line: int,
         load_test_file(p)
     assert exc.value.line == line
     assert message in exc.value.message
-    assert str(exc.value).startswith(f"{p}:{line}: error: ")
+    assert re.match(rf"{re.escape(str(p))}:{line}(:\d+)?: error: ", str(exc.value))
+
+
+def test_a_misspelt_key_is_reported_at_its_column_with_did_you_mean(tmp_path: Path) -> None:
+    p = _write(tmp_path, "tests:\n  - name: a\n    inputs: []\n")
+    with pytest.raises(TestFileError) as exc:
+        load_test_file(p)
+    assert (exc.value.line, exc.value.col, exc.value.hint) == (3, 5, "did you mean `input`?")
+    assert str(exc.value).startswith(f"{p}:3:5: error: a test: unknown key 'inputs'")
 
 
 def test_a_bad_test_file_or_bad_rules_exit_2(tmp_path: Path) -> None:

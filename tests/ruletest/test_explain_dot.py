@@ -85,7 +85,7 @@ LONG = """rule many_failures
     begin first where not ok and (country != "NL" or device.trusted == false)
     followed by more where not ok times 9 or more greedy
     not followed by reset where action == "password_reset"
-    followed by ok where ok
+    followed by good where ok
   within 10m
 end
 """
@@ -100,7 +100,7 @@ def test_stage_diagram_is_one_node_per_stage_with_a_legend(tmp_path: Path) -> No
     nodes = re.findall(r'^    (r0_s\d+) \[label="([^"]*)", shape=(\w+)', dot, re.M)
     assert [(label, shape) for _, label, shape in nodes] == [
         ("first", "box"), ("more\\ntimes 9 or more\\ngreedy", "box"),
-        ("reset", "octagon"), ("ok", "box")]
+        ("reset", "octagon"), ("good", "box")]
     edges = re.findall(r"^    r0_\w+ -> r0_\w+", dot, re.M)
     assert len(edges) == 6  # into 4 stages (reset: a guard after more), 1 loop, match
     assert 'r0_s2 -> r0_s2 [label="times 9 or more", style=dotted]' in dot

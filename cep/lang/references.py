@@ -1,0 +1,240 @@
+"""Checks of what a rule's paths read: stages that cannot have matched yet, stage names that
+shadow a field, membership in a non-list, and stage names misspelt as fields.
+
+One pass, :func:`check_references`, over one rule; every diagnostic starts with
+``rule `NAME`:`` and carries the span of the offending path or literal, as the checker's
+(:mod:`cep.lang.check`) do, which runs it among its passes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from cep.diagnostics import Diagnostic
+from cep.lang.ast import (
+    Attr,
+    Binary,
+    Call,
+    Expr,
+    IsNull,
+    ListLit,
+    Lit,
+    Path,
+    Rule,
+    Span,
+    Stage,
+    Unary,
+)
+from cep.lang.suggest import closest
+
+__all__ = ["check_references", "paths_of", "cidr_hint"]
+
+_NOT_STAGES = ("not_next", "not_followed_by")
+_CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
+
+
+def paths_of(expr: Expr) -> Iterator[Path]:
+    """Every :class:`Path` of ``expr`` (aggregate arguments included), walked without
+    recursion, in no particular order."""
+    todo = [expr]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, Path):
+            yield node
+        elif isinstance(node, Binary):
+            todo += [node.left, node.right]
+        elif isinstance(node, Unary | IsNull):
+            todo.append(node.operand)
+        elif isinstance(node, Attr):
+            todo.append(node.obj)
+        elif isinstance(node, Call):
+            todo += node.args
+        elif isinstance(node, ListLit):
+            todo += node.items
+
+
+def _binaries(expr: Expr) -> Iterator[Binary]:
+    todo = [expr]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, Binary):
+            yield node
+            todo += [node.left, node.right]
+        elif isinstance(node, Unary | IsNull):
+            todo.append(node.operand)
+        elif isinstance(node, Attr):
+            todo.append(node.obj)
+        elif isinstance(node, Call):
+            todo += node.args
+        elif isinstance(node, ListLit):
+            todo += node.items
+
+
+def cidr_hint(text: str) -> str | None:
+    """For a CIDR block written as a string (``"10.0.0.0/8"``), how to test it: a prefix
+    when the mask is a whole number of octets, else a regex; ``None`` if it is not one."""
+    found = _CIDR.match(text)
+    if not found:
+        return None
+    octets, bits = found.groups()[:4], int(found.group(5))
+    if bits % 8 == 0 and 0 < bits < 32:
+        prefix = ".".join(octets[: bits // 8]) + "."
+        return f"the language has no CIDR test: write `starts with \"{prefix}\"`"
+    return ("the language has no CIDR test: write the range as a regex, "
+            "`matches \"^10\\\\.(1[6-9]|2[0-9]|3[01])\\\\.\"` for 10.16.0.0/12")
+
+
+@dataclass
+class _Stages:
+    """The rule's stages in source order, with the quantified groups around each."""
+
+    order: dict[str, int]
+    stage: dict[str, Stage]
+    loops: dict[str, frozenset[str]]
+    """For each stage, the names of the quantified groups it is inside."""
+
+
+def _index(stages: Sequence[Stage], groups: frozenset[str] = frozenset(),
+           into: _Stages | None = None) -> _Stages:
+    out = into or _Stages({}, {}, {})
+    for st in stages:
+        if st.name in out.order:
+            continue  # a duplicate name: the checker's error
+        out.order[st.name] = len(out.order)
+        out.stage[st.name] = st
+        out.loops[st.name] = groups
+        if st.group is not None:
+            inner = groups | {st.name} if st.quantifier is not None else groups
+            _index(st.group, inner, out)
+    return out
+
+
+class _Pass:
+    def __init__(self, rule: Rule, file: str, out: list[Diagnostic]) -> None:
+        self.rule, self.file, self.out = rule, file, out
+        self.stages = _index(rule.pattern)
+        self.shadowing: set[str] = set()
+
+    def error(self, span: Span, message: str, hint: str | None, warn: bool = False) -> None:
+        self.out.append(Diagnostic(self.file, span, f"rule `{self.rule.name}`: {message}",
+                                   "warning" if warn else "error", hint))
+
+    def run(self) -> None:
+        self.check_shadowing()
+        for name, st in self.stages.stage.items():
+            for expr in _conditions(st):
+                for path in paths_of(expr):
+                    self.check_read(name, st, path)
+        self.check_emits()
+        for expr in self.all_expressions():
+            for node in _binaries(expr):
+                self.check_membership(node)
+
+    def all_expressions(self) -> Iterator[Expr]:
+        if self.rule.where is not None:
+            yield self.rule.where
+        for st in self.stages.stage.values():
+            yield from _conditions(st)
+        for emit in self.rule.emits:
+            yield from (expr for _, expr in emit.fields)
+
+    def check_shadowing(self) -> None:
+        """A stage named like the root of a field the rule reads outside any stage (its
+        ``key by`` or header ``where``): every ``NAME.x`` in a condition reads the stage."""
+        field_paths = list(self.rule.key_by)
+        if self.rule.where is not None:
+            field_paths += paths_of(self.rule.where)
+        for path in field_paths:
+            head = path.parts[0]
+            st = self.stages.stage.get(head)
+            if st is None or len(path.parts) < 2 or head in self.shadowing:
+                continue
+            self.shadowing.add(head)
+            dotted = ".".join(path.parts)
+            self.error(st.name_span, f"stage name `{head}` shadows the field `{dotted}`: in a "
+                       f"condition or `emit`, `{head}.…` reads the stage `{head}`, not the field",
+                       f"rename the stage (e.g. `{head}_event`), or write the field as "
+                       f"`this.{dotted}`")
+
+    def check_read(self, name: str, st: Stage, path: Path) -> None:
+        head = path.parts[0]
+        target = self.stages.stage.get(head)
+        if target is None:
+            self.check_misspelt(path)
+            return
+        if head in self.shadowing or target.group is not None:
+            return  # reported once already / the checker's error
+        dotted = ".".join(path.parts)
+        if target.contiguity in _NOT_STAGES and head != name:
+            self.error(path.span, f"`{dotted}` reads the `not` stage `{head}`, which never "
+                       "takes an event into a match", "compare with a stage that matches")
+        elif head == name and st.quantifier is None and not self.stages.loops[name]:
+            if len(path.parts) > 1:
+                self.error(path.span, f"stage `{name}` reads its own event as `{dotted}`, "
+                           "but the stage has matched nothing while its condition is tested: "
+                           "the value is always null",
+                           f"the event under test is `this`: write `this.{dotted}` (or "
+                           f"`{'.'.join(path.parts[1:])}`), or rename the stage")
+        elif self.stages.order[head] > self.stages.order[name] and not (
+                self.stages.loops[name] & self.stages.loops[head]):
+            self.error(path.span, f"stage `{name}` reads `{dotted}`, but `{head}` comes later "
+                       f"in the pattern and has not matched when `{name}` is tested: the "
+                       "value is always null",
+                       f"move the comparison to stage `{head}`, reading `{name}`'s event "
+                       f"there as `{name}.…`")
+
+    def check_misspelt(self, path: Path) -> None:
+        """``fial.user`` when ``fail`` is a stage: read as a field, probably not meant."""
+        head = path.parts[0]
+        if len(path.parts) < 2 or head == "this":
+            return
+        name = closest(head, [n for n, s in self.stages.stage.items() if s.group is None])
+        if name is not None:
+            dotted = ".".join(path.parts)
+            self.error(path.span, f"`{dotted}` is read as a field, not a stage: no stage is "
+                       f"named `{head}`",
+                       f"did you mean the stage `{name}` (`{name}."
+                       f"{'.'.join(path.parts[1:])}`)?", warn=True)
+
+    def check_emits(self) -> None:
+        for emit in self.rule.emits:
+            for _, expr in emit.fields:
+                for path in paths_of(expr):
+                    target = self.stages.stage.get(path.parts[0])
+                    if target is not None and target.contiguity in _NOT_STAGES:
+                        self.error(path.span, f"`{'.'.join(path.parts)}` reads the `not` stage "
+                                   f"`{target.name}`, which never takes an event into a "
+                                   "match", "emit the fields of a stage that matches")
+
+    def check_membership(self, node: Binary) -> None:
+        if node.op not in ("in", "not in") or not isinstance(node.right, Lit):
+            return
+        value = node.right.value
+        kind = {str: "string", bool: "boolean", int: "number", float: "number"}.get(
+            type(value), "null")
+        hint: str | None = None
+        if isinstance(value, str):
+            hint = cidr_hint(value) or (
+                f"for a list write `{node.op} [{json.dumps(value)}]`; for a substring "
+                "`contains`, for a prefix `starts with`")
+        else:
+            hint = f"write a list: `{node.op} [{json.dumps(value)}]`"
+        self.error(node.right.span, f"`{node.op}` tests membership in a list, not in a {kind}",
+                   hint)
+
+
+def _conditions(st: Stage) -> Iterator[Expr]:
+    if st.condition is not None:
+        yield st.condition
+    yield from (m.expr for m in st.modifiers if m.kind == "until" and m.expr is not None)
+
+
+def check_references(rule: Rule, file: str = "<string>") -> list[Diagnostic]:
+    """Errors (and a warning for a stage name misspelt as a field) about what ``rule``'s
+    paths read; see the module docstring.  Raises nothing."""
+    out: list[Diagnostic] = []
+    _Pass(rule, file, out).run()
+    return out
