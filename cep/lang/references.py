@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import (
+    AGGREGATES,
     Attr,
     Binary,
     Call,
@@ -36,9 +37,9 @@ _NOT_STAGES = ("not_next", "not_followed_by")
 _CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
 
 
-def paths_of(expr: Expr) -> Iterator[Path]:
-    """Every :class:`Path` of ``expr`` (aggregate arguments included), walked without
-    recursion, in no particular order."""
+def paths_of(expr: Expr, aggregates: bool = True) -> Iterator[Path]:
+    """Every :class:`Path` of ``expr`` (the arguments of aggregates too unless
+    ``aggregates`` is false), walked without recursion, in no particular order."""
     todo = [expr]
     while todo:
         node = todo.pop()
@@ -51,7 +52,8 @@ def paths_of(expr: Expr) -> Iterator[Path]:
         elif isinstance(node, Attr):
             todo.append(node.obj)
         elif isinstance(node, Call):
-            todo += node.args
+            if aggregates or node.func not in AGGREGATES:
+                todo += node.args
         elif isinstance(node, ListLit):
             todo += node.items
 
@@ -126,8 +128,9 @@ class _Pass:
         self.check_shadowing()
         for name, st in self.stages.stage.items():
             for expr in _conditions(st):
+                direct = {id(p) for p in paths_of(expr, aggregates=False)}
                 for path in paths_of(expr):
-                    self.check_read(name, st, path)
+                    self.check_read(name, st, path, id(path) in direct)
         self.check_emits()
         for expr in self.all_expressions():
             for node in _binaries(expr):
@@ -159,7 +162,9 @@ class _Pass:
                        f"rename the stage (e.g. `{head}_event`), or write the field as "
                        f"`this.{dotted}`")
 
-    def check_read(self, name: str, st: Stage, path: Path) -> None:
+    def check_read(self, name: str, st: Stage, path: Path, direct: bool) -> None:
+        """``path`` in a condition of stage ``name``; ``direct``: not an aggregate's argument
+        (an aggregate over the stage's own events so far is Flink's iterative condition)."""
         head = path.parts[0]
         target = self.stages.stage.get(head)
         if target is None:
@@ -172,7 +177,7 @@ class _Pass:
             self.error(path.span, f"`{dotted}` reads the `not` stage `{head}`, which never "
                        "takes an event into a match", "compare with a stage that matches")
         elif head == name and st.quantifier is None and not self.stages.loops[name]:
-            if len(path.parts) > 1:
+            if len(path.parts) > 1 and direct:
                 self.error(path.span, f"stage `{name}` reads its own event as `{dotted}`, "
                            "but the stage has matched nothing while its condition is tested: "
                            "the value is always null",
