@@ -27,6 +27,8 @@ from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
 from cep.errors import CepError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from typer import _click as click
 
     from cep.app.file_checkpoint import FileCheckpoints
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from cep.app.settings import FileRun
     from cep.compiler.compiled import CompiledRule
     from cep.config import Config
+    from cep.diagnostics import Diagnostic
 
 COMMAND_ORDER = ("run", "check", "test", "replay", "explain", "map")
 """How ``cep --help`` lists the commands: in the order of use, ``run`` first."""
@@ -153,11 +156,15 @@ _MAX_EVENTS_HELP = ("The most events an alert's match shows; a longer match is s
                     "(default 1000, or the config's state.max_events_per_match).")
 
 
-def _load(paths: list[str], quiet_warnings: bool = False) -> RuleSet:
+def _load(paths: list[str], quiet_warnings: bool = False,
+          more: "Callable[[RuleSet], list[Diagnostic]] | None" = None) -> RuleSet:
+    """Load, print the diagnostics (with ``more``'s, computed from the loaded set)."""
     for p in paths:
         if not Path(p).exists():
             raise _fail(f"no such rule file or directory: {p}")
     rs = load_rule_set(paths)
+    if more is not None:
+        rs.diagnostics += more(rs)
     shown = rs if not quiet_warnings else RuleSet(diagnostics=rs.errors, files=rs.files)
     if shown.diagnostics:
         typer.echo(render_diagnostics(shown), err=True)
@@ -174,21 +181,35 @@ def check(
         "--config", "-c", help="A cep.toml with Kafka sources: also print each rule's path "
         "(direct, or through which repartition topic); its [rules] paths when no PATHS.")
     ] = None,
+    schema: Annotated[str | None, typer.Option(
+        "--schema", help="An event schema (YAML, docs/schema.md): unknown fields and literals "
+        "of the wrong type are errors (default: the config's [rules] schema).")] = None,
 ) -> None:
     """Validate rule files: every error, each as `file:line:col`.
 
     Reports all errors of all files in one run, with the offending line and a
     caret, plus warnings (for example a looping stage without `within`:
-    unbounded state).  Exit status 0 when there are no errors, 1 otherwise
-    (2: the --config plan cannot run, e.g. repartition = false but needed).
+    unbounded state).  With --schema, fields are checked against the event
+    schema; without one, a field compared with literals of different types
+    across the rules is a warning.  Exit status 0 when there are no errors, 1
+    otherwise (2: the --config plan cannot run, e.g. repartition = false but
+    needed, or the schema cannot be read).
 
-    Example: cep check rules/
+    Example: cep check rules/ --schema rules/schema.yaml
     """
+    from cep.lang.schema import load_schema
+    from cep.lang.typecheck import field_diagnostics
+
     cfg = _config(config) if config is not None else None
     paths = _rule_paths(paths, rules) or (list(cfg.rules.paths) if cfg is not None else [])
     if not paths:
         raise _fail("no rules: give rule paths (cep check PATH... or --rules PATH)")
-    rs = _load(paths)
+    schema_path = schema or (cfg.rules.schema if cfg is not None else None)
+    try:
+        event_schema = load_schema(schema_path) if schema_path else None
+    except CepError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    rs = _load(paths, more=lambda rs: field_diagnostics(rs.files, event_schema))
     n_rules = sum(len(f.rules) for f in rs.files)
     n_err, n_warn = len(rs.errors), len(rs.diagnostics) - len(rs.errors)
     if rs.errors:
@@ -708,6 +729,41 @@ def map_cmd(
         else:
             out.flush()
     typer.echo(f"cep: {n:,} events mapped ({name})", err=True)
+
+
+@app.command("infer-schema")
+def infer_schema_cmd(
+    input_path: Annotated[str, typer.Option(
+        "--input", "-i", help="JSON lines (gzip, bz2 or zstd too), or - for standard input.",
+        show_default=False)],
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Write the schema here instead of standard output.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="Read at most this many events.", min=1)] = None,
+) -> None:
+    """Write an event schema from data: every field path seen, its types and share.
+
+    Nested objects become dotted paths (`user.name`); each field gets the
+    types its values had and the share of events that held it. Review the
+    result (add `enum`s, `prefix.*` for open namespaces), then check rules
+    against it with `cep check --schema`.
+
+    Example: cep infer-schema -i events.jsonl -o schema.yaml
+    """
+    from cep.app.infer_schema import infer_from_file
+    from cep.lang.schema import schema_yaml
+
+    if input_path != "-" and not Path(input_path).is_file():
+        raise _fail(f"no such input file: {input_path}")
+    try:
+        found = infer_from_file(input_path, limit)
+    except (OSError, EOFError) as exc:
+        raise _fail(f"cannot read {input_path}: {exc}") from None
+    text = schema_yaml(found.schema, f"inferred from {found.events:,} events of {input_path}")
+    _write_out(output, text.encode())
+    skipped = f", {found.skipped:,} line(s) not JSON objects left out" if found.skipped else ""
+    typer.echo(f"cep: {len(found.schema.fields):,} fields in {found.events:,} events{skipped}",
+               err=True)
 
 
 def _file_checkpoints(directory: str | None, input_path: str, cfg: "Config | None",

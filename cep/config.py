@@ -229,6 +229,9 @@ class RulesConfig:
     paths: tuple[str, ...] = setting((), Kind.LIST,
                                      "rule files or directories (`--rules` overrides them)")
     reload: bool = setting(True, Kind.BOOL, "reload them when they change")
+    schema: str | None = setting(None, Kind.PATH, "event schema (YAML, docs/schema.md) that "
+                                 "`cep check` checks the rules' fields against (`--schema` "
+                                 "overrides it)")
 
 
 @dataclass(frozen=True)
