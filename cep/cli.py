@@ -157,14 +157,20 @@ _MAX_EVENTS_HELP = ("The most events an alert's match shows; a longer match is s
 
 
 def _load(paths: list[str], quiet_warnings: bool = False,
-          more: "Callable[[RuleSet], list[Diagnostic]] | None" = None) -> RuleSet:
-    """Load, print the diagnostics (with ``more``'s, computed from the loaded set)."""
+          more: "Callable[[RuleSet], list[Diagnostic]] | None" = None,
+          strict: bool = False) -> RuleSet:
+    """Load, print the diagnostics (with ``more``'s, computed from the loaded set; with
+    ``strict``, warnings become errors)."""
     for p in paths:
         if not Path(p).exists():
             raise _fail(f"no such rule file or directory: {p}")
     rs = load_rule_set(paths)
     if more is not None:
         rs.diagnostics += more(rs)
+    if strict:
+        from dataclasses import replace
+
+        rs.diagnostics = [replace(d, severity="error") for d in rs.diagnostics]
     shown = rs if not quiet_warnings else RuleSet(diagnostics=rs.errors, files=rs.files)
     if shown.diagnostics:
         typer.echo(render_diagnostics(shown), err=True)
@@ -184,12 +190,15 @@ def check(
     schema: Annotated[str | None, typer.Option(
         "--schema", help="An event schema (YAML, docs/schema.md): unknown fields and literals "
         "of the wrong type are errors (default: the config's [rules] schema).")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Warnings are errors (exit 1), for CI.")] = False,
 ) -> None:
     """Validate rule files: every error, each as `file:line:col`.
 
     Reports all errors of all files in one run, with the offending line and a
     caret, plus warnings (for example a looping stage without `within`:
-    unbounded state).  With --schema, fields are checked against the event
+    unbounded state; a pattern whose partial matches per key grow faster
+    than linearly).  With --schema, fields are checked against the event
     schema; without one, a field compared with literals of different types
     across the rules is a warning.  Exit status 0 when there are no errors, 1
     otherwise (2: the --config plan cannot run, e.g. repartition = false but
@@ -197,6 +206,7 @@ def check(
 
     Example: cep check rules/ --schema rules/schema.yaml
     """
+    from cep.lang.lint import lint_files
     from cep.lang.schema import load_schema
     from cep.lang.typecheck import field_diagnostics
 
@@ -209,7 +219,8 @@ def check(
         event_schema = load_schema(schema_path) if schema_path else None
     except CepError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    rs = _load(paths, more=lambda rs: field_diagnostics(rs.files, event_schema))
+    rs = _load(paths, more=lambda rs: field_diagnostics(rs.files, event_schema)
+               + lint_files(rs.files), strict=strict)
     n_rules = sum(len(f.rules) for f in rs.files)
     n_err, n_warn = len(rs.errors), len(rs.diagnostics) - len(rs.errors)
     if rs.errors:

@@ -322,11 +322,13 @@ def _misspelt_keyword(e: _TokenError) -> _Answer:
     """``folowed by`` where a stage may start: the keyword that was probably meant."""
     if "NAME" in e.expected:
         return None
-    phrases = {}
-    for name in e.expected:
-        text = terminal_text(name)
-        if re.fullmatch(r"`[a-z ]+`", text):
-            phrases[text.strip("`").split()[0]] = text.strip("`")
+    phrases: dict[str, str] = {}
+    for name in sorted(e.expected):  # the shortest phrase of each first word, in any order
+        quoted = terminal_text(name)
+        text = quoted.strip("`")
+        if re.fullmatch(r"`[a-z ]+`", quoted) and len(text) < len(phrases.get(text.split()[0], text
+                                                                           + " ")):
+            phrases[text.split()[0]] = text
     first = closest(e.tok.value, phrases, cutoff=0.7)
     if first is None:
         return None
