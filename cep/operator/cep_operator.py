@@ -39,7 +39,7 @@ import orjson
 from sortedcontainers import SortedList
 
 from cep.compiler.compiled import CompiledRule
-from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event, hold
+from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.jsontext import encode_json
 from cep.nfa.matcher import (
     DROPPED,
@@ -49,8 +49,6 @@ from cep.nfa.matcher import (
     KeyState,
     Shortcut,
     advance_time,
-    expire_silently,
-    hold_events,
     kept_events_step,
     kept_step,
     new_key_state,
@@ -601,21 +599,9 @@ class CepOperator:
                 self._hold(rs)
 
     def _hold(self, rs: RuleState) -> None:
-        """A round of :func:`hold_events`: the keys changed in the last round (still alive)
-        hold their events compactly; this round's keys wait for the next."""
-        if self._hold_after is not None:
-            keys = rs.keys
-            for key in rs.mature:
-                entry = keys.get(key)
-                if type(entry) is KeyState:
-                    hold_events(entry)
-                elif type(entry) is Event:
-                    keys[key] = hold(entry)  # a key kept as its event alone
-                elif type(entry) is tuple:  # (deadline, events…)
-                    keys[key] = (entry[0], *[hold(e) if type(e) is Event else e
-                                             for e in entry[1:]])
-        rs.mature = rs.young or []
-        rs.young = []
+        """A round of :func:`hold_events` for ``rs`` (:meth:`RuleState.hold_round`), unless
+        events are never held (:attr:`hold_after` ``None``)."""
+        rs.hold_round(self._hold_after is not None)
 
     def _after_change(self, rs: RuleState, key: Hashable, ks: KeyState) -> None:
         a = ks.a
@@ -679,65 +665,8 @@ class CepOperator:
                 self._after_change(rs, key, ks)
 
     def _expire(self, rs: RuleState, wm: float) -> None:
-        """:meth:`_fire_timers` for a rule with rounded timers (:func:`timer_grain`): each
-        key whose deadline has passed loses its expired partial matches, silently (counted),
-        and goes when nothing else is left."""
-        timers = rs.timers
-        due = rs.due
-        keys = rs.keys
-        nfa = rs.rule.nfa
-        w = nfa.window_ms
-        # a key kept as its event alone has expired when its event is at or before `kept_by`
-        kept_by = wm - (rs.compact_after or 0)  # (no key is kept so without compact_after)
-        while timers and timers[0] <= wm:
-            got = due.pop(heapq.heappop(timers))
-            for key in got if type(got) is list else (got,):
-                ks = keys.get(key)
-                if not isinstance(ks, KeyState):
-                    if ks is None:
-                        continue
-                    if isinstance(ks, tuple):
-                        if ks[0] <= wm:  # (else woken earlier and due later)
-                            self._expire_kept(rs, key, ks, kept_by)
-                    elif ks.ts <= kept_by:
-                        rs.timeouts += 1  # a key kept as its event alone: its deadline passed
-                        del keys[key]
-                    continue
-                if ks.deadline > wm:
-                    continue  # woken earlier and due later
-                a = ks.a
-                if len(a) == 2 and w > 0:
-                    # (a heap of two with the start computation: the partial match is the root)
-                    cs = a[0]
-                    if a[1].ck is START_CK and wm - cs.ck[0] >= w and not cs.state.is_start:
-                        rs.timeouts += 1  # its one partial match is outside the window
-                        del keys[key]
-                        continue
-                ks.deadline = POS_INF
-                rs.timeouts += expire_silently(nfa, ks, wm)
-                a = ks.a
-                if len(a) == 1 and a[0].ck is START_CK:
-                    del keys[key]  # idle (what _after_change would find)
-                else:
-                    self._after_change(rs, key, ks)
-
-    def _expire_kept(self, rs: RuleState, key: Hashable, kept: tuple[Any, ...],
-                     kept_by: float) -> None:
-        """:meth:`_expire` for a key kept as ``(deadline, events…)`` whose deadline has
-        passed: the events at or before ``kept_by`` (ms) time out (counted); the key goes when
-        none is left, else its timer is scheduled at its first event's deadline (as
-        :meth:`_after_change` schedules the state it stands for)."""
-        n = 1
-        end = len(kept)
-        while n < end and kept[n].ts <= kept_by:
-            n += 1
-        rs.timeouts += n - 1
-        if n == end:
-            del rs.keys[key]
-            return
-        d = kept[n].ts + rs.compact_after  # type: ignore[operator]
-        rs.keys[key] = kept[n] if n == end - 1 else (d, *kept[n:])
-        rs.add_timer(key, d)
+        """:meth:`_fire_timers` for a rule with rounded timers: :meth:`RuleState.expire`."""
+        d = rs.expire(wm, self._after_change)
         if d < self.next_due:
             self.next_due = d
 

@@ -12,12 +12,21 @@ the reload policy (:mod:`cep.operator.versions`) use it, and it uses none of the
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event, HeldEvent
-from cep.nfa.matcher import KeyState, kept_events_state, start_shortcut, started_key_state
+from cep.event import hold as hold_event
+from cep.nfa.matcher import (
+    START_CK,
+    KeyState,
+    expire_silently,
+    hold_events,
+    kept_events_state,
+    start_shortcut,
+    started_key_state,
+)
 from cep.operator.records import MAX_EVENTS_PER_MATCH, AlertBuilder
 
 __all__ = ["RuleState", "HeldKeys", "KeyEntry", "TIMER_GRAINS", "timer_grain",
@@ -30,6 +39,7 @@ in the stage after the first (see :attr:`RuleState.compact_after`): that event a
 there is one and the key's deadline is its own, else ``(deadline_ms, event, ...)``, the
 events in start order."""
 
+_INF = float("inf")
 _NO_KEY: Any = object()  # no timer at a deadline yet (None is a key like any other)
 
 TIMER_GRAINS = 64
@@ -204,6 +214,94 @@ class RuleState:
         drains: a draining version's keys are all :class:`~cep.nfa.matcher.KeyState`)."""
         for key, entry in self.keys.items():  # (values replaced, no key added or removed)
             self.unfold(key, entry)
+
+    def hold_round(self, hold: bool) -> None:
+        """A round of :func:`~cep.nfa.matcher.hold_events`: with ``hold``, the keys changed in
+        the last round (still alive) hold their events compactly, whatever their encoding;
+        this round's keys wait for the next."""
+        if hold:
+            keys = self.keys
+            for key in self.mature:
+                entry = keys.get(key)
+                if type(entry) is KeyState:
+                    hold_events(entry)
+                elif type(entry) is Event:
+                    keys[key] = hold_event(entry)  # a key kept as its event alone
+                elif type(entry) is tuple:  # (deadline, events…)
+                    keys[key] = (entry[0], *[hold_event(e) if type(e) is Event else e
+                                             for e in entry[1:]])
+        self.mature = self.young or []
+        self.young = []
+
+    def expire(self, wm: float,
+               after_change: Callable[[RuleState, Hashable, KeyState], None]) -> float:
+        """Fire the timers at or below the watermark ``wm`` (ms) of a rule with rounded
+        timers (:func:`timer_grain`: its expiry says nothing): each key whose deadline has
+        passed loses its expired partial matches, silently (counted in :attr:`timeouts`),
+        and goes when nothing else is left; a key whose full state changed is handed to
+        ``after_change(self, key, state)`` (the operator's caps and timers).  Returns the
+        earliest deadline (ms) scheduled here for a key kept as its events, ``inf`` if none."""
+        timers = self.timers
+        due = self.due
+        keys = self.keys
+        nfa = self.rule.nfa
+        w = nfa.window_ms
+        earliest = _INF
+        # a key kept as its event alone has expired when its event is at or before `kept_by`
+        kept_by = wm - (self.compact_after or 0)  # (no key is kept so without compact_after)
+        while timers and timers[0] <= wm:
+            got = due.pop(heapq.heappop(timers))
+            for key in got if type(got) is list else (got,):
+                ks = keys.get(key)
+                if not isinstance(ks, KeyState):
+                    if ks is None:
+                        continue
+                    if isinstance(ks, tuple):
+                        if ks[0] <= wm:  # (else woken earlier and due later)
+                            d = self._expire_kept(key, ks, kept_by)
+                            if d < earliest:
+                                earliest = d
+                    elif ks.ts <= kept_by:
+                        self.timeouts += 1  # a key kept as its event alone: its deadline passed
+                        del keys[key]
+                    continue
+                if ks.deadline > wm:
+                    continue  # woken earlier and due later
+                a = ks.a
+                if len(a) == 2 and w > 0:
+                    # (a heap of two with the start computation: the partial match is the root)
+                    cs = a[0]
+                    if a[1].ck is START_CK and wm - cs.ck[0] >= w and not cs.state.is_start:
+                        self.timeouts += 1  # its one partial match is outside the window
+                        del keys[key]
+                        continue
+                ks.deadline = _INF
+                self.timeouts += expire_silently(nfa, ks, wm)
+                a = ks.a
+                if len(a) == 1 and a[0].ck is START_CK:
+                    del keys[key]  # idle (what after_change would find)
+                else:
+                    after_change(self, key, ks)
+        return earliest
+
+    def _expire_kept(self, key: Hashable, kept: tuple[Any, ...], kept_by: float) -> float:
+        """:meth:`expire` for a key kept as ``(deadline, events…)`` whose deadline has passed:
+        the events at or before ``kept_by`` (ms) time out (counted); the key goes when none is
+        left, else its timer is scheduled at its first event's deadline (as the operator
+        schedules the state it stands for).  Returns that deadline, ``inf`` when the key
+        went."""
+        n = 1
+        end = len(kept)
+        while n < end and kept[n].ts <= kept_by:
+            n += 1
+        self.timeouts += n - 1
+        if n == end:
+            del self.keys[key]
+            return _INF
+        d: float = kept[n].ts + self.compact_after  # type: ignore[operator]
+        self.keys[key] = kept[n] if n == end - 1 else (d, *kept[n:])
+        self.add_timer(key, d)
+        return d
 
     def schedule(self, key: Hashable, ks: KeyState, d: float) -> None:
         """Set ``key``'s deadline to ``d`` (ms) and schedule its timer (at ``d`` rounded up to
