@@ -24,7 +24,7 @@ rule fails_then_ok
   key by user
   pattern
     begin fails where type == "login" and not ok  times 2 or more consecutive greedy
-    next  ok    where type == "login" and ok
+    next  success where type == "login" and ok
   within 40ms
 end
 
