@@ -67,7 +67,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-EXIT_OK, EXIT_RULES, EXIT_USAGE, EXIT_NO_EVENTS = 0, 1, 2, 3
+EXIT_OK, EXIT_RULES, EXIT_USAGE, EXIT_NO_EVENTS, EXIT_TOO_MANY_DEAD = 0, 1, 2, 3, 4
 
 InputFormat = Literal["json", "csv"]
 TimeUnit = Literal["ms", "s", "us", "ns", "iso"]
@@ -545,6 +545,10 @@ def run(
         int | None,
         typer.Option("--max-events-per-match", min=1, help=_MAX_EVENTS_HELP),
     ] = None,
+    max_dead: Annotated[float | None, typer.Option(
+        "--max-dead-letter-ratio", min=0.0, max=1.0,
+        help="Exit 4 when more than this share of the input (0-1) went to the dead "
+             "letters.")] = None,
     source: Annotated[
         str, typer.Option("--source", help="Source name of the input, for rules' `from`.")
     ] = "input",
@@ -591,7 +595,8 @@ def run(
     a crash, it resumes there.
 
     Exit status: 0 done, 1 rule errors, 2 usage errors, 3 a file that gave
-    no event at all, only dead letters (the first reasons are printed).
+    no event at all, only dead letters (the first reasons are printed), 4
+    more dead letters than --max-dead-letter-ratio allows.
 
     Example: cep run rules/login --input events.jsonl --output alerts.jsonl
     """
@@ -627,13 +632,15 @@ def run(
         raise typer.Exit(EXIT_RULES)
     if not rs.rules:
         raise _fail("no rules found under " + ", ".join(rules))
-    _serve_file(rs.rules, rules, plan, cfg, quiet, log_format)
+    _serve_file(rs.rules, rules, plan, cfg, quiet, log_format, max_dead)
 
 
 def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "FileRun",
-                cfg: "Config | None", quiet: bool, log_format: str) -> None:
+                cfg: "Config | None", quiet: bool, log_format: str,
+                max_dead: float | None = None) -> None:
     """Run a resolved file run: open its outputs (appending after a checkpoint), serve it,
-    print the summary line; exit 3 when a file gave only dead letters."""
+    print the summary line and what the input's quality suggests; exit 3 when a file gave
+    only dead letters, 4 when more than ``max_dead`` of it were dead letters."""
     from cep.app.logs import setup_logging
     from cep.app.pipeline import serve_file
     from cep.io.sinks import JsonLinesSink, SinkSet
@@ -666,8 +673,54 @@ def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "Fi
         sink_set.close()
     if not quiet:
         typer.echo("cep: " + _summary_line(summary, plan), err=True)
+        for advice in _input_advice(summary, plan):
+            typer.echo(advice, err=True)
     if input_path != "-" and summary.events == 0 and summary.dead_letters:
         _no_events(input_path, summary.dead_letters, summary.first_dead_letters)
+    total = summary.events + summary.dead_letters
+    if max_dead is not None and total and summary.dead_letters / total > max_dead:
+        raise _fail(f"{summary.dead_letters / total:.1%} of the input went to the dead letters "
+                    f"(--max-dead-letter-ratio {max_dead:g})", EXIT_TOO_MANY_DEAD)
+
+
+LATE_SHARE = 0.01
+"""A file run whose late events pass this share of its events says what disorder it saw."""
+IDLE_RULE_EVENTS = 1000
+"""A run over at least this many events names the rules whose first stage took none."""
+
+
+def _input_advice(summary: "RunSummary", plan: "FileRun") -> list[str]:
+    """Warnings about the input a run's summary supports: many late events (with the
+    ``--max-out-of-orderness`` that would have matched 99.9 % of them), many dead letters,
+    rules whose first stage took no event."""
+    out = []
+    events, late = summary.events, summary.late
+    if late and late > LATE_SHARE * events and summary.suggested_out_of_orderness_ms is not None:
+        ms = summary.suggested_out_of_orderness_ms
+        now = plan.options.max_out_of_orderness_ms
+        out.append(f"cep: warning: {late / events:.1%} of the events were late (they arrived "
+                   f"after the watermark passed them, max-out-of-orderness {now} ms); "
+                   f"--max-out-of-orderness {_duration_text(ms + 1)} would have matched 99.9 % "
+                   "of them")
+    total = events + summary.dead_letters
+    if summary.dead_letters > LATE_SHARE * total and summary.first_dead_letters:
+        out.append(f"cep: warning: {summary.dead_letters / total:.1%} of the input went to the "
+                   f"dead letters; the first: {summary.first_dead_letters[0]}")
+    if events >= IDLE_RULE_EVENTS and summary.idle_rules:
+        out.append(f"cep: note: the first stage of {', '.join(summary.idle_rules)} took none "
+                   f"of the {events:,} events (a field name or value that does not occur?)")
+    return out
+
+
+def _duration_text(ms: int) -> str:
+    """``ms`` as the shortest exact duration flag (``90s``, ``1500ms``), rounded up to a
+    whole second above 10 s."""
+    if ms > 10_000:
+        ms = -(-ms // 1000) * 1000
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def _summary_line(summary: "RunSummary", plan: "FileRun") -> str:

@@ -86,6 +86,12 @@ class RunSummary:
     stats: dict[str, Any] = field(default_factory=dict)
     resumed_after: int = 0  # the input line a checkpoint let this run start after
     first_dead_letters: list[str] = field(default_factory=list)
+    suggested_out_of_orderness_ms: int | None = None
+    """With late events: a ``max_out_of_orderness`` that would have matched 99.9 % of them
+    (:class:`InputHealth`)."""
+    idle_rules: list[str] = field(default_factory=list)
+    """Rules with a window whose first stage took no event (no partial match ever started;
+    such a rule schedules a timer for every start, so its counters tell)."""
     """``line N: reason: error`` of the first :data:`FIRST_DEAD_LETTERS` dead letters."""
 
     @property
@@ -138,8 +144,8 @@ def run_file(
     :meth:`~cep.app.file_checkpoint.FileCheckpoints.truncate_outputs`."""
     metrics = ops.metrics if ops is not None else None
     emit = metrics.counting(sinks.emit) if metrics is not None else sinks.emit
-    dead_seen: list[str] = []
-    emit = _noting_dead_letters(emit, dead_seen)
+    health = InputHealth(emit, opts.max_out_of_orderness_ms)
+    emit = health.emit
     op = operator or CepOperator(
         rules, emit, {opts.source: opts.max_out_of_orderness_ms},
         opts.max_partial_matches_per_key,
@@ -221,7 +227,11 @@ def run_file(
         sink_counts=dict(sinks.counts),
         stats=op.stats(),
         resumed_after=skip,
-        first_dead_letters=dead_seen,
+        first_dead_letters=health.first_dead_letters,
+        suggested_out_of_orderness_ms=health.disorder_quantile(0.999),
+        idle_rules=[rs.rule.name for rs in op.rules
+                    if not rs.draining and rs.rule.nfa.window_ms and not (
+                        rs.counter or rs.matches or rs.timeouts or rs.evictions or rs.keys)],
     )
 
 
@@ -329,18 +339,50 @@ def run_chunks(
     return seq, dead
 
 
-def _noting_dead_letters(emit: Callable[[str, dict[str, Any]], None], first: list[str]
-                         ) -> Callable[[str, dict[str, Any]], None]:
-    """``emit`` that also describes the first :data:`FIRST_DEAD_LETTERS` dead letters in
-    ``first`` (``line N: reason: error``), for a run that read nothing else."""
+class InputHealth:
+    """What a run saw of its input's quality, from the records it emits: the first dead
+    letters described (``line N: reason: error``) and how out of order the late events were.
 
-    def noting(name: str, record: dict[str, Any]) -> None:
-        if name == "dead_letter" and len(first) < FIRST_DEAD_LETTERS:
+    A late event's *disorder* is the largest event time seen before it minus its own (ms):
+    the ``--max-out-of-orderness`` that would have matched it.  Disorders are counted in
+    powers-of-two buckets (bucket ``i`` holds ``[2^(i-1), 2^i)``), so memory is constant and
+    a quantile is an upper bound within a factor of two.
+
+    Args:
+        emit: the emit to wrap (:meth:`emit` passes every record on to it).
+        ooo_ms: the run's ``max_out_of_orderness`` (a late record's watermark is the largest
+            time seen − this − 1).
+    """
+
+    def __init__(self, emit: Callable[[str, dict[str, Any]], None], ooo_ms: int) -> None:
+        self._emit = emit
+        self._ooo = ooo_ms
+        self.first_dead_letters: list[str] = []
+        self.disorder = [0] * 64
+
+    def emit(self, name: str, record: dict[str, Any]) -> None:
+        """Note a dead letter or a late event, then pass the record on."""
+        if name == "late":
+            gap = int(record.get("watermark", 0)) + self._ooo + 1 - int(record["event_time"])
+            self.disorder[min(max(gap, 1).bit_length(), 63)] += 1
+        elif name == "dead_letter" and len(self.first_dead_letters) < FIRST_DEAD_LETTERS:
             where = f"line {record['line']}: " if "line" in record else ""
-            first.append(f"{where}{record.get('reason')}: {record.get('error')}")
-        emit(name, record)
+            self.first_dead_letters.append(f"{where}{record.get('reason')}: "
+                                           f"{record.get('error')}")
+        self._emit(name, record)
 
-    return noting
+    def disorder_quantile(self, q: float) -> int | None:
+        """An upper bound (ms) of the ``q`` quantile of the late events' disorder; ``None``
+        without late events."""
+        total = sum(self.disorder)
+        if not total:
+            return None
+        need, seen = q * total, 0
+        for i, n in enumerate(self.disorder):
+            seen += n
+            if seen >= need:
+                return (1 << i) - 1 if i else 0
+        return (1 << 63) - 1
 
 
 def _dead_letter(emit: Callable[[str, dict[str, Any]], None], bad: DeadLetter, source: str,
