@@ -423,8 +423,22 @@ def explain(
         "--output", "-o", help="Write to this file instead of standard output.")] = None,
     states: Annotated[bool, typer.Option(
         "--states", help="Draw the compiled NFA's states, not one node per stage.")] = False,
+    trace: Annotated[str | None, typer.Option(
+        "--trace", metavar="RULE", help="Trace this rule over --input for one --key: every "
+        "event's fate.")] = None,
+    key: Annotated[list[str] | None, typer.Option(
+        "--key", help="FIELD=VALUE of the traced key, one per key field.")] = None,
+    input_path: Annotated[str | None, typer.Option(
+        "--input", "-i", help="Events to trace (JSON lines; compressed files too).")] = None,
+    max_ooo: Annotated[str, typer.Option(
+        "--max-out-of-orderness", help="As for cep run.")] = "0s",
+    event_time: Annotated[str, typer.Option(
+        "--event-time", help="Field holding the event time.")] = "ts",
+    time_unit: Annotated[TimeUnit, typer.Option(
+        "--time-unit", help="Unit of the event time.")] = "ms",
 ) -> None:
-    """Show the compiled NFA of each rule: states, edges and conditions.
+    """Show the compiled NFA of each rule: states, edges and conditions; or,
+    with --trace, why a rule did or did not fire for one key.
 
     Each state with its take/ignore/proceed edges and their conditions.
     --output-format dot writes Graphviz source of one node per stage of the
@@ -432,11 +446,20 @@ def explain(
     legend), or of the NFA's states with --states; png and svg draw it with
     Graphviz's `dot` program (apt-get install graphviz).
 
+    --trace RULE --key FIELD=VALUE --input FILE runs the rule over the file
+    as cep run does and prints, for that key, every event's fate: the stage
+    that took it, the conditions that rejected it (with the values they
+    read), late, dead-lettered, partial matches expired; then the partial
+    matches alive at the end.
+
     Examples:
 
       cep explain rules/login/brute_force.cep --rule login_brute_force
 
       cep explain rules/login --format png -o nfa.png
+
+      cep explain rules/login --trace login_brute_force --key user.name=alice
+          --input events.jsonl
     """
     from cep.compiler.explain import explain_text
 
@@ -450,6 +473,9 @@ def explain(
     rs = _load(paths, quiet_warnings=True)
     if not rs.ok:
         raise typer.Exit(EXIT_RULES)
+    if trace is not None:
+        _trace(rs.rules, trace, key or [], input_path, max_ooo, event_time, time_unit)
+        return
     chosen = [r for r in rs.rules if rule is None or r.name == rule]
     if not chosen:
         raise _fail(f"no rule named {rule!r} in {path}")
@@ -466,6 +492,38 @@ def explain(
         raise _fail(str(exc)) from None
     except (RuntimeError, OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
+
+
+def _trace(compiled: list["CompiledRule"], name: str, keys: list[str], input_path: str | None,
+           max_ooo: str, event_time: str, time_unit: str) -> None:
+    """``cep explain --trace``: the fates of one key's events (:mod:`cep.app.trace`)."""
+    from cep.app.trace import trace_key
+    from cep.io.codecs import TimeSpec, decode_lines
+    from cep.io.sources import open_input
+
+    rule = next((r for r in compiled if r.name == name), None)
+    if rule is None:
+        raise _fail(f"no rule named {name!r}")
+    if input_path is None:
+        raise _fail("--trace needs the events: give --input FILE")
+    wanted = dict(k.partition("=")[::2] for k in keys)
+    try:
+        with open_input(input_path) as fh:
+            result = trace_key(rule, wanted, decode_lines(fh, "json", TimeSpec(event_time,
+                                                                               time_unit)),
+                               _parse_duration(max_ooo))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot read {input_path}: {exc}") from None
+    shown = ", ".join(f"{k}={v}" for k, v in wanted.items())
+    typer.echo(f"rule {rule.name}, key {shown}: {result.events} event(s)")
+    for f in result.fates:
+        where = f"line {f.line:>6}  ts {f.ts}" if f.line else " " * 30
+        typer.echo(f"{where}  {f.what:<10} {f.detail}")
+    typer.echo(f"alive at the end: {len(result.alive)} partial match(es)")
+    for pm in result.alive:
+        typer.echo(f"  {pm}")
 
 
 def _write_out(path: str | None, data: bytes) -> None:
