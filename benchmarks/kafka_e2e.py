@@ -204,7 +204,8 @@ def write_config(path: Path, bootstrap: str, topic: str, alerts: str, group: str
     """A ``cep.toml`` for one run; ``state`` holds extra ``[state]`` keys (TOML values)."""
     path.write_text(
         f'[kafka]\nbootstrap_servers = "{bootstrap}"\ngroup_id = "{group}"\n'
-        f'session_timeout = "6s"\n\n[sources.events]\nkind = "kafka"\ntopic = "{topic}"\n\n'
+        f'session_timeout = "6s"\n\n[sources.events]\nkind = "kafka"\ntopic = "{topic}"\n'
+        f'partition_key = ["user"]\n\n'  # keyed by user (generate): the rules read it directly
         f'[sinks.alerts]\nkind = "kafka"\ntopic = "{alerts}"\n\n'
         f'[rules]\npaths = ["{rules}"]\n\n[state]\n'
         + "".join(f"{k} = {v}\n" for k, v in state.items()))
