@@ -155,10 +155,23 @@ class Committer:
         if task.producer is not None and not task.in_txn:
             await producer.begin_transaction()
             task.in_txn = True
+        batches: dict[tuple[str, int], Any] = {}  # shipped records, by topic-partition
         for item in out:
             if type(item) is Shipped:
-                _track(task, await producer.send(item.topic, item.value, partition=item.partition,
-                                                 headers=item.headers))
+                # Appended to record batches, not sent one by one (producer.send costs
+                # ~15 us a record: benchmarks/kafka_repartition.py, docs/performance.md);
+                # each partition's batches are queued in order, so its records stay in order.
+                where = (item.topic, item.partition)
+                batch = batches.get(where)
+                if batch is None:
+                    batch = batches[where] = producer.create_batch()
+                if batch.append(timestamp=None, key=None, value=item.value,
+                                headers=item.headers) is None:  # full
+                    _track(task, await producer.send_batch(batch, item.topic,
+                                                           partition=item.partition))
+                    batch = batches[where] = producer.create_batch()
+                    batch.append(timestamp=None, key=None, value=item.value,
+                                 headers=item.headers)
                 self.stats.shipped += 1
                 continue
             sink, record = item  # type: ignore[misc]
@@ -174,6 +187,9 @@ class Committer:
                 future = await producer.send(topic, value, key=key)
             _track(task, future)
             self.stats.sinks[sink] += 1
+        for (topic, partition), batch in batches.items():
+            batch.close()
+            _track(task, await producer.send_batch(batch, topic, partition=partition))
 
     def start(self, task: Task) -> None:
         """Exactly-once: snapshot now (with the offsets and the outputs produced so far) and
