@@ -22,7 +22,8 @@ With ``exactly_once = false`` the same happens at least once (``alert_id`` dedup
 does not include every source's ``partition_key`` runs in a second stage.  Source task ``p``
 ships each event it accepted (not late) that such a rule could read to partition
 ``hash(rule key) mod N`` of an internal repartition topic, in its own transaction, together
-with watermark markers (:mod:`cep.app.kafka_shuffle`); *shuffle* task ``(topic, q)`` reads
+with watermark markers (:mod:`cep.app.kafka_repartition` ships, marks and feeds;
+:mod:`cep.app.kafka_shuffle` merges); *shuffle* task ``(topic, q)`` reads
 partition ``q`` of that topic (``read_committed``), merges the upstream partitions in a
 deterministic order under their common watermark, and commits its alerts, changelog snapshot
 and repartition offsets in its own transactions.  Consumed repartition records are deleted
@@ -56,7 +57,6 @@ from cep.app.broker_link import BrokerLink
 from cep.app.kafka_commit import (
     Committer,
     RunStats,
-    Shipped,
     Stopped,
     Task,
     quietly,
@@ -65,7 +65,8 @@ from cep.app.kafka_commit import (
 )
 from cep.app.kafka_members import InstanceGuard
 from cep.app.kafka_plan import KafkaPlan, Shuffle, plan_rules
-from cep.app.kafka_shuffle import Merger, event_header, marker_header, parse_header
+from cep.app.kafka_repartition import Repartition
+from cep.app.kafka_shuffle import Merger
 from cep.app.metrics import SAMPLE_MASK, EngineSnapshot, RunMetrics, operator_snapshot
 from cep.app.reload import AsyncControl
 from cep.checkpoint import CheckpointError, decode
@@ -89,7 +90,6 @@ from cep.io.kafka import (
 from cep.operator.cep_operator import CepOperator, Emit
 from cep.operator.time_guard import FutureGuard
 from cep.operator.versions import ReloadReport
-from cep.operator.watermark import NEG_INF
 
 if TYPE_CHECKING:
     from cep.app.ops import Operations
@@ -163,6 +163,7 @@ class KafkaPipeline:
         self.ships: dict[str, list[Shuffle]] = {t: self.plan.for_source(s.name)
                                                 for t, s in self.sources.items()}
         self.partitions = 0  # of every source topic (and repartition topic), known at start
+        self.repartition = Repartition(self.decoders, self.ships, self._dead_letter)
         self.last_delete = time.monotonic()
         self.deleting: asyncio.Task[None] | None = None
         self.tasks: dict[TaskId, Task] = {}
@@ -239,6 +240,7 @@ class KafkaPipeline:
         for line in self.plan.lines():
             log.info("plan: %s", line)
         partitions = self.partitions = await self._partition_count()
+        self.repartition.partitions = partitions
         if self.shuffles:
             want = self.k.repartition_partitions
             if want is not None and want != partitions:
@@ -518,9 +520,11 @@ class KafkaPipeline:
                 continue
             expected = task.offsets.get(tp, -1)
             if task.merger is not None:
-                n = self._feed_shuffle(task, tp, msgs, expected)
+                n = self.repartition.feed(task, tp, msgs, expected)
             elif self.ships[tp.topic]:
-                n = self._feed_shipping(task, tp, msgs, expected)
+                n = self.repartition.ship(task, tp, msgs, expected)
+                if self.metrics is not None:
+                    self.metrics.events[self.sources[tp.topic].name] += n
             else:
                 n = self._feed(task, tp, msgs, expected)
             task.offsets[tp] = max(expected, msgs[-1].offset + 1)
@@ -566,95 +570,6 @@ class KafkaPipeline:
         if self.metrics is not None:
             self.metrics.count_record("dead_letter", rec)
 
-    def _feed_shipping(self, task: Task, tp: TopicPartition, msgs: list[Any], expected: int
-                       ) -> int:
-        """:meth:`_feed` for a source that repartition topics read: each event the operator
-        accepted (neither late nor refused) is also shipped, once per repartition topic some
-        of whose rules could read it, to the partition of its key there."""
-        decode_msg = self.decoders[tp.topic].decode
-        input_id = task.inputs[tp]
-        op = task.op
-        ships = self.ships[tp.topic]
-        parts = self.partitions
-        out = task.out
-        seq = task.seq
-        pid, topic = tp.partition, tp.topic
-        largest = task.largest.get(input_id, NEG_INF)
-        n = 0
-        for msg in msgs:
-            if msg.offset < expected:
-                continue
-            res = decode_msg(msg.value, pid, msg.offset, seq + 1)
-            if type(res) is not Event:
-                self._dead_letter(task, res)  # type: ignore[arg-type]
-                continue
-            seq += 1
-            n += 1
-            dropped = op.late + op.refused
-            op.on_event(res, input_id)
-            if op.late + op.refused != dropped:
-                continue  # the source task's decision, deterministic: not shipped
-            ts = res.ts
-            if ts > largest:
-                largest = ts
-            headers = None
-            for sh in ships:
-                if sh.wants(res):
-                    headers = headers or event_header(topic, pid, msg.offset, ts)
-                    out.append(Shipped(sh.topic, sh.partition(res.data, parts), msg.value,
-                                       headers))
-        task.largest[input_id] = largest
-        if self.metrics is not None:
-            self.metrics.events[self.sources[topic].name] += n
-        task.seq = seq
-        return n
-
-    def _feed_shuffle(self, task: Task, tp: TopicPartition, msgs: list[Any], expected: int
-                      ) -> int:
-        """A shuffle task's records: events wait in the merger and markers move its inputs'
-        event time; then whatever the merged watermark passed is fed to the operator in
-        ``(event time, input, offset)`` order, and the operator's watermark follows."""
-        merger: Merger = task.merger
-        for msg in msgs:
-            if msg.offset < expected:
-                continue
-            try:
-                is_event, name, num, ts = parse_header(msg.headers)
-            except ValueError as exc:
-                log.warning("%s: offset %d skipped: %s", task.label, msg.offset, exc)
-                continue
-            if name not in merger.index:
-                log.warning("%s: offset %d from an unknown input %s skipped", task.label,
-                            msg.offset, name)
-                continue
-            if is_event:
-                merger.add(name, num, int(ts), msg.value)
-            else:
-                merger.mark(name, ts, bool(num))
-        return self._release(task)
-
-    def _release(self, task: Task) -> int:
-        """Feed the events the shuffle task's merged watermark has passed; advance its
-        operator to that watermark.  Returns the events fed."""
-        merger: Merger = task.merger
-        op = task.op
-        seq = task.seq
-        n = 0
-        for _ts, name, offset, value in merger.release():
-            topic, _, p = name.rpartition("/")
-            res = self.decoders[topic].decode(value, int(p), offset, seq + 1)
-            if type(res) is not Event:  # cannot happen: the source task decoded it
-                self._dead_letter(task, res)  # type: ignore[arg-type]
-                continue
-            seq += 1
-            n += 1
-            op.on_event(res, "shuffle")
-        task.seq = seq
-        wm = merger.current
-        if wm > op.watermark:
-            op.advance(op.watermarks.observe("shuffle", int(wm) + 1))
-        return n
-
     def _check_idle(self) -> None:
         """Mark topic-partitions silent for longer than their ``idle_timeout`` idle, so the
         task's other inputs can advance its watermark (and, for a source that repartition
@@ -678,24 +593,6 @@ class KafkaPipeline:
                     if wm > before:
                         task.op.advance(wm)
                     task.dirty = True
-
-    def _mark(self, task: Task) -> None:
-        """Markers of a source task (before its checkpoint): for each input whose largest
-        accepted event time or idleness changed since its last markers, one marker into every
-        partition of every repartition topic that reads the input's source."""
-        for tp in task.tps:
-            ships = self.ships[tp.topic]
-            if not ships:
-                continue
-            name = task.inputs[tp]
-            now = (task.largest.get(name, NEG_INF), name in task.idle)
-            if task.marked.get(name) == now or now == (NEG_INF, False):
-                continue
-            task.marked[name] = now
-            headers = marker_header(tp.topic, tp.partition, now[0], now[1])
-            for sh in ships:
-                task.out.extend(Shipped(sh.topic, q, b"", headers)
-                                for q in range(self.partitions))
 
     async def _delete_consumed(self) -> None:
         """Delete repartition records below the committed offsets of this member's shuffle
@@ -730,6 +627,7 @@ class KafkaPipeline:
         self.rules = list(rules)
         self.plan, self.shuffles = plan, plan.by_topic()
         self.ships = {t: plan.for_source(s.name) for t, s in self.sources.items()}
+        self.repartition.ships = self.ships
         report = ReloadReport(versions={r.name: r.version for r in rules})
         for tid in sorted(self.tasks):
             task = self.tasks[tid]
@@ -761,7 +659,7 @@ class KafkaPipeline:
         or shutdown every commit is waited for)."""
         for task in tasks:
             if task.stage == SOURCE and not task.closed:
-                self._mark(task)
+                self.repartition.mark(task)
         failed = await self.committer.checkpoint(tasks, wait=final)
         if not final:
             await self._recover_all(failed)
