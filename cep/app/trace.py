@@ -18,7 +18,7 @@ passed or contiguity broke).  All times are epoch milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from cep.compiler.generated import code_of
 from cep.event import Event, get_path
 from cep.io.codecs import DeadLetter
 from cep.lang import ast
+from cep.lang.ast import walk
 from cep.nfa.matcher import KeyState
 from cep.nfa.model import TAKE
 from cep.operator.cep_operator import CepOperator
@@ -212,23 +213,12 @@ def _rejections(rule: CompiledRule, ev: Event) -> str:
 
 
 def _values(expr: ast.Expr | None, ev: Event) -> str:
-    paths = sorted({".".join(map(str, p.parts)) for p in _paths(expr)})
+    paths = sorted({".".join(map(str, p.parts)) for p in (
+        node for node in (walk(expr) if expr is not None else ()) if isinstance(node, ast.Path))})
     if not paths:
         return ""
     shown = ", ".join(f"{p}={get_path(ev.data, tuple(p.split('.')))!r}" for p in paths)
     return f" ({shown})"
-
-
-def _paths(expr: Any) -> Iterator[ast.Path]:
-    stack = [expr]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, ast.Path):
-            yield e
-        elif isinstance(e, (list, tuple)):
-            stack.extend(e)
-        elif hasattr(e, "__dataclass_fields__"):
-            stack.extend(getattr(e, f) for f in e.__dataclass_fields__ if f != "span")
 
 
 def _describe(node: Any) -> str:

@@ -7,13 +7,14 @@ Nodes are frozen dataclasses: plain data, safe to share and to hash.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal as TLiteral
 
 __all__ = [
     "Span", "Expr", "Lit", "ListLit", "Path", "Unary", "Binary", "IsNull", "Call", "Attr",
     "Modifier", "Stage", "Skip", "Emit", "Rule", "RuleFile",
-    "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS",
+    "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "walk",
 ]
 
 
@@ -124,6 +125,26 @@ Expr = Lit | ListLit | Path | Unary | Binary | IsNull | Call | Attr
 AGGREGATES = frozenset({"count", "sum", "avg", "min", "max", "first", "last", "distinct_count",
                         "values"})
 """Aggregates over a stage's matched events (Flink's IterativeCondition context)."""
+
+def walk(expr: Expr, aggregates: bool = True) -> Iterator[Expr]:
+    """Every node of ``expr``, ``expr`` included (the arguments of aggregates too unless
+    ``aggregates`` is false), walked without recursion (any depth), in no particular order."""
+    todo = [expr]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, Binary):
+            todo += [node.left, node.right]
+        elif isinstance(node, Unary | IsNull):
+            todo.append(node.operand)
+        elif isinstance(node, Attr):
+            todo.append(node.obj)
+        elif isinstance(node, Call):
+            if aggregates or node.func not in AGGREGATES:
+                todo += node.args
+        elif isinstance(node, ListLit):
+            todo += node.items
+
 
 FUNCTIONS: dict[str, int] = {
     "lower": 1, "upper": 1, "len": 1, "abs": 1, "round": 2, "haversine_km": 4,

@@ -15,19 +15,14 @@ from dataclasses import dataclass
 
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import (
-    AGGREGATES,
-    Attr,
     Binary,
-    Call,
     Expr,
-    IsNull,
-    ListLit,
     Lit,
     Path,
     Rule,
     Span,
     Stage,
-    Unary,
+    walk,
 )
 from cep.lang.suggest import closest
 
@@ -40,39 +35,11 @@ _CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
 def paths_of(expr: Expr, aggregates: bool = True) -> Iterator[Path]:
     """Every :class:`Path` of ``expr`` (the arguments of aggregates too unless
     ``aggregates`` is false), walked without recursion, in no particular order."""
-    todo = [expr]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, Path):
-            yield node
-        elif isinstance(node, Binary):
-            todo += [node.left, node.right]
-        elif isinstance(node, Unary | IsNull):
-            todo.append(node.operand)
-        elif isinstance(node, Attr):
-            todo.append(node.obj)
-        elif isinstance(node, Call):
-            if aggregates or node.func not in AGGREGATES:
-                todo += node.args
-        elif isinstance(node, ListLit):
-            todo += node.items
+    return (node for node in walk(expr, aggregates) if isinstance(node, Path))
 
 
 def _binaries(expr: Expr) -> Iterator[Binary]:
-    todo = [expr]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, Binary):
-            yield node
-            todo += [node.left, node.right]
-        elif isinstance(node, Unary | IsNull):
-            todo.append(node.operand)
-        elif isinstance(node, Attr):
-            todo.append(node.obj)
-        elif isinstance(node, Call):
-            todo += node.args
-        elif isinstance(node, ListLit):
-            todo += node.items
+    return (node for node in walk(expr) if isinstance(node, Binary))
 
 
 def cidr_hint(text: str) -> str | None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from cep.diagnostics import Diagnostic
-from cep.lang.ast import Attr, Binary, Call, Expr, ListLit, Lit, Path, Rule, RuleFile, Span
+from cep.lang.ast import Attr, Binary, Expr, ListLit, Lit, Path, Rule, RuleFile, Span, walk
 from cep.lang.check import all_stages
 from cep.lang.references import paths_of
 from cep.lang.schema import FieldSpec, Schema, type_of
@@ -90,20 +90,7 @@ def _reads(rule: Rule) -> Iterator[_Read]:
 
 
 def _nodes(expr: Expr) -> Iterator[Expr]:
-    todo = [expr]
-    while todo:
-        node = todo.pop()
-        yield node
-        if isinstance(node, Binary):
-            todo += [node.left, node.right]
-        elif isinstance(node, Call):
-            todo += node.args
-        elif isinstance(node, Attr):
-            todo.append(node.obj)
-        elif isinstance(node, ListLit):
-            todo += node.items
-        elif hasattr(node, "operand"):
-            todo.append(node.operand)
+    return walk(expr)
 
 
 def _compares(rule: Rule) -> Iterator[_Compare]:
