@@ -761,7 +761,8 @@ def _input_advice(summary: "RunSummary", plan: "FileRun") -> list[str]:
                    f"--max-out-of-orderness {_duration_text(ms + 1)} would have matched 99.9 % "
                    "of them")
     total = events + summary.dead_letters
-    if summary.dead_letters > LATE_SHARE * total and summary.first_dead_letters:
+    if events and summary.dead_letters > LATE_SHARE * total and summary.first_dead_letters:
+        # (a file of dead letters alone is reported, with its first reasons, by _no_events)
         out.append(f"cep: warning: {summary.dead_letters / total:.1%} of the input went to the "
                    f"dead letters; the first: {summary.first_dead_letters[0]}")
     if events >= IDLE_RULE_EVENTS and summary.idle_rules:
