@@ -29,20 +29,30 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 import waitress.server
 from prometheus_client import CONTENT_TYPE_LATEST
 
-if TYPE_CHECKING:
-    from cep.app.ops import Operations
+from cep.app.reload import ReloadResult
 
-__all__ = ["AccessPolicy", "HttpLimits", "OpsServer", "is_loopback"]
+__all__ = ["AccessPolicy", "Endpoints", "HttpLimits", "OpsServer", "is_loopback"]
 
 log = logging.getLogger("cep.ops")
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+class Endpoints(Protocol):
+    """What the server serves (:class:`cep.app.ops.Operations` is one): ``/metrics``,
+    ``/status`` and ``POST /-/reload``."""
+
+    def metrics_text(self) -> bytes: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def reload(self, reason: str, timeout: float = 30.0) -> ReloadResult | None: ...
 ENDPOINTS = ["/metrics", "/healthz", "/status", "POST /-/reload"]
 _REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 421: "Misdirected Request",
@@ -147,7 +157,7 @@ class OpsServer:
     """The endpoints of ``ops`` on ``host:port`` (port 0: any free port; :attr:`address` is
     the bound one), served by waitress on a daemon thread."""
 
-    def __init__(self, host: str, port: int, ops: Operations, token: str | None = None,
+    def __init__(self, host: str, port: int, ops: Endpoints, token: str | None = None,
                  limits: HttpLimits | None = None) -> None:
         limits = limits or HttpLimits()
         self.policy = AccessPolicy(host, token)
@@ -183,7 +193,7 @@ class OpsServer:
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
 
 
-def wsgi_app(ops: Operations, policy: AccessPolicy) -> Callable[
+def wsgi_app(ops: Endpoints, policy: AccessPolicy) -> Callable[
         [dict[str, Any], StartResponse], Iterable[bytes]]:
     """The endpoints as a WSGI application (see :mod:`cep.app.ops`)."""
 
