@@ -50,7 +50,8 @@ class FutureGuard:
         ValueError: a negative bound or ``confirm`` below 1.
     """
 
-    __slots__ = ("skew", "confirm", "_clock", "_wall_limit", "_streak_input", "_streak_next",
+    __slots__ = ("skew", "cap", "confirm", "_clock", "_wall_limit", "_streak_input",
+                 "_streak_next",
                  "_streak", "refused")
 
     def __init__(self, max_skew_ms: int | None = DEFAULT_MAX_SKEW_MS,
@@ -64,6 +65,10 @@ class FutureGuard:
         self.confirm = confirm
         self._clock = wall_clock if max_skew_ms is not None else None
         self._wall_limit: float = _NEG_INF if self._clock is not None else float("inf")
+        self.cap: float = min(self._wall_limit, MAX_EVENT_TIME_MS)
+        """No event time above this is admitted without asking (ms): the last wall-clock
+        limit and ``MAX_EVENT_TIME_MS``; the stream-relative bound is ``recent + skew``
+        (:meth:`limit` is both)."""
         self._streak_input: tuple[str, int] | None = None
         self._streak_next = 0
         self._streak = 0
@@ -86,6 +91,7 @@ class FutureGuard:
         if ts > self._wall_limit:
             now_ms = self._clock() * 1000.0  # type: ignore[misc]
             self._wall_limit = now_ms + self.skew
+            self.cap = min(self._wall_limit, MAX_EVENT_TIME_MS)
             if ts > self._wall_limit:
                 self._streak = 0
                 self.refused += 1
