@@ -27,7 +27,13 @@ export CEP_KAFKA_BOOTSTRAP="$BOOTSTRAP"
 echo "== tests" >&2
 # the C line scanner must have been built by `make install` (scripts/build-deps.sh)
 export CEP_REQUIRE_NATIVE="${CEP_REQUIRE_NATIVE:-1}"
-$BIN/python -m pytest -q -p no:cacheprovider "$@"
+# the long tests (marked slow: 20-kill runs with a broker restart, building the wheel) run
+# with CEP_SLOW=1
+if [ "${CEP_SLOW:-0}" = 1 ] || [ $# -gt 0 ]; then
+    $BIN/python -m pytest -q -p no:cacheprovider "$@"
+else
+    $BIN/python -m pytest -q -p no:cacheprovider -m "not slow"
+fi
 
 if [ $# -eq 0 ]; then
     # the engine once more on its pure Python path (CEP_PUREPYTHON=1: no C line scanner), so

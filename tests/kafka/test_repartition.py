@@ -253,7 +253,7 @@ def _sigkills(tmp_path: Path, events: list[dict[str, Any]], expected: Counter[by
                 with gate:
                     _restart_broker()
                     assert proc.alive(), proc.log()[-3000:]
-                wait_progress("progress after the broker restart", timeout_s=120)
+                wait_progress("progress after the broker restart", timeout_s=300)
             time.sleep(rng.uniform(0.0, 0.8))
             mid_stream += producing.is_alive()
         finally:
