@@ -117,7 +117,7 @@ def per_key(keys: int) -> dict[str, Any]:
     assert len(rs.keys) == keys + 1000 and live == keys + 1000, (len(rs.keys), live)
     from cep.event import HeldEvent
 
-    held = sum(1 for entry in rs.keys.values() for cs in rs.unfolded(entry).a
+    held = sum(1 for _, ks in rs.key_states() for cs in ks.a
                if cs.node is not None and type(cs.node.event) is HeldEvent)
     del op, rs
     gc.collect()

@@ -64,6 +64,11 @@ class Event:
         self.offset = offset
         self.partition = partition
 
+    def plain(self) -> Event:
+        """This event (:meth:`HeldEvent.plain` decodes a held one): a record builder reads
+        every event of a match through it, whichever form a partial match keeps it in."""
+        return self
+
     def __repr__(self) -> str:
         return f"Event(ts={self.ts}, seq={self.seq}, data={self.data!r})"
 
@@ -108,6 +113,8 @@ class HeldEvent:
         """The plain :class:`Event` (its data decoded once)."""
         return Event(self.ts, self.seq, _loads(self._text), self.source, self.offset,
                      self.partition)
+
+    plain = event  # (what Event.plain is for an event that is not held)
 
     def __repr__(self) -> str:
         return f"HeldEvent(ts={self.ts}, seq={self.seq}, data={self.data!r})"

@@ -28,10 +28,9 @@ from cep.event import Event, get_path
 from cep.io.codecs import DeadLetter
 from cep.lang import ast
 from cep.lang.ast import walk
-from cep.nfa.matcher import KeyState
 from cep.nfa.model import TAKE
 from cep.operator.cep_operator import CepOperator
-from cep.operator.rule_state import RuleState
+from cep.operator.key_store import RuleState
 from cep.operator.time_guard import FutureGuard
 
 __all__ = ["Fate", "Trace", "trace_key"]
@@ -121,8 +120,7 @@ def trace_key(rule: CompiledRule, key: dict[str, str],
                                         f"as the watermark passed {op.watermark:.0f}"))
     alive: set[int] = set()
     if ours:
-        entry = rs.keys.get(ours[0])
-        ks = rs.unfolded(entry) if entry is not None else None
+        ks = rs.state_of(ours[0])
         trace.alive = [_describe(c.node) for c in (ks.a if ks else ()) if c.node is not None]
         alive = _partials(rs, ours[0])
     n = len(emitted)
@@ -148,10 +146,9 @@ def _text(v: Any) -> str:
 
 def _partials(rs: RuleState, key: Any) -> set[int]:
     """Identities of the key's live partial matches (their newest nodes)."""
-    entry = rs.keys.get(key)
-    if entry is None:
+    ks = rs.state_of(key)
+    if ks is None:
         return set()
-    ks = entry if isinstance(entry, KeyState) else rs.unfolded(entry)
     return {id(c.node) for c in ks.a if c.node is not None}
 
 
@@ -165,8 +162,7 @@ def _fate(rule: CompiledRule, rs: RuleState, key: Any, ev: Event, before: set[in
     alerts = [rec for sink, rec in emitted if not rec.get("timed_out")]
     if any(_has_event(rec, ev) for rec in alerts):
         return Fate(line, ts, "matched", f"completed a match: an alert ({len(alerts)} now)")
-    entry = rs.keys.get(key)
-    ks = entry if entry is None or isinstance(entry, KeyState) else rs.unfolded(entry)
+    ks = rs.state_of(key)
     live = [c.node for c in (ks.a if ks is not None else ()) if c.node is not None]
     took = sorted({node.stage for node in live if node.event.seq == ev.seq})
     after = _with_ancestors(live)

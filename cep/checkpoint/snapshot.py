@@ -66,7 +66,6 @@ from cep.nfa.matcher import NO_COMPLETED, START_CK, Computation, KeyState
 from cep.nfa.model import NFA, State
 from cep.nfa.pattern import PartialMatchNode
 from cep.operator.cep_operator import CepOperator, RuleState
-from cep.operator.versions import revive, start_draining
 from cep.operator.watermark import WatermarkTracker
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "RestoreReport", "encode", "decode",
@@ -147,7 +146,7 @@ class _Tables:
         self._node: dict[int, int] = {}
         # Every node stored, kept alive until the snapshot is written: the tables know
         # objects by ``id``, and the nodes of a key kept as its event alone are made for the
-        # snapshot only (RuleState.unfolded) — freed, their ids would be reused by others.
+        # snapshot only (RuleState.key_states) — freed, their ids would be reused by others.
         self._alive: list[PartialMatchNode] = []
 
     def event(self, ev: Event | HeldEvent) -> int:
@@ -182,7 +181,7 @@ class _Tables:
 
 
 def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
-    states = [(key, rs.unfolded(entry)) for key, entry in rs.keys.items()]
+    states = list(rs.key_states())
     keys = [
         [key, ks.clock, [t.computation(c) for c in ks.a],
          [t.computation(c) for c in ks.completed.a]]
@@ -327,13 +326,11 @@ def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatch
             waiting = JavaHeap()
             waiting.a = done
         ks = KeyState(tuple(_computations(partial, states, nodes, name)), waiting, clock)
-        rs.keys[_hashable_key(key)] = ks
+        rs.restore_key(_hashable_key(key), ks)
         report.partial_matches += len(partial) - sum(1 for c in partial if c[4] is None)
     report.keys += len(saved["keys"])
     for k, d in saved["deadline"]:
-        got = rs.keys.get(_hashable_key(k))
-        if isinstance(got, KeyState):
-            got.deadline = d
+        rs.restore_deadline(_hashable_key(k), d)
     rs.restore_timers([(d, n, _hashable_key(k)) for d, n, k in saved["timers"]])
     if rs.young is not None:
         rs.young.extend(rs.keys)  # held compactly after the next two rounds
@@ -377,7 +374,7 @@ def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
     if rs.draining:
         kept = rs.partial_matches()
     else:
-        kept, dropped, _ = start_draining(rs)
+        kept, dropped, _ = rs.start_draining()
         report.partial_dropped += dropped
     report.keys += len(rs.keys)
     report.partial_matches += kept
@@ -412,7 +409,7 @@ def decode(data: bytes, op: CepOperator) -> RestoreReport:
             if rs is not None and rs.rule.version == saved["version"]:
                 _restore_rule(rs, saved, nodes, report)
                 if rs.draining:  # saved while draining; the running rules have it back
-                    revive(rs)
+                    rs.revive()
                 report.restored_rules.append(saved["name"])
             elif rs is not None:
                 old = _draining_state(saved, nodes, report, op)

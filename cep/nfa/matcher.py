@@ -25,8 +25,8 @@ computation points at its own chain.  Computation queues order ties exactly as J
 Per-key state is kept small, since a run may hold millions of keys: a key's partial matches
 are a tuple in heap-array order held by the :class:`KeyState` itself, a computation stores
 only what cannot be derived (its first and latest event times are read from its order key and
-its last event), and :func:`hold_events` turns the events of long-lived partial matches into
-their compact form.
+its last event), and the events of long-lived partial matches may be swapped for their
+compact form (:class:`cep.event.HeldEvent`) by whoever keeps the key.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cep.event import HeldEvent, hold
 from cep.nfa.heap import JavaHeap, remove_at, smallest
 from cep.nfa.heap import offer as _heap_offer
 from cep.nfa.model import (
@@ -51,7 +50,7 @@ from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "started_key_state",
            "process", "advance_time", "expire_silently", "is_idle", "next_deadline",
-           "hold_events", "kept_step", "kept_events_step", "kept_events_state",
+           "kept_step", "kept_events_step", "kept_events_state",
            "KEPT", "DROPPED", "STARTED"]
 
 _INF = float("inf")
@@ -415,31 +414,6 @@ def next_deadline(nfa: NFA, ks: KeyState) -> float:
             if d < best:
                 best = d
     return best
-
-
-def hold_events(ks: KeyState) -> None:
-    """Keep the events of the key's partial and held-back matches in their compact form
-    (:func:`cep.event.hold`): each node's event is replaced by its
-    :class:`~cep.event.HeldEvent`, one per event, shared by every node that took it.
-
-    Only for an automaton whose guards never read the partial match
-    (:attr:`~cep.nfa.model.NFA.reads_partial` false): matching never reads these events
-    again, and the records built from them are the same.  A chain is walked back until a node
-    that already holds its event compactly (every older node has been through this).
-    """
-    made: dict[Any, Any] = {}
-    for heap in (ks.a, ks.completed.a):
-        for cs in heap:
-            node = cs.node
-            while node is not None:
-                ev = node.event
-                if type(ev) is HeldEvent:
-                    break
-                held = made.get(ev)
-                if held is None:
-                    held = made[ev] = hold(ev)
-                node.event = held
-                node = node.prev
 
 
 # Per state, its transitions as plain tuples for the matching step (see ``_plan``):

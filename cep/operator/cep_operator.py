@@ -1,4 +1,4 @@
-"""The CEP operator: event time, buffering, lateness, per-key state, timers and caps.
+"""The CEP operator: event time, buffering, lateness, and the dispatch of events to rules.
 
 The path of one event (Flink's ``CepOperator`` in event time):
 
@@ -6,8 +6,9 @@ The path of one event (Flink's ``CepOperator`` in event time):
    the ``late`` sink; otherwise it is buffered and the watermark advances;
 2. :meth:`CepOperator.advance` — buffered events the watermark has passed are released in
    (event time, arrival) order; each goes to every rule that reads its source and passes
-   the rule's header ``where``; the rule's key selects the key's matcher state; the key's
-   clock advances to the event's time (windows prune, timeouts fire) and the event is matched;
+   the rule's header ``where``; the rule's key store (:mod:`cep.operator.key_store`) steps
+   the key: its clock advances to the event's time (windows prune, timeouts fire) and the
+   event is matched;
 3. timers — a key whose partial matches can expire is woken when the watermark passes the
    earliest expiry, so timeouts and ``not followed by … within`` matches are decided even if
    the key sees no further event.  At end of input the watermark is +∞.
@@ -16,11 +17,12 @@ A key whose state holds nothing but the start computation is dropped.  An event 
 start a match for a key that has no state is not looked at further (the first stage's
 condition is a prefilter).  Outputs go to ``emit(sink_name, record)``.
 
-Events that partial matches have held for a while are kept compactly (:func:`hold_events`):
-every :attr:`CepOperator.hold_after` changed keys, the keys changed in the round before are
-swept.  Short-lived partial matches are gone by then and cost nothing; only automata whose
-guards never read the partial match do this.  A record's ``match`` then shows an equal copy
-of such an event's object rather than the object itself.
+Events that partial matches have held for a while are kept compactly
+(:meth:`~cep.operator.key_store.RuleState.hold_round`): every :attr:`CepOperator.hold_after`
+changed keys, the keys changed in the round before are swept.  Short-lived partial matches
+are gone by then and cost nothing; only automata whose guards never read the partial match
+do this.  A record's ``match`` then shows an equal copy of such an event's object rather than
+the object itself.
 
 :meth:`CepOperator.reload` swaps the rule set between two events, by rule version
 (:mod:`cep.operator.versions`): a *draining* version holds no start computations, so it only
@@ -29,41 +31,24 @@ finishes the partial matches it has; when its last key is gone it is retired.
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import orjson
 from sortedcontainers import SortedList
 
 from cep.compiler.compiled import CompiledRule
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.jsontext import encode_json
-from cep.nfa.matcher import (
-    DROPPED,
-    KEPT,
-    START_CK,
-    STARTED,
-    KeyState,
-    Shortcut,
-    advance_time,
-    kept_events_step,
-    kept_step,
-    new_key_state,
-    next_deadline,
-    process,
-    started_key_state,
-)
 from cep.operator.eviction import EvictionLog
 from cep.operator.fastpath import Scanner, build_scanner
+from cep.operator.key_store import HOLD_AFTER, Emit, HeldKeys, RuleState, StepContext
 from cep.operator.records import (
     MAX_EVENTS_PER_MATCH,
     dead_letter_record,
     late_record,
 )
-from cep.operator.rule_state import HeldKeys, RuleState
 from cep.operator.time_guard import FutureGuard
 from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
@@ -72,16 +57,9 @@ __all__ = ["CepOperator", "RuleState", "HeldKeys", "Emit", "HOLD_AFTER"]
 
 log = logging.getLogger("cep.operator")
 
-Emit = Callable[[str, dict[str, Any]], None]
-
 HOLDERS_MIN = 4
 """Rules keyed by the same field from which on they share a set of held keys
 (:meth:`CepOperator.share_holders`)."""
-
-HOLD_AFTER = 16384
-"""Default of :attr:`CepOperator.hold_after`: a partial match still alive after one to two
-rounds of this many changed keys holds its events compactly."""
-
 
 class CepOperator:
     """Runs a set of rules over one event-time stream.
@@ -109,11 +87,13 @@ class CepOperator:
     The in-order fast paths (the generated loop of :mod:`cep.operator.fastpath` and the C
     line scanner's driver, :mod:`cep.operator.prescan`) work through this public protocol:
     :attr:`largest_ts` (the largest event time seen, ms; they advance it for what they pass
-    over), :attr:`next_due` and :meth:`refresh_due` (a lower bound of every timer's
-    deadline), :attr:`buffered`, :attr:`events_in`, :meth:`scanner`, :meth:`dispatch_one`
-    and :meth:`dispatch_key` (an event to one rule), :meth:`tick_in_order` (a new largest
-    time past a deadline), :meth:`late_in_order` and :meth:`admit_ahead` (the future-skew
-    guard and the valid domain).
+    over), :attr:`context` (the :class:`~cep.operator.key_store.StepContext` whose
+    ``next_due`` the rule states' steps lower), :attr:`next_due` and :meth:`refresh_due` (a
+    lower bound of every timer's deadline), :attr:`buffered`, :attr:`events_in`,
+    :meth:`scanner`, :meth:`dispatch_one` and :meth:`dispatch_key` (an event to one rule;
+    with its key, a rule state's own :meth:`~cep.operator.key_store.RuleState.step`),
+    :meth:`tick_in_order` (a new largest time past a deadline), :meth:`late_in_order` and
+    :meth:`admit_ahead` (the future-skew guard and the valid domain).
     """
 
     def __init__(
@@ -134,11 +114,15 @@ class CepOperator:
                              f"{max_events_per_match}")
         self.id_parts: dict[Any, str] = {}  # the alert builders' shared cache (AlertBuilder)
         self.max_events_per_match = max_events_per_match
-        self.rules = [self.rule_state(r) for r in rules]
         self.emit = emit
+        # what the rule states share with the operator (their key store's step and timers
+        # read it); its next_due is a lower bound of every rule's earliest timer deadline,
+        # kept by the steps and by advance, which passes over the rules while the watermark
+        # is below it; -inf after timers were set from outside (state_changed)
+        self.context = StepContext(emit, max_partial_matches_per_key, EvictionLog(log),
+                                   self._retire)
+        self.rules = [self.rule_state(r) for r in rules]
         self.watermarks = WatermarkTracker(inputs or {"input": 0})
-        self.cap = max_partial_matches_per_key
-        self.eviction_log = EvictionLog(log)
         self._inorder: deque[Event] = deque()
         self.largest_ts: float = NEG_INF
         """The largest event time seen (ms; -inf before the first)."""
@@ -152,15 +136,33 @@ class CepOperator:
         # reloads
         self.retired: dict[str, list[int]] = {}
         self.dropped_partial_matches = 0
-        # earliest timer deadline over all rules (a lower bound: stale timers count), kept
-        # by _after_change and advance, which passes over the rules while the watermark is
-        # below it; -inf after timers were set from outside (state_changed)
-        self.next_due: float = POS_INF
-        """A lower bound of every rule's earliest timer deadline (ms)."""
         self._scan: tuple[list[RuleState], tuple[bool, ...], str, Scanner] | None = None
         self._fast_source = "input"
         self.hold_after = HOLD_AFTER
         self._holders: list[HeldKeys] = []
+
+    @property
+    def cap(self) -> int:
+        """The most partial matches per rule and key (``max_partial_matches_per_key``)."""
+        return self.context.cap
+
+    @property
+    def eviction_log(self) -> EvictionLog:
+        """Where evictions are counted and logged (rate-limited per rule)."""
+        return self.context.eviction_log
+
+    @eviction_log.setter
+    def eviction_log(self, value: EvictionLog) -> None:
+        self.context.eviction_log = value
+
+    @property
+    def next_due(self) -> float:
+        """A lower bound of every rule's earliest timer deadline (ms; stale timers count)."""
+        return self.context.next_due
+
+    @next_due.setter
+    def next_due(self, value: float) -> None:
+        self.context.next_due = value
 
     @property
     def hold_after(self) -> int | None:
@@ -177,7 +179,8 @@ class CepOperator:
         if n is not None and n < 1:
             raise ValueError(f"hold_after must be at least 1, not {n}")
         self._hold_after = n
-        self._hold_at = HOLD_AFTER if n is None else n
+        self.context.holding = n is not None
+        self.context.hold_at = HOLD_AFTER if n is None else n
 
     # ------------------------------------------------------------------ input
 
@@ -407,19 +410,20 @@ class CepOperator:
                 dispatch(ooo.pop(0)[2])
             else:
                 break
-        if wm < self.next_due:
+        ctx = self.context
+        if wm < ctx.next_due:
             return  # no timer is due (``next_due`` is a lower bound of every rule's earliest)
         due = POS_INF
         for rs in self.rules:
             timers = rs.timers
             if timers:
                 if timers[0] <= wm:
-                    self._fire_timers(rs, wm)  # (schedules only this rule's timers)
+                    rs.fire_timers(wm)  # (schedules only this rule's timers)
                     if not timers:
                         continue
                 if timers[0] < due:
                     due = timers[0]
-        self.next_due = due
+        ctx.next_due = due
 
     # ------------------------------------------------------------------ per event
 
@@ -429,257 +433,20 @@ class CepOperator:
             dispatch_one(rs, ev)
 
     def dispatch_one(self, rs: RuleState, ev: Event) -> None:
-        """One rule's part of :meth:`dispatch`: source, header ``where``, key; then
-        :meth:`dispatch_key`."""
+        """One rule's part of :meth:`dispatch`: source, header ``where``, key; then the rule's
+        :meth:`~cep.operator.key_store.RuleState.offer`."""
         rule = rs.rule
         if rule.sources is not None and ev.source not in rule.sources:
             return
         if rule.header_filter is not None and not rule.header_filter(ev):
             return
-        self.dispatch_key(rs, ev, rule.key_fn(ev.data))
+        rs.offer(ev, rule.key_fn(ev.data))
 
     def dispatch_key(self, rs: RuleState, ev: Event, key: Any, starts: int = 0) -> None:
         """:meth:`dispatch_one` for an event the rule reads, with its key (the value of the
-        rule's ``key_fn``): for a key without state the prefilter (unless ``starts``: the
-        caller knows it holds), then :meth:`_start` when the rule has a start shortcut; else
-        :meth:`step_key`."""
-        try:
-            known = key in rs.keys
-        except TypeError:  # an unhashable key value (a list or object)
-            key = orjson.dumps(key, option=orjson.OPT_SORT_KEYS).decode()
-            known = key in rs.keys
-        if not known:
-            if rs.draining:
-                return
-            pre = rs.rule.nfa.start_prefilter
-            if pre is not None and not starts and not pre.fn(ev, None):
-                return
-            sc = rs.shortcut
-            if sc is not None:
-                self._start(rs, key, ev, sc)  # (what step_key would do, one call sooner)
-                return
-        self.step_key(rs, key, ev)
-
-    def step_key(self, rs: RuleState, key: Hashable, ev: Event) -> None:
-        """Match ``ev`` for ``key`` of ``rs``: a key without state is created (the caller
-        checked that the event can start a match), a key kept as its event(s) alone is
-        stepped in place where that decides (:meth:`_step_kept_event`, :meth:`_step_kept`;
-        else unfolded), a key whose clock is behind advances it (windows, timeouts; skipped when
-        no deadline of the key has passed, which changes nothing), then the NFA step, the
-        matches, and the key's timer or removal."""
-        nfa = rs.rule.nfa
-        ts = ev.ts
-        entry = rs.keys.get(key)
-        fresh = entry is None
-        if entry is None:
-            sc = rs.shortcut
-            if sc is not None and not rs.draining:
-                self._start(rs, key, ev, sc)
-                return
-            ks = new_key_state(nfa)
-            ks.clock = ts
-            rs.add_key(key, ks)
-        else:
-            if type(entry) is KeyState:
-                ks = entry
-            else:  # kept as its event(s) alone (so the rule has compact_after, shortcut)
-                if (self._step_kept(rs, key, entry, ev) if type(entry) is tuple
-                        else self._step_kept_event(rs, key, entry, ev)):
-                    return
-                ks = rs.unfold(key, entry)
-            if ks.clock < ts:
-                if ks.deadline <= ts:
-                    self._advance_key(rs, key, ks, ts)
-                    fresh = True  # the key may have become idle: let _after_change look
-                else:
-                    ks.clock = ts
-        before = ks.a
-        matches = process(nfa, ks, ev)
-        if matches:
-            alerts = rs.alerts
-            for node in matches:
-                rs.matches += 1
-                self.emit(alerts.sink, alerts.match(key, node))
-        if ks.a is not before:
-            self._after_change(rs, key, ks)
-            self._changed(rs, key)
-        elif fresh or ks.completed.a:
-            self._after_change(rs, key, ks)
-        # else: the event left every partial match where it was (process kept the heap):
-        # same deadline, same size, not idle (it was not before), so nothing to do
-
-    def _step_kept_event(self, rs: RuleState, key: Hashable, kept: Any, ev: Event) -> bool:
-        """:meth:`step_key` for a key kept as its event alone when
-        :func:`~cep.nfa.matcher.kept_step` decides, ``ev`` inside the partial match's window:
-        the match emitted and the key gone, the key gone, unchanged, or kept as ``(deadline,
-        kept, ev)`` (a second partial match, when the cap allows two).  Returns False when
-        the caller must unfold the key and take the general step."""
-        deadline = kept.ts + rs.compact_after  # (the kept key's timer's)
-        if deadline <= ev.ts:
-            return False
-        got = kept_step(rs.rule.nfa, rs.shortcut, kept, ev)  # type: ignore[arg-type]
-        if got is None or (got is STARTED and self.cap < 2):
-            return False  # (with a cap of one, the older of two is evicted the usual way)
-        if got is KEPT:
-            return True
-        if got is STARTED:
-            rs.keys[key] = (deadline, kept, ev)
-        else:
-            del rs.keys[key]  # idle
-            if got is not DROPPED:
-                rs.matches += 1
-                alerts = rs.alerts
-                self.emit(alerts.sink, alerts.match(key, got))
-        self._changed(rs, key)
-        return True
-
-    def _step_kept(self, rs: RuleState, key: Hashable, kept: tuple[Any, ...],
-                   ev: Event) -> bool:
-        """:meth:`step_key` for a key kept as ``(deadline, events…)`` (:data:`KeyEntry`) when
-        :func:`~cep.nfa.matcher.kept_events_step` decides: ``ev`` inside the first event's
-        window, room for one more partial match under the cap.  The matches are emitted and
-        the key keeps the events left (or goes); when its first event has changed, its timer
-        is the one already scheduled (``deadline`` stays), as for the state it stands for.
-        Returns False when the caller must unfold the key and take the general step."""
-        after: Any = rs.compact_after
-        if kept[1].ts + after <= ev.ts or len(kept) > self.cap:
-            return False
-        got = kept_events_step(rs.rule.nfa, rs.shortcut, kept[1:], ev)  # type: ignore[arg-type]
-        if got is None:
-            return False
-        if got is KEPT:
-            return True
-        left, matches = got
-        if not left:
-            del rs.keys[key]  # idle
-        else:
-            d = kept[0]
-            rs.keys[key] = left[0] if len(left) == 1 and d == left[0].ts + after else (
-                d, *left)
-        self._changed(rs, key)
-        if matches:
-            alerts = rs.alerts
-            for node in matches:
-                rs.matches += 1
-                self.emit(alerts.sink, alerts.match(key, node))
-        return True
-
-    def _start(self, rs: RuleState, key: Hashable, ev: Event, sc: Shortcut) -> None:
-        """:meth:`step_key` for a key without state, when its automaton has a start shortcut
-        (:func:`~cep.nfa.matcher.start_shortcut`): the key's first partial match and timer,
-        as the matching step and :meth:`_after_change` would make them — or, with
-        :attr:`RuleState.compact_after`, the event alone and the same timer."""
-        after = rs.compact_after
-        d: float = POS_INF
-        if after is not None:
-            rs.add_key(key, ev)
-            d = ev.ts + after
-            rs.add_timer(key, d)
-        else:
-            ks = started_key_state(rs.rule.nfa, sc, ev)
-            rs.add_key(key, ks)
-            offset = sc[2]
-            if offset is not None:
-                d = ev.ts + offset
-                rs.schedule(key, ks, d)
-        if d < self.next_due:
-            self.next_due = d
-        young = rs.young  # (_changed, inlined: every start passes here)
-        if young is not None:
-            young.append(key)
-            if len(young) >= self._hold_at:
-                self._hold(rs)
-
-    def _changed(self, rs: RuleState, key: Hashable) -> None:
-        """Note that ``key``'s state changed in this round: it is held compactly after the
-        next two rounds (:meth:`_hold`)."""
-        young = rs.young
-        if young is not None:
-            young.append(key)
-            if len(young) >= self._hold_at:
-                self._hold(rs)
-
-    def _hold(self, rs: RuleState) -> None:
-        """A round of :func:`hold_events` for ``rs`` (:meth:`RuleState.hold_round`), unless
-        events are never held (:attr:`hold_after` ``None``)."""
-        rs.hold_round(self._hold_after is not None)
-
-    def _after_change(self, rs: RuleState, key: Hashable, ks: KeyState) -> None:
-        a = ks.a
-        limit = self.cap if rs.draining else self.cap + 1  # active keys hold the start too
-        if len(a) > limit:
-            self._evict(rs, key, ks, len(a) - limit)
-            a = ks.a
-        # is_idle(ks), inlined: only the start computation is left
-        idle = len(a) == 1 and a[0].ck is START_CK and not ks.completed.a
-        if idle or (rs.draining and not a and not ks.completed.a):
-            del rs.keys[key]
-            if rs.draining and not rs.keys:
-                self._retire(rs)
-            return
-        d = next_deadline(rs.rule.nfa, ks)
-        if d < ks.deadline:
-            rs.schedule(key, ks, d)
-            if d < self.next_due:
-                self.next_due = d
-
-    def _advance_key(self, rs: RuleState, key: Hashable, ks: KeyState, now: float) -> None:
-        matches, timeouts = advance_time(rs.rule.nfa, ks, now)
-        for node in matches:
-            self._emit_match(rs, key, node)
-        if timeouts:
-            rs.timeouts += len(timeouts)
-            alerts = rs.alerts
-            if alerts.timeouts:
-                for node, ts in timeouts:
-                    rec = alerts.timeout(key, node, ts)
-                    if rec is not None:
-                        self.emit(alerts.timeout_sink, rec)
-
-    def _emit_match(self, rs: RuleState, key: Hashable, node: Any) -> None:
-        rs.matches += 1
-        alerts = rs.alerts
-        self.emit(alerts.sink, alerts.match(key, node))
-
-    def _fire_timers(self, rs: RuleState, wm: float) -> None:
-        # A key's new timer after firing is past wm, so each deadline's keys fire together,
-        # in the order they were scheduled.
-        if rs.grain != 1:
-            self._expire(rs, wm)
-            return
-        timers = rs.timers
-        due = rs.due
-        keys = rs.keys
-        while timers and timers[0] <= wm:
-            d = heapq.heappop(timers)
-            got = due.pop(d)
-            for key in got if type(got) is list else (got,):
-                ks = keys.get(key)
-                if ks is None:
-                    continue  # the key is gone
-                if type(ks) is not KeyState:
-                    ks = rs.unfold(key, ks)  # (kept as its event alone)
-                if ks.deadline != d:
-                    continue  # superseded
-                ks.deadline = POS_INF
-                self._advance_key(rs, key, ks, wm)
-                self._after_change(rs, key, ks)
-
-    def _expire(self, rs: RuleState, wm: float) -> None:
-        """:meth:`_fire_timers` for a rule with rounded timers: :meth:`RuleState.expire`."""
-        d = rs.expire(wm, self._after_change)
-        if d < self.next_due:
-            self.next_due = d
-
-    def _evict(self, rs: RuleState, key: Hashable, ks: KeyState, over: int) -> None:
-        """Drop the ``over`` oldest partial matches of ``key``
-        (:meth:`~cep.nfa.matcher.KeyState.evict_oldest`: O(over log over) to find them, one
-        pass over the key's partial matches to remove them, never a sort of all of them);
-        counted in ``rs.evictions`` and logged at most every few seconds per rule
-        (:attr:`eviction_log`)."""
-        n = ks.evict_oldest(over)
-        rs.evictions += n
-        self.eviction_log.note(rs.rule.name, key, n, self.cap)
+        rule's ``key_fn``; ``starts``: the caller knows the first stage takes it):
+        :meth:`~cep.operator.key_store.RuleState.offer`."""
+        rs.offer(ev, key, starts)
 
     # ------------------------------------------------------------------ rule versions
 
@@ -687,7 +454,7 @@ class CepOperator:
         """A new, empty :class:`RuleState` for ``rule`` in this operator: its alert builder
         shares the operator's id cache and record limit.  Every rule state of the operator is
         made here (construction, reload, checkpoint restore)."""
-        return RuleState(rule, self.id_parts, self.max_events_per_match)
+        return RuleState(rule, self.context, self.id_parts, self.max_events_per_match)
 
     def reload(self, rules: Iterable[CompiledRule]) -> ReloadReport:
         """Replace the rule set between two events: unchanged rule versions keep their state,

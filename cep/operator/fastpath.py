@@ -16,7 +16,7 @@ per-event path for a list of decoded JSON objects:
   of :mod:`cep.compiler.codegen`, so an event that no rule wants costs no call and no object.
 
 Only an event that some rule wants becomes an :class:`~cep.event.Event` and goes to
-``CepOperator.step_key``, exactly as :meth:`CepOperator.dispatch` would send it.  Rules whose
+the rule state's :meth:`~cep.operator.key_store.RuleState.step`, exactly as :meth:`CepOperator.dispatch` would send it.  Rules whose
 key or conditions have no inline form (they read ``ts`` or a stage) get the same test through
 their compiled functions.  Identical key expressions are computed once per event.
 
@@ -35,7 +35,7 @@ from cep.compiler.codegen import inline_expr
 from cep.compiler.generated import GeneratedCode, code_of
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.nfa.model import FINAL, IGNORE, NFA, PROCEED, STOP, TAKE, EdgeCond
-from cep.operator.rule_state import RuleState, silent_expiry
+from cep.operator.key_store import RuleState, silent_expiry
 
 __all__ = ["Scanner", "build_scanner"]
 
@@ -189,7 +189,7 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
         out += [f"{ind}if _ev is None:",
                 f"{ind}    _ev = _Ev(_ts, _seq, _d, _src, _off)",
                 f"{ind}dispatch_one(_r{g.i}, _ev)",
-                f"{ind}_due = _op.next_due"]
+                f"{ind}_due = _ctx.next_due"]
         return
     parts = []
     needs_ev = g.hf_call
@@ -211,8 +211,8 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
     if not needs_ev:
         out += [f"{ind}    if _ev is None:",
                 f"{ind}        _ev = _Ev(_ts, _seq, _d, _src, _off)"]
-    out += [f"{ind}    _step(_r{g.i}, {g.kvar}, _ev)",
-            f"{ind}    _due = _op.next_due"]
+    out += [f"{ind}    _s{g.i}({g.kvar}, _ev)",
+            f"{ind}    _due = _ctx.next_due"]
 
 
 def wake_takes(nfa: NFA) -> list[EdgeCond] | None:
@@ -295,6 +295,7 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
             continue
         gates.append(_gate(rs, i, ns, keys, body))
         binds.append(f"    _k{i} = _r{i}.keys")
+        binds.append(f"    _s{i} = _r{i}.step")
     # Only a draining version can disappear in the middle of a batch (when its last key
     # goes); then the rule list is rebound and the loop must stop after the current event.
     watch = any(rs.draining for rs in rules)
@@ -330,7 +331,7 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     src = [
         "def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, _due=None):",
         *binds,
-        "    _step = _op.step_key",
+        "    _ctx = _op.context",
         "    dispatch_one = _op.dispatch_one",
         "    _tick = _op.tick_in_order",
         "    _late = _op.late_in_order",

@@ -42,7 +42,7 @@ from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predica
 from cep.event import Event, nesting_within
 from cep.operator.cep_operator import CepOperator
 from cep.operator.fastpath import wake_takes
-from cep.operator.rule_state import RuleState, silent_expiry
+from cep.operator.key_store import RuleState, silent_expiry
 
 native: ModuleType | None
 if os.environ.get("CEP_PUREPYTHON") == "1":  # the pure path forced (msgpack's switch)

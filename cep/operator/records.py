@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from cep.compiler.compiled import CompiledRule, EmitFn
-from cep.event import Event, HeldEvent
+from cep.event import Event
 from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["AlertBuilder", "late_record", "dead_letter_record", "alert_id",
@@ -135,8 +135,7 @@ class AlertBuilder:
                 part = seen[ev] = (f"\x01{ev.source}\x00{ev.partition}\x00"
                                    f"{off if off >= 0 else ev.seq}\x00{ts}")
             parts.append(part)
-            if type(ev) is HeldEvent:
-                ev = ev.event()
+            ev = ev.plain()  # (a held event decoded once per record)
             stage = n.stage
             datas = match.get(stage)
             if datas is None:

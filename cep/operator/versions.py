@@ -13,7 +13,10 @@ The policy (see ``docs/operations.md``), applied by :func:`apply_rule_set` betwe
 * **removed**: the rule's state (and that of any draining version of it) is dropped and counted.
 
 A draining version whose version comes back (an edit that is undone) is *revived*: it becomes
-the active version again, keeps its partial matches and starts new ones.
+the active version again, keeps its partial matches and starts new ones.  What draining and
+reviving do to a version's keys is the key store's
+(:meth:`~cep.operator.key_store.RuleState.start_draining`,
+:meth:`~cep.operator.key_store.RuleState.revive`); this module decides which versions.
 
 Layer 3: plain data, no I/O.
 """
@@ -25,10 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cep.compiler.compiled import CompiledRule
-from cep.nfa.matcher import START_CK, Computation, KeyState
-from cep.operator.rule_state import RuleState
+from cep.operator.key_store import RuleState
 
-__all__ = ["ReloadReport", "apply_rule_set", "start_draining", "revive", "live_partials"]
+__all__ = ["ReloadReport", "apply_rule_set"]
 
 
 @dataclass
@@ -82,54 +84,6 @@ class ReloadReport:
         }
 
 
-def live_partials(rs: RuleState) -> int:
-    """Partial matches of one rule state over all keys (start computations excluded)."""
-    return rs.partial_matches()
-
-
-def _drainable(window_ms: int, cs: Computation) -> bool:
-    """A partial match a draining version keeps: a real one, bounded by some ``within``."""
-    if cs.ck is START_CK or cs.state.is_start:
-        return False
-    return window_ms > 0 or bool(cs.state.window_ms)
-
-
-def start_draining(rs: RuleState) -> tuple[int, int, int]:
-    """Turn ``rs`` into a draining version: drop every key's start computation (so no new
-    partial match begins) and the partial matches no window bounds; drop keys left empty.
-    Returns ``(kept, dropped, keys_dropped)`` partial-match and key counts."""
-    window = rs.rule.nfa.window_ms
-    kept = dropped = keys_dropped = 0
-    rs.unfold_all()
-    for key in list(rs.keys):
-        ks = rs.keys[key]
-        assert isinstance(ks, KeyState)
-        before = len(ks.partial.a) - 1  # the start computation is always there when active
-        ks.partial.remove_if(lambda c: not _drainable(window, c))
-        left = len(ks.partial.a)
-        kept += left
-        dropped += before - left
-        if not left and not ks.completed.a:
-            del rs.keys[key]
-            keys_dropped += 1
-    rs.draining = True
-    return kept, dropped, keys_dropped
-
-
-def revive(rs: RuleState) -> None:
-    """Make a draining version active again: each of its keys gets its start computation
-    back, and new keys may be created again."""
-    start = rs.rule.nfa.start
-    for ks in rs.keys.values():
-        assert isinstance(ks, KeyState)  # (a draining version's keys hold full state)
-        _offer_start(ks, start)
-    rs.draining = False
-
-
-def _offer_start(ks: KeyState, start: Any) -> None:
-    ks.partial.offer(Computation(start, None, START_CK))
-
-
 def apply_rule_set(current: list[RuleState], rules: Iterable[CompiledRule],
                    make: Callable[[CompiledRule], RuleState],
                    retire: Callable[[RuleState], None], events_in: int = 0
@@ -148,14 +102,14 @@ def apply_rule_set(current: list[RuleState], rules: Iterable[CompiledRule],
         cur = active.pop(rule.name, None)
         if cur is not None and cur.rule.version == rule.version:
             report.unchanged.append(rule.name)
-            report.partial_kept += live_partials(cur)
+            report.partial_kept += cur.partial_matches()
             states.append(cur)
             continue
         back = next((d for d in draining
                      if d.rule.name == rule.name and d.rule.version == rule.version), None)
         if back is not None:
             draining.remove(back)
-            revive(back)
+            back.revive()
             report.revived.append(f"{rule.name}@{rule.version}")
             states.append(back)
         else:
@@ -164,7 +118,7 @@ def apply_rule_set(current: list[RuleState], rules: Iterable[CompiledRule],
             report.added.append(rule.name)
             continue
         report.changed.append(rule.name)
-        kept, dropped, keys_dropped = start_draining(cur)
+        kept, dropped, keys_dropped = cur.start_draining()
         report.partial_kept += kept
         report.partial_dropped += dropped
         report.keys_dropped += keys_dropped
@@ -177,7 +131,7 @@ def apply_rule_set(current: list[RuleState], rules: Iterable[CompiledRule],
     for rs in [*active.values(), *(d for d in draining if d.rule.name not in names)]:
         if not rs.draining:
             report.removed.append(rs.rule.name)
-        report.partial_dropped += live_partials(rs)
+        report.partial_dropped += rs.partial_matches()
         report.keys_dropped += len(rs.keys)
         retire(rs)
     return states + [d for d in draining if d.rule.name in names], report

@@ -29,7 +29,7 @@ from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.lang.parse import parse_text
-from cep.operator import cep_operator, prescan, rule_state
+from cep.operator import key_store, prescan
 from cep.operator.cep_operator import CepOperator
 from tests.operator.test_prescan import _input, _run
 
@@ -171,7 +171,7 @@ def test_a_key_outlives_its_deadline_but_never_matches_past_it(tmp_path: Path) -
     rs = op.rules[0]  # pay_then_refund: window 640 ms, timers rounded to 10 ms
     op.on_event(Event(1, 1, {"type": "payment", "user": "u1"}, "input", 1))
     assert type(rs.keys["u1"]) is Event  # kept as its event alone (compact_after)
-    assert rs.unfolded(rs.keys["u1"]).deadline == 641 and rs.timers == [650]
+    assert rs.state_of("u1").deadline == 641 and rs.timers == [650]
     op.on_event(Event(645, 2, {"type": "view", "user": "u2"}, "input", 2))
     assert "u1" in rs.keys and rs.timeouts == 0  # past its deadline, before its timer
     op.on_event(Event(646, 3, {"type": "refund", "user": "u1"}, "input", 3))
@@ -197,7 +197,7 @@ def test_timers_restored_at_exact_deadlines_still_expire_keys(tmp_path: Path) ->
     op.on_event(Event(1, 1, {"type": "payment", "user": "u1"}, "input", 1))
     op.on_event(Event(5, 2, {"type": "payment", "user": "u2"}, "input", 2))
     # what a snapshot written with exact timers holds
-    rs.restore_timers([(rs.unfolded(rs.keys[k]).deadline, n, k)
+    rs.restore_timers([(rs.state_of(k).deadline, n, k)
                        for n, k in enumerate(("u1", "u2"))])
     op.state_changed()
     assert rs.timers == [641, 645]
@@ -263,7 +263,7 @@ def test_the_scanner_with_rounded_timers_and_shared_held_keys_writes_the_same_re
     assert shared[paths.index(("user",))] is op.rules[0].holders is not None
     rounded = _run(rules, data, tmp_path / "c", native=True)
     assert rounded == _run(rules, data, tmp_path / "py", native=False)
-    monkeypatch.setattr(rule_state, "TIMER_GRAINS", 10**9)  # every timer exact
+    monkeypatch.setattr(key_store, "TIMER_GRAINS", 10**9)  # every timer exact
     assert _run(rules, data, tmp_path / "exact", native=True) == rounded
     assert rounded[3], "some alerts"
 
@@ -314,7 +314,7 @@ def _feed_compact(rules: list[CompiledRule], later: list[CompiledRule],
             op.reload(later)
             settle()
         op.on_event(Event(d["ts"], seq, d, "input", seq))
-        kept += sum(type(v) is not cep_operator.KeyState for rs in op.rules
+        kept += sum(type(v) is not key_store.KeyState for rs in op.rules
                     for v in rs.keys.values())
         several += sum(type(v) is tuple for rs in op.rules for v in rs.keys.values())
         seen.append([(rs.rule.name, rs.draining, rs.partial_matches(), rs.timeouts)
@@ -371,7 +371,7 @@ def test_a_key_kept_as_its_event_is_held_compactly_and_kept_as_its_events_after(
     op.on_event(Event(31, 31, {"type": "payment", "user": "u2"}, "input", 31))
     kept = rs.keys["u2"]  # a second partial match: the two events, the first's deadline
     assert type(kept) is tuple and [e.seq for e in kept[1:]] == [30, 31]
-    assert kept[0] == 30 + 640 and len(rs.unfolded(kept).a) == 3  # and the start
+    assert kept[0] == 30 + 640 and len(rs.state_of("u2").a) == 3  # and the start
     op.on_event(Event(32, 32, {"type": "refund", "user": "u2"}, "input", 32))
     assert "u2" not in rs.keys  # both completed, in start order
     assert [r["start"] for _, r in rec.out if r["key"] == {"user": "u2"}] == [30, 31]

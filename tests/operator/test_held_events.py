@@ -120,8 +120,8 @@ def held_events(op: CepOperator, everything: bool = False) -> int:
     node, ``everything``)."""
     n = 0
     for rs in op.rules:
-        for entry in rs.keys.values():
-            for cs in rs.unfolded(entry).a:
+        for _, ks in rs.key_states():
+            for cs in ks.a:
                 node = cs.node
                 while node is not None:
                     n += everything or type(node.event) is HeldEvent
@@ -136,13 +136,13 @@ def test_holding_events_changes_no_output_byte(rules: list[CompiledRule], seed: 
     plain = run(rules, objs, NEVER)
     assert len(plain) > 10
     decoded = [0]
-    to_event = HeldEvent.event
+    to_event = HeldEvent.plain
 
     def counted(self: HeldEvent) -> Event:
         decoded[0] += 1
         return to_event(self)
 
-    monkeypatch.setattr(HeldEvent, "event", counted)
+    monkeypatch.setattr(HeldEvent, "plain", counted)
     assert run(rules, objs, 1) == plain
     assert decoded[0] > 50  # records were built from held events
     assert run(rules, objs, 3, checkpoint_at=250) == plain
@@ -163,8 +163,8 @@ def test_events_are_held_only_where_no_guard_reads_the_partial_match(
     assert held_events(reading, everything=True) > 0 and held_events(reading) == 0
     assert all(rs.young is not None for rs in holding.rules)
     for rs in holding.rules:
-        holding._hold(rs)  # the keys of the last two rounds too
-        holding._hold(rs)
+        rs.hold_round()  # the keys of the last two rounds too
+        rs.hold_round()
     assert held_events(holding) == held_events(holding, everything=True) > 0
 
 
@@ -270,8 +270,8 @@ def test_a_key_holding_one_partial_match_stays_small() -> None:
     try:
         before = tracemalloc.get_traced_memory()[0]
         memory.feed(op, 2000, 20_000, 1_700_000_000_000, state)
-        op._hold(op.rules[0])  # the last two rounds too
-        op._hold(op.rules[0])
+        op.rules[0].hold_round()  # the last two rounds too
+        op.rules[0].hold_round()
         gc.collect()
         per_key = (tracemalloc.get_traced_memory()[0] - before) / 20_000
     finally:
