@@ -15,10 +15,11 @@ per-event path for a list of decoded JSON objects:
   match?" (the first stage's condition, the prefilter) — both inlined from the generated code
   of :mod:`cep.compiler.codegen`, so an event that no rule wants costs no call and no object.
 
-Only an event that some rule wants becomes an :class:`~cep.event.Event` and goes to
-the rule state's :meth:`~cep.operator.key_store.RuleState.step`, exactly as :meth:`CepOperator.dispatch` would send it.  Rules whose
-key or conditions have no inline form (they read ``ts`` or a stage) get the same test through
-their compiled functions.  Identical key expressions are computed once per event.
+Only an event that some rule wants becomes an :class:`~cep.event.Event` and goes to the rule
+state's :meth:`~cep.operator.key_store.RuleState.step`, exactly as :meth:`CepOperator.dispatch`
+would send it.  Rules whose key or conditions have no inline form (they read ``ts`` or a
+stage) get the same test through their compiled functions.  Identical key expressions are
+computed once per event.
 
 The generated code holds no rule text except what :func:`cep.compiler.codegen.inline_expr`
 returns (``repr`` literals, generated names) and runs with empty builtins.
@@ -33,6 +34,7 @@ from typing import Any
 from cep.compiler import runtime as rt
 from cep.compiler.codegen import inline_expr
 from cep.compiler.generated import GeneratedCode, code_of
+from cep.compiler.writer import CodeWriter
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.nfa.model import FINAL, IGNORE, NFA, PROCEED, STOP, TAKE, EdgeCond
 from cep.operator.key_store import RuleState, silent_expiry
@@ -82,9 +84,17 @@ def _eq_lits(codes: list[GeneratedCode | None], fld: str) -> frozenset[str] | No
     return frozenset(out)
 
 
-def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
-          lines: list[str]) -> _Gate:
-    """Rule ``i``'s test, its fragments bound in ``ns``, its key computed in ``lines``."""
+@dataclass
+class _KeyVar:
+    """A key expression computed once per event: ``name = expr``."""
+
+    name: str
+    expr: str
+
+
+def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, _KeyVar]) -> _Gate:
+    """Rule ``i``'s test, its fragments bound in ``ns``; its key variable is the one in
+    ``keys`` (by expression and constants), added there when new."""
     rule = rs.rule
     ns[f"_r{i}"] = rs
     code = rule.key_code
@@ -94,12 +104,11 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
     src, consts = key
     # the same key expression over the same constants: computed once per event
     sig = repr((code.data_expr, sorted((k, id(v)) for k, v in code.consts.items())))
-    kvar = keys.get(sig)
-    if kvar is None:
+    known = keys.get(sig)
+    if known is None:
         ns.update(consts)
-        kvar = f"_kv{len(keys)}"
-        keys[sig] = kvar
-        lines.append(f"        {kvar} = {src}")
+        known = keys[sig] = _KeyVar(f"_kv{len(keys)}", src)
+    kvar = known.name
     g = _Gate(i, kvar, held=f"{kvar} in _k{i}")
     nfa = rule.nfa
     if not rs.draining:
@@ -182,14 +191,18 @@ def _index(gates: list[_Gate], rules: Sequence[RuleState], ns: dict[str, Any]) -
     return fld
 
 
-def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) -> None:
-    """The lines of gate ``g`` in the branch where the index field equals ``value`` (``None``:
-    none of the literals, or no index)."""
+_MAKE_EVENT = "_ev = _Ev(_ts, _seq, _d, _src, _off)"
+
+
+def _emit(g: _Gate, value: str | None, indexed: bool, w: CodeWriter, single: bool) -> None:
+    """The statements of gate ``g`` in the branch where the index field equals ``value``
+    (``None``: none of the literals, or no index).  ``single``: ``g`` is the only gate, so
+    the event is never made before it (no ``_ev is None`` test)."""
     if g.kvar is None:
-        out += [f"{ind}if _ev is None:",
-                f"{ind}    _ev = _Ev(_ts, _seq, _d, _src, _off)",
-                f"{ind}dispatch_one(_r{g.i}, _ev)",
-                f"{ind}_due = _ctx.next_due"]
+        with w.block("if _ev is None:"):
+            w.line(_MAKE_EVENT)
+        w.line(f"dispatch_one(_r{g.i}, _ev)")
+        w.line("_due = _ctx.next_due")
         return
     parts = []
     needs_ev = g.hf_call
@@ -205,14 +218,16 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
     if g.hf is not None:
         want = f"{g.hf} and ({want})"
     if needs_ev:
-        out += [f"{ind}if _ev is None:",
-                f"{ind}    _ev = _Ev(_ts, _seq, _d, _src, _off)"]
-    out += [f"{ind}if {want}:"]
-    if not needs_ev:
-        out += [f"{ind}    if _ev is None:",
-                f"{ind}        _ev = _Ev(_ts, _seq, _d, _src, _off)"]
-    out += [f"{ind}    _s{g.i}({g.kvar}, _ev)",
-            f"{ind}    _due = _ctx.next_due"]
+        with w.block("if _ev is None:"):
+            w.line(_MAKE_EVENT)
+    with w.block(f"if {want}:"):
+        if single:
+            w.line(_MAKE_EVENT)
+        elif not needs_ev:
+            with w.block("if _ev is None:"):
+                w.line(_MAKE_EVENT)
+        w.line(f"_s{g.i}({g.kvar}, _ev)")
+        w.line("_due = _ctx.next_due")
 
 
 def wake_takes(nfa: NFA) -> list[EdgeCond] | None:
@@ -286,100 +301,99 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     ns.update(rt.HELPERS)
     ns.update({"_int": int, "_Ev": Event, "_inf": float("inf"), "_max": MAX_EVENT_TIME_MS,
                "_min": MIN_EVENT_TIME_MS})
-    keys: dict[str, str] = {}
-    body: list[str] = []
+    keys: dict[str, _KeyVar] = {}
     gates: list[_Gate] = []
-    binds: list[str] = []
     for i, rs in enumerate(rules):
         if rs.rule.sources is not None and source not in rs.rule.sources:
             continue
-        gates.append(_gate(rs, i, ns, keys, body))
-        binds.append(f"    _k{i} = _r{i}.keys")
-        binds.append(f"    _s{i} = _r{i}.step")
+        gates.append(_gate(rs, i, ns, keys))
     # Only a draining version can disappear in the middle of a batch (when its last key
     # goes); then the rule list is rebound and the loop must stop after the current event.
     watch = any(rs.draining for rs in rules)
     fld = _index(gates, rules, ns) if len(gates) >= _MIN_INDEXED else None
     single = (len(gates) == 1 and gates[0].kvar is not None and not gates[0].pre_call
               and not gates[0].hf_call)
-    dispatch: list[str] = []
-    if not single:
-        dispatch.append("        _ev = None")
-    if fld is None:
+    w = CodeWriter()
+    with w.block("def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, "
+                 "_due=None):"):
         for g in gates:
-            _emit(g, None, False, dispatch, "        ")
-    else:
-        values = sorted({v for g in gates for lits in (g.held_lits, g.pre_lits)
-                         if lits is not None for v in lits})
-        ns["_fld"] = fld
-        dispatch.append("        _g = _d.get(_fld)")
-        for n, v in enumerate(values):
-            dispatch.append(f"        {'if' if n == 0 else 'elif'} _g == {v!r}:")
-            before = len(dispatch)
-            for g in gates:
-                _emit(g, v, True, dispatch, "            ")
-            if len(dispatch) == before:
-                dispatch.append("            pass")
-        dispatch.append("        else:")
-        before = len(dispatch)
-        for g in gates:
-            _emit(g, None, True, dispatch, "            ")
-        if len(dispatch) == before:
-            dispatch.append("            pass")
-    if single:
-        dispatch = [line.replace("if _ev is None:", "if True:") for line in dispatch]
-    src = [
-        "def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, _due=None):",
-        *binds,
-        "    _ctx = _op.context",
-        "    dispatch_one = _op.dispatch_one",
-        "    _tick = _op.tick_in_order",
-        "    _late = _op.late_in_order",
-        "    _admit = _op.admit_ahead",
-        "    _skew = _op.guard.skew",
-        "    _lim = _op.guard.limit(_last)",
-        "    if _lim > _max:",
-        "        _lim = _max",
-        "    if _due is None:",
-        "        _due = _op.refresh_due()",
-        "    for _d in _objs:",
-        "        _off += 1",
-        "        _ts = _d.get(_tf)",
-        "        if _type(_ts) is not _int:",
-        "            _ts = _odd(_d, _off)",
-        "            if _ts is None:",
-        "                continue",
-        "        _seq += 1",
-        "        if _ts != _last:",
-        "            if _ts < _last:",
-        "                if _ts < _min and not _admit(_ts, _d, _src, _off, _last):",
-        "                    continue",
-        "                _late(_Ev(_ts, _seq, _d, _src, _off), _last)",
-        "                continue",
-        "            if _ts > _lim:",
-        "                if not _admit(_ts, _d, _src, _off, _last):",
-        "                    continue",
-        "            _last = _ts",
-        "            _lim = _ts + _skew",
-        "            if _lim > _max:",
-        "                _lim = _max",
-        "            if _ts > _due:",
-        "                _due = _tick(_ts)",
-        *([
-            "                if _op.rules is not _rules:",
-            "                    _op.dispatch(_Ev(_ts, _seq, _d, _src, _off))",
-            "                    return _seq, _off, _last, True",
-        ] if watch else []),
-        *body,
-        *dispatch,
-        *([
-            "        if _op.rules is not _rules:",
-            "            return _seq, _off, _last, True",
-        ] if watch else []),
-        "    return _seq, _off, _last, False",
-    ]
-    text = "\n".join(src) + "\n"
-    code = compile(text, "<cep:scan>", "exec")
+            w.line(f"_k{g.i} = _r{g.i}.keys")
+            w.line(f"_s{g.i} = _r{g.i}.step")
+        w.line("_ctx = _op.context")
+        w.line("dispatch_one = _op.dispatch_one")
+        w.line("_tick = _op.tick_in_order")
+        w.line("_late = _op.late_in_order")
+        w.line("_admit = _op.admit_ahead")
+        w.line("_skew = _op.guard.skew")
+        w.line("_lim = _op.guard.limit(_last)")
+        with w.block("if _lim > _max:"):
+            w.line("_lim = _max")
+        with w.block("if _due is None:"):
+            w.line("_due = _op.refresh_due()")
+        with w.block("for _d in _objs:"):
+            _event_time(w, watch)
+            for kv in keys.values():
+                w.line(f"{kv.name} = {kv.expr}")
+            if not single:
+                w.line("_ev = None")
+            if fld is None:
+                for g in gates:
+                    _emit(g, None, False, w, single)
+            else:
+                _indexed(w, gates, fld, ns)
+            if watch:
+                with w.block("if _op.rules is not _rules:"):
+                    w.line("return _seq, _off, _last, True")
+        w.line("return _seq, _off, _last, False")
+    code = compile(w.source(), "<cep:scan>", "exec")
     exec(code, ns)
     fn: Scanner = ns["_scan"]
     return fn
+
+
+def _event_time(w: CodeWriter, watch: bool) -> None:
+    """The loop's per-object head: the event time (the caller's ``_odd`` for anything but an
+    int), arrival number, lateness, the future-skew guard, and the timers a new largest time
+    passes (then, with ``watch``, a stop when the rule list changed under them)."""
+    w.line("_off += 1")
+    w.line("_ts = _d.get(_tf)")
+    with w.block("if _type(_ts) is not _int:"):
+        w.line("_ts = _odd(_d, _off)")
+        with w.block("if _ts is None:"):
+            w.line("continue")
+    w.line("_seq += 1")
+    with w.block("if _ts != _last:"):
+        with w.block("if _ts < _last:"):
+            with w.block("if _ts < _min and not _admit(_ts, _d, _src, _off, _last):"):
+                w.line("continue")
+            w.line("_late(_Ev(_ts, _seq, _d, _src, _off), _last)")
+            w.line("continue")
+        with w.block("if _ts > _lim:"):
+            with w.block("if not _admit(_ts, _d, _src, _off, _last):"):
+                w.line("continue")
+        w.line("_last = _ts")
+        w.line("_lim = _ts + _skew")
+        with w.block("if _lim > _max:"):
+            w.line("_lim = _max")
+        with w.block("if _ts > _due:"):
+            w.line("_due = _tick(_ts)")
+            if watch:
+                with w.block("if _op.rules is not _rules:"):
+                    w.line("_op.dispatch(_Ev(_ts, _seq, _d, _src, _off))")
+                    w.line("return _seq, _off, _last, True")
+
+
+def _indexed(w: CodeWriter, gates: list[_Gate], fld: str, ns: dict[str, Any]) -> None:
+    """The gates in one branch per value of the index field ``fld`` their literals name, and
+    a last branch for any other value."""
+    values = sorted({v for g in gates for lits in (g.held_lits, g.pre_lits)
+                     if lits is not None for v in lits})
+    ns["_fld"] = fld
+    w.line("_g = _d.get(_fld)")
+    for n, v in enumerate(values):
+        with w.block(f"{'if' if n == 0 else 'elif'} _g == {v!r}:"):
+            for g in gates:
+                _emit(g, v, True, w, False)
+    with w.block("else:"):
+        for g in gates:
+            _emit(g, None, True, w, False)
