@@ -332,8 +332,6 @@ def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatch
     for k, d in saved["deadline"]:
         rs.restore_deadline(_hashable_key(k), d)
     rs.restore_timers([(d, n, _hashable_key(k)) for d, n, k in saved["timers"]])
-    if rs.young is not None:
-        rs.young.extend(rs.keys)  # held compactly after the next two rounds
     rs.counter = saved["counter"]
     rs.draining = saved["draining"]
     rs.matches = saved["matches"]

@@ -144,7 +144,7 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, _KeyVar]) -
                 g.held = f"({kvar} in _k{i} and {expr})"
                 g.wake = [code_of(c) for c in takes]
                 g.guards += [_guard_of(c) for c in g.wake]
-            else:
+            elif rs.always_full:  # (each entry a KeyState, with its deadline)
                 g.held = (f"({kvar} in _k{i} and ({expr} or "
                           f"_k{i}[{kvar}].deadline <= _ts))")
     hf = rule.header_filter

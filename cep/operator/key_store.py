@@ -328,10 +328,19 @@ class RuleState:
         for key, entry in self.keys.items():  # (values replaced, no key added or removed)
             self._unfold(key, entry)
 
+    @property
+    def always_full(self) -> bool:
+        """Whether every key entry is a :class:`~cep.nfa.matcher.KeyState` (no
+        :attr:`compact_after`): then generated code may read an entry's ``deadline``."""
+        return self.compact_after is None
+
     def restore_key(self, key: Hashable, ks: KeyState) -> None:
         """Keep ``ks`` as ``key``'s state (checkpoint restore: timers come with
-        :meth:`restore_timers`, deadlines with :meth:`restore_deadline`)."""
+        :meth:`restore_timers`, deadlines with :meth:`restore_deadline`); its events are held
+        compactly after the next two rounds, as those of a key that just changed."""
         self.keys[key] = ks
+        if self.young is not None:
+            self.young.append(key)
 
     def restore_deadline(self, key: Hashable, d: float) -> None:
         """Set the deadline (ms) of a restored key (one the snapshot lists; a key that is
