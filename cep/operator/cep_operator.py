@@ -282,6 +282,9 @@ class CepOperator:
         return seq, offset
 
     def scanner(self, source: str) -> Scanner:
+        """The generated batch loop (:func:`~cep.operator.fastpath.build_scanner`) for the
+        current rules reading ``source``, built once per rule list, draining flags and
+        source."""
         rules = self.rules
         flags = tuple(rs.draining for rs in rules)
         cached = self._scan
@@ -293,11 +296,13 @@ class CepOperator:
         return scan
 
     def refresh_due(self) -> float:
+        """Set :attr:`next_due` to the earliest timer (ms) over every rule, exactly (stale
+        timers count), and return it; ``inf`` when no timer is scheduled."""
         due = POS_INF
         for rs in self.rules:
             if rs.timers and rs.timers[0] < due:
                 due = rs.timers[0]
-        self.next_due = due
+        self.context.next_due = due
         return due
 
     def state_changed(self) -> None:
@@ -346,8 +351,9 @@ class CepOperator:
         new_wm = self.watermarks.observe(self._fast_source, ts)
         if new_wm > wm:
             self.advance(new_wm)
-            if self.next_due > new_wm:
-                return self.next_due  # advance looked at every rule's timers
+            due = self.context.next_due
+            if due > new_wm:
+                return due  # advance looked at every rule's timers
         return self.refresh_due()
 
     def admit_ahead(self, ts: int, data: dict[str, Any], source: str, offset: int,
