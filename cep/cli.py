@@ -24,6 +24,8 @@ from typer.core import TyperGroup
 
 from cep.app.gc_policy import collect_less
 from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
+from cep.app.settings import RunFlags
+from cep.cli_flags import takes
 from cep.errors import CepError
 
 if TYPE_CHECKING:
@@ -536,102 +538,8 @@ def _write_out(path: str | None, data: bytes) -> None:
 
 
 @app.command()
-def run(
-    rule_paths: Annotated[list[str] | None, typer.Argument(
-        metavar="[PATHS]...", help="Rule files or directories (as --rules).",
-        show_default=False)] = None,
-    rules: Annotated[
-        list[str] | None,
-        typer.Option("--rules", "-r", help="Rule files or directories; repeatable."),
-    ] = None,
-    input_path: Annotated[
-        str | None,
-        typer.Option("--input", "-i", help="Input file of events, or - for standard input."),
-    ] = None,
-    output: Annotated[
-        str | None,
-        typer.Option("--output", "-o", help="Where alerts go (JSON lines); - is stdout."),
-    ] = None,
-    input_format: Annotated[InputFormat | None, typer.Option(
-        "--input-format", help="json (JSON lines) or csv (a header row, or --columns); "
-        "gzip, bz2 and zstd files are read as they are.  Default json.",
-        show_default=False)] = None,
-    old_format: Annotated[str | None, typer.Option(
-        "--format", hidden=True, help="Deprecated: --input-format.")] = None,
-    columns: Annotated[str | None, typer.Option("--columns", help=_COLUMNS_HELP)] = None,
-    event_time: Annotated[
-        str, typer.Option("--event-time", help="Field holding the event time.")
-    ] = "ts",
-    time_unit: Annotated[
-        TimeUnit, typer.Option("--time-unit", help="Unit of the event time (epoch numbers) "
-                               "or iso (ISO-8601 text).")
-    ] = "ms",
-    time_format: Annotated[str | None, typer.Option(
-        "--time-format", help=_TIME_FORMAT_HELP)] = None,
-    max_ooo: Annotated[
-        str,
-        typer.Option(
-            "--max-out-of-orderness",
-            help="How late events may arrive and still be matched (e.g. 0s, 500ms, 5m).",
-        ),
-    ] = "0s",
-    max_skew: Annotated[str | None, typer.Option(
-        "--max-future-skew",
-        help=_SKEW_HELP + "  Default 1d, or the config's state.max_future_skew.")
-    ] = None,
-    late: Annotated[
-        str | None, typer.Option("--late", help="Write late events (JSON lines) to this file.")
-    ] = None,
-    dead_letter: Annotated[
-        str | None,
-        typer.Option("--dead-letter", help="Write undecodable input lines to this file."),
-    ] = None,
-    sink: Annotated[
-        list[str] | None,
-        typer.Option("--sink", help="NAME=FILE for a sink a rule names in `emit to`; repeatable."),
-    ] = None,
-    follow: Annotated[
-        bool, typer.Option("--follow", help="Keep reading a growing file, as tail -f does.")
-    ] = False,
-    max_partial: Annotated[
-        int,
-        typer.Option(
-            "--max-partial-matches-per-key", help="Cap per rule and key (evictions are logged)."
-        ),
-    ] = 10_000,
-    max_events: Annotated[
-        int | None,
-        typer.Option("--max-events-per-match", min=1, help=_MAX_EVENTS_HELP),
-    ] = None,
-    max_dead: Annotated[float | None, typer.Option(
-        "--max-dead-letter-ratio", min=0.0, max=1.0,
-        help="Exit 4 when more than this share of the input (0-1) went to the dead "
-             "letters.")] = None,
-    source: Annotated[
-        str, typer.Option("--source", help="Source name of the input, for rules' `from`.")
-    ] = "input",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
-    config: Annotated[
-        str | None,
-        typer.Option("--config", "-c", help="A cep.toml: sources, sinks, Kafka, state, rules."),
-    ] = None,
-    http: Annotated[
-        str | None,
-        typer.Option("--http", help="HOST:PORT for /metrics, /healthz, /status and POST "
-                     "/-/reload (default: off with files, 127.0.0.1:9464 with Kafka). :PORT "
-                     "is 127.0.0.1:PORT; 0.0.0.0:PORT serves every interface, and POST "
-                     "/-/reload then needs the token in $CEP_RELOAD_TOKEN (see "
-                     "docs/operations.md)."),
-    ] = None,
-    log_format: Annotated[
-        Literal["text", "json"], typer.Option("--log-format", help="Log lines on stderr.")
-    ] = "text",
-    checkpoint_dir: Annotated[
-        str | None,
-        typer.Option("--checkpoint-dir", help="Checkpoint a file run here; a rerun on the same "
-                     "input resumes where it stopped, output files exact."),
-    ] = None,
-) -> None:
+@takes(RunFlags)
+def run(flags: RunFlags) -> None:
     """Run rules over events: JSON lines or CSV in, alerts out.
 
     Events are matched in event-time order: each is buffered until the
@@ -658,39 +566,32 @@ def run(
 
     Example: cep run rules/login --input events.jsonl --output alerts.jsonl
     """
-    from cep.app.logs import LOG_FORMATS, setup_logging
-    from cep.app.settings import RunFlags, SettingsError, resolve_file_run
+    from cep.app.logs import setup_logging
+    from cep.app.settings import SettingsError, resolve_file_run
 
-    if log_format not in LOG_FORMATS:
-        raise _fail(f"unknown --log-format {log_format!r}: use text or json")
-    setup_logging(log_format, logging.WARNING)
-    cfg = _config(config) if config else None
-    rules = _rule_paths(rule_paths, rules) or list(cfg.rules.paths if cfg else ())
+    setup_logging(flags.log_format, logging.WARNING)
+    cfg = _config(flags.config) if flags.config else None
+    rules = flags.all_rules or list(cfg.rules.paths if cfg else ())
     if not rules:
         raise _fail("no rules: give rule paths (cep run PATH... or --rules PATH) or [rules] "
                     "paths in the --config file")
-    flags = RunFlags(
-        input_path=input_path, output=output, late=late, dead_letter=dead_letter,
-        sinks=tuple(sink or ()), fmt=_input_format(input_format, old_format, columns),
-        columns=_columns(columns), event_time=event_time, time_unit=time_unit,
-        time_format=time_format, max_out_of_orderness=max_ooo, max_future_skew=max_skew,
-        follow=follow, source=source, max_partial_matches_per_key=max_partial,
-        max_events_per_match=max_events, checkpoint_dir=checkpoint_dir, http=http,
-        progress=sys.stderr.isatty() and not quiet)
-    if cfg is not None and cfg.uses_kafka and input_path is None:
-        _run_kafka(cfg, rules, quiet, http, log_format)
+    if cfg is not None and cfg.uses_kafka and flags.input_path is None:
+        _run_kafka(cfg, rules, flags.quiet, flags.http, flags.log_format)
         return
     try:
-        plan = resolve_file_run(flags, cfg)
+        plan = resolve_file_run(flags, cfg, sys.stderr.isatty())
     except SettingsError as exc:
         raise _fail(str(exc)) from None
+    for warning in plan.warnings:
+        typer.echo(f"cep: warning: {warning}", err=True)
     rs = _load(rules)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); no events processed", err=True)
         raise typer.Exit(EXIT_RULES)
     if not rs.rules:
         raise _fail("no rules found under " + ", ".join(rules))
-    _serve_file(rs.rules, rules, plan, cfg, quiet, log_format, max_dead)
+    _serve_file(rs.rules, rules, plan, cfg, flags.quiet, flags.log_format,
+                flags.max_dead_letter_ratio)
 
 
 def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "FileRun",
