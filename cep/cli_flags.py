@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 _TYPES: dict[Kind, Any] = {
     Kind.BOOL: bool, Kind.INT: int | None, Kind.RATIO: float | None,
-    Kind.LIST: list[str] | None, Kind.NAMES: str | None,
+    Kind.LIST: list[str] | None, Kind.NAMES: str | None, Kind.PAIR: tuple[str, str] | None,
 }
 
 
@@ -56,7 +56,9 @@ def _parameter(name: str, f: Flag) -> inspect.Parameter:
             extra["max"] = 1.0
         info = typer.Option(*f.names, help=_help(f), metavar=f.metavar, hidden=f.hidden,
                             show_default=False, **extra)
-    default = False if f.kind is Kind.BOOL else None
+    if f.kind is Kind.BOOL and f.default is None:
+        typ = bool | None  # --x/--no-x, neither given: None
+    default = False if f.kind is Kind.BOOL and f.default is not None else None
     kind = (inspect.Parameter.POSITIONAL_OR_KEYWORD if not f.names
             else inspect.Parameter.KEYWORD_ONLY)
     return inspect.Parameter(name, kind, annotation=Annotated[typ, info], default=default)

@@ -30,6 +30,7 @@ class Kind(enum.Enum):
     SECRET = "a secret"  # ${ENV} expanded, held in a Secret
     NAMES = "a list of names"  # "a,b" or ["a", "b"] -> ("a", "b")
     RATIO = "a number from 0 to 1"
+    PAIR = "two values"  # command line only: --compare OLD NEW
     LIST = "a list of strings"  # "a" or ["a", "b"] -> tuple (a string is one item)
     CHOICE = "one of the choices"
 

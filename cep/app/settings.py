@@ -9,16 +9,21 @@ I/O besides checking that the input file exists.  Durations in milliseconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cep.app.logs import LOG_FORMATS
 from cep.app.pipeline import FileRunOptions
-from cep.config import Config, SourceConfig, StateConfig, parse_duration
-from cep.io.codecs import time_spec
+from cep.config import Config, KafkaConfig, SourceConfig, StateConfig, load_config, parse_duration
+from cep.io.codecs import TimeSpec, time_spec
+from cep.io.offsets import OffsetBound
+from cep.operator.records import MAX_EVENTS_PER_MATCH
+from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS
 from cep.settings import Kind, flag
 
-__all__ = ["RunFlags", "FileRun", "resolve_file_run", "input_format", "SettingsError"]
+__all__ = ["RunFlags", "FileRun", "resolve_file_run", "input_format", "SettingsError",
+           "ReplayFlags", "ReplayPlan", "resolve_replay", "parse_time", "parse_offsets"]
 
 
 class SettingsError(ValueError):
@@ -229,3 +234,283 @@ def _duration(flag: str, text: str) -> int:
 
 def _skew(text: str) -> int | None:
     return None if text.strip() == "off" else _duration("--max-future-skew", text)
+
+
+@dataclass(frozen=True)
+class ReplayFlags:
+    """``cep replay``'s flags as given, each declared once (:func:`cep.settings.flag`);
+    ``None`` (or ``()``): not given.  :func:`resolve_replay` checks and merges them."""
+
+    rule_paths: tuple[str, ...] = flag(kind=Kind.LIST, metavar="[PATHS]...",
+                                       doc="Rule files or directories (as --rules).")
+    rules: tuple[str, ...] = flag("--rules", "-r", kind=Kind.LIST,
+                                  doc="Rule files or directories; repeatable.")
+    compare: tuple[str, str] | None = flag(
+        "--compare", kind=Kind.PAIR, metavar="OLD NEW",
+        doc="Backtest: OLD and NEW rule paths over the same history.")
+    inputs: tuple[str, ...] = flag("--input", "-i", kind=Kind.LIST,
+                                   doc="Event files, read in order as one source; repeatable.")
+    topics: tuple[str, ...] = flag("--topic", "-t", kind=Kind.LIST,
+                                   doc="Kafka topic to replay; repeatable.")
+    bootstrap: str | None = flag("--bootstrap", kind=Kind.TEXT,
+                                 doc="Kafka bootstrap servers (HOST:PORT,…).")
+    config: str | None = flag("--config", "-c", kind=Kind.TEXT,
+                              doc="A cep.toml: its Kafka settings and Kafka sources.")
+    from_time: str | None = flag("--from", kind=Kind.TEXT,
+                                 doc="First message timestamp: ISO-8601 or epoch ms.")
+    to_time: str | None = flag("--to", kind=Kind.TEXT,
+                               doc="Stop before this message timestamp: ISO-8601 or epoch ms.")
+    from_offset: str | None = flag("--from-offset", kind=Kind.TEXT,
+                                   doc="First offset: N (all partitions) or P:N,P:N.")
+    to_offset: str | None = flag("--to-offset", kind=Kind.TEXT,
+                                 doc="End offset (exclusive): N or P:N,P:N.")
+    output: str | None = flag("--output", "-o", kind=Kind.TEXT,
+                              doc="Alerts as JSON lines to this file (- is stdout).")
+    output_topic: str | None = flag("--output-topic", kind=Kind.TEXT,
+                                    doc="Alerts to this Kafka topic instead.")
+    late: str | None = flag("--late", kind=Kind.TEXT, doc="Late events to this file.")
+    dead_letter: str | None = flag("--dead-letter", kind=Kind.TEXT,
+                                   doc="Undecodable inputs to this file.")
+    input_format: str | None = flag(
+        "--input-format", like=(SourceConfig, "format"), choices=("json", "csv", "msgpack"),
+        doc="json or csv (files; gzip, bz2 and zstd files are read as they are), msgpack "
+            "(Kafka).")
+    old_format: str | None = flag("--format", kind=Kind.TEXT, hidden=True,
+                                  doc="Deprecated: --input-format.")
+    columns: str | None = flag("--columns", kind=Kind.TEXT, doc=(
+        "Column names of a headerless CSV, comma-separated (implies csv)."))
+    event_time: str | None = flag("--event-time", like=(SourceConfig, "event_time"))
+    time_unit: str | None = flag("--time-unit", like=(SourceConfig, "event_time_unit"))
+    time_format: str | None = flag("--time-format", kind=Kind.TEXT, doc=_TIME_FORMAT_HELP)
+    max_out_of_orderness: str | None = flag(
+        "--max-out-of-orderness", like=(SourceConfig, "max_out_of_orderness_ms"),
+        metavar="DURATION", doc="Allowed disorder of the files (e.g. 0s, 5m).")
+    max_future_skew: str | None = flag(
+        "--max-future-skew", like=(StateConfig, "max_future_skew_ms"), metavar="DURATION",
+        doc=_SKEW_HELP)
+    source: str | None = flag("--source", kind=Kind.TEXT, shown="input, or the topic",
+                              doc="Source name for rules' `from`.")
+    keep_open: bool = flag("--keep-open", kind=Kind.BOOL, default=False,
+                           doc="Do not close pending windows at the end of the range.")
+    max_events_per_match: int | None = flag(
+        "--max-events-per-match", like=(StateConfig, "max_events_per_match"),
+        doc="The most events an alert's match shows; a longer match is cut down, with "
+            "events_omitted (not in a backtest).")
+    report: str | None = flag("--report", kind=Kind.TEXT,
+                              doc="Write the summary (and backtest diff) as JSON here.")
+    progress: bool | None = flag("--progress/--no-progress", kind=Kind.BOOL,
+                                 doc="Progress bar (default: on a terminal).")
+    quiet: bool = flag("--quiet", "-q", kind=Kind.BOOL, default=False,
+                       doc="No summary table.")
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """A replay or backtest, checked: the rule paths (one group, or old and new), the history
+    (``inputs``: files; else Kafka ``sources`` on ``kafka`` from ``start`` to ``end``), how
+    events are read, where the outputs go.  Durations in milliseconds."""
+
+    rule_groups: tuple[tuple[str, ...], ...]
+    inputs: tuple[str, ...] = ()
+    fmt: str = "json"
+    time: TimeSpec = field(default_factory=TimeSpec)
+    columns: tuple[str, ...] | None = None
+    source: str = "input"
+    kafka: KafkaConfig | None = None
+    sources: tuple[SourceConfig, ...] = ()
+    start: OffsetBound = field(default_factory=OffsetBound)
+    end: OffsetBound = field(default_factory=OffsetBound)
+    max_out_of_orderness_ms: int = 0
+    max_future_skew_ms: int | None = DEFAULT_MAX_SKEW_MS
+    max_events_per_match: int = MAX_EVENTS_PER_MATCH
+    max_partial_matches_per_key: int = 10_000
+    output: str | None = None
+    output_topic: str | None = None
+    late: str | None = None
+    dead_letter: str | None = None
+    report: str | None = None
+    keep_open: bool = False
+    progress: bool = False
+    quiet: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def is_backtest(self) -> bool:
+        """Two rule sets (old, new) over the same history."""
+        return len(self.rule_groups) == 2
+
+    @property
+    def summary_to_stderr(self) -> bool:
+        """The summary goes to standard error when the alerts take standard output."""
+        return self.output == "-" or (self.output is None and not self.output_topic
+                                      and not self.is_backtest and bool(self.inputs))
+
+
+def resolve_replay(flags: ReplayFlags, tty: bool = False) -> ReplayPlan:
+    """Check ``cep replay``'s flags and merge them with the ``--config`` file (its
+    ``[kafka]`` settings and Kafka sources; ``--bootstrap`` and ``--topic`` win) into a
+    :class:`ReplayPlan`.
+
+    Raises:
+        SettingsError: flags that exclude each other, a missing rule path or input file, a
+            bad duration, time, offset spec or time format, no history or no Kafka
+            connection.
+        cep.errors.CepError: an unreadable or invalid ``--config`` file.
+    """
+    f = flags
+    rules = (*f.rule_paths, *f.rules)
+    if f.compare is not None and rules:
+        raise SettingsError("give --rules for a replay or --compare OLD NEW for a backtest, "
+                            "not both")
+    groups = ((f.compare[0],), (f.compare[1],)) if f.compare else (rules,)
+    if not groups[0]:
+        raise SettingsError("no rules: give --rules PATH (or --compare OLD NEW)")
+    for p in (p for g in groups for p in g):
+        if not Path(p).exists():
+            raise SettingsError(f"no such rule file or directory: {p}")
+    kafka_mode = bool(f.topics) or (f.config is not None and not f.inputs)
+    if kafka_mode == bool(f.inputs):
+        raise SettingsError("give the history to replay: --input FILE… or --topic TOPIC "
+                            "(with --bootstrap or --config)")
+    if f.output and f.output_topic:
+        raise SettingsError("--output and --output-topic exclude each other")
+    if f.compare and (f.output or f.output_topic):
+        raise SettingsError("a backtest writes a report (--report FILE), not alerts")
+    fmt, warnings = input_format(f.input_format, f.old_format, f.columns,
+                                 ("json", "csv", "msgpack"))
+    try:
+        spec = time_spec(f.event_time or "ts", f.time_unit or "ms", f.time_format)
+    except ValueError as exc:
+        raise SettingsError(f"--time-format: {exc}") from None
+    ooo = _duration("--max-out-of-orderness", f.max_out_of_orderness or "0s")
+    plan = ReplayPlan(
+        rule_groups=groups, inputs=f.inputs, fmt=fmt, time=spec, columns=_columns(f.columns),
+        source=f.source or "input", max_out_of_orderness_ms=ooo,
+        max_future_skew_ms=(DEFAULT_MAX_SKEW_MS if f.max_future_skew is None
+                            else _skew(f.max_future_skew)),
+        max_events_per_match=f.max_events_per_match or MAX_EVENTS_PER_MATCH,
+        output=f.output, output_topic=f.output_topic, late=f.late, dead_letter=f.dead_letter,
+        report=f.report, keep_open=f.keep_open, quiet=f.quiet, warnings=warnings,
+        progress=tty and not f.quiet if f.progress is None else f.progress)
+    if not kafka_mode:
+        if f.from_time or f.to_time or f.from_offset or f.to_offset:
+            raise SettingsError("--from/--to/--from-offset/--to-offset select a Kafka range; "
+                                "a file replay reads the whole files")
+        for p in f.inputs:
+            if not Path(p).is_file():
+                raise SettingsError(f"no such input file: {p}")
+        return plan
+    return _kafka_replay(f, plan, ooo)
+
+
+def _kafka_replay(f: ReplayFlags, plan: ReplayPlan, ooo: int) -> ReplayPlan:
+    """The Kafka half of :func:`resolve_replay`: the range and where to read it."""
+    if (f.from_time and f.from_offset) or (f.to_time and f.to_offset):
+        raise SettingsError("give a bound as a time (--from/--to) or as offsets "
+                            "(--from-offset/--to-offset), not both")
+    try:
+        start = OffsetBound(time_ms=parse_time(f.from_time)) if f.from_time else OffsetBound()
+        end = OffsetBound(time_ms=parse_time(f.to_time)) if f.to_time else OffsetBound()
+        if f.from_offset:
+            start = _offset_bound(parse_offsets(f.from_offset))
+        if f.to_offset:
+            end = _offset_bound(parse_offsets(f.to_offset))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    cfg = load_config(f.config) if f.config else None
+    if cfg is not None and cfg.kafka is not None:
+        kafka = cfg.kafka
+        if f.bootstrap:
+            kafka = replace(kafka, bootstrap_servers=(f.bootstrap,))
+    elif f.bootstrap:
+        kafka = KafkaConfig(bootstrap_servers=tuple(f.bootstrap.split(",")))
+    else:
+        raise SettingsError("Kafka replay needs --bootstrap HOST:PORT or a --config with "
+                            "[kafka]")
+    configured = {s.topic: s for s in (cfg.kafka_sources if cfg else [])}
+    sources = tuple(configured.get(t) or SourceConfig(
+        name=f.source or t, kind="kafka", topic=t, format=plan.fmt,
+        event_time=plan.time.field, event_time_unit=plan.time.unit,
+        max_out_of_orderness_ms=ooo) for t in f.topics) or tuple(configured.values())
+    if not sources:
+        raise SettingsError("no Kafka topics: give --topic or Kafka sources in the --config")
+    return replace(plan, kafka=kafka, sources=sources, start=start, end=end)
+
+
+def _offset_bound(spec: int | dict[int, int]) -> OffsetBound:
+    return OffsetBound(offset=spec) if isinstance(spec, int) else OffsetBound(offsets=spec)
+
+
+def parse_time(text: str) -> int:
+    """``--from``/``--to``: epoch milliseconds, or ISO-8601 (``2024-05-01``,
+    ``2024-05-01T12:00:00Z``; no offset means UTC) → epoch ms.  Raises ``ValueError``."""
+    t = text.strip()
+    if t.lstrip("-").isdigit():
+        return int(t)
+    try:
+        dt = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith(("Z", "z")) else t)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use epoch ms or ISO-8601, e.g. "
+                         "2024-05-01T12:00:00Z)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000)
+
+
+def parse_offsets(text: str) -> int | dict[int, int]:
+    """``--from-offset``/``--to-offset``: ``N`` (every partition) or ``P:N,P:N`` (per
+    partition).  Raises ``ValueError``."""
+    t = text.strip()
+    if t.isdigit():
+        return int(t)
+    out: dict[int, int] = {}
+    for part in t.split(","):
+        p, sep, n = part.strip().partition(":")
+        if not sep or not p.isdigit() or not n.isdigit():
+            raise ValueError(f"not an offset spec: {text!r} (use N, or PARTITION:OFFSET,… "
+                             "e.g. 0:100,1:250)")
+        out[int(p)] = int(n)
+    return out
+
+
+@dataclass(frozen=True)
+class ExplainFlags:
+    """``cep explain``'s flags as given, each declared once (:func:`cep.settings.flag`)."""
+
+    rule_paths: tuple[str, ...] = flag(kind=Kind.LIST, metavar="[PATHS]...",
+                                       doc="Rule files or directories.")
+    rules: tuple[str, ...] = flag("--rules", "-r", kind=Kind.LIST,
+                                  doc="Rule files or directories, as PATHS; repeatable.")
+    rule: str | None = flag("--rule", kind=Kind.TEXT, doc="Only this rule.")
+    output_format: str = flag("--output-format", "--format", kind=Kind.CHOICE,
+                              choices=("text", "dot", "png", "svg"), default="text",
+                              doc="text, dot (Graphviz source), png or svg (need Graphviz).")
+    output: str | None = flag("--output", "-o", kind=Kind.TEXT,
+                              doc="Write to this file instead of standard output.")
+    states: bool = flag("--states", kind=Kind.BOOL, default=False,
+                        doc="Draw the compiled NFA's states, not one node per stage.")
+    trace: str | None = flag("--trace", kind=Kind.TEXT, metavar="RULE", doc=(
+        "Trace this rule over --input for one --key: every event's fate."))
+    keys: tuple[str, ...] = flag("--key", kind=Kind.LIST,
+                                 doc="FIELD=VALUE of the traced key, one per key field.")
+    input_path: str | None = flag("--input", "-i", kind=Kind.TEXT,
+                                  doc="Events to trace (JSON lines; compressed files too).")
+    max_out_of_orderness: str | None = flag(
+        "--max-out-of-orderness", like=(SourceConfig, "max_out_of_orderness_ms"),
+        metavar="DURATION", doc="As for cep run.")
+    event_time: str | None = flag("--event-time", like=(SourceConfig, "event_time"))
+    time_unit: str | None = flag("--time-unit", like=(SourceConfig, "event_time_unit"))
+
+    @property
+    def all_rules(self) -> list[str]:
+        """Rule paths given as arguments and with ``--rules``, in that order."""
+        return [*self.rule_paths, *self.rules]
+
+    def trace_time(self) -> tuple[TimeSpec, int]:
+        """The traced input's event time and its out-of-orderness (ms).
+
+        Raises:
+            SettingsError: a bad duration.
+        """
+        return (TimeSpec(self.event_time or "ts", self.time_unit or "ms"),
+                _duration("--max-out-of-orderness", self.max_out_of_orderness or "0s"))
