@@ -166,7 +166,8 @@ class CepOperator:
 
     @property
     def hold_after(self) -> int | None:
-        """Changed keys per round of :func:`~cep.nfa.matcher.hold_events` (default
+        """Changed keys per round of holding events compactly
+        (:meth:`~cep.operator.key_store.RuleState.hold_round`; default
         :data:`HOLD_AFTER`): each round holds the events of the keys changed in the round
         before compactly.  ``None``: events are never held, and the ``match`` lists of the
         records hold the very objects that arrived (for callers that find them by identity);
