@@ -24,6 +24,7 @@ of them.
 from __future__ import annotations
 
 import heapq
+import weakref
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
@@ -150,10 +151,15 @@ class StepContext:
         next_due: a lower bound (ms) of every rule state's earliest timer deadline: a step
             that schedules an earlier timer lowers it; the operator raises it when it has
             looked at every rule's timers.
-        retire: called with a draining version once its last key is gone.
+
+    ``retire`` (a bound method of the operator) is called, through :meth:`retire`, with a
+    draining version once its last key is gone.  It is held weakly: the operator holds its
+    rule states and they hold this context, so a strong reference back would make every
+    operator a reference cycle, freed only by the cyclic collector (which would then walk
+    all of its keyed state) instead of as soon as it is dropped.
     """
 
-    __slots__ = ("emit", "cap", "eviction_log", "holding", "hold_at", "next_due", "retire")
+    __slots__ = ("emit", "cap", "eviction_log", "holding", "hold_at", "next_due", "_retire")
 
     def __init__(self, emit: Emit, cap: int, eviction_log: EvictionLog,
                  retire: Callable[[RuleState], None]) -> None:
@@ -163,7 +169,13 @@ class StepContext:
         self.holding = True
         self.hold_at = HOLD_AFTER
         self.next_due: float = _INF
-        self.retire = retire
+        self._retire = weakref.WeakMethod(retire)  # type: ignore[arg-type]
+
+    def retire(self, rs: RuleState) -> None:
+        """Tell the operator that the draining version ``rs`` holds no key any more."""
+        fn = self._retire()
+        if fn is not None:
+            fn(rs)
 
 
 def _hold_key_state(ks: KeyState) -> None:

@@ -10,11 +10,15 @@
   operator's.
 * Draining and reviving a version are the key store's: a draining version's keys lose their
   start computation and get it back.
+* The shared context makes no reference cycle: a dropped operator is freed at once, with its
+  keyed state, not left to the cyclic collector; a drained version is still retired.
 """
 
 from __future__ import annotations
 
 import ast
+import gc
+import weakref
 from pathlib import Path
 
 from cep.compiler.build import build_rule
@@ -131,3 +135,30 @@ def test_draining_and_reviving_a_version_is_the_key_stores() -> None:
     assert type(ks) is KeyState and len(ks.a) == 1 and rs.draining
     rs.revive()
     assert not rs.draining and len(rs.keys["u"].a) == 2  # type: ignore[union-attr]
+
+
+def test_a_dropped_operator_is_freed_without_the_cyclic_collector() -> None:
+    op = CepOperator([_rule(PAY_REFUND)], lambda sink, rec: None)
+    op.on_event(Event(1, 1, {"type": "payment", "user": "u"}))
+    gone = weakref.ref(op)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        del op
+        assert gone() is None
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_a_drained_version_is_retired_through_the_context() -> None:
+    v1 = _rule(PAY_REFUND)
+    v2 = _rule(PAY_REFUND.replace("within 640ms", "within 600ms"))
+    op = CepOperator([v1], lambda sink, rec: None)
+    op.on_event(Event(1, 1, {"type": "payment", "user": "u"}))
+    op.reload([v2])
+    assert [(rs.rule.version, rs.draining) for rs in op.rules] == [(v2.version, False),
+                                                                   (v1.version, True)]
+    op.on_event(Event(2, 2, {"type": "refund", "user": "u"}))  # completes the old match
+    assert [rs.rule.version for rs in op.rules] == [v2.version]
+    assert op.retired["pay_refund"][0] == 1  # its match counted
