@@ -14,8 +14,11 @@ interpreter under ``valgrind --tool=cachegrind`` twice over the same input, in f
 and reports the difference, the instructions of the engine run.  The cyclic garbage collector
 is frozen and switched off after decoding, so what a collection would find (which depends on
 the heap and the moment) does not blur the counts; hash randomisation is off
-(``PYTHONHASHSEED=0``).  Each tree loads the rule once, untimed, first, so that its parse
-cache is warm in both counts.  Trees alternate within each pattern.
+(``PYTHONHASHSEED=0``).  The parsed-rule cache is a private one for the measurement
+(``XDG_CACHE_HOME`` in a temporary directory: the user's cache is shared with every other cep
+process, which may evict an entry between two counts and add a parse of the rule to one of
+them), and each tree loads the rule once, uncounted, first, so it is warm in both counts.
+Trees alternate within each pattern.
 
 Usage::
 
@@ -73,9 +76,9 @@ print(alerts[0])
 """
 
 
-def instructions(tree: Path, rule_file: Path, events: Path, runs: int) -> tuple[int, int]:
+def instructions(tree: Path, rule_file: Path, events: Path, runs: int,
+                 env: dict[str, str]) -> tuple[int, int]:
     """``(instructions, alerts)`` of the whole process (``I refs`` of cachegrind)."""
-    env = dict(os.environ, PYTHONHASHSEED="0")
     proc = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          str(tree / ".venv" / "bin" / "python"), "-c", ENGINE, str(rule_file), str(events),
@@ -101,17 +104,18 @@ def main() -> None:
     names = PATTERNS if args.patterns == "all" else args.patterns.split(",")
     blocks = rule_blocks(PEERS / "patterns.cep")
     with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, PYTHONHASHSEED="0", XDG_CACHE_HOME=str(Path(tmp) / "cache"))
         for name in names:
             rule_file = Path(tmp) / f"{name}.cep"
             rule_file.write_text(blocks[name])
             for tree in trees:  # (warm each tree's parse cache for this rule file)
                 subprocess.run([str(tree / ".venv" / "bin" / "python"), "-c", ENGINE,
                                 str(rule_file), str(events), "0"], cwd=tree, check=True,
-                               capture_output=True)
+                               capture_output=True, env=env)
             counts: list[tuple[int, int]] = []
             for tree in trees:
-                base, _ = instructions(tree, rule_file, events, 0)
-                total, alerts = instructions(tree, rule_file, events, 1)
+                base, _ = instructions(tree, rule_file, events, 0, env)
+                total, alerts = instructions(tree, rule_file, events, 1, env)
                 counts.append((total - base, alerts))
             ref = counts[0][0]
             parts = [f"{t.name}: {n:,} ({(n / ref - 1) * 100:+.2f} %)"
