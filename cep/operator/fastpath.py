@@ -39,7 +39,8 @@ from cep.operator.rule_state import RuleState, silent_expiry
 
 __all__ = ["Scanner", "build_scanner"]
 
-# scan(objs, op, rules, src, tf, seq, off, last, odd, due=None) -> (seq, off, last, stopped)
+# scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1, offs=None, inp=None)
+#     -> (seq, off, last, stopped)
 Scanner = Callable[..., tuple[int, int, float, bool]]
 
 # Fewer rules than this with a usable equality guard: no branching on the guarded field.
@@ -187,7 +188,7 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
     none of the literals, or no index)."""
     if g.kvar is None:
         out += [f"{ind}if _ev is None:",
-                f"{ind}    _ev = _Ev(_ts, _seq, _d, _src, _off)",
+                f"{ind}    _ev = _Ev(_ts, _seq, _d, _src, _off, _pid)",
                 f"{ind}dispatch_one(_r{g.i}, _ev)",
                 f"{ind}_due = _op.next_due"]
         return
@@ -206,11 +207,11 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
         want = f"{g.hf} and ({want})"
     if needs_ev:
         out += [f"{ind}if _ev is None:",
-                f"{ind}    _ev = _Ev(_ts, _seq, _d, _src, _off)"]
+                f"{ind}    _ev = _Ev(_ts, _seq, _d, _src, _off, _pid)"]
     out += [f"{ind}if {want}:"]
     if not needs_ev:
         out += [f"{ind}    if _ev is None:",
-                f"{ind}        _ev = _Ev(_ts, _seq, _d, _src, _off)"]
+                f"{ind}        _ev = _Ev(_ts, _seq, _d, _src, _off, _pid)"]
     out += [f"{ind}    _step(_r{g.i}, {g.kvar}, _ev)",
             f"{ind}    _due = _op.next_due"]
 
@@ -267,16 +268,24 @@ def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
     return "(" + " or ".join(f"({p})" for p in parts) + ")", takes
 
 
-def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
+def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False) -> Scanner:
     """Generate the batch loop for ``rules`` (in dispatch order) reading input ``source``.
 
-    The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd, due=None)`` handles
-    ``objs`` in order: ``tf`` is the event-time field, ``seq``/``off`` the last arrival number
-    and line number used, ``last`` the largest event time seen, ``odd(obj, line)`` the event
-    time of an object whose time field is not an int (``None`` after routing it as a dead
-    letter), ``due`` a lower bound of every rule's earliest timer (ms; ``None``: computed).  It
-    returns the updated ``(seq, off, last, stopped)``; ``stopped`` means the rule list changed
-    (a drained version retired) and the caller must rebuild before the next object.
+    The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1,
+    offs=None, inp=None)`` handles ``objs`` in order: ``tf`` is the event-time field,
+    ``seq``/``off`` the last arrival number and line number used, ``last`` the largest event
+    time seen, ``odd(obj, line)`` the event time of an object whose time field is not an int
+    (``None`` after routing it as a dead letter), ``due`` a lower bound of every rule's
+    earliest timer (ms; ``None``: computed), ``pid`` the Kafka partition of the events
+    (``-1``: a file), ``inp`` the watermark input (``None``: ``src``).  It returns the
+    updated ``(seq, off, last, stopped)``; ``stopped`` means the rule list changed (a drained
+    version retired) and the caller must rebuild before the next object.
+
+    With ``offsets`` (Kafka messages) the loop reads each object's offset from ``offs`` (one
+    per object, increasing) instead of counting lines, returns the last offset used as
+    ``off``, and also hands an int event time outside the valid domain to ``odd``, as
+    decoding one message does (:func:`cep.io.codecs.json_decoder`), so that it costs no
+    arrival number.
 
     With several rules whose guards test one field for equality with string literals (``type
     == "login"``), the loop branches on that field's value once per event and each branch
@@ -285,7 +294,7 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     ns: dict[str, Any] = {"__builtins__": {}}
     ns.update(rt.HELPERS)
     ns.update({"_int": int, "_Ev": Event, "_inf": float("inf"), "_max": MAX_EVENT_TIME_MS,
-               "_min": MIN_EVENT_TIME_MS})
+               "_min": MIN_EVENT_TIME_MS, "_zip": zip})
     keys: dict[str, str] = {}
     body: list[str] = []
     gates: list[_Gate] = []
@@ -328,45 +337,60 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     if single:
         dispatch = [line.replace("if _ev is None:", "if True:") for line in dispatch]
     src = [
-        "def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, _due=None):",
+        "def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, _due=None, _pid=-1,"
+        "          _offs=None, _inp=None):",
         *binds,
         "    _step = _op.step_key",
         "    dispatch_one = _op.dispatch_one",
         "    _tick = _op.tick_in_order",
         "    _late = _op.late_in_order",
         "    _admit = _op.admit_ahead",
-        "    _skew = _op.guard.skew",
-        "    _lim = _op.guard.limit(_last)",
-        "    if _lim > _max:",
-        "        _lim = _max",
+        "    _guard = _op.guard",
+        "    _skew = _guard.skew",
+        # (the guard's cap, the wall clock's limit in live modes, moves only when it decides)
+        "    _cap = _guard.cap",
+        "    _lim = _guard.limit(_last)",
         "    if _due is None:",
         "        _due = _op.refresh_due()",
-        "    for _d in _objs:",
-        "        _off += 1",
-        "        _ts = _d.get(_tf)",
-        "        if _type(_ts) is not _int:",
+        *([
+            "    for _d, _off in _zip(_objs, _offs):",
+            "        _ts = _d.get(_tf)",
+            "        if _type(_ts) is not _int or not _min <= _ts <= _max:",
+        ] if offsets else [
+            "    for _d in _objs:",
+            "        _off += 1",
+            "        _ts = _d.get(_tf)",
+            "        if _type(_ts) is not _int:",
+        ]),
         "            _ts = _odd(_d, _off)",
         "            if _ts is None:",
         "                continue",
         "        _seq += 1",
         "        if _ts != _last:",
         "            if _ts < _last:",
-        "                if _ts < _min and not _admit(_ts, _d, _src, _off, _last):",
-        "                    continue",
-        "                _late(_Ev(_ts, _seq, _d, _src, _off), _last)",
+        "                if _ts < _min:",
+        "                    _ok = _admit(_ts, _d, _src, _off, _last, _pid)",
+        "                    _cap = _guard.cap",
+        "                    _lim = _guard.limit(_last)",
+        "                    if not _ok:",
+        "                        continue",
+        "                _late(_Ev(_ts, _seq, _d, _src, _off, _pid), _last, _inp)",
         "                continue",
         "            if _ts > _lim:",
-        "                if not _admit(_ts, _d, _src, _off, _last):",
+        "                _ok = _admit(_ts, _d, _src, _off, _last, _pid)",
+        "                _cap = _guard.cap",
+        "                _lim = _guard.limit(_last)",
+        "                if not _ok:",
         "                    continue",
         "            _last = _ts",
         "            _lim = _ts + _skew",
-        "            if _lim > _max:",
-        "                _lim = _max",
+        "            if _lim > _cap:",
+        "                _lim = _cap",
         "            if _ts > _due:",
         "                _due = _tick(_ts)",
         *([
             "                if _op.rules is not _rules:",
-            "                    _op.dispatch(_Ev(_ts, _seq, _d, _src, _off))",
+            "                    _op.dispatch(_Ev(_ts, _seq, _d, _src, _off, _pid))",
             "                    return _seq, _off, _last, True",
         ] if watch else []),
         *body,
