@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cep.event import Event
 from cep.io.codecs import DeadLetter
 from cep.io.kafka import DecodedRun, MessageDecoder
-from cep.operator.cep_operator import CepOperator
+from cep.operator.cep_operator import Accepted, CepOperator
 
 __all__ = ["Fed", "feed_batch"]
 
@@ -46,6 +47,7 @@ def feed_batch(
     seq: int,
     dead_letter: Callable[[dict[str, Any]], None],
     observe_latency: Callable[[float], None] | None = None,
+    on_accepted: Callable[[Event, bytes], None] | None = None,
 ) -> Fed:
     """Decode and feed the messages of one fetched batch of ``partition`` (``msg.offset``,
     ``msg.value``; offsets increasing) from offset ``expected`` on.
@@ -53,7 +55,9 @@ def feed_batch(
     Events get arrival numbers ``seq + 1, …`` and the operator's watermark input
     ``input_name``; ``dead_letter(record)`` takes each message that is no event, in order.
     ``observe_latency(seconds)`` (metrics) gets the mean engine time per event of each run.
-    Never raises on bad messages."""
+    ``on_accepted(event, message value)`` is told of each event that was neither late nor
+    refused, before it is matched (a source task ships those to repartition topics).  Never
+    raises on bad messages."""
     on_batch = op.on_batch
     source, time_field = decoder.source, decoder.time_field
     events = 0
@@ -63,9 +67,12 @@ def feed_batch(
             continue
         seq0 = seq
         t0 = time.perf_counter() if observe_latency is not None else 0.0
+        accepted = (None if on_accepted is None else
+                    _accepted(part, source, partition, on_accepted))
         seq, _ = on_batch(part.objects, source, time_field, seq, -1,
                           _odd_time(decoder, part, partition, dead_letter),
-                          input_name=input_name, partition=partition, offsets=part.offsets)
+                          input_name=input_name, partition=partition, offsets=part.offsets,
+                          accepted=accepted)
         events += seq - seq0
         if observe_latency is not None and seq > seq0:
             observe_latency((time.perf_counter() - t0) / (seq - seq0))
@@ -87,3 +94,14 @@ def _odd_time(decoder: MessageDecoder, run: DecodedRun, partition: int,
         return ts  # type: ignore[return-value]
 
     return odd_time
+
+
+def _accepted(run: DecodedRun, source: str, partition: int,
+              on_accepted: Callable[[Event, bytes], None]) -> Accepted:
+    """:data:`~cep.operator.cep_operator.Accepted` for ``run``: the event and its message's
+    value to ``on_accepted``."""
+
+    def accepted(data: dict[str, Any], ts: int, seq: int, offset: int) -> None:
+        on_accepted(Event(ts, seq, data, source, offset, partition), run.value_at(offset))
+
+    return accepted

@@ -69,11 +69,14 @@ from cep.operator.time_guard import FutureGuard
 from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
 
-__all__ = ["CepOperator", "RuleState", "HeldKeys", "Emit", "HOLD_AFTER"]
+__all__ = ["CepOperator", "RuleState", "HeldKeys", "Emit", "Accepted", "HOLD_AFTER"]
 
 log = logging.getLogger("cep.operator")
 
 Emit = Callable[[str, dict[str, Any]], None]
+Accepted = Callable[[dict[str, Any], int, int, int], None]
+"""``accepted(obj, event time in ms, arrival number, offset)`` of :meth:`CepOperator.on_batch`:
+an event that is neither late nor refused."""
 
 HOLDERS_MIN = 4
 """Rules keyed by the same field from which on they share a set of held keys
@@ -158,7 +161,7 @@ class CepOperator:
         # below it; -inf after timers were set from outside (state_changed)
         self.next_due: float = POS_INF
         """A lower bound of every rule's earliest timer deadline (ms)."""
-        self._scan: tuple[list[RuleState], tuple[bool, ...], tuple[str, bool],
+        self._scan: tuple[list[RuleState], tuple[bool, ...], tuple[str, bool, bool],
                           Scanner] | None = None
         self._fast_source = "input"
         self.hold_after = HOLD_AFTER
@@ -240,6 +243,7 @@ class CepOperator:
         input_name: str | None = None,
         partition: int = -1,
         offsets: list[int] | None = None,
+        accepted: Accepted | None = None,
     ) -> tuple[int, int]:
         """Accept decoded objects in arrival order: ``objs[i]`` is line ``offset + 1 + i``
         of ``source`` and gets arrival number ``seq + 1 + …``; its event time is the
@@ -251,6 +255,8 @@ class CepOperator:
         ``offset`` is then ignored and the last offset used is returned), ``partition`` the
         partition, ``input_name`` the watermark input (default ``source``); an int event time
         outside the valid domain goes to ``odd_time`` too, as decoding one message does.
+        ``accepted(obj, event time, arrival number, offset)`` is called for each event that
+        is neither late nor refused, before it is matched (a Kafka source task ships those).
 
         Same outputs as calling :meth:`on_event` for each object; with one input of
         ``max_out_of_orderness`` 0 it runs the generated loop of :mod:`cep.operator.fastpath`.
@@ -262,20 +268,20 @@ class CepOperator:
         while start < n:
             if self.buffered or not self.watermarks.is_sole_in_order(name):
                 return self._batch_slow(objs, start, source, time_field, seq, offset, odd_time,
-                                        name, partition, offsets)
-            scan = self.scanner(source, offsets is not None)
+                                        name, partition, offsets, accepted)
+            scan = self.scanner(source, offsets is not None, accepted is not None)
             seq0, off0 = seq, offset
             if offsets is None:
                 part = objs if start == 0 else objs[start:]
                 seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
                                             offset, self.largest_ts, odd_time, None, partition,
-                                            None, name)
+                                            None, name, accepted)
                 start += offset - off0
             else:
                 part, offs = (objs, offsets) if start == 0 else (objs[start:], offsets[start:])
                 seq, offset, last, stopped = scan(part, self, self.rules, source, time_field,
                                                   seq, offset, self.largest_ts, odd_time, None,
-                                                  partition, offs, name)
+                                                  partition, offs, name, accepted)
                 start = bisect_right(offsets, offset) if stopped else n
             self.events_in += seq - seq0
             self.largest_ts = last
@@ -286,44 +292,59 @@ class CepOperator:
     def _batch_slow(
         self, objs: list[dict[str, Any]], start: int, source: str, time_field: str | None,
         seq: int, offset: int, odd_time: Callable[[dict[str, Any], int], int | None],
-        name: str, partition: int, offsets: list[int] | None,
+        name: str, partition: int, offsets: list[int] | None, accepted: Accepted | None,
     ) -> tuple[int, int]:
         on_event = self.on_event
         part = objs[start:] if start else objs
-        if offsets is None:
-            for d in part:
-                offset += 1
-                ts = d.get(time_field) if time_field is not None else None
-                if type(ts) is not int:
-                    ts = odd_time(d, offset)
-                    if ts is None:
-                        continue
-                seq += 1
-                on_event(Event(ts, seq, d, source, offset), name)
-            return seq, offset
         lo, hi = MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS
-        for d, offset in zip(part, offsets[start:] if start else offsets, strict=True):
+        pairs = (zip(part, offsets[start:] if start else offsets, strict=True)
+                 if offsets is not None else None)
+        for d in part if pairs is None else ():
+            offset += 1
+            ts = d.get(time_field) if time_field is not None else None
+            if type(ts) is not int:
+                ts = odd_time(d, offset)
+                if ts is None:
+                    continue
+            seq += 1
+            if accepted is None:
+                on_event(Event(ts, seq, d, source, offset), name)
+            else:
+                self._one(Event(ts, seq, d, source, offset), name, accepted)
+        for d, offset in pairs or ():
             ts = d.get(time_field) if time_field is not None else None
             if type(ts) is not int or not lo <= ts <= hi:
                 ts = odd_time(d, offset)
                 if ts is None:
                     continue
             seq += 1
-            on_event(Event(ts, seq, d, source, offset, partition), name)
+            if accepted is None:
+                on_event(Event(ts, seq, d, source, offset, partition), name)
+            else:
+                self._one(Event(ts, seq, d, source, offset, partition), name, accepted)
         return seq, offset
 
-    def scanner(self, source: str, offsets: bool = False) -> Scanner:
+    def _one(self, ev: Event, name: str, accepted: Accepted) -> None:
+        """:meth:`on_event`, telling ``accepted`` when the event was neither late nor
+        refused."""
+        dropped = self.late + self.refused
+        self.on_event(ev, name)
+        if self.late + self.refused == dropped:
+            accepted(ev.data, ev.ts, ev.seq, ev.offset)
+
+    def scanner(self, source: str, offsets: bool = False, accepting: bool = False) -> Scanner:
         """The generated loop of :func:`~cep.operator.fastpath.build_scanner` for the rule
-        set as it is now, reading ``source`` (with ``offsets``: Kafka messages), built once
-        and cached until the rules change."""
+        set as it is now, reading ``source`` (``offsets``: Kafka messages; ``accepting``:
+        telling which events were accepted), built once and cached until the rules
+        change."""
         rules = self.rules
         flags = tuple(rs.draining for rs in rules)
         cached = self._scan
         if (cached is not None and cached[0] is rules and cached[1] == flags
-                and cached[2] == (source, offsets)):
+                and cached[2] == (source, offsets, accepting)):
             return cached[3]
-        scan = build_scanner(rules, source, offsets)
-        self._scan = (rules, flags, (source, offsets), scan)
+        scan = build_scanner(rules, source, offsets, accepting)
+        self._scan = (rules, flags, (source, offsets, accepting), scan)
         return scan
 
     def refresh_due(self) -> float:

@@ -39,7 +39,8 @@ from cep.operator.rule_state import RuleState, silent_expiry
 
 __all__ = ["Scanner", "build_scanner"]
 
-# scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1, offs=None, inp=None)
+# scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1, offs=None, inp=None,
+#      accept=None)
 #     -> (seq, off, last, stopped)
 Scanner = Callable[..., tuple[int, int, float, bool]]
 
@@ -268,11 +269,12 @@ def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
     return "(" + " or ".join(f"({p})" for p in parts) + ")", takes
 
 
-def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False) -> Scanner:
+def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False,
+                  accepting: bool = False) -> Scanner:
     """Generate the batch loop for ``rules`` (in dispatch order) reading input ``source``.
 
     The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1,
-    offs=None, inp=None)`` handles ``objs`` in order: ``tf`` is the event-time field,
+    offs=None, inp=None, accept=None)`` handles ``objs`` in order: ``tf`` is the event-time field,
     ``seq``/``off`` the last arrival number and line number used, ``last`` the largest event
     time seen, ``odd(obj, line)`` the event time of an object whose time field is not an int
     (``None`` after routing it as a dead letter), ``due`` a lower bound of every rule's
@@ -286,6 +288,9 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
     ``off``, and also hands an int event time outside the valid domain to ``odd``, as
     decoding one message does (:func:`cep.io.codecs.json_decoder`), so that it costs no
     arrival number.
+
+    With ``accepting`` the loop calls ``accept(obj, event time, arrival number, offset)`` for
+    each event it accepts (neither late nor refused), before matching it.
 
     With several rules whose guards test one field for equality with string literals (``type
     == "login"``), the loop branches on that field's value once per event and each branch
@@ -338,7 +343,7 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
         dispatch = [line.replace("if _ev is None:", "if True:") for line in dispatch]
     src = [
         "def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, _due=None, _pid=-1,"
-        "          _offs=None, _inp=None):",
+        "          _offs=None, _inp=None, _accept=None):",
         *binds,
         "    _step = _op.step_key",
         "    dispatch_one = _op.dispatch_one",
@@ -390,9 +395,11 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
         "                _due = _tick(_ts)",
         *([
             "                if _op.rules is not _rules:",
+            *(["                    _accept(_d, _ts, _seq, _off)"] if accepting else []),
             "                    _op.dispatch(_Ev(_ts, _seq, _d, _src, _off, _pid))",
             "                    return _seq, _off, _last, True",
         ] if watch else []),
+        *(["        _accept(_d, _ts, _seq, _off)"] if accepting else []),
         *body,
         *dispatch,
         *([

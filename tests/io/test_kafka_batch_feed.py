@@ -6,8 +6,9 @@ fetched batch at once and hands runs of objects to :meth:`CepOperator.on_batch`.
 fed the same messages — valid and hostile ones (malformed, tombstones, arrays, too large, too
 deep, missing, odd or out-of-domain times, far-future times, late events), offsets with gaps
 (transaction markers), batches split anywhere and partly fetched before a seek back — and
-must emit the same records byte for byte in the same order, number the events alike and
-leave byte-identical checkpoints.  (The real broker: ``tests/kafka/test_batched_feed.py``.)
+must emit the same records byte for byte in the same order, accept (and so ship) the same
+events, number the events alike and leave byte-identical checkpoints.  (The real broker:
+``tests/kafka/test_batched_feed.py``.)
 """
 
 from __future__ import annotations
@@ -201,17 +202,28 @@ def _reference(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Me
         res = decoder.decode(m.value, PARTITION, m.offset, seq + 1)
         if type(res) is Event:
             seq += 1
+            dropped = op.late + op.refused
             op.on_event(res, INPUT)
+            if op.late + op.refused == dropped:  # accepted: a source task ships it
+                out.append(("accepted", _accepted(res, m.value)))  # type: ignore[arg-type]
         else:
             out.append(("dead_letter", encode_json(res, newline=False)))
     op.advance(op.watermarks.observe(INPUT, T0 + 10 ** 7))  # decide every window
     return out, _state(encode(op, {"seq": seq, "stats": [op.events_in, op.late, op.refused]}))
 
 
+def _accepted(ev: Event, value: bytes) -> bytes:
+    return encode_json([ev.ts, ev.seq, ev.source, ev.partition, ev.offset, ev.data,
+                        value.hex()], newline=False)
+
+
 def _batched(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Message],
-             ooo: int, rng: random.Random) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
-    """Fetched batches of random sizes, some fetched partly again after a seek back."""
+             ooo: int, rng: random.Random, plain: bool = False
+             ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    """Fetched batches of random sizes, some fetched partly again after a seek back.  The
+    events accepted (``plain``: not asked for) come after the other records, in order."""
     out: list[tuple[str, bytes]] = []
+    accepted: list[tuple[str, bytes]] = []
     op = _operator(rules, out, ooo)
     seq = 0
     i = 0
@@ -222,11 +234,19 @@ def _batched(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Mess
         fed = feed_batch(op, decoder, batch, partition=PARTITION, expected=msgs[i].offset,
                          input_name=INPUT, seq=seq,
                          dead_letter=lambda rec: out.append(
-                             ("dead_letter", encode_json(rec, newline=False))))
+                             ("dead_letter", encode_json(rec, newline=False))),
+                         on_accepted=None if plain else lambda ev, value: accepted.append(
+                             ("accepted", _accepted(ev, value))))
         seq = fed.seq
         i = j
     op.advance(op.watermarks.observe(INPUT, T0 + 10 ** 7))
-    return out, _state(encode(op, {"seq": seq, "stats": [op.events_in, op.late, op.refused]}))
+    return out + accepted, _state(encode(op, {"seq": seq, "stats": [op.events_in, op.late,
+                                                                     op.refused]}))
+
+
+def _without_accepted(run: tuple[list[tuple[str, bytes]], dict[str, Any]]
+                      ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    return [r for r in run[0] if r[0] != "accepted"], run[1]
 
 
 def _decoder(fmt: str, unit: str) -> MessageDecoder:
@@ -247,9 +267,15 @@ def test_batched_feed_equals_message_by_message(rules: list[CompiledRule], seed:
     assert any(sink == "late" for sink, _ in ref_out)
     assert any(sink == "dead_letter" for sink, _ in ref_out)
     assert any(b"wall clock" in rec for _, rec in ref_out)
+    # (the reference's accepted events in order after the other records, in order)
+    ref_out = ([r for r in ref_out if r[0] != "accepted"]
+               + [r for r in ref_out if r[0] == "accepted"])
+    assert any(r[0] == "accepted" for r in ref_out)
     got_out, got_snapshot = _batched(rules, decoder, msgs, ooo, rng)
     assert got_out == ref_out
     assert got_snapshot == ref_snapshot
+    assert _batched(rules, decoder, msgs, ooo, random.Random(seed), plain=True) == (
+        _without_accepted((ref_out, ref_snapshot)))
 
 
 def test_seconds_and_clean_batches_take_the_same_way(rules: list[CompiledRule]) -> None:
@@ -262,8 +288,8 @@ def test_seconds_and_clean_batches_take_the_same_way(rules: list[CompiledRule]) 
              and not m.value.endswith(b"\n")]
     for msgs, unit in ((clean, "ms"), (clean, "s")):
         decoder = _decoder("json", unit)
-        assert _batched(rules, decoder, msgs, 0, random.Random(1)) == _reference(
-            rules, decoder, msgs, 0)
+        assert _batched(rules, decoder, msgs, 0, random.Random(1), plain=True) == (
+            _without_accepted(_reference(rules, decoder, msgs, 0)))
 
 
 def test_one_batch_is_one_decoding_call_when_that_is_exact() -> None:
