@@ -96,6 +96,13 @@ PARTITION = 3
 INPUT = "events-topic/3"
 
 
+class Reload(NamedTuple):
+    """A reload to ``rules`` before message number ``at``."""
+
+    at: int
+    rules: list[CompiledRule]
+
+
 class Message(NamedTuple):
     """The two fields of a consumed record that decoding reads."""
 
@@ -105,8 +112,21 @@ class Message(NamedTuple):
 
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> list[CompiledRule]:
-    path: Path = tmp_path_factory.mktemp("rules") / "r.cep"
-    path.write_text(RULES)
+    return _load(tmp_path_factory.mktemp("rules") / "r.cep", RULES)
+
+
+@pytest.fixture(scope="module")
+def reloaded(tmp_path_factory: pytest.TempPathFactory) -> list[CompiledRule]:
+    """The rules after a reload: two changed (their old versions drain, and retire in the
+    middle of a batch), one gone."""
+    text = (RULES.replace("within 30ms\n  on timeout", "within 35ms\n  on timeout")
+            .replace("amount > 50", "amount > 60"))
+    text = text[text.index("rule pay_refund_pay"):]
+    return _load(tmp_path_factory.mktemp("rules") / "r.cep", text)
+
+
+def _load(path: Path, text: str) -> list[CompiledRule]:
+    path.write_text(text)
     rs = load_rule_set([str(path)])
     assert rs.ok, rs.diagnostics
     return rs.rules
@@ -193,12 +213,15 @@ def _state(snapshot: bytes) -> dict[str, Any]:
 
 
 def _reference(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Message],
-               ooo: int) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+               ooo: int, reload: Reload | None = None
+               ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
     """Message by message: decode, then on_event (the engine's per-message path)."""
     out: list[tuple[str, bytes]] = []
     op = _operator(rules, out, ooo)
     seq = 0
-    for m in msgs:
+    for i, m in enumerate(msgs):
+        if reload is not None and i == reload.at:
+            op.reload(reload.rules)
         res = decoder.decode(m.value, PARTITION, m.offset, seq + 1)
         if type(res) is Event:
             seq += 1
@@ -218,7 +241,7 @@ def _accepted(ev: Event, value: bytes) -> bytes:
 
 
 def _batched(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Message],
-             ooo: int, rng: random.Random, plain: bool = False
+             ooo: int, rng: random.Random, plain: bool = False, reload: Reload | None = None
              ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
     """Fetched batches of random sizes, some fetched partly again after a seek back.  The
     events accepted (``plain``: not asked for) come after the other records, in order."""
@@ -229,6 +252,11 @@ def _batched(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Mess
     i = 0
     while i < len(msgs):
         j = min(len(msgs), i + rng.choice([1, 2, 5, 17, 64, 500]))
+        if reload is not None:
+            if i == reload.at:
+                op.reload(reload.rules)  # between two batches, as the pipeline does
+            elif i < reload.at < j:
+                j = reload.at
         again = rng.randint(0, 3) if rng.random() < 0.1 else 0  # already processed
         batch = msgs[max(0, i - again):j]
         fed = feed_batch(op, decoder, batch, partition=PARTITION, expected=msgs[i].offset,
@@ -256,13 +284,16 @@ def _decoder(fmt: str, unit: str) -> MessageDecoder:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 32 - 1), ooo=st.sampled_from([0, 0, 5]),
-       fmt=st.sampled_from(["json", "json", "msgpack"]))
-def test_batched_feed_equals_message_by_message(rules: list[CompiledRule], seed: int,
-                                                ooo: int, fmt: str) -> None:
+       fmt=st.sampled_from(["json", "json", "msgpack"]), reload_at=st.sampled_from([None, 300]))
+def test_batched_feed_equals_message_by_message(rules: list[CompiledRule],
+                                                reloaded: list[CompiledRule], seed: int,
+                                                ooo: int, fmt: str, reload_at: int | None
+                                                ) -> None:
     rng = random.Random(seed)
     msgs = _messages(rng, 600, fmt)
     decoder = _decoder(fmt, "ms")
-    ref_out, ref_snapshot = _reference(rules, decoder, msgs, ooo)
+    reload = None if reload_at is None else Reload(reload_at, reloaded)
+    ref_out, ref_snapshot = _reference(rules, decoder, msgs, ooo, reload)
     assert sum(1 for sink, _ in ref_out if sink == "alerts") > 0
     assert any(sink == "late" for sink, _ in ref_out)
     assert any(sink == "dead_letter" for sink, _ in ref_out)
@@ -271,11 +302,11 @@ def test_batched_feed_equals_message_by_message(rules: list[CompiledRule], seed:
     ref_out = ([r for r in ref_out if r[0] != "accepted"]
                + [r for r in ref_out if r[0] == "accepted"])
     assert any(r[0] == "accepted" for r in ref_out)
-    got_out, got_snapshot = _batched(rules, decoder, msgs, ooo, rng)
+    got_out, got_snapshot = _batched(rules, decoder, msgs, ooo, rng, reload=reload)
     assert got_out == ref_out
     assert got_snapshot == ref_snapshot
-    assert _batched(rules, decoder, msgs, ooo, random.Random(seed), plain=True) == (
-        _without_accepted((ref_out, ref_snapshot)))
+    assert _batched(rules, decoder, msgs, ooo, random.Random(seed), plain=True,
+                    reload=reload) == _without_accepted((ref_out, ref_snapshot))
 
 
 def test_seconds_and_clean_batches_take_the_same_way(rules: list[CompiledRule]) -> None:
