@@ -296,22 +296,22 @@ class CepOperator:
     ) -> tuple[int, int]:
         on_event = self.on_event
         part = objs[start:] if start else objs
+        if offsets is None:
+            for d in part:
+                offset += 1
+                ts = d.get(time_field) if time_field is not None else None
+                if type(ts) is not int:
+                    ts = odd_time(d, offset)
+                    if ts is None:
+                        continue
+                seq += 1
+                if accepted is None:
+                    on_event(Event(ts, seq, d, source, offset), name)
+                else:
+                    self._one(Event(ts, seq, d, source, offset), name, accepted)
+            return seq, offset
         lo, hi = MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS
-        pairs = (zip(part, offsets[start:] if start else offsets, strict=True)
-                 if offsets is not None else None)
-        for d in part if pairs is None else ():
-            offset += 1
-            ts = d.get(time_field) if time_field is not None else None
-            if type(ts) is not int:
-                ts = odd_time(d, offset)
-                if ts is None:
-                    continue
-            seq += 1
-            if accepted is None:
-                on_event(Event(ts, seq, d, source, offset), name)
-            else:
-                self._one(Event(ts, seq, d, source, offset), name, accepted)
-        for d, offset in pairs or ():
+        for d, offset in zip(part, offsets[start:] if start else offsets, strict=True):
             ts = d.get(time_field) if time_field is not None else None
             if type(ts) is not int or not lo <= ts <= hi:
                 ts = odd_time(d, offset)
