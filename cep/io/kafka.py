@@ -107,6 +107,10 @@ def describe_options(opts: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- decoding
 
 
+TOMBSTONE = DeadLetter("malformed", "the message has no value (a tombstone)")
+"""Why a message without a value is no event."""
+
+
 class MessageDecoder:
     """Decodes the values of one source's topic.
 
@@ -132,7 +136,7 @@ class MessageDecoder:
     def decode(self, value: bytes | None, partition: int, offset: int, seq: int
                ) -> Event | dict[str, Any]:
         if value is None:
-            res: Any = DeadLetter("malformed", "the message has no value (a tombstone)")
+            res: Any = TOMBSTONE
         else:
             res = self._decode(value)
         if type(res) is DeadLetter:
@@ -168,8 +172,7 @@ class MessageDecoder:
         run: DecodedRun | None = None
         decode = self._decode
         for value, offset in zip(values, offsets, strict=True):
-            res = (decode(value) if value is not None else
-                   DeadLetter("malformed", "the message has no value (a tombstone)"))
+            res = decode(value) if value is not None else TOMBSTONE
             if type(res) is DeadLetter:
                 out.append(self.dead_letter(res, value or b"", partition, offset))
                 run = None
