@@ -19,10 +19,14 @@
   committed), and *append→visible* = when a ``read_committed`` consumer received the alert −
   the same event's append time (what a downstream consumer sees with exactly-once).
 
+* **Versions side by side** — ``--engine DIR`` (repeated) runs ``cep`` from each project
+  directory given (its ``.venv``), alternating within each repeat; medians per version.
+
 Usage (a broker must be running; ``runtime/kafka/up.sh --port 19192`` starts one)::
 
     python benchmarks/kafka_e2e.py --bootstrap 127.0.0.1:19192 [--events 500000]
         [--rules benchmarks/kafka_rules.cep] [--rate 5000] [--seconds 20] [--out results.json]
+        [--engine /path/to/other/checkout --engine .]
 
 Results are printed and written as JSON; ``docs/performance.md`` quotes them.
 """
@@ -211,9 +215,12 @@ def write_config(path: Path, bootstrap: str, topic: str, alerts: str, group: str
         + "".join(f"{k} = {v}\n" for k, v in state.items()))
 
 
-def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cep.cli", "run", "--config", str(config)],
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT)  # noqa: SIM115
+def start(config: Path, log: Path, engine: Path = ROOT) -> subprocess.Popen[bytes]:
+    """``cep run --config`` of the project at ``engine`` (its ``.venv``, else this Python)."""
+    venv = engine / ".venv" / "bin" / "python"
+    python = str(venv) if venv.exists() else sys.executable
+    return subprocess.Popen([python, "-m", "cep.cli", "run", "--config", str(config)],
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=engine)  # noqa: SIM115
 
 
 def settled(logs: list[Path], n: int) -> bool:
@@ -251,13 +258,13 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def throughput(bootstrap: str, rows: list[tuple[int, bytes, bytes]], n: int, rules: Path,
                work: Path, broker_pid: int | None, state: dict[str, str],
-               backlog: bool = False) -> dict[str, Any]:
+               backlog: bool = False, engine: Path = ROOT) -> dict[str, Any]:
     topic, alerts, group = uid("bench-in"), uid("bench-alerts"), uid("bench-g")
     asyncio.run(create_topics(bootstrap, [topic, alerts], PARTITIONS))
     config = work / f"{group}.toml"
     write_config(config, bootstrap, topic, alerts, group, rules, state)
     logs = [work / f"{group}-{i}.log" for i in range(n)]
-    procs = [start(config, log) for log in logs]
+    procs = [start(config, log, engine) for log in logs]
     try:
         deadline = time.monotonic() + 120
         while not settled(logs, n):
@@ -278,7 +285,7 @@ def throughput(bootstrap: str, rows: list[tuple[int, bytes, bytes]], n: int, rul
     finally:
         stop(procs)
     n_alerts = asyncio.run(count_committed(bootstrap, alerts))
-    return {"processes": n, "backlog": backlog, "events": len(rows),
+    return {"engine": str(engine), "processes": n, "backlog": backlog, "events": len(rows),
             "seconds": round(elapsed, 3),
             "events_per_s": round(len(rows) / elapsed), "append_events_per_s":
             round(len(rows) / append_s), "alerts": n_alerts,
@@ -342,13 +349,13 @@ async def paced_run(bootstrap: str, topic: str, alerts: str, rows: list[Any], ra
 
 
 def latency(bootstrap: str, rows: list[tuple[int, bytes, bytes]], rate: float, rules: Path,
-            work: Path, state: dict[str, str]) -> dict[str, Any]:
+            work: Path, state: dict[str, str], engine: Path = ROOT) -> dict[str, Any]:
     topic, alerts, group = uid("lat-in"), uid("lat-alerts"), uid("lat-g")
     asyncio.run(create_topics(bootstrap, [topic, alerts], PARTITIONS))
     config = work / f"{group}.toml"
     write_config(config, bootstrap, topic, alerts, group, rules, state)
     log = work / f"{group}.log"
-    procs = [start(config, log)]
+    procs = [start(config, log, engine)]
     seen: dict[str, float] = {}
     try:
         while not settled([log], 1):
@@ -404,6 +411,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure each process count this many times, alternating; the "
                     "median is reported")
+    ap.add_argument("--engine", type=Path, action="append",
+                    help="the project directory whose cep runs (its .venv; repeat the option "
+                    "to compare versions: their runs alternate; default: this one)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                     "kafka_e2e.json")
     args = ap.parse_args()
@@ -417,32 +427,37 @@ def main() -> None:
              "checkpoint_records": str(args.checkpoint_records)}
     results: dict[str, Any] = {"rules": str(rules), "state": state, "throughput": [],
                                "latency": None}
+    engines = [e.resolve() for e in args.engine or [ROOT]]
     if args.warmup > 0:
         for n in args.processes:
-            r = throughput(args.bootstrap, rows[:args.warmup], n, rules.resolve(), work,
-                           args.broker_pid, state, args.backlog)
-            print(f"warm-up, {n} process(es): {r['events']:,} events, "
-                  f"{r['events_per_s']:,} events/s", flush=True)
+            for engine in engines:
+                r = throughput(args.bootstrap, rows[:args.warmup], n, rules.resolve(), work,
+                               args.broker_pid, state, args.backlog, engine)
+                print(f"warm-up, {engine.name}, {n} process(es): {r['events']:,} events, "
+                      f"{r['events_per_s']:,} events/s", flush=True)
     for _ in range(args.repeat):
         for n in args.processes:
-            r = throughput(args.bootstrap, rows, n, rules.resolve(), work, args.broker_pid,
-                           state, args.backlog)
-            results["throughput"].append(r)
-            print(f"{n} process(es): {r['events']:,} events in {r['seconds']:.2f} s = "
-                  f"{r['events_per_s']:,} events/s (appended at "
-                  f"{r['append_events_per_s']:,}/s), {r['alerts']:,} alerts; CPU: cep "
-                  f"{r['cep_cpu_s']} s, broker {r['broker_cpu_s']} s, load generator "
-                  f"{r['load_generator_cpu_s']} s on {r['cores']} cores", flush=True)
-    medians = {n: statistics.median(r["events_per_s"] for r in results["throughput"]
-                                    if r["processes"] == n) for n in args.processes}
-    results["median_events_per_s"] = medians
-    if len(medians) > 1:
+            for engine in engines:
+                r = throughput(args.bootstrap, rows, n, rules.resolve(), work,
+                               args.broker_pid, state, args.backlog, engine)
+                results["throughput"].append(r)
+                print(f"{engine.name}, {n} process(es): {r['events']:,} events in "
+                      f"{r['seconds']:.2f} s = {r['events_per_s']:,} events/s (appended at "
+                      f"{r['append_events_per_s']:,}/s), {r['alerts']:,} alerts; CPU: cep "
+                      f"{r['cep_cpu_s']} s, broker {r['broker_cpu_s']} s, load generator "
+                      f"{r['load_generator_cpu_s']} s on {r['cores']} cores", flush=True)
+    for engine in engines:
+        medians = {n: statistics.median(r["events_per_s"] for r in results["throughput"]
+                                        if r["processes"] == n and r["engine"] == str(engine))
+                   for n in args.processes}
+        results.setdefault("median_events_per_s", {})[str(engine)] = medians
         one = medians[min(medians)]
-        print("medians: " + ", ".join(f"{n} process(es) {v:,.0f} events/s ({v / one:.2f}×)"
-                                      for n, v in medians.items()), flush=True)
+        print(f"medians, {engine.name}: " + ", ".join(
+            f"{n} process(es) {v:,.0f} events/s ({v / one:.2f}×)" for n, v in medians.items()),
+            flush=True)
     if args.rate > 0:
         paced = rows[: int(args.rate * args.seconds)]
-        r = latency(args.bootstrap, paced, args.rate, rules.resolve(), work, state)
+        r = latency(args.bootstrap, paced, args.rate, rules.resolve(), work, state, engines[0])
         results["latency"] = r
         print(f"latency at {args.rate:,.0f} events/s over {len(paced):,} events, "
               f"{r['alerts']:,} alerts: append→append {r['append_to_append_ms']}, "

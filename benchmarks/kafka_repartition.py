@@ -25,7 +25,10 @@ Variants and process counts alternate (``--repeat``); medians are compared.
 Usage (a broker must be running; ``runtime/kafka/up.sh --port 19092`` starts one)::
 
     python benchmarks/kafka_repartition.py --bootstrap 127.0.0.1:19092 --events 1000000 \\
-        --processes 1 2 --repeat 3 --broker-pid $(cat /tmp/cep-kafka-19092/kafka.pid)
+        --processes 1 2 --repeat 3 --broker-pid $(cat /tmp/cep-kafka-19092/kafka.pid) \\
+        [--engine /path/to/other/checkout --engine .]
+
+``--engine DIR`` (repeated) runs the ``cep`` of each project directory given, alternating.
 """
 
 from __future__ import annotations
@@ -191,14 +194,15 @@ async def timed_run(bootstrap: str, topic: str, group: str, shuffles: list[str],
 
 
 def measure(bootstrap: str, rows: list[tuple[int, bytes, bytes]], n: int, variant: str,
-            rules: list[Path], work: Path, broker_pid: int | None) -> dict[str, Any]:
+            rules: list[Path], work: Path, broker_pid: int | None, engine: Path = ROOT
+            ) -> dict[str, Any]:
     topic, alerts, group = uid("rep-in"), uid("rep-alerts"), uid("rep-g")
     asyncio.run(create_topics(bootstrap, [topic, alerts], PARTITIONS))
     shuffles = [f"{group}.repartition.ip"] if variant == "mixed" else []
     config = work / f"{group}.toml"
     write_config(config, bootstrap, topic, alerts, group, rules)
     logs = [work / f"{group}-{i}.log" for i in range(n)]
-    procs = [start(config, log) for log in logs]
+    procs = [start(config, log, engine) for log in logs]
     try:
         deadline = time.monotonic() + 120
         while not settled(logs, n, shuffles):
@@ -220,7 +224,7 @@ def measure(bootstrap: str, rows: list[tuple[int, bytes, bytes]], n: int, varian
         stop(procs)
     shipped = asyncio.run(count_committed(bootstrap, shuffles[0])) if shuffles else 0
     per_m = 1e6 / len(rows)
-    return {"variant": variant, "processes": n, "events": len(rows),
+    return {"engine": str(engine), "variant": variant, "processes": n, "events": len(rows),
             "seconds": round(elapsed, 3), "events_per_s": round(len(rows) / elapsed),
             "events_per_s_per_process": round(len(rows) / elapsed / n),
             "cep_cpu_s": round(cep_cpu, 2), "cep_cpu_s_per_million": round(cep_cpu * per_m, 2),
@@ -242,6 +246,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=300_000,
                     help="events of one unrecorded run per variant first (0: none)")
     ap.add_argument("--broker-pid", type=int)
+    ap.add_argument("--engine", type=Path, action="append",
+                    help="the project directory whose cep runs (its .venv; repeat the option "
+                    "to compare versions: their runs alternate; default: this one)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                     "kafka_repartition.json")
     args = ap.parse_args()
@@ -252,43 +259,57 @@ def main() -> None:
     shuffled.write_text(SHUFFLED[args.shuffled])
     variants = {"direct": [direct], "mixed": [direct, shuffled]}
     rows = generate(args.events, args.users, args.seed)
+    engines = [e.resolve() for e in args.engine or [ROOT]]
     if args.warmup > 0:
         for v, rules in variants.items():
             r = measure(args.bootstrap, rows[:args.warmup], 1, v, rules, work, args.broker_pid)
             print(f"warm-up {v}: {r['events_per_s']:,} events/s", flush=True)
     runs: list[dict[str, Any]] = []
+    medians: dict[str, Any] = {}
     for _ in range(args.repeat):
-        for n in args.processes:
-            for v, rules in variants.items():
-                r = measure(args.bootstrap, rows, n, v, rules, work, args.broker_pid)
-                runs.append(r)
-                print(f"{v}, {n} process(es): {r['events_per_s']:,} events/s "
-                      f"({r['events_per_s_per_process']:,} per process), cep CPU "
-                      f"{r['cep_cpu_s']} s ({r['cep_cpu_s_per_million']} s per M), broker "
-                      f"{r['broker_cpu_s']} s, {r['repartition_records']:,} repartition "
-                      f"records, {r['alerts']:,} alerts", flush=True)
+        for n, engine, (v, rules) in ((n, e, vr) for n in args.processes for e in engines
+                                      for vr in variants.items()):
+            r = measure(args.bootstrap, rows, n, v, rules, work, args.broker_pid, engine)
+            runs.append(r)
+            print(f"{engine.name}, {v}, {n} process(es): {r['events_per_s']:,} events/s "
+                  f"({r['events_per_s_per_process']:,} per process), cep CPU "
+                  f"{r['cep_cpu_s']} s ({r['cep_cpu_s_per_million']} s per M), broker "
+                  f"{r['broker_cpu_s']} s, {r['repartition_records']:,} repartition "
+                  f"records, {r['alerts']:,} alerts", flush=True)
+    for engine in engines:
+        summary = _summary([r for r in runs if r["engine"] == str(engine)], args.processes,
+                           list(variants), engine.name)
+        if len(engines) > 1:
+            summary = {str(engine): summary}
+        medians.update(summary)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"command": sys.argv, "shuffled": args.shuffled,
+                                    "runs": runs, "medians": medians}, indent=2) + "\n")
+
+
+def _summary(runs: list[dict[str, Any]], processes: list[int], variants: list[str],
+             label: str) -> dict[str, Any]:
+    """The medians of one engine's runs (printed as well)."""
 
     def med(v: str, n: int, k: str) -> float:
         return statistics.median(r[k] for r in runs if r["variant"] == v and r["processes"] == n)
 
     summary: dict[str, Any] = {}
-    for n in args.processes:
+    for n in processes:
         d, m = med("direct", n, "events_per_s"), med("mixed", n, "events_per_s")
         summary[f"{n}p"] = {"direct_events_per_s": d, "mixed_events_per_s": m,
                             "mixed_over_direct": round(m / d, 3),
                             "direct_cpu_s_per_million": med("direct", n, "cep_cpu_s_per_million"),
                             "mixed_cpu_s_per_million": med("mixed", n, "cep_cpu_s_per_million")}
-        print(f"medians, {n} process(es): direct {d:,.0f}, mixed {m:,.0f} events/s "
+        print(f"medians, {label}, {n} process(es): direct {d:,.0f}, mixed {m:,.0f} events/s "
               f"({m / d:.0%}); CPU per M: direct {summary[f'{n}p']['direct_cpu_s_per_million']}"
               f" s, mixed {summary[f'{n}p']['mixed_cpu_s_per_million']} s", flush=True)
-    if 1 in args.processes and 2 in args.processes:
+    if 1 in processes and 2 in processes:
         for v in variants:
             ratio = med(v, 2, "cep_cpu_s_per_million") / med(v, 1, "cep_cpu_s_per_million")
             summary[f"{v}_cpu_2p_over_1p"] = round(ratio, 3)
-            print(f"{v}: CPU per M, 2 processes ÷ 1 process = {ratio:.2f}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": sys.argv, "shuffled": args.shuffled,
-                                    "runs": runs, "medians": summary}, indent=2) + "\n")
+            print(f"{label}, {v}: CPU per M, 2 processes ÷ 1 process = {ratio:.2f}", flush=True)
+    return summary
 
 
 if __name__ == "__main__":

@@ -63,17 +63,17 @@ from cep.app.kafka_commit import (
     retry,
     sleep,
 )
+from cep.app.kafka_feed import feed_batch
 from cep.app.kafka_members import InstanceGuard
 from cep.app.kafka_plan import KafkaPlan, Shuffle, plan_rules
 from cep.app.kafka_repartition import Repartition
 from cep.app.kafka_shuffle import Merger
-from cep.app.metrics import SAMPLE_MASK, EngineSnapshot, RunMetrics, operator_snapshot
+from cep.app.metrics import EngineSnapshot, RunMetrics, operator_snapshot
 from cep.app.reload import AsyncControl
 from cep.checkpoint import CheckpointError, decode
 from cep.compiler.compiled import CompiledRule
 from cep.config import Config, KafkaConfig, SourceConfig
 from cep.errors import ConfigError
-from cep.event import Event
 from cep.io.kafka import (
     Backoff,
     Changelog,
@@ -535,34 +535,17 @@ class KafkaPipeline:
             self.since_checkpoint += len(msgs)
 
     def _feed(self, task: Task, tp: TopicPartition, msgs: list[Any], expected: int) -> int:
-        """A source task's messages when no repartition topic reads the source: decode, feed
-        the operator.  Returns the events fed."""
-        decode_msg = self.decoders[tp.topic].decode
-        input_id = task.inputs[tp]
-        on_event = task.op.on_event
-        seq = task.seq
-        pid = tp.partition
-        n = 0
+        """A source task's messages when no repartition topic reads the source: decoded and
+        fed as a batch (:func:`~cep.app.kafka_feed.feed_batch`).  Returns the events fed."""
         metrics = self.metrics
-        for msg in msgs:
-            if msg.offset < expected:
-                continue  # fetched before a seek back: already processed
-            res = decode_msg(msg.value, pid, msg.offset, seq + 1)
-            if type(res) is Event:
-                seq += 1
-                n += 1
-                if metrics is not None and not seq & SAMPLE_MASK:
-                    t0 = time.perf_counter()
-                    on_event(res, input_id)
-                    metrics.observe_latency(time.perf_counter() - t0)
-                else:
-                    on_event(res, input_id)
-            else:
-                self._dead_letter(task, res)  # type: ignore[arg-type]
+        fed = feed_batch(task.op, self.decoders[tp.topic], msgs, partition=tp.partition,
+                         expected=expected, input_name=task.inputs[tp], seq=task.seq,
+                         dead_letter=lambda rec: self._dead_letter(task, rec),
+                         observe_latency=metrics.observe_latency if metrics else None)
         if metrics is not None:
-            metrics.events[self.sources[tp.topic].name] += n
-        task.seq = seq
-        return n
+            metrics.events[self.sources[tp.topic].name] += fed.events
+        task.seq = fed.seq
+        return fed.events
 
     def _dead_letter(self, task: Task, rec: dict[str, Any]) -> None:
         task.out.append(("dead_letter", rec))

@@ -29,6 +29,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from cep.app.kafka_commit import Shipped, Task
+from cep.app.kafka_feed import feed_batch
 from cep.app.kafka_plan import Shuffle
 from cep.app.kafka_shuffle import Merger, event_header, marker_header, parse_header
 from cep.event import Event
@@ -54,43 +55,34 @@ class Repartition:
         self.dead_letter = dead_letter
 
     def ship(self, task: Task, tp: TopicPartition, msgs: list[Any], expected: int) -> int:
-        """A source task's messages when repartition topics read its source: decode, feed the
-        operator, ship what it accepted.  Returns the events fed."""
-        decode_msg = self.decoders[tp.topic].decode
+        """A source task's messages when repartition topics read its source: decoded and fed
+        as a batch (:func:`~cep.app.kafka_feed.feed_batch`), each event the operator
+        accepted shipped.  Returns the events fed."""
         input_id = task.inputs[tp]
-        op = task.op
         ships = self.ships[tp.topic]
         parts = self.partitions
         out = task.out
-        seq = task.seq
         pid, topic = tp.partition, tp.topic
         largest = task.largest.get(input_id, NEG_INF)
-        n = 0
-        for msg in msgs:
-            if msg.offset < expected:
-                continue
-            res = decode_msg(msg.value, pid, msg.offset, seq + 1)
-            if type(res) is not Event:
-                self.dead_letter(task, res)  # type: ignore[arg-type]
-                continue
-            seq += 1
-            n += 1
-            dropped = op.late + op.refused
-            op.on_event(res, input_id)
-            if op.late + op.refused != dropped:
-                continue  # the source task's decision, deterministic: not shipped
-            ts = res.ts
+
+        def on_accepted(ev: Event, value: bytes) -> None:
+            nonlocal largest
+            ts = ev.ts
             if ts > largest:
                 largest = ts
             headers = None
             for sh in ships:
-                if sh.wants(res):
-                    headers = headers or event_header(topic, pid, msg.offset, ts)
-                    out.append(Shipped(sh.topic, sh.partition(res.data, parts), msg.value,
-                                       headers))
+                if sh.wants(ev):
+                    headers = headers or event_header(topic, pid, ev.offset, ts)
+                    out.append(Shipped(sh.topic, sh.partition(ev.data, parts), value, headers))
+
+        fed = feed_batch(task.op, self.decoders[topic], msgs, partition=pid, expected=expected,
+                         input_name=input_id, seq=task.seq,
+                         dead_letter=lambda rec: self.dead_letter(task, rec),
+                         on_accepted=on_accepted)
         task.largest[input_id] = largest
-        task.seq = seq
-        return n
+        task.seq = fed.seq
+        return fed.events
 
     def mark(self, task: Task) -> None:
         """A source task's markers, before its checkpoint (see the module docstring)."""

@@ -276,9 +276,11 @@ def decode_json_chunk(chunk: bytes, lines: int) -> list[Any] | None:
 
 
 def event_time_of(data: dict[str, Any], time: TimeSpec) -> int | DeadLetter:
-    """The event time (epoch ms) of a decoded object under ``time``, or a DeadLetter."""
+    """The event time (epoch ms) of a decoded object under ``time``, or a DeadLetter: the
+    same decision as :func:`json_decoder`'s (an int outside the valid domain included)."""
     value = data.get(time.field)
-    if type(value) is int and time.unit == "ms":
+    if (type(value) is int and time.unit == "ms"
+            and MIN_EVENT_TIME_MS <= value <= MAX_EVENT_TIME_MS):
         return value
     if value is None:
         value = _lookup(data, time.field)

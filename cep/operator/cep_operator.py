@@ -32,6 +32,7 @@ finishes the partial matches it has; when its last key is gone it is retired.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -53,9 +54,13 @@ from cep.operator.time_guard import FutureGuard
 from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
 
-__all__ = ["CepOperator", "RuleState", "HeldKeys", "Emit", "HOLD_AFTER"]
+__all__ = ["CepOperator", "RuleState", "HeldKeys", "Emit", "Accepted", "HOLD_AFTER"]
 
 log = logging.getLogger("cep.operator")
+
+Accepted = Callable[[dict[str, Any], int, int, int], None]
+"""``accepted(obj, event time in ms, arrival number, offset)`` of :meth:`CepOperator.on_batch`:
+an event that is neither late nor refused."""
 
 HOLDERS_MIN = 4
 """Rules keyed by the same field from which on they share a set of held keys
@@ -136,7 +141,8 @@ class CepOperator:
         # reloads
         self.retired: dict[str, list[int]] = {}
         self.dropped_partial_matches = 0
-        self._scan: tuple[list[RuleState], tuple[bool, ...], str, Scanner] | None = None
+        self._scan: tuple[list[RuleState], tuple[bool, ...], tuple[str, bool, bool],
+                          Scanner] | None = None
         self._fast_source = "input"
         self.hold_after = HOLD_AFTER
         self._holders: list[HeldKeys] = []
@@ -238,62 +244,112 @@ class CepOperator:
         seq: int,
         offset: int,
         odd_time: Callable[[dict[str, Any], int], int | None],
+        *,
+        input_name: str | None = None,
+        partition: int = -1,
+        offsets: list[int] | None = None,
+        accepted: Accepted | None = None,
     ) -> tuple[int, int]:
-        """Accept decoded objects in arrival order (file mode): ``objs[i]`` is line ``offset
-        + 1 + i`` of ``source`` and gets arrival number ``seq + 1 + …``; its event time is the
+        """Accept decoded objects in arrival order: ``objs[i]`` is line ``offset + 1 + i``
+        of ``source`` and gets arrival number ``seq + 1 + …``; its event time is the
         int ``time_field`` (ms) or, otherwise (and always when ``time_field`` is None),
-        ``odd_time(obj, line)`` (``None``: the object
-        was routed as a dead letter and is skipped).  Returns the last ``(seq, offset)``
-        used.  Same outputs as calling :meth:`on_event` for each object; with one input of
+        ``odd_time(obj, line)`` (``None``: the object was routed as a dead letter and is
+        skipped).  Returns the last ``(seq, offset)`` used.
+
+        Kafka messages of one partition: ``offsets`` gives each object's offset (increasing;
+        ``offset`` is then ignored and the last offset used is returned), ``partition`` the
+        partition, ``input_name`` the watermark input (default ``source``); an int event time
+        outside the valid domain goes to ``odd_time`` too, as decoding one message does.
+        ``accepted(obj, event time, arrival number, offset)`` is called for each event that
+        is neither late nor refused, before it is matched (a Kafka source task ships those).
+
+        Same outputs as calling :meth:`on_event` for each object; with one input of
         ``max_out_of_orderness`` 0 it runs the generated loop of :mod:`cep.operator.fastpath`.
         """
         start = 0
         n = len(objs)
-        self._fast_source = source
+        name = source if input_name is None else input_name
+        self._fast_source = name
         while start < n:
-            if self.buffered or not self.watermarks.is_sole_in_order(source):
-                return self._batch_slow(objs, start, source, time_field, seq, offset, odd_time)
-            scan = self.scanner(source)
-            part = objs if start == 0 else objs[start:]
+            if self.buffered or not self.watermarks.is_sole_in_order(name):
+                return self._batch_slow(objs, start, source, time_field, seq, offset, odd_time,
+                                        name, partition, offsets, accepted)
+            scan = self.scanner(source, offsets is not None, accepted is not None)
             seq0, off0 = seq, offset
-            seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
-                                        offset, self.largest_ts, odd_time)
+            if offsets is None:
+                part = objs if start == 0 else objs[start:]
+                seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
+                                            offset, self.largest_ts, odd_time, None, partition,
+                                            None, name, accepted)
+                start += offset - off0
+            else:
+                part, offs = (objs, offsets) if start == 0 else (objs[start:], offsets[start:])
+                seq, offset, last, stopped = scan(part, self, self.rules, source, time_field,
+                                                  seq, offset, self.largest_ts, odd_time, None,
+                                                  partition, offs, name, accepted)
+                start = bisect_right(offsets, offset) if stopped else n
             self.events_in += seq - seq0
             self.largest_ts = last
             if last > NEG_INF:
-                self.watermarks.observe(source, last)  # type: ignore[arg-type]
-            start += offset - off0
+                self.watermarks.observe(name, last)  # type: ignore[arg-type]
         return seq, offset
 
     def _batch_slow(
         self, objs: list[dict[str, Any]], start: int, source: str, time_field: str | None,
-        seq: int,
-        offset: int, odd_time: Callable[[dict[str, Any], int], int | None],
+        seq: int, offset: int, odd_time: Callable[[dict[str, Any], int], int | None],
+        name: str, partition: int, offsets: list[int] | None, accepted: Accepted | None,
     ) -> tuple[int, int]:
         on_event = self.on_event
-        for d in objs[start:] if start else objs:
-            offset += 1
+        part = objs[start:] if start else objs
+        if offsets is None:
+            for d in part:
+                offset += 1
+                ts = d.get(time_field) if time_field is not None else None
+                if type(ts) is not int:
+                    ts = odd_time(d, offset)
+                    if ts is None:
+                        continue
+                seq += 1
+                if accepted is None:
+                    on_event(Event(ts, seq, d, source, offset), name)
+                else:
+                    self._one(Event(ts, seq, d, source, offset), name, accepted)
+            return seq, offset
+        lo, hi = MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS
+        for d, offset in zip(part, offsets[start:] if start else offsets, strict=True):
             ts = d.get(time_field) if time_field is not None else None
-            if type(ts) is not int:
+            if type(ts) is not int or not lo <= ts <= hi:
                 ts = odd_time(d, offset)
                 if ts is None:
                     continue
             seq += 1
-            on_event(Event(ts, seq, d, source, offset))
+            if accepted is None:
+                on_event(Event(ts, seq, d, source, offset, partition), name)
+            else:
+                self._one(Event(ts, seq, d, source, offset, partition), name, accepted)
         return seq, offset
 
-    def scanner(self, source: str) -> Scanner:
-        """The generated batch loop (:func:`~cep.operator.fastpath.build_scanner`) for the
-        current rules reading ``source``, built once per rule list, draining flags and
-        source."""
+    def _one(self, ev: Event, name: str, accepted: Accepted) -> None:
+        """:meth:`on_event`, telling ``accepted`` when the event was neither late nor
+        refused."""
+        dropped = self.late + self.refused
+        self.on_event(ev, name)
+        if self.late + self.refused == dropped:
+            accepted(ev.data, ev.ts, ev.seq, ev.offset)
+
+    def scanner(self, source: str, offsets: bool = False, accepting: bool = False) -> Scanner:
+        """The generated loop of :func:`~cep.operator.fastpath.build_scanner` for the rule
+        set as it is now, reading ``source`` (``offsets``: Kafka messages; ``accepting``:
+        telling which events were accepted), built once and cached until the rules
+        change."""
         rules = self.rules
         flags = tuple(rs.draining for rs in rules)
         cached = self._scan
         if (cached is not None and cached[0] is rules and cached[1] == flags
-                and cached[2] == source):
+                and cached[2] == (source, offsets, accepting)):
             return cached[3]
-        scan = build_scanner(rules, source)
-        self._scan = (rules, flags, source, scan)
+        scan = build_scanner(rules, source, offsets, accepting)
+        self._scan = (rules, flags, (source, offsets, accepting), scan)
         return scan
 
     def refresh_due(self) -> float:
@@ -358,11 +414,11 @@ class CepOperator:
         return self.refresh_due()
 
     def admit_ahead(self, ts: int, data: dict[str, Any], source: str, offset: int,
-                    last: float) -> bool:
+                    last: float, partition: int = -1) -> bool:
         """The fast path saw an event time above :meth:`FutureGuard.limit` of ``last`` (the
         largest event time accepted): whether it may go on (else it was dead-lettered)."""
         self.largest_ts = last
-        return self._admit(Event(ts, 0, data, source, offset), ts)
+        return self._admit(Event(ts, 0, data, source, offset, partition), ts)
 
     def _admit(self, ev: Event, ts: int) -> bool:
         """Whether an event time above the guard's limit is accepted; a refused event goes
@@ -389,9 +445,10 @@ class CepOperator:
             rec["offset"] = ev.offset
         self.emit("dead_letter", rec)
 
-    def late_in_order(self, ev: Event, last: int) -> None:
-        """The fast path saw an event below the largest event time ``last``: it is late."""
-        self.watermarks.observe(ev.source, last)
+    def late_in_order(self, ev: Event, last: int, input_name: str | None = None) -> None:
+        """The fast path saw an event below the largest event time ``last`` of watermark
+        input ``input_name`` (default ``ev.source``): it is late."""
+        self.watermarks.observe(input_name or ev.source, last)
         self.late += 1
         self.emit("late", late_record(ev, self.watermarks.current))
 

@@ -41,7 +41,9 @@ from cep.operator.key_store import RuleState
 
 __all__ = ["Scanner", "build_scanner"]
 
-# scan(objs, op, rules, src, tf, seq, off, last, odd, due=None) -> (seq, off, last, stopped)
+# scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1, offs=None, inp=None,
+#      accept=None)
+#     -> (seq, off, last, stopped)
 Scanner = Callable[..., tuple[int, int, float, bool]]
 
 # Fewer rules than this with a usable equality guard: no branching on the guarded field.
@@ -182,7 +184,7 @@ def _index(gates: list[_Gate]) -> str | None:
     return fld
 
 
-_MAKE_EVENT = "_ev = _Ev(_ts, _seq, _d, _src, _off)"
+_MAKE_EVENT = "_ev = _Ev(_ts, _seq, _d, _src, _off, _pid)"
 
 
 def _emit(g: _Gate, value: str | None, indexed: bool, w: CodeWriter, single: bool) -> None:
@@ -221,16 +223,28 @@ def _emit(g: _Gate, value: str | None, indexed: bool, w: CodeWriter, single: boo
         w.line("_due = _ctx.next_due")
 
 
-def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
+def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False,
+                  accepting: bool = False) -> Scanner:
     """Generate the batch loop for ``rules`` (in dispatch order) reading input ``source``.
 
-    The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd, due=None)`` handles
-    ``objs`` in order: ``tf`` is the event-time field, ``seq``/``off`` the last arrival number
-    and line number used, ``last`` the largest event time seen, ``odd(obj, line)`` the event
-    time of an object whose time field is not an int (``None`` after routing it as a dead
-    letter), ``due`` a lower bound of every rule's earliest timer (ms; ``None``: computed).  It
-    returns the updated ``(seq, off, last, stopped)``; ``stopped`` means the rule list changed
-    (a drained version retired) and the caller must rebuild before the next object.
+    The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1,
+    offs=None, inp=None, accept=None)`` handles ``objs`` in order: ``tf`` is the event-time
+    field, ``seq``/``off`` the last arrival number and line number used, ``last`` the largest
+    event time seen, ``odd(obj, line)`` the event time of an object whose time field is not an int
+    (``None`` after routing it as a dead letter), ``due`` a lower bound of every rule's
+    earliest timer (ms; ``None``: computed), ``pid`` the Kafka partition of the events
+    (``-1``: a file), ``inp`` the watermark input (``None``: ``src``).  It returns the
+    updated ``(seq, off, last, stopped)``; ``stopped`` means the rule list changed (a drained
+    version retired) and the caller must rebuild before the next object.
+
+    With ``offsets`` (Kafka messages) the loop reads each object's offset from ``offs`` (one
+    per object, increasing) instead of counting lines, returns the last offset used as
+    ``off``, and also hands an int event time outside the valid domain to ``odd``, as
+    decoding one message does (:func:`cep.io.codecs.json_decoder`), so that it costs no
+    arrival number.
+
+    With ``accepting`` the loop calls ``accept(obj, event time, arrival number, offset)`` for
+    each event it accepts (neither late nor refused), before matching it.
 
     With several rules whose guards test one field for equality with string literals (``type
     == "login"``), the loop branches on that field's value once per event and each branch
@@ -239,7 +253,7 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     ns: dict[str, Any] = {"__builtins__": {}}
     ns.update(rt.HELPERS)
     ns.update({"_int": int, "_Ev": Event, "_inf": float("inf"), "_max": MAX_EVENT_TIME_MS,
-               "_min": MIN_EVENT_TIME_MS})
+               "_min": MIN_EVENT_TIME_MS, "_zip": zip})
     keys: dict[str, _KeyVar] = {}
     gates: list[_Gate] = []
     for i, rs in enumerate(rules):
@@ -254,7 +268,7 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
               and not gates[0].hf_call)
     w = CodeWriter()
     with w.block("def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, "
-                 "_due=None):"):
+                 "_due=None, _pid=-1, _offs=None, _inp=None, _accept=None):"):
         for g in gates:
             w.line(f"_k{g.i} = _r{g.i}.keys")
             w.line(f"_s{g.i} = _r{g.i}.step")
@@ -263,14 +277,15 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
         w.line("_tick = _op.tick_in_order")
         w.line("_late = _op.late_in_order")
         w.line("_admit = _op.admit_ahead")
-        w.line("_skew = _op.guard.skew")
-        w.line("_lim = _op.guard.limit(_last)")
-        with w.block("if _lim > _max:"):
-            w.line("_lim = _max")
+        w.line("_guard = _op.guard")
+        w.line("_skew = _guard.skew")
+        # (the guard's cap, the wall clock's limit in live modes, moves only when it decides)
+        w.line("_cap = _guard.cap")
+        w.line("_lim = _guard.limit(_last)")
         with w.block("if _due is None:"):
             w.line("_due = _op.refresh_due()")
-        with w.block("for _d in _objs:"):
-            _event_time(w, watch)
+        with w.block("for _d, _off in _zip(_objs, _offs):" if offsets else "for _d in _objs:"):
+            _event_time(w, watch, offsets, accepting)
             for kv in keys.values():
                 w.line(f"{kv.name} = {kv.expr}")
             if not single:
@@ -290,36 +305,54 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     return fn
 
 
-def _event_time(w: CodeWriter, watch: bool) -> None:
+def _event_time(w: CodeWriter, watch: bool, offsets: bool, accepting: bool) -> None:
     """The loop's per-object head: the event time (the caller's ``_odd`` for anything but an
-    int), arrival number, lateness, the future-skew guard, and the timers a new largest time
-    passes (then, with ``watch``, a stop when the rule list changed under them)."""
-    w.line("_off += 1")
-    w.line("_ts = _d.get(_tf)")
-    with w.block("if _type(_ts) is not _int:"):
+    int, and with ``offsets`` for an int outside the valid domain too), arrival number,
+    lateness, the future-skew guard, and the timers a new largest time passes (then, with
+    ``watch``, a stop when the rule list changed under them); with ``accepting``, the
+    caller told of each event accepted."""
+    if offsets:
+        w.line("_ts = _d.get(_tf)")
+        test = "if _type(_ts) is not _int or not _min <= _ts <= _max:"
+    else:
+        w.line("_off += 1")
+        w.line("_ts = _d.get(_tf)")
+        test = "if _type(_ts) is not _int:"
+    with w.block(test):
         w.line("_ts = _odd(_d, _off)")
         with w.block("if _ts is None:"):
             w.line("continue")
     w.line("_seq += 1")
     with w.block("if _ts != _last:"):
         with w.block("if _ts < _last:"):
-            with w.block("if _ts < _min and not _admit(_ts, _d, _src, _off, _last):"):
-                w.line("continue")
-            w.line("_late(_Ev(_ts, _seq, _d, _src, _off), _last)")
+            with w.block("if _ts < _min:"):
+                w.line("_ok = _admit(_ts, _d, _src, _off, _last, _pid)")
+                w.line("_cap = _guard.cap")
+                w.line("_lim = _guard.limit(_last)")
+                with w.block("if not _ok:"):
+                    w.line("continue")
+            w.line("_late(_Ev(_ts, _seq, _d, _src, _off, _pid), _last, _inp)")
             w.line("continue")
         with w.block("if _ts > _lim:"):
-            with w.block("if not _admit(_ts, _d, _src, _off, _last):"):
+            w.line("_ok = _admit(_ts, _d, _src, _off, _last, _pid)")
+            w.line("_cap = _guard.cap")
+            w.line("_lim = _guard.limit(_last)")
+            with w.block("if not _ok:"):
                 w.line("continue")
         w.line("_last = _ts")
         w.line("_lim = _ts + _skew")
-        with w.block("if _lim > _max:"):
-            w.line("_lim = _max")
+        with w.block("if _lim > _cap:"):
+            w.line("_lim = _cap")
         with w.block("if _ts > _due:"):
             w.line("_due = _tick(_ts)")
             if watch:
                 with w.block("if _op.rules is not _rules:"):
-                    w.line("_op.dispatch(_Ev(_ts, _seq, _d, _src, _off))")
+                    if accepting:
+                        w.line("_accept(_d, _ts, _seq, _off)")
+                    w.line("_op.dispatch(_Ev(_ts, _seq, _d, _src, _off, _pid))")
                     w.line("return _seq, _off, _last, True")
+    if accepting:
+        w.line("_accept(_d, _ts, _seq, _off)")
 
 
 def _indexed(w: CodeWriter, gates: list[_Gate], fld: str, ns: dict[str, Any]) -> None:
