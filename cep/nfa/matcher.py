@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cep.event import HeldEvent, hold
-from cep.nfa.heap import JavaHeap, remove_at, smallest
+from cep.nfa.heap import JavaHeap, heapify, remove_at, smallest
 from cep.nfa.heap import offer as _heap_offer
 from cep.nfa.model import (
     FINAL,
@@ -398,8 +398,16 @@ def is_idle(ks: KeyState) -> bool:
 
 def next_deadline(nfa: NFA, ks: KeyState) -> float:
     """Earliest event time (ms) at which advancing time would change this key: a window
-    expiring or a pending match being released.  +∞ when nothing can time out."""
+    expiring or a pending match being released.  +∞ when nothing can time out.
+
+    Without stage windows and pending states only the pattern window counts, and the
+    partial match that started first is the heap's root: O(1).  Else one pass."""
     w = nfa.window_ms
+    if not nfa.has_stage_windows and not nfa.has_pending:
+        if w <= 0 or not ks.a:
+            return _INF
+        ck = ks.a[0].ck
+        return _INF if ck is START_CK else ck[0] + w
     best = _INF
     for cs in ks.a:
         ck = cs.ck
@@ -514,14 +522,34 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
     potential: list[Computation] | None = None
     ts = ev.ts
     ahead: list[_Row] | None = None  # the next computation's edges, when already known
+    # the edges of states whose decision graph does not read the partial match, once per
+    # state for this event (made on the second computation of such a state)
+    known: dict[State, list[_Row]] | None = None
+    last_state: State | None = None
+    last_edges: list[_Row] = []
+    absorbed = False  # a new computation entered an absorbing state (cohort pruning)
+    many = len(old) > 3
     for i, cs in enumerate(old):
         state = cs.state
         pm = cs.node
-        if ahead is None:
+        if ahead is not None:
+            edges, ahead = ahead, None
+        elif state is last_state:
+            edges = last_edges
+        elif state.reads_partial or not many:
             rows, has_proceed = state.plan or _plan(state)
             edges = _edges(rows, has_proceed, ev, pm)
         else:
-            edges, ahead = ahead, None
+            if known is None:
+                known = {}
+                got = None
+            else:
+                got = known.get(state)
+            if got is None:
+                rows, has_proceed = state.plan or _plan(state)
+                got = known[state] = _edges(rows, has_proceed, ev, None)
+            edges = last_edges = got
+            last_state = state
         is_start = cs.ck is START_CK
         if not edges:
             if is_start:
@@ -586,6 +614,8 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 discard = True
             else:
                 retain.append(nxt)
+                if target.absorbing and nxt is not cs:
+                    absorbed = True
             if take and proceeds:
                 final = _final_after_proceed(target, ev, pm)
                 if final is not None:
@@ -612,7 +642,8 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
             for c in old:
                 _heap_offer(na, c)
     elif potential is None and not ks.completed.a:
-        ks.a = tuple(na)  # nothing completed, nothing held back: no release
+        # nothing completed, nothing held back: no release
+        ks.a = tuple(_merge_cohorts(na) if absorbed else na)
         return []
     new_partial = JavaHeap()
     new_partial.a = na
@@ -621,9 +652,35 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
         _heap_offer(pot.a, c)
     results: list[PartialMatchNode] = []
     _release(nfa, ks, pot, new_partial, results)
+    if absorbed:
+        new_partial.a = _merge_cohorts(new_partial.a)
     if not same or len(new_partial.a) != len(old):  # (pruning only removes)
         ks.a = tuple(new_partial.a)
     return results
+
+
+def _merge_cohorts(a: list[Computation]) -> list[Computation]:
+    """Cohort pruning (:attr:`~cep.nfa.model.NFA.cohort_pruning`): of the computations of
+    the heap array ``a`` that wait in one absorbing state with one first event (``ck``), keep
+    the first in array order.  The survivors keep their array order and are re-heapified, as
+    Java's ``removeIf`` leaves them; ``a`` itself when nothing goes.  One pass, O(len(a))."""
+    seen: set[tuple[State, Any]] = set()
+    kept: list[Computation] | None = None
+    for i, c in enumerate(a):
+        st = c.state
+        if st.absorbing:
+            k = (st, c.ck)
+            if k in seen:
+                if kept is None:
+                    kept = a[:i]
+                continue
+            seen.add(k)
+        if kept is not None:
+            kept.append(c)
+    if kept is None:
+        return a
+    heapify(kept)
+    return kept
 
 
 def advance_time(
