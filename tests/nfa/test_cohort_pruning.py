@@ -13,65 +13,13 @@ import json
 from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from reference.bursts import burst_cases, stage
 from reference.strategies import cases
 
 from cep.compiler.build import build_rule
 from cep.lang.parse import parse_text
 from cep.nfa.model import absorbing
 from cep.testing.flinkcase import run_case
-
-NAMES = ("a", "b", "c")
-
-
-def _stage(name: str, contiguity: str, where: str, quantifier: dict[str, Any] | None = None,
-           greedy: bool = False, until: str | None = None) -> dict[str, Any]:
-    return {"name": name, "contiguity": contiguity, "where": where, "quantifier": quantifier,
-            "optional": False, "greedy": greedy, "until": until, "group": None}
-
-
-@st.composite
-def burst_cases(draw: Any, skip: str = "skipPastLastEvent") -> dict[str, Any]:
-    """A pattern whose last stage waits after looping stages (where cohorts pile up), and a
-    bursty event sequence of up to 30 events."""
-    n = draw(st.integers(1, 3))
-    stages = []
-    for i in range(n):
-        name = "ABC"[i]
-        contiguity = "begin" if i == 0 else draw(
-            st.sampled_from(("followedBy", "followedByAny", "next")))
-        cond = draw(st.sampled_from(
-            ['name == "a"', 'name == "a"', 'name == "b"', 'name != "c"', "price > 3", "true"]))
-        q = None
-        if i == 0 or i < n - 1 or draw(st.booleans()):
-            kind = draw(st.sampled_from(("oneOrMore", "timesOrMore", "times", "none")
-                                        if i else ("oneOrMore", "timesOrMore")))
-            inner = draw(st.sampled_from(("relaxed", "relaxed", "consecutive",
-                                          "allowCombinations")))
-            if kind == "oneOrMore":
-                q = {"kind": "oneOrMore", "min": 1, "max": None, "inner": inner}
-            elif kind == "timesOrMore":
-                q = {"kind": "timesOrMore", "min": draw(st.integers(1, 3)), "max": None,
-                     "inner": inner}
-            elif kind == "times":
-                k = draw(st.integers(1, 3))
-                q = {"kind": "times", "min": k, "max": k, "inner": inner}
-        greedy = (q is not None and q["kind"] != "times" and inner != "allowCombinations"
-                  and draw(st.integers(0, 4)) == 0)
-        stages.append(_stage(name, contiguity, cond, q, greedy))
-    last = draw(st.sampled_from(("followedBy", "followedBy", "followedByAny", "next")))
-    where = draw(st.sampled_from(['name == "c"', 'name == "c" or price > 7',
-                                  'name == "c" and count(A) > 2', "true"]))
-    stages.append(_stage("Z", last, where))
-    window = draw(st.sampled_from((None, None, 4, 8, 15)))
-    names = draw(st.lists(st.sampled_from(("a", "a", "a", "b", "c")), min_size=8, max_size=30))
-    ts = 0
-    events = []
-    for i, name in enumerate(names, 1):
-        ts += draw(st.sampled_from((0, 1, 1, 2)))
-        events.append({"id": i, "ts": ts, "name": name, "price": draw(st.integers(0, 9))})
-    return {"id": "burst", "stages": stages, "within_ms": window, "skip": skip,
-            "events": events}
 
 
 def _same_both_ways(case: dict[str, Any]) -> dict[str, Any]:
@@ -171,9 +119,9 @@ def test_a_stage_reading_the_partial_match_is_not_absorbing() -> None:
 
 
 def _burst(n: int) -> dict[str, Any]:
-    stages = [_stage("F", "begin", 'name == "f"',
+    stages = [stage("F", "begin", 'name == "f"',
                      {"kind": "timesOrMore", "min": 3, "max": None, "inner": "relaxed"}),
-              _stage("S", "followedBy", 'name == "s"')]
+              stage("S", "followedBy", 'name == "s"')]
     events = [{"id": i, "ts": i, "name": "f", "price": 0} for i in range(1, n + 1)]
     events.append({"id": n + 1, "ts": n + 1, "name": "s", "price": 0})
     return {"id": "burst", "stages": stages, "within_ms": None, "skip": "skipPastLastEvent",
