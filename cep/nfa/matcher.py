@@ -35,7 +35,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cep.event import HeldEvent, hold
-from cep.nfa.heap import JavaHeap, heapify, remove_at, smallest
+from cep.nfa.cohorts import evict_cohorts
+from cep.nfa.heap import JavaHeap, heapify
 from cep.nfa.heap import offer as _heap_offer
 from cep.nfa.model import (
     FINAL,
@@ -96,12 +97,14 @@ class KeyState:
             :class:`~cep.nfa.heap.JavaHeap`; the shared empty :data:`NO_COMPLETED` when none).
         clock: the last time advanced to (ms).
         deadline: the earliest timer the operator has scheduled for the key (ms; +∞: none).
+        evicted: partial matches the per-key cap evicted since the key's last match (the
+            operator marks the key's next alerts with it, then sets it back to 0).
 
     ``partial`` is the key itself, as a heap of its partial matches (:meth:`offer`,
     :meth:`remove_if`).
     """
 
-    __slots__ = ("a", "completed", "clock", "deadline")
+    __slots__ = ("a", "completed", "clock", "deadline", "evicted")
 
     def __init__(self, a: tuple[Computation, ...], completed: JavaHeap, clock: float,
                  deadline: float = _INF) -> None:
@@ -109,6 +112,7 @@ class KeyState:
         self.completed = completed
         self.clock = clock
         self.deadline = deadline
+        self.evicted = 0
 
     @property
     def partial(self) -> KeyState:
@@ -130,23 +134,17 @@ class KeyState:
         self.a = tuple(heap.a)
         return True
 
-    def evict_oldest(self, n: int) -> int:
-        """Drop the ``n`` oldest partial matches — the first by ``ck`` (first event's time,
-        then arrival), the earlier in array order among equal ones; never the start
-        computation — and return how many were dropped (fewer when fewer are alive).  The
-        rest are left as Java's ``removeIf`` leaves them (array order, then re-heapified).
-        Finding them looks at O(n) computations (:func:`~cep.nfa.heap.smallest`), not all of
-        them; removing them is one pass over the array."""
-        a = self.a
-        doomed = smallest(a, n, _holds_events)
-        if doomed:
-            self.a = tuple(remove_at(a, doomed))
-        return len(doomed)
-
-
-def _holds_events(c: Computation) -> bool:
-    """A partial match (the start computation holds no event)."""
-    return c.node is not None
+    def evict_cohorts(self, n: int) -> int:
+        """Drop whole cohorts (partial matches that started at one event) holding at least
+        ``n`` partial matches, from the middle of start order outward, never the start
+        computation (:func:`cep.nfa.cohorts.evict_cohorts`); add the number dropped to
+        :attr:`evicted` and return it.  O(len(a) + cohorts · log cohorts), no sort of the
+        partial matches."""
+        a, dropped = evict_cohorts(self.a, n)
+        if dropped:
+            self.a = tuple(a)
+            self.evicted += dropped
+        return dropped
 
 
 # Computations are never changed once made, so every key of an automaton shares one start

@@ -91,8 +91,10 @@ class CepOperator:
         emit: ``emit(sink, record)`` receives alerts (sink from the rule), ``late`` records.
         inputs: input name → ``max_out_of_orderness`` in ms (inputs can also be added later
             through :attr:`watermarks`).
-        max_partial_matches_per_key: cap per rule and key (at least 1); the oldest partial
-            matches beyond it are evicted, counted and logged.
+        max_partial_matches_per_key: cap per rule and key (at least 1); beyond it whole
+            cohorts of partial matches are evicted from the middle of start order
+            (:mod:`cep.nfa.cohorts`), counted, logged, and the key's next alerts say how
+            many (``"evicted_partial_matches"``).
         future_guard: the :class:`~cep.operator.time_guard.FutureGuard` events pass before
             they may move the watermark (default: none with a bound; event times outside the
             valid domain, ``MIN_EVENT_TIME_MS`` … ``MAX_EVENT_TIME_MS``, are refused either
@@ -496,10 +498,13 @@ class CepOperator:
         before = ks.a
         matches = process(nfa, ks, ev)
         if matches:
-            alerts = rs.alerts
-            for node in matches:
-                rs.matches += 1
-                self.emit(alerts.sink, alerts.match(key, node))
+            if ks.evicted:
+                self._emit_marked(rs, key, ks, matches)
+            else:
+                alerts = rs.alerts
+                for node in matches:
+                    rs.matches += 1
+                    self.emit(alerts.sink, alerts.match(key, node))
         if ks.a is not before:
             self._after_change(rs, key, ks)
             self._changed(rs, key)
@@ -625,8 +630,11 @@ class CepOperator:
 
     def _advance_key(self, rs: RuleState, key: Hashable, ks: KeyState, now: float) -> None:
         matches, timeouts = advance_time(rs.rule.nfa, ks, now)
-        for node in matches:
-            self._emit_match(rs, key, node)
+        if matches and ks.evicted:
+            self._emit_marked(rs, key, ks, matches)
+        else:
+            for node in matches:
+                self._emit_match(rs, key, node)
         if timeouts:
             rs.timeouts += len(timeouts)
             alerts = rs.alerts
@@ -635,6 +643,20 @@ class CepOperator:
                     rec = alerts.timeout(key, node, ts)
                     if rec is not None:
                         self.emit(alerts.timeout_sink, rec)
+
+    def _emit_marked(self, rs: RuleState, key: Hashable, ks: KeyState,
+                     matches: list[Any]) -> None:
+        """Emit the matches of a key that evicted partial matches since its last match: each
+        alert says how many (``"evicted_partial_matches": N``, so that counts over the
+        match are known to be lower bounds), and the key's count starts again from 0."""
+        evicted = ks.evicted
+        ks.evicted = 0
+        alerts = rs.alerts
+        for node in matches:
+            rs.matches += 1
+            rec = alerts.match(key, node)
+            rec["evicted_partial_matches"] = evicted
+            self.emit(alerts.sink, rec)
 
     def _emit_match(self, rs: RuleState, key: Hashable, node: Any) -> None:
         rs.matches += 1
@@ -672,12 +694,12 @@ class CepOperator:
             self.next_due = d
 
     def _evict(self, rs: RuleState, key: Hashable, ks: KeyState, over: int) -> None:
-        """Drop the ``over`` oldest partial matches of ``key``
-        (:meth:`~cep.nfa.matcher.KeyState.evict_oldest`: O(over log over) to find them, one
-        pass over the key's partial matches to remove them, never a sort of all of them);
-        counted in ``rs.evictions`` and logged at most every few seconds per rule
-        (:attr:`eviction_log`)."""
-        n = ks.evict_oldest(over)
+        """Drop whole cohorts of ``key`` holding at least ``over`` partial matches, from the
+        middle of start order outward (:meth:`~cep.nfa.matcher.KeyState.evict_cohorts`: one
+        pass over the key's partial matches and a sort of its cohorts' first events, never
+        of all its partial matches); counted in ``rs.evictions`` and in the key's next
+        alerts, and logged at most every few seconds per rule (:attr:`eviction_log`)."""
+        n = ks.evict_cohorts(over)
         rs.evictions += n
         self.eviction_log.note(rs.rule.name, key, n, self.cap)
 
