@@ -57,6 +57,7 @@ __all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "starte
 
 _INF = float("inf")
 START_CK = (_INF, _INF)
+_UNKNOWN = object()  # (a cache miss, where None is a value)
 
 
 class Computation:
@@ -525,6 +526,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
     known: dict[State, list[_Row]] | None = None
     last_state: State | None = None
     last_edges: list[_Row] = []
+    finals: dict[State, Any] | None = None  # _final_after_proceed of pure targets
     absorbed = False  # a new computation entered an absorbing state (cohort pruning)
     many = len(old) > 3
     for i, cs in enumerate(old):
@@ -615,7 +617,14 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 if target.absorbing and nxt is not cs:
                     absorbed = True
             if take and proceeds:
-                final = _final_after_proceed(target, ev, pm)
+                if target.reads_partial:
+                    final = _final_after_proceed(target, ev, pm)
+                else:  # (its outcome depends on the event alone: once per target)
+                    if finals is None:
+                        finals = {}
+                    final = finals.get(target, _UNKNOWN)
+                    if final is _UNKNOWN:
+                        final = finals[target] = _final_after_proceed(target, ev, None)
                 if final is not None:
                     potential = potential or []
                     potential.append(Computation(final, node, ck))
