@@ -81,7 +81,7 @@ def run(rule: CompiledRule, n: int, cap: int) -> dict[str, Any]:
     def emit(sink: str, rec: dict[str, Any]) -> None:
         size[0] += len(orjson.dumps(rec)) + 1
         size[1] += 1
-        fails.append(len(rec["match"]["fails"]) + rec.get("events_omitted", 0))
+        fails.append(len(rec["match"]["fails"]) + rec.get("events_omitted", {}).get("fails", 0))
 
     op = CepOperator([rule], emit, max_partial_matches_per_key=cap)
     rs = op.rules[0]

@@ -556,9 +556,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 if na is not None:
                     _heap_offer(na, cs)
             elif na is None:
-                na = []
-                for c in old[:i]:
-                    _heap_offer(na, c)
+                na = list(old[:i])  # (offering a heap's array in order rebuilds it as it is)
             continue
         if na is None:
             if is_start:
@@ -595,6 +593,23 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                             # releases the match at once and prunes nothing)
                             ks.a = (start,)
                             return [PartialMatchNode(e[3], ev, pm)]
+        elif len(edges) == 1 and not is_start:
+            e = edges[0]
+            if e[0] == IGNORE and e[1] is state and e[4] != FINAL and e[4] != STOP:
+                # ignored where it waits, after a change: re-offered as it is (the loop
+                # below without its list; Java's siftUp, inline)
+                k = len(na)
+                na.append(cs)
+                key = cs.ck
+                while k:
+                    parent = (k - 1) >> 1
+                    up = na[parent]
+                    if key >= up.ck:
+                        break
+                    na[k] = up
+                    k = parent
+                na[k] = cs
+                continue
         retain: list[Computation] = []
         discard = False
         for action, target, _fn, stage, kind, proceeds, _inner in edges:
@@ -631,9 +646,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
         if is_start:
             retain.append(cs)
         if na is None:
-            na = []
-            for c in old[:i]:
-                _heap_offer(na, c)
+            na = list(old[:i])  # (offering a heap's array in order rebuilds it as it is)
         if not discard:
             for nxt in retain:
                 _heap_offer(na, nxt)
@@ -645,9 +658,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 return []
             na = list(old)
         else:
-            na = []
-            for c in old:
-                _heap_offer(na, c)
+            na = list(old)  # (offering a heap's array in order rebuilds it as it is)
     elif potential is None and not ks.completed.a:
         # nothing completed, nothing held back: no release
         ks.a = tuple(_merge_cohorts(na) if absorbed else na)
