@@ -15,7 +15,11 @@ This follows Flink CEP's ``NFA.doProcess`` / ``computeNextStates`` / ``advanceTi
   matches per the strategy (Flink's ``AfterMatchSkipStrategy.prune``);
 * time advances prune partial matches outside the pattern window (``now - first >= window``)
   or a stage window (``now - previous >= window``), report them as timed out, and release
-  PENDING matches (patterns ending in ``not followed by … within``).
+  PENDING matches (patterns ending in ``not followed by … within``);
+* under ``skip past last event`` (when the automaton allows it), the partial matches of one
+  cohort (same first event) waiting in one absorbing state are merged into the first in array
+  order, which cannot change a match (docs/semantics.md, *Cohorts under skip past last
+  event*).
 
 Partial matches share their event history through :class:`~cep.nfa.pattern.PartialMatchNode`
 chains (the shared buffer); Flink's Dewey-number versioning is unnecessary because each
@@ -514,7 +518,11 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
     plain form of this loop).  Guards come from per-state plans; when the event leaves every
     computation where it was (each only ignores it, or it cannot start a match), nothing is
     allocated and ``ks.a`` stays the same object, which tells the caller that nothing
-    changed.
+    changed.  The decision graph of a state none of whose guards reads the partial match is
+    evaluated once per state for the event, not once per computation (its outcome depends on
+    the event alone).  With :attr:`~cep.nfa.model.NFA.cohort_pruning`, a cohort's
+    computations waiting in one absorbing state are merged after the step
+    (:func:`_merge_cohorts`).
     """
     old = ks.a
     na: list[Computation] | None = None  # the new heap's array, once something changed
@@ -522,7 +530,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
     ts = ev.ts
     ahead: list[_Row] | None = None  # the next computation's edges, when already known
     # the edges of states whose decision graph does not read the partial match, once per
-    # state for this event (made on the second computation of such a state)
+    # state for this event (for keys of more than three computations)
     known: dict[State, list[_Row]] | None = None
     last_state: State | None = None
     last_edges: list[_Row] = []
