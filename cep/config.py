@@ -200,7 +200,8 @@ class StateConfig:
     """``[state]``: the per-key cap, where file mode checkpoints, and how often (ms / records)."""
 
     max_partial_matches_per_key: int = setting(
-        10_000, Kind.INT, "evicts the oldest partial matches of a key beyond it", positive=True)
+        10_000, Kind.INT, "evicts whole cohorts of a key beyond it, from the middle of start order",
+        positive=True)
     max_events_per_match: int = setting(
         1_000, Kind.INT, "the most events an alert's `match` shows; a longer one "
                         "is cut down, with `events_omitted`", positive=True)

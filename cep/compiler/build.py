@@ -72,12 +72,17 @@ def pattern_spec(rule: ast.Rule) -> PatternSpec:
     )
 
 
-def build_rule(rule: ast.Rule, path: str = "") -> CompiledRule:
+def build_rule(rule: ast.Rule, path: str = "", *, prune_cohorts: bool = True) -> CompiledRule:
     """Compile one checked rule.  Raises :class:`cep.nfa.compile.PatternError` or
-    :class:`cep.compiler.codegen.CompileError` only for rules the checker would reject."""
+    :class:`cep.compiler.codegen.CompileError` only for rules the checker would reject.
+
+    ``prune_cohorts``: let the matching step merge a cohort's partial matches where that
+    cannot change an alert (:attr:`cep.nfa.model.NFA.cohort_pruning`; never for a rule with
+    ``on timeout emit``, whose timed-out partial matches are all reported); ``False`` runs
+    Flink's algorithm unchanged (differential tests)."""
     scope = StageScope.from_pattern(rule.pattern)
-    nfa = compile_nfa(pattern_spec(rule))
     match_emit, timeout_emit = rule.match_emit, rule.timeout_emit
+    nfa = compile_nfa(pattern_spec(rule), prune_cohorts=prune_cohorts and timeout_emit is None)
     header = compile_header_filter(rule.where) if rule.where is not None else None
     key = compile_key(rule.key_by)
     return CompiledRule(

@@ -109,8 +109,13 @@ def _chain(stages: tuple[StageSpec, ...]) -> _P:
     return node
 
 
-def compile_nfa(spec: PatternSpec) -> NFA:
+def compile_nfa(spec: PatternSpec, *, prune_cohorts: bool = False) -> NFA:
     """Build the NFA for ``spec``.
+
+    ``prune_cohorts`` allows the matching step to keep one partial match per cohort and
+    absorbing state where that cannot change the matches
+    (:attr:`~cep.nfa.model.NFA.cohort_pruning`); leave it off when timed-out partial matches
+    are reported (the merged ones would not be) or to run the plain Flink algorithm.
 
     Returns an immutable :class:`~cep.nfa.model.NFA` whose states are listed start first.
     Raises :class:`PatternError` for the compile-time rejections of Flink's ``NFACompiler``
@@ -119,12 +124,13 @@ def compile_nfa(spec: PatternSpec) -> NFA:
     """
     if not spec.stages:
         raise PatternError("a pattern needs at least one stage")
-    return _Compiler(spec).build()
+    return _Compiler(spec, prune_cohorts).build()
 
 
 class _Compiler:
-    def __init__(self, spec: PatternSpec) -> None:
+    def __init__(self, spec: PatternSpec, prune_cohorts: bool = False) -> None:
         self.spec = spec
+        self.prune_cohorts = prune_cohorts
         self.states: list[State] = []
         self.used: set[str] = set()
         self.next_suffix: dict[str, int] = {}
@@ -157,7 +163,7 @@ class _Compiler:
             raise PatternError("a pattern cannot end with 'not followed by' without a window")
         states = [start] + [s for s in self.states if s is not start]
         return NFA(states, start, window, self.spec.skip, self.spec.skip_stage,
-                   tuple(_all_names(self.spec.stages)))
+                   tuple(_all_names(self.spec.stages)), self.prune_cohorts)
 
     def _check_names(self) -> None:
         seen: set[str] = set()

@@ -11,11 +11,10 @@ Entries must have a ``ck`` attribute: the sort key (a tuple), smaller first.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["JavaHeap", "offer", "heapify", "smallest", "remove_at"]
+__all__ = ["JavaHeap", "offer", "heapify"]
 
 
 class JavaHeap:
@@ -102,8 +101,8 @@ def offer(a: list[Any], x: Any) -> None:
 
 def heapify(a: list[Any]) -> None:
     """Restore the heap order of the array ``a`` in place, as the JDK's ``heapify`` does
-    (``siftDown`` of every parent, the last one first; what :meth:`JavaHeap.remove_if` and
-    :func:`remove_at` do after compacting).  One pass: O(len(a))."""
+    (``siftDown`` of every parent, the last one first; what :meth:`JavaHeap.remove_if`
+    does after compacting).  One pass: O(len(a))."""
     n = len(a)
     half = n >> 1
     for i in range(half - 1, -1, -1):
@@ -124,45 +123,3 @@ def heapify(a: list[Any]) -> None:
             a[k] = c
             k = child
         a[k] = x
-
-
-def smallest(a: Sequence[Any], n: int, counts: Callable[[Any], bool]) -> list[int]:
-    """The positions in the heap array ``a`` of its first ``n`` entries by ``(ck,
-    position)`` among those ``counts`` holds for — what a stable sort of those entries by
-    ``ck`` puts first — in that order (fewer when fewer count).
-
-    A child's ``ck`` is never below its parent's and its position is always above, so the
-    array is a heap by ``(ck, position)`` too: the walk starts at the root and looks only at
-    the children of what it took (and of the entries ``counts`` rejects), O((n + rejected)
-    log n), whatever the size of ``a``."""
-    out: list[int] = []
-    size = len(a)
-    if n <= 0 or not size:
-        return out
-    frontier = [(a[0].ck, 0)]
-    pop, push = heapq.heappop, heapq.heappush
-    while frontier:
-        _, i = pop(frontier)
-        if counts(a[i]):
-            out.append(i)
-            if len(out) == n:
-                break
-        child = 2 * i + 1
-        if child < size:
-            push(frontier, (a[child].ck, child))
-            if child + 1 < size:
-                push(frontier, (a[child + 1].ck, child + 1))
-    return out
-
-
-def remove_at(a: Sequence[Any], positions: Iterable[int]) -> list[Any]:
-    """The heap array ``a`` without the entries at ``positions``, as the JDK's ``removeIf``
-    leaves it: the others in their array order, then :func:`heapify`.  O(len(a))."""
-    out: list[Any] = []
-    start = 0
-    for p in sorted(positions):
-        out += a[start:p]
-        start = p + 1
-    out += a[start:]
-    heapify(out)
-    return out

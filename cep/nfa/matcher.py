@@ -15,7 +15,11 @@ This follows Flink CEP's ``NFA.doProcess`` / ``computeNextStates`` / ``advanceTi
   matches per the strategy (Flink's ``AfterMatchSkipStrategy.prune``);
 * time advances prune partial matches outside the pattern window (``now - first >= window``)
   or a stage window (``now - previous >= window``), report them as timed out, and release
-  PENDING matches (patterns ending in ``not followed by … within``).
+  PENDING matches (patterns ending in ``not followed by … within``);
+* under ``skip past last event`` (when the automaton allows it), the partial matches of one
+  cohort (same first event) waiting in one absorbing state are merged into the first in array
+  order, which cannot change a match (docs/semantics.md, *Cohorts under skip past last
+  event*).
 
 Partial matches share their event history through :class:`~cep.nfa.pattern.PartialMatchNode`
 chains (the shared buffer); Flink's Dewey-number versioning is unnecessary because each
@@ -32,10 +36,10 @@ compact form (:class:`cep.event.HeldEvent`) by whoever keeps the key.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from cep.nfa.heap import JavaHeap, remove_at, smallest
+from cep.nfa.cohorts import evict_cohorts
+from cep.nfa.heap import JavaHeap, heapify
 from cep.nfa.heap import offer as _heap_offer
 from cep.nfa.model import (
     FINAL,
@@ -56,6 +60,7 @@ __all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "starte
 
 _INF = float("inf")
 START_CK = (_INF, _INF)
+_UNKNOWN = object()  # (a cache miss, where None is a value)
 
 
 class Computation:
@@ -96,12 +101,14 @@ class KeyState:
             :class:`~cep.nfa.heap.JavaHeap`; the shared empty :data:`NO_COMPLETED` when none).
         clock: the last time advanced to (ms).
         deadline: the earliest timer the operator has scheduled for the key (ms; +∞: none).
+        evicted: partial matches the per-key cap evicted since the key's last match (the
+            operator marks the key's next alerts with it, then sets it back to 0).
 
     ``partial`` is the key itself, as a heap of its partial matches (:meth:`offer`,
     :meth:`remove_if`).
     """
 
-    __slots__ = ("a", "completed", "clock", "deadline")
+    __slots__ = ("a", "completed", "clock", "deadline", "evicted")
 
     def __init__(self, a: tuple[Computation, ...], completed: JavaHeap, clock: float,
                  deadline: float = _INF) -> None:
@@ -109,6 +116,7 @@ class KeyState:
         self.completed = completed
         self.clock = clock
         self.deadline = deadline
+        self.evicted = 0
 
     @property
     def partial(self) -> KeyState:
@@ -130,23 +138,17 @@ class KeyState:
         self.a = tuple(heap.a)
         return True
 
-    def evict_oldest(self, n: int) -> int:
-        """Drop the ``n`` oldest partial matches — the first by ``ck`` (first event's time,
-        then arrival), the earlier in array order among equal ones; never the start
-        computation — and return how many were dropped (fewer when fewer are alive).  The
-        rest are left as Java's ``removeIf`` leaves them (array order, then re-heapified).
-        Finding them looks at O(n) computations (:func:`~cep.nfa.heap.smallest`), not all of
-        them; removing them is one pass over the array."""
-        a = self.a
-        doomed = smallest(a, n, _holds_events)
-        if doomed:
-            self.a = tuple(remove_at(a, doomed))
-        return len(doomed)
-
-
-def _holds_events(c: Computation) -> bool:
-    """A partial match (the start computation holds no event)."""
-    return c.node is not None
+    def evict_cohorts(self, n: int) -> int:
+        """Drop whole cohorts (partial matches that started at one event) holding at least
+        ``n`` partial matches, from the middle of start order outward, never the start
+        computation (:func:`cep.nfa.cohorts.evict_cohorts`); add the number dropped to
+        :attr:`evicted` and return it.  O(len(a) + cohorts · log cohorts), no sort of the
+        partial matches."""
+        a, dropped = evict_cohorts(self.a, n)
+        if dropped:
+            self.a = tuple(a)
+            self.evicted += dropped
+        return dropped
 
 
 # Computations are never changed once made, so every key of an automaton shares one start
@@ -213,19 +215,17 @@ def start_shortcut(nfa: NFA) -> Shortcut | None:
 
 def _waits(nfa: NFA, target: State, pre: Any) -> Waits | None:
     """The ``waits`` of :func:`start_shortcut` for ``target``, or ``None``."""
-    plan = target.plan or _plan(target)
-    rows = plan.rows
-    takes = [r for r in rows if r.action == TAKE]
-    ignores = [r for r in rows if r.action == IGNORE]
-    if (plan.has_proceed or len(takes) != 1 or len(ignores) + 1 != len(rows)
-            or len(ignores) > 1):
+    rows, has_proceed = target.plan or _plan(target)
+    takes = [r for r in rows if r[0] == TAKE]
+    ignores = [r for r in rows if r[0] == IGNORE]
+    if has_proceed or len(takes) != 1 or len(ignores) + 1 != len(rows) or len(ignores) > 1:
         return None
     take = takes[0]
-    if take.fn is None or take.kind != FINAL or take.proceeds:
+    if take[2] is None or take[4] != FINAL or take[5]:
         return None
-    if ignores and (ignores[0].target is not target or ignores[0].inner is not take.fn):
+    if ignores and (ignores[0][1] is not target or ignores[0][6] is not take[2]):
         return None  # (not an IGNORE back to the target on ``not take``)
-    return take.fn, take.stage, None if pre.always else pre.fn, bool(ignores), nfa.reads_partial
+    return take[2], take[3], None if pre.always else pre.fn, bool(ignores), nfa.reads_partial
 
 
 def started_key_state(nfa: NFA, shortcut: Shortcut, ev: Any) -> KeyState:
@@ -273,26 +273,27 @@ def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
         if ev.ts > kept.ts or (ev.ts == kept.ts and ev.seq > kept.seq):
             return STARTED
         return None
-    edges = _edges(target.plan or _plan(target), ev, node)  # (the partial match first)
+    rows, has_proceed = target.plan or _plan(target)
+    edges = _edges(rows, has_proceed, ev, node)  # (the partial match first, as process)
     start = nfa.start
+    srows, sproceed = start.plan or _plan(start)
     starts = False
-    for e in _edges(start.plan or _plan(start), ev, None):
-        if e.action != IGNORE:
+    for e in _edges(srows, sproceed, ev, None):
+        if e[0] != IGNORE:
             starts = True  # (the shortcut's one TAKE: to the target, stage ``stage``)
             break
     if not edges:
         return None if starts else DROPPED
     if len(edges) == 1:
-        e = edges[0]
-        kind = e.kind
-        if e.action == IGNORE:
-            if e.target is target and kind != FINAL and kind != STOP:
+        action, to, _fn, to_stage, kind, proceeds, _inner = edges[0]
+        if action == IGNORE:
+            if to is target and kind != FINAL and kind != STOP:
                 if not starts:
                     return KEPT
                 if ev.ts > kept.ts or (ev.ts == kept.ts and ev.seq > kept.seq):
                     return STARTED
-        elif kind == FINAL and not e.proceeds and not starts:
-            return PartialMatchNode(e.stage, ev, node)
+        elif kind == FINAL and not proceeds and not starts:
+            return PartialMatchNode(to_stage, ev, node)
     return None
 
 
@@ -354,31 +355,31 @@ def _kept_events_edges(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: An
     ``waits``): ``(left or None when none has gone, matches, whether ev starts)``, or
     ``(None, [], None)`` when the general step must decide."""
     target, stage, _, _ = shortcut
-    plan = target.plan or _plan(target)
+    rows, has_proceed = target.plan or _plan(target)
     left: list[Any] | None = None
     matches: list[PartialMatchNode] = []
     for i, e in enumerate(kept):
         node = PartialMatchNode(stage, e, None)
-        edges = _edges(plan, ev, node)
+        edges = _edges(rows, has_proceed, ev, node)
         if edges:
             if len(edges) != 1:
                 return None, [], None
-            row = edges[0]
-            kind = row.kind
-            if row.action == IGNORE:
-                if row.target is not target or kind == FINAL or kind == STOP:
+            action, to, _fn, to_stage, kind, proceeds, _inner = edges[0]
+            if action == IGNORE:
+                if to is not target or kind == FINAL or kind == STOP:
                     return None, [], None
                 if left is not None:
                     left.append(e)
                 continue
-            if kind != FINAL or row.proceeds:
+            if kind != FINAL or proceeds:
                 return None, [], None
-            matches.append(PartialMatchNode(row.stage, ev, node))
+            matches.append(PartialMatchNode(to_stage, ev, node))
         if left is None:  # (discarded or completed)
             left = list(kept[:i])
     start = nfa.start
+    srows, sproceed = start.plan or _plan(start)
     # (the shortcut's one TAKE: to the target, stage ``stage``)
-    starts = any(r.action != IGNORE for r in _edges(start.plan or _plan(start), ev, None))
+    starts = any(e[0] != IGNORE for e in _edges(srows, sproceed, ev, None))
     return left, matches, starts
 
 
@@ -399,8 +400,16 @@ def is_idle(ks: KeyState) -> bool:
 
 def next_deadline(nfa: NFA, ks: KeyState) -> float:
     """Earliest event time (ms) at which advancing time would change this key: a window
-    expiring or a pending match being released.  +∞ when nothing can time out."""
+    expiring or a pending match being released.  +∞ when nothing can time out.
+
+    Without stage windows and pending states only the pattern window counts, and the
+    partial match that started first is the heap's root: O(1).  Else one pass."""
     w = nfa.window_ms
+    if not nfa.has_stage_windows and not nfa.has_pending:
+        if w <= 0 or not ks.a:
+            return _INF
+        ck = ks.a[0].ck
+        return _INF if ck is START_CK else ck[0] + w
     best = _INF
     for cs in ks.a:
         ck = cs.ck
@@ -418,61 +427,39 @@ def next_deadline(nfa: NFA, ks: KeyState) -> float:
     return best
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """One transition of a state as the matching step reads it (see :func:`_plan`): its
-    ``action`` (TAKE, IGNORE, PROCEED), ``target`` state, guard ``fn`` (``None``: always
-    true), the ``stage`` of its source, the target's ``kind``, whether the target has PROCEED
-    edges (``proceeds``) and, when the guard is ``not inner``, ``inner`` (else ``None``).
-    Slotted: an attribute read costs what indexing a tuple does."""
-
-    action: int
-    target: State
-    fn: Callable[[Any, PartialMatchNode | None], Any] | None
-    stage: str
-    kind: int
-    proceeds: bool
-    inner: Callable[[Any, PartialMatchNode | None], Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """A state's transitions for the matching step (``rows``, in the state's order) and
-    whether one of them is a PROCEED.  Kept on the state itself (``State.plan``); a state is
-    immutable once its NFA is built."""
-
-    rows: tuple[_Row, ...]
-    has_proceed: bool
-
-
-def _plan(state: State) -> _Plan:
-    """The :class:`_Plan` of ``state`` for :func:`process` (made once, then kept on it)."""
-    got: _Plan | None = state.plan
+# Per state, its transitions as plain tuples for the matching step (see ``_plan``):
+# ``(action, target, fn or None when always true, stage of the source, target kind,
+# whether the target has PROCEED edges, inner fn when the guard is ``not inner``)``.  Kept
+# on the state itself (``State.plan``); a state is immutable once its NFA is built.
+_Row = tuple[int, State, Any, str, int, bool, Any]
+_Plan = tuple[_Row, ...]
+def _plan(state: State) -> tuple[_Plan, bool]:
+    """``(transitions, has_proceed)`` of ``state`` for :func:`process`."""
+    got: tuple[_Plan, bool] | None = state.plan
     if got is None:
         rows = tuple(
-            _Row(t.action, t.target, None if t.cond.always else t.cond.fn, t.source.stage,
-                 t.target.kind, any(u.action == PROCEED for u in t.target.transitions),
-                 None if t.cond.always or t.cond.negates is None else t.cond.negates.fn)
+            (t.action, t.target, None if t.cond.always else t.cond.fn, t.source.stage,
+             t.target.kind, any(u.action == PROCEED for u in t.target.transitions),
+             None if t.cond.always or t.cond.negates is None else t.cond.negates.fn)
             for t in state.transitions
         )
-        got = state.plan = _Plan(rows, any(r.action == PROCEED for r in rows))
+        got = state.plan = (rows, any(r[0] == PROCEED for r in rows))
     return got
 
 
-def _edges(plan: _Plan, ev: Any, pm: PartialMatchNode | None) -> list[_Row]:
+def _edges(rows: _Plan, has_proceed: bool, ev: Any, pm: PartialMatchNode | None) -> list[_Row]:
     """The TAKE and IGNORE rows whose guards hold, PROCEED edges followed (Flink's decision
     graph).  A guard ``not c`` right after ``c`` reuses ``c``'s result: both read the same
     event and partial match."""
     edges: list[_Row] = []
     last_fn: Any = None
     last = False
-    has_proceed = plan.has_proceed
-    todo = [plan.rows]
+    todo = [rows]
     while todo:
         for row in todo.pop():
-            fn = row.fn
+            fn = row[2]
             if fn is not None:
-                inner = row.inner
+                inner = row[6]
                 if inner is not None:
                     if inner is not last_fn:
                         last = inner(ev, pm)
@@ -487,9 +474,9 @@ def _edges(plan: _Plan, ev: Any, pm: PartialMatchNode | None) -> list[_Row]:
                     last_fn = fn
                     if not last:
                         continue
-            if row.action == PROCEED:
+            if row[0] == PROCEED:
                 if has_proceed:
-                    todo.append(_plan(row.target).rows)
+                    todo.append(_plan(row[1])[0])
             else:
                 edges.append(row)
     return edges
@@ -505,57 +492,81 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
     plain form of this loop).  Guards come from per-state plans; when the event leaves every
     computation where it was (each only ignores it, or it cannot start a match), nothing is
     allocated and ``ks.a`` stays the same object, which tells the caller that nothing
-    changed.
+    changed.  The decision graph of a state none of whose guards reads the partial match is
+    evaluated once per state for the event, not once per computation (its outcome depends on
+    the event alone).  With :attr:`~cep.nfa.model.NFA.cohort_pruning`, a cohort's
+    computations waiting in one absorbing state are merged after the step
+    (:func:`_merge_cohorts`).
     """
     old = ks.a
     na: list[Computation] | None = None  # the new heap's array, once something changed
     potential: list[Computation] | None = None
     ts = ev.ts
     ahead: list[_Row] | None = None  # the next computation's edges, when already known
+    # the edges of states whose decision graph does not read the partial match, once per
+    # state for this event (for keys of more than three computations)
+    known: dict[State, list[_Row]] | None = None
+    last_state: State | None = None
+    last_edges: list[_Row] = []
+    finals: dict[State, Any] | None = None  # _final_after_proceed of pure targets
+    absorbed = False  # a new computation entered an absorbing state (cohort pruning)
+    many = len(old) > 3
     for i, cs in enumerate(old):
         state = cs.state
         pm = cs.node
-        if ahead is None:
-            edges = _edges(state.plan or _plan(state), ev, pm)
-        else:
+        if ahead is not None:
             edges, ahead = ahead, None
+        elif state is last_state:
+            edges = last_edges
+        elif state.reads_partial or not many:
+            rows, has_proceed = state.plan or _plan(state)
+            edges = _edges(rows, has_proceed, ev, pm)
+        else:
+            if known is None:
+                known = {}
+                got = None
+            else:
+                got = known.get(state)
+            if got is None:
+                rows, has_proceed = state.plan or _plan(state)
+                got = known[state] = _edges(rows, has_proceed, ev, None)
+            edges = last_edges = got
+            last_state = state
         is_start = cs.ck is START_CK
         if not edges:
             if is_start:
                 if na is not None:
                     _heap_offer(na, cs)
             elif na is None:
-                na = []
-                for c in old[:i]:
-                    _heap_offer(na, c)
+                na = list(old[:i])  # (offering a heap's array in order rebuilds it as it is)
             continue
         if na is None:
             if is_start:
                 for e in edges:
-                    if e.action != IGNORE:
+                    if e[0] != IGNORE:
                         break
                 else:
                     continue  # the start computation never ignores: unchanged
                 if len(old) == 1 and len(edges) == 1 and not ks.completed.a:
-                    e = edges[0]
-                    kind = e.kind
-                    if kind != FINAL and kind != STOP and not e.proceeds:
+                    _, target, _fn, stage, kind, proceeds, _inner = edges[0]
+                    if kind != FINAL and kind != STOP and not proceeds:
                         # a key with only the start computation takes the event on one edge
                         # to a waiting state: what the loop below makes, without its lists
-                        ks.a = (Computation(e.target, PartialMatchNode(e.stage, ev, None),
+                        ks.a = (Computation(target, PartialMatchNode(stage, ev, None),
                                             (ts, ev.seq)), cs)
                         return []
             elif len(edges) == 1:
                 e = edges[0]
-                if e.action == IGNORE:
-                    if e.target is state and e.kind != FINAL and e.kind != STOP:
+                if e[0] == IGNORE:
+                    if e[1] is state and e[4] != FINAL and e[4] != STOP:
                         continue  # ignored where it waits: unchanged
-                elif e.kind == FINAL and not e.proceeds and len(old) == 2 and not ks.completed.a:
+                elif e[4] == FINAL and not e[5] and len(old) == 2 and not ks.completed.a:
                     start = old[1]  # (a heap of two: the partial match is the root)
                     if start.ck is START_CK:
-                        ahead = _edges(start.state.plan or _plan(start.state), ev, None)
+                        srows, sproceed = start.state.plan or _plan(start.state)
+                        ahead = _edges(srows, sproceed, ev, None)
                         for e2 in ahead:
-                            if e2.action != IGNORE:
+                            if e2[0] != IGNORE:
                                 break
                         else:
                             # the key's one partial match completes and the event starts
@@ -563,15 +574,30 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                             # lists and heaps (with nothing else alive, every skip strategy
                             # releases the match at once and prunes nothing)
                             ks.a = (start,)
-                            return [PartialMatchNode(e.stage, ev, pm)]
+                            return [PartialMatchNode(e[3], ev, pm)]
+        elif len(edges) == 1 and not is_start:
+            e = edges[0]
+            if e[0] == IGNORE and e[1] is state and e[4] != FINAL and e[4] != STOP:
+                # ignored where it waits, after a change: re-offered as it is (the loop
+                # below without its list; Java's siftUp, inline)
+                k = len(na)
+                na.append(cs)
+                key = cs.ck
+                while k:
+                    parent = (k - 1) >> 1
+                    up = na[parent]
+                    if key >= up.ck:
+                        break
+                    na[k] = up
+                    k = parent
+                na[k] = cs
+                continue
         retain: list[Computation] = []
         discard = False
-        for e in edges:
-            target = e.target
-            kind = e.kind
-            take = e.action != IGNORE
+        for action, target, _fn, stage, kind, proceeds, _inner in edges:
+            take = action != IGNORE
             if take:
-                node = PartialMatchNode(e.stage, ev, pm)
+                node = PartialMatchNode(stage, ev, pm)
                 ck = (ts, ev.seq) if is_start else cs.ck
                 nxt = Computation(target, node, ck)
             elif is_start:
@@ -585,17 +611,24 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 discard = True
             else:
                 retain.append(nxt)
-            if take and e.proceeds:
-                final = _final_after_proceed(target, ev, pm)
+                if target.absorbing and nxt is not cs:
+                    absorbed = True
+            if take and proceeds:
+                if target.reads_partial:
+                    final = _final_after_proceed(target, ev, pm)
+                else:  # (its outcome depends on the event alone: once per target)
+                    if finals is None:
+                        finals = {}
+                    final = finals.get(target, _UNKNOWN)
+                    if final is _UNKNOWN:
+                        final = finals[target] = _final_after_proceed(target, ev, None)
                 if final is not None:
                     potential = potential or []
                     potential.append(Computation(final, node, ck))
         if is_start:
             retain.append(cs)
         if na is None:
-            na = []
-            for c in old[:i]:
-                _heap_offer(na, c)
+            na = list(old[:i])  # (offering a heap's array in order rebuilds it as it is)
         if not discard:
             for nxt in retain:
                 _heap_offer(na, nxt)
@@ -607,11 +640,10 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 return []
             na = list(old)
         else:
-            na = []
-            for c in old:
-                _heap_offer(na, c)
+            na = list(old)  # (offering a heap's array in order rebuilds it as it is)
     elif potential is None and not ks.completed.a:
-        ks.a = tuple(na)  # nothing completed, nothing held back: no release
+        # nothing completed, nothing held back: no release
+        ks.a = tuple(_merge_cohorts(na) if absorbed else na)
         return []
     new_partial = JavaHeap()
     new_partial.a = na
@@ -620,9 +652,35 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
         _heap_offer(pot.a, c)
     results: list[PartialMatchNode] = []
     _release(nfa, ks, pot, new_partial, results)
+    if absorbed:
+        new_partial.a = _merge_cohorts(new_partial.a)
     if not same or len(new_partial.a) != len(old):  # (pruning only removes)
         ks.a = tuple(new_partial.a)
     return results
+
+
+def _merge_cohorts(a: list[Computation]) -> list[Computation]:
+    """Cohort pruning (:attr:`~cep.nfa.model.NFA.cohort_pruning`): of the computations of
+    the heap array ``a`` that wait in one absorbing state with one first event (``ck``), keep
+    the first in array order.  The survivors keep their array order and are re-heapified, as
+    Java's ``removeIf`` leaves them; ``a`` itself when nothing goes.  One pass, O(len(a))."""
+    seen: set[tuple[State, Any]] = set()
+    kept: list[Computation] | None = None
+    for i, c in enumerate(a):
+        st = c.state
+        if st.absorbing:
+            k = (st, c.ck)
+            if k in seen:
+                if kept is None:
+                    kept = a[:i]
+                continue
+            seen.add(k)
+        if kept is not None:
+            kept.append(c)
+    if kept is None:
+        return a
+    heapify(kept)
+    return kept
 
 
 def advance_time(

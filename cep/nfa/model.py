@@ -16,7 +16,8 @@ from cep.nfa.pattern import Condition, PartialMatchNode
 
 __all__ = [
     "TAKE", "IGNORE", "PROCEED", "NORMAL", "FINAL", "STOP", "PENDING",
-    "EdgeCond", "Transition", "State", "NFA", "cond_true", "cond_of", "cond_not", "cond_and",
+    "EdgeCond", "Transition", "State", "NFA", "absorbing", "cond_true", "cond_of", "cond_not",
+    "cond_and",
 ]
 
 TAKE, IGNORE, PROCEED = 0, 1, 2
@@ -114,10 +115,14 @@ class State:
     the pattern stage it belongs to (the name events taken here are recorded under).
     ``window_ms`` is a stage-level (PREVIOUS_AND_CURRENT) window for partial matches waiting
     here, or ``None``.  ``plan`` is the matcher's flattened copy of ``transitions``, made on
-    first use once the NFA is built (``None`` before)."""
+    first use once the NFA is built (``None`` before).  Set by :class:`NFA` once built:
+    ``reads_partial``, whether a guard of the decision graph from here (PROCEED edges
+    followed) reads the partial match — else the graph's outcome depends on the event alone;
+    ``absorbing``, whether the members of one cohort waiting here may be merged
+    (:attr:`NFA.cohort_pruning`)."""
 
     __slots__ = ("name", "stage", "kind", "transitions", "is_start", "window_ms", "index",
-                 "plan")
+                 "plan", "reads_partial", "absorbing")
 
     def __init__(self, name: str, stage: str, kind: int) -> None:
         self.name = name
@@ -128,6 +133,8 @@ class State:
         self.window_ms: int | None = None
         self.index = -1
         self.plan: Any = None
+        self.reads_partial = True
+        self.absorbing = False
 
     @property
     def is_final(self) -> bool:
@@ -168,12 +175,21 @@ class NFA:
             it is emitted, so they may be kept compactly (:class:`cep.event.HeldEvent`).
         start_computation: the matcher's start computation, made once and shared by every
             key of the automaton (it is never changed); ``None`` until the first key.
+        has_stage_windows: some state has a stage (PREVIOUS_AND_CURRENT) window.
+        cohort_pruning: the matching step keeps one partial match per cohort (partial
+            matches that started at the same event) and absorbing state, the first in the
+            heap's array order: asked for (``prune_cohorts``, what the rule compiler asks
+            unless timed-out partial matches are reported) and sound here — skip strategy
+            ``skip_past_last_event``, no PENDING state.  A state is absorbing
+            (:func:`absorbing`) when its only ways out are TAKE to FINAL and IGNORE to itself
+            on guards that do not read the partial match, with no stage window.  The argument
+            is in docs/semantics.md (*Cohorts under skip past last event*).
     """
 
     __slots__ = (
         "states", "start", "window_ms", "skip", "skip_stage", "stage_names",
         "start_take_conds", "has_pending", "start_prefilter", "start_computation",
-        "reads_partial",
+        "reads_partial", "has_stage_windows", "cohort_pruning",
     )
 
     def __init__(
@@ -184,6 +200,7 @@ class NFA:
         skip: str,
         skip_stage: str | None,
         stage_names: tuple[str, ...],
+        prune_cohorts: bool = False,
     ) -> None:
         self.states = states
         self.start = start
@@ -194,8 +211,13 @@ class NFA:
         self.has_pending = any(s.kind == PENDING for s in states)
         self.reads_partial = any(t.cond.iterative for s in states for t in s.transitions)
         self.start_computation: Any = None
+        self.has_stage_windows = any(s.window_ms for s in states)
+        self.cohort_pruning = (prune_cohorts and skip == "skip_past_last_event"
+                               and not self.has_pending)
         for i, s in enumerate(states):
             s.index = i
+            s.reads_partial = _graph_reads_partial(s)
+            s.absorbing = self.cohort_pruning and absorbing(s)
         self.start_take_conds = _start_take_conds(start)
         conds = self.start_take_conds
         self.start_prefilter: EdgeCond | None = None
@@ -207,6 +229,44 @@ class NFA:
                 self.start_prefilter = EdgeCond(
                     lambda ev, pm: any(f(ev, None) for f in fns), "any start condition"
                 )
+
+
+def absorbing(s: State) -> bool:
+    """Whether ``s`` is absorbing: a waiting (NORMAL, not start) state without a stage
+    window whose transitions are TAKEs to FINAL and IGNOREs back to itself only (at least one
+    TAKE), none of whose guards reads the partial match.  Two partial matches waiting in
+    such a state with the same first event have the same future: on every event both take
+    it into a match or neither does, both stay or neither does, and both leave the pattern
+    window at once."""
+    if s.kind != NORMAL or s.is_start or s.window_ms:
+        return False
+    takes = 0
+    for t in s.transitions:
+        if t.cond.iterative:
+            return False
+        if t.action == TAKE and t.target.kind == FINAL:
+            takes += 1
+        elif t.action != IGNORE or t.target is not s:
+            return False
+    return takes > 0
+
+
+def _graph_reads_partial(s: State) -> bool:
+    """Whether a guard of the decision graph from ``s`` (its transitions, PROCEED edges
+    followed) reads the partial match."""
+    seen: set[int] = set()
+    stack = [s]
+    while stack:
+        st = stack.pop()
+        if id(st) in seen:
+            continue
+        seen.add(id(st))
+        for t in st.transitions:
+            if t.cond.iterative:
+                return True
+            if t.action == PROCEED:
+                stack.append(t.target)
+    return False
 
 
 def _start_take_conds(start: State) -> list[EdgeCond]:

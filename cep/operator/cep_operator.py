@@ -74,8 +74,10 @@ class CepOperator:
         emit: ``emit(sink, record)`` receives alerts (sink from the rule), ``late`` records.
         inputs: input name → ``max_out_of_orderness`` in ms (inputs can also be added later
             through :attr:`watermarks`).
-        max_partial_matches_per_key: cap per rule and key (at least 1); the oldest partial
-            matches beyond it are evicted, counted and logged.
+        max_partial_matches_per_key: cap per rule and key (at least 1); beyond it whole
+            cohorts of partial matches are evicted from the middle of start order
+            (:mod:`cep.nfa.cohorts`), counted, logged, and the key's next alerts say how
+            many (``"evicted_partial_matches"``).
         future_guard: the :class:`~cep.operator.time_guard.FutureGuard` events pass before
             they may move the watermark (default: none with a bound; event times outside the
             valid domain, ``MIN_EVENT_TIME_MS`` … ``MAX_EVENT_TIME_MS``, are refused either

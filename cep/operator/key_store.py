@@ -421,11 +421,7 @@ class RuleState:
         before = ks.a
         matches = process(nfa, ks, ev)
         if matches:
-            alerts = self.alerts
-            emit = self.ctx.emit
-            for node in matches:
-                self.matches += 1
-                emit(alerts.sink, alerts.match(key, node))
+            self._emit_matches(key, ks, matches)
         if ks.a is not before:
             self.after_change(key, ks)
             self._changed(key)
@@ -553,11 +549,10 @@ class RuleState:
     def _advance_key(self, key: Hashable, ks: KeyState, now: float) -> None:
         """Advance ``key``'s clock to ``now`` (ms): its released matches and timeouts."""
         matches, timeouts = advance_time(self.rule.nfa, ks, now)
+        if matches:
+            self._emit_matches(key, ks, matches)
         alerts = self.alerts
         emit = self.ctx.emit
-        for node in matches:
-            self.matches += 1
-            emit(alerts.sink, alerts.match(key, node))
         if timeouts:
             self.timeouts += len(timeouts)
             if alerts.timeouts:
@@ -566,13 +561,30 @@ class RuleState:
                     if rec is not None:
                         emit(alerts.timeout_sink, rec)
 
+    def _emit_matches(self, key: Hashable, ks: KeyState, matches: list[Any]) -> None:
+        """Emit a key's matches; when it evicted partial matches since its last match, each
+        alert says how many (``"evicted_partial_matches": N``, so that counts over the match
+        are known to be lower bounds), and the key's count starts again from 0."""
+        alerts = self.alerts
+        emit = self.ctx.emit
+        evicted = ks.evicted
+        if evicted:
+            ks.evicted = 0
+        for node in matches:
+            self.matches += 1
+            rec = alerts.match(key, node)
+            if evicted:
+                rec["evicted_partial_matches"] = evicted
+            emit(alerts.sink, rec)
+
     def _evict(self, key: Hashable, ks: KeyState, over: int) -> None:
-        """Drop the ``over`` oldest partial matches of ``key``
-        (:meth:`~cep.nfa.matcher.KeyState.evict_oldest`: O(over log over) to find them, one
-        pass over the key's partial matches to remove them, never a sort of all of them);
-        counted in :attr:`evictions` and logged at most every few seconds per rule
+        """Drop whole cohorts of ``key`` holding at least ``over`` partial matches, from the
+        middle of start order outward (:meth:`~cep.nfa.matcher.KeyState.evict_cohorts`: one
+        pass over the key's partial matches and a sort of its cohorts' first events, never
+        of all its partial matches); counted in :attr:`evictions` and in the key's next
+        alerts, and logged at most every few seconds per rule
         (:attr:`StepContext.eviction_log`)."""
-        n = ks.evict_oldest(over)
+        n = ks.evict_cohorts(over)
         self.evictions += n
         ctx = self.ctx
         ctx.eviction_log.note(self.rule.name, key, n, ctx.cap)

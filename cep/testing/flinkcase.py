@@ -193,13 +193,17 @@ def _ids(node: Any) -> list[Any]:
     return ids
 
 
-def run_case(case: dict[str, Any], timeouts: bool | None = None) -> dict[str, Any]:
-    """Run one oracle-format case in ``file`` mode (see the oracle's README)."""
+def run_case(case: dict[str, Any], timeouts: bool | None = None, *,
+             prune_cohorts: bool = True) -> dict[str, Any]:
+    """Run one oracle-format case in ``file`` mode (see the oracle's README).
+    ``prune_cohorts=False`` runs Flink's algorithm without cohort pruning
+    (:func:`cep.compiler.build.build_rule`); ``result["peak_partial_matches"]`` is the most
+    partial matches one key held after an event."""
     if timeouts is None:
         timeouts = "expected_timeouts" in case
     result: dict[str, Any] = {
         "id": case.get("id"), "matches": [], "timeouts": [], "late": [],
-        "error": None, "error_phase": None,
+        "error": None, "error_phase": None, "peak_partial_matches": 0,
     }
     try:
         text, _ = case_to_rule_text(case, timeouts)
@@ -214,7 +218,7 @@ def run_case(case: dict[str, Any], timeouts: bool | None = None) -> dict[str, An
         result["error"] = "; ".join(d.message for d in errors)
         result["error_phase"] = "compile"
         return result
-    rule = build_rule(rf.rules[0], "<case>")
+    rule = build_rule(rf.rules[0], "<case>", prune_cohorts=prune_cohorts)
 
     def emit(sink: str, record: dict[str, Any]) -> None:
         if sink == "late":
@@ -227,7 +231,11 @@ def run_case(case: dict[str, Any], timeouts: bool | None = None) -> dict[str, An
             result["matches"].append(ids)
 
     op = CepOperator([rule], emit, {"input": int(case.get("ooo", 0))})
+    peak = 0
     for seq, ev in enumerate(case["events"], 1):
         op.on_event(Event(int(ev["ts"]), seq, ev, "input", seq))
+        for rs in op.rules:
+            peak = max(peak, rs.partial_matches())
     op.finish()
+    result["peak_partial_matches"] = peak
     return result

@@ -29,6 +29,7 @@ from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.lang.parse import parse_text
+from cep.nfa.cohorts import eviction_order
 from cep.operator import key_store, prescan
 from cep.operator.cep_operator import CepOperator
 from tests.operator.test_prescan import _input, _run
@@ -382,8 +383,8 @@ def test_a_key_kept_as_its_event_is_held_compactly_and_kept_as_its_events_after(
 def test_keys_kept_as_their_events_respect_the_cap_on_partial_matches(tmp_path: Path,
                                                                       cap: int,
                                                                       payments: int) -> None:
-    # payments of 1, 2, … then a refund of 9: with a cap the oldest partial matches are
-    # evicted, whether the key is kept as its events or holds its full state
+    # payments of 1, 2, … then a refund of 9: with a cap the partial matches are evicted from
+    # the middle of start order, whether the key is kept as its events or holds its full state
     outs = []
     for compact in (False, True):
         rec = _Records()
@@ -398,5 +399,10 @@ def test_keys_kept_as_their_events_respect_the_cap_on_partial_matches(tmp_path: 
         outs.append((rec.out, [(rs.rule.name, rs.evictions) for rs in op.rules]))
     assert outs[0] == outs[1]
     starts = [r["start"] for _, r in outs[1][0] if r["rule"] == "refund_covers"]
-    assert starts == list(range(max(1, end - cap), end))  # the newest `cap` payments
+    kept: list[int] = []  # each payment a cohort of one: one victim per payment over the cap
+    for i in range(1, end):
+        kept.append(i)
+        if len(kept) > cap:
+            del kept[eviction_order(len(kept))[0]]
+    assert starts == kept
     assert dict(outs[1][1])["refund_covers"] == max(0, payments - cap)

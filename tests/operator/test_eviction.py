@@ -1,14 +1,16 @@
 """The per-key cap at work: which partial matches eviction drops, what it costs, what it logs.
 
 The reproduction: one key at ``max_partial_matches_per_key`` (``a`` then ``followed by any
-b``, so every ``b`` forks every partial match) used to sort all of the key's partial matches
-on every event and log a line per event.
+b``, so every ``b`` forks every partial match).  Eviction drops whole cohorts (partial matches
+that started at one event) from the middle of start order outward (docs/semantics.md, *The
+per-key cap*), and the key's next alerts say how many partial matches it lost.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,11 @@ import pytest
 from cep.app.rules import load_rule_set
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
-from cep.nfa.heap import offer, smallest
+from cep.nfa.cohorts import evict_cohorts, eviction_order
+from cep.nfa.heap import JavaHeap, offer
 from cep.nfa.matcher import NO_COMPLETED, START_CK, Computation, KeyState
 from cep.nfa.pattern import PartialMatchNode
-from cep.operator.cep_operator import CepOperator, RuleState
+from cep.operator.cep_operator import CepOperator
 from cep.operator.eviction import EvictionLog
 
 HOT_KEY = """
@@ -32,22 +35,6 @@ rule fba
     followed by c where t == "end"
 end
 """
-
-
-def sort_evict(ks: KeyState, over: int) -> None:
-    """The eviction the operator had before: sort every partial match of the key by ``ck``,
-    drop the first ``over`` (Java's ``removeIf``)."""
-    victims = sorted((c for c in ks.a if c.node is not None), key=lambda c: c.ck)
-    doomed = {id(c) for c in victims[:over]}
-    ks.remove_if(lambda c: id(c) in doomed)
-
-
-class SortingOperator(CepOperator):
-    """The operator with the eviction it had before (:func:`sort_evict`)."""
-
-    def _evict(self, rs: RuleState, key: Any, ks: KeyState, over: int) -> None:
-        sort_evict(ks, over)
-        rs.evictions += over
 
 
 @pytest.fixture(scope="module")
@@ -71,47 +58,75 @@ def run(op: CepOperator, events: list[Event]) -> None:
         op.on_event(e)
 
 
-def live(op: CepOperator) -> list[tuple[Any, str, list[int]]]:
-    """The key's partial matches in array order: first-event key, state, events taken."""
+def cohorts(op: CepOperator) -> Counter[Any]:
+    """The key's partial matches by first event (``ck``)."""
     ks = op.rules[0].keys["x"]
     assert isinstance(ks, KeyState)
-    out = []
-    for c in ks.a:
-        seqs = []
-        node = c.node
-        while node is not None:
-            seqs.append(node.event.seq)
-            node = node.prev
-        out.append((c.ck, c.state.name, seqs[::-1]))
-    return out
+    return Counter(c.ck for c in ks.a if c.node is not None)
+
+
+def test_eviction_order_takes_the_middle_first_then_the_oldest() -> None:
+    assert eviction_order(0) == []
+    assert eviction_order(1) == [0]
+    assert eviction_order(2) == [0, 1]
+    assert eviction_order(3) == [1, 0, 2]
+    assert eviction_order(5) == [2, 3, 1, 0, 4]
+    assert eviction_order(6) == [3, 2, 4, 1, 0, 5]
+    for m in range(40):
+        assert sorted(eviction_order(m)) == list(range(m))
 
 
 @pytest.mark.parametrize("cap", [1, 7, 50])
-def test_the_cap_keeps_what_sorting_every_partial_match_kept(hot_rule: CompiledRule,
-                                                             cap: int) -> None:
-    # forks of one partial match share its first event: ties the eviction must break as the
-    # stable sort did (the earlier in array order goes first)
+def test_the_cap_evicts_whole_cohorts_and_keeps_the_oldest_and_newest(
+        hot_rule: CompiledRule, cap: int) -> None:
+    out: list[dict[str, Any]] = []
+    op = CepOperator([hot_rule], lambda s, r: out.append(r), max_partial_matches_per_key=cap)
     events = hot_events(5, 40, end=False)
-    new_out: list[dict[str, Any]] = []
-    old_out: list[dict[str, Any]] = []
-    new = CepOperator([hot_rule], lambda s, r: new_out.append(r),
-                      max_partial_matches_per_key=cap)
-    old = SortingOperator([hot_rule], lambda s, r: old_out.append(r),
-                          max_partial_matches_per_key=cap)
-    run(new, events)
-    run(old, events)
-    assert new.rules[0].evictions == old.rules[0].evictions > 0
-    kept = live(new)
-    assert kept == live(old)
-    assert new.rules[0].partial_matches() == cap
+    free = CepOperator([hot_rule], lambda s, r: None, max_partial_matches_per_key=10**9)
+    for e in events:
+        op.on_event(e)
+        free.on_event(e)
+        got = cohorts(op) if "x" in op.rules[0].keys else Counter()
+        assert sum(got.values()) <= cap
+        whole = cohorts(free)
+        # never part of a cohort: every cohort left has all the members it has without a cap
+        # (without a skip strategy a cohort's members evolve alone)
+        for ck, n in got.items():
+            assert n == whole[ck]
+    assert op.rules[0].evictions > 0
     end = Event(1000, 1000, {"ts": 1000, "user": "x", "t": "end"}, "input", 1000)
-    run(new, [end])
-    run(old, [end])
-    new.finish()
-    old.finish()
-    # every kept partial match that took a b completes
-    assert new_out == old_out
-    assert len(new_out) == sum(len(seqs) >= 2 for _, _, seqs in kept)
+    op.on_event(end)
+    op.finish()
+    assert all(r["evicted_partial_matches"] > 0 for r in out)
+    # a cohort grows by one member per b, 41 after 40 b's: a cap of 50 holds one, the newest
+    # (with only the oldest and the newest left, the oldest goes first); a cap below that
+    # holds none
+    assert sorted({r["match"]["a"][0]["n"] for r in out}) == ([5] if cap == 50 else [])
+
+
+def test_with_room_for_two_cohorts_the_oldest_and_the_newest_stay(
+        hot_rule: CompiledRule) -> None:
+    # three a's, then b's: every b adds a member to every cohort; at the cap of 8 the middle
+    # cohort goes first
+    op = CepOperator([hot_rule], lambda s, r: None, max_partial_matches_per_key=8)
+    run(op, hot_events(3, 2, end=False))  # cohorts of 3 partial matches each: 9 > 8
+    assert sorted(ck[1] for ck in cohorts(op)) == [1, 3]
+    assert op.rules[0].evictions == 3
+
+
+def test_alerts_after_an_eviction_say_how_many_were_lost_then_the_count_restarts(
+        hot_rule: CompiledRule) -> None:
+    out: list[dict[str, Any]] = []
+    op = CepOperator([hot_rule], lambda s, r: out.append(r), max_partial_matches_per_key=8)
+    run(op, hot_events(3, 2, end=True))
+    assert op.rules[0].evictions == 3
+    assert len(out) == 4 and all(r["evicted_partial_matches"] == 3 for r in out)
+    # no eviction since the key's last match: no mark
+    more = [Event(i, i, {"ts": i, "user": "x", "t": t}, "input", i)
+            for i, t in enumerate(["a", "b", "end"], 100)]
+    run(op, more)
+    op.finish()
+    assert len(out) > 4 and not any("evicted_partial_matches" in r for r in out[4:])
 
 
 def random_heap(rng: random.Random, n: int, start: bool) -> tuple[Computation, ...]:
@@ -124,30 +139,35 @@ def random_heap(rng: random.Random, n: int, start: bool) -> tuple[Computation, .
     return tuple(a)
 
 
-def test_evict_oldest_leaves_the_heap_as_sort_and_remove_if_did() -> None:
+def test_evict_cohorts_drops_as_few_whole_cohorts_as_the_order_allows() -> None:
     rng = random.Random(11)
     for _ in range(500):
         n = rng.randint(0, 40)
         a = random_heap(rng, n, start=rng.random() < 0.8)
         over = rng.randint(0, n + 2)
-        ref = KeyState(a, NO_COMPLETED, 0)
-        sort_evict(ref, over)
+        sizes = Counter(c.ck for c in a if c.node is not None)
+        starts = sorted(sizes)
         ks = KeyState(a, NO_COMPLETED, 0)
-        assert ks.evict_oldest(over) == min(over, n)
+        dropped = ks.evict_cohorts(over)
+        left = Counter(c.ck for c in ks.a if c.node is not None)
+        gone = [ck for ck in starts if ck not in left]
+        assert all(left[ck] == sizes[ck] for ck in left)  # whole cohorts only
+        assert dropped == sum(sizes[ck] for ck in gone) == ks.evicted
+        assert any(c.node is None for c in ks.a) == any(c.node is None for c in a)
+        # the victims are a prefix of the eviction order, and the shortest that suffices
+        order = [starts[j] for j in eviction_order(len(starts))]
+        assert set(order[:len(gone)]) == set(gone)
+        if over <= 0:
+            assert not gone
+        elif gone:
+            assert dropped >= over or len(gone) == len(starts)
+            assert sum(sizes[ck] for ck in order[:len(gone) - 1]) < over
+        # the survivors as Java's removeIf leaves them
+        ref = JavaHeap()
+        ref.a = list(a)
+        ref.remove_if(lambda c, g=set(gone): c.node is not None and c.ck in g)
         assert [id(c) for c in ks.a] == [id(c) for c in ref.a]
-
-
-def test_finding_the_oldest_looks_at_a_few_partial_matches_not_all() -> None:
-    a = random_heap(random.Random(3), 10_000, start=True)
-    looked = []
-
-    def counts(c: Computation) -> bool:
-        looked.append(c)
-        return c.node is not None
-
-    got = smallest(a, 30, counts)
-    assert [a[i].ck for i in got] == sorted(c.ck for c in a)[:30]
-    assert len(looked) <= 31  # the 30 taken, and the start computation at most
+        assert evict_cohorts(a, 0) == (list(a), 0)
 
 
 class FakeClock:
@@ -163,11 +183,13 @@ def test_eviction_warnings_are_rate_limited_and_say_how_many(
     clock = FakeClock()
     op = CepOperator([hot_rule], lambda s, r: None, max_partial_matches_per_key=20)
     op.eviction_log = EvictionLog(logging.getLogger("cep.operator"), every_s=10, clock=clock)
-    events = hot_events(3, 60, end=False)
+    # an a then a b, again and again: new cohorts keep coming and every b grows them all
+    events = [Event(i, i, {"ts": i, "user": "x", "t": "ab"[i % 2]}, "input", i)
+              for i in range(120)]
     with caplog.at_level(logging.WARNING, logger="cep.operator"):
-        run(op, events[:-1])
+        run(op, events[:-2])
         before = op.rules[0].evictions
-        assert before > 40
+        assert before > 200
         assert len(caplog.records) == 1  # dozens of evicting events, one line
         first = caplog.records[0].getMessage()
         assert "further evictions of this rule are logged at most every 10 s" in first

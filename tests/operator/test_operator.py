@@ -106,11 +106,12 @@ def _capped(cap: int, names: list[str]) -> tuple[CepOperator, list[dict[str, Any
     return op, out
 
 
-def test_partial_match_cap_evicts_oldest_and_counts() -> None:
+def test_partial_match_cap_evicts_from_the_middle_and_counts() -> None:
     op, out = _capped(2, ["a", "a", "a", "a", "b", "x"])
     assert op.rules[0].evictions == 2
     starts = sorted(r["match"]["a"][0]["id"] for r in out)
-    assert starts == [3, 4]  # the two newest partial matches survived
+    assert starts == [1, 4]  # the oldest and the newest partial matches survived
+    assert all(r["evicted_partial_matches"] == 2 for r in out)
 
 
 def test_a_cap_of_one_keeps_one_partial_match_and_below_one_is_refused() -> None:
