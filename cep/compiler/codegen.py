@@ -77,6 +77,7 @@ from typing import Any, Literal, NamedTuple
 
 from cep.compiler import runtime as rt
 from cep.compiler.generated import GeneratedCode
+from cep.compiler.matchers import CidrSet, FoldedSet, GlobSet, MatcherError, eq_folded
 from cep.lang import ast
 from cep.nfa.pattern import Condition
 
@@ -363,6 +364,11 @@ class _Gen:
         op = e.op
         if op in ("and", "or"):
             return self.logical(e)
+        if op in ("in", "not in") and isinstance(e.right, ast.Call) \
+                and e.right.func == ast.CIDR_FUNCTION:
+            return self.in_cidr(op, self.expr(e.left), e.right)
+        if op in ast.MATCHING_OPS:
+            return self.matching(op, self.expr(e.left), e.right)
         if op in ("in", "not in") and isinstance(e.right, ast.ListLit):
             return self.in_list(op, self.expr(e.left), e.right)
         left = self.expr(e.left)
@@ -497,6 +503,76 @@ class _Gen:
             return _TRUE if rt.matches(regex, left.lit) else _FALSE
         return _Code(f"_matches({self.const(regex)}, {left.code})", "bool")
 
+    # -- matching operators (cep/compiler/matchers.py)
+
+    def _test(self, matcher: CidrSet | GlobSet | FoldedSet, negated: bool,
+              left: _Code) -> _Code:
+        """``matcher.test(left)`` (``test_not`` when ``negated``), folded for a literal."""
+        fn = matcher.test_not if negated else matcher.test
+        if left.is_lit:
+            return _TRUE if fn(left.lit) else _FALSE
+        return _Code(f"{self.const(fn)}({left.code})", "bool")
+
+    def _string_lits(self, e: ast.Expr, what: str) -> list[str]:
+        """The string literals of ``e``: one string, or a list of them."""
+        items = e.items if isinstance(e, ast.ListLit) else (e,)
+        out = []
+        for item in items:
+            if not isinstance(item, ast.Lit) or type(item.value) is not str:
+                raise CompileError(f"{what} must be string literals", item.span)
+            out.append(item.value)
+        return out
+
+    def in_cidr(self, op: str, left: _Code, call: ast.Call) -> _Code:
+        blocks = []
+        for arg in call.args:
+            if not isinstance(arg, ast.Lit) or type(arg.value) is not str:
+                raise CompileError("cidr() takes string literals, as in cidr(\"10.0.0.0/8\")",
+                                   arg.span)
+            blocks.append(arg.value)
+        if not blocks:
+            raise CompileError("cidr() needs at least one block", call.span)
+        try:
+            matcher = CidrSet(blocks)
+        except MatcherError as exc:
+            raise CompileError(str(exc), call.span) from exc
+        return self._test(matcher, op == "not in", left)
+
+    def matching(self, op: str, left: _Code, right: ast.Expr) -> _Code:
+        negated = op.startswith("not ")
+        base = op[4:] if negated else op
+        if base == "=~":
+            r = self.expr(right)
+            if left.is_lit and right is not None and r.is_lit:
+                return _TRUE if eq_folded(left.lit, r.lit) else _FALSE
+            if left.is_lit:
+                left, r = r, left
+            if r.is_lit and type(r.lit) is str:
+                t = self.tmp()
+                c = self.const(r.lit.casefold())
+                return _Code(f"(_type({t} := {left.code}) is _str and {t}.casefold() == {c})",
+                             "bool")
+            if r.is_lit:
+                return self.compare("==", left, r)
+            return _Code(f"{self.const(eq_folded)}({left.code}, {r.code})", "bool")
+        if base == "in~":
+            if not isinstance(right, ast.ListLit) or not all(
+                    isinstance(i, ast.Lit) and _scalar_lit(i.value) for i in right.items):
+                raise CompileError(f"`{op}` needs a list of literals, as in "
+                                   f"`{op} [\"admin\", \"root\"]`", right.span)
+            values = [i.value for i in right.items if isinstance(i, ast.Lit)]
+            return self._test(FoldedSet(values), negated, left)
+        # like, like~
+        patterns = self._string_lits(right, f"the patterns of `{op}`")
+        try:
+            globs = GlobSet(patterns, fold=base == "like~")
+        except Exception as exc:
+            raise CompileError(f"invalid pattern: {exc}", right.span) from exc
+        if globs.only_exact and not globs.fold and not left.is_lit:
+            return self.in_list("not in" if negated else "in", left, ast.ListLit(
+                tuple(ast.Lit(p) for p in sorted(globs.exact)), right.span))
+        return self._test(globs, negated, left)
+
     # -- calls
 
     def stage_arg(self, e: ast.Call, allow_field: bool) -> tuple[str, tuple[str, ...]]:
@@ -521,6 +597,8 @@ class _Gen:
 
     def call(self, e: ast.Call) -> _Code:
         f = e.func
+        if f == ast.CIDR_FUNCTION:
+            raise CompileError("cidr(…) is a set of IP blocks: write `x in cidr(…)`", e.span)
         if f in ("first", "last"):
             return _Code(f"_ev_data({self.aggregate_event(e)})")
         if f == "count":

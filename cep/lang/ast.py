@@ -14,7 +14,8 @@ from typing import Literal as TLiteral
 __all__ = [
     "Span", "Expr", "Lit", "ListLit", "Path", "Unary", "Binary", "IsNull", "Call", "Attr",
     "Modifier", "Stage", "Skip", "Emit", "Rule", "RuleFile",
-    "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "walk",
+    "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "walk", "MATCHING_OPS",
+    "CIDR_FUNCTION",
 ]
 
 
@@ -77,7 +78,15 @@ class Unary:
 BinaryOp = TLiteral[
     "and", "or", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%",
     "in", "not in", "contains", "starts with", "ends with", "matches",
+    "=~", "in~", "not in~", "like", "not like", "like~", "not like~",
 ]
+
+MATCHING_OPS = frozenset({"=~", "in~", "not in~", "like", "not like", "like~", "not like~"})
+"""The matching operators of docs/rule-language.md (case-insensitive and wildcard forms);
+``x in cidr(…)`` is the ``in`` operator with a :data:`CIDR_FUNCTION` call on its right."""
+
+CIDR_FUNCTION = "cidr"
+"""``cidr("10.0.0.0/8", …)``: a set of IP blocks, only ever right of ``in`` / ``not in``."""
 
 
 @dataclass(frozen=True)

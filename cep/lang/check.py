@@ -18,7 +18,9 @@ from typing import Any
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import (
     AGGREGATES,
+    CIDR_FUNCTION,
     FUNCTIONS,
+    MATCHING_OPS,
     SEVERITIES,
     Attr,
     Binary,
@@ -473,7 +475,12 @@ def _visit(ctx: _Ctx, expr: Expr, where: str) -> None:
     elif isinstance(expr, Binary):
         _check_binary(ctx, expr)
         _visit(ctx, expr.left, where)
-        _visit(ctx, expr.right, where)
+        if _is_cidr(expr.right) and expr.op in ("in", "not in"):
+            _check_cidr(ctx, expr.right)  # type: ignore[arg-type]
+        elif expr.op in MATCHING_OPS:
+            _check_matching(ctx, expr)
+        else:
+            _visit(ctx, expr.right, where)
     elif isinstance(expr, Unary | IsNull):
         _visit(ctx, expr.operand, where)
     elif isinstance(expr, ListLit):
@@ -508,8 +515,54 @@ def _check_path(ctx: _Ctx, path: Path, where: str) -> None:
                   f"name the stage whose event holds it, e.g. `{_example_stage(ctx)}.{dotted}`")
 
 
+def _is_cidr(expr: Expr) -> bool:
+    return isinstance(expr, Call) and expr.func == CIDR_FUNCTION
+
+
+def _check_cidr(ctx: _Ctx, call: Call) -> None:
+    """``cidr(…)`` right of ``in``: one or more string literals, each a valid block."""
+    from cep.lang.cidr import MatcherError, parse_network
+
+    if not call.args:
+        ctx.error(call.span, "`cidr` needs at least one block", 'write `cidr("10.0.0.0/8")`')
+    for arg in call.args:
+        if not isinstance(arg, Lit) or not isinstance(arg.value, str):
+            ctx.error(arg.span, "`cidr` takes string literals",
+                      'write the blocks in quotes: `cidr("10.0.0.0/8", "fd00::/8")`')
+            continue
+        try:
+            parse_network(arg.value)
+        except MatcherError as exc:
+            ctx.error(arg.span, f"invalid CIDR block: {exc}",
+                      "write an IPv4 or IPv6 network, as `10.0.0.0/8` or `2001:db8::/32`")
+
+
+def _check_matching(ctx: _Ctx, expr: Binary) -> None:
+    """The right side of ``=~`` (any expression), ``in~`` (a list of literals) and ``like``
+    (a string literal or a list of them)."""
+    op, right = expr.op, expr.right
+    if op == "=~":
+        return
+    items = right.items if isinstance(right, ListLit) else None
+    if op.endswith("in~"):
+        if items is None or not all(isinstance(i, Lit) for i in items):
+            ctx.error(right.span, f"`{op}` needs a list of literals",
+                      f'write `{op} ["admin", "root"]`')
+        return
+    if items is None:
+        items = (right,)
+    for item in items:
+        if not isinstance(item, Lit) or not isinstance(item.value, str):
+            ctx.error(item.span, f"the pattern of `{op}` must be a string literal",
+                      f'write `{op} "*.exe"` or `{op} ["*.exe", "*.dll"]`')
+
+
 def _check_call(ctx: _Ctx, call: Call, where: str) -> None:
     name, args = call.func, call.args
+    if name == CIDR_FUNCTION:
+        ctx.error(call.span, "`cidr(…)` is a set of IP blocks, tested only with `in`",
+                  'write `source.ip in cidr("10.0.0.0/8")` or `not in cidr(…)`')
+        return
     if name in AGGREGATES:
         _check_aggregate(ctx, call, where)
         return

@@ -35,7 +35,7 @@ __all__ = ["format_rule", "format_rules", "format_expr", "format_duration", "for
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = frozenset(
     "rule end description severity tags from where pattern begin next times to optional "
-    "greedy consecutive until within emit or and not in contains matches true false null "
+    "greedy consecutive until within emit or and not in contains matches true false null like "
     "this".split()
 )
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
@@ -53,7 +53,8 @@ _SKIP = {
 _PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
          "neg": 7, "atom": 8}
 _PREDICATES = {"==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "starts with",
-               "ends with", "matches"}
+               "ends with", "matches", "=~", "in~", "not in~", "like", "not like", "like~",
+               "not like~"}
 
 
 def format_duration(ms: int) -> str:

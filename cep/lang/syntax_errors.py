@@ -31,7 +31,7 @@ KEYWORD_WORDS = frozenset(
     "rule end description severity tags from where key by pattern begin next followed any not "
     "times to or more one optional greedy consecutive allow combinations until within after "
     "match no skip past last event first emit on timeout and in is null contains starts ends "
-    "with matches true false this".split()
+    "with matches like true false this".split()
 )
 """Every word that is (part of) a keyword."""
 
@@ -49,7 +49,8 @@ _EXPR_START = {"NAME", "QNAME", "THIS", "STRING", "INT", "DECIMAL", "DURATION", 
                "NULL", "LSQB", "LPAR", "NOT", "MINUS"}
 _OPERATORS = {"COMPARE", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "AND", "OR", "IN",
               "NOT_IN", "CONTAINS", "STARTS_WITH", "ENDS_WITH", "MATCHES", "IS_NULL",
-              "IS_NOT_NULL", "DOT", "LPAR"}
+              "IS_NOT_NULL", "DOT", "LPAR", "EQ_CI", "IN_CI", "NOT_IN_CI", "LIKE", "NOT_LIKE",
+              "LIKE_CI", "NOT_LIKE_CI"}
 _MODIFIERS = {"TIMES", "ONE_OR_MORE", "OPTIONAL", "GREEDY", "CONSECUTIVE",
               "ALLOW_COMBINATIONS", "UNTIL", "WITHIN"}
 _STAGES = {"NEXT", "FOLLOWED_BY", "FOLLOWED_BY_ANY", "NOT_NEXT", "NOT_FOLLOWED_BY"}
