@@ -19,8 +19,8 @@ numbers or two strings, ``bool`` is not a number, a bare value is true only when
 ``true``).  Whatever it does not model — stage references, ``ts``, arithmetic, functions,
 regexes, ``contains``, CIDR blocks, case-insensitive forms and wildcard patterns (a
 ``like`` without a wildcard is membership) — becomes *unknown*, never a guess: the scanner
-then leaves the line to Python, so a predicate may only ever be less decisive than the compiled condition, never
-different.
+then leaves the line to Python, so a predicate may only ever be less decisive than the
+compiled condition, never different.
 """
 
 from __future__ import annotations
