@@ -32,7 +32,7 @@ from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import NOWHERE, Rule
-from cep.lang.format import rule_version
+from cep.lang.format import format_rule, rule_version
 
 __all__ = ["DEFAULT_DEADLINE_S", "compile_with_deadline", "main"]
 
@@ -73,7 +73,7 @@ def _reuse_or_build(rule: Rule, path: str, running: Mapping[str, CompiledRule]
                     ) -> CompiledRule:
     old = running.get(rule.name)
     if (old is not None and old.file == path and old.line == rule.span.line
-            and old.version == rule_version(rule)):
+            and old.version == rule_version(rule) and old.text == format_rule(rule)):
         return old
     return build_rule(rule, path)
 

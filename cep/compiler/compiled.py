@@ -31,7 +31,10 @@ class CompiledRule:
         timeout_emit_fn / timeout_sink: the same for ``on timeout emit`` (``None``: timed-out
             partial matches are dropped silently, as Flink does without a timeout handler).
         file, line: where the rule was defined.
-        text: the rule's canonical text (its version is the hash of it); checkpoints keep it
+        description, tags, references, author: the rule's metadata; with ``severity`` they
+            take no part in ``version`` (see :attr:`meta`).
+        text: the rule's canonical text (its version is the hash of the part without the
+            metadata, :func:`~cep.lang.format.matching_text`); checkpoints keep it
             so that a restart can drain the partial matches of a version no longer on disk.
         key_code, header_code: what the compiler knows of ``key_fn`` and ``header_filter``
             (:class:`~cep.compiler.generated.GeneratedCode`: key paths, inlinable form,
@@ -55,9 +58,26 @@ class CompiledRule:
     line: int = 0
     description: str | None = None
     tags: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    author: str | None = None
     text: str = ""
     key_code: GeneratedCode | None = None
     header_code: GeneratedCode | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The alert's ``meta`` object: the metadata clauses the rule gives
+        (``description``, ``tags``, ``references``, ``author``), absent ones left out."""
+        meta: dict[str, Any] = {}
+        if self.description is not None:
+            meta["description"] = self.description
+        if self.tags:
+            meta["tags"] = list(self.tags)
+        if self.references:
+            meta["references"] = list(self.references)
+        if self.author is not None:
+            meta["author"] = self.author
+        return meta
 
     @property
     def key_paths(self) -> tuple[tuple[str, ...], ...] | None:

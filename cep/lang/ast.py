@@ -15,7 +15,7 @@ __all__ = [
     "Span", "Expr", "Lit", "ListLit", "Path", "Unary", "Binary", "IsNull", "Call", "Attr",
     "Modifier", "Stage", "Skip", "Emit", "Rule", "RuleFile",
     "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "walk", "MATCHING_OPS",
-    "CIDR_FUNCTION",
+    "CIDR_FUNCTION", "METADATA",
 ]
 
 
@@ -272,6 +272,10 @@ class Rule:
     (Flink's FIRST_AND_LAST ``within``).  ``emits`` holds at most one match emit and one timeout
     emit (the checker enforces it).  ``spans`` maps a header clause keyword (``"severity"``,
     ``"key by"``, ``"within"``, …) to where it was written, for diagnostics.
+
+    ``description``, ``severity``, ``tags``, ``references`` and ``author`` are the rule's
+    metadata (:data:`METADATA`): they reach every alert, and no edit of them changes the
+    rule version (:func:`cep.lang.format.rule_version`).
     """
 
     name: str
@@ -281,6 +285,8 @@ class Rule:
     description: str | None = None
     severity: str = "medium"
     tags: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    author: str | None = None
     sources: tuple[str, ...] = ()
     where: Expr | None = None
     key_by: tuple[Path, ...] = ()
@@ -296,6 +302,10 @@ class Rule:
     @property
     def timeout_emit(self) -> Emit | None:
         return next((e for e in self.emits if e.on_timeout), None)
+
+
+METADATA = ("description", "severity", "tags", "references", "author")
+"""The header clauses that describe a rule without taking part in matching."""
 
 
 @dataclass(frozen=True)

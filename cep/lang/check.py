@@ -448,6 +448,9 @@ def _check_text(ctx: _Ctx) -> None:
     found: list[tuple[str, Span]] = []
     if rule.description is not None:
         found.append((rule.description, ctx.clause_span("description")))
+    if rule.author is not None:
+        found.append((rule.author, ctx.clause_span("author")))
+    found += [(ref, ctx.clause_span("references")) for ref in rule.references]
     for emit in rule.emits:
         found += [(name, emit.field_spans[i] if i < len(emit.field_spans) else emit.span)
                   for i, (name, _) in enumerate(emit.fields)]

@@ -12,6 +12,7 @@ import hashlib
 import math
 import re
 import unicodedata
+from dataclasses import replace
 
 from cep.lang.ast import (
     Attr,
@@ -30,11 +31,12 @@ from cep.lang.ast import (
 )
 
 __all__ = ["format_rule", "format_rules", "format_expr", "format_duration", "format_modifier",
-           "rule_version", "quote_string", "quote_name"]
+           "rule_version", "matching_text", "quote_string", "quote_name"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = frozenset(
-    "rule end description severity tags from where pattern begin next times to optional "
+    "rule end description severity tags references author from where pattern begin next times "
+    "to optional "
     "greedy consecutive until within emit or and not in contains matches true false null like "
     "this".split()
 )
@@ -217,7 +219,8 @@ def _emit(emit: Emit) -> list[str]:
 def format_rule(rule: Rule) -> str:
     """The canonical text of ``rule`` (ends with a newline).
 
-    Clause order: description, severity (omitted when ``medium``), tags, from, where,
+    Clause order: description, severity (omitted when ``medium``), tags, references, author,
+    from, where,
     key by, pattern, within, after match (omitted for ``no skip``), emit, on timeout emit.
     Modifiers keep their written order.  Raises ``ValueError`` for a float that has no
     literal form (infinity, NaN), which the parser never produces.
@@ -229,6 +232,10 @@ def format_rule(rule: Rule) -> str:
         lines.append(f"  severity {rule.severity}")
     if rule.tags:
         lines.append("  tags " + ", ".join(rule.tags))
+    if rule.references:
+        lines.append("  references " + ", ".join(quote_string(r) for r in rule.references))
+    if rule.author is not None:
+        lines.append(f"  author {quote_string(rule.author)}")
     if rule.sources:
         lines.append("  from " + ", ".join(rule.sources))
     if rule.where is not None:
@@ -254,6 +261,15 @@ def format_rules(rules: list[Rule] | tuple[Rule, ...]) -> str:
     return "\n".join(format_rule(r) for r in rules)
 
 
+def matching_text(rule: Rule) -> str:
+    """The canonical text of what ``rule`` matches and emits: :func:`format_rule` without
+    the metadata (:data:`~cep.lang.ast.METADATA`: description, severity, tags, references,
+    author)."""
+    return format_rule(replace(rule, description=None, severity="medium", tags=(),
+                               references=(), author=None))
+
+
 def rule_version(rule: Rule) -> str:
-    """First 16 hex digits of the SHA-256 of the rule's canonical text."""
-    return hashlib.sha256(format_rule(rule).encode("utf-8")).hexdigest()[:16]
+    """First 16 hex digits of the SHA-256 of :func:`matching_text`: editing a rule's
+    metadata keeps its version (and so its partial matches and alert ids)."""
+    return hashlib.sha256(matching_text(rule).encode("utf-8")).hexdigest()[:16]

@@ -255,6 +255,8 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
             description=value("description", None),
             severity=value("severity", "medium"),
             tags=value("tags", ()),
+            references=value("references", ()),
+            author=value("author", None),
             sources=value("from", ()),
             where=value("where", None),
             key_by=value("key by", ()),
@@ -289,6 +291,12 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
 
     def tags(self, meta: Meta, ch: list[Token]) -> _Clause:
         return _Clause("tags", tuple(t.value for t in ch[1:]), _meta_span(meta))
+
+    def references(self, meta: Meta, ch: list[Token]) -> _Clause:
+        return _Clause("references", tuple(self._string(t) for t in ch[1:]), _meta_span(meta))
+
+    def author(self, meta: Meta, ch: list[Token]) -> _Clause:
+        return _Clause("author", self._string(ch[1]), _meta_span(meta))
 
     def sources(self, meta: Meta, ch: list[Token]) -> _Clause:
         return _Clause("from", tuple(t.value for t in ch[1:]), _meta_span(meta))

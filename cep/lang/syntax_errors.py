@@ -28,8 +28,9 @@ from cep.lang.suggest import closest
 __all__ = ["explain", "EXAMPLES", "KEYWORD_WORDS"]
 
 KEYWORD_WORDS = frozenset(
-    "rule end description severity tags from where key by pattern begin next followed any not "
-    "times to or more one optional greedy consecutive allow combinations until within after "
+    "rule end description severity tags references author from where key by pattern begin "
+    "next followed any not times to or more one optional greedy consecutive allow "
+    "combinations until within after "
     "match no skip past last event first emit on timeout and in is null contains starts ends "
     "with matches like true false this".split()
 )
@@ -54,7 +55,8 @@ _OPERATORS = {"COMPARE", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "AND", "OR
 _MODIFIERS = {"TIMES", "ONE_OR_MORE", "OPTIONAL", "GREEDY", "CONSECUTIVE",
               "ALLOW_COMBINATIONS", "UNTIL", "WITHIN"}
 _STAGES = {"NEXT", "FOLLOWED_BY", "FOLLOWED_BY_ANY", "NOT_NEXT", "NOT_FOLLOWED_BY"}
-_HEADERS = {"DESCRIPTION", "SEVERITY", "TAGS", "FROM", "WHERE", "KEY_BY"}
+_HEADERS = {"DESCRIPTION", "SEVERITY", "TAGS", "REFERENCES", "AUTHOR", "FROM", "WHERE",
+            "KEY_BY"}
 _TAILS = {"AFTER_MATCH", "EMIT", "ON_TIMEOUT_EMIT"}
 _GROUPS = (
     (_EXPR_START, "an expression"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 from typing import Any
 
 from cep.compiler.compiled import CompiledRule
@@ -166,6 +167,17 @@ class RuleState:
         sc = self.shortcut
         self.compact_after = sc[2] if sc is not None and self.grain != 1 else None
         self.holders: HeldKeys | None = None
+
+    def adopt(self, rule: CompiledRule) -> None:
+        """Run ``rule``, a compilation of this state's rule version (same name, same
+        ``version``: its metadata or, for lists, the contents loaded may differ), keeping every
+        partial match: the automaton the partial matches wait in stays, everything else
+        (metadata, emit, key and filter code) is ``rule``'s."""
+        if rule is self.rule:
+            return
+        assert rule.name == self.rule.name and rule.version == self.rule.version
+        self.rule = replace(rule, nfa=self.rule.nfa)
+        self.alerts.rebind(self.rule)
 
     def add_key(self, key: Hashable, ks: KeyEntry) -> None:
         """Keep the state ``ks`` of a key that had none (and the key in the shared
