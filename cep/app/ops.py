@@ -146,7 +146,8 @@ class Operations:
                             "(403) until a token is set", TOKEN_ENV)
         self.reloader.start()
         if self.watch:
-            self._watcher = RuleWatcher(self.rule_paths, self.reloader.request)
+            self._watcher = RuleWatcher(self.rule_paths, self.reloader.request,
+                                        extra=self.reloader.list_files)
             self._watcher.start()
 
     def stop(self) -> None:

@@ -355,8 +355,8 @@ def _compile_saved(saved: dict[str, Any]) -> CompiledRule | None:
     if not text:
         return None
     rf, diags = parse_text(text, f"<checkpoint:{saved['name']}>")
-    if any(d.is_error for d in diags) or len(rf.rules) != 1:
-        return None
+    if any(d.is_error for d in diags) or len(rf.rules) != 1 or rf.lists:
+        return None  # (a version that used lists: they cannot be read as they were)
     if any(d.is_error for d in check_rule(rf.rules[0], rf.path)):
         return None
     rule = build_rule(rf.rules[0], rf.path)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from cep.compiler.codegen import (
     StageScope,
     compile_condition,
@@ -13,7 +15,8 @@ from cep.compiler.codegen import (
 )
 from cep.compiler.compiled import CompiledRule
 from cep.lang import ast
-from cep.lang.format import format_expr, format_rule, rule_version
+from cep.lang.format import format_expr, format_list_decl, format_rule, rule_version
+from cep.lang.lists import ListData, list_names_used
 from cep.nfa.compile import compile_nfa
 from cep.nfa.pattern import TRUE, PatternSpec, Quantifier, StageSpec
 
@@ -61,9 +64,9 @@ def _stage(stage: ast.Stage, scope: StageScope) -> StageSpec:
     )
 
 
-def pattern_spec(rule: ast.Rule) -> PatternSpec:
-    """The language-independent pattern of a checked rule."""
-    scope = StageScope.from_pattern(rule.pattern)
+def pattern_spec(rule: ast.Rule, lists: Mapping[str, ListData] | None = None) -> PatternSpec:
+    """The language-independent pattern of a checked rule (``lists``: its file's)."""
+    scope = StageScope.from_pattern(rule.pattern, lists)
     return PatternSpec(
         stages=tuple(_stage(s, scope) for s in rule.pattern),
         within_ms=rule.within_ms,
@@ -72,13 +75,17 @@ def pattern_spec(rule: ast.Rule) -> PatternSpec:
     )
 
 
-def build_rule(rule: ast.Rule, path: str = "") -> CompiledRule:
-    """Compile one checked rule.  Raises :class:`cep.nfa.compile.PatternError` or
+def build_rule(rule: ast.Rule, path: str = "",
+               lists: Mapping[str, ListData] | None = None) -> CompiledRule:
+    """Compile one checked rule; ``lists`` are the loaded lists and tables of its file
+    (:func:`cep.lang.lists.load_lists`).  Raises :class:`cep.nfa.compile.PatternError` or
     :class:`cep.compiler.codegen.CompileError` only for rules the checker would reject."""
-    scope = StageScope.from_pattern(rule.pattern)
-    nfa = compile_nfa(pattern_spec(rule))
+    lists = lists or {}
+    scope = StageScope.from_pattern(rule.pattern, lists)
+    nfa = compile_nfa(pattern_spec(rule, lists))
     match_emit, timeout_emit = rule.match_emit, rule.timeout_emit
-    header = compile_header_filter(rule.where) if rule.where is not None else None
+    header = compile_header_filter(rule.where, lists) if rule.where is not None else None
+    used = sorted(list_names_used(rule, lists))
     key = compile_key(rule.key_by)
     return CompiledRule(
         name=rule.name,
@@ -99,7 +106,8 @@ def build_rule(rule: ast.Rule, path: str = "") -> CompiledRule:
         tags=rule.tags,
         references=rule.references,
         author=rule.author,
-        text=format_rule(rule),
+        text="".join(format_list_decl(lists[n].decl) for n in used) + format_rule(rule),
+        lists=tuple((n, lists[n]) for n in used),
         key_code=key,
         header_code=header,
     )

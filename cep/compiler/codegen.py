@@ -71,14 +71,15 @@ from __future__ import annotations
 import io
 import math
 import tokenize
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 from cep.compiler import runtime as rt
 from cep.compiler.generated import GeneratedCode
 from cep.compiler.matchers import CidrSet, FoldedSet, GlobSet, MatcherError, eq_folded
 from cep.lang import ast
+from cep.lang.lists import ListData
 from cep.nfa.pattern import Condition
 
 __all__ = [
@@ -103,13 +104,21 @@ class CompileError(ValueError):
 
 @dataclass(frozen=True)
 class StageScope:
-    """The names of the event-bearing stages a rule's expressions may refer to.
+    """The names of the event-bearing stages a rule's expressions may refer to, and the
+    lists and tables of its file (name → :class:`~cep.lang.lists.ListData`).
 
     Group names are not stages for field access; :meth:`from_pattern` collects the stages
-    inside groups instead.
+    inside groups instead.  A stage name wins over a list name.
     """
 
     names: frozenset[str] = frozenset()
+    lists: Mapping[str, ListData] = field(default_factory=dict, compare=False)
+
+    def list_named(self, e: ast.Expr) -> ListData | None:
+        """The list or table ``e`` names (a one-part path that is no stage), else None."""
+        if isinstance(e, ast.Path) and len(e.parts) == 1 and e.parts[0] not in self.names:
+            return self.lists.get(e.parts[0])
+        return None
 
     def __contains__(self, name: object) -> bool:
         return name in self.names
@@ -120,8 +129,9 @@ class StageScope:
         return cls(frozenset(names))
 
     @classmethod
-    def from_pattern(cls, stages: Sequence[ast.Stage]) -> StageScope:
-        """Every non-group stage of ``stages``, recursing into groups."""
+    def from_pattern(cls, stages: Sequence[ast.Stage],
+                     lists: Mapping[str, ListData] | None = None) -> StageScope:
+        """Every non-group stage of ``stages``, recursing into groups; with ``lists``."""
         out: set[str] = set()
         todo = list(stages)
         while todo:
@@ -130,7 +140,7 @@ class StageScope:
                 todo.extend(st.group)
             else:
                 out.add(st.name)
-        return cls(frozenset(out))
+        return cls(frozenset(out), lists or {})
 
 
 EMPTY_SCOPE = StageScope()
@@ -173,6 +183,9 @@ _FUNC_HELPER = {
     "lower": "_lower", "upper": "_upper", "len": "_len", "abs": "_abs",
     "round": "_round", "haversine_km": "_haversine_km",
 }
+_LIST_TESTS = {"in": "test", "not in": "test_not", "in~": "test_folded",
+               "not in~": "test_folded_not"}
+"""Membership in a list or table of the rule's file: the :class:`ListData` method."""
 _FIELD_AGGS = {
     "sum": "_agg_sum", "avg": "_agg_avg", "min": "_agg_min", "max": "_agg_max",
     "distinct_count": "_agg_distinct_count", "values": "_agg_values",
@@ -266,6 +279,8 @@ class _Gen:
             return self.call(e)
         if isinstance(e, ast.Attr):
             return self.attr(e)
+        if isinstance(e, ast.Lookup):
+            return self.lookup(e)
         raise CompileError(f"unsupported expression node {type(e).__name__}")
 
     def truth(self, c: _Code) -> _Code:
@@ -367,6 +382,13 @@ class _Gen:
         if op in ("in", "not in") and isinstance(e.right, ast.Call) \
                 and e.right.func == ast.CIDR_FUNCTION:
             return self.in_cidr(op, self.expr(e.left), e.right)
+        listed = self.scope.list_named(e.right) if op in _LIST_TESTS else None
+        if listed is not None:
+            fn = getattr(listed, _LIST_TESTS[op])
+            left = self.expr(e.left)
+            if left.is_lit:
+                return _TRUE if fn(left.lit) else _FALSE
+            return _Code(f"{self.const(fn)}({left.code})", "bool")
         if op in ast.MATCHING_OPS:
             return self.matching(op, self.expr(e.left), e.right)
         if op in ("in", "not in") and isinstance(e.right, ast.ListLit):
@@ -631,6 +653,13 @@ class _Gen:
             return _Code(f"{_FUNC_HELPER[f]}({', '.join(a.code for a in args)})")
         raise CompileError(f"unknown function {f}()", e.span)
 
+    def lookup(self, e: ast.Lookup) -> _Code:
+        table = self.scope.lists.get(e.table)
+        if table is None or e.table in self.scope.names:
+            raise CompileError(f"`{e.table}` is not a table of this rule's file", e.span)
+        key = self.expr(e.key)
+        return _Code(f"{self.const(table.row)}({key.code})")
+
     def attr(self, e: ast.Attr) -> _Code:
         parts = tuple(e.parts)
         ptxt = self.parts(parts, e.span)
@@ -729,13 +758,15 @@ def eq_guard(expr: ast.Expr, stages: StageScope = EMPTY_SCOPE) -> tuple[str, str
     return None
 
 
-def compile_header_filter(expr: ast.Expr) -> GeneratedCode:
-    """Compile the rule header ``where``: ``code.fn(event) -> bool`` (no stages in scope).
+def compile_header_filter(expr: ast.Expr, lists: Mapping[str, ListData] | None = None
+                          ) -> GeneratedCode:
+    """Compile the rule header ``where``: ``code.fn(event) -> bool`` (no stages in scope;
+    ``lists``: the lists and tables of the rule's file).
 
     Raises:
         CompileError: for aggregates (there is no match yet) and the usual errors.
     """
-    gen = _Gen("filter", EMPTY_SCOPE)
+    gen = _Gen("filter", StageScope(frozenset(), lists or {}))
     body = gen.truth(_expr(gen, expr))
     return replace(_build(gen, "_filter", "ev", body.code), ast=expr, eq_guard=eq_guard(expr))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from cep.compiler.generated import GeneratedCode
 from cep.event import Event
+from cep.lang.lists import ListData
 from cep.nfa.model import NFA
 
 __all__ = ["CompiledRule"]
@@ -36,6 +37,8 @@ class CompiledRule:
         text: the rule's canonical text (its version is the hash of the part without the
             metadata, :func:`~cep.lang.format.matching_text`); checkpoints keep it
             so that a restart can drain the partial matches of a version no longer on disk.
+        lists: the lists and tables of its file the rule uses, by name (what its compiled
+            code reads; a reload that keeps the version hands them new contents).
         key_code, header_code: what the compiler knows of ``key_fn`` and ``header_filter``
             (:class:`~cep.compiler.generated.GeneratedCode`: key paths, inlinable form,
             predicate); ``None`` for hand-made functions, which the fast paths then call as
@@ -63,6 +66,7 @@ class CompiledRule:
     text: str = ""
     key_code: GeneratedCode | None = None
     header_code: GeneratedCode | None = None
+    lists: tuple[tuple[str, ListData], ...] = ()
 
     @property
     def meta(self) -> dict[str, Any]:

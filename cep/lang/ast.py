@@ -13,6 +13,7 @@ from typing import Literal as TLiteral
 
 __all__ = [
     "Span", "Expr", "Lit", "ListLit", "Path", "Unary", "Binary", "IsNull", "Call", "Attr",
+    "Lookup", "ListDecl",
     "Modifier", "Stage", "Skip", "Emit", "Rule", "RuleFile",
     "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "walk", "MATCHING_OPS",
     "CIDR_FUNCTION", "METADATA",
@@ -129,7 +130,17 @@ class Attr:
     span: Span = field(default=NOWHERE, compare=False)
 
 
-Expr = Lit | ListLit | Path | Unary | Binary | IsNull | Call | Attr
+@dataclass(frozen=True)
+class Lookup:
+    """``NAME[key]``: the row of the table ``NAME`` (a :class:`ListDecl` of the rule's file)
+    whose key is the value of ``key``; ``NAME[key].col`` is ``Attr(Lookup(…), ("col",))``."""
+
+    table: str
+    key: Expr
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+Expr = Lit | ListLit | Path | Unary | Binary | IsNull | Call | Attr | Lookup
 
 AGGREGATES = frozenset({"count", "sum", "avg", "min", "max", "first", "last", "distinct_count",
                         "values"})
@@ -148,6 +159,8 @@ def walk(expr: Expr, aggregates: bool = True) -> Iterator[Expr]:
             todo.append(node.operand)
         elif isinstance(node, Attr):
             todo.append(node.obj)
+        elif isinstance(node, Lookup):
+            todo.append(node.key)
         elif isinstance(node, Call):
             if aggregates or node.func not in AGGREGATES:
                 todo += node.args
@@ -309,9 +322,25 @@ METADATA = ("description", "severity", "tags", "references", "author")
 
 
 @dataclass(frozen=True)
+class ListDecl:
+    """``list NAME from "PATH"`` (``kind`` ``"list"``) or ``table NAME from "PATH" key COL``
+    (``kind`` ``"table"``, ``key`` the column): a file of values for the rules of the file
+    that declares it; ``path`` as written, relative to that file's directory."""
+
+    kind: str
+    name: str
+    path: str
+    key: str | None = None
+    span: Span = field(default=NOWHERE, compare=False)
+    name_span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
 class RuleFile:
-    """A parsed ``.cep`` file: its path, text and the rules that parsed."""
+    """A parsed ``.cep`` file: its path, text, the rules that parsed and the lists and
+    tables it declares."""
 
     path: str
     text: str
     rules: tuple[Rule, ...]
+    lists: tuple[ListDecl, ...] = ()

@@ -29,6 +29,7 @@ from cep.lang.ast import (
     IsNull,
     ListLit,
     Lit,
+    Lookup,
     Modifier,
     Path,
     Rule,
@@ -39,6 +40,7 @@ from cep.lang.ast import (
 )
 from cep.lang.format import format_modifier
 from cep.lang.limits import MAX_EXPR_DEPTH, MAX_PATTERN_STEPS, MAX_TIMES
+from cep.lang.lists import check_declarations
 from cep.lang.references import check_references
 from cep.lang.suggest import did_you_mean
 
@@ -84,6 +86,8 @@ class _Ctx:
     out: list[Diagnostic]
     stages: dict[str, Stage] = field(default_factory=dict)
     groups: dict[str, Stage] = field(default_factory=dict)
+    lists: frozenset[str] = frozenset()
+    """The lists and tables the rule's file declares."""
 
     def error(self, span: Span, message: str, hint: str | None = None) -> None:
         self.out.append(Diagnostic(self.file, span, f"rule `{self.rule.name}`: {message}",
@@ -471,15 +475,20 @@ def _visit(ctx: _Ctx, expr: Expr, where: str) -> None:
     elif isinstance(expr, Call):
         _check_call(ctx, expr, where)
     elif isinstance(expr, Attr):
-        if not (isinstance(expr.obj, Call) and expr.obj.func in ("first", "last")):
-            ctx.error(expr.span, "only `first(stage)` and `last(stage)` have fields",
-                      "write `first(s).field` or `last(s).field`")
+        if not (isinstance(expr.obj, Call) and expr.obj.func in ("first", "last")
+                or isinstance(expr.obj, Lookup)):
+            ctx.error(expr.span, "only `first(stage)`, `last(stage)` and `table[key]` have "
+                      "fields", "write `first(s).field`, `last(s).field` or `geo[ip].country`")
         _visit(ctx, expr.obj, where)
+    elif isinstance(expr, Lookup):
+        _visit(ctx, expr.key, where)  # the table itself: lists.check_declarations
     elif isinstance(expr, Binary):
         _check_binary(ctx, expr)
         _visit(ctx, expr.left, where)
         if _is_cidr(expr.right) and expr.op in ("in", "not in"):
             _check_cidr(ctx, expr.right)  # type: ignore[arg-type]
+        elif _is_list(ctx, expr):
+            pass  # `x in NAME` of a declared list or table
         elif expr.op in MATCHING_OPS:
             _check_matching(ctx, expr)
         else:
@@ -516,6 +525,15 @@ def _check_path(ctx: _Ctx, path: Path, where: str) -> None:
     elif where == "emit":
         ctx.error(path.span, f"`{dotted}` in `emit` does not name a stage",
                   f"name the stage whose event holds it, e.g. `{_example_stage(ctx)}.{dotted}`")
+
+
+def _is_list(ctx: _Ctx, expr: Binary) -> bool:
+    """``x in NAME`` (``not in``, ``in~``, ``not in~``) where NAME is a declared list or
+    table, not a stage."""
+    right = expr.right
+    return (expr.op in ("in", "not in", "in~", "not in~") and isinstance(right, Path)
+            and len(right.parts) == 1 and right.parts[0] in ctx.lists
+            and right.parts[0] not in ctx.stages)
 
 
 def _is_cidr(expr: Expr) -> bool:
@@ -666,9 +684,11 @@ _PASSES: tuple[Callable[[_Ctx], None], ...] = (
 )
 
 
-def check_rule(rule: Rule, file: str = "<string>") -> list[Diagnostic]:
-    """Run every pass over one rule; returns its errors and warnings in source order."""
-    ctx = _Ctx(file, rule, [])
+def check_rule(rule: Rule, file: str = "<string>",
+               lists: frozenset[str] = frozenset()) -> list[Diagnostic]:
+    """Run every pass over one rule (``lists``: the names of the lists and tables its file
+    declares); returns its errors and warnings in source order."""
+    ctx = _Ctx(file, rule, [], lists=lists)
     for check in _PASSES:
         check(ctx)
     ctx.out.sort(key=lambda d: (d.span.line, d.span.col))
@@ -680,8 +700,9 @@ def check_rule_file(rf: RuleFile) -> list[Diagnostic]:
 
     Returns errors and warnings (``Diagnostic.severity``); raises nothing.
     """
-    out: list[Diagnostic] = []
+    out: list[Diagnostic] = check_declarations(rf)
     seen: dict[str, Rule] = {}
+    names = frozenset(d.name for d in rf.lists)
     for rule in rf.rules:
         if rule.name in seen:
             out.append(Diagnostic(rf.path, rule.name_span,
@@ -689,7 +710,7 @@ def check_rule_file(rf: RuleFile) -> list[Diagnostic]:
                                   hint=f"the first is on line {seen[rule.name].name_span.line}"))
         else:
             seen[rule.name] = rule
-        out.extend(check_rule(rule, rf.path))
+        out.extend(check_rule(rule, rf.path, names))
     out.sort(key=lambda d: (d.span.line, d.span.col))
     return out
 

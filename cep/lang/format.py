@@ -21,8 +21,10 @@ from cep.lang.ast import (
     Emit,
     Expr,
     IsNull,
+    ListDecl,
     ListLit,
     Lit,
+    Lookup,
     Modifier,
     Path,
     Rule,
@@ -31,7 +33,7 @@ from cep.lang.ast import (
 )
 
 __all__ = ["format_rule", "format_rules", "format_expr", "format_duration", "format_modifier",
-           "rule_version", "matching_text", "quote_string", "quote_name"]
+           "rule_version", "matching_text", "format_list_decl", "quote_string", "quote_name"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = frozenset(
@@ -147,8 +149,11 @@ def format_expr(e: Expr) -> str:
     if isinstance(e, Call):
         return f"{e.func}(" + ", ".join(format_expr(a) for a in e.args) + ")"
     if isinstance(e, Attr):
-        obj = format_expr(e.obj) if isinstance(e.obj, Call) else f"({format_expr(e.obj)})"
+        obj = format_expr(e.obj) if isinstance(e.obj, Call | Lookup) \
+            else f"({format_expr(e.obj)})"
         return obj + "".join("." + quote_name(p, False) for p in e.parts)
+    if isinstance(e, Lookup):
+        return f"{quote_name(e.table)}[{format_expr(e.key)}]"
     if isinstance(e, IsNull):
         return _wrap(e.operand, _PREC["+"]) + (" is not null" if e.negated else " is null")
     if isinstance(e, Unary):
@@ -254,6 +259,16 @@ def format_rule(rule: Rule) -> str:
         lines.extend(_emit(emit))
     lines.append("end")
     return "\n".join(lines) + "\n"
+
+
+def format_list_decl(decl: ListDecl) -> str:
+    """``list NAME from "PATH"`` or ``table NAME from "PATH" key COLUMN`` (one line)."""
+    head = f"{decl.kind} {decl.name} from {quote_string(decl.path)}"
+    if decl.key is None:
+        return head + "\n"
+    key = decl.key if _NAME.match(decl.key) and decl.key not in _RESERVED \
+        else quote_string(decl.key)
+    return f"{head} key {key}\n"
 
 
 def format_rules(rules: list[Rule] | tuple[Rule, ...]) -> str:

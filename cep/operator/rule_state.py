@@ -176,7 +176,12 @@ class RuleState:
         if rule is self.rule:
             return
         assert rule.name == self.rule.name and rule.version == self.rule.version
-        self.rule = replace(rule, nfa=self.rule.nfa)
+        old = self.rule
+        fresh = dict(rule.lists)
+        for name, data in old.lists:  # what the automaton's conditions read
+            if name in fresh:
+                data.take(fresh[name])
+        self.rule = replace(rule, nfa=old.nfa, lists=old.lists)
         self.alerts.rebind(self.rule)
 
     def add_key(self, key: Hashable, ks: KeyEntry) -> None:
