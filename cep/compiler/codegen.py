@@ -665,6 +665,16 @@ class _Gen:
         ptxt = self.parts(parts, e.span)
         if isinstance(e.obj, ast.Call) and e.obj.func in ("first", "last"):
             return self.event_field(self.aggregate_event(e.obj), parts, e.span)
+        if isinstance(e.obj, ast.Lookup) and parts:  # one cell, no row object
+            table = self.scope.lists.get(e.obj.table)
+            if table is None or e.obj.table in self.scope.names:
+                raise CompileError(f"`{e.obj.table}` is not a table of this rule's file",
+                                   e.obj.span)
+            key = self.expr(e.obj.key)
+            cell = _Code(f"{self.const(table.cell)}({key.code}, {self.name(parts[0], e.span)})")
+            if len(parts) == 1:
+                return cell
+            return _Code(f"_getp({cell.code}, {self.parts(parts[1:], e.span)})")
         obj = self.expr(e.obj)
         if not parts:
             return obj

@@ -19,6 +19,7 @@ digits; anything else is in no list.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import re
 from collections.abc import Iterator, Mapping
@@ -46,6 +47,7 @@ __all__ = ["ListData", "check_declarations", "load_lists", "resolve_path", "list
 
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\Z")
 _MEMBERSHIP = ("in", "not in", "in~", "not in~")
+_NUMBER_START = frozenset("-0123456789")
 
 
 def _text_key(x: Any) -> str | None:
@@ -60,22 +62,27 @@ def _text_key(x: Any) -> str | None:
 
 class ListData:
     """One loaded list (``keys`` a frozenset of its values) or table (``keys`` a dict from
-    key text to the row object), declared by ``decl``; ``source`` is the file it was read
-    from.
+    key text to the row's cells as written, in the order of ``columns``), declared by
+    ``decl``; ``source`` is the file it was read from.
 
     The ``test*`` methods implement ``in``, ``not in``, ``in~`` and ``not in~`` (the
-    case-folded set is built on first use); :meth:`row` implements ``NAME[x]``.  None raises.
+    case-folded set is built on first use); :meth:`row` implements ``NAME[x]`` and
+    :meth:`cell` ``NAME[x].column``.  Cells are typed when they are read (:func:`_cell`), so
+    loading a table costs one dict entry per row.  None raises.
     """
 
-    __slots__ = ("decl", "name", "kind", "source", "keys", "_folded")
+    __slots__ = ("decl", "name", "kind", "source", "keys", "columns", "_index", "_folded")
 
     def __init__(self, decl: ListDecl, source: str,
-                 keys: frozenset[str] | dict[str, dict[str, Any]]) -> None:
+                 keys: frozenset[str] | dict[str, list[str]],
+                 columns: tuple[str, ...] = ()) -> None:
         self.decl = decl
         self.name = decl.name
         self.kind = decl.kind
         self.source = source
         self.keys = keys
+        self.columns = columns
+        self._index = {c: i for i, c in enumerate(columns)}
         self._folded: frozenset[str] | None = None
 
     def __len__(self) -> int:
@@ -105,17 +112,31 @@ class ListData:
         return x is not None and not self.test_folded(x)
 
     def row(self, x: Any) -> dict[str, Any] | None:
-        """``NAME[x]``: the table's row whose key is ``x``, or ``None``."""
+        """``NAME[x]``: the table's row whose key is ``x`` as an object of its columns,
+        or ``None``."""
         keys = self.keys
-        if type(keys) is not dict:
-            return None
         k = _text_key(x)
-        return None if k is None else keys.get(k)
+        if k is None or type(keys) is not dict:
+            return None
+        cells = keys.get(k)
+        if cells is None:
+            return None
+        return {c: _cell(v) for c, v in zip(self.columns, cells, strict=True)}
+
+    def cell(self, x: Any, column: str) -> Any:
+        """``NAME[x].column``: one cell of the row whose key is ``x``, or ``None``."""
+        keys = self.keys
+        k = _text_key(x)
+        if k is None or type(keys) is not dict:
+            return None
+        cells = keys.get(k)
+        i = self._index.get(column)
+        return None if cells is None or i is None else _cell(cells[i])
 
     def take(self, other: ListData) -> None:
         """Hold ``other``'s contents from now on (a reload that keeps the rule version)."""
         self.decl, self.kind, self.source = other.decl, other.kind, other.source
-        self.keys = other.keys
+        self.keys, self.columns, self._index = other.keys, other.columns, other._index
         self._folded = other._folded
 
     def __repr__(self) -> str:
@@ -231,6 +252,8 @@ def _cell(text: str) -> Any:
     """A table cell: empty → null, a JSON number → that number, else the text."""
     if not text:
         return None
+    if text[0] not in _NUMBER_START:
+        return text
     m = _JSON_NUMBER.match(text)
     if m is None:
         return text
@@ -247,12 +270,9 @@ def _read_text(path: Path) -> str:
 
 
 def _load_list(decl: ListDecl, path: Path) -> ListData:
-    values = set()
-    for raw in _read_text(path).splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            values.add(line)
-    return ListData(decl, str(path), frozenset(values))
+    values = frozenset(s for raw in _read_text(path).splitlines()
+                       if (s := raw.strip()) and s[0] != "#")
+    return ListData(decl, str(path), values)
 
 
 class _TableError(ValueError):
@@ -272,22 +292,36 @@ def _load_table(decl: ListDecl, path: Path) -> ListData:
         raise _TableError(1, f"no column `{decl.key}` (the columns are: {', '.join(header)})")
     at = header.index(decl.key or "")
     width = len(header)
-    rows: dict[str, dict[str, Any]] = {}
-    first_line: dict[str, int] = {}
+    rows: dict[str, list[str]] = {}
     line = reader.line_num
     for cells in reader:
-        start, line = line + 1, reader.line_num
-        if not cells:
-            continue  # an empty line
         if len(cells) != width:
+            start = line + 1
+            line = reader.line_num
+            if not cells:
+                continue  # an empty line
             raise _TableError(start, f"{len(cells)} cells where the header has {width}")
         key = cells[at]
         if key in rows:
-            raise _TableError(start, f"the key {key!r} is given twice (first on line "
-                                     f"{first_line[key]})")
-        first_line[key] = start
-        rows[key] = {name: _cell(c) for name, c in zip(header, cells, strict=True)}
-    return ListData(decl, str(path), rows)
+            raise _TableError(line + 1, f"the key {key!r} is given twice (first on line "
+                                        f"{_line_of(text, key, at, line + 1)})")
+        rows[key] = cells
+        line = reader.line_num
+    return ListData(decl, str(path), rows, tuple(header))
+
+
+def _line_of(text: str, key: str, at: int, before: int) -> int:
+    """The line (before ``before``) of the first row of ``text`` whose key is ``key``: read
+    again only to name it in an error."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    line = 0
+    for cells in reader:
+        if line and len(cells) > at and cells[at] == key:
+            return line + 1
+        line = reader.line_num
+        if line >= before:
+            break
+    return 0
 
 
 def load_lists(rf: RuleFile) -> tuple[dict[str, ListData], list[Diagnostic]]:
@@ -306,6 +340,8 @@ def load_lists(rf: RuleFile) -> tuple[dict[str, ListData], list[Diagnostic]]:
         if isinstance(where, str):
             diags.append(Diagnostic(rf.path, decl.span, f"{decl.kind} `{decl.name}`: {where}"))
             continue
+        paused = gc.isenabled()
+        gc.disable()  # a million rows are a million new lists: no collection pass per 700
         try:
             data = _load_list(decl, where) if decl.kind == "list" else _load_table(decl, where)
         except _TableError as exc:
@@ -323,5 +359,8 @@ def load_lists(rf: RuleFile) -> tuple[dict[str, ListData], list[Diagnostic]]:
                                     f"{decl.kind} `{decl.name}`: cannot read {decl.path}: "
                                     f"{reason}"))
             continue
+        finally:
+            if paused:
+                gc.enable()
         loaded[decl.name] = data
     return ({} if diags else loaded), diags
