@@ -74,7 +74,7 @@ class ListData:
     __slots__ = ("decl", "name", "kind", "source", "keys", "columns", "_index", "_folded")
 
     def __init__(self, decl: ListDecl, source: str,
-                 keys: frozenset[str] | dict[str, list[str]],
+                 keys: frozenset[str] | dict[str, tuple[str, ...]],
                  columns: tuple[str, ...] = ()) -> None:
         self.decl = decl
         self.name = decl.name
@@ -292,7 +292,7 @@ def _load_table(decl: ListDecl, path: Path) -> ListData:
         raise _TableError(1, f"no column `{decl.key}` (the columns are: {', '.join(header)})")
     at = header.index(decl.key or "")
     width = len(header)
-    rows: dict[str, list[str]] = {}
+    rows: dict[str, tuple[str, ...]] = {}
     line = reader.line_num
     for cells in reader:
         if len(cells) != width:
@@ -305,7 +305,7 @@ def _load_table(decl: ListDecl, path: Path) -> ListData:
         if key in rows:
             raise _TableError(line + 1, f"the key {key!r} is given twice (first on line "
                                         f"{_line_of(text, key, at, line + 1)})")
-        rows[key] = cells
+        rows[key] = tuple(cells)  # tuples of strings: left alone by the cyclic collector
         line = reader.line_num
     return ListData(decl, str(path), rows, tuple(header))
 

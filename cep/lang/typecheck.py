@@ -16,7 +16,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from cep.diagnostics import Diagnostic
-from cep.lang.ast import Attr, Binary, Expr, ListLit, Lit, Path, Rule, RuleFile, Span, walk
+from cep.lang.ast import (
+    Attr,
+    Binary,
+    Expr,
+    ListLit,
+    Lit,
+    Lookup,
+    Path,
+    Rule,
+    RuleFile,
+    Span,
+    walk,
+)
 from cep.lang.check import all_stages
 from cep.lang.references import paths_of
 from cep.lang.schema import FieldSpec, Schema, type_of
@@ -63,6 +75,8 @@ def _expressions(rule: Rule) -> Iterator[Expr]:
 def _resolve(node: Expr, stages: set[str]) -> _Read | None:
     """The field ``node`` reads, or ``None`` (not a field, the event time, a whole event)."""
     if isinstance(node, Attr):
+        if isinstance(node.obj, Lookup):  # a table's column, not a field of an event
+            return None
         return _Read(".".join(node.parts), node.span, None) if node.parts != ("ts",) else None
     if not isinstance(node, Path):
         return None
@@ -75,10 +89,15 @@ def _resolve(node: Expr, stages: set[str]) -> _Read | None:
     return _Read(".".join(parts), node.span, stage)
 
 
-def _reads(rule: Rule) -> Iterator[_Read]:
+def _reads(rule: Rule, lists: frozenset[str] = frozenset()) -> Iterator[_Read]:
+    """The fields ``rule`` reads; ``lists`` are its file's list and table names (a bare
+    one is the list, not a field)."""
     stages = {st.name for st in all_stages(rule.pattern) if st.group is None}
     for expr in _expressions(rule):
         for path in paths_of(expr):
+            if len(path.parts) == 1 and path.parts[0] in lists \
+                    and path.parts[0] not in stages:
+                continue
             read = _resolve(path, stages)
             if read is not None:
                 yield read
@@ -133,8 +152,10 @@ def _literal(value: object) -> str:
 
 
 class _SchemaPass:
-    def __init__(self, schema: Schema, file: str, rule: Rule, out: list[Diagnostic]) -> None:
+    def __init__(self, schema: Schema, file: str, rule: Rule, out: list[Diagnostic],
+                 lists: frozenset[str] = frozenset()) -> None:
         self.schema, self.file, self.rule, self.out = schema, file, rule, out
+        self.lists = lists
         self.stages = [st.name for st in all_stages(rule.pattern) if st.group is None]
 
     def error(self, span: Span, message: str, hint: str | None) -> None:
@@ -143,7 +164,7 @@ class _SchemaPass:
 
     def run(self) -> None:
         seen: set[tuple[str, int, int]] = set()
-        for read in _reads(self.rule):
+        for read in _reads(self.rule, self.lists):
             if (read.dotted, read.span.line, read.span.col) not in seen:
                 seen.add((read.dotted, read.span.line, read.span.col))
                 self.check_known(read)
@@ -222,7 +243,8 @@ def check_schema(files: Iterable[RuleFile], schema: Schema) -> list[Diagnostic]:
     for rf in files:
         local: list[Diagnostic] = []
         for rule in rf.rules:
-            _SchemaPass(schema, rf.path, rule, local).run()
+            _SchemaPass(schema, rf.path, rule, local,
+                        frozenset(d.name for d in rf.lists)).run()
         out += sorted(local, key=lambda d: (d.span.line, d.span.col))
     return out
 

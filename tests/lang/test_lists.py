@@ -186,3 +186,15 @@ def test_large_lists_are_one_hash_per_test(tmp_path: Path) -> None:
     (name, data), = rule.lists
     assert name == "big" and len(data) == 200_000 and isinstance(data.keys, frozenset)
     assert len(alerts(rs.rules, [{"x": "user199999"}, {"x": "user200000"}])) == 1
+
+
+def test_list_names_and_table_columns_are_no_event_fields_for_the_schema() -> None:
+    from cep.lang.schema import parse_schema
+    from cep.lang.typecheck import check_schema
+
+    schema = parse_schema({"fields": {"user": "string", "ip": "string"}}, "<schema>")
+    rf, _ = parse_text('list admins from "a.txt"\ntable geo from "g.csv" key ip\n'
+                       "rule r\n  pattern\n    begin a where user in admins and "
+                       "geo[ip].country == \"BE\" and nope == 1\nend\n")
+    found = [d.message for d in check_schema([rf], schema)]
+    assert len(found) == 1 and "nope" in found[0]
