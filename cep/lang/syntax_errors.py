@@ -308,6 +308,8 @@ def _context_rule(e: _TokenError) -> _Answer:
 
 
 def _spelling_rule(e: _TokenError) -> _Answer:
+    if e.tok.type == "KEY" and "KEY_BY" in e.expected:  # `key` alone (a table's keyword)
+        return "write `key by`", "as in `key by user`"
     if e.tok.type != "NAME":
         return None
     value = e.tok.value
