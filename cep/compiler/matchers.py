@@ -24,6 +24,7 @@ import ipaddress
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from socket import AF_INET, inet_pton
 from typing import Any, NamedTuple
 
 from cep.compiler.runtime import NUM, Regex, eq, in_set, set_key
@@ -52,8 +53,9 @@ class CidrSet:
 
     ``blocks`` are CIDR strings (:func:`parse_network`).  An IPv4-mapped IPv6 address
     (``::ffff:10.1.2.3``) is tested as its IPv4 address; an IPv6 zone (``%eth0``) is ignored.
-    Memory: two integers per merged range; time per test: one :func:`ipaddress.ip_address`
-    and one binary search.
+    Memory: two integers per merged range; time per test: one parse (``inet_pton`` for IPv4,
+    which accepts exactly the strings :class:`ipaddress.IPv4Address` accepts — the property
+    tests check it —, :func:`ipaddress.ip_address` for IPv6) and one binary search.
     """
 
     __slots__ = ("blocks", "_v4", "_v6")
@@ -73,6 +75,11 @@ class CidrSet:
         """Whether ``x`` is a string holding an address inside one of the blocks."""
         if type(x) is not str:
             return False
+        try:  # IPv4 as ipaddress reads it (four decimal octets, no leading zero), 5× faster
+            return _inside(self._v4, int.from_bytes(inet_pton(AF_INET, x), "big"))
+        except (OSError, ValueError, UnicodeError):
+            if ":" not in x:
+                return False  # neither IPv4 nor IPv6
         try:
             addr = ipaddress.ip_address(x)
         except ValueError:

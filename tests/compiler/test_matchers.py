@@ -74,7 +74,9 @@ addresses = st.one_of(
     st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
     v4_addrs.map(lambda a: f"::ffff:{a}"),
     st.sampled_from(["10.0.0.1", "10.255.255.255", "11.0.0.0", "192.168.1.1", "fd00::1",
-                     "fe80::1%eth0", "010.0.0.1", "10.0.0", "", "::", "garbage", "1.2.3.4/32"]),
+                     "fe80::1%eth0", "010.0.0.1", "10.0.0", "", "::", "garbage", "1.2.3.4/32",
+                     "1.2.3.4\x00", "١.2.3.4", " 1.2.3.4", "1.2.3.4 ", "0x1.2.3.4"]),
+    st.text(alphabet="0123456789.: x-+١%abcdef", max_size=16),
 )
 
 
