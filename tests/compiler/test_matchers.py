@@ -271,3 +271,18 @@ def test_binary_ops_round_trip_through_the_canonical_text() -> None:
         assert isinstance(e, Binary)
         assert format_expr(e) == text
         assert condition(format_expr(e)) == e
+
+
+def test_the_operators_work_in_the_header_where_and_in_emit() -> None:
+    from cep.compiler.codegen import compile_emit, compile_header_filter
+
+    where = condition('host like~ "WS-*" and ip in cidr("10.0.0.0/8") and user in~ ["Bob"]')
+    header = compile_header_filter(where)
+    assert_safe_source(header.source)
+    yes = Event(0, 0, {"host": "ws-7", "ip": "10.9.9.9", "user": "BOB"}, "input", 0)
+    no = Event(0, 0, {"host": "ws-7", "ip": "11.9.9.9", "user": "BOB"}, "input", 0)
+    assert header.fn(yes) is True and header.fn(no) is False
+    emit = compile_emit((("inside", condition('a.ip in cidr("10.0.0.0/8")')),
+                         ("admin", condition('a.user =~ "bob"'))), StageScope.of(["a"]))
+    assert emit.fn({"a": [yes]}) == {"inside": True, "admin": True}
+    assert emit.fn({"a": [no]}) == {"inside": False, "admin": True}
