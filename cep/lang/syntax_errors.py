@@ -344,6 +344,9 @@ def _misspelt_keyword(e: _TokenError) -> _Answer:
 def _end_rule(e: _TokenError) -> _Answer:
     if e.tok.type not in ("_RULE", "$END"):
         return None
+    if e.expected == {"KEY"}:  # `table NAME from "PATH"` and no key column
+        return ("a table needs its key column",
+                'write `table NAME from "PATH" key COLUMN` (the column that names each row)')
     owner = e.rule_before()
     where = f"rule `{owner[0]}` (line {owner[1]})" if owner else "the rule"
     if "_END" in e.expected:
