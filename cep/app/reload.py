@@ -278,6 +278,18 @@ class Reloader:
                 self._next_start = time.monotonic() + self.min_interval_s
                 self._cond.notify_all()
 
+    def loaded_lists(self) -> list[dict[str, Any]]:
+        """The lists and tables the running rules read, for ``/status``: ``{"name", "kind",
+        "file", "entries", "rules"}`` each (one entry per file and name)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for rule in list(self._running.values()):
+            for name, data in rule.lists:
+                entry = found.setdefault((data.source, name), {
+                    "name": name, "kind": data.kind, "file": data.source,
+                    "entries": len(data), "rules": []})
+                entry["rules"].append(rule.name)
+        return [found[k] for k in sorted(found)]
+
     def list_files(self) -> list[str]:
         """The list and table files the running rules read (resolved paths)."""
         return sorted({data.source for rule in list(self._running.values())

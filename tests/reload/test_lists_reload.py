@@ -106,6 +106,10 @@ def test_a_running_engine_follows_a_list_edit(tmp_path: Path) -> None:
                  and cep.status()["reload"]["last"]["ok"], 5, "the reload the edit starts")
         last = cep.status()["reload"]["last"]
         assert last["report"]["unchanged"] == ["watched_pair"]
+        lists = {e["name"]: (e["kind"], e["entries"], e["rules"])
+                 for e in cep.status()["lists"]}
+        assert lists == {"watched": ("list", 2, ["watched_pair"]),
+                         "tier": ("table", 1, ["watched_pair"])}
         assert last["report"]["partial_matches_kept"] == 1
         feeder.inject(user="bob", kind="start")
         feeder.inject(user="bob", kind="end")
