@@ -384,6 +384,16 @@ def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
     return rs if rs.keys else None
 
 
+def _same_version(rule: CompiledRule, saved: str) -> bool:
+    """``saved`` is ``rule``'s version — or the version the same rule text had when versions
+    hashed the whole canonical text, metadata included (snapshots written before metadata
+    left the version): its state is the running rule's and is restored, not drained."""
+    if rule.version == saved:
+        return True
+    return bool(rule.text) and not rule.lists and \
+        hashlib.sha256(rule.text.encode("utf-8")).hexdigest()[:16] == saved
+
+
 def _hashable_key(key: Any) -> Hashable:
     """Keys were hashable when saved; msgpack gives lists back only inside events."""
     return tuple(_hashable_key(k) for k in key) if isinstance(key, (list, tuple)) else key
@@ -409,7 +419,7 @@ def decode(data: bytes, op: CepOperator) -> RestoreReport:
         extra: list[RuleState] = []
         for saved in doc["rules"]:
             rs = running.get(saved["name"])
-            if rs is not None and rs.rule.version == saved["version"]:
+            if rs is not None and _same_version(rs.rule, saved["version"]):
                 _restore_rule(rs, saved, nodes, report)
                 if rs.draining:  # saved while draining; the running rules have it back
                     revive(rs)

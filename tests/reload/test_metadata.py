@@ -149,3 +149,28 @@ def test_a_reload_from_files_takes_the_new_metadata_of_an_unchanged_version(
     # unchanged text: the running rule is reused as it is
     third = compile_with_deadline([str(path)], running={v2.name: v2})
     assert third.rules[0] is v2
+
+
+def test_a_snapshot_of_the_earlier_versioning_restores_into_the_same_rule() -> None:
+    """Before metadata left the version, a version hashed the whole canonical text: a
+    snapshot written then holds that hash, and the state goes back into the same rule."""
+    import hashlib
+    from dataclasses import replace
+
+    from cep.checkpoint import decode, encode
+
+    rule = compile_rule(rule_text({"severity": "high", "tags": ["login"]}))
+    legacy = hashlib.sha256(rule.text.encode("utf-8")).hexdigest()[:16]
+    assert legacy != rule.version
+    out: list[dict[str, Any]] = []
+    old = CepOperator([replace(rule, version=legacy)], lambda s, r: out.append(r))
+    for i, (ts, kind) in enumerate([(1000, "fail"), (2000, "fail")], 1):
+        old.on_event(Event(ts, i, {"user": "alice", "kind": kind}, "input", i))
+    data = encode(old)
+    new = CepOperator([rule], lambda s, r: out.append(r))
+    report = decode(data, new)
+    assert report.restored_rules == ["spray"] and report.dropped_rules == []
+    assert report.partial_matches > 0
+    new.on_event(Event(3000, 3, {"user": "alice", "kind": "fail"}, "input", 3))
+    new.finish()
+    assert [(a["rule_version"], a["data"]["n"]) for a in out] == [(rule.version, 3)]
