@@ -4,8 +4,8 @@ across the rule set.
 With a schema (:func:`check_schema`), errors for: a field the schema does not know (with the
 closest known field, or the stage it looks like), a literal whose type the field never has
 (``winlog.event_data.LogonType == 3`` where the field is a string), a value outside the field's
-``enum``, ``matches``/``contains``/``starts with``/``ends with`` on a field that is not text,
-and a stage named like a schema root whose ``NAME.x`` was meant as a field.  Without one
+``enum``, ``matches``/``contains``/``starts with``/``ends with``/``like`` on a field that is
+not text, and a stage named like a schema root whose ``NAME.x`` was meant as a field.  Without one
 (:func:`mixed_literal_warnings`), a warning where one field is compared with literals of
 different types across all the rules given: one of the two never matches.
 """
@@ -37,7 +37,8 @@ from cep.lang.suggest import closest
 __all__ = ["check_schema", "mixed_literal_warnings", "field_diagnostics"]
 
 _COMPARE = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
-_TEXT_OPS = ("matches", "contains", "starts with", "ends with")
+_TEXT_OPS = ("matches", "contains", "starts with", "ends with", "like", "not like", "like~",
+             "not like~")
 _NUMBERS = frozenset({"integer", "number"})
 
 

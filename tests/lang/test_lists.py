@@ -198,3 +198,14 @@ def test_list_names_and_table_columns_are_no_event_fields_for_the_schema() -> No
                        "geo[ip].country == \"BE\" and nope == 1\nend\n")
     found = [d.message for d in check_schema([rf], schema)]
     assert len(found) == 1 and "nope" in found[0]
+
+
+def test_like_on_a_field_the_schema_says_is_no_text_is_an_error() -> None:
+    from cep.lang.schema import parse_schema
+    from cep.lang.typecheck import check_schema
+
+    schema = parse_schema({"fields": {"port": "integer", "path": "string"}}, "<schema>")
+    rf, _ = parse_text('rule r\n  pattern\n    begin a where port like "80*" '
+                       'or path like~ ["*.exe"] or port not like ["1?"]\nend\n')
+    found = [d.message for d in check_schema([rf], schema)]
+    assert len(found) == 2 and all("`port`" in m for m in found), found
