@@ -7,8 +7,9 @@ the :class:`~cep.app.reload.Reloader` (with its file watcher), the run's
 
 * ``GET /metrics`` — Prometheus text format;
 * ``GET /healthz`` — ``200 ok`` while the run is up;
-* ``GET /status`` — JSON: rules with versions, draining versions, the last reload and its
-  errors, watermarks per input, events per source, consumer lag (Kafka);
+* ``GET /status`` — JSON: rules with versions, draining versions, the lists and tables they
+  read (file, entries), the last reload and its errors, watermarks per input, events per
+  source, consumer lag (Kafka);
 * ``POST /-/reload`` — reload now; ``200`` with the reload report when it was applied, ``422``
   with the errors when the rule files have errors or did not compile in time (the running
   rules stay), ``504`` when the pipeline did not get to it within 30 s (it is applied later).
@@ -146,7 +147,8 @@ class Operations:
                             "(403) until a token is set", TOKEN_ENV)
         self.reloader.start()
         if self.watch:
-            self._watcher = RuleWatcher(self.rule_paths, self.reloader.request)
+            self._watcher = RuleWatcher(self.rule_paths, self.reloader.request,
+                                        extra=self.reloader.list_files)
             self._watcher.start()
 
     def stop(self) -> None:
@@ -198,6 +200,7 @@ class Operations:
                        "file": r["file"], "line": r["line"], "keys": r["keys"],
                        "partial_matches": r["partial_matches"]} for r in snap.rules],
             "draining": snap.draining,
+            "lists": rl.loaded_lists() if rl is not None else [],
             "reload": {
                 "ok": state.ok, "failed": state.failed,
                 "last": last.as_dict() if last is not None else None,

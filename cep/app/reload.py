@@ -278,6 +278,23 @@ class Reloader:
                 self._next_start = time.monotonic() + self.min_interval_s
                 self._cond.notify_all()
 
+    def loaded_lists(self) -> list[dict[str, Any]]:
+        """The lists and tables the running rules read, for ``/status``: ``{"name", "kind",
+        "file", "entries", "rules"}`` each (one entry per file and name)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for rule in list(self._running.values()):
+            for name, data in rule.lists:
+                entry = found.setdefault((data.source, name), {
+                    "name": name, "kind": data.kind, "file": data.source,
+                    "entries": len(data), "rules": []})
+                entry["rules"].append(rule.name)
+        return [found[k] for k in sorted(found)]
+
+    def list_files(self) -> list[str]:
+        """The list and table files the running rules read (resolved paths)."""
+        return sorted({data.source for rule in list(self._running.values())
+                       for _, data in rule.lists})
+
     def reload_now(self, reason: str) -> ReloadResult:
         """Compile every rule file; apply the rules when there is no error, otherwise keep the
         running ones and log each diagnostic.  Runs on the calling thread (the pipeline
@@ -344,7 +361,9 @@ class RuleWatcher:
     made while the watch was being set up is not missed."""
 
     def __init__(self, paths: Iterable[str], on_change: Callable[[str], Any],
-                 debounce_ms: int = 400, step_ms: int = 50) -> None:
+                 debounce_ms: int = 400, step_ms: int = 50,
+                 extra: Callable[[], Iterable[str]] | None = None) -> None:
+        self.extra = extra or (lambda: ())
         self.files: set[Path] = set()
         self.dirs: set[Path] = set()
         for p in paths:
@@ -358,9 +377,10 @@ class RuleWatcher:
         self._initial = self.fingerprint()
 
     def fingerprint(self) -> dict[Path, tuple[int, int]]:
-        """``(mtime_ns, size)`` of every watched rule file that exists."""
+        """``(mtime_ns, size)`` of every watched rule file and list file that exists."""
         out: dict[Path, tuple[int, int]] = {}
-        for path in [*self.files, *(p for d in self.dirs for p in d.rglob("*.cep"))]:
+        for path in [*self.files, *(p for d in self.dirs for p in d.rglob("*.cep")),
+                     *(Path(p) for p in self.extra())]:
             try:
                 st = path.stat()
             except OSError:
@@ -369,10 +389,11 @@ class RuleWatcher:
         return out
 
     def relevant(self, path: str) -> bool:
-        """A change to ``path`` matters: a watched file, or a ``.cep`` file under a watched
-        directory."""
+        """A change to ``path`` matters: a watched file, a ``.cep`` file under a watched
+        directory, or a list or table file the running rules read (``extra``; always under
+        the directory of the rule file that declares it, hence under a watched root)."""
         p = Path(path)
-        if p in self.files:
+        if p in self.files or path in self.extra():
             return True
         return p.suffix == ".cep" and any(d == p.parent or d in p.parents for d in self.dirs)
 

@@ -32,7 +32,8 @@ from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import NOWHERE, Rule
-from cep.lang.format import rule_version
+from cep.lang.format import format_rule, rule_version
+from cep.lang.lists import ListData, load_lists
 
 __all__ = ["DEFAULT_DEADLINE_S", "compile_with_deadline", "main"]
 
@@ -64,18 +65,23 @@ def compile_with_deadline(paths: list[str], deadline_s: float = DEFAULT_DEADLINE
                               f"(status {done.returncode}): {last[:300]}")
     rs: RuleSet = pickle.loads(done.stdout)
     if rs.ok:
-        rs.rules = [_reuse_or_build(rule, rf.path, running or {})
-                    for rf in rs.files for rule in rf.rules]
+        rules = []
+        for rf in rs.files:
+            lists, errors = load_lists(rf)  # read again: the child's copy does not travel
+            if errors:  # changed since the child read it
+                return RuleSet(diagnostics=errors, files=rs.files)
+            rules += [_reuse_or_build(rule, rf.path, running or {}, lists) for rule in rf.rules]
+        rs.rules = rules
     return rs
 
 
-def _reuse_or_build(rule: Rule, path: str, running: Mapping[str, CompiledRule]
-                    ) -> CompiledRule:
+def _reuse_or_build(rule: Rule, path: str, running: Mapping[str, CompiledRule],
+                    lists: Mapping[str, ListData]) -> CompiledRule:
     old = running.get(rule.name)
     if (old is not None and old.file == path and old.line == rule.span.line
-            and old.version == rule_version(rule)):
-        return old
-    return build_rule(rule, path)
+            and old.version == rule_version(rule) and old.text == format_rule(rule)):
+        return old  # (a rule that uses lists never: its text holds their declarations)
+    return build_rule(rule, path, lists)
 
 
 def _failed(paths: list[str], message: str) -> RuleSet:

@@ -13,6 +13,7 @@ from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.diagnostics import Diagnostic, render
 from cep.lang.ast import RuleFile
+from cep.lang.lists import load_lists
 from cep.lang.load import load_rules
 
 __all__ = ["RuleSet", "load_rule_set", "render_diagnostics", "source_texts"]
@@ -47,9 +48,13 @@ def load_rule_set(paths: list[str]) -> RuleSet:
     if rs.errors:
         return rs
     for rf in files:
+        lists, list_diags = load_lists(rf)
+        if list_diags:
+            rs.diagnostics.extend(list_diags)
+            continue
         for rule in rf.rules:
             try:
-                rs.rules.append(build_rule(rule, rf.path))
+                rs.rules.append(build_rule(rule, rf.path, lists))
             except Exception as exc:  # noqa: BLE001 - a checked rule should compile; if one
                 # does not, it is still reported at the rule, and nothing is half loaded
                 rs.diagnostics.append(Diagnostic(

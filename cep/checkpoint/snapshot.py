@@ -350,8 +350,8 @@ def _compile_saved(saved: dict[str, Any]) -> CompiledRule | None:
     if not text:
         return None
     rf, diags = parse_text(text, f"<checkpoint:{saved['name']}>")
-    if any(d.is_error for d in diags) or len(rf.rules) != 1:
-        return None
+    if any(d.is_error for d in diags) or len(rf.rules) != 1 or rf.lists:
+        return None  # (a version that used lists: they cannot be read as they were)
     if any(d.is_error for d in check_rule(rf.rules[0], rf.path)):
         return None
     rule = build_rule(rf.rules[0], rf.path)
@@ -379,6 +379,16 @@ def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
     return rs if rs.keys else None
 
 
+def _same_version(rule: CompiledRule, saved: str) -> bool:
+    """``saved`` is ``rule``'s version — or the version the same rule text had when versions
+    hashed the whole canonical text, metadata included (snapshots written before metadata
+    left the version): its state is the running rule's and is restored, not drained."""
+    if rule.version == saved:
+        return True
+    return bool(rule.text) and not rule.lists and \
+        hashlib.sha256(rule.text.encode("utf-8")).hexdigest()[:16] == saved
+
+
 def _hashable_key(key: Any) -> Hashable:
     """Keys were hashable when saved; msgpack gives lists back only inside events."""
     return tuple(_hashable_key(k) for k in key) if isinstance(key, (list, tuple)) else key
@@ -404,7 +414,7 @@ def decode(data: bytes, op: CepOperator) -> RestoreReport:
         extra: list[RuleState] = []
         for saved in doc["rules"]:
             rs = running.get(saved["name"])
-            if rs is not None and rs.rule.version == saved["version"]:
+            if rs is not None and _same_version(rs.rule, saved["version"]):
                 _restore_rule(rs, saved, nodes, report)
                 if rs.draining:  # saved while draining; the running rules have it back
                     rs.revive()

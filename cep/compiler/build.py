@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from cep.compiler.codegen import (
     StageScope,
     compile_condition,
@@ -13,7 +15,8 @@ from cep.compiler.codegen import (
 )
 from cep.compiler.compiled import CompiledRule
 from cep.lang import ast
-from cep.lang.format import format_expr, format_rule, rule_version
+from cep.lang.format import format_expr, format_list_decl, format_rule, rule_version
+from cep.lang.lists import ListData, list_names_used
 from cep.nfa.compile import compile_nfa
 from cep.nfa.pattern import TRUE, PatternSpec, Quantifier, StageSpec
 
@@ -61,9 +64,9 @@ def _stage(stage: ast.Stage, scope: StageScope) -> StageSpec:
     )
 
 
-def pattern_spec(rule: ast.Rule) -> PatternSpec:
-    """The language-independent pattern of a checked rule."""
-    scope = StageScope.from_pattern(rule.pattern)
+def pattern_spec(rule: ast.Rule, lists: Mapping[str, ListData] | None = None) -> PatternSpec:
+    """The language-independent pattern of a checked rule (``lists``: its file's)."""
+    scope = StageScope.from_pattern(rule.pattern, lists)
     return PatternSpec(
         stages=tuple(_stage(s, scope) for s in rule.pattern),
         within_ms=rule.within_ms,
@@ -72,18 +75,24 @@ def pattern_spec(rule: ast.Rule) -> PatternSpec:
     )
 
 
-def build_rule(rule: ast.Rule, path: str = "", *, prune_cohorts: bool = True) -> CompiledRule:
-    """Compile one checked rule.  Raises :class:`cep.nfa.compile.PatternError` or
+def build_rule(rule: ast.Rule, path: str = "",
+               lists: Mapping[str, ListData] | None = None, *,
+               prune_cohorts: bool = True) -> CompiledRule:
+    """Compile one checked rule; ``lists`` are the loaded lists and tables of its file
+    (:func:`cep.lang.lists.load_lists`).  Raises :class:`cep.nfa.compile.PatternError` or
     :class:`cep.compiler.codegen.CompileError` only for rules the checker would reject.
 
     ``prune_cohorts``: let the matching step merge a cohort's partial matches where that
     cannot change an alert (:attr:`cep.nfa.model.NFA.cohort_pruning`; never for a rule with
     ``on timeout emit``, whose timed-out partial matches are all reported); ``False`` runs
     Flink's algorithm unchanged (differential tests)."""
-    scope = StageScope.from_pattern(rule.pattern)
+    lists = lists or {}
+    scope = StageScope.from_pattern(rule.pattern, lists)
     match_emit, timeout_emit = rule.match_emit, rule.timeout_emit
-    nfa = compile_nfa(pattern_spec(rule), prune_cohorts=prune_cohorts and timeout_emit is None)
-    header = compile_header_filter(rule.where) if rule.where is not None else None
+    nfa = compile_nfa(pattern_spec(rule, lists),
+                      prune_cohorts=prune_cohorts and timeout_emit is None)
+    header = compile_header_filter(rule.where, lists) if rule.where is not None else None
+    used = sorted(list_names_used(rule, lists))
     key = compile_key(rule.key_by)
     return CompiledRule(
         name=rule.name,
@@ -102,7 +111,10 @@ def build_rule(rule: ast.Rule, path: str = "", *, prune_cohorts: bool = True) ->
         line=rule.span.line,
         description=rule.description,
         tags=rule.tags,
-        text=format_rule(rule),
+        references=rule.references,
+        author=rule.author,
+        text="".join(format_list_decl(lists[n].decl) for n in used) + format_rule(rule),
+        lists=tuple((n, lists[n]) for n in used),
         key_code=key,
         header_code=header,
     )

@@ -71,13 +71,15 @@ from __future__ import annotations
 import io
 import math
 import tokenize
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 from cep.compiler import runtime as rt
 from cep.compiler.generated import GeneratedCode
+from cep.compiler.matchers import CidrSet, FoldedSet, GlobSet, MatcherError, eq_folded
 from cep.lang import ast
+from cep.lang.lists import ListData
 from cep.nfa.pattern import Condition
 
 __all__ = [
@@ -102,13 +104,21 @@ class CompileError(ValueError):
 
 @dataclass(frozen=True)
 class StageScope:
-    """The names of the event-bearing stages a rule's expressions may refer to.
+    """The names of the event-bearing stages a rule's expressions may refer to, and the
+    lists and tables of its file (name → :class:`~cep.lang.lists.ListData`).
 
     Group names are not stages for field access; :meth:`from_pattern` collects the stages
-    inside groups instead.
+    inside groups instead.  A stage name wins over a list name.
     """
 
     names: frozenset[str] = frozenset()
+    lists: Mapping[str, ListData] = field(default_factory=dict, compare=False)
+
+    def list_named(self, e: ast.Expr) -> ListData | None:
+        """The list or table ``e`` names (a one-part path that is no stage), else None."""
+        if isinstance(e, ast.Path) and len(e.parts) == 1 and e.parts[0] not in self.names:
+            return self.lists.get(e.parts[0])
+        return None
 
     def __contains__(self, name: object) -> bool:
         return name in self.names
@@ -119,8 +129,9 @@ class StageScope:
         return cls(frozenset(names))
 
     @classmethod
-    def from_pattern(cls, stages: Sequence[ast.Stage]) -> StageScope:
-        """Every non-group stage of ``stages``, recursing into groups."""
+    def from_pattern(cls, stages: Sequence[ast.Stage],
+                     lists: Mapping[str, ListData] | None = None) -> StageScope:
+        """Every non-group stage of ``stages``, recursing into groups; with ``lists``."""
         out: set[str] = set()
         todo = list(stages)
         while todo:
@@ -129,7 +140,7 @@ class StageScope:
                 todo.extend(st.group)
             else:
                 out.add(st.name)
-        return cls(frozenset(out))
+        return cls(frozenset(out), lists or {})
 
 
 EMPTY_SCOPE = StageScope()
@@ -172,6 +183,9 @@ _FUNC_HELPER = {
     "lower": "_lower", "upper": "_upper", "len": "_len", "abs": "_abs",
     "round": "_round", "haversine_km": "_haversine_km",
 }
+_LIST_TESTS = {"in": "test", "not in": "test_not", "in~": "test_folded",
+               "not in~": "test_folded_not"}
+"""Membership in a list or table of the rule's file: the :class:`ListData` method."""
 _FIELD_AGGS = {
     "sum": "_agg_sum", "avg": "_agg_avg", "min": "_agg_min", "max": "_agg_max",
     "distinct_count": "_agg_distinct_count", "values": "_agg_values",
@@ -265,6 +279,8 @@ class _Gen:
             return self.call(e)
         if isinstance(e, ast.Attr):
             return self.attr(e)
+        if isinstance(e, ast.Lookup):
+            return self.lookup(e)
         raise CompileError(f"unsupported expression node {type(e).__name__}")
 
     def truth(self, c: _Code) -> _Code:
@@ -363,6 +379,18 @@ class _Gen:
         op = e.op
         if op in ("and", "or"):
             return self.logical(e)
+        if op in ("in", "not in") and isinstance(e.right, ast.Call) \
+                and e.right.func == ast.CIDR_FUNCTION:
+            return self.in_cidr(op, self.expr(e.left), e.right)
+        listed = self.scope.list_named(e.right) if op in _LIST_TESTS else None
+        if listed is not None:
+            fn = getattr(listed, _LIST_TESTS[op])
+            left = self.expr(e.left)
+            if left.is_lit:
+                return _TRUE if fn(left.lit) else _FALSE
+            return _Code(f"{self.const(fn)}({left.code})", "bool")
+        if op in ast.MATCHING_OPS:
+            return self.matching(op, self.expr(e.left), e.right)
         if op in ("in", "not in") and isinstance(e.right, ast.ListLit):
             return self.in_list(op, self.expr(e.left), e.right)
         left = self.expr(e.left)
@@ -497,6 +525,76 @@ class _Gen:
             return _TRUE if rt.matches(regex, left.lit) else _FALSE
         return _Code(f"_matches({self.const(regex)}, {left.code})", "bool")
 
+    # -- matching operators (cep/compiler/matchers.py)
+
+    def _test(self, matcher: CidrSet | GlobSet | FoldedSet, negated: bool,
+              left: _Code) -> _Code:
+        """``matcher.test(left)`` (``test_not`` when ``negated``), folded for a literal."""
+        fn = matcher.test_not if negated else matcher.test
+        if left.is_lit:
+            return _TRUE if fn(left.lit) else _FALSE
+        return _Code(f"{self.const(fn)}({left.code})", "bool")
+
+    def _string_lits(self, e: ast.Expr, what: str) -> list[str]:
+        """The string literals of ``e``: one string, or a list of them."""
+        items = e.items if isinstance(e, ast.ListLit) else (e,)
+        out = []
+        for item in items:
+            if not isinstance(item, ast.Lit) or type(item.value) is not str:
+                raise CompileError(f"{what} must be string literals", item.span)
+            out.append(item.value)
+        return out
+
+    def in_cidr(self, op: str, left: _Code, call: ast.Call) -> _Code:
+        blocks = []
+        for arg in call.args:
+            if not isinstance(arg, ast.Lit) or type(arg.value) is not str:
+                raise CompileError("cidr() takes string literals, as in cidr(\"10.0.0.0/8\")",
+                                   arg.span)
+            blocks.append(arg.value)
+        if not blocks:
+            raise CompileError("cidr() needs at least one block", call.span)
+        try:
+            matcher = CidrSet(blocks)
+        except MatcherError as exc:
+            raise CompileError(str(exc), call.span) from exc
+        return self._test(matcher, op == "not in", left)
+
+    def matching(self, op: str, left: _Code, right: ast.Expr) -> _Code:
+        negated = op.startswith("not ")
+        base = op[4:] if negated else op
+        if base == "=~":
+            r = self.expr(right)
+            if left.is_lit and right is not None and r.is_lit:
+                return _TRUE if eq_folded(left.lit, r.lit) else _FALSE
+            if left.is_lit:
+                left, r = r, left
+            if r.is_lit and type(r.lit) is str:
+                t = self.tmp()
+                c = self.const(r.lit.casefold())
+                return _Code(f"(_type({t} := {left.code}) is _str and {t}.casefold() == {c})",
+                             "bool")
+            if r.is_lit:
+                return self.compare("==", left, r)
+            return _Code(f"{self.const(eq_folded)}({left.code}, {r.code})", "bool")
+        if base == "in~":
+            if not isinstance(right, ast.ListLit) or not all(
+                    isinstance(i, ast.Lit) and _scalar_lit(i.value) for i in right.items):
+                raise CompileError(f"`{op}` needs a list of literals, as in "
+                                   f"`{op} [\"admin\", \"root\"]`", right.span)
+            values = [i.value for i in right.items if isinstance(i, ast.Lit)]
+            return self._test(FoldedSet(values), negated, left)
+        # like, like~
+        patterns = self._string_lits(right, f"the patterns of `{op}`")
+        try:
+            globs = GlobSet(patterns, fold=base == "like~")
+        except Exception as exc:
+            raise CompileError(f"invalid pattern: {exc}", right.span) from exc
+        if globs.only_exact and not globs.fold and not left.is_lit:
+            return self.in_list("not in" if negated else "in", left, ast.ListLit(
+                tuple(ast.Lit(p) for p in sorted(globs.exact)), right.span))
+        return self._test(globs, negated, left)
+
     # -- calls
 
     def stage_arg(self, e: ast.Call, allow_field: bool) -> tuple[str, tuple[str, ...]]:
@@ -521,6 +619,8 @@ class _Gen:
 
     def call(self, e: ast.Call) -> _Code:
         f = e.func
+        if f == ast.CIDR_FUNCTION:
+            raise CompileError("cidr(…) is a set of IP blocks: write `x in cidr(…)`", e.span)
         if f in ("first", "last"):
             return _Code(f"_ev_data({self.aggregate_event(e)})")
         if f == "count":
@@ -553,11 +653,28 @@ class _Gen:
             return _Code(f"{_FUNC_HELPER[f]}({', '.join(a.code for a in args)})")
         raise CompileError(f"unknown function {f}()", e.span)
 
+    def lookup(self, e: ast.Lookup) -> _Code:
+        table = self.scope.lists.get(e.table)
+        if table is None or e.table in self.scope.names:
+            raise CompileError(f"`{e.table}` is not a table of this rule's file", e.span)
+        key = self.expr(e.key)
+        return _Code(f"{self.const(table.row)}({key.code})")
+
     def attr(self, e: ast.Attr) -> _Code:
         parts = tuple(e.parts)
         ptxt = self.parts(parts, e.span)
         if isinstance(e.obj, ast.Call) and e.obj.func in ("first", "last"):
             return self.event_field(self.aggregate_event(e.obj), parts, e.span)
+        if isinstance(e.obj, ast.Lookup) and parts:  # one cell, no row object
+            table = self.scope.lists.get(e.obj.table)
+            if table is None or e.obj.table in self.scope.names:
+                raise CompileError(f"`{e.obj.table}` is not a table of this rule's file",
+                                   e.obj.span)
+            key = self.expr(e.obj.key)
+            cell = _Code(f"{self.const(table.cell)}({key.code}, {self.name(parts[0], e.span)})")
+            if len(parts) == 1:
+                return cell
+            return _Code(f"_getp({cell.code}, {self.parts(parts[1:], e.span)})")
         obj = self.expr(e.obj)
         if not parts:
             return obj
@@ -651,13 +768,15 @@ def eq_guard(expr: ast.Expr, stages: StageScope = EMPTY_SCOPE) -> tuple[str, str
     return None
 
 
-def compile_header_filter(expr: ast.Expr) -> GeneratedCode:
-    """Compile the rule header ``where``: ``code.fn(event) -> bool`` (no stages in scope).
+def compile_header_filter(expr: ast.Expr, lists: Mapping[str, ListData] | None = None
+                          ) -> GeneratedCode:
+    """Compile the rule header ``where``: ``code.fn(event) -> bool`` (no stages in scope;
+    ``lists``: the lists and tables of the rule's file).
 
     Raises:
         CompileError: for aggregates (there is no match yet) and the usual errors.
     """
-    gen = _Gen("filter", EMPTY_SCOPE)
+    gen = _Gen("filter", StageScope(frozenset(), lists or {}))
     body = gen.truth(_expr(gen, expr))
     return replace(_build(gen, "_filter", "ev", body.code), ast=expr, eq_guard=eq_guard(expr))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from cep.compiler.generated import GeneratedCode
 from cep.event import Event
+from cep.lang.lists import ListData
 from cep.nfa.model import NFA
 
 __all__ = ["CompiledRule"]
@@ -31,8 +32,13 @@ class CompiledRule:
         timeout_emit_fn / timeout_sink: the same for ``on timeout emit`` (``None``: timed-out
             partial matches are dropped silently, as Flink does without a timeout handler).
         file, line: where the rule was defined.
-        text: the rule's canonical text (its version is the hash of it); checkpoints keep it
+        description, tags, references, author: the rule's metadata; with ``severity`` they
+            take no part in ``version`` (see :attr:`meta`).
+        text: the rule's canonical text (its version is the hash of the part without the
+            metadata, :func:`~cep.lang.format.matching_text`); checkpoints keep it
             so that a restart can drain the partial matches of a version no longer on disk.
+        lists: the lists and tables of its file the rule uses, by name (what its compiled
+            code reads; a reload that keeps the version hands them new contents).
         key_code, header_code: what the compiler knows of ``key_fn`` and ``header_filter``
             (:class:`~cep.compiler.generated.GeneratedCode`: key paths, inlinable form,
             predicate); ``None`` for hand-made functions, which the fast paths then call as
@@ -55,9 +61,27 @@ class CompiledRule:
     line: int = 0
     description: str | None = None
     tags: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    author: str | None = None
     text: str = ""
     key_code: GeneratedCode | None = None
     header_code: GeneratedCode | None = None
+    lists: tuple[tuple[str, ListData], ...] = ()
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The alert's ``meta`` object: the metadata clauses the rule gives
+        (``description``, ``tags``, ``references``, ``author``), absent ones left out."""
+        meta: dict[str, Any] = {}
+        if self.description is not None:
+            meta["description"] = self.description
+        if self.tags:
+            meta["tags"] = list(self.tags)
+        if self.references:
+            meta["references"] = list(self.references)
+        if self.author is not None:
+            meta["author"] = self.author
+        return meta
 
     @property
     def key_paths(self) -> tuple[tuple[str, ...], ...] | None:

@@ -17,9 +17,10 @@ The translation follows the semantics of :mod:`cep.compiler.codegen` (a comparis
 missing or null value is false, ``!=`` is false when the value is null, ordering needs two
 numbers or two strings, ``bool`` is not a number, a bare value is true only when it is
 ``true``).  Whatever it does not model — stage references, ``ts``, arithmetic, functions,
-regexes, ``contains`` — becomes *unknown*, never a guess: the scanner then leaves the line to
-Python, so a predicate may only ever be less decisive than the compiled condition, never
-different.
+regexes, ``contains``, CIDR blocks, case-insensitive forms and wildcard patterns (a
+``like`` without a wildcard is membership) — becomes *unknown*, never a guess: the scanner
+then leaves the line to Python, so a predicate may only ever be less decisive than the
+compiled condition, never different.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cep.compiler.generated import GeneratedCode
+from cep.compiler.matchers import parse_glob
 from cep.lang import ast
 
 __all__ = ["Pred", "UNKNOWN", "TRUE", "FALSE", "condition_predicate", "expr_predicate", "join"]
@@ -112,7 +114,23 @@ class _Tr:
                 return self.compare(e)
             if e.op in ("in", "not in") and isinstance(e.right, ast.ListLit):
                 return self.in_list(e.op, e.left, e.right)
+            if e.op in ("like", "not like"):
+                return self.like(e.op, e.left, e.right)
         return UNKNOWN
+
+    def like(self, op: str, left: ast.Expr, right: ast.Expr) -> Pred:
+        """``like`` whose patterns hold no wildcard: membership in those strings; any other
+        pattern (a wildcard, case folding) is not modelled."""
+        items = right.items if isinstance(right, ast.ListLit) else (right,)
+        texts: list[ast.Expr] = []
+        for item in items:
+            if not isinstance(item, ast.Lit) or type(item.value) is not str:
+                return UNKNOWN
+            parts = parse_glob(item.value)
+            if any(p.kind != "text" for p in parts):
+                return UNKNOWN
+            texts.append(ast.Lit(parts[0].text if parts else ""))
+        return self.in_list("in" if op == "like" else "not in", left, ast.ListLit(tuple(texts)))
 
     def logical(self, e: ast.Binary) -> Pred:
         items: list[Pred] = []

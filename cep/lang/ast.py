@@ -13,8 +13,10 @@ from typing import Literal as TLiteral
 
 __all__ = [
     "Span", "Expr", "Lit", "ListLit", "Path", "Unary", "Binary", "IsNull", "Call", "Attr",
+    "Lookup", "ListDecl",
     "Modifier", "Stage", "Skip", "Emit", "Rule", "RuleFile",
-    "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "walk",
+    "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "walk", "MATCHING_OPS",
+    "CIDR_FUNCTION", "METADATA",
 ]
 
 
@@ -77,7 +79,15 @@ class Unary:
 BinaryOp = TLiteral[
     "and", "or", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%",
     "in", "not in", "contains", "starts with", "ends with", "matches",
+    "=~", "in~", "not in~", "like", "not like", "like~", "not like~",
 ]
+
+MATCHING_OPS = frozenset({"=~", "in~", "not in~", "like", "not like", "like~", "not like~"})
+"""The matching operators of docs/rule-language.md (case-insensitive and wildcard forms);
+``x in cidr(…)`` is the ``in`` operator with a :data:`CIDR_FUNCTION` call on its right."""
+
+CIDR_FUNCTION = "cidr"
+"""``cidr("10.0.0.0/8", …)``: a set of IP blocks, only ever right of ``in`` / ``not in``."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,17 @@ class Attr:
     span: Span = field(default=NOWHERE, compare=False)
 
 
-Expr = Lit | ListLit | Path | Unary | Binary | IsNull | Call | Attr
+@dataclass(frozen=True)
+class Lookup:
+    """``NAME[key]``: the row of the table ``NAME`` (a :class:`ListDecl` of the rule's file)
+    whose key is the value of ``key``; ``NAME[key].col`` is ``Attr(Lookup(…), ("col",))``."""
+
+    table: str
+    key: Expr
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+Expr = Lit | ListLit | Path | Unary | Binary | IsNull | Call | Attr | Lookup
 
 AGGREGATES = frozenset({"count", "sum", "avg", "min", "max", "first", "last", "distinct_count",
                         "values"})
@@ -139,6 +159,8 @@ def walk(expr: Expr, aggregates: bool = True) -> Iterator[Expr]:
             todo.append(node.operand)
         elif isinstance(node, Attr):
             todo.append(node.obj)
+        elif isinstance(node, Lookup):
+            todo.append(node.key)
         elif isinstance(node, Call):
             if aggregates or node.func not in AGGREGATES:
                 todo += node.args
@@ -263,6 +285,10 @@ class Rule:
     (Flink's FIRST_AND_LAST ``within``).  ``emits`` holds at most one match emit and one timeout
     emit (the checker enforces it).  ``spans`` maps a header clause keyword (``"severity"``,
     ``"key by"``, ``"within"``, …) to where it was written, for diagnostics.
+
+    ``description``, ``severity``, ``tags``, ``references`` and ``author`` are the rule's
+    metadata (:data:`METADATA`): they reach every alert, and no edit of them changes the
+    rule version (:func:`cep.lang.format.rule_version`).
     """
 
     name: str
@@ -272,6 +298,8 @@ class Rule:
     description: str | None = None
     severity: str = "medium"
     tags: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    author: str | None = None
     sources: tuple[str, ...] = ()
     where: Expr | None = None
     key_by: tuple[Path, ...] = ()
@@ -289,10 +317,30 @@ class Rule:
         return next((e for e in self.emits if e.on_timeout), None)
 
 
+METADATA = ("description", "severity", "tags", "references", "author")
+"""The header clauses that describe a rule without taking part in matching."""
+
+
+@dataclass(frozen=True)
+class ListDecl:
+    """``list NAME from "PATH"`` (``kind`` ``"list"``) or ``table NAME from "PATH" key COL``
+    (``kind`` ``"table"``, ``key`` the column): a file of values for the rules of the file
+    that declares it; ``path`` as written, relative to that file's directory."""
+
+    kind: str
+    name: str
+    path: str
+    key: str | None = None
+    span: Span = field(default=NOWHERE, compare=False)
+    name_span: Span = field(default=NOWHERE, compare=False)
+
+
 @dataclass(frozen=True)
 class RuleFile:
-    """A parsed ``.cep`` file: its path, text and the rules that parsed."""
+    """A parsed ``.cep`` file: its path, text, the rules that parsed and the lists and
+    tables it declares."""
 
     path: str
     text: str
     rules: tuple[Rule, ...]
+    lists: tuple[ListDecl, ...] = ()

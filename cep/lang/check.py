@@ -18,7 +18,9 @@ from typing import Any
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import (
     AGGREGATES,
+    CIDR_FUNCTION,
     FUNCTIONS,
+    MATCHING_OPS,
     SEVERITIES,
     Attr,
     Binary,
@@ -27,6 +29,7 @@ from cep.lang.ast import (
     IsNull,
     ListLit,
     Lit,
+    Lookup,
     Modifier,
     Path,
     Rule,
@@ -37,6 +40,7 @@ from cep.lang.ast import (
 )
 from cep.lang.format import format_modifier
 from cep.lang.limits import MAX_EXPR_DEPTH, MAX_PATTERN_STEPS, MAX_TIMES
+from cep.lang.lists import check_declarations
 from cep.lang.references import check_references
 from cep.lang.suggest import did_you_mean
 
@@ -82,6 +86,8 @@ class _Ctx:
     out: list[Diagnostic]
     stages: dict[str, Stage] = field(default_factory=dict)
     groups: dict[str, Stage] = field(default_factory=dict)
+    lists: frozenset[str] = frozenset()
+    """The lists and tables the rule's file declares."""
 
     def error(self, span: Span, message: str, hint: str | None = None) -> None:
         self.out.append(Diagnostic(self.file, span, f"rule `{self.rule.name}`: {message}",
@@ -446,6 +452,9 @@ def _check_text(ctx: _Ctx) -> None:
     found: list[tuple[str, Span]] = []
     if rule.description is not None:
         found.append((rule.description, ctx.clause_span("description")))
+    if rule.author is not None:
+        found.append((rule.author, ctx.clause_span("author")))
+    found += [(ref, ctx.clause_span("references")) for ref in rule.references]
     for emit in rule.emits:
         found += [(name, emit.field_spans[i] if i < len(emit.field_spans) else emit.span)
                   for i, (name, _) in enumerate(emit.fields)]
@@ -466,14 +475,24 @@ def _visit(ctx: _Ctx, expr: Expr, where: str) -> None:
     elif isinstance(expr, Call):
         _check_call(ctx, expr, where)
     elif isinstance(expr, Attr):
-        if not (isinstance(expr.obj, Call) and expr.obj.func in ("first", "last")):
-            ctx.error(expr.span, "only `first(stage)` and `last(stage)` have fields",
-                      "write `first(s).field` or `last(s).field`")
+        if not (isinstance(expr.obj, Call) and expr.obj.func in ("first", "last")
+                or isinstance(expr.obj, Lookup)):
+            ctx.error(expr.span, "only `first(stage)`, `last(stage)` and `table[key]` have "
+                      "fields", "write `first(s).field`, `last(s).field` or `geo[ip].country`")
         _visit(ctx, expr.obj, where)
+    elif isinstance(expr, Lookup):
+        _visit(ctx, expr.key, where)  # the table itself: lists.check_declarations
     elif isinstance(expr, Binary):
         _check_binary(ctx, expr)
         _visit(ctx, expr.left, where)
-        _visit(ctx, expr.right, where)
+        if _is_cidr(expr.right) and expr.op in ("in", "not in"):
+            _check_cidr(ctx, expr.right)  # type: ignore[arg-type]
+        elif _is_list(ctx, expr):
+            pass  # `x in NAME` of a declared list or table
+        elif expr.op in MATCHING_OPS:
+            _check_matching(ctx, expr)
+        else:
+            _visit(ctx, expr.right, where)
     elif isinstance(expr, Unary | IsNull):
         _visit(ctx, expr.operand, where)
     elif isinstance(expr, ListLit):
@@ -508,8 +527,63 @@ def _check_path(ctx: _Ctx, path: Path, where: str) -> None:
                   f"name the stage whose event holds it, e.g. `{_example_stage(ctx)}.{dotted}`")
 
 
+def _is_list(ctx: _Ctx, expr: Binary) -> bool:
+    """``x in NAME`` (``not in``, ``in~``, ``not in~``) where NAME is a declared list or
+    table, not a stage."""
+    right = expr.right
+    return (expr.op in ("in", "not in", "in~", "not in~") and isinstance(right, Path)
+            and len(right.parts) == 1 and right.parts[0] in ctx.lists
+            and right.parts[0] not in ctx.stages)
+
+
+def _is_cidr(expr: Expr) -> bool:
+    return isinstance(expr, Call) and expr.func == CIDR_FUNCTION
+
+
+def _check_cidr(ctx: _Ctx, call: Call) -> None:
+    """``cidr(…)`` right of ``in``: one or more string literals, each a valid block."""
+    from cep.lang.cidr import MatcherError, parse_network
+
+    if not call.args:
+        ctx.error(call.span, "`cidr` needs at least one block", 'write `cidr("10.0.0.0/8")`')
+    for arg in call.args:
+        if not isinstance(arg, Lit) or not isinstance(arg.value, str):
+            ctx.error(arg.span, "`cidr` takes string literals",
+                      'write the blocks in quotes: `cidr("10.0.0.0/8", "fd00::/8")`')
+            continue
+        try:
+            parse_network(arg.value)
+        except MatcherError as exc:
+            ctx.error(arg.span, f"invalid CIDR block: {exc}",
+                      "write an IPv4 or IPv6 network, as `10.0.0.0/8` or `2001:db8::/32`")
+
+
+def _check_matching(ctx: _Ctx, expr: Binary) -> None:
+    """The right side of ``=~`` (any expression), ``in~`` (a list of literals) and ``like``
+    (a string literal or a list of them)."""
+    op, right = expr.op, expr.right
+    if op == "=~":
+        return
+    items = right.items if isinstance(right, ListLit) else None
+    if op.endswith("in~"):
+        if items is None or not all(isinstance(i, Lit) for i in items):
+            ctx.error(right.span, f"`{op}` needs a list of literals",
+                      f'write `{op} ["admin", "root"]`')
+        return
+    if items is None:
+        items = (right,)
+    for item in items:
+        if not isinstance(item, Lit) or not isinstance(item.value, str):
+            ctx.error(item.span, f"the pattern of `{op}` must be a string literal",
+                      f'write `{op} "*.exe"` or `{op} ["*.exe", "*.dll"]`')
+
+
 def _check_call(ctx: _Ctx, call: Call, where: str) -> None:
     name, args = call.func, call.args
+    if name == CIDR_FUNCTION:
+        ctx.error(call.span, "`cidr(…)` is a set of IP blocks, tested only with `in`",
+                  'write `source.ip in cidr("10.0.0.0/8")` or `not in cidr(…)`')
+        return
     if name in AGGREGATES:
         _check_aggregate(ctx, call, where)
         return
@@ -610,9 +684,11 @@ _PASSES: tuple[Callable[[_Ctx], None], ...] = (
 )
 
 
-def check_rule(rule: Rule, file: str = "<string>") -> list[Diagnostic]:
-    """Run every pass over one rule; returns its errors and warnings in source order."""
-    ctx = _Ctx(file, rule, [])
+def check_rule(rule: Rule, file: str = "<string>",
+               lists: frozenset[str] = frozenset()) -> list[Diagnostic]:
+    """Run every pass over one rule (``lists``: the names of the lists and tables its file
+    declares); returns its errors and warnings in source order."""
+    ctx = _Ctx(file, rule, [], lists=lists)
     for check in _PASSES:
         check(ctx)
     ctx.out.sort(key=lambda d: (d.span.line, d.span.col))
@@ -624,8 +700,9 @@ def check_rule_file(rf: RuleFile) -> list[Diagnostic]:
 
     Returns errors and warnings (``Diagnostic.severity``); raises nothing.
     """
-    out: list[Diagnostic] = []
+    out: list[Diagnostic] = check_declarations(rf)
     seen: dict[str, Rule] = {}
+    names = frozenset(d.name for d in rf.lists)
     for rule in rf.rules:
         if rule.name in seen:
             out.append(Diagnostic(rf.path, rule.name_span,
@@ -633,7 +710,7 @@ def check_rule_file(rf: RuleFile) -> list[Diagnostic]:
                                   hint=f"the first is on line {seen[rule.name].name_span.line}"))
         else:
             seen[rule.name] = rule
-        out.extend(check_rule(rule, rf.path))
+        out.extend(check_rule(rule, rf.path, names))
     out.sort(key=lambda d: (d.span.line, d.span.col))
     return out
 

@@ -12,6 +12,7 @@ import hashlib
 import math
 import re
 import unicodedata
+from dataclasses import replace
 
 from cep.lang.ast import (
     Attr,
@@ -20,8 +21,10 @@ from cep.lang.ast import (
     Emit,
     Expr,
     IsNull,
+    ListDecl,
     ListLit,
     Lit,
+    Lookup,
     Modifier,
     Path,
     Rule,
@@ -30,12 +33,13 @@ from cep.lang.ast import (
 )
 
 __all__ = ["format_rule", "format_rules", "format_expr", "format_duration", "format_modifier",
-           "rule_version", "quote_string", "quote_name"]
+           "rule_version", "matching_text", "format_list_decl", "quote_string", "quote_name"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = frozenset(
-    "rule end description severity tags from where pattern begin next times to optional "
-    "greedy consecutive until within emit or and not in contains matches true false null "
+    "rule end description severity tags references author from where pattern begin next times "
+    "to optional "
+    "greedy consecutive until within emit or and not in contains matches true false null like "
     "this".split()
 )
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
@@ -53,7 +57,8 @@ _SKIP = {
 _PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
          "neg": 7, "atom": 8}
 _PREDICATES = {"==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "starts with",
-               "ends with", "matches"}
+               "ends with", "matches", "=~", "in~", "not in~", "like", "not like", "like~",
+               "not like~"}
 
 
 def format_duration(ms: int) -> str:
@@ -144,8 +149,11 @@ def format_expr(e: Expr) -> str:
     if isinstance(e, Call):
         return f"{e.func}(" + ", ".join(format_expr(a) for a in e.args) + ")"
     if isinstance(e, Attr):
-        obj = format_expr(e.obj) if isinstance(e.obj, Call) else f"({format_expr(e.obj)})"
+        obj = format_expr(e.obj) if isinstance(e.obj, Call | Lookup) \
+            else f"({format_expr(e.obj)})"
         return obj + "".join("." + quote_name(p, False) for p in e.parts)
+    if isinstance(e, Lookup):
+        return f"{quote_name(e.table)}[{format_expr(e.key)}]"
     if isinstance(e, IsNull):
         return _wrap(e.operand, _PREC["+"]) + (" is not null" if e.negated else " is null")
     if isinstance(e, Unary):
@@ -216,7 +224,8 @@ def _emit(emit: Emit) -> list[str]:
 def format_rule(rule: Rule) -> str:
     """The canonical text of ``rule`` (ends with a newline).
 
-    Clause order: description, severity (omitted when ``medium``), tags, from, where,
+    Clause order: description, severity (omitted when ``medium``), tags, references, author,
+    from, where,
     key by, pattern, within, after match (omitted for ``no skip``), emit, on timeout emit.
     Modifiers keep their written order.  Raises ``ValueError`` for a float that has no
     literal form (infinity, NaN), which the parser never produces.
@@ -228,6 +237,10 @@ def format_rule(rule: Rule) -> str:
         lines.append(f"  severity {rule.severity}")
     if rule.tags:
         lines.append("  tags " + ", ".join(rule.tags))
+    if rule.references:
+        lines.append("  references " + ", ".join(quote_string(r) for r in rule.references))
+    if rule.author is not None:
+        lines.append(f"  author {quote_string(rule.author)}")
     if rule.sources:
         lines.append("  from " + ", ".join(rule.sources))
     if rule.where is not None:
@@ -248,11 +261,30 @@ def format_rule(rule: Rule) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_list_decl(decl: ListDecl) -> str:
+    """``list NAME from "PATH"`` or ``table NAME from "PATH" key COLUMN`` (one line)."""
+    head = f"{decl.kind} {decl.name} from {quote_string(decl.path)}"
+    if decl.key is None:
+        return head + "\n"
+    key = decl.key if _NAME.match(decl.key) and decl.key not in _RESERVED \
+        else quote_string(decl.key)
+    return f"{head} key {key}\n"
+
+
 def format_rules(rules: list[Rule] | tuple[Rule, ...]) -> str:
     """Several rules in canonical form, separated by blank lines."""
     return "\n".join(format_rule(r) for r in rules)
 
 
+def matching_text(rule: Rule) -> str:
+    """The canonical text of what ``rule`` matches and emits: :func:`format_rule` without
+    the metadata (:data:`~cep.lang.ast.METADATA`: description, severity, tags, references,
+    author)."""
+    return format_rule(replace(rule, description=None, severity="medium", tags=(),
+                               references=(), author=None))
+
+
 def rule_version(rule: Rule) -> str:
-    """First 16 hex digits of the SHA-256 of the rule's canonical text."""
-    return hashlib.sha256(format_rule(rule).encode("utf-8")).hexdigest()[:16]
+    """First 16 hex digits of the SHA-256 of :func:`matching_text`: editing a rule's
+    metadata keeps its version (and so its partial matches and alert ids)."""
+    return hashlib.sha256(matching_text(rule).encode("utf-8")).hexdigest()[:16]

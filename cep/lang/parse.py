@@ -39,8 +39,10 @@ from cep.lang.ast import (
     Emit,
     Expr,
     IsNull,
+    ListDecl,
     ListLit,
     Lit,
+    Lookup,
     Modifier,
     Path,
     Rule,
@@ -142,7 +144,7 @@ class _StageParts:
 
 
 @v_args(meta=True)
-class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
+class _Builder(Transformer_NonRecursive[Token, list[Rule | ListDecl]]):
     """Lark tree → AST, without recursion (expressions may nest deeply).
 
     ``lines`` is the text of the whole file split at newlines.  Duplicate header clauses and
@@ -216,8 +218,21 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
 
     # ------------------------------------------------------------------ rules
 
-    def start(self, meta: Meta, children: list[Rule | None]) -> list[Rule]:
+    def start(self, meta: Meta, children: list[Rule | ListDecl | None]
+              ) -> list[Rule | ListDecl]:
         return [r for r in children if r is not None]
+
+    def list_decl(self, meta: Meta, ch: list[Token]) -> ListDecl:
+        return ListDecl("list", ch[1].value, self._string(ch[3]), None, _meta_span(meta),
+                        _tok_span(ch[1]))
+
+    def table_decl(self, meta: Meta, ch: list[Token]) -> ListDecl:
+        col = self._string(ch[5]) if ch[5].type == "STRING" else ch[5].value
+        return ListDecl("table", ch[1].value, self._string(ch[3]), col, _meta_span(meta),
+                        _tok_span(ch[1]))
+
+    def lookup(self, meta: Meta, ch: list[Any]) -> Lookup:
+        return Lookup(ch[0].value, ch[1], _meta_span(meta))
 
     def rule(self, meta: Meta, children: list[Any]) -> Rule | None:
         name = children[0]
@@ -255,6 +270,8 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
             description=value("description", None),
             severity=value("severity", "medium"),
             tags=value("tags", ()),
+            references=value("references", ()),
+            author=value("author", None),
             sources=value("from", ()),
             where=value("where", None),
             key_by=value("key by", ()),
@@ -289,6 +306,12 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule]]):
 
     def tags(self, meta: Meta, ch: list[Token]) -> _Clause:
         return _Clause("tags", tuple(t.value for t in ch[1:]), _meta_span(meta))
+
+    def references(self, meta: Meta, ch: list[Token]) -> _Clause:
+        return _Clause("references", tuple(self._string(t) for t in ch[1:]), _meta_span(meta))
+
+    def author(self, meta: Meta, ch: list[Token]) -> _Clause:
+        return _Clause("author", self._string(ch[1]), _meta_span(meta))
 
     def sources(self, meta: Meta, ch: list[Token]) -> _Clause:
         return _Clause("from", tuple(t.value for t in ch[1:]), _meta_span(meta))
@@ -523,14 +546,14 @@ def _error_offset(err: UnexpectedInput, text: str) -> int:
 
 
 def _build(tree: Tree[Token], lines: list[str], path: str
-           ) -> tuple[list[Rule], list[Diagnostic]]:
+           ) -> tuple[list[Rule | ListDecl], list[Diagnostic]]:
     builder = _Builder(lines, path)
     rules = builder.transform(tree)
     return rules, builder.diagnostics
 
 
 def _parse_segment(cursor: _Cursor, stop: int, lines: list[str], path: str
-                   ) -> tuple[list[Rule], list[Diagnostic]]:
+                   ) -> tuple[list[Rule | ListDecl], list[Diagnostic]]:
     """Rules between two rule starts that already parsed once (empty if they somehow don't)."""
     try:
         tree = _parse_range(cursor, stop)
@@ -577,7 +600,7 @@ def parse_text(text: str, path: str = "<string>") -> tuple[RuleFile, list[Diagno
 
     lines = text.split("\n")
     starts = [m.start(1) for m in _RULE_LINE.finditer(text)]
-    rules: list[Rule] = []
+    rules: list[Rule | ListDecl] = []
     diags: list[Diagnostic] = []
     cursor = _Cursor(text)
     errors, first_unshown = 0, None
@@ -613,7 +636,8 @@ def parse_text(text: str, path: str = "<string>") -> tuple[RuleFile, list[Diagno
             path, first_unshown, f"… and {errors - MAX_SYNTAX_ERRORS:,} more syntax error(s), "
             f"the first of them here (only the first {MAX_SYNTAX_ERRORS} are described)"))
     diags.sort(key=lambda d: (d.span.line, d.span.col))
-    return RuleFile(path, text, tuple(rules)), diags
+    return RuleFile(path, text, tuple(r for r in rules if isinstance(r, Rule)),
+                    tuple(d for d in rules if isinstance(d, ListDecl))), diags
 
 
 def parse_file(path: str | FsPath) -> tuple[RuleFile, list[Diagnostic]]:

@@ -82,7 +82,7 @@ def parse_file(path: str | Path) -> tuple[RuleFile, list[Diagnostic]]:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _LEADING = re.compile(r"(?:\s+|#[^\n]*)*")
-_RULE = re.compile(r"rule\b")
+_RULE = re.compile(r"(?:rule|list|table)\b")
 
 
 def _not_rule_text(text: str) -> str | None:

@@ -8,8 +8,8 @@ One pass, :func:`check_references`, over one rule; every diagnostic starts with
 
 from __future__ import annotations
 
+import ipaddress
 import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +29,6 @@ from cep.lang.suggest import closest
 __all__ = ["check_references", "paths_of", "cidr_hint"]
 
 _NOT_STAGES = ("not_next", "not_followed_by")
-_CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
 
 
 def paths_of(expr: Expr, aggregates: bool = True) -> Iterator[Path]:
@@ -42,18 +41,16 @@ def _binaries(expr: Expr) -> Iterator[Binary]:
     return (node for node in walk(expr) if isinstance(node, Binary))
 
 
-def cidr_hint(text: str) -> str | None:
-    """For a CIDR block written as a string (``"10.0.0.0/8"``), how to test it: a prefix
-    when the mask is a whole number of octets, else a regex; ``None`` if it is not one."""
-    found = _CIDR.match(text)
-    if not found:
+def cidr_hint(text: str, op: str = "in") -> str | None:
+    """For an IPv4 or IPv6 block written as a string (``"10.0.0.0/8"``), the test meant:
+    ``in cidr("10.0.0.0/8")``; ``None`` if it is not a block."""
+    if "/" not in text:
         return None
-    octets, bits = found.groups()[:4], int(found.group(5))
-    if bits % 8 == 0 and 0 < bits < 32:
-        prefix = ".".join(octets[: bits // 8]) + "."
-        return f"the language has no CIDR test: write `starts with \"{prefix}\"`"
-    return ("the language has no CIDR test: write the range as a regex, "
-            "`matches \"^10\\\\.(1[6-9]|2[0-9]|3[01])\\\\.\"` for 10.16.0.0/12")
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return f"to test an IP block write `{op} cidr({json.dumps(text)})`"
 
 
 @dataclass
@@ -189,7 +186,7 @@ class _Pass:
             type(value), "null")
         hint: str | None = None
         if isinstance(value, str):
-            hint = cidr_hint(value) or (
+            hint = cidr_hint(value, node.op) or (
                 f"for a list write `{node.op} [{json.dumps(value)}]`; for a substring "
                 "`contains`, for a prefix `starts with`")
         else:

@@ -28,10 +28,11 @@ from cep.lang.suggest import closest
 __all__ = ["explain", "EXAMPLES", "KEYWORD_WORDS"]
 
 KEYWORD_WORDS = frozenset(
-    "rule end description severity tags from where key by pattern begin next followed any not "
-    "times to or more one optional greedy consecutive allow combinations until within after "
+    "rule end description severity tags references author from where key by pattern begin "
+    "next followed any not times to or more one optional greedy consecutive allow "
+    "combinations until within after "
     "match no skip past last event first emit on timeout and in is null contains starts ends "
-    "with matches true false this".split()
+    "with matches like true false this".split()
 )
 """Every word that is (part of) a keyword."""
 
@@ -49,11 +50,13 @@ _EXPR_START = {"NAME", "QNAME", "THIS", "STRING", "INT", "DECIMAL", "DURATION", 
                "NULL", "LSQB", "LPAR", "NOT", "MINUS"}
 _OPERATORS = {"COMPARE", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "AND", "OR", "IN",
               "NOT_IN", "CONTAINS", "STARTS_WITH", "ENDS_WITH", "MATCHES", "IS_NULL",
-              "IS_NOT_NULL", "DOT", "LPAR"}
+              "IS_NOT_NULL", "DOT", "LPAR", "EQ_CI", "IN_CI", "NOT_IN_CI", "LIKE", "NOT_LIKE",
+              "LIKE_CI", "NOT_LIKE_CI"}
 _MODIFIERS = {"TIMES", "ONE_OR_MORE", "OPTIONAL", "GREEDY", "CONSECUTIVE",
               "ALLOW_COMBINATIONS", "UNTIL", "WITHIN"}
 _STAGES = {"NEXT", "FOLLOWED_BY", "FOLLOWED_BY_ANY", "NOT_NEXT", "NOT_FOLLOWED_BY"}
-_HEADERS = {"DESCRIPTION", "SEVERITY", "TAGS", "FROM", "WHERE", "KEY_BY"}
+_HEADERS = {"DESCRIPTION", "SEVERITY", "TAGS", "REFERENCES", "AUTHOR", "FROM", "WHERE",
+            "KEY_BY"}
 _TAILS = {"AFTER_MATCH", "EMIT", "ON_TIMEOUT_EMIT"}
 _GROUPS = (
     (_EXPR_START, "an expression"),
@@ -305,6 +308,8 @@ def _context_rule(e: _TokenError) -> _Answer:
 
 
 def _spelling_rule(e: _TokenError) -> _Answer:
+    if e.tok.type == "KEY" and "KEY_BY" in e.expected:  # `key` alone (a table's keyword)
+        return "write `key by`", "as in `key by user`"
     if e.tok.type != "NAME":
         return None
     value = e.tok.value
@@ -339,6 +344,9 @@ def _misspelt_keyword(e: _TokenError) -> _Answer:
 def _end_rule(e: _TokenError) -> _Answer:
     if e.tok.type not in ("_RULE", "$END"):
         return None
+    if e.expected == {"KEY"}:  # `table NAME from "PATH"` and no key column
+        return ("a table needs its key column",
+                'write `table NAME from "PATH" key COLUMN` (the column that names each row)')
     owner = e.rule_before()
     where = f"rule `{owner[0]}` (line {owner[1]})" if owner else "the rule"
     if "_END" in e.expected:

@@ -4,8 +4,8 @@ across the rule set.
 With a schema (:func:`check_schema`), errors for: a field the schema does not know (with the
 closest known field, or the stage it looks like), a literal whose type the field never has
 (``winlog.event_data.LogonType == 3`` where the field is a string), a value outside the field's
-``enum``, ``matches``/``contains``/``starts with``/``ends with`` on a field that is not text,
-and a stage named like a schema root whose ``NAME.x`` was meant as a field.  Without one
+``enum``, ``matches``/``contains``/``starts with``/``ends with``/``like`` on a field that is
+not text, and a stage named like a schema root whose ``NAME.x`` was meant as a field.  Without one
 (:func:`mixed_literal_warnings`), a warning where one field is compared with literals of
 different types across all the rules given: one of the two never matches.
 """
@@ -16,7 +16,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from cep.diagnostics import Diagnostic
-from cep.lang.ast import Attr, Binary, Expr, ListLit, Lit, Path, Rule, RuleFile, Span, walk
+from cep.lang.ast import (
+    Attr,
+    Binary,
+    Expr,
+    ListLit,
+    Lit,
+    Lookup,
+    Path,
+    Rule,
+    RuleFile,
+    Span,
+    walk,
+)
 from cep.lang.check import all_stages
 from cep.lang.references import paths_of
 from cep.lang.schema import FieldSpec, Schema, type_of
@@ -25,7 +37,8 @@ from cep.lang.suggest import closest
 __all__ = ["check_schema", "mixed_literal_warnings", "field_diagnostics"]
 
 _COMPARE = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
-_TEXT_OPS = ("matches", "contains", "starts with", "ends with")
+_TEXT_OPS = ("matches", "contains", "starts with", "ends with", "like", "not like", "like~",
+             "not like~")
 _NUMBERS = frozenset({"integer", "number"})
 
 
@@ -63,6 +76,8 @@ def _expressions(rule: Rule) -> Iterator[Expr]:
 def _resolve(node: Expr, stages: set[str]) -> _Read | None:
     """The field ``node`` reads, or ``None`` (not a field, the event time, a whole event)."""
     if isinstance(node, Attr):
+        if isinstance(node.obj, Lookup):  # a table's column, not a field of an event
+            return None
         return _Read(".".join(node.parts), node.span, None) if node.parts != ("ts",) else None
     if not isinstance(node, Path):
         return None
@@ -75,10 +90,15 @@ def _resolve(node: Expr, stages: set[str]) -> _Read | None:
     return _Read(".".join(parts), node.span, stage)
 
 
-def _reads(rule: Rule) -> Iterator[_Read]:
+def _reads(rule: Rule, lists: frozenset[str] = frozenset()) -> Iterator[_Read]:
+    """The fields ``rule`` reads; ``lists`` are its file's list and table names (a bare
+    one is the list, not a field)."""
     stages = {st.name for st in all_stages(rule.pattern) if st.group is None}
     for expr in _expressions(rule):
         for path in paths_of(expr):
+            if len(path.parts) == 1 and path.parts[0] in lists \
+                    and path.parts[0] not in stages:
+                continue
             read = _resolve(path, stages)
             if read is not None:
                 yield read
@@ -133,8 +153,10 @@ def _literal(value: object) -> str:
 
 
 class _SchemaPass:
-    def __init__(self, schema: Schema, file: str, rule: Rule, out: list[Diagnostic]) -> None:
+    def __init__(self, schema: Schema, file: str, rule: Rule, out: list[Diagnostic],
+                 lists: frozenset[str] = frozenset()) -> None:
         self.schema, self.file, self.rule, self.out = schema, file, rule, out
+        self.lists = lists
         self.stages = [st.name for st in all_stages(rule.pattern) if st.group is None]
 
     def error(self, span: Span, message: str, hint: str | None) -> None:
@@ -143,7 +165,7 @@ class _SchemaPass:
 
     def run(self) -> None:
         seen: set[tuple[str, int, int]] = set()
-        for read in _reads(self.rule):
+        for read in _reads(self.rule, self.lists):
             if (read.dotted, read.span.line, read.span.col) not in seen:
                 seen.add((read.dotted, read.span.line, read.span.col))
                 self.check_known(read)
@@ -222,7 +244,8 @@ def check_schema(files: Iterable[RuleFile], schema: Schema) -> list[Diagnostic]:
     for rf in files:
         local: list[Diagnostic] = []
         for rule in rf.rules:
-            _SchemaPass(schema, rf.path, rule, local).run()
+            _SchemaPass(schema, rf.path, rule, local,
+                        frozenset(d.name for d in rf.lists)).run()
         out += sorted(local, key=lambda d: (d.span.line, d.span.col))
     return out
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import weakref
 from collections.abc import Callable, Hashable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -277,6 +278,22 @@ class RuleState:
         self.holders: HeldKeys | None = None
 
     # ------------------------------------------------------------------ reading the keys
+
+    def adopt(self, rule: CompiledRule) -> None:
+        """Run ``rule``, a compilation of this state's rule version (same name, same
+        ``version``: its metadata or, for lists, the contents loaded may differ), keeping every
+        partial match: the automaton the partial matches wait in stays, everything else
+        (metadata, emit, key and filter code) is ``rule``'s."""
+        if rule is self.rule:
+            return
+        assert rule.name == self.rule.name and rule.version == self.rule.version
+        old = self.rule
+        fresh = dict(rule.lists)
+        for name, data in old.lists:  # what the automaton's conditions read
+            if name in fresh:
+                data.take(fresh[name])
+        self.rule = replace(rule, nfa=old.nfa, lists=old.lists)
+        self.alerts.rebind(self.rule)
 
     def add_key(self, key: Hashable, ks: KeyEntry) -> None:
         """Keep the state ``ks`` of a key that had none (and the key in the shared

@@ -67,7 +67,7 @@ class AlertBuilder:
 
     __slots__ = ("rule", "sink", "timeout_sink", "timeouts", "truncated", "_emit",
                  "_timeout_emit", "_match_h", "_timeout_h", "_names", "_kpre", "_seen",
-                 "_limit")
+                 "_limit", "_meta")
 
     def __init__(self, rule: CompiledRule, id_parts: dict[Any, str] | None = None,
                  max_events: int | None = MAX_EVENTS_PER_MATCH) -> None:
@@ -76,11 +76,7 @@ class AlertBuilder:
         self.rule = rule
         self.truncated = 0
         self._limit = sys.maxsize if max_events is None else max_events
-        self.sink = rule.sink
-        self.timeout_sink = rule.timeout_sink
-        self.timeouts = rule.timeout_emit_fn is not None
-        self._emit = rule.emit_fn
-        self._timeout_emit = rule.timeout_emit_fn
+        self.rebind(rule)
         head = f"{rule.name}\x00{rule.version}\x00"
         self._match_h = hashlib.blake2b(f"{head}match\x00".encode(), digest_size=16)
         self._timeout_h = hashlib.blake2b(f"{head}timeout\x00".encode(), digest_size=16)
@@ -90,9 +86,21 @@ class AlertBuilder:
         # one key field: the key's part of the id input is ``[(name, key)]`` written by repr
         self._kpre = f"[({rule.key_names[0]!r}, " if len(rule.key_names) == 1 else ""
 
+    def rebind(self, rule: CompiledRule) -> None:
+        """Build records for ``rule`` from now on: what is not part of the rule version
+        (metadata, emitted objects' own code) is taken from it; the version, hence the alert
+        ids, must be the one this builder was made for."""
+        self.rule = rule
+        self.sink = rule.sink
+        self.timeout_sink = rule.timeout_sink
+        self.timeouts = rule.timeout_emit_fn is not None
+        self._emit = rule.emit_fn
+        self._timeout_emit = rule.timeout_emit_fn
+        self._meta = rule.meta  # shared by the records of this version: never mutated
+
     def match(self, key: Any, node: PartialMatchNode) -> dict[str, Any]:
         """The alert record of a match ending at ``node`` (its last event) for ``key``:
-        ``{"rule", "rule_version", "severity", "key", "start", "end" (event times, ms),
+        ``{"rule", "rule_version", "severity", "meta", "key", "start", "end" (event times, ms),
         "match" ({stage: [event objects]}), "data", "alert_id"}``."""
         return self._record(key, node, self._emit, self._match_h)
 
@@ -162,6 +170,7 @@ class AlertBuilder:
             "rule": self.rule.name,
             "rule_version": self.rule.version,
             "severity": self.rule.severity,
+            "meta": self._meta,
             "key": key_obj,
             "start": lo,
             "end": hi,

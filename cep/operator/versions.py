@@ -3,7 +3,9 @@
 The policy (see ``docs/operations.md``), applied by :func:`apply_rule_set` between two events:
 
 * **unchanged** (same name, same ``rule_version``): the rule's state is kept as it is, so its
-  partial matches go on as if nothing happened;
+  partial matches go on as if nothing happened; what the version does not cover (metadata
+  edits: description, severity, tags, references, author) takes effect at once
+  (:meth:`~cep.operator.key_store.RuleState.adopt`);
 * **changed** (same name, new version): the new version starts at once with empty state; the
   old version *drains* — it keeps the partial matches it holds and finishes them (they
   complete or time out under ``within``) but starts no new ones — and disappears when its last
@@ -101,6 +103,7 @@ def apply_rule_set(current: list[RuleState], rules: Iterable[CompiledRule],
         report.versions[rule.name] = rule.version
         cur = active.pop(rule.name, None)
         if cur is not None and cur.rule.version == rule.version:
+            cur.adopt(rule)  # a metadata edit: the partial matches go on, with its metadata
             report.unchanged.append(rule.name)
             report.partial_kept += cur.partial_matches()
             states.append(cur)

@@ -58,7 +58,7 @@ _TEST_KEYS = {"name", "input", "input_file", "input_format", "columns", "arrival
               "max_out_of_orderness", "source", "event_time", "time_unit", "time_format",
               "end_of_input", "expect", "expect_timeouts", "expect_late",
               "expect_dead_letters", "description"}
-_ALERT_KEYS = {"rule", "key", "data", "match", "severity", "sink", "timed_out"}
+_ALERT_KEYS = {"rule", "key", "data", "meta", "match", "severity", "sink", "timed_out"}
 
 
 def jsonable(value: Any) -> Any:
@@ -320,7 +320,7 @@ def _alert(r: _Reader, node: yaml.Node, timed_out: bool) -> AlertExpectation:
                            written=r.value(node))
     if "rule" in m:
         exp.rule = r.string(m["rule"], "'rule'")
-    for name in ("key", "data"):
+    for name in ("key", "data", "meta"):
         if name in m:
             v = r.value(m[name])
             if not isinstance(v, dict):

@@ -66,15 +66,16 @@ Step = int | WatermarkStep
 class AlertExpectation:
     """An expected alert (or, with ``timed_out``, an expected timed-out partial match).
 
-    ``None`` fields are not checked.  ``data`` is a subset: only the fields listed must be
-    equal.  ``match`` maps every stage of the match to the 0-based input indices of its
-    events, in match order, and must be complete.  ``written`` is the entry as it appears in
-    the file, for messages."""
+    ``None`` fields are not checked.  ``data`` and ``meta`` are subsets: only the fields
+    listed must be equal.  ``match`` maps every stage of the match to the 0-based input
+    indices of its events, in match order, and must be complete.  ``written`` is the entry
+    as it appears in the file, for messages."""
 
     line: int
     rule: str | None = None
     key: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
     match: dict[str, list[int]] | None = None
     severity: str | None = None
     sink: str | None = None

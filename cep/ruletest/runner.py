@@ -186,6 +186,7 @@ def _shown_alert(sink: str, rec: dict[str, Any], index_of: dict[int, int]) -> di
         "timed_out": bool(rec.get("timed_out")),
         "key": rec.get("key"),
         "data": rec.get("data"),
+        "meta": rec.get("meta"),
         "match_inputs": {stage: [index_of.get(id(e), -1) for e in evs]
                          for stage, evs in (rec.get("match") or {}).items()},
         "record": rec,
@@ -208,13 +209,16 @@ def _alert_diffs(exp: AlertExpectation, act: dict[str, Any]) -> list[str]:
         want = getattr(exp, attr)
         if want is not None and want != act[attr]:
             diffs.append(f"{attr}: expected {want}, got {act[attr]}")
-    if exp.data is not None:
-        data = act["data"] if isinstance(act["data"], dict) else {}
-        for name, want in exp.data.items():
-            if name not in data:
-                diffs.append(f"data.{name}: expected {_j(want)}, missing")
-            elif not _equal(want, data[name]):
-                diffs.append(f"data.{name}: expected {_j(want)}, got {_j(data[name])}")
+    for part in ("data", "meta"):
+        wanted: dict[str, Any] | None = getattr(exp, part)
+        if wanted is None:
+            continue
+        got = act[part] if isinstance(act[part], dict) else {}
+        for name, want in wanted.items():
+            if name not in got:
+                diffs.append(f"{part}.{name}: expected {_j(want)}, missing")
+            elif not _equal(want, got[name]):
+                diffs.append(f"{part}.{name}: expected {_j(want)}, got {_j(got[name])}")
     if exp.match is not None and exp.match != act["match_inputs"]:
         for stage in sorted(set(exp.match) | set(act["match_inputs"])):
             want, got = exp.match.get(stage), act["match_inputs"].get(stage)

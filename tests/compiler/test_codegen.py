@@ -116,7 +116,7 @@ def row(data_value: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- source safety
 
 ALLOWED_NAMES = set(rt.HELPERS) | {"ev", "pm", "m", "_d", "_SCALAR", "None", "True", "False"}
-ALLOWED_ATTRS = {"get", "data", "ts", "lower", "upper", "startswith", "endswith"}
+ALLOWED_ATTRS = {"get", "data", "ts", "lower", "upper", "startswith", "endswith", "casefold"}
 
 
 def assert_safe_source(source: str) -> None:

@@ -72,9 +72,10 @@ def test_alerts_timeouts_late_and_dead_letters_have_the_documented_shapes(
     records = sorted((orjson.loads(m.value) for m in alert_msgs), key=lambda r: r["start"])
     assert [r["key"] for r in records] == [{"user": "alice"}, {"user": "dave"}]
     first = records[0]
-    assert set(first) == {"rule", "rule_version", "severity", "key", "start", "end", "match",
-                          "data", "alert_id"}
+    assert set(first) == {"rule", "rule_version", "severity", "meta", "key", "start", "end",
+                          "match", "data", "alert_id"}
     assert first["rule"] == "fail_then_ok" and first["severity"] == "high"
+    assert first["meta"] == {}
     assert first["start"] == T and first["end"] == T + 10_000
     assert first["match"] == {"fail": [good[0]], "ok": [good[1]]}
     assert first["data"] == {"user": "alice", "gap": 10_000}

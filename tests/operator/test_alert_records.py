@@ -90,7 +90,10 @@ def digest(out: list[tuple[str, dict[str, Any]]]) -> str:
     return h.hexdigest()
 
 
-OUTPUT_SHA256 = "0e814793aeee80cab4a49c96a8d72a12edbc890a43ebba59370d4c88c7ba46bd"
+# Records gained `meta` (the rules' metadata, `{}` here); without it the output hashes to the
+# earlier pin, 0e814793aeee80cab4a49c96a8d72a12edbc890a43ebba59370d4c88c7ba46bd: no rule
+# version and no alert id changed.
+OUTPUT_SHA256 = "b59f78d8fe2393f042ea67327cf1a630fb428d6a31f6964f16208d9937c3a422"
 
 
 def test_records_are_byte_identical_to_the_pinned_output(rules: list[CompiledRule]) -> None:
@@ -102,7 +105,8 @@ def test_records_are_byte_identical_to_the_pinned_output(rules: list[CompiledRul
     assert [rec["alert_id"] for _, rec in out if rec.get("timed_out")][:2] == [
         "dfa6fc4eae4d02b163c788b5e1163f64", "2cc7b4edd707556e99f486b3332df6de"]
     assert out[0] == ("alerts", {
-        "rule": "anyone", "rule_version": "64ab96d2475a8cba", "severity": "medium", "key": {},
+        "rule": "anyone", "rule_version": "64ab96d2475a8cba", "severity": "medium", "meta": {},
+        "key": {},
         "start": 1005, "end": 1006,
         "match": {"a": [{"id": 1, "ts": 1005, "user": "ann", "dev": 2, "type": "payment",
                          "ok": True, "ip": "10.0.0.7", "amount": 95,

@@ -43,11 +43,14 @@ BROKEN_PAIR = ("rule pair\n  severity medium\n  key by user\n  pattern\n"
 BROKEN_AT = (5, 27)
 
 
-def win(severity: str = "low", within: str = "1500ms") -> str:
+def win(severity: str = "low", within: str = "1500ms", edition: int = 1) -> str:
+    """``open`` then ``close`` for one user.  The severity is metadata: editions differ in
+    their emitted object, which makes them different versions."""
+    extra = f", edition: {edition}" if edition != 1 else ""
     return ("rule win\n"
             f"  severity {severity}\n  key by user\n  pattern\n"
             "    begin a where kind == \"open\"\n    followed by b where kind == \"close\"\n"
-            f"  within {within}\n  emit {{ user: a.user }}\n"
+            f"  within {within}\n  emit {{ user: a.user{extra} }}\n"
             "  on timeout emit { user: a.user }\nend\n")
 
 

@@ -116,7 +116,7 @@ def test_partial_matches_survive_reloads_and_a_changed_rule_drains(
 
         wait_for(lambda: partials() == {"pair": 1, "win": 2}, 5, "three partial matches")
         versions = cep.versions()
-        write_rule(rules / "win.cep", R.win("medium"))
+        write_rule(rules / "win.cep", R.win("medium", edition=2))
 
         def draining() -> list[dict]:
             return cep.status()["draining"]

@@ -77,7 +77,7 @@ def test_reloads_in_kafka_mode(tmp_path: Path) -> None:
         feeder.inject(user="w2", kind="open")
         wait_for(lambda: {r["name"]: r["partial_matches"] for r in cep.status()["rules"]}
                  ["win"] == 2, 5, "two partial matches")
-        write_rule(rules / "win.cep", R.win("medium"))
+        write_rule(rules / "win.cep", R.win("medium", edition=2))
         (d,) = wait_for(lambda: cep.status()["draining"], LIMIT_S, "the old version to drain")
         assert (d["rule"], d["version"], d["partial_matches"]) == ("win", win_v1, 2)
         feeder.inject(user="w1", kind="close")
