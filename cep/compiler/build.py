@@ -12,6 +12,7 @@ from cep.compiler.codegen import (
     key_names,
 )
 from cep.compiler.compiled import CompiledRule
+from cep.compiler.window_spec import members_condition, suppress_spec, window_spec
 from cep.lang import ast
 from cep.lang.format import format_expr, format_rule, rule_version
 from cep.nfa.compile import compile_nfa
@@ -62,7 +63,14 @@ def _stage(stage: ast.Stage, scope: StageScope) -> StageSpec:
 
 
 def pattern_spec(rule: ast.Rule) -> PatternSpec:
-    """The language-independent pattern of a checked rule."""
+    """The language-independent pattern of a checked rule.  A rule with a window
+    (``having`` / ``all of``) has one single-event stage, :data:`~cep.lang.ast.WINDOW_STAGE`,
+    taking every event of the rule (``all of``: every event some member wants)."""
+    if rule.window is not None:
+        cond = members_condition(rule.pattern) if rule.window.kind == "all_of" else None
+        compiled = TRUE if cond is None else compile_condition(cond, StageScope(),
+                                                                format_expr(cond))
+        return PatternSpec(stages=(StageSpec(ast.WINDOW_STAGE, "begin", compiled),))
     scope = StageScope.from_pattern(rule.pattern)
     return PatternSpec(
         stages=tuple(_stage(s, scope) for s in rule.pattern),
@@ -100,4 +108,6 @@ def build_rule(rule: ast.Rule, path: str = "") -> CompiledRule:
         text=format_rule(rule),
         key_code=key,
         header_code=header,
+        window=window_spec(rule),
+        suppress=suppress_spec(rule),
     )

@@ -496,10 +496,14 @@ class CepOperator:
         before = ks.a
         matches = process(nfa, ks, ev)
         if matches:
-            alerts = rs.alerts
-            for node in matches:
-                rs.matches += 1
-                self.emit(alerts.sink, alerts.match(key, node))
+            if rs.gate is not None:
+                for node in matches:
+                    self._emit_match(rs, key, node)
+            else:
+                alerts = rs.alerts
+                for node in matches:
+                    rs.matches += 1
+                    self.emit(alerts.sink, alerts.match(key, node))
         if ks.a is not before:
             self._after_change(rs, key, ks)
             self._changed(rs, key)
@@ -527,9 +531,7 @@ class CepOperator:
         else:
             del rs.keys[key]  # idle
             if got is not DROPPED:
-                rs.matches += 1
-                alerts = rs.alerts
-                self.emit(alerts.sink, alerts.match(key, got))
+                self._emit_match(rs, key, got)
         self._changed(rs, key)
         return True
 
@@ -557,11 +559,8 @@ class CepOperator:
             rs.keys[key] = left[0] if len(left) == 1 and d == left[0].ts + after else (
                 d, *left)
         self._changed(rs, key)
-        if matches:
-            alerts = rs.alerts
-            for node in matches:
-                rs.matches += 1
-                self.emit(alerts.sink, alerts.match(key, node))
+        for node in matches:
+            self._emit_match(rs, key, node)
         return True
 
     def _start(self, rs: RuleState, key: Hashable, ev: Event, sc: Shortcut) -> None:
@@ -637,9 +636,18 @@ class CepOperator:
                         self.emit(alerts.timeout_sink, rec)
 
     def _emit_match(self, rs: RuleState, key: Hashable, node: Any) -> None:
-        rs.matches += 1
-        alerts = rs.alerts
-        self.emit(alerts.sink, alerts.match(key, node))
+        """One completed match of ``key``: its alert, unless the rule's gate (window,
+        suppression) holds it back."""
+        gate = rs.gate
+        if gate is None:
+            rs.matches += 1
+            self.emit(rs.alerts.sink, rs.alerts.match(key, node))
+            return
+        made = gate.produced
+        rec = gate.offer(key, node)
+        rs.matches += gate.produced - made
+        if rec is not None:
+            self.emit(rs.alerts.sink, rec)
 
     def _fire_timers(self, rs: RuleState, wm: float) -> None:
         # A key's new timer after firing is past wm, so each deadline's keys fire together,

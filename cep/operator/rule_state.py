@@ -27,6 +27,7 @@ from cep.nfa.matcher import (
     start_shortcut,
     started_key_state,
 )
+from cep.operator.alert_gate import AlertGate, gate_for
 from cep.operator.records import MAX_EVENTS_PER_MATCH, AlertBuilder
 
 __all__ = ["RuleState", "HeldKeys", "KeyEntry", "TIMER_GRAINS", "timer_grain",
@@ -138,9 +139,12 @@ class RuleState:
         alerts: the :class:`~cep.operator.records.AlertBuilder` of the rule (given
             ``id_parts``, the cache it shares with the operator's other rules, and
             ``max_events``, the most events a record's ``match`` shows; ``None``: all).
+        gate: the rule's :class:`~cep.operator.alert_gate.AlertGate` (window of ``having`` /
+            ``all of``, ``suppress for``) that decides which matches become alerts; ``None``
+            when every match does.  Then ``matches`` counts the alerts it made.
     """
 
-    __slots__ = ("rule", "keys", "timers", "due", "counter", "draining",
+    __slots__ = ("rule", "keys", "timers", "due", "counter", "draining", "gate",
                  "matches", "timeouts", "evictions", "alerts", "young", "mature", "grain",
                  "shortcut", "holders", "compact_after", "_bucket_lo", "_bucket")
 
@@ -148,6 +152,7 @@ class RuleState:
                  max_events: int | None = MAX_EVENTS_PER_MATCH) -> None:
         self.rule = rule
         self.alerts = AlertBuilder(rule, id_parts, max_events)
+        self.gate: AlertGate | None = gate_for(rule, self.alerts)
         self.keys: dict[Hashable, KeyEntry] = {}
         self.timers: list[float] = []
         self.due: dict[float, Any] = {}
