@@ -42,6 +42,7 @@ from cep.app.ops_http import HttpLimits, OpsServer, is_loopback
 from cep.app.reload import Apply, Control, Reloader, ReloadResult, RuleWatcher
 from cep.compiler.compiled import CompiledRule
 from cep.errors import ConfigError
+from cep.operator.alert_gate import GATE_STATS
 
 __all__ = ["Operations", "OpsServer", "TOKEN_ENV", "parse_address"]
 
@@ -196,7 +197,8 @@ class Operations:
             "uptime_s": round(time.time() - self.started, 3),
             "rules": [{"name": r["name"], "version": r["version"], "severity": r["severity"],
                        "file": r["file"], "line": r["line"], "keys": r["keys"],
-                       "partial_matches": r["partial_matches"]} for r in snap.rules],
+                       "partial_matches": r["partial_matches"],
+                       **{k: r[k] for k in GATE_STATS}} for r in snap.rules],
             "draining": snap.draining,
             "reload": {
                 "ok": state.ok, "failed": state.failed,

@@ -7,7 +7,7 @@ completed matches still held back by the skip strategy, the key's clock, the rul
 counters; the events buffered but not yet released; the watermark tracker's per-input maxima;
 and a ``meta`` map for the caller (input offsets, the next arrival number).
 
-Framing (format version 2): the 8 bytes ``CEPCKPT\\x02``, the SHA-256 of the payload (32
+Framing (format version 2 and later): the 8 bytes ``CEPCKPT\\x02``, the SHA-256 of the payload (32
 bytes), then the payload, one msgpack map.  A frame whose checksum does not match (a torn
 copy, a flipped bit, an edit) is refused with :class:`CheckpointError`; the checksum detects
 damage, it does not authenticate (whoever can write the checkpoint can compute it), so
@@ -24,7 +24,17 @@ Payload::
      "buffer": {"events": [event_index, ...], "last_ts": float},
      "rules":  [{"name", "version", "text", "counter", "draining", "matches", "timeouts",
                  "evictions", "keys": [[key, clock, partial, completed], ...],
-                 "timers": [[deadline_ms, n, key], ...], "deadline": [[key, deadline_ms], ...]}]}
+                 "timers": [[deadline_ms, n, key], ...], "deadline": [[key, deadline_ms], ...],
+                 "gate": {...}}]}                                  # version 3, optional
+
+``gate`` (format version 3; only for rules with a ``having`` / ``all of`` window or
+``suppress for``) is the rule's :class:`~cep.operator.alert_gate.AlertGate`:
+``{"produced": int, "windows": [[key, [event_index, ...], exact], ...] (keys in the order of
+their last event), "window_evictions": int, "periods": [[group, until_ms, suppressed], ...]
+(in emission order), "pending": [[group, suppressed], ...], "suppressed": int}``.  The
+windows' running aggregates are computed again from their events.  Version 2 snapshots
+(no ``gate``) are read as before, with empty windows and no suppression in force; an engine
+that knows only version 2 refuses version 3 rather than drop that state silently.
 
 A computation (in ``partial`` / ``completed``, kept in heap array order so ties break exactly as
 before) is ``[state_name, node_index | -1, start_ts, prev_ts, ck | None]`` (``None`` is the start
@@ -65,6 +75,7 @@ from cep.nfa.heap import JavaHeap
 from cep.nfa.matcher import NO_COMPLETED, START_CK, Computation, KeyState
 from cep.nfa.model import NFA, State
 from cep.nfa.pattern import PartialMatchNode
+from cep.operator.alert_gate import AlertGate
 from cep.operator.cep_operator import CepOperator, RuleState
 from cep.operator.versions import revive, start_draining
 from cep.operator.watermark import WatermarkTracker
@@ -73,7 +84,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "RestoreReport", "enco
            "read_meta", "payload"]
 
 FORMAT = "cep.checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MAGIC = b"CEPCKPT\x02"
 """The first bytes of a framed snapshot (format version 2 and later)."""
 _HEADER = len(MAGIC) + hashlib.sha256().digest_size
@@ -195,7 +206,36 @@ def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
         "evictions": rs.evictions, "keys": keys,
         "timers": [[d, n, k] for d, n, k in rs.timer_entries()],
         "deadline": [[k, ks.deadline] for k, ks in states if ks.deadline < _INF],
+        **({"gate": _encode_gate(rs.gate, t)} if rs.gate is not None else {}),
     }
+
+
+def _encode_gate(gate: AlertGate, t: _Tables) -> dict[str, Any]:
+    win, sup = gate.window, gate.suppressor
+    out: dict[str, Any] = {"produced": gate.produced}
+    if win is not None:
+        out["windows"] = [[k, [t.event(e) for e in evs], exact]
+                          for k, evs, exact in win.state()]
+        out["window_evictions"] = win.evicted
+    if sup is not None:
+        out["periods"] = [[g, until, n] for g, (until, n) in sup.periods.items()]
+        out["pending"] = [[g, n] for g, n in sup.pending.items()]
+        out["suppressed"] = sup.suppressed
+    return out
+
+
+def _restore_gate(gate: AlertGate, saved: dict[str, Any], events: list[Event]) -> None:
+    gate.produced = saved.get("produced", 0)
+    win, sup = gate.window, gate.suppressor
+    if win is not None and "windows" in saved:
+        win.restore([(_hashable_key(k), [events[i] for i in evs], exact)
+                     for k, evs, exact in saved["windows"]], saved["window_evictions"])
+    if sup is not None and "periods" in saved:
+        sup.periods.clear()
+        for g, until, n in saved["periods"]:
+            sup.periods[_hashable_key(g)] = [until, n]
+        sup.pending = {_hashable_key(g): n for g, n in saved["pending"]}
+        sup.suppressed = saved["suppressed"]
 
 
 def _encode_watermark(wm: WatermarkTracker) -> dict[str, Any]:
@@ -316,7 +356,7 @@ def _computations(
 
 
 def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatchNode],
-                  report: RestoreReport) -> None:
+                  report: RestoreReport, events: list[Event]) -> None:
     nfa: NFA = rs.rule.nfa
     states = {s.name: s for s in nfa.states}
     name = rs.rule.name
@@ -342,6 +382,8 @@ def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatch
     rs.matches = saved["matches"]
     rs.timeouts = saved["timeouts"]
     rs.evictions = saved["evictions"]
+    if rs.gate is not None and "gate" in saved:
+        _restore_gate(rs.gate, saved["gate"], events)
 
 
 def _saved_partials(saved: dict[str, Any]) -> int:
@@ -364,7 +406,8 @@ def _compile_saved(saved: dict[str, Any]) -> CompiledRule | None:
 
 
 def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
-                    report: RestoreReport, op: CepOperator) -> RuleState | None:
+                    report: RestoreReport, op: CepOperator,
+                    events: list[Event]) -> RuleState | None:
     """A saved version that is not the running one, restored as a draining version; ``None``
     (its partial matches counted as dropped) when it cannot drain."""
     rule = _compile_saved(saved)
@@ -373,7 +416,7 @@ def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
         return None
     rs = op.rule_state(rule)
     sub = RestoreReport()
-    _restore_rule(rs, saved, nodes, sub)
+    _restore_rule(rs, saved, nodes, sub, events)
     if rs.draining:
         kept = rs.partial_matches()
     else:
@@ -410,12 +453,12 @@ def decode(data: bytes, op: CepOperator) -> RestoreReport:
         for saved in doc["rules"]:
             rs = running.get(saved["name"])
             if rs is not None and rs.rule.version == saved["version"]:
-                _restore_rule(rs, saved, nodes, report)
+                _restore_rule(rs, saved, nodes, report, events)
                 if rs.draining:  # saved while draining; the running rules have it back
                     revive(rs)
                 report.restored_rules.append(saved["name"])
             elif rs is not None:
-                old = _draining_state(saved, nodes, report, op)
+                old = _draining_state(saved, nodes, report, op, events)
                 entry = (saved["name"], saved["version"], rs.rule.version)
                 if old is None:
                     report.dropped_rules.append(entry)

@@ -296,8 +296,9 @@ class Rule:
     (Flink's FIRST_AND_LAST ``within``).  ``window`` replaces the pattern's sequence by a
     sliding window (``having`` / ``all of``; the pattern is then the one stage
     :data:`WINDOW_STAGE`, or the members); ``suppress`` throttles alerts.  ``emits`` holds at
-    most one match emit and one timeout emit (the checker enforces it).  ``spans`` maps a header clause keyword (``"severity"``,
-    ``"key by"``, ``"within"``, …) to where it was written, for diagnostics.
+    most one match emit and one timeout emit (the checker enforces it).  ``spans`` maps a
+    header clause keyword (``"severity"``, ``"key by"``, ``"within"``, …) to where it was
+    written, for diagnostics.
     """
 
     name: str

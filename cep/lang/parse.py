@@ -33,6 +33,7 @@ from lark.utils import TextSlice
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import (
     NOWHERE,
+    WINDOW_STAGE,
     Attr,
     Binary,
     Call,
@@ -52,7 +53,6 @@ from cep.lang.ast import (
     Unary,
     Window,
 )
-from cep.lang.ast import WINDOW_STAGE
 from cep.lang.grammar import parser
 from cep.lang.limits import (
     MAX_DURATION_MS,

@@ -19,7 +19,11 @@ from cep.operator.records import AlertBuilder
 from cep.operator.suppression import Suppressor
 from cep.operator.window import WindowState
 
-__all__ = ["AlertGate", "gate_for"]
+__all__ = ["AlertGate", "gate_for", "GATE_STATS"]
+
+GATE_STATS = ("suppressed", "suppression_groups", "window_keys", "window_events",
+              "window_evictions")
+"""The names of :meth:`AlertGate.stats`."""
 
 
 class AlertGate:
