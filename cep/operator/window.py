@@ -259,7 +259,7 @@ class WindowState:
         events = w.events
         while events and events[0].ts <= lo:
             self._pop(w)
-        before = self._holds(w) if events else False
+        before = self._holds(w)
         if len(events) >= self.cap:
             self._pop(w)
             w.exact = False
