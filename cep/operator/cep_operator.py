@@ -56,6 +56,7 @@ from cep.nfa.matcher import (
     process,
     started_key_state,
 )
+from cep.nfa.pattern import PartialMatchNode
 from cep.operator.alert_gate import GATE_STATS
 from cep.operator.eviction import EvictionLog
 from cep.operator.fastpath import Scanner, build_scanner
@@ -473,6 +474,11 @@ class CepOperator:
         entry = rs.keys.get(key)
         fresh = entry is None
         if entry is None:
+            single = rs.single
+            if single is not None and not rs.draining:
+                # a one-event match (the caller checked the start guard): no key state
+                self._emit_match(rs, key, PartialMatchNode(single, ev, None))
+                return
             sc = rs.shortcut
             if sc is not None and not rs.draining:
                 self._start(rs, key, ev, sc)

@@ -24,6 +24,7 @@ from cep.nfa.matcher import (
     expire_silently,
     hold_events,
     kept_events_state,
+    single_event_stage,
     start_shortcut,
     started_key_state,
 )
@@ -142,9 +143,13 @@ class RuleState:
         gate: the rule's :class:`~cep.operator.alert_gate.AlertGate` (window of ``having`` /
             ``all of``, ``suppress for``) that decides which matches become alerts; ``None``
             when every match does.  Then ``matches`` counts the alerts it made.
+        single: the stage of a pattern whose every match is one event
+            (:func:`~cep.nfa.matcher.single_event_stage`; ``having`` and ``all of`` rules
+            compile to one): such a key never holds state, each event the caller let through
+            is emitted as its match at once.  ``None`` otherwise.
     """
 
-    __slots__ = ("rule", "keys", "timers", "due", "counter", "draining", "gate",
+    __slots__ = ("rule", "keys", "timers", "due", "counter", "draining", "gate", "single",
                  "matches", "timeouts", "evictions", "alerts", "young", "mature", "grain",
                  "shortcut", "holders", "compact_after", "_bucket_lo", "_bucket")
 
@@ -153,6 +158,7 @@ class RuleState:
         self.rule = rule
         self.alerts = AlertBuilder(rule, id_parts, max_events)
         self.gate: AlertGate | None = gate_for(rule, self.alerts)
+        self.single = single_event_stage(rule.nfa)
         self.keys: dict[Hashable, KeyEntry] = {}
         self.timers: list[float] = []
         self.due: dict[float, Any] = {}
