@@ -21,12 +21,13 @@ Layer 3: plain data, no I/O.
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-from cep.compiler.window_spec import AggregateTerm, WindowSpec
+from cep.compiler.window_spec import WindowSpec
 from cep.event import Event, HeldEvent
 from cep.lang.ast import WINDOW_STAGE
 from cep.nfa.pattern import PartialMatchNode
@@ -51,38 +52,39 @@ class WindowHit(NamedTuple):
     exact: bool
 
 
-class _Sum:
-    """Exact running sum and count of the numeric values added (``bool`` is not a number)."""
+_SCALE = 1074
+"""Sums are kept as integers in units of 2**-1074 (the smallest double): every int and
+every finite double is a whole number of them, so sums are exact and adding and removing
+never drifts."""
 
-    __slots__ = ("ints", "dec", "n")
+
+def _scaled(v: int | float) -> int:
+    """``v`` in units of 2**-1074 (exact)."""
+    if type(v) is int:
+        return v << _SCALE
+    n, d = v.as_integer_ratio()  # d is a power of two, at most 2**1074
+    return n << (_SCALE - d.bit_length() + 1)
+
+
+class _Sum:
+    """Exact running sum (in units of 2**-1074) and count of the numeric values added
+    (``bool`` is not a number)."""
+
+    __slots__ = ("total", "n")
 
     def __init__(self) -> None:
-        self.ints = 0
-        self.dec = Fraction(0)
+        self.total = 0
         self.n = 0
 
     def add(self, v: Any) -> None:
-        t = type(v)
-        if t is int:
-            self.ints += v
-        elif t is float:
-            self.dec += Fraction(v)
-        else:
-            return
-        self.n += 1
+        if type(v) in _NUM:
+            self.total += _scaled(v)
+            self.n += 1
 
     def remove(self, v: Any) -> None:
-        t = type(v)
-        if t is int:
-            self.ints -= v
-        elif t is float:
-            self.dec -= Fraction(v)
-        else:
-            return
-        self.n -= 1
-
-    def exact(self) -> int | Fraction:
-        return self.ints + self.dec if self.dec else self.ints
+        if type(v) in _NUM:
+            self.total -= _scaled(v)
+            self.n -= 1
 
 
 class _Extreme:
@@ -116,42 +118,30 @@ class _Extreme:
         return self.q[0][1] if self.q else None
 
 
+_COUNT, _DISTINCT, _SUMK, _AVG, _MIN, _MAX = range(6)
+_KINDS = {"count": _COUNT, "count_distinct": _DISTINCT, "sum": _SUMK, "avg": _AVG,
+          "min": _MIN, "max": _MAX}
+_CMP: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
+}
+
+
 class _KeyWindow:
     """One key's window: its events, each one's values (one per term) or member mask, and
     the running aggregates."""
 
     __slots__ = ("events", "vals", "base", "aggs", "counts", "exact")
 
-    def __init__(self, spec: WindowSpec) -> None:
+    def __init__(self, kinds: tuple[int, ...], members: int) -> None:
         self.events: deque[Any] = deque()
         self.vals: deque[Any] = deque()
         self.base = 0  # index of the first event (for min/max)
         self.exact = True
-        self.counts = [0] * len(spec.members)
-        self.aggs: list[Any] = []
-        for t in spec.terms:
-            if t.func == "count_distinct":
-                self.aggs.append({})
-            elif t.func in ("sum", "avg"):
-                self.aggs.append(_Sum())
-            elif t.func in ("min", "max"):
-                self.aggs.append(_Extreme(1 if t.func == "min" else -1))
-            else:
-                self.aggs.append(None)
-
-
-def _compare(op: str, a: Any, b: int | float) -> bool:
-    if a is None:
-        return False
-    if op == ">=":
-        return bool(a >= b)
-    if op == ">":
-        return bool(a > b)
-    if op == "<=":
-        return bool(a <= b)
-    if op == "<":
-        return bool(a < b)
-    return bool(a == b)
+        self.counts = [0] * members
+        self.aggs: list[Any] = [
+            {} if k == _DISTINCT else _Sum() if k in (_SUMK, _AVG)
+            else _Extreme(1 if k == _MIN else -1) if k in (_MIN, _MAX) else None
+            for k in kinds]
 
 
 class WindowState:
@@ -170,30 +160,43 @@ class WindowState:
         self.cap = cap
         self.windows: OrderedDict[Hashable, _KeyWindow] = OrderedDict()
         self.evicted = 0
+        self._kinds = tuple(_KINDS[t.func] for t in spec.terms)
+        self._getters = tuple(t.value for t in spec.terms)
+        # per term: (kind, comparison, threshold — scaled for sums and averages)
+        self._checks = tuple(
+            (k, _CMP[t.op], _scaled(t.threshold) if k in (_SUMK, _AVG) else t.threshold)
+            for k, t in zip(self._kinds, spec.terms, strict=True))
+        self._members = tuple(cond for _, cond in spec.members)
 
     # ------------------------------------------------------------------ one key's window
 
     def _add(self, w: _KeyWindow, ev: Any) -> None:
-        spec = self.spec
-        if spec.members:
+        members = self._members
+        if members:
             mask = 0
-            for j, (_, cond) in enumerate(spec.members):
+            counts = w.counts
+            for j, cond in enumerate(members):
                 if cond(ev, None):
                     mask |= 1 << j
-                    w.counts[j] += 1
+                    counts[j] += 1
             w.vals.append(mask)
-        elif spec.terms:
+        else:
             data = ev.data
-            vals = tuple(t.value(data) if t.value is not None else None for t in spec.terms)
+            vals = tuple([g(data) if g is not None else None for g in self._getters])
             i = w.base + len(w.events)
-            for t, agg, v in zip(spec.terms, w.aggs, vals, strict=True):
-                if t.func == "count_distinct":
+            aggs = w.aggs
+            for j, k in enumerate(self._kinds):
+                if k == _COUNT:
+                    continue
+                v = vals[j]
+                if k == _DISTINCT:
                     if v is not None:
+                        agg = aggs[j]
                         agg[v] = agg.get(v, 0) + 1
-                elif t.func in ("sum", "avg"):
-                    agg.add(v)
-                elif agg is not None:
-                    agg.add(i, v)
+                elif k <= _AVG:
+                    aggs[j].add(v)
+                else:
+                    aggs[j].add(i, v)
             w.vals.append(vals)
         w.events.append(ev)
 
@@ -201,46 +204,69 @@ class WindowState:
         w.events.popleft()
         vals = w.vals.popleft()
         w.base += 1
-        spec = self.spec
-        if spec.members:
-            for j in range(len(spec.members)):
+        if self._members:
+            counts = w.counts
+            for j in range(len(counts)):
                 if vals >> j & 1:
-                    w.counts[j] -= 1
-            return
-        for t, agg, v in zip(spec.terms, w.aggs, vals, strict=True):
-            if t.func == "count_distinct":
-                if v is not None:
-                    n = agg[v] - 1
-                    if n:
-                        agg[v] = n
-                    else:
-                        del agg[v]
-            elif t.func in ("sum", "avg"):
-                agg.remove(v)
-            elif agg is not None:
-                agg.drop_before(w.base)
+                    counts[j] -= 1
+        else:
+            aggs = w.aggs
+            for j, k in enumerate(self._kinds):
+                if k == _COUNT:
+                    continue
+                v = vals[j]
+                if k == _DISTINCT:
+                    if v is not None:
+                        agg = aggs[j]
+                        n = agg[v] - 1
+                        if n:
+                            agg[v] = n
+                        else:
+                            del agg[v]
+                elif k <= _AVG:
+                    aggs[j].remove(v)
+                else:
+                    aggs[j].drop_before(w.base)
         if not w.events:
             w.exact = True
 
-    @staticmethod
-    def _value(t: AggregateTerm, agg: Any, w: _KeyWindow) -> Any:
-        """The exact value of one aggregate (``Fraction`` for decimal sums and averages)."""
-        if t.func == "count":
-            return len(w.events)
-        if t.func == "count_distinct":
-            return len(agg)
-        if t.func == "sum":
-            return agg.exact()
-        if t.func == "avg":
-            return Fraction(agg.exact(), agg.n) if agg.n else None
-        return agg.value()
-
     def _holds(self, w: _KeyWindow) -> bool:
-        spec = self.spec
-        if spec.members:
+        if self._members:
             return all(w.counts)
-        return all(_compare(t.op, self._value(t, agg, w), t.threshold)
-                   for t, agg in zip(spec.terms, w.aggs, strict=True))
+        aggs = w.aggs
+        for j, (k, cmp, th) in enumerate(self._checks):
+            if k == _COUNT:
+                v = len(w.events)
+            elif k == _DISTINCT:
+                v = len(aggs[j])
+            elif k == _SUMK:
+                v = aggs[j].total
+            elif k == _AVG:
+                n = aggs[j].n
+                if not n:
+                    return False
+                v, th = aggs[j].total, th * n
+            else:
+                v = aggs[j].value()
+                if v is None:
+                    return False
+            if not cmp(v, th):
+                return False
+        return True
+
+    def _value(self, j: int, w: _KeyWindow) -> Any:
+        """The value of term ``j`` for the alert (sums and averages as int or float)."""
+        k, agg = self._kinds[j], w.aggs[j]
+        if k == _COUNT:
+            return len(w.events)
+        if k == _DISTINCT:
+            return len(agg)
+        if k in (_SUMK, _AVG):
+            if k == _AVG and not agg.n:
+                return None
+            exact = Fraction(agg.total, (1 << _SCALE) * (agg.n if k == _AVG else 1))
+            return int(exact) if exact.denominator == 1 else float(exact)
+        return agg.value()
 
     # ------------------------------------------------------------------ the operator's calls
 
@@ -249,13 +275,14 @@ class WindowState:
         the :class:`WindowHit` when it crosses, else ``None``."""
         windows = self.windows
         w = windows.get(key)
-        if w is None:
-            w = windows[key] = _KeyWindow(self.spec)
-        else:
-            windows.move_to_end(key)
         if type(ev) is HeldEvent:
             ev = ev.event()
         lo = ev.ts - self.spec.within_ms
+        if w is None:
+            self._expire(lo)  # (only a new key makes the map grow)
+            w = windows[key] = _KeyWindow(self._kinds, len(self._members))
+        else:
+            windows.move_to_end(key)
         events = w.events
         while events and events[0].ts <= lo:
             self._pop(w)
@@ -265,9 +292,7 @@ class WindowState:
             w.exact = False
             self.evicted += 1
         self._add(w, ev)
-        hit = self._hit(w) if self._holds(w) and not before else None
-        self._expire(lo)
-        return hit
+        return self._hit(w) if not before and self._holds(w) else None
 
     def _expire(self, lo: int) -> None:
         """Drop the keys whose last event is at or before ``lo``: their windows are empty
@@ -292,10 +317,7 @@ class WindowState:
             for ev in w.events:
                 node = PartialMatchNode(WINDOW_STAGE, ev, node)
         assert node is not None
-        aggs: dict[str, Any] = {}
-        for t, agg in zip(spec.terms, w.aggs, strict=True):
-            v = self._value(t, agg, w)
-            aggs[t.label] = float(v) if isinstance(v, Fraction) else v
+        aggs = {t.label: self._value(j, w) for j, t in enumerate(spec.terms)}
         return WindowHit(node, aggs, w.events[0].ts, len(w.events), w.exact)
 
     # ------------------------------------------------------------------ checkpoints
@@ -309,7 +331,7 @@ class WindowState:
         self.windows.clear()
         self.evicted = evicted
         for key, events, exact in saved:
-            w = self.windows[key] = _KeyWindow(self.spec)
+            w = self.windows[key] = _KeyWindow(self._kinds, len(self._members))
             for ev in events:
                 self._add(w, ev)
             w.exact = exact
