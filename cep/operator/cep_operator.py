@@ -469,16 +469,16 @@ class CepOperator:
         else unfolded), a key whose clock is behind advances it (windows, timeouts; skipped when
         no deadline of the key has passed, which changes nothing), then the NFA step, the
         matches, and the key's timer or removal."""
+        single = rs.single
+        if single is not None and not rs.draining:
+            # a one-event match (the caller checked the start guard): no key state
+            self._emit_match(rs, key, PartialMatchNode(single, ev, None))
+            return
         nfa = rs.rule.nfa
         ts = ev.ts
         entry = rs.keys.get(key)
         fresh = entry is None
         if entry is None:
-            single = rs.single
-            if single is not None and not rs.draining:
-                # a one-event match (the caller checked the start guard): no key state
-                self._emit_match(rs, key, PartialMatchNode(single, ev, None))
-                return
             sc = rs.shortcut
             if sc is not None and not rs.draining:
                 self._start(rs, key, ev, sc)

@@ -7,12 +7,12 @@ did not hold over the same window without it (docs/rule-language.md, *Suppressio
 thresholds and unordered sets*).  The window at an event ``e`` holds the key's events ``x``
 with ``e.ts - x.ts < within_ms``, in arrival order.  Events reach a rule in event-time
 order, so a window loses events only at its front, and a key whose last event is older than
-the window holds nothing: keys are kept in the order of their last event and dropped from
-the front.
+the window holds nothing: keys are kept in the order of their last event and swept from
+the front whenever the map has doubled (:data:`_SWEEP_MIN`).
 
 Aggregates are kept as running values — ``count()`` the window's length, ``count_distinct``
-a count per value, ``sum``/``avg`` exact sums (integers as ``int``, decimals as
-:class:`fractions.Fraction`, so adding and removing never drifts), ``min``/``max`` monotonic
+a count per value, ``sum``/``avg`` exact sums (whole numbers of 2**-1074, the smallest
+double, so adding and removing never drifts), ``min``/``max`` monotonic
 queues (the sliding-window minimum) — so an event costs O(1) amortised per aggregate.  At
 most :data:`MAX_WINDOW_EVENTS` events stay in one key's window; beyond, the oldest are
 dropped and counted, and the window's alerts say ``exact: false`` until it has emptied.
@@ -38,6 +38,11 @@ MAX_WINDOW_EVENTS = 100_000
 """The most events one key's window holds; the oldest beyond are dropped (inexact)."""
 
 _NUM = (int, float)
+
+_SWEEP_MIN = 1024
+"""Keys whose windows have expired are swept out when the map has grown to twice its size
+after the last sweep (and at least this many keys): amortised O(1) per new key, and at most
+twice the keys with a live window (plus this many) are ever held."""
 
 
 class WindowHit(NamedTuple):
@@ -167,6 +172,13 @@ class WindowState:
             (k, _CMP[t.op], _scaled(t.threshold) if k in (_SUMK, _AVG) else t.threshold)
             for k, t in zip(self._kinds, spec.terms, strict=True))
         self._members = tuple(cond for _, cond in spec.members)
+        self._sweep_at = _SWEEP_MIN
+        self._term_checks: tuple[Callable[[_KeyWindow], bool], ...] = (
+            (lambda w: all(w.counts)),) if self._members else tuple(
+            self._term_check(j) for j in range(len(self._checks)))
+        # whether the condition holds over an empty window (the one before a key's first
+        # event): 0 events, 0 distinct values, sums 0, no average, minimum or maximum
+        self._empty_holds = self._holds(_KeyWindow(self._kinds, len(self._members)))
 
     # ------------------------------------------------------------------ one key's window
 
@@ -231,28 +243,28 @@ class WindowState:
             w.exact = True
 
     def _holds(self, w: _KeyWindow) -> bool:
-        if self._members:
-            return all(w.counts)
-        aggs = w.aggs
-        for j, (k, cmp, th) in enumerate(self._checks):
-            if k == _COUNT:
-                v = len(w.events)
-            elif k == _DISTINCT:
-                v = len(aggs[j])
-            elif k == _SUMK:
-                v = aggs[j].total
-            elif k == _AVG:
-                n = aggs[j].n
-                if not n:
-                    return False
-                v, th = aggs[j].total, th * n
-            else:
-                v = aggs[j].value()
-                if v is None:
-                    return False
-            if not cmp(v, th):
+        """Whether the condition holds over ``w`` (every term's check, in order)."""
+        for check in self._term_checks:
+            if not check(w):
                 return False
         return True
+
+    def _term_check(self, j: int) -> Callable[[_KeyWindow], bool]:
+        """The check of term ``j`` over a window, as one closure (its kind decided once)."""
+        k, cmp, th = self._checks[j]
+        if k == _COUNT:
+            return lambda w: cmp(len(w.events), th)
+        if k == _DISTINCT:
+            return lambda w: cmp(len(w.aggs[j]), th)
+        if k == _SUMK:
+            return lambda w: cmp(w.aggs[j].total, th)
+        if k == _AVG:
+            return lambda w: bool(w.aggs[j].n) and cmp(w.aggs[j].total, th * w.aggs[j].n)
+
+        def extreme(w: _KeyWindow) -> bool:
+            v = w.aggs[j].value()
+            return v is not None and cmp(v, th)
+        return extreme
 
     def _value(self, j: int, w: _KeyWindow) -> Any:
         """The value of term ``j`` for the alert (sums and averages as int or float)."""
@@ -279,15 +291,18 @@ class WindowState:
             ev = ev.event()
         lo = ev.ts - self.spec.within_ms
         if w is None:
-            self._expire(lo)  # (only a new key makes the map grow)
+            if len(windows) >= self._sweep_at:  # (only a new key makes the map grow)
+                self._expire(lo)
+                self._sweep_at = max(2 * len(windows), _SWEEP_MIN)
             w = windows[key] = _KeyWindow(self._kinds, len(self._members))
+            before = self._empty_holds
         else:
             windows.move_to_end(key)
-        events = w.events
-        while events and events[0].ts <= lo:
-            self._pop(w)
-        before = self._holds(w)
-        if len(events) >= self.cap:
+            events = w.events
+            while events and events[0].ts <= lo:
+                self._pop(w)
+            before = self._holds(w) if events else self._empty_holds
+        if len(w.events) >= self.cap:
             self._pop(w)
             w.exact = False
             self.evicted += 1
