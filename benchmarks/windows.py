@@ -8,8 +8,9 @@ Two rule sets of five rules each run over the 1,000,000-event benchmark input
 over ``count()``, ``count_distinct``, ``sum`` and ``avg``, two ``all of`` sets, three of the
 five with ``suppress for`` — each reading the events that start the peer pattern it stands
 beside (failed logins for the two ``brute_force`` rules and ``fail_then_success``, every
-payment for ``pay_refund_pay``, payments below 5 for ``card_testing``).  Each run is the whole ``cep run``
-process (interpreter start, compilation, reading, decoding, matching, writing every alert),
+payment for ``pay_refund_pay``, payments below 5 for ``card_testing``).  Each run is the
+whole ``cep run`` process (interpreter start, compilation, reading, decoding, matching,
+writing every alert),
 the two sets alternating ``--repeat`` times so that both see the same drift of the host; the
 best run of each counts.  Target: mixed ÷ plain ≥ 80 %.
 
