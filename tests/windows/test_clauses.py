@@ -153,3 +153,17 @@ def test_metrics_expose_suppression_and_windows() -> None:
     assert 'cep_suppressed_alerts_total{rule="fan_out"} 1.0' in text
     assert 'cep_window_events{rule="fan_out"} 2.0' in text
     assert 'cep_suppression_groups{rule="fan_out"} 1.0' in text
+
+
+def test_schema_check_reads_the_fields_of_aggregates_and_suppression_groups(tmp_path) -> None:
+    from cep.lang.schema import load_schema
+    from cep.lang.typecheck import check_schema
+
+    schema_file = tmp_path / "schema.yaml"
+    schema_file.write_text("fields:\n  host.name: string\n  user.name: string\n",
+                           encoding="utf-8")
+    rf, _ = parse_text("rule r\n  key by user.name\n  having count_distinct(host.nmae) >= 2 "
+                       "within 1m\n  suppress for 1h by user.nme\nend\n", "r.cep")
+    diags = check_schema([rf], load_schema(str(schema_file)))
+    assert [(d.span.line, d.span.col) for d in diags] == [(3, 25), (4, 22)], diags
+    assert all("unknown field" in d.message for d in diags)
