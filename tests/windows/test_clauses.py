@@ -167,3 +167,27 @@ def test_schema_check_reads_the_fields_of_aggregates_and_suppression_groups(tmp_
     diags = check_schema([rf], load_schema(str(schema_file)))
     assert [(d.span.line, d.span.col) for d in diags] == [(3, 25), (4, 22)], diags
     assert all("unknown field" in d.message for d in diags)
+
+
+def test_a_version_2_checkpoint_restores_with_empty_windows() -> None:
+    import hashlib
+
+    import msgpack
+
+    from cep.checkpoint.snapshot import MAGIC, payload
+
+    rules = [compile_one(FAN_OUT)]
+    op = CepOperator(rules, Recorder())
+    for seq, (t, v) in enumerate(((1, 1), (2, 2), (3, 3)), 1):
+        op.on_event(Event(t, seq, {"ts": t, "k": "x", "v": v, "w": 0, "ok": True}, "input",
+                          seq))
+    body, framed = payload(encode(op))
+    doc = msgpack.unpackb(body, strict_map_key=False)
+    assert framed and doc["version"] == 3 and doc["rules"][0]["gate"]["windows"]
+    doc["version"] = 2
+    del doc["rules"][0]["gate"]
+    old = msgpack.packb(doc)
+    fresh = CepOperator(rules, Recorder())
+    decode(MAGIC + hashlib.sha256(old).digest() + old, fresh)
+    assert fresh.stats()["rules"]["fan_out"]["window_keys"] == 0
+    assert fresh.stats()["rules"]["fan_out"]["matches"] == 1  # the counters are v2's
