@@ -191,3 +191,28 @@ def test_a_version_2_checkpoint_restores_with_empty_windows() -> None:
     decode(MAGIC + hashlib.sha256(old).digest() + old, fresh)
     assert fresh.stats()["rules"]["fan_out"]["window_keys"] == 0
     assert fresh.stats()["rules"]["fan_out"]["matches"] == 1  # the counters are v2's
+
+
+def test_a_full_window_drops_its_oldest_events_and_says_so() -> None:
+    from cep.operator.window import WindowState
+
+    rule = compile_one("rule r\n  key by k\n  having count() >= 3 within 1h\nend\n")
+    assert rule.window is not None
+    win = WindowState(rule.window, cap=3)
+    hits = []
+    for seq, t in enumerate((1, 2, 3, 4, 5), 1):
+        hit = win.offer("x", Event(t, seq, {"k": "x"}, "input", seq))
+        hits.append(None if hit is None else (hit.events, hit.exact, hit.first_ts))
+    # the third event crosses; the fourth and fifth push the oldest out (count stays 3)
+    assert hits == [None, None, (3, True, 1), None, None]
+    assert win.evicted == 2 and not win.windows["x"].exact
+    later = win.offer("x", Event(10_000_000, 6, {"k": "x"}, "input", 6))
+    assert later is None and win.windows["x"].exact  # emptied by time: exact again
+    rule = compile_one("rule r\n  key by k\n  having count_distinct(v) >= 3 within 1h\nend\n")
+    assert rule.window is not None
+    win = WindowState(rule.window, cap=3)
+    got = [win.offer("x", Event(t, t, {"k": "x", "v": v}, "input", t))
+           for t, v in enumerate((1, 1, 1, 2, 3), 1)]
+    assert got[:4] == [None] * 4 and got[4] is not None
+    assert (got[4].exact, got[4].events, got[4].aggregates) == (
+        False, 3, {"count_distinct(v)": 3})
