@@ -50,7 +50,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from cep.operator.alert_gate import GATE_STATS
+from cep.operator.alerting import ALERTING_STATS
 from cep.operator.cep_operator import CepOperator, Emit
 
 __all__ = ["LATENCY_BUCKETS", "SAMPLE_MASK", "RunMetrics", "EngineSnapshot", "ReloadState",
@@ -121,7 +121,7 @@ class EngineSnapshot:
 
     ``rules``: per active rule ``{"name", "version", "severity", "file", "line", "keys",
     "partial_matches", "matches", "timeouts", "evictions", "truncated"}`` and the
-    :data:`~cep.operator.alert_gate.GATE_STATS` (state sizes include
+    :data:`~cep.operator.alerting.ALERTING_STATS` (state sizes include
     draining versions; counters are cumulative over versions); ``draining``: ``{"rule",
     "version", "keys", "partial_matches"}`` per draining version; ``watermarks``: input →
     epoch ms (−∞ before the first event); ``lag``: ``(topic, partition)`` → messages behind
@@ -154,7 +154,7 @@ def operator_snapshot(ops: list[CepOperator], mode: str, metrics: RunMetrics,
                 rules[name] = dict(r, name=name, file=file, line=line)
                 continue
             for k in ("keys", "partial_matches", "matches", "timeouts", "evictions",
-                      "truncated", *GATE_STATS):
+                      "truncated", *ALERTING_STATS):
                 entry[k] += r[k]
         for d in st["draining"]:
             ent = draining.setdefault((d["rule"], d["version"]), dict(d, keys=0,

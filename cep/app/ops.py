@@ -42,7 +42,7 @@ from cep.app.ops_http import HttpLimits, OpsServer, is_loopback
 from cep.app.reload import Apply, Control, Reloader, ReloadResult, RuleWatcher
 from cep.compiler.compiled import CompiledRule
 from cep.errors import ConfigError
-from cep.operator.alert_gate import GATE_STATS
+from cep.operator.alerting import ALERTING_STATS
 
 __all__ = ["Operations", "OpsServer", "TOKEN_ENV", "parse_address"]
 
@@ -198,7 +198,7 @@ class Operations:
             "rules": [{"name": r["name"], "version": r["version"], "severity": r["severity"],
                        "file": r["file"], "line": r["line"], "keys": r["keys"],
                        "partial_matches": r["partial_matches"],
-                       **{k: r[k] for k in GATE_STATS}} for r in snap.rules],
+                       **{k: r[k] for k in ALERTING_STATS}} for r in snap.rules],
             "draining": snap.draining,
             "reload": {
                 "ok": state.ok, "failed": state.failed,

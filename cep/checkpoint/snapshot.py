@@ -25,15 +25,15 @@ Payload::
      "rules":  [{"name", "version", "text", "counter", "draining", "matches", "timeouts",
                  "evictions", "keys": [[key, clock, partial, completed], ...],
                  "timers": [[deadline_ms, n, key], ...], "deadline": [[key, deadline_ms], ...],
-                 "gate": {...}}]}                                  # version 3, optional
+                 "alerting": {...}}]}                             # version 3, optional
 
-``gate`` (format version 3; only for rules with a ``having`` / ``all of`` window or
-``suppress for``) is the rule's :class:`~cep.operator.alert_gate.AlertGate`:
+``alerting`` (format version 3; only for rules with a ``having`` / ``all of`` window or
+``suppress for``) is the rule's :class:`~cep.operator.alerting.Alerting`:
 ``{"produced": int, "windows": [[key, [event_index, ...], exact], ...] (keys in the order of
 their last event), "window_evictions": int, "periods": [[group, until_ms, suppressed], ...]
 (in emission order), "pending": [[group, suppressed], ...], "suppressed": int}``.  The
 windows' running aggregates are computed again from their events.  Version 2 snapshots
-(no ``gate``) are read as before, with empty windows and no suppression in force; an engine
+(no ``alerting``) are read as before, with empty windows and no suppression in force; an engine
 that knows only version 2 refuses version 3 rather than drop that state silently.
 
 A computation (in ``partial`` / ``completed``, kept in heap array order so ties break exactly as
@@ -75,7 +75,7 @@ from cep.nfa.heap import JavaHeap
 from cep.nfa.matcher import NO_COMPLETED, START_CK, Computation, KeyState
 from cep.nfa.model import NFA, State
 from cep.nfa.pattern import PartialMatchNode
-from cep.operator.alert_gate import AlertGate
+from cep.operator.alerting import Alerting
 from cep.operator.cep_operator import CepOperator, RuleState
 from cep.operator.versions import revive, start_draining
 from cep.operator.watermark import WatermarkTracker
@@ -206,13 +206,13 @@ def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
         "evictions": rs.evictions, "keys": keys,
         "timers": [[d, n, k] for d, n, k in rs.timer_entries()],
         "deadline": [[k, ks.deadline] for k, ks in states if ks.deadline < _INF],
-        **({"gate": _encode_gate(rs.gate, t)} if rs.gate is not None else {}),
+        **({"alerting": _encode_alerting(rs.alerting, t)} if rs.alerting is not None else {}),
     }
 
 
-def _encode_gate(gate: AlertGate, t: _Tables) -> dict[str, Any]:
-    win, sup = gate.window, gate.suppressor
-    out: dict[str, Any] = {"produced": gate.produced}
+def _encode_alerting(alerting: Alerting, t: _Tables) -> dict[str, Any]:
+    win, sup = alerting.window, alerting.suppressor
+    out: dict[str, Any] = {"produced": alerting.produced}
     if win is not None:
         out["windows"] = [[k, [t.event(e) for e in evs], exact]
                           for k, evs, exact in win.state()]
@@ -224,9 +224,9 @@ def _encode_gate(gate: AlertGate, t: _Tables) -> dict[str, Any]:
     return out
 
 
-def _restore_gate(gate: AlertGate, saved: dict[str, Any], events: list[Event]) -> None:
-    gate.produced = saved.get("produced", 0)
-    win, sup = gate.window, gate.suppressor
+def _restore_alerting(alerting: Alerting, saved: dict[str, Any], events: list[Event]) -> None:
+    alerting.produced = saved.get("produced", 0)
+    win, sup = alerting.window, alerting.suppressor
     if win is not None and "windows" in saved:
         win.restore([(_hashable_key(k), [events[i] for i in evs], exact)
                      for k, evs, exact in saved["windows"]], saved["window_evictions"])
@@ -382,8 +382,8 @@ def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatch
     rs.matches = saved["matches"]
     rs.timeouts = saved["timeouts"]
     rs.evictions = saved["evictions"]
-    if rs.gate is not None and "gate" in saved:
-        _restore_gate(rs.gate, saved["gate"], events)
+    if rs.alerting is not None and "alerting" in saved:
+        _restore_alerting(rs.alerting, saved["alerting"], events)
 
 
 def _saved_partials(saved: dict[str, Any]) -> int:

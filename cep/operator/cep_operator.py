@@ -57,7 +57,7 @@ from cep.nfa.matcher import (
     started_key_state,
 )
 from cep.nfa.pattern import PartialMatchNode
-from cep.operator.alert_gate import GATE_STATS
+from cep.operator.alerting import ALERTING_STATS
 from cep.operator.eviction import EvictionLog
 from cep.operator.fastpath import Scanner, build_scanner
 from cep.operator.records import (
@@ -503,7 +503,7 @@ class CepOperator:
         before = ks.a
         matches = process(nfa, ks, ev)
         if matches:
-            if rs.gate is not None:
+            if rs.alerting is not None:
                 for node in matches:
                     self._emit_match(rs, key, node)
             else:
@@ -643,16 +643,16 @@ class CepOperator:
                         self.emit(alerts.timeout_sink, rec)
 
     def _emit_match(self, rs: RuleState, key: Hashable, node: Any) -> None:
-        """One completed match of ``key``: its alert, unless the rule's gate (window,
+        """One completed match of ``key``: its alert, unless the rule's alerting (window,
         suppression) holds it back."""
-        gate = rs.gate
-        if gate is None:
+        alerting = rs.alerting
+        if alerting is None:
             rs.matches += 1
             self.emit(rs.alerts.sink, rs.alerts.match(key, node))
             return
-        made = gate.produced
-        rec = gate.offer(key, node)
-        rs.matches += gate.produced - made
+        made = alerting.produced
+        rec = alerting.offer(key, node)
+        rs.matches += alerting.produced - made
         if rec is not None:
             self.emit(rs.alerts.sink, rec)
 
@@ -722,7 +722,7 @@ class CepOperator:
         acc[1] += rs.timeouts
         acc[2] += rs.evictions
         acc[3] += rs.alerts.truncated
-        acc[4] += rs.gate.stats()["suppressed"] if rs.gate is not None else 0
+        acc[4] += rs.alerting.stats()["suppressed"] if rs.alerting is not None else 0
 
     def _retire(self, rs: RuleState) -> None:
         """A draining version holds nothing any more: it disappears.  The rule list is
@@ -756,7 +756,7 @@ class CepOperator:
         (records cut down to ``max_events_per_match``; over every version the operator
         ran), and for rules with a window or ``suppress for`` (0 otherwise) ``suppressed``
         (cumulative), ``suppression_groups``, ``window_keys``, ``window_events``,
-        ``window_evictions`` (:meth:`AlertGate.stats`); ``draining`` lists each draining
+        ``window_evictions`` (:meth:`Alerting.stats`); ``draining`` lists each draining
         version with its state sizes."""
         rules: dict[str, dict[str, Any]] = {}
         draining: list[dict[str, Any]] = []
@@ -765,7 +765,7 @@ class CepOperator:
                 rules[rs.rule.name] = {"version": rs.rule.version, "severity": rs.rule.severity,
                                        "matches": 0, "timeouts": 0, "evictions": 0,
                                        "truncated": 0, "keys": 0, "partial_matches": 0,
-                                       **dict.fromkeys(GATE_STATS, 0)}
+                                       **dict.fromkeys(ALERTING_STATS, 0)}
         for name, (matches, timeouts, evictions, truncated, suppressed) in self.retired.items():
             entry = rules.get(name)
             if entry is not None:
@@ -784,8 +784,8 @@ class CepOperator:
                 entry["truncated"] += rs.alerts.truncated
                 entry["keys"] += len(rs.keys)
                 entry["partial_matches"] += partial
-                if rs.gate is not None:
-                    for k, v in rs.gate.stats().items():
+                if rs.alerting is not None:
+                    for k, v in rs.alerting.stats().items():
                         entry[k] += v
             if rs.draining:
                 draining.append({"rule": rs.rule.name, "version": rs.rule.version,

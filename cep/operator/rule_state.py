@@ -28,7 +28,7 @@ from cep.nfa.matcher import (
     start_shortcut,
     started_key_state,
 )
-from cep.operator.alert_gate import AlertGate, gate_for
+from cep.operator.alerting import Alerting, alerting_for
 from cep.operator.records import MAX_EVENTS_PER_MATCH, AlertBuilder
 
 __all__ = ["RuleState", "HeldKeys", "KeyEntry", "TIMER_GRAINS", "timer_grain",
@@ -140,7 +140,7 @@ class RuleState:
         alerts: the :class:`~cep.operator.records.AlertBuilder` of the rule (given
             ``id_parts``, the cache it shares with the operator's other rules, and
             ``max_events``, the most events a record's ``match`` shows; ``None``: all).
-        gate: the rule's :class:`~cep.operator.alert_gate.AlertGate` (window of ``having`` /
+        alerting: the rule's :class:`~cep.operator.alerting.Alerting` (window of ``having`` /
             ``all of``, ``suppress for``) that decides which matches become alerts; ``None``
             when every match does.  Then ``matches`` counts the alerts it made.
         single: the stage of a pattern whose every match is one event
@@ -149,7 +149,7 @@ class RuleState:
             is emitted as its match at once.  ``None`` otherwise.
     """
 
-    __slots__ = ("rule", "keys", "timers", "due", "counter", "draining", "gate", "single",
+    __slots__ = ("rule", "keys", "timers", "due", "counter", "draining", "alerting", "single",
                  "matches", "timeouts", "evictions", "alerts", "young", "mature", "grain",
                  "shortcut", "holders", "compact_after", "_bucket_lo", "_bucket")
 
@@ -157,7 +157,7 @@ class RuleState:
                  max_events: int | None = MAX_EVENTS_PER_MATCH) -> None:
         self.rule = rule
         self.alerts = AlertBuilder(rule, id_parts, max_events)
-        self.gate: AlertGate | None = gate_for(rule, self.alerts)
+        self.alerting: Alerting | None = alerting_for(rule, self.alerts)
         self.single = single_event_stage(rule.nfa)
         self.keys: dict[Hashable, KeyEntry] = {}
         self.timers: list[float] = []

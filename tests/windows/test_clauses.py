@@ -183,9 +183,9 @@ def test_a_version_2_checkpoint_restores_with_empty_windows() -> None:
                           seq))
     body, framed = payload(encode(op))
     doc = msgpack.unpackb(body, strict_map_key=False)
-    assert framed and doc["version"] == 3 and doc["rules"][0]["gate"]["windows"]
+    assert framed and doc["version"] == 3 and doc["rules"][0]["alerting"]["windows"]
     doc["version"] = 2
-    del doc["rules"][0]["gate"]
+    del doc["rules"][0]["alerting"]
     old = msgpack.packb(doc)
     fresh = CepOperator(rules, Recorder())
     decode(MAGIC + hashlib.sha256(old).digest() + old, fresh)

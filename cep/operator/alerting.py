@@ -1,10 +1,10 @@
 """Between a rule's matches and its alerts: the window of ``having`` / ``all of`` and the
 suppression of ``suppress for``.
 
-:meth:`AlertGate.offer` takes one completed match (the last node of its chain) and returns
+:meth:`Alerting.offer` takes one completed match (the last node of its chain) and returns
 the alert record to emit, or ``None``: the window did not cross (:mod:`cep.operator.window`)
 or the alert was suppressed (:mod:`cep.operator.suppression`).  Rules with neither have no
-gate; the operator then emits every match as before.  Layer 3.
+``Alerting``; the operator then emits every match as before.  Layer 3.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from cep.operator.records import AlertBuilder
 from cep.operator.suppression import Suppressor
 from cep.operator.window import WindowState
 
-__all__ = ["AlertGate", "gate_for", "GATE_STATS"]
+__all__ = ["Alerting", "alerting_for", "ALERTING_STATS"]
 
-GATE_STATS = ("suppressed", "suppression_groups", "window_keys", "window_events",
+ALERTING_STATS = ("suppressed", "suppression_groups", "window_keys", "window_events",
               "window_evictions")
-"""The names of :meth:`AlertGate.stats`."""
+"""The names of :meth:`Alerting.stats`."""
 
 
-class AlertGate:
+class Alerting:
     """The window and suppression state of one rule version.
 
     Attributes:
@@ -90,8 +90,8 @@ class AlertGate:
         }
 
 
-def gate_for(rule: CompiledRule, alerts: AlertBuilder) -> AlertGate | None:
-    """The gate of ``rule``, ``None`` when it has no window and no suppression."""
+def alerting_for(rule: CompiledRule, alerts: AlertBuilder) -> Alerting | None:
+    """The :class:`Alerting` of ``rule``, ``None`` when it has no window and no suppression."""
     if rule.window is None and rule.suppress is None:
         return None
-    return AlertGate(rule, alerts)
+    return Alerting(rule, alerts)
