@@ -29,7 +29,7 @@ SHIPPED = {
     "account_takeover_chain": "linear", "brute_force_single_account": "linear",
     "credential_stuffing": "linear", "impossible_travel": "constant", "kerberoasting": "linear",
     "mfa_fatigue": "linear", "ssh_brute_force_then_success": "linear",
-    "windows_password_spray": "linear", "lateral_fan_out": "constant",
+    "windows_password_spray": "constant", "lateral_fan_out": "constant",
 }
 
 

@@ -66,10 +66,10 @@ def test_the_library_finds_the_spray_and_the_kerberoast_in_arrival_order(tmp_pat
     # Independently: the first five 4625s of the capture in event-time order.
     expected_4625 = _raw_security(4625)
     assert len(expected_4625) == 7
-    assert [e["winlog"]["record_id"] for e in spray["match"]["failures"]] == [
+    assert [e["winlog"]["record_id"] for e in spray["match"]["events"]] == [
         r["RecordNumber"] for _, _, r in expected_4625[:5]
     ]
-    assert [e["user"]["name"] for e in spray["match"]["failures"]] == [
+    assert [e["user"]["name"] for e in spray["match"]["events"]] == [
         "lrodriguez", "pgustavo", "sysmonsvc", "sbeavers", "mscott",
     ]
 
