@@ -30,6 +30,7 @@ SHIPPED = {
     "credential_stuffing": "linear", "impossible_travel": "constant", "kerberoasting": "linear",
     "mfa_fatigue": "linear", "ssh_brute_force_then_success": "linear",
     "windows_password_spray": "constant", "lateral_fan_out": "constant",
+    "sprayed_account_in_use": "constant",
 }
 
 

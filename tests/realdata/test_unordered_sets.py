@@ -1,4 +1,5 @@
-"""``all of`` on the labelled Windows password spray (shared/data/windows-security-mordor):
+"""``all of`` (rules/login/sprayed_account_in_use.cep) on the labelled Windows password spray
+(shared/data/windows-security-mordor):
 for one account, a failed logon at the workstation (4625), a failed credential validation at
 the domain controller (4776) and a successful logon (4624) within five minutes, in whatever
 order they come — a sprayed account that is also in use.  The alerts equal the brute-force
@@ -18,19 +19,6 @@ from .engine_run import dataset, run_mapped
 
 pytestmark = pytest.mark.shared
 
-RULE = """
-rule sprayed_account_in_use
-  key by user.name
-  all of (
-    failed_logon      where event.code == "4625",
-    failed_validation where event.code == "4776",
-    logon             where event.code == "4624"
-  ) within 5m
-  suppress for 1h
-  emit { user: failed_logon.user.name, workstation: failed_logon.host.name }
-end
-"""
-
 MEMBERS = [lambda e, c=code: e.get("event", {}).get("code") == c
            for code in ("4625", "4776", "4624")]
 
@@ -38,9 +26,8 @@ MEMBERS = [lambda e, c=code: e.get("event", {}).get("code") == c
 def test_all_of_on_the_mordor_spray_equals_the_reference(tmp_path: Path) -> None:
     events = list(windows_csv_events(
         dataset("windows-security-mordor/security_auth_events.csv")))
-    rule_file = tmp_path / "spray.cep"
-    rule_file.write_text(RULE, encoding="utf-8")
-    alerts, late, summary = run_mapped([str(rule_file)], events, tmp_path)
+    alerts, late, summary = run_mapped(["login/sprayed_account_in_use.cep"], events,
+                                       tmp_path)
     assert summary.late == 0 and not late
     tagged = [dict(e, id=i, k=e.get("user", {}).get("name")) for i, e in enumerate(events)]
     crossings = ref.all_of_alerts(tagged, MEMBERS, 300_000)
@@ -55,7 +42,10 @@ def test_all_of_on_the_mordor_spray_equals_the_reference(tmp_path: Path) -> None
     assert got == want
     (alert,) = alerts
     assert alert["key"] == {"user.name": "pgustavo"} and alert["suppressed"] == 0
-    assert alert["data"] == {"user": "pgustavo", "workstation": "WORKSTATION5.theshire.local"}
+    assert alert["data"] == {"user.name": "pgustavo",
+                             "workstation": "WORKSTATION5.theshire.local",
+                             "domain_controller": "MORDORDC.theshire.local",
+                             "logon_host": "MORDORDC.theshire.local"}
     match = alert["match"]
     assert list(match) == ["logon", "failed_logon", "failed_validation"]  # as they came
     assert match["logon"][0]["ts"] <= match["failed_logon"][0]["ts"]
