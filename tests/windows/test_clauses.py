@@ -216,3 +216,22 @@ def test_a_full_window_drops_its_oldest_events_and_says_so() -> None:
     assert got[:4] == [None] * 4 and got[4] is not None
     assert (got[4].exact, got[4].events, got[4].aggregates) == (
         False, 3, {"count_distinct(v)": 3})
+
+
+def test_trace_tells_window_suppressed_and_matched_events_apart() -> None:
+    import io
+    import json
+
+    from cep.app.trace import trace_key
+    from cep.io.codecs import TimeSpec, decode_lines
+
+    rule = compile_one("rule r\n  key by k\n  having count() >= 2 within 5ms\n"
+                       "  suppress for 100ms\nend\n")
+    lines = [{"ts": t, "k": "x"} for t in (1, 2, 20, 21, 22)] + [{"ts": 3, "k": "y"}]
+    lines.sort(key=lambda e: e["ts"])
+    text = io.BytesIO("".join(json.dumps(e) + "\n" for e in lines).encode())
+    got = trace_key(rule, {"k": "x"}, decode_lines(text, "json", TimeSpec()))
+    # 1: in the window; 2 crosses (alert); 20: the window lost 1 and 2, holds 20 alone;
+    # 21 crosses again within 100 ms of the alert: suppressed; 22 stays above
+    assert [f.what for f in got.fates] == ["in window", "matched", "in window", "suppressed",
+                                           "in window"]
