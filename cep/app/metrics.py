@@ -18,6 +18,11 @@ Metric families (all names prefixed ``cep_``; times in seconds unless the name s
 ``evictions_total{rule}``                 counter  partial matches evicted by the per-key cap
 ``truncated_alerts_total{rule}``          counter  alerts cut down to ``max_events_per_match``
 ``partial_matches_dropped_total``         counter  partial matches dropped by reloads
+``suppressed_alerts_total{rule}``         counter  alerts held back by ``suppress for``
+``suppression_groups{rule}``              gauge    suppression groups holding state
+``window_keys{rule}``                     gauge    keys with a ``having`` / ``all of`` window
+``window_events{rule}``                   gauge    events held in those windows
+``window_evictions_total{rule}``          counter  events dropped from full windows
 ``rule_info{rule,version,state}``         gauge    1 per running version (active, draining)
 ``watermark_ms{input}``                   gauge    event-time watermark per input (epoch ms)
 ``consumer_lag{topic,partition}``         gauge    Kafka: messages not yet consumed
@@ -45,6 +50,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from cep.operator.alerting import ALERTING_STATS
 from cep.operator.cep_operator import CepOperator, Emit
 
 __all__ = ["LATENCY_BUCKETS", "SAMPLE_MASK", "RunMetrics", "EngineSnapshot", "ReloadState",
@@ -114,7 +120,8 @@ class EngineSnapshot:
     """The state of a run at one moment, taken on the pipeline thread between two events.
 
     ``rules``: per active rule ``{"name", "version", "severity", "file", "line", "keys",
-    "partial_matches", "matches", "timeouts", "evictions", "truncated"}`` (state sizes include
+    "partial_matches", "matches", "timeouts", "evictions", "truncated"}`` and the
+    :data:`~cep.operator.alerting.ALERTING_STATS` (state sizes include
     draining versions; counters are cumulative over versions); ``draining``: ``{"rule",
     "version", "keys", "partial_matches"}`` per draining version; ``watermarks``: input →
     epoch ms (−∞ before the first event); ``lag``: ``(topic, partition)`` → messages behind
@@ -147,7 +154,7 @@ def operator_snapshot(ops: list[CepOperator], mode: str, metrics: RunMetrics,
                 rules[name] = dict(r, name=name, file=file, line=line)
                 continue
             for k in ("keys", "partial_matches", "matches", "timeouts", "evictions",
-                      "truncated"):
+                      "truncated", *ALERTING_STATS):
                 entry[k] += r[k]
         for d in st["draining"]:
             ent = draining.setdefault((d["rule"], d["version"]), dict(d, keys=0,
@@ -204,6 +211,17 @@ class EngineCollector:
         yield _counter("cep_truncated_alerts", "Alert records whose match was cut down to "
                        "max_events_per_match.", ["rule"],
                        [((r["name"],), r["truncated"]) for r in snap.rules])
+        yield _counter("cep_suppressed_alerts", "Alerts held back by suppress for.", ["rule"],
+                       [((r["name"],), r["suppressed"]) for r in snap.rules])
+        yield _gauge("cep_suppression_groups", "Suppression groups holding state per rule.",
+                     ["rule"], [((r["name"],), r["suppression_groups"]) for r in snap.rules])
+        yield _gauge("cep_window_keys", "Keys holding a having / all of window per rule.",
+                     ["rule"], [((r["name"],), r["window_keys"]) for r in snap.rules])
+        yield _gauge("cep_window_events", "Events held in having / all of windows per rule.",
+                     ["rule"], [((r["name"],), r["window_events"]) for r in snap.rules])
+        yield _counter("cep_window_evictions", "Events dropped from full having / all of "
+                       "windows.", ["rule"],
+                       [((r["name"],), r["window_evictions"]) for r in snap.rules])
         yield _counter("cep_partial_matches_dropped", "Partial matches dropped by rule "
                        "reloads (removed rules, unbounded partial matches of changed rules).",
                        [], [((), snap.partial_dropped)])

@@ -43,6 +43,7 @@ from cep.app.ops_http import HttpLimits, OpsServer, is_loopback
 from cep.app.reload import Apply, Control, Reloader, ReloadResult, RuleWatcher
 from cep.compiler.compiled import CompiledRule
 from cep.errors import ConfigError
+from cep.operator.alerting import ALERTING_STATS
 
 __all__ = ["Operations", "OpsServer", "TOKEN_ENV", "parse_address"]
 
@@ -198,7 +199,8 @@ class Operations:
             "uptime_s": round(time.time() - self.started, 3),
             "rules": [{"name": r["name"], "version": r["version"], "severity": r["severity"],
                        "file": r["file"], "line": r["line"], "keys": r["keys"],
-                       "partial_matches": r["partial_matches"]} for r in snap.rules],
+                       "partial_matches": r["partial_matches"],
+                       **{k: r[k] for k in ALERTING_STATS}} for r in snap.rules],
             "draining": snap.draining,
             "lists": rl.loaded_lists() if rl is not None else [],
             "reload": {

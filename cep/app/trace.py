@@ -9,7 +9,9 @@ and compact key forms are turned off for the traced rule (they are proven equal 
 step, which is easier to observe).  Nothing here matches anything itself.
 
 A fate is one of ``taken`` (a stage took the event; the partial matches it is now in),
-``matched`` (it completed a match: an alert), ``not taken`` (with the stage conditions that
+``matched`` (it completed a match: an alert), ``suppressed`` (it completed one whose alert
+``suppress for`` held back), ``in window`` (a ``having`` / ``all of`` rule put it into the
+key's window without crossing the condition), ``not taken`` (with the stage conditions that
 rejected it and the field values they read), ``late`` (with the watermark it missed), ``dead
 letter`` (an event time refused), ``filtered`` (the rule's header ``where`` or ``from``), and,
 between events, ``expired`` (partial matches of the key gone without a match: a window
@@ -89,9 +91,10 @@ def trace_key(rule: CompiledRule, key: dict[str, str],
         if not ours:
             ours.append(rule.key_fn(ev.data))
         before = _partials(rs_, ours[0])
-        n = len(emitted)
+        n, made = len(emitted), rs_.matches
         plain(rs_, ev)
-        trace.fates.append(_fate(rule, rs_, ours[0], ev, before, emitted[n:]))
+        trace.fates.append(_fate(rule, rs_, ours[0], ev, before, emitted[n:],
+                                 rs_.matches - made))
 
     setattr(op, "dispatch_one", observed)  # noqa: B010  (the operator's dispatch calls it)
     seq = 0
@@ -153,7 +156,7 @@ def _partials(rs: RuleState, key: Any) -> set[int]:
 
 
 def _fate(rule: CompiledRule, rs: RuleState, key: Any, ev: Event, before: set[int],
-          emitted: list[tuple[str, dict[str, Any]]]) -> Fate:
+          emitted: list[tuple[str, dict[str, Any]]], made: int = 0) -> Fate:
     line, ts = ev.offset, ev.ts
     if rule.sources is not None and ev.source not in rule.sources:
         return Fate(line, ts, "filtered", "the rule reads other sources")
@@ -162,6 +165,15 @@ def _fate(rule: CompiledRule, rs: RuleState, key: Any, ev: Event, before: set[in
     alerts = [rec for sink, rec in emitted if not rec.get("timed_out")]
     if any(_has_event(rec, ev) for rec in alerts):
         return Fate(line, ts, "matched", f"completed a match: an alert ({len(alerts)} now)")
+    if made and rs.alerting is not None:
+        return Fate(line, ts, "suppressed", "completed a match; its alert was held back by "
+                                            "`suppress for`")
+    window = rs.alerting.window if rs.alerting is not None else None
+    if window is not None:
+        w = window.windows.get(key)
+        if w is not None and w.events and w.events[-1].seq == ev.seq:
+            return Fate(line, ts, "in window", f"{len(w.events)} event(s) in the key's window; "
+                                               "the condition was not crossed")
     ks = rs.state_of(key)
     live = [c.node for c in (ks.a if ks is not None else ()) if c.node is not None]
     took = sorted({node.stage for node in live if node.event.seq == ev.seq})

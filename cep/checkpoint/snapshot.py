@@ -7,7 +7,7 @@ completed matches still held back by the skip strategy, the key's clock, the rul
 counters; the events buffered but not yet released; the watermark tracker's per-input maxima;
 and a ``meta`` map for the caller (input offsets, the next arrival number).
 
-Framing (format version 2): the 8 bytes ``CEPCKPT\\x02``, the SHA-256 of the payload (32
+Framing (format version 2 and later): the 8 bytes ``CEPCKPT\\x02``, the SHA-256 of the payload (32
 bytes), then the payload, one msgpack map.  A frame whose checksum does not match (a torn
 copy, a flipped bit, an edit) is refused with :class:`CheckpointError`; the checksum detects
 damage, it does not authenticate (whoever can write the checkpoint can compute it), so
@@ -24,7 +24,18 @@ Payload::
      "buffer": {"events": [event_index, ...], "last_ts": float},
      "rules":  [{"name", "version", "text", "counter", "draining", "matches", "timeouts",
                  "evictions", "keys": [[key, clock, partial, completed], ...],
-                 "timers": [[deadline_ms, n, key], ...], "deadline": [[key, deadline_ms], ...]}]}
+                 "timers": [[deadline_ms, n, key], ...], "deadline": [[key, deadline_ms], ...],
+                 "key_evictions": [[key, evicted since its last match], ...],
+                 "alerting": {...}}]}                             # version 3, optional
+
+``alerting`` (format version 3; only for rules with a ``having`` / ``all of`` window or
+``suppress for``) is the rule's :class:`~cep.operator.alerting.Alerting`:
+``{"produced": int, "windows": [[key, [event_index, ...], exact], ...] (keys in the order of
+their last event), "window_evictions": int, "periods": [[group, until_ms, suppressed], ...]
+(in emission order), "pending": [[group, suppressed], ...], "suppressed": int}``.  The
+windows' running aggregates are computed again from their events.  Version 2 snapshots
+(no ``alerting``) are read as before, with empty windows and no suppression in force; an engine
+that knows only version 2 refuses version 3 rather than drop that state silently.
 
 A computation (in ``partial`` / ``completed``, kept in heap array order so ties break exactly as
 before) is ``[state_name, node_index | -1, start_ts, prev_ts, ck | None]`` (``None`` is the start
@@ -65,6 +76,7 @@ from cep.nfa.heap import JavaHeap
 from cep.nfa.matcher import NO_COMPLETED, START_CK, Computation, KeyState
 from cep.nfa.model import NFA, State
 from cep.nfa.pattern import PartialMatchNode
+from cep.operator.alerting import Alerting
 from cep.operator.cep_operator import CepOperator, RuleState
 from cep.operator.watermark import WatermarkTracker
 
@@ -72,7 +84,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "RestoreReport", "enco
            "read_meta", "payload"]
 
 FORMAT = "cep.checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MAGIC = b"CEPCKPT\x02"
 """The first bytes of a framed snapshot (format version 2 and later)."""
 _HEADER = len(MAGIC) + hashlib.sha256().digest_size
@@ -194,7 +206,37 @@ def _encode_rule(rs: RuleState, t: _Tables) -> dict[str, Any]:
         "evictions": rs.evictions, "keys": keys,
         "timers": [[d, n, k] for d, n, k in rs.timer_entries()],
         "deadline": [[k, ks.deadline] for k, ks in states if ks.deadline < _INF],
+        "key_evictions": [[k, ks.evicted] for k, ks in states if ks.evicted],
+        **({"alerting": _encode_alerting(rs.alerting, t)} if rs.alerting is not None else {}),
     }
+
+
+def _encode_alerting(alerting: Alerting, t: _Tables) -> dict[str, Any]:
+    win, sup = alerting.window, alerting.suppressor
+    out: dict[str, Any] = {"produced": alerting.produced}
+    if win is not None:
+        out["windows"] = [[k, [t.event(e) for e in evs], exact]
+                          for k, evs, exact in win.state()]
+        out["window_evictions"] = win.evicted
+    if sup is not None:
+        out["periods"] = [[g, until, n] for g, (until, n) in sup.periods.items()]
+        out["pending"] = [[g, n] for g, n in sup.pending.items()]
+        out["suppressed"] = sup.suppressed
+    return out
+
+
+def _restore_alerting(alerting: Alerting, saved: dict[str, Any], events: list[Event]) -> None:
+    alerting.produced = saved.get("produced", 0)
+    win, sup = alerting.window, alerting.suppressor
+    if win is not None and "windows" in saved:
+        win.restore([(_hashable_key(k), [events[i] for i in evs], exact)
+                     for k, evs, exact in saved["windows"]], saved["window_evictions"])
+    if sup is not None and "periods" in saved:
+        sup.periods.clear()
+        for g, until, n in saved["periods"]:
+            sup.periods[_hashable_key(g)] = [until, n]
+        sup.pending = {_hashable_key(g): n for g, n in saved["pending"]}
+        sup.suppressed = saved["suppressed"]
 
 
 def _encode_watermark(wm: WatermarkTracker) -> dict[str, Any]:
@@ -315,10 +357,11 @@ def _computations(
 
 
 def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatchNode],
-                  report: RestoreReport) -> None:
+                  report: RestoreReport, events: list[Event]) -> None:
     nfa: NFA = rs.rule.nfa
     states = {s.name: s for s in nfa.states}
     name = rs.rule.name
+    evicted = {repr(k): n for k, n in saved.get("key_evictions", ())}
     for key, clock, partial, completed in saved["keys"]:
         done = _computations(completed, states, nodes, name)
         waiting = NO_COMPLETED
@@ -326,6 +369,7 @@ def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatch
             waiting = JavaHeap()
             waiting.a = done
         ks = KeyState(tuple(_computations(partial, states, nodes, name)), waiting, clock)
+        ks.evicted = evicted.get(repr(key), 0)  # (absent before cohort eviction: 0)
         rs.restore_key(_hashable_key(key), ks)
         report.partial_matches += len(partial) - sum(1 for c in partial if c[4] is None)
     report.keys += len(saved["keys"])
@@ -337,6 +381,8 @@ def _restore_rule(rs: RuleState, saved: dict[str, Any], nodes: list[PartialMatch
     rs.matches = saved["matches"]
     rs.timeouts = saved["timeouts"]
     rs.evictions = saved["evictions"]
+    if rs.alerting is not None and "alerting" in saved:
+        _restore_alerting(rs.alerting, saved["alerting"], events)
 
 
 def _saved_partials(saved: dict[str, Any]) -> int:
@@ -359,7 +405,8 @@ def _compile_saved(saved: dict[str, Any]) -> CompiledRule | None:
 
 
 def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
-                    report: RestoreReport, op: CepOperator) -> RuleState | None:
+                    report: RestoreReport, op: CepOperator,
+                    events: list[Event]) -> RuleState | None:
     """A saved version that is not the running one, restored as a draining version; ``None``
     (its partial matches counted as dropped) when it cannot drain."""
     rule = _compile_saved(saved)
@@ -368,7 +415,7 @@ def _draining_state(saved: dict[str, Any], nodes: list[PartialMatchNode],
         return None
     rs = op.rule_state(rule)
     sub = RestoreReport()
-    _restore_rule(rs, saved, nodes, sub)
+    _restore_rule(rs, saved, nodes, sub, events)
     if rs.draining:
         kept = rs.partial_matches()
     else:
@@ -415,12 +462,12 @@ def decode(data: bytes, op: CepOperator) -> RestoreReport:
         for saved in doc["rules"]:
             rs = running.get(saved["name"])
             if rs is not None and _same_version(rs.rule, saved["version"]):
-                _restore_rule(rs, saved, nodes, report)
+                _restore_rule(rs, saved, nodes, report, events)
                 if rs.draining:  # saved while draining; the running rules have it back
                     rs.revive()
                 report.restored_rules.append(saved["name"])
             elif rs is not None:
-                old = _draining_state(saved, nodes, report, op)
+                old = _draining_state(saved, nodes, report, op, events)
                 entry = (saved["name"], saved["version"], rs.rule.version)
                 if old is None:
                     report.dropped_rules.append(entry)

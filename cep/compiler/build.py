@@ -14,6 +14,7 @@ from cep.compiler.codegen import (
     key_names,
 )
 from cep.compiler.compiled import CompiledRule
+from cep.compiler.window_spec import members_condition, suppress_spec, window_spec
 from cep.lang import ast
 from cep.lang.format import format_expr, format_list_decl, format_rule, rule_version
 from cep.lang.lists import ListData, list_names_used
@@ -65,7 +66,15 @@ def _stage(stage: ast.Stage, scope: StageScope) -> StageSpec:
 
 
 def pattern_spec(rule: ast.Rule, lists: Mapping[str, ListData] | None = None) -> PatternSpec:
-    """The language-independent pattern of a checked rule (``lists``: its file's)."""
+    """The language-independent pattern of a checked rule (``lists``: its file's).  A rule
+    with a window (``having`` / ``all of``) has one single-event stage,
+    :data:`~cep.lang.ast.WINDOW_STAGE`, taking every event of the rule (``all of``: every
+    event some member wants)."""
+    if rule.window is not None:
+        cond = members_condition(rule.pattern) if rule.window.kind == "all_of" else None
+        compiled = TRUE if cond is None else compile_condition(
+            cond, StageScope(lists=lists or {}), format_expr(cond))
+        return PatternSpec(stages=(StageSpec(ast.WINDOW_STAGE, "begin", compiled),))
     scope = StageScope.from_pattern(rule.pattern, lists)
     return PatternSpec(
         stages=tuple(_stage(s, scope) for s in rule.pattern),
@@ -117,4 +126,6 @@ def build_rule(rule: ast.Rule, path: str = "",
         lists=tuple((n, lists[n]) for n in used),
         key_code=key,
         header_code=header,
+        window=window_spec(rule),
+        suppress=suppress_spec(rule),
     )

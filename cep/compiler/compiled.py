@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cep.compiler.generated import GeneratedCode
+from cep.compiler.window_spec import SuppressSpec, WindowSpec
 from cep.event import Event
 from cep.lang.lists import ListData
 from cep.nfa.model import NFA
@@ -43,6 +44,9 @@ class CompiledRule:
             (:class:`~cep.compiler.generated.GeneratedCode`: key paths, inlinable form,
             predicate); ``None`` for hand-made functions, which the fast paths then call as
             they are.
+        window: the sliding window of a ``having`` / ``all of`` rule, which decides which of
+            the automaton's one-event matches become alerts (``None``: every match does).
+        suppress: ``suppress for`` (``None``: every alert is emitted).
     """
 
     name: str
@@ -66,6 +70,8 @@ class CompiledRule:
     text: str = ""
     key_code: GeneratedCode | None = None
     header_code: GeneratedCode | None = None
+    window: WindowSpec | None = None
+    suppress: SuppressSpec | None = None
     lists: tuple[tuple[str, ListData], ...] = ()
 
     @property

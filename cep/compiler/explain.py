@@ -21,7 +21,8 @@ def _kind(state: State) -> str:
 
 def explain_text(rule: CompiledRule) -> str:
     """States in order (start first) with their edges: ``take``/``ignore``/``proceed``, target
-    and guard.  Also the pattern window, skip strategy, key and rule version."""
+    and guard.  Also the pattern window, skip strategy, key and rule version; the window of
+    ``having`` / ``all of`` and ``suppress for`` where the rule has them."""
     nfa = rule.nfa
     lines = [
         f"rule {rule.name}  (version {rule.version}, severity {rule.severity})",
@@ -30,8 +31,19 @@ def explain_text(rule: CompiledRule) -> str:
         "  after match: " + nfa.skip.replace("_", " ")
         + (f" {nfa.skip_stage}" if nfa.skip_stage else ""),
         f"  states: {len(nfa.states)}",
-        "",
     ]
+    win, sup = rule.window, rule.suppress
+    if win is not None and win.kind == "having":
+        lines.insert(-1, "  having: " + " and ".join(
+            f"{t.label} {t.op} {t.threshold}" for t in win.terms)
+            + f" over a sliding window of {win.within_ms} ms (alert where it is crossed)")
+    elif win is not None:
+        lines.insert(-1, "  all of: " + ", ".join(name for name, _ in win.members)
+                     + f" within a sliding window of {win.within_ms} ms")
+    if sup is not None:
+        lines.insert(-1, f"  suppress: {sup.period_ms} ms per "
+                     + (", ".join(sup.names) if sup.names else "key"))
+    lines.append("")
     for st in nfa.states:
         lines.append(f"  state {st.name}  [{_kind(st)}]")
         for t in st.transitions:

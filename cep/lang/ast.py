@@ -14,9 +14,9 @@ from typing import Literal as TLiteral
 __all__ = [
     "Span", "Expr", "Lit", "ListLit", "Path", "Unary", "Binary", "IsNull", "Call", "Attr",
     "Lookup", "ListDecl",
-    "Modifier", "Stage", "Skip", "Emit", "Rule", "RuleFile",
-    "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "walk", "MATCHING_OPS",
-    "CIDR_FUNCTION", "METADATA",
+    "Modifier", "Stage", "Skip", "Emit", "Suppress", "Window", "Rule", "RuleFile",
+    "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "WINDOW_AGGREGATES",
+    "WINDOW_STAGE", "walk", "MATCHING_OPS", "CIDR_FUNCTION", "METADATA",
 ]
 
 
@@ -278,13 +278,48 @@ class Emit:
 
 
 @dataclass(frozen=True)
+class Suppress:
+    """``suppress for D [by FIELD, …]``: alerts of one group (the rule's key, or the values of
+    ``by`` in the match's latest event) within ``period_ms`` of an emitted one are counted,
+    not emitted (docs/rule-language.md)."""
+
+    period_ms: int
+    by: tuple[Path, ...] = ()
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+WINDOW_AGGREGATES = ("count", "count_distinct", "sum", "avg", "min", "max")
+"""The aggregates of a ``having`` condition, over the window's events (Sigma's correlation
+types: ``event_count``, ``value_count``, ``value_sum``, ``value_avg``)."""
+
+WINDOW_STAGE = "events"
+"""The name the window's events go by in a ``having`` rule (its one stage)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding event-time window that replaces the pattern: ``having COND within D``
+    (``kind`` ``"having"``, ``condition`` a conjunction of aggregate comparisons) or
+    ``all of (NAME where C, …) within D`` (``kind`` ``"all_of"``: the members are the rule's
+    ``pattern``, each a ``begin`` stage of one event; ``condition`` is ``None``)."""
+
+    kind: str
+    within_ms: int
+    condition: Expr | None = None
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
 class Rule:
     """One ``rule NAME … end`` block.
 
     Header clauses are ``None``/empty when absent.  ``within_ms`` is the pattern-level window
-    (Flink's FIRST_AND_LAST ``within``).  ``emits`` holds at most one match emit and one timeout
-    emit (the checker enforces it).  ``spans`` maps a header clause keyword (``"severity"``,
-    ``"key by"``, ``"within"``, …) to where it was written, for diagnostics.
+    (Flink's FIRST_AND_LAST ``within``).  ``window`` replaces the pattern's sequence by a
+    sliding window (``having`` / ``all of``; the pattern is then the one stage
+    :data:`WINDOW_STAGE`, or the members); ``suppress`` throttles alerts.  ``emits`` holds at
+    most one match emit and one timeout emit (the checker enforces it).  ``spans`` maps a
+    header clause keyword (``"severity"``, ``"key by"``, ``"within"``, …) to where it was
+    written, for diagnostics.
 
     ``description``, ``severity``, ``tags``, ``references`` and ``author`` are the rule's
     metadata (:data:`METADATA`): they reach every alert, and no edit of them changes the
@@ -307,6 +342,8 @@ class Rule:
     skip: Skip = Skip()
     emits: tuple[Emit, ...] = ()
     spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False)
+    window: Window | None = None
+    suppress: Suppress | None = None
 
     @property
     def match_emit(self) -> Emit | None:

@@ -43,6 +43,7 @@ from cep.lang.limits import MAX_EXPR_DEPTH, MAX_PATTERN_STEPS, MAX_TIMES
 from cep.lang.lists import check_declarations
 from cep.lang.references import check_references
 from cep.lang.suggest import did_you_mean
+from cep.lang.window_check import check_window_clauses
 
 __all__ = ["check_rule_file", "check_rule", "check_rule_set", "all_stages", "expr_depth",
            "MAX_EXPR_DEPTH", "RESERVED_NAMES"]
@@ -291,6 +292,8 @@ def _check_size(ctx: _Ctx) -> None:
 
 def _check_windows(ctx: _Ctx) -> None:
     rule = ctx.rule
+    if rule.window is not None:
+        return  # `having` / `all of` have their own window (window_check)
     pattern_ms = rule.within_ms
     stages = list(all_stages(rule.pattern))
     if pattern_ms == 0:
@@ -664,7 +667,13 @@ def _check_references(ctx: _Ctx) -> None:
     ctx.out.extend(check_references(ctx.rule, ctx.file))
 
 
+def _check_window_clauses(ctx: _Ctx) -> None:
+    ctx.out.extend(check_window_clauses(ctx.rule, ctx.file))
+
+
 def _check_pattern(ctx: _Ctx) -> None:
+    if ctx.rule.window is not None:
+        return  # one stage, or the members of `all of` (window_check)
     _check_sequence(ctx, ctx.rule.pattern, "pattern")
     for st in all_stages(ctx.rule.pattern):
         _check_modifiers(ctx, st)
@@ -681,6 +690,7 @@ _PASSES: tuple[Callable[[_Ctx], None], ...] = (
     _check_text,
     _check_size,
     _check_references,
+    _check_window_clauses,
 )
 
 

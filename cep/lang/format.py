@@ -40,7 +40,7 @@ _RESERVED = frozenset(
     "rule end description severity tags references author from where pattern begin next times "
     "to optional "
     "greedy consecutive until within emit or and not in contains matches true false null like "
-    "this".split()
+    "this having by".split()
 )
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
 _CONTIGUITY = {
@@ -225,8 +225,8 @@ def format_rule(rule: Rule) -> str:
     """The canonical text of ``rule`` (ends with a newline).
 
     Clause order: description, severity (omitted when ``medium``), tags, references, author,
-    from, where,
-    key by, pattern, within, after match (omitted for ``no skip``), emit, on timeout emit.
+    from, where, key by, pattern (or ``having`` / ``all of``), within, after match (omitted
+    for ``no skip``), suppress for, emit, on timeout emit.
     Modifiers keep their written order.  Raises ``ValueError`` for a float that has no
     literal form (infinity, NaN), which the parser never produces.
     """
@@ -247,14 +247,30 @@ def format_rule(rule: Rule) -> str:
         lines.append(f"  where {format_expr(rule.where)}")
     if rule.key_by:
         lines.append("  key by " + ", ".join(format_expr(p) for p in rule.key_by))
-    lines.append("  pattern")
-    for st in rule.pattern:
-        lines.extend(_stage(st, "    "))
+    window = rule.window
+    if window is None:
+        lines.append("  pattern")
+        for st in rule.pattern:
+            lines.extend(_stage(st, "    "))
+    elif window.kind == "having" and window.condition is not None:
+        lines.append(f"  having {format_expr(window.condition)} within "
+                     f"{format_duration(window.within_ms)}")
+    else:
+        lines.append("  all of (")
+        for i, st in enumerate(rule.pattern):
+            cond = f" where {format_expr(st.condition)}" if st.condition is not None else ""
+            comma = "," if i < len(rule.pattern) - 1 else ""
+            lines.append(f"    {st.name}{cond}{comma}")
+        lines.append(f"  ) within {format_duration(window.within_ms)}")
     if rule.within_ms is not None:
         lines.append(f"  within {format_duration(rule.within_ms)}")
     if rule.skip.kind != "no_skip":
         target = f" {rule.skip.stage}" if rule.skip.stage else ""
         lines.append(f"  after match {_SKIP[rule.skip.kind]}{target}")
+    if rule.suppress is not None:
+        by = rule.suppress.by
+        lines.append(f"  suppress for {format_duration(rule.suppress.period_ms)}"
+                     + (" by " + ", ".join(format_expr(p) for p in by) if by else ""))
     for emit in rule.emits:
         lines.extend(_emit(emit))
     lines.append("end")

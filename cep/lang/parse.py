@@ -33,6 +33,7 @@ from lark.utils import TextSlice
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import (
     NOWHERE,
+    WINDOW_STAGE,
     Attr,
     Binary,
     Call,
@@ -50,7 +51,9 @@ from cep.lang.ast import (
     Skip,
     Span,
     Stage,
+    Suppress,
     Unary,
+    Window,
 )
 from cep.lang.grammar import parser
 from cep.lang.limits import (
@@ -141,6 +144,14 @@ class _StageParts:
         return Stage(self.contiguity, self.name.value, self.condition, tuple(mods),
                      span=_join(self.start, end), name_span=_tok_span(self.name),
                      group=self.group)
+
+
+@dataclass
+class _WindowParts:
+    """``having …`` or ``all of (…)``: the stages it stands for and the window."""
+
+    stages: tuple[Stage, ...]
+    window: Window
 
 
 @v_args(meta=True)
@@ -244,9 +255,12 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule | ListDecl]]):
         emits: list[Emit] = []
         stages: tuple[Stage, ...] = ()
         within: _Clause | None = None
+        window: Window | None = None
         for child in children[1:]:
             if isinstance(child, tuple):
                 stages, within = child
+            elif isinstance(child, _WindowParts):
+                stages, window = child.stages, child.window
             elif isinstance(child, Emit):
                 emits.append(child)
             elif isinstance(child, _Clause):
@@ -279,6 +293,8 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule | ListDecl]]):
             skip=value("after match", Skip()),
             emits=tuple(sorted(emits, key=lambda e: e.on_timeout)),
             spans=tuple((k, c.span) for k, c in clauses.items()),
+            window=window,
+            suppress=value("suppress for", None),
         )
 
     def _too_deep(self, stages: tuple[Stage, ...]) -> bool:
@@ -336,6 +352,23 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule | ListDecl]]):
             mods = mods[:-1]
         stages.append(last.build(mods))
         return tuple(stages), within
+
+    def having(self, meta: Meta, ch: list[Any]) -> _WindowParts:
+        span = _meta_span(meta)
+        stage = Stage("begin", WINDOW_STAGE, None, (), span=span, name_span=_tok_span(ch[0]))
+        return _WindowParts((stage,), Window("having", self._duration(ch[-1]), ch[1], span))
+
+    def all_of(self, meta: Meta, ch: list[Any]) -> _WindowParts:
+        members = tuple(c for c in ch if isinstance(c, Stage))
+        return _WindowParts(members, Window("all_of", self._duration(ch[-1]), None,
+                                            _meta_span(meta)))
+
+    def member(self, meta: Meta, ch: list[Any]) -> Stage:
+        name = ch[0]
+        assert isinstance(name, Token)
+        cond = ch[1][0] if len(ch) > 1 else None
+        return Stage("begin", name.value, cond, (), span=_meta_span(meta),
+                     name_span=_tok_span(name))
 
     def _starts_line(self, span: Span) -> bool:
         line = self.lines[span.line - 1] if 0 < span.line <= len(self.lines) else ""
@@ -415,6 +448,11 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule | ListDecl]]):
         stage = ch[2].value if len(ch) > 2 else None
         span = _meta_span(meta)
         return _Clause("after match", Skip(_SKIP[ch[1].type], stage, span), span)
+
+    def suppress(self, meta: Meta, ch: list[Any]) -> _Clause:
+        span = _meta_span(meta)
+        by = tuple(c for c in ch[3:] if isinstance(c, Path))
+        return _Clause("suppress for", Suppress(self._duration(ch[1]), by, span), span)
 
     def emit(self, meta: Meta, ch: list[Any]) -> Emit:
         sink = str(ch[2]) if len(ch) == 4 else "alerts"

@@ -71,6 +71,10 @@ def _expressions(rule: Rule) -> Iterator[Expr]:
         yield from (m.expr for m in st.modifiers if m.kind == "until" and m.expr is not None)
     for emit in rule.emits:
         yield from (e for _, e in emit.fields)
+    if rule.window is not None and rule.window.condition is not None:
+        yield rule.window.condition  # (the fields its aggregates read)
+    if rule.suppress is not None:
+        yield from rule.suppress.by
 
 
 def _resolve(node: Expr, stages: set[str]) -> _Read | None:

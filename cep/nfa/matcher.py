@@ -54,6 +54,7 @@ from cep.nfa.model import (
 from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "started_key_state",
+           "single_event_stage",
            "process", "advance_time", "expire_silently", "is_idle", "next_deadline",
            "kept_step", "kept_events_step", "kept_events_state",
            "KEPT", "DROPPED", "STARTED"]
@@ -176,6 +177,23 @@ Waits = tuple[Any, str, Any, bool, bool]
 
 Shortcut = tuple[State, str, "int | None", "Waits | None"]
 """``(target, stage, offset_ms, waits)``: see :func:`start_shortcut`."""
+
+
+def single_event_stage(nfa: NFA) -> str | None:
+    """The stage of a pattern whose every match is one event: the start state's one TAKE
+    edge leads to FINAL, no PROCEED edge leaves the start, and the TAKE guard is the start
+    prefilter or always true.  An event that passes the prefilter for a key without state
+    is then a whole match by itself (the one-event chain under that stage, found by
+    :func:`process` with nothing left behind), so the operator need not build the key's
+    state.  ``None`` for any other pattern."""
+    edges = nfa.start.transitions
+    takes = [t for t in edges if t.action == TAKE]
+    if len(takes) != 1 or any(t.action == PROCEED for t in edges):
+        return None
+    t = takes[0]
+    if t.target.kind != FINAL or not (t.cond is nfa.start_prefilter or t.cond.always):
+        return None
+    return t.source.stage
 
 
 def start_shortcut(nfa: NFA) -> Shortcut | None:

@@ -42,6 +42,7 @@ from sortedcontainers import SortedList
 from cep.compiler.compiled import CompiledRule
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.jsontext import encode_json
+from cep.operator.alerting import ALERTING_STATS
 from cep.operator.eviction import EvictionLog
 from cep.operator.fastpath import Scanner, build_scanner
 from cep.operator.key_store import HOLD_AFTER, Emit, HeldKeys, RuleState, StepContext
@@ -535,11 +536,12 @@ class CepOperator:
 
     def retire_counters(self, rs: RuleState) -> None:
         """Fold the counters of a rule version that is going away into :attr:`retired`."""
-        acc = self.retired.setdefault(rs.rule.name, [0, 0, 0, 0])
+        acc = self.retired.setdefault(rs.rule.name, [0, 0, 0, 0, 0])
         acc[0] += rs.matches
         acc[1] += rs.timeouts
         acc[2] += rs.evictions
         acc[3] += rs.alerts.truncated
+        acc[4] += rs.alerting.stats()["suppressed"] if rs.alerting is not None else 0
 
     def _retire(self, rs: RuleState) -> None:
         """A draining version holds nothing any more: it disappears.  The rule list is
@@ -571,21 +573,26 @@ class CepOperator:
         version, severity, ``keys`` and ``partial_matches`` (draining versions of the rule
         included) and cumulative ``matches``, ``timeouts``, ``evictions``, ``truncated``
         (records cut down to ``max_events_per_match``; over every version the operator
-        ran); ``draining`` lists each draining version with its state sizes."""
+        ran), and for rules with a window or ``suppress for`` (0 otherwise) ``suppressed``
+        (cumulative), ``suppression_groups``, ``window_keys``, ``window_events``,
+        ``window_evictions`` (:meth:`Alerting.stats`); ``draining`` lists each draining
+        version with its state sizes."""
         rules: dict[str, dict[str, Any]] = {}
         draining: list[dict[str, Any]] = []
         for rs in self.rules:
             if not rs.draining:
                 rules[rs.rule.name] = {"version": rs.rule.version, "severity": rs.rule.severity,
                                        "matches": 0, "timeouts": 0, "evictions": 0,
-                                       "truncated": 0, "keys": 0, "partial_matches": 0}
-        for name, (matches, timeouts, evictions, truncated) in self.retired.items():
+                                       "truncated": 0, "keys": 0, "partial_matches": 0,
+                                       **dict.fromkeys(ALERTING_STATS, 0)}
+        for name, (matches, timeouts, evictions, truncated, suppressed) in self.retired.items():
             entry = rules.get(name)
             if entry is not None:
                 entry["matches"] += matches
                 entry["timeouts"] += timeouts
                 entry["evictions"] += evictions
                 entry["truncated"] += truncated
+                entry["suppressed"] += suppressed
         for rs in self.rules:
             partial = rs.partial_matches()
             entry = rules.get(rs.rule.name)
@@ -596,6 +603,9 @@ class CepOperator:
                 entry["truncated"] += rs.alerts.truncated
                 entry["keys"] += len(rs.keys)
                 entry["partial_matches"] += partial
+                if rs.alerting is not None:
+                    for k, v in rs.alerting.stats().items():
+                        entry[k] += v
             if rs.draining:
                 draining.append({"rule": rs.rule.name, "version": rs.rule.version,
                                  "keys": len(rs.keys), "partial_matches": partial})

@@ -48,10 +48,12 @@ from cep.nfa.matcher import (
     new_key_state,
     next_deadline,
     process,
+    single_event_stage,
     start_shortcut,
     started_key_state,
 )
 from cep.nfa.pattern import PartialMatchNode
+from cep.operator.alerting import Alerting, alerting_for
 from cep.operator.eviction import EvictionLog
 from cep.operator.records import MAX_EVENTS_PER_MATCH, AlertBuilder
 
@@ -245,10 +247,17 @@ class RuleState:
         alerts: the :class:`~cep.operator.records.AlertBuilder` of the rule (given
             ``id_parts``, the cache it shares with the operator's other rules, and
             ``max_events``, the most events a record's ``match`` shows; ``None``: all).
+        alerting: the rule's :class:`~cep.operator.alerting.Alerting` (window of ``having`` /
+            ``all of``, ``suppress for``) that decides which matches become alerts; ``None``
+            when every match does.  Then ``matches`` counts the alerts it made.
+        single: the stage of a pattern whose every match is one event
+            (:func:`~cep.nfa.matcher.single_event_stage`; ``having`` and ``all of`` rules
+            compile to one): such a key never holds state, each event the caller let through
+            is emitted as its match at once.  ``None`` otherwise.
         ctx: the :class:`StepContext` shared with the operator.
     """
 
-    __slots__ = ("rule", "keys", "timers", "due", "counter", "draining",
+    __slots__ = ("rule", "keys", "timers", "due", "counter", "draining", "alerting", "single",
                  "matches", "timeouts", "evictions", "alerts", "young", "mature", "grain",
                  "shortcut", "holders", "compact_after", "ctx", "_bucket_lo", "_bucket")
 
@@ -258,6 +267,8 @@ class RuleState:
         self.rule = rule
         self.ctx = ctx
         self.alerts = AlertBuilder(rule, id_parts, max_events)
+        self.alerting: Alerting | None = alerting_for(rule, self.alerts)
+        self.single = single_event_stage(rule.nfa)
         self.keys: dict[Hashable, KeyEntry] = {}
         self.timers: list[float] = []
         self.due: dict[float, Any] = {}
@@ -410,6 +421,11 @@ class RuleState:
         (windows, timeouts; skipped when no deadline of the key has passed, which changes
         nothing), then the NFA step (:func:`~cep.nfa.matcher.process`), the matches, and the
         key's timer or removal (:meth:`after_change`)."""
+        single = self.single
+        if single is not None and not self.draining:
+            # a one-event match (the caller checked the start guard): no key state
+            self.emit_match(key, PartialMatchNode(single, ev, None))
+            return
         nfa = self.rule.nfa
         ts = ev.ts
         entry = self.keys.get(key)
@@ -466,9 +482,7 @@ class RuleState:
         else:
             del self.keys[key]  # idle
             if got is not DROPPED:
-                self.matches += 1
-                alerts = self.alerts
-                self.ctx.emit(alerts.sink, alerts.match(key, got))
+                self.emit_match(key, got)
         self._changed(key)
         return True
 
@@ -495,12 +509,8 @@ class RuleState:
             self.keys[key] = left[0] if len(left) == 1 and d == left[0].ts + after else (
                 d, *left)
         self._changed(key)
-        if matches:
-            alerts = self.alerts
-            emit = self.ctx.emit
-            for node in matches:
-                self.matches += 1
-                emit(alerts.sink, alerts.match(key, node))
+        for node in matches:
+            self.emit_match(key, node)
         return True
 
     def _start(self, key: Hashable, ev: Event) -> None:
@@ -579,20 +589,33 @@ class RuleState:
                         emit(alerts.timeout_sink, rec)
 
     def _emit_matches(self, key: Hashable, ks: KeyState, matches: list[Any]) -> None:
-        """Emit a key's matches; when it evicted partial matches since its last match, each
-        alert says how many (``"evicted_partial_matches": N``, so that counts over the match
-        are known to be lower bounds), and the key's count starts again from 0."""
-        alerts = self.alerts
-        emit = self.ctx.emit
+        """Emit a key's matches (:meth:`emit_match`); when it evicted partial matches since
+        its last match, each alert says how many (``"evicted_partial_matches": N``, so that
+        counts over the match are known to be lower bounds), and the key's count starts
+        again from 0."""
         evicted = ks.evicted
         if evicted:
             ks.evicted = 0
         for node in matches:
+            self.emit_match(key, node, evicted)
+
+    def emit_match(self, key: Hashable, node: Any, evicted: int = 0) -> None:
+        """One completed match of ``key``: its alert, unless the rule's alerting (window,
+        suppression) holds it back; ``evicted``: the key's evictions since its last match."""
+        alerting = self.alerting
+        if alerting is None:
             self.matches += 1
-            rec = alerts.match(key, node)
-            if evicted:
-                rec["evicted_partial_matches"] = evicted
-            emit(alerts.sink, rec)
+            rec: dict[str, Any] | None = self.alerts.match(key, node)
+        else:
+            made = alerting.produced
+            rec = alerting.offer(key, node)
+            self.matches += alerting.produced - made
+            if rec is None:
+                return
+        assert rec is not None
+        if evicted:
+            rec["evicted_partial_matches"] = evicted
+        self.ctx.emit(self.alerts.sink, rec)
 
     def _evict(self, key: Hashable, ks: KeyState, over: int) -> None:
         """Drop whole cohorts of ``key`` holding at least ``over`` partial matches, from the

@@ -93,7 +93,7 @@ def expected(events: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFact
     got = Counter(_content(orjson.loads(line)) for line in out.read_bytes().splitlines())
     by_rule = Counter(orjson.loads(k)[0] for k in got.elements())
     # direct (user.name; source.address + user.name) and shuffled (source.address) rules
-    assert by_rule["brute_force_single_account"] > 20 and by_rule["windows_password_spray"] > 5
+    assert by_rule["brute_force_single_account"] > 20 and by_rule["windows_password_spray"] >= 5
     assert by_rule["ssh_brute_force_then_success"] >= 1, by_rule
     return got
 

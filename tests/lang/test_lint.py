@@ -25,11 +25,12 @@ PAY = {"type": "payment", "amount": 1}
 SHIPPED = {
     "card_testing": "linear", "dormant_account_burst": "linear",
     "high_risk_payment_burst": "constant", "new_payee_large_transfer": "linear",
-    "payment_refund_cycle": "linear", "payment_velocity": "linear", "refund_abuse": "linear",
+    "payment_refund_cycle": "linear", "payment_velocity": "constant", "refund_abuse": "linear",
     "account_takeover_chain": "linear", "brute_force_single_account": "linear",
     "credential_stuffing": "linear", "impossible_travel": "constant", "kerberoasting": "linear",
     "mfa_fatigue": "linear", "ssh_brute_force_then_success": "linear",
-    "windows_password_spray": "linear",
+    "windows_password_spray": "constant", "lateral_fan_out": "constant",
+    "sprayed_account_in_use": "constant",
 }
 
 

@@ -47,7 +47,7 @@ def test_windows_password_spray_finds_the_labelled_incident(tmp_path: Path) -> N
     alert = alerts[0]
     # A local LogonUser spray: the 4625s carry no IP, the client is the workstation itself.
     assert alert["key"] == {"source.address": "WORKSTATION5"}
-    failures = alert["match"]["failures"]
+    failures = alert["match"]["events"]
     assert all(e["labels"]["technique"] == "T1110.003_password_spray" for e in failures)
     assert [e["user"]["name"] for e in failures] == [
         "lrodriguez", "pgustavo", "sysmonsvc", "sbeavers", "mscott",

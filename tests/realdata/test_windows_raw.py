@@ -1,5 +1,6 @@
 """The OTRF PurpleSharp capture, raw and in its real arrival order: the library finds the
-password spray and the Kerberoasting, once each, and nothing else.
+password spray, the sprayed account that is also in use (the operator's own, pgustavo) and
+the Kerberoasting, once each, and nothing else.
 
 The file is in collector order (``@timestamp``), not event order: hosts forward their logs in
 batches, so an event can arrive after events up to 40 s younger than itself (EventTime has
@@ -40,6 +41,13 @@ def _raw_security(event_id: int) -> list[tuple[str, int, dict[str, Any]]]:
     return sorted(out, key=lambda t: (t[0], t[1]))
 
 
+def _seconds(event_time: str) -> int:
+    """``EventTime`` (``2020-10-22 04:29:53``, one-second resolution) in seconds."""
+    from datetime import datetime
+
+    return int(datetime.strptime(event_time, "%Y-%m-%d %H:%M:%S").timestamp())
+
+
 def _late_count(events: list[dict[str, Any]], ooo_ms: int) -> int:
     """How many events arrive at or below the watermark (largest time so far − ooo − 1)."""
     late, top = 0, None
@@ -55,8 +63,24 @@ def test_the_library_finds_the_spray_and_the_kerberoast_in_arrival_order(tmp_pat
     alerts, late, summary = run_mapped(LIBRARY, events, tmp_path, OOO_MS)
     assert summary.events == 25_993
     assert summary.late == 0 and late == [] and _late_count(events, OOO_MS) == 0
-    assert sorted(a["rule"] for a in alerts) == ["kerberoasting", "windows_password_spray"]
+    assert sorted(a["rule"] for a in alerts) == [
+        "kerberoasting", "sprayed_account_in_use", "windows_password_spray"]
     by_rule = {a["rule"]: a for a in alerts}
+
+    in_use = by_rule["sprayed_account_in_use"]
+    assert in_use["key"] == {"user.name": "pgustavo"} and in_use["suppressed"] == 0
+    assert in_use["data"] == {"user.name": "pgustavo",
+                              "workstation": "WORKSTATION5.theshire.local",
+                              "domain_controller": "MORDORDC.theshire.local",
+                              "logon_host": "MORDORDC.theshire.local"}
+    # Independently: of the sprayed accounts (4625 and 4776 in the same second), only
+    # pgustavo also has a successful logon (4624) within five minutes of them.
+    sprayed = {r["TargetUserName"] for _, _, r in _raw_security(4625)} & {
+        r["TargetUserName"] for _, _, r in _raw_security(4776)}
+    spray_time = _raw_security(4625)[0][0]
+    near = {r["TargetUserName"] for t, _, r in _raw_security(4624)
+            if r["TargetUserName"] in sprayed and abs(_seconds(t) - _seconds(spray_time)) < 300}
+    assert near == {"pgustavo"}
 
     spray = by_rule["windows_password_spray"]
     assert spray["key"] == {"source.address": "WORKSTATION5"}
@@ -66,10 +90,10 @@ def test_the_library_finds_the_spray_and_the_kerberoast_in_arrival_order(tmp_pat
     # Independently: the first five 4625s of the capture in event-time order.
     expected_4625 = _raw_security(4625)
     assert len(expected_4625) == 7
-    assert [e["winlog"]["record_id"] for e in spray["match"]["failures"]] == [
+    assert [e["winlog"]["record_id"] for e in spray["match"]["events"]] == [
         r["RecordNumber"] for _, _, r in expected_4625[:5]
     ]
-    assert [e["user"]["name"] for e in spray["match"]["failures"]] == [
+    assert [e["user"]["name"] for e in spray["match"]["events"]] == [
         "lrodriguez", "pgustavo", "sysmonsvc", "sbeavers", "mscott",
     ]
 
