@@ -170,7 +170,7 @@ _ARITH_FN: dict[str, Callable[[Any, Any], Any]] = {
 }
 _FUNC_HELPER = {
     "lower": "_lower", "upper": "_upper", "len": "_len", "abs": "_abs",
-    "round": "_round", "haversine_km": "_haversine_km",
+    "round": "_round", "haversine_km": "_haversine_km", "text": "_text",
 }
 _FIELD_AGGS = {
     "sum": "_agg_sum", "avg": "_agg_avg", "min": "_agg_min", "max": "_agg_max",
