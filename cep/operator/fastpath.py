@@ -35,6 +35,7 @@ from cep.compiler.codegen import inline_expr
 from cep.compiler.generated import GeneratedCode, code_of
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.nfa.model import FINAL, IGNORE, NFA, PROCEED, STOP, TAKE, EdgeCond
+from cep.operator.rule_index import RuleIndex
 from cep.operator.rule_state import RuleState, silent_expiry
 
 __all__ = ["Scanner", "build_scanner"]
@@ -267,8 +268,13 @@ def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
     return "(" + " or ".join(f"({p})" for p in parts) + ")", takes
 
 
-def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
+def build_scanner(rules: Sequence[RuleState], source: str,
+                  index: RuleIndex | None = None) -> Scanner:
     """Generate the batch loop for ``rules`` (in dispatch order) reading input ``source``.
+
+    With an ``index`` (:class:`~cep.operator.rule_index.RuleIndex` of ``rules``) only its
+    ``always`` rules are tested inline; then each event goes to the indexed rules whose
+    requirement it meets (``CepOperator.dispatch_one``), as :meth:`CepOperator.dispatch` does.
 
     The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd, due=None)`` handles
     ``objs`` in order: ``tf`` is the event-time field, ``seq``/``off`` the last arrival number
@@ -290,8 +296,12 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     body: list[str] = []
     gates: list[_Gate] = []
     binds: list[str] = []
+    indexed = index is not None and index.indexed > 0
+    inline = {id(rs) for rs in index.always} if index is not None and indexed else None
     for i, rs in enumerate(rules):
         if rs.rule.sources is not None and source not in rs.rule.sources:
+            continue
+        if inline is not None and id(rs) not in inline:
             continue
         gates.append(_gate(rs, i, ns, keys, body))
         binds.append(f"    _k{i} = _r{i}.keys")
@@ -300,7 +310,7 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
     watch = any(rs.draining for rs in rules)
     fld = _index(gates, rules, ns) if len(gates) >= _MIN_INDEXED else None
     single = (len(gates) == 1 and gates[0].kvar is not None and not gates[0].pre_call
-              and not gates[0].hf_call)
+              and not gates[0].hf_call and not indexed)
     dispatch: list[str] = []
     if not single:
         dispatch.append("        _ev = None")
@@ -325,6 +335,14 @@ def build_scanner(rules: Sequence[RuleState], source: str) -> Scanner:
             _emit(g, None, True, dispatch, "            ")
         if len(dispatch) == before:
             dispatch.append("            pass")
+    if indexed:
+        assert index is not None
+        ns["_cands"] = index.candidates
+        dispatch += ["        for _r in _cands(_d):",
+                     "            if _ev is None:",
+                     "                _ev = _Ev(_ts, _seq, _d, _src, _off)",
+                     "            dispatch_one(_r, _ev)",
+                     "            _due = _op.next_due"]
     if single:
         dispatch = [line.replace("if _ev is None:", "if True:") for line in dispatch]
     src = [

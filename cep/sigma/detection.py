@@ -48,12 +48,15 @@ _TEXT = ast.Call("text", (ast.Path(("this",)),))
 
 
 def field_path(name: str) -> ast.Path:
-    """A Sigma field name as a path: ``a.b`` is field ``b`` of object ``a`` (winlogbeat's
+    """A Sigma field name as a path of the event under test (``this.…``, so that no field
+    is taken for a stage): ``a.b`` is field ``b`` of object ``a`` (winlogbeat's
     ``winlog.event_data.Image``); a name without dots is a top-level field."""
     parts = tuple(name.split("."))
     if any(p == "" for p in parts):
         raise UnsupportedSigma(f"field name {name!r} has an empty segment")
-    return ast.Path(parts)
+    if parts == ("ts",):
+        raise UnsupportedSigma("a field named `ts` is the engine's event time, not a field")
+    return ast.Path(("this", *parts))
 
 
 def _balanced(op: str, items: list[ast.Expr]) -> ast.Expr:
