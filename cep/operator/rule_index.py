@@ -237,6 +237,16 @@ def event_keys(data: dict[str, Any], paths: Sequence[tuple[tuple[str, ...], bool
     return out
 
 
+class _PathIndex(NamedTuple):
+    """The indexed rules (by position) of one field path, per key kind."""
+
+    path: tuple[str, ...]
+    has: list[int]
+    val: dict[str, list[int]]
+    base: dict[str, list[int]]
+    seg: dict[str, list[int]]
+
+
 class RuleIndex:
     """The rules of one rule list split into those always dispatched and those indexed by
     their requirement (see the module doc).
@@ -246,37 +256,72 @@ class RuleIndex:
         indexed: how many rules are indexed.
     """
 
-    __slots__ = ("always", "indexed", "_by_key", "_paths", "_order")
+    __slots__ = ("always", "indexed", "_paths", "_rules")
 
     def __init__(self, rules: Sequence[RuleState]) -> None:
         reqs = [rule_requirement(rs) for rs in rules]
-        usable = sum(r is not None for r in reqs)
-        self._by_key: dict[IndexKey, list[RuleState]] = {}
-        self._order: dict[int, int] = {}
-        if usable < MIN_INDEXED:
+        if sum(r is not None for r in reqs) < MIN_INDEXED:
             reqs = [None] * len(rules)
+        self._rules = list(rules)
         self.always = [rs for rs, r in zip(rules, reqs, strict=True) if r is None]
         self.indexed = sum(r is not None for r in reqs)
-        paths: dict[tuple[str, ...], bool] = {}
-        for pos, (rs, req) in enumerate(zip(rules, reqs, strict=True)):
-            if req is None:
-                continue
-            self._order[id(rs)] = pos
-            for key in req:
-                self._by_key.setdefault(key, []).append(rs)
-                paths[key.path] = paths.get(key.path, False) or key.kind == "seg"
-        self._paths = list(paths.items())
+        by_path: dict[tuple[str, ...], _PathIndex] = {}
+        for pos, req in enumerate(reqs):
+            for key in sorted(req or ()):
+                pi = by_path.get(key.path)
+                if pi is None:
+                    pi = by_path[key.path] = _PathIndex(key.path, [], {}, {}, {})
+                if key.kind == "has":
+                    pi.has.append(pos)
+                else:
+                    getattr(pi, key.kind).setdefault(key.value, []).append(pos)
+        self._paths = list(by_path.values())
+
+    def keys(self) -> list[IndexKey]:
+        """Every index key of the index (for reports and tests)."""
+        out = []
+        for pi in self._paths:
+            if pi.has:
+                out.append(IndexKey("has", pi.path))
+            for kind in ("val", "base", "seg"):
+                out += [IndexKey(kind, pi.path, v) for v in getattr(pi, kind)]
+        return out
 
     def candidates(self, data: dict[str, Any]) -> list[RuleState]:
         """The indexed rules whose requirement ``data`` meets, in rule order, each once."""
-        by_key = self._by_key
-        found: list[RuleState] = []
-        for key in event_keys(data, self._paths):
-            rules = by_key.get(key)
-            if rules is not None:
-                found += rules
-        if len(found) > 1:
-            order = self._order
-            found = sorted({order[id(rs)]: rs for rs in found}.items())  # type: ignore[arg-type]
-            return [rs for _, rs in found]  # type: ignore[misc]
-        return found
+        found: list[int] = []
+        for p, has, val, base, seg in self._paths:
+            v = data.get(p[0]) if len(p) == 1 else get_path(data, p)
+            if v is None:
+                continue
+            if has:
+                found += has
+            t = type(v)
+            if t is str:
+                text = v.lower()
+            elif t is int:
+                text = str(v)
+            elif t is float:
+                text = str(int(v)) if v.is_integer() else repr(v)
+            else:
+                continue
+            hit = val.get(text)
+            if hit is not None:
+                found += hit
+            if t is str and (base or seg):
+                parts = text.split("\\")
+                if base:
+                    hit = base.get(parts[-1])
+                    if hit is not None:
+                        found += hit
+                if seg and len(parts) > 1:
+                    for part in set(parts):
+                        hit = seg.get(part)
+                        if hit is not None:
+                            found += hit
+        if not found:
+            return []
+        rules = self._rules
+        if len(found) == 1:
+            return [rules[found[0]]]
+        return [rules[i] for i in sorted(set(found))]
