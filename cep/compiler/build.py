@@ -13,7 +13,7 @@ from cep.compiler.codegen import (
 )
 from cep.compiler.compiled import CompiledRule
 from cep.lang import ast
-from cep.lang.format import format_expr, format_rule, rule_version
+from cep.lang.format import format_expr, format_rule, text_version
 from cep.nfa.compile import compile_nfa
 from cep.nfa.pattern import TRUE, PatternSpec, Quantifier, StageSpec
 
@@ -80,9 +80,10 @@ def build_rule(rule: ast.Rule, path: str = "") -> CompiledRule:
     match_emit, timeout_emit = rule.match_emit, rule.timeout_emit
     header = compile_header_filter(rule.where) if rule.where is not None else None
     key = compile_key(rule.key_by)
+    text = format_rule(rule)
     return CompiledRule(
         name=rule.name,
-        version=rule_version(rule),
+        version=text_version(text),
         severity=rule.severity,
         sources=frozenset(rule.sources) if rule.sources else None,
         header_filter=header.fn if header is not None else None,
@@ -97,7 +98,7 @@ def build_rule(rule: ast.Rule, path: str = "") -> CompiledRule:
         line=rule.span.line,
         description=rule.description,
         tags=rule.tags,
-        text=format_rule(rule),
+        text=text,
         key_code=key,
         header_code=header,
     )

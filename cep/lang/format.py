@@ -30,7 +30,7 @@ from cep.lang.ast import (
 )
 
 __all__ = ["format_rule", "format_rules", "format_expr", "format_duration", "format_modifier",
-           "rule_version", "quote_string", "quote_name"]
+           "rule_version", "text_version", "quote_string", "quote_name"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = frozenset(
@@ -261,4 +261,9 @@ def format_rules(rules: list[Rule] | tuple[Rule, ...]) -> str:
 
 def rule_version(rule: Rule) -> str:
     """First 16 hex digits of the SHA-256 of the rule's canonical text."""
-    return hashlib.sha256(format_rule(rule).encode("utf-8")).hexdigest()[:16]
+    return text_version(format_rule(rule))
+
+
+def text_version(text: str) -> str:
+    """:func:`rule_version` of the rule whose canonical text is ``text``."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
