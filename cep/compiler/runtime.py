@@ -323,10 +323,24 @@ def fn_text(v: Any) -> Any:
     document order) joined by newlines: the text a keyword search reads; a string is itself,
     a number, boolean or null inside is skipped; null when ``v`` holds no string at all.
     Walked without recursion, so no nesting depth can raise."""
-    if type(v) is str:
+    t = type(v)
+    if t is str:
         return v
+    if t is not dict and t is not list:
+        return None
     out: list[str] = []
-    todo = [v]
+    for x in (v.values() if t is dict else v):  # the top level in a plain loop (flat events)
+        tx = type(x)
+        if tx is str:
+            out.append(x)
+        elif tx is dict or tx is list:
+            _strings_into(x, out)
+    return "\n".join(out) if out else None
+
+
+def _strings_into(v: dict[str, Any] | list[Any], out: list[str]) -> None:
+    """Append the strings inside ``v`` to ``out`` in document order (iteratively)."""
+    todo: list[Any] = [v]
     while todo:
         x = todo.pop()
         t = type(x)
@@ -336,7 +350,6 @@ def fn_text(v: Any) -> Any:
             todo.extend(reversed(list(x.values())))
         elif t is list:
             todo.extend(reversed(x))
-    return "\n".join(out) if out else None
 
 
 def fn_upper(s: Any) -> Any:

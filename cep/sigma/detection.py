@@ -24,7 +24,7 @@ Value semantics (Sigma specification v2, "Modifiers" and "Value"):
   ``and``-linked lists);
 * a keyword (a value with no field) is searched in ``text(this)``, every string of the
   event joined by newlines: a plain keyword is contained in it, a wildcard keyword matches one
-  of its lines.
+  of its lines (a whole string value); the keywords of one list are one RE2 search.
 """
 
 from __future__ import annotations
@@ -121,7 +121,10 @@ def detection_expr(tree: object) -> ast.Expr:
     if isinstance(tree, sc.ConditionAND):
         return _and([detection_expr(a) for a in tree.args])
     if isinstance(tree, sc.ConditionOR):
-        return _or([detection_expr(a) for a in tree.args])
+        words = [a.value for a in tree.args if isinstance(a, sc.ConditionValueExpression)]
+        rest = [detection_expr(a) for a in tree.args
+                if not isinstance(a, sc.ConditionValueExpression)]
+        return _or(rest + ([keywords_expr(words)] if words else []))
     if isinstance(tree, sc.ConditionNOT):
         return ast.Unary("not", detection_expr(tree.args[0]))
     if isinstance(tree, sc.ConditionFieldEqualsValueExpression):
@@ -348,24 +351,42 @@ def keyword_expr(value: st.SigmaType) -> ast.Expr:
 
     Raises:
         UnsupportedSigma: for a keyword that is not a string, a number or a regex."""
+    return ast.Binary("matches", _TEXT, ast.Lit("(?m)" + keyword_pattern(value)))
+
+
+def keywords_expr(values: list[st.SigmaType]) -> ast.Expr:
+    """Several keywords or-ed: one search of the event's text for any of them (the text is
+    built once, not once per keyword)."""
+    return ast.Binary("matches", _TEXT,
+                      ast.Lit("(?m)" + "|".join(keyword_pattern(v) for v in values)))
+
+
+def keyword_pattern(value: st.SigmaType) -> str:
+    """The RE2 pattern of one keyword over ``text(this)`` (every string of the event, one
+    per line; multi-line mode): a plain keyword is contained in the text, a keyword with
+    wildcards is a whole line, case-insensitively unless ``cased``; a regex keyword is
+    itself.
+
+    Raises:
+        UnsupportedSigma: for a keyword that is not a string, a number or a regex."""
     if isinstance(value, st.SigmaExpansion):
-        return _or([keyword_expr(v) for v in value.values])
+        return "(?:" + "|".join(keyword_pattern(v) for v in value.values) + ")"
     if isinstance(value, st.SigmaNumber):
         value = st.SigmaString(str(value.number))
     if isinstance(value, st.SigmaRegularExpression):
-        return ast.Binary("matches", _TEXT, ast.Lit(regex_literal(value)))
+        return f"(?:{regex_literal(value)})"
     if not isinstance(value, st.SigmaString):
         raise UnsupportedSigma(f"a keyword of type {type(value).__name__} is not supported")
     cased = isinstance(value, st.SigmaCasedString)
     parts = _parts(value)
-    subject = _TEXT if cased else _lower(_TEXT)
+    flags = "" if cased else "i"
     if not value.contains_special():
-        plain = "".join(str(p) for p in parts)
-        return ast.Binary("contains", subject, ast.Lit(plain if cased else plain.lower()))
-    flags = "(?m)" if cased else "(?im)"
-    inner = parts
-    lead = bool(inner) and inner[0] is st.SpecialChars.WILDCARD_MULTI
-    trail = len(inner) > 1 and inner[-1] is st.SpecialChars.WILDCARD_MULTI
-    body = _regex_of(tuple(inner[1 if lead else 0:len(inner) - (1 if trail else 0)]), True)
-    pattern = (flags + ("" if lead else "^") + body + ("" if trail else "$"))
-    return ast.Binary("matches", _TEXT, ast.Lit(pattern))
+        body = re.escape("".join(str(p) for p in parts))
+    else:
+        lead = bool(parts) and parts[0] is st.SpecialChars.WILDCARD_MULTI
+        trail = len(parts) > 1 and parts[-1] is st.SpecialChars.WILDCARD_MULTI
+        inner = _regex_of(tuple(parts[1 if lead else 0:len(parts) - (1 if trail else 0)]), True)
+        body = ("" if lead else "^") + inner + ("" if trail else "$")
+    pattern = f"(?{flags}:{body})" if flags else f"(?:{body})"
+    check_re2(pattern)
+    return pattern
