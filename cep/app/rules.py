@@ -7,8 +7,8 @@ compiled.  The caller gets the compiled rules or the complete list of diagnostic
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule

@@ -23,9 +23,10 @@ it): ``lower(p) == "v"`` and ``p == v`` require ``val``; ``in [..]`` the union; 
 "…\\name"`` requires ``base`` ``name``; any other comparison, ``contains``, ``starts with``,
 ``matches`` or ``is not null`` on ``p`` requires ``has p`` — except that ``contains`` /
 ``starts with`` a literal with a whole segment between backslashes (``contains
-"\\currentversion\\run"``: ``currentversion``) require ``seg`` of the longest such segment; ``a or b`` the union of both (none
-if either has none); ``a and b`` the more selective of the two; ``not``, ``is null``, a
-literal ``true``, and expressions over no field of the event under test require nothing.
+"\\currentversion\\run"``: ``currentversion``) require ``seg`` of the longest such
+segment; ``a or b`` the union of both (none if either has none); ``a and b`` the more
+selective of the two; ``not``, ``is null``, a literal ``true``, and expressions over no field
+of the event under test require nothing.
 Each rule is true only if one key of its requirement is carried by the event (the proof is
 case by case above: ``==`` between a string and a number is false, ``lower`` maps each
 character on its own, so a string ending in ``\\name`` has ``name`` as its last segment).
