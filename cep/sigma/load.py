@@ -2,8 +2,8 @@
 
 Each file is parsed by pySigma (the specification's reference library), the processing
 pipelines are applied to each rule, and each detection rule is compiled to an engine rule
-(:mod:`cep.sigma.rule`); correlation rules are compiled over the detection rules they name
-(:mod:`cep.sigma.correlation`).  The result is one :class:`~cep.lang.ast.RuleFile` per Sigma
+(:mod:`cep.sigma.rule`); correlation rules are left out with a warning (not compiled by this
+version).  The result is one :class:`~cep.lang.ast.RuleFile` per Sigma
 file, so the rest of the engine (checks, compiler, operator, hot reload) handles Sigma rules
 as it handles ``.cep`` rules.
 
@@ -117,6 +117,11 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
         if coll is not None and not diags:
             for sr in coll.rules:
                 if isinstance(sr, SigmaCorrelationRule):
+                    out.rejected[f"{path}: {sr.title}"] = _NO_CORRELATION
+                    out.diagnostics.append(Diagnostic(
+                        str(path), _span(sr.source),
+                        f"Sigma correlation rule `{sr.title}` left out: {_NO_CORRELATION}",
+                        severity="warning"))
                     continue
                 if not isinstance(sr, SigmaRule):
                     continue
@@ -139,6 +144,9 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
                 out.sources[name] = sr
         out.files.append(ast.RuleFile(str(path), text or "", tuple(rules)))
     return out
+
+
+_NO_CORRELATION = "correlation rules are not compiled by this version (docs/sigma.md)"
 
 
 def _unique(name: str, sr: SigmaRule | SigmaCorrelationRule, used: set[str]) -> str:

@@ -109,3 +109,15 @@ def test_all_corpus_rules_compile_or_have_a_reason() -> None:
         assert "placeholder" in reason or "RE2" in reason, d.message
     print(f"\n{len(rs.rules)} of {total} Sigma rules compile; left out: "
           f"{len(left_out)} (placeholders without values)")
+
+
+def test_correlation_rule_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    yml = tmp_path / "with_correlation.yml"
+    yml.write_text(RULE.replace("title: Suspicious", "name: certutil_download\ntitle: Suspicious")
+                   + "---\ntitle: Many downloads\ncorrelation:\n  type: event_count\n"
+                   "  rules: [certutil_download]\n  group-by: [Computer]\n  timespan: 1h\n"
+                   "  condition: {gte: 3}\n", encoding="utf-8")
+    rs = load_rule_set([str(yml)])
+    assert rs.ok and [r.name for r in rs.rules] == ["certutil_download"]
+    assert any("correlation rule `Many downloads` left out" in d.message
+               and d.severity == "warning" for d in rs.diagnostics)
