@@ -17,13 +17,15 @@ listed in ``--help``; a duration needs a unit (``500ms``, ``5s``, ``2m``, ``1h``
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperGroup
 
 from cep.app.gc_policy import collect_less
 from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
+from cep.app.settings import ExplainFlags, ReplayFlags, RunFlags
+from cep.cli_flags import takes
 from cep.errors import CepError
 
 if TYPE_CHECKING:
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
     from typer import _click as click
 
     from cep.app.file_checkpoint import FileCheckpoints
-    from cep.app.pipeline import RunSummary
     from cep.app.settings import FileRun
     from cep.compiler.compiled import CompiledRule
     from cep.config import Config
@@ -69,13 +70,6 @@ app = typer.Typer(
 
 EXIT_OK, EXIT_RULES, EXIT_USAGE, EXIT_NO_EVENTS, EXIT_TOO_MANY_DEAD = 0, 1, 2, 3, 4
 
-InputFormat = Literal["json", "csv"]
-TimeUnit = Literal["ms", "s", "us", "ns", "iso"]
-_TIME_FORMAT_HELP = ("How event-time values are written: strptime directives "
-                     "(%Y%m%d%H%M; no %z means UTC) or a named format: iso, epoch_ms, "
-                     "epoch_s, epoch_us, epoch_ns.  Overrides --time-unit.")
-_COLUMNS_HELP = "Column names of a headerless CSV, comma-separated (implies csv)."
-
 
 def _version(value: bool) -> None:
     if value:
@@ -99,61 +93,9 @@ def _rule_paths(positional: list[str] | None, option: list[str] | None) -> list[
     return [*(positional or []), *(option or [])]
 
 
-def _input_format(new: str | None, old: str | None, columns: str | None,
-                  allowed: tuple[str, ...] = ("json", "csv")) -> str:
-    """The input format from ``--input-format``, the deprecated ``--format`` (a warning),
-    or ``csv`` when ``--columns`` is given; ``json`` otherwise."""
-    if old is not None:
-        typer.echo("cep: warning: --format is deprecated here; use --input-format", err=True)
-        if new is not None and new != old:
-            raise _fail(f"--format {old} and --input-format {new} disagree")
-    chosen = new or old
-    if chosen is not None and chosen not in allowed:
-        raise _fail(f"unknown input format {chosen!r}: use {' or '.join(allowed)}")
-    if columns is not None and chosen == "json":
-        raise _fail("--columns names the columns of a CSV: use it with --input-format csv")
-    return chosen or ("csv" if columns is not None else "json")
-
-
-def _columns(text: str | None) -> tuple[str, ...] | None:
-    """``--columns a,b,c`` → ``("a", "b", "c")``; usage error for an empty name."""
-    if text is None:
-        return None
-    names = tuple(c.strip() for c in text.split(","))
-    if not all(names) or len(set(names)) != len(names):
-        raise _fail(f"--columns {text!r}: give distinct, non-empty names, e.g. ts,user,action")
-    return names
-
-
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     typer.echo(f"cep: error: {message}", err=True)
     return typer.Exit(code)
-
-
-def _parse_duration(text: str) -> int:
-    """A duration flag (``500ms``, ``30s``, ``5m``, ``2h``, ``1d``) → milliseconds, by
-    :func:`cep.config.parse_duration`; a usage error (exit 2) otherwise."""
-    from cep.config import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-
-
-_SKEW_HELP = ("An event time more than this ahead of the stream's recent time (and, when "
-              "following a file or on Kafka, of the wall clock) is a dead letter "
-              "(future_event_time) and does not move the watermark; off: no bound.")
-
-
-def _parse_skew(text: str) -> int | None:
-    """``--max-future-skew``: a duration in ms, or ``None`` for ``off``."""
-    return None if text.strip() == "off" else _parse_duration(text)
-
-
-_MAX_EVENTS_HELP = ("The most events an alert's match shows; a longer match is still emitted, "
-                    "cut down to its stages' first and last events, with events_omitted "
-                    "(default 1000, or the config's state.max_events_per_match).")
 
 
 _SIGMA_PIPELINE_HELP = ("pySigma processing pipeline for the Sigma rules (.yml): a shipped "
@@ -300,67 +242,8 @@ def test_cmd(
 
 
 @app.command()
-def replay(
-    rule_paths: Annotated[list[str] | None, typer.Argument(
-        metavar="[PATHS]...", help="Rule files or directories (as --rules).",
-        show_default=False)] = None,
-    rules: Annotated[list[str] | None, typer.Option(
-        "--rules", "-r", help="Rule files or directories; repeatable.")] = None,
-    compare: Annotated[tuple[str, str] | None, typer.Option(
-        "--compare", help="Backtest: OLD and NEW rule paths over the same history.")] = None,
-    input_paths: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", help="Event files, read in order as one source; repeatable.")] = None,
-    topic: Annotated[list[str] | None, typer.Option(
-        "--topic", "-t", help="Kafka topic to replay; repeatable.")] = None,
-    bootstrap: Annotated[str | None, typer.Option(
-        "--bootstrap", help="Kafka bootstrap servers (HOST:PORT,…).")] = None,
-    config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="A cep.toml: its Kafka settings and Kafka sources.")] = None,
-    from_time: Annotated[str | None, typer.Option(
-        "--from", help="First message timestamp: ISO-8601 or epoch ms.")] = None,
-    to_time: Annotated[str | None, typer.Option(
-        "--to", help="Stop before this message timestamp: ISO-8601 or epoch ms.")] = None,
-    from_offset: Annotated[str | None, typer.Option(
-        "--from-offset", help="First offset: N (all partitions) or P:N,P:N.")] = None,
-    to_offset: Annotated[str | None, typer.Option(
-        "--to-offset", help="End offset (exclusive): N or P:N,P:N.")] = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Alerts as JSON lines to this file (- is stdout).")] = None,
-    output_topic: Annotated[str | None, typer.Option(
-        "--output-topic", help="Alerts to this Kafka topic instead.")] = None,
-    late: Annotated[str | None, typer.Option("--late", help="Late events to this file.")] = None,
-    dead_letter: Annotated[str | None, typer.Option(
-        "--dead-letter", help="Undecodable inputs to this file.")] = None,
-    input_format: Annotated[Literal["json", "csv", "msgpack"] | None, typer.Option(
-        "--input-format", help="json or csv (files; gzip, bz2 and zstd files are read as "
-        "they are), msgpack (Kafka).  Default json.", show_default=False)] = None,
-    old_format: Annotated[str | None, typer.Option(
-        "--format", hidden=True, help="Deprecated: --input-format.")] = None,
-    columns: Annotated[str | None, typer.Option("--columns", help=_COLUMNS_HELP)] = None,
-    event_time: Annotated[str, typer.Option(
-        "--event-time", help="Field holding the event time.")] = "ts",
-    time_unit: Annotated[TimeUnit, typer.Option(
-        "--time-unit", help="Unit of the event time (epoch numbers) or iso (ISO-8601 "
-        "text).")] = "ms",
-    time_format: Annotated[str | None, typer.Option(
-        "--time-format", help=_TIME_FORMAT_HELP)] = None,
-    max_ooo: Annotated[str, typer.Option(
-        "--max-out-of-orderness", help="Allowed disorder (e.g. 0s, 5m).")] = "0s",
-    max_skew: Annotated[str, typer.Option("--max-future-skew", help=_SKEW_HELP)] = "1d",
-    source: Annotated[str | None, typer.Option(
-        "--source", help="Source name for rules' `from` (default: input, or the topic).")
-    ] = None,
-    keep_open: Annotated[bool, typer.Option(
-        "--keep-open", help="Do not close pending windows at the end of the range.")] = False,
-    max_events: Annotated[int, typer.Option(
-        "--max-events-per-match", min=1, help="The most events an alert's match shows; a "
-        "longer match is cut down, with events_omitted (not in a backtest).")] = 1_000,
-    report: Annotated[str | None, typer.Option(
-        "--report", help="Write the summary (and backtest diff) as JSON here.")] = None,
-    progress: Annotated[bool | None, typer.Option(
-        "--progress/--no-progress", help="Progress bar (default: on a terminal).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
-) -> None:
+@takes(ReplayFlags)
+def replay(flags: ReplayFlags) -> None:
     """Replay history through rules, or backtest a rule change.
 
     The live code path, without touching any consumer group's offsets.
@@ -390,34 +273,23 @@ def replay(
     """
     from rich.console import Console
 
-    from cep.app.replay import ReplayRequest, UsageError, run_request
+    from cep.app.replay import run_request
+    from cep.app.settings import SettingsError, resolve_replay
 
     def load(paths: list[str]) -> list["CompiledRule"] | None:
         rs = _load(paths)
         return rs.rules if rs.ok else None
 
-    fmt = _input_format(input_format, old_format, columns, ("json", "csv", "msgpack"))
-    req = ReplayRequest(
-        rules=_rule_paths(rule_paths, rules), compare=compare, inputs=list(input_paths or []),
-        fmt=fmt, event_time=event_time, time_unit=time_unit, time_format=time_format,
-        columns=_columns(columns),
-        max_out_of_orderness_ms=_parse_duration(max_ooo), source=source, config=config,
-        max_future_skew_ms=_parse_skew(max_skew),
-        bootstrap=bootstrap, topics=list(topic or []), from_time=from_time, to_time=to_time,
-        from_offset=from_offset, to_offset=to_offset, output=output,
-        output_topic=output_topic, late=late, dead_letter=dead_letter, keep_open=keep_open,
-        max_events_per_match=max_events, report=report, quiet=quiet,
-        progress=sys.stderr.isatty() and not quiet if progress is None else progress)
-    # the summary goes to stderr when the alerts take stdout
-    to_err = output == "-" or (output is None and not output_topic and not compare
-                               and bool(input_paths))
-    console = Console(stderr=to_err)
-    if not console.is_terminal:
-        console = Console(stderr=to_err, width=120)
     try:
+        plan = resolve_replay(flags, sys.stderr.isatty())
+        for warning in plan.warnings:
+            typer.echo(f"cep: warning: {warning}", err=True)
+        console = Console(stderr=plan.summary_to_stderr)
+        if not console.is_terminal:
+            console = Console(stderr=plan.summary_to_stderr, width=120)
         collect_less()
-        code = run_request(req, console, load)
-    except UsageError as exc:
+        code = run_request(plan, console, load)
+    except SettingsError as exc:
         raise _fail(str(exc)) from None
     except CepError as exc:
         raise _fail(str(exc), exc.exit_code) from None
@@ -431,33 +303,8 @@ def replay(
 
 
 @app.command()
-def explain(
-    paths: Annotated[list[str] | None, typer.Argument(
-        help="Rule files or directories.", show_default=False)] = None,
-    rules: Annotated[list[str] | None, typer.Option(
-        "--rules", "-r", help="Rule files or directories, as PATHS; repeatable.")] = None,
-    rule: Annotated[str | None, typer.Option("--rule", help="Only this rule.")] = None,
-    fmt: Annotated[str, typer.Option(
-        "--output-format", "--format",
-        help="text, dot (Graphviz source), png or svg (need Graphviz).")] = "text",
-    output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Write to this file instead of standard output.")] = None,
-    states: Annotated[bool, typer.Option(
-        "--states", help="Draw the compiled NFA's states, not one node per stage.")] = False,
-    trace: Annotated[str | None, typer.Option(
-        "--trace", metavar="RULE", help="Trace this rule over --input for one --key: every "
-        "event's fate.")] = None,
-    key: Annotated[list[str] | None, typer.Option(
-        "--key", help="FIELD=VALUE of the traced key, one per key field.")] = None,
-    input_path: Annotated[str | None, typer.Option(
-        "--input", "-i", help="Events to trace (JSON lines; compressed files too).")] = None,
-    max_ooo: Annotated[str, typer.Option(
-        "--max-out-of-orderness", help="As for cep run.")] = "0s",
-    event_time: Annotated[str, typer.Option(
-        "--event-time", help="Field holding the event time.")] = "ts",
-    time_unit: Annotated[TimeUnit, typer.Option(
-        "--time-unit", help="Unit of the event time.")] = "ms",
-) -> None:
+@takes(ExplainFlags)
+def explain(flags: ExplainFlags) -> None:
     """Show the compiled NFA of each rule: states, edges and conditions; or,
     with --trace, why a rule did or did not fire for one key.
 
@@ -484,22 +331,21 @@ def explain(
     """
     from cep.compiler.explain import explain_text
 
-    path = ", ".join(paths := _rule_paths(paths, rules))
+    fmt, output = flags.output_format, flags.output
+    path = ", ".join(paths := flags.all_rules)
     if not paths:
         raise _fail("no rules: give rule paths (cep explain PATH... or --rules PATH)")
-    if fmt not in ("text", "dot", "png", "svg"):
-        raise _fail(f"unknown format {fmt!r}: use text, dot, png or svg")
     if fmt == "png" and output is None and sys.stdout.isatty():
         raise _fail("--format png writes binary data: give --output FILE.png")
     rs = _load(paths, quiet_warnings=True)
     if not rs.ok:
         raise typer.Exit(EXIT_RULES)
-    if trace is not None:
-        _trace(rs.rules, trace, key or [], input_path, max_ooo, event_time, time_unit)
+    if flags.trace is not None:
+        _trace(rs.rules, flags)
         return
-    chosen = [r for r in rs.rules if rule is None or r.name == rule]
+    chosen = [r for r in rs.rules if flags.rule is None or r.name == flags.rule]
     if not chosen:
-        raise _fail(f"no rule named {rule!r} in {path}")
+        raise _fail(f"no rule named {flags.rule!r} in {path}")
     if fmt == "text":
         _write_out(output, "\n".join(explain_text(r) for r in chosen).encode())
         return
@@ -507,7 +353,7 @@ def explain(
     from cep.compiler.stage_dot import stage_dot_text
 
     try:
-        dot = dot_text(chosen) if states else stage_dot_text(chosen)
+        dot = dot_text(chosen) if flags.states else stage_dot_text(chosen)
         _write_out(output, dot.encode() if fmt == "dot" else render(dot, fmt))
     except GraphvizMissing as exc:
         raise _fail(str(exc)) from None
@@ -515,25 +361,25 @@ def explain(
         raise _fail(str(exc)) from None
 
 
-def _trace(compiled: list["CompiledRule"], name: str, keys: list[str], input_path: str | None,
-           max_ooo: str, event_time: str, time_unit: str) -> None:
+def _trace(compiled: list["CompiledRule"], flags: ExplainFlags) -> None:
     """``cep explain --trace``: the fates of one key's events (:mod:`cep.app.trace`)."""
+    from cep.app.settings import SettingsError
     from cep.app.trace import trace_key
-    from cep.io.codecs import TimeSpec, decode_lines
+    from cep.io.codecs import decode_lines
     from cep.io.sources import open_input
 
+    name, input_path = flags.trace, flags.input_path
     rule = next((r for r in compiled if r.name == name), None)
     if rule is None:
         raise _fail(f"no rule named {name!r}")
     if input_path is None:
         raise _fail("--trace needs the events: give --input FILE")
-    wanted = dict(k.partition("=")[::2] for k in keys)
+    wanted = dict(k.partition("=")[::2] for k in flags.keys)
     try:
+        spec, max_ooo = flags.trace_time()
         with open_input(input_path) as fh:
-            result = trace_key(rule, wanted, decode_lines(fh, "json", TimeSpec(event_time,
-                                                                               time_unit)),
-                               _parse_duration(max_ooo))
-    except ValueError as exc:
+            result = trace_key(rule, wanted, decode_lines(fh, "json", spec), max_ooo)
+    except (ValueError, SettingsError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot read {input_path}: {exc}") from None
@@ -557,105 +403,8 @@ def _write_out(path: str | None, data: bytes) -> None:
 
 
 @app.command()
-def run(
-    rule_paths: Annotated[list[str] | None, typer.Argument(
-        metavar="[PATHS]...", help="Rule files or directories (as --rules).",
-        show_default=False)] = None,
-    rules: Annotated[
-        list[str] | None,
-        typer.Option("--rules", "-r", help="Rule files or directories; repeatable."),
-    ] = None,
-    input_path: Annotated[
-        str | None,
-        typer.Option("--input", "-i", help="Input file of events, or - for standard input."),
-    ] = None,
-    output: Annotated[
-        str | None,
-        typer.Option("--output", "-o", help="Where alerts go (JSON lines); - is stdout."),
-    ] = None,
-    input_format: Annotated[InputFormat | None, typer.Option(
-        "--input-format", help="json (JSON lines) or csv (a header row, or --columns); "
-        "gzip, bz2 and zstd files are read as they are.  Default json.",
-        show_default=False)] = None,
-    old_format: Annotated[str | None, typer.Option(
-        "--format", hidden=True, help="Deprecated: --input-format.")] = None,
-    columns: Annotated[str | None, typer.Option("--columns", help=_COLUMNS_HELP)] = None,
-    event_time: Annotated[
-        str, typer.Option("--event-time", help="Field holding the event time.")
-    ] = "ts",
-    time_unit: Annotated[
-        TimeUnit, typer.Option("--time-unit", help="Unit of the event time (epoch numbers) "
-                               "or iso (ISO-8601 text).")
-    ] = "ms",
-    time_format: Annotated[str | None, typer.Option(
-        "--time-format", help=_TIME_FORMAT_HELP)] = None,
-    max_ooo: Annotated[
-        str,
-        typer.Option(
-            "--max-out-of-orderness",
-            help="How late events may arrive and still be matched (e.g. 0s, 500ms, 5m).",
-        ),
-    ] = "0s",
-    max_skew: Annotated[str | None, typer.Option(
-        "--max-future-skew",
-        help=_SKEW_HELP + "  Default 1d, or the config's state.max_future_skew.")
-    ] = None,
-    late: Annotated[
-        str | None, typer.Option("--late", help="Write late events (JSON lines) to this file.")
-    ] = None,
-    dead_letter: Annotated[
-        str | None,
-        typer.Option("--dead-letter", help="Write undecodable input lines to this file."),
-    ] = None,
-    sink: Annotated[
-        list[str] | None,
-        typer.Option("--sink", help="NAME=FILE for a sink a rule names in `emit to`; repeatable."),
-    ] = None,
-    follow: Annotated[
-        bool, typer.Option("--follow", help="Keep reading a growing file, as tail -f does.")
-    ] = False,
-    max_partial: Annotated[
-        int,
-        typer.Option(
-            "--max-partial-matches-per-key", help="Cap per rule and key (evictions are logged)."
-        ),
-    ] = 10_000,
-    max_events: Annotated[
-        int | None,
-        typer.Option("--max-events-per-match", min=1, help=_MAX_EVENTS_HELP),
-    ] = None,
-    max_dead: Annotated[float | None, typer.Option(
-        "--max-dead-letter-ratio", min=0.0, max=1.0,
-        help="Exit 4 when more than this share of the input (0-1) went to the dead "
-             "letters.")] = None,
-    source: Annotated[
-        str, typer.Option("--source", help="Source name of the input, for rules' `from`.")
-    ] = "input",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
-    config: Annotated[
-        str | None,
-        typer.Option("--config", "-c", help="A cep.toml: sources, sinks, Kafka, state, rules."),
-    ] = None,
-    http: Annotated[
-        str | None,
-        typer.Option("--http", help="HOST:PORT for /metrics, /healthz, /status and POST "
-                     "/-/reload (default: off with files, 127.0.0.1:9464 with Kafka). :PORT "
-                     "is 127.0.0.1:PORT; 0.0.0.0:PORT serves every interface, and POST "
-                     "/-/reload then needs the token in $CEP_RELOAD_TOKEN (see "
-                     "docs/operations.md)."),
-    ] = None,
-    log_format: Annotated[
-        Literal["text", "json"], typer.Option("--log-format", help="Log lines on stderr.")
-    ] = "text",
-    checkpoint_dir: Annotated[
-        str | None,
-        typer.Option("--checkpoint-dir", help="Checkpoint a file run here; a rerun on the same "
-                     "input resumes where it stopped, output files exact."),
-    ] = None,
-    sigma_pipeline: Annotated[list[str] | None, typer.Option(
-        "--sigma-pipeline", help="(as for cep check) pySigma pipeline of the Sigma rules; "
-        "repeatable.")] = None,
-) -> None:
+@takes(RunFlags)
+def run(flags: RunFlags) -> None:
     """Run rules over events: JSON lines or CSV in, alerts out.
 
     Events are matched in event-time order: each is buffered until the
@@ -682,40 +431,34 @@ def run(
 
     Example: cep run rules/login --input events.jsonl --output alerts.jsonl
     """
-    from cep.app.logs import LOG_FORMATS, setup_logging
-    from cep.app.settings import RunFlags, SettingsError, resolve_file_run
+    from cep.app.logs import setup_logging
+    from cep.app.settings import SettingsError, resolve_file_run
 
-    if log_format not in LOG_FORMATS:
-        raise _fail(f"unknown --log-format {log_format!r}: use text or json")
-    setup_logging(log_format, logging.WARNING)
-    cfg = _config(config) if config else None
-    rules = _rule_paths(rule_paths, rules) or list(cfg.rules.paths if cfg else ())
+    setup_logging(flags.log_format, logging.WARNING)
+    cfg = _config(flags.config) if flags.config else None
+    rules = flags.all_rules or list(cfg.rules.paths if cfg else ())
     if not rules:
         raise _fail("no rules: give rule paths (cep run PATH... or --rules PATH) or [rules] "
                     "paths in the --config file")
-    flags = RunFlags(
-        input_path=input_path, output=output, late=late, dead_letter=dead_letter,
-        sinks=tuple(sink or ()), fmt=_input_format(input_format, old_format, columns),
-        columns=_columns(columns), event_time=event_time, time_unit=time_unit,
-        time_format=time_format, max_out_of_orderness=max_ooo, max_future_skew=max_skew,
-        follow=follow, source=source, max_partial_matches_per_key=max_partial,
-        max_events_per_match=max_events, checkpoint_dir=checkpoint_dir, http=http,
-        progress=sys.stderr.isatty() and not quiet)
-    if cfg is not None and cfg.uses_kafka and input_path is None:
-        _run_kafka(cfg, rules, quiet, http, log_format, _pipelines(sigma_pipeline, cfg))
+    if cfg is not None and cfg.uses_kafka and flags.input_path is None:
+        _run_kafka(cfg, rules, flags.quiet, flags.http, flags.log_format,
+                   _pipelines(list(flags.sigma_pipelines), cfg))
         return
     try:
-        plan = resolve_file_run(flags, cfg)
+        plan = resolve_file_run(flags, cfg, sys.stderr.isatty())
     except SettingsError as exc:
         raise _fail(str(exc)) from None
-    pipelines = _pipelines(sigma_pipeline, cfg)
+    for warning in plan.warnings:
+        typer.echo(f"cep: warning: {warning}", err=True)
+    pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
     rs = _load(rules, sigma_pipelines=pipelines)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); no events processed", err=True)
         raise typer.Exit(EXIT_RULES)
     if not rs.rules:
         raise _fail("no rules found under " + ", ".join(rules))
-    _serve_file(rs.rules, rules, plan, cfg, quiet, log_format, max_dead, pipelines)
+    _serve_file(rs.rules, rules, plan, cfg, flags.quiet, flags.log_format,
+                flags.max_dead_letter_ratio, pipelines)
 
 
 def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "FileRun",
@@ -726,6 +469,7 @@ def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "Fi
     only dead letters, 4 when more than ``max_dead`` of it were dead letters."""
     from cep.app.logs import setup_logging
     from cep.app.pipeline import serve_file
+    from cep.app.run_report import input_advice, summary_line
     from cep.io.sinks import JsonLinesSink, SinkSet
 
     input_path = plan.options.path
@@ -756,8 +500,8 @@ def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "Fi
     finally:
         sink_set.close()
     if not quiet:
-        typer.echo("cep: " + _summary_line(summary, plan), err=True)
-        for advice in _input_advice(summary, plan):
+        typer.echo("cep: " + summary_line(summary, plan), err=True)
+        for advice in input_advice(summary, plan):
             typer.echo(advice, err=True)
     if input_path != "-" and summary.events == 0 and summary.dead_letters:
         _no_events(input_path, summary.dead_letters, summary.first_dead_letters)
@@ -765,65 +509,6 @@ def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "Fi
     if max_dead is not None and total and summary.dead_letters / total > max_dead:
         raise _fail(f"{summary.dead_letters / total:.1%} of the input went to the dead letters "
                     f"(--max-dead-letter-ratio {max_dead:g})", EXIT_TOO_MANY_DEAD)
-
-
-LATE_SHARE = 0.01
-"""A file run whose late events pass this share of its events says what disorder it saw."""
-IDLE_RULE_EVENTS = 1000
-"""A run over at least this many events names the rules whose first stage took none."""
-
-
-def _input_advice(summary: "RunSummary", plan: "FileRun") -> list[str]:
-    """Warnings about the input a run's summary supports: many late events (with the
-    ``--max-out-of-orderness`` that would have matched 99.9 % of them), many dead letters,
-    rules whose first stage took no event."""
-    out = []
-    events, late = summary.events, summary.late
-    if late and late > LATE_SHARE * events and summary.suggested_out_of_orderness_ms is not None:
-        ms = summary.suggested_out_of_orderness_ms
-        now = plan.options.max_out_of_orderness_ms
-        out.append(f"cep: warning: {late / events:.1%} of the events were late (they arrived "
-                   f"after the watermark passed them, max-out-of-orderness {now} ms); "
-                   f"--max-out-of-orderness {_duration_text(ms + 1)} would have matched 99.9 % "
-                   "of them")
-    total = events + summary.dead_letters
-    if events and summary.dead_letters > LATE_SHARE * total and summary.first_dead_letters:
-        # (a file of dead letters alone is reported, with its first reasons, by _no_events)
-        out.append(f"cep: warning: {summary.dead_letters / total:.1%} of the input went to the "
-                   f"dead letters; the first: {summary.first_dead_letters[0]}")
-    if events >= IDLE_RULE_EVENTS and summary.idle_rules:
-        out.append(f"cep: note: the first stage of {', '.join(summary.idle_rules)} took none "
-                   f"of the {events:,} events (a field name or value that does not occur?)")
-    return out
-
-
-def _duration_text(ms: int) -> str:
-    """``ms`` as the shortest exact duration flag (``90s``, ``1500ms``), rounded up to a
-    whole second above 10 s."""
-    if ms > 10_000:
-        ms = -(-ms // 1000) * 1000
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
-
-
-def _summary_line(summary: "RunSummary", plan: "FileRun") -> str:
-    """``N events, N alerts, N late, N dead letters, T s (R events/s)``, saying where late
-    events and dead letters were not kept."""
-    counts = summary.sink_counts
-    kept = plan.outputs
-    return ", ".join([
-        *([f"resumed after line {summary.resumed_after:,}"] if summary.resumed_after else []),
-        f"{summary.events:,} events",
-        f"{counts.get('alerts', 0):,} alerts",
-        f"{summary.late:,} late"
-        + ("" if "late" in kept or not summary.late else " (not kept: use --late)"),
-        f"{summary.dead_letters:,} dead letters"
-        + ("" if "dead_letter" in kept or not summary.dead_letters
-           else " (not kept: use --dead-letter)"),
-        f"{summary.elapsed_s:.2f} s ({summary.events_per_s:,.0f} events/s)",
-    ])
 
 
 def _no_events(input_path: str, dead: int, first: list[str]) -> None:

@@ -90,3 +90,20 @@ def test_one_duration_parser() -> None:
 
     with pytest.raises(Exception, match="5ms"):
         parse_config('[sources.a]\nkind = "file"\npath = "x"\nmax_out_of_orderness = "5"\n')
+
+
+def test_run_options_are_the_settings_they_stand_for() -> None:
+    """`cep run`'s options are made from the cep.toml declarations: the same doc, choices,
+    default and bounds."""
+    from cep.config import SourceConfig, StateConfig
+    from cep.settings import declared
+
+    text = " ".join(cep("run", "--help", columns=200).stdout.split())
+    for cls, name in ((SourceConfig, "event_time"), (StateConfig, "max_events_per_match")):
+        doc = next(d.setting.doc for d in declared(cls) if d.name == name).replace("`", "")
+        assert doc[:1].upper() + doc[1:] in text
+    assert "Default 10000." in text and "Default 1d." in text
+    out = cep("run", RULES, "-i", EVENTS, "--max-partial-matches-per-key", "0")
+    assert out.returncode == 2 and "x>=1" in out.stderr.replace(" ", "")
+    out = cep("run", RULES, "-i", EVENTS, "--time-unit", "hours")
+    assert out.returncode == 2 and "'hours' is not one of" in out.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cep.app.settings import RunFlags, SettingsError, resolve_file_run
+from cep.app.settings import RunFlags, SettingsError, input_format, resolve_file_run
 from cep.config import parse_config
 
 
@@ -48,4 +48,40 @@ def test_the_config_fills_what_no_flag_gives(tmp_path: Path) -> None:
 ])
 def test_flags_that_do_not_make_a_run(flags: RunFlags, message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("?", r"\?")):
+        resolve_file_run(flags, None)
+
+
+def test_a_flag_given_wins_over_the_config_source(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text("")
+    cfg = parse_config(
+        '[sources.auth]\nkind = "file"\npath = "in.jsonl"\nevent_time = "when"\n'
+        'event_time_unit = "s"\nmax_out_of_orderness = "2s"\n'
+        '[state]\nmax_partial_matches_per_key = 50\n', str(tmp_path / "cep.toml"))
+    plain = resolve_file_run(RunFlags(), cfg).options
+    assert (plain.time.field, plain.max_out_of_orderness_ms) == ("when", 2000)
+    assert plain.max_partial_matches_per_key == 50
+    given = resolve_file_run(RunFlags(event_time="ts", max_out_of_orderness="0s",
+                                      max_partial_matches_per_key=5), cfg).options
+    assert (given.time.field, given.max_out_of_orderness_ms) == ("ts", 0)
+    assert given.max_partial_matches_per_key == 5 and given.source == "auth"
+
+
+@pytest.mark.parametrize(("fmt", "old", "columns", "expected"), [
+    (None, None, None, ("json", ())),
+    (None, None, "ts,user", ("csv", ())),
+    ("csv", None, None, ("csv", ())),
+    (None, "csv", None, ("csv", ("--format is deprecated here; use --input-format",))),
+])
+def test_the_input_format(fmt: str | None, old: str | None, columns: str | None,
+                          expected: tuple[str, tuple[str, ...]]) -> None:
+    assert input_format(fmt, old, columns) == expected
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (RunFlags(input_format="json", columns="ts,user"), "--columns names the columns"),
+    (RunFlags(input_format="json", old_format="csv"), "disagree"),
+    (RunFlags(columns="ts,,user"), "distinct, non-empty"),
+])
+def test_inputs_that_do_not_agree(flags: RunFlags, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
         resolve_file_run(flags, None)

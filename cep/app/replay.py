@@ -30,7 +30,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from rich.table import Table
 
 from cep.app.backtest import CompareResult, RuleDiff, compare, compare_json, render_compare
 from cep.app.gc_policy import collect_less
+from cep.app.settings import ReplayPlan, SettingsError
 from cep.compiler.compiled import CompiledRule
 from cep.config import KafkaConfig, SourceConfig
 from cep.event import Event
@@ -50,7 +50,6 @@ from cep.io.codecs import (
     encode_json,
     json_decoder,
     msgpack_decoder,
-    time_spec,
 )
 from cep.io.sinks import SinkSet
 from cep.io.sources import open_input
@@ -60,7 +59,7 @@ from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS, FutureGuard
 
 __all__ = [
     "ReplayOptions", "ReplaySummary", "RuleCounts", "CompareResult", "RuleDiff",
-    "replay_files", "replay_kafka", "parse_time", "parse_offsets", "render_summary",
+    "replay_files", "replay_kafka", "run_request", "render_summary",
     "render_compare", "compare_json", "co_partitioned",
 ]
 
@@ -124,41 +123,6 @@ class ReplaySummary:
     @property
     def alerts(self) -> int:
         return sum(c.alerts + c.timeouts for c in self.counts[0].values()) if self.counts else 0
-
-
-# ----------------------------------------------------------------------------- arguments
-
-
-def parse_time(text: str) -> int:
-    """``--from``/``--to``: epoch milliseconds, or ISO-8601 (``2024-05-01``,
-    ``2024-05-01T12:00:00Z``; no offset means UTC) → epoch ms.  Raises ``ValueError``."""
-    t = text.strip()
-    if t.lstrip("-").isdigit():
-        return int(t)
-    try:
-        dt = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith(("Z", "z")) else t)
-    except ValueError:
-        raise ValueError(f"not a time: {text!r} (use epoch ms or ISO-8601, e.g. "
-                         "2024-05-01T12:00:00Z)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return round(dt.timestamp() * 1000)
-
-
-def parse_offsets(text: str) -> int | dict[int, int]:
-    """``--from-offset``/``--to-offset``: ``N`` (every partition) or ``P:N,P:N`` (per
-    partition).  Raises ``ValueError``."""
-    t = text.strip()
-    if t.isdigit():
-        return int(t)
-    out: dict[int, int] = {}
-    for part in t.split(","):
-        p, sep, n = part.strip().partition(":")
-        if not sep or not p.isdigit() or not n.isdigit():
-            raise ValueError(f"not an offset spec: {text!r} (use N, or PARTITION:OFFSET,… "
-                             "e.g. 0:100,1:250)")
-        out[int(p)] = int(n)
-    return out
 
 
 # ----------------------------------------------------------------------------- engine
@@ -649,130 +613,74 @@ def write_json(path: str, value: Any) -> None:
 # ----------------------------------------------------------------------------- command
 
 
-@dataclass
-class ReplayRequest:
-    """``cep replay``'s flags, unchecked.  ``rules`` (a replay) or ``compare`` (old, new: a
-    backtest); ``inputs`` (files) or Kafka (``topics`` with ``bootstrap``, and/or
-    ``config``); the range (``from_time``/``to_time`` as text, ``from_offset``/``to_offset``
-    as offset specs); outputs."""
-
-    rules: list[str] = field(default_factory=list)
-    compare: tuple[str, str] | None = None
-    inputs: list[str] = field(default_factory=list)
-    fmt: str = "json"
-    event_time: str = "ts"
-    time_unit: str = "ms"
-    time_format: str | None = None
-    columns: tuple[str, ...] | None = None
-    max_out_of_orderness_ms: int = 0
-    source: str | None = None
-    config: str | None = None
-    bootstrap: str | None = None
-    topics: list[str] = field(default_factory=list)
-    from_time: str | None = None
-    to_time: str | None = None
-    from_offset: str | None = None
-    to_offset: str | None = None
-    output: str | None = None
-    output_topic: str | None = None
-    late: str | None = None
-    dead_letter: str | None = None
-    keep_open: bool = False
-    report: str | None = None
-    progress: bool = False
-    quiet: bool = False
-    max_partial_matches_per_key: int = 10_000
-    max_future_skew_ms: int | None = DEFAULT_MAX_SKEW_MS
-    max_events_per_match: int = MAX_EVENTS_PER_MATCH
-
-
-class UsageError(Exception):
-    """Flags that do not make a replay (exit status 2)."""
-
-
-def run_request(req: ReplayRequest, console: Console,
+def run_request(plan: ReplayPlan, console: Console,
                 load: Callable[[list[str]], list[CompiledRule] | None]) -> int:
-    """Check the flags, run the replay or backtest, print the summary; return the exit
-    status (0 done, 1 rule errors, 2 usage errors).  ``load`` compiles rule paths (printing
-    diagnostics) and returns ``None`` on rule errors.  Raises :class:`UsageError`."""
+    """Run a checked replay or backtest (:func:`cep.app.settings.resolve_replay`) and print
+    its summary; return the exit status (0 done, 1 rule errors).  ``load`` compiles rule
+    paths (printing diagnostics) and returns ``None`` on rule errors.
+
+    Raises:
+        SettingsError: a rule path holds no rules, or the Kafka range cannot be resolved.
+    """
     from cep.io.sinks import JsonLinesSink, Sink
 
-    if req.compare is not None and req.rules:
-        raise UsageError("give --rules for a replay or --compare OLD NEW for a backtest, "
-                         "not both")
-    paths = [list(req.compare[:1]), list(req.compare[1:])] if req.compare else [req.rules]
-    if not paths[0]:
-        raise UsageError("no rules: give --rules PATH (or --compare OLD NEW)")
-    for group in paths:
-        for p in group:
-            if not Path(p).exists():
-                raise UsageError(f"no such rule file or directory: {p}")
     rule_sets = []
-    for group in paths:
-        rules = load(group)
+    for group in plan.rule_groups:
+        rules = load(list(group))
         if rules is None:
             return 1
         if not rules:
-            raise UsageError("no rules found under " + ", ".join(group))
+            raise SettingsError("no rules found under " + ", ".join(group))
         rule_sets.append(rules)
     collect_less()  # freeze the rules just made, as cep run does (cep.app.gc_policy)
-    kafka_mode = bool(req.topics) or (req.config is not None and not req.inputs)
-    if kafka_mode == bool(req.inputs):
-        raise UsageError("give the history to replay: --input FILE… or --topic TOPIC "
-                         "(with --bootstrap or --config)")
-    if req.output and req.output_topic:
-        raise UsageError("--output and --output-topic exclude each other")
-    if req.compare and (req.output or req.output_topic):
-        raise UsageError("a backtest writes a report (--report FILE), not alerts")
     sinks: dict[str, Sink] = {}
-    if not req.compare and not req.output_topic:
-        sinks["alerts"] = JsonLinesSink(req.output or "-") if req.output or not kafka_mode \
-            else _Discard()
-    if req.late:
-        sinks["late"] = JsonLinesSink(req.late)
-    if req.dead_letter:
-        sinks["dead_letter"] = JsonLinesSink(req.dead_letter)
+    if not plan.is_backtest and not plan.output_topic:
+        sinks["alerts"] = (JsonLinesSink(plan.output or "-") if plan.output or plan.inputs
+                           else _Discard())
+    if plan.late:
+        sinks["late"] = JsonLinesSink(plan.late)
+    if plan.dead_letter:
+        sinks["dead_letter"] = JsonLinesSink(plan.dead_letter)
     sink_set = SinkSet(sinks)
-    opts = ReplayOptions(rule_sets, sinks=sink_set, alert_topic=req.output_topic,
-                         max_out_of_orderness_ms=req.max_out_of_orderness_ms,
-                         max_partial_matches_per_key=req.max_partial_matches_per_key,
-                         max_events_per_match=req.max_events_per_match,
-                         max_future_skew_ms=req.max_future_skew_ms,
-                         keep_open=req.keep_open, progress=req.progress)
+    opts = ReplayOptions(rule_sets, sinks=sink_set, alert_topic=plan.output_topic,
+                         max_out_of_orderness_ms=plan.max_out_of_orderness_ms,
+                         max_partial_matches_per_key=plan.max_partial_matches_per_key,
+                         max_events_per_match=plan.max_events_per_match,
+                         max_future_skew_ms=plan.max_future_skew_ms,
+                         keep_open=plan.keep_open, progress=plan.progress)
     try:
-        if kafka_mode:
-            summary = _kafka_request(req, opts)
-        else:
-            if req.from_time or req.to_time or req.from_offset or req.to_offset:
-                raise UsageError("--from/--to/--from-offset/--to-offset select a Kafka range; "
-                                 "a file replay reads the whole files")
-            for p in req.inputs:
-                if not Path(p).is_file():
-                    raise UsageError(f"no such input file: {p}")
+        if plan.kafka is not None:
             try:
-                spec = time_spec(req.event_time, req.time_unit, req.time_format)
+                summary = replay_kafka(plan.kafka, list(plan.sources), opts, plan.start,
+                                       plan.end)
             except ValueError as exc:
-                raise UsageError(f"--time-format: {exc}") from None
-            summary = replay_files(req.inputs, opts, req.fmt, spec, req.source or "input",
-                                   req.columns)
+                raise SettingsError(str(exc)) from None
+        else:
+            summary = replay_files(list(plan.inputs), opts, plan.fmt, plan.time, plan.source,
+                                   plan.columns)
     finally:
         sink_set.close()
-    if req.report:
-        report: dict[str, Any] = {
-            "events": summary.events, "late": summary.late,
-            "dead_letters": summary.dead_letters, "elapsed_s": round(summary.elapsed_s, 3),
-            "rules": [{n: vars(c) for n, c in counts.items()} for counts in summary.counts],
-            "ranges": {k: list(v) for k, v in summary.ranges.items()},
-            "all_partitions": summary.all_partitions,
-        }
-        if summary.compare is not None:
-            report["compare"] = compare_json(summary.compare)
-        write_json(req.report, report)
-    if not req.quiet:
-        render_summary(summary, console, ("old", "new") if req.compare else ("",))
+    if plan.report:
+        write_json(plan.report, _report(summary))
+    if not plan.quiet:
+        render_summary(summary, console, ("old", "new") if plan.is_backtest else ("",))
         if summary.compare is not None:
             render_compare(summary.compare, console)
     return 0
+
+
+def _report(summary: ReplaySummary) -> dict[str, Any]:
+    """The ``--report`` JSON of a replay (and a backtest's comparison)."""
+    report: dict[str, Any] = {
+        "events": summary.events, "late": summary.late,
+        "dead_letters": summary.dead_letters, "elapsed_s": round(summary.elapsed_s, 3),
+        "rules": [{n: vars(c) for n, c in counts.items()} for counts in summary.counts],
+        "ranges": {k: list(v) for k, v in summary.ranges.items()},
+        "all_partitions": summary.all_partitions,
+    }
+    if summary.compare is not None:
+        report["compare"] = compare_json(summary.compare)
+    return report
 
 
 class _Discard:
@@ -787,50 +695,3 @@ class _Discard:
 
     def close(self) -> None:
         pass
-
-
-def _kafka_request(req: ReplayRequest, opts: ReplayOptions) -> ReplaySummary:
-    from cep.config import load_config
-    from cep.io.kafka import OffsetBound
-
-    if (req.from_time and req.from_offset) or (req.to_time and req.to_offset):
-        raise UsageError("give a bound as a time (--from/--to) or as offsets "
-                         "(--from-offset/--to-offset), not both")
-    try:
-        start = OffsetBound()
-        end = OffsetBound()
-        if req.from_time:
-            start = OffsetBound(time_ms=parse_time(req.from_time))
-        if req.to_time:
-            end = OffsetBound(time_ms=parse_time(req.to_time))
-        for text, which in ((req.from_offset, "start"), (req.to_offset, "end")):
-            if text:
-                spec = parse_offsets(text)
-                bound = (OffsetBound(offset=spec) if isinstance(spec, int)
-                         else OffsetBound(offsets=spec))
-                start, end = (bound, end) if which == "start" else (start, bound)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    cfg = load_config(req.config) if req.config else None
-    if cfg is not None and cfg.kafka is not None:
-        kafka = cfg.kafka
-        if req.bootstrap:
-            kafka = KafkaConfig(**{**vars(kafka), "bootstrap_servers": (req.bootstrap,)})
-    elif req.bootstrap:
-        kafka = KafkaConfig(bootstrap_servers=tuple(req.bootstrap.split(",")))
-    else:
-        raise UsageError("Kafka replay needs --bootstrap HOST:PORT or a --config with [kafka]")
-    configured = {s.topic: s for s in (cfg.kafka_sources if cfg else [])}
-    if req.topics:
-        sources = [configured.get(t) or SourceConfig(
-            name=req.source or t, kind="kafka", topic=t, format=req.fmt,
-            event_time=req.event_time, event_time_unit=req.time_unit,
-            max_out_of_orderness_ms=req.max_out_of_orderness_ms) for t in req.topics]
-    else:
-        sources = list(configured.values())
-    if not sources:
-        raise UsageError("no Kafka topics: give --topic or Kafka sources in the --config")
-    try:
-        return replay_kafka(kafka, sources, opts, start, end)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None

@@ -39,6 +39,7 @@ from cep.config import KafkaConfig, SinkConfig, SourceConfig
 from cep.errors import ConfigError
 from cep.event import Event
 from cep.io.codecs import DeadLetter, TimeSpec, encode_json, json_decoder, msgpack_decoder
+from cep.io.offsets import OffsetBound
 from cep.operator.records import dead_letter_record
 
 __all__ = [
@@ -468,19 +469,6 @@ class Backoff:
 
 
 # ----------------------------------------------------------------------------- history
-
-
-@dataclass(frozen=True)
-class OffsetBound:
-    """One end of a range of a topic: a Kafka timestamp (``time_ms``, epoch ms: the first
-    offset whose message timestamp is ≥ it), an offset for every partition (``offset``), one
-    per partition (``offsets``: partition → offset; unlisted partitions take the topic's
-    beginning for a start and its end for an end), or, all ``None``, the beginning (start)
-    or the end as it is when the range is resolved (end)."""
-
-    time_ms: int | None = None
-    offset: int | None = None
-    offsets: dict[int, int] | None = None
 
 
 async def resolve_offset_range(

@@ -27,16 +27,16 @@ returns (``repr`` literals, generated names) and runs with empty builtins.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cep.compiler import runtime as rt
 from cep.compiler.codegen import inline_expr
-from cep.compiler.generated import GeneratedCode, code_of
+from cep.compiler.generated import GeneratedCode
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
-from cep.nfa.model import FINAL, IGNORE, NFA, PROCEED, STOP, TAKE, EdgeCond
+from cep.operator.gate import Held, RuleGate, eq_literals, gate_of
 from cep.operator.rule_index import RuleIndex
-from cep.operator.rule_state import RuleState, silent_expiry
+from cep.operator.rule_state import RuleState
 
 __all__ = ["Scanner", "build_scanner"]
 
@@ -49,11 +49,13 @@ _MIN_INDEXED = 4
 
 @dataclass
 class _Gate:
-    """One rule's test.  ``held``: its key has state (and, when known, the event can change
-    it); ``pre``: the event can start a match; ``hf``: the header ``where``.  The ``*_lits``
-    are the values of the index field for which that part can hold (``None``: any value)."""
+    """One rule's :class:`~cep.operator.gate.RuleGate` rendered as inline Python.
+    ``held``: its key has state (and, when known, the event can change it); ``pre``: the
+    event can start a match; ``hf``: the header ``where``.  The ``*_lits`` are the values of
+    the index field for which that part can hold (``None``: any value)."""
 
     i: int
+    ir: RuleGate
     kvar: str | None = None  # None: a hand-made key, generic dispatch of the rule
     held: str = ""
     pre: str | None = None  # None: starts nothing (a draining version)
@@ -62,36 +64,41 @@ class _Gate:
     hf_call: bool = False
     held_lits: frozenset[str] | None = None
     pre_lits: frozenset[str] | None = None
-    guards: list[tuple[str, str] | None] = field(default_factory=list)
-    hf_guard: tuple[str, str] | None = None
-    wake: list[GeneratedCode | None] | None = None  # the wake test's guards (held keys)
+    wake: bool = False  # ``held`` tests the wake guards, and only they (Held.WAKE)
+
+    def guarded_codes(self) -> list[GeneratedCode | None]:
+        """The codes whose equality guards can serve to index this gate."""
+        ir = self.ir
+        codes = list(ir.start_codes) if self.pre not in (None, "True") else []
+        if self.wake:
+            codes += ir.wake_codes
+        return codes + ([ir.header] if ir.header_fn is not None else [])
 
 
-def _guard_of(code: GeneratedCode | None) -> tuple[str, str] | None:
-    return code.eq_guard if code is not None else None
-
-
-def _eq_lits(codes: list[GeneratedCode | None], fld: str) -> frozenset[str] | None:
-    """The values ``fld`` must have for one of ``codes`` to hold, when each of them carries
-    an equality guard on ``fld`` (:attr:`GeneratedCode.eq_guard`)."""
-    out = set()
-    for code in codes:
-        g = _guard_of(code)
-        if g is None or g[0] != fld:
+def _inline_any(codes: list[GeneratedCode | None], prefix: str, ns: dict[str, Any]
+                ) -> list[str] | None:
+    """The inline forms of ``codes`` (their constants bound in ``ns``), duplicates once;
+    ``None`` when one has none."""
+    parts: list[str] = []
+    for j, code in enumerate(codes):
+        frag = inline_expr(code, f"{prefix}{j}_")
+        if frag is None:
             return None
-        out.add(g[1])
-    return frozenset(out)
+        ns.update(frag[1])
+        if frag[0] not in parts:
+            parts.append(frag[0])
+    return parts
 
 
-def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
+def _gate(ir: RuleGate, i: int, ns: dict[str, Any], keys: dict[str, str],
           lines: list[str]) -> _Gate:
-    """Rule ``i``'s test, its fragments bound in ``ns``, its key computed in ``lines``."""
-    rule = rs.rule
-    ns[f"_r{i}"] = rs
-    code = rule.key_code
+    """Rule ``i``'s gate as inline Python, its fragments bound in ``ns``, its key computed
+    in ``lines``."""
+    ns[f"_r{i}"] = ir.rule
+    code = ir.key
     key = inline_expr(code, f"k{i}_")
     if key is None or code is None:
-        return _Gate(i)
+        return _Gate(i, ir)
     src, consts = key
     # the same key expression over the same constants: computed once per event
     sig = repr((code.data_expr, sorted((k, id(v)) for k, v in code.consts.items())))
@@ -101,52 +108,34 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
         kvar = f"_kv{len(keys)}"
         keys[sig] = kvar
         lines.append(f"        {kvar} = {src}")
-    g = _Gate(i, kvar, held=f"{kvar} in _k{i}")
-    nfa = rule.nfa
-    if not rs.draining:
-        pre = nfa.start_prefilter
-        if pre is None:
+    g = _Gate(i, ir, kvar, held=f"{kvar} in _k{i}")
+    if ir.starts is not None:
+        parts = _inline_any(ir.start_codes, f"p{i}_", ns) if ir.start_fn is not None else None
+        if ir.start_fn is None:
             g.pre = "True"
+        elif parts:
+            g.pre = " or ".join(f"({p})" for p in parts)
         else:
-            codes = [code_of(c) for c in nfa.start_take_conds]
-            parts: list[str] = []
-            for j, start in enumerate(codes):
-                frag = inline_expr(start, f"p{i}_{j}_")
-                if frag is None:
-                    parts = []
-                    break
-                parts.append(frag[0])
-                ns.update(frag[1])
-            if parts:
-                g.pre = " or ".join(f"({p})" for p in parts)
-            else:
-                ns[f"_pre{i}"] = pre.fn
-                g.pre_call = True
-                g.pre = f"_pre{i}(_ev, None)"
-            g.guards += [_guard_of(c) for c in codes]
-        wake = _wake(nfa, i, ns)
-        if wake is not None:
-            # A key with state needs only an event some guard of its automaton accepts, or
-            # one at or past the key's next deadline.  When expiring says nothing (no
-            # timeout output, no pending match, no skip strategy holding matches back), the
-            # key's timer does the expiring at the next watermark, unobserved: no deadline
-            # test.
-            expr, takes = wake
-            if silent_expiry(rs):
-                g.held = f"({kvar} in _k{i} and {expr})"
-                g.wake = [code_of(c) for c in takes]
-                g.guards += [_guard_of(c) for c in g.wake]
-            else:
-                g.held = (f"({kvar} in _k{i} and ({expr} or "
-                          f"_k{i}[{kvar}].deadline <= _ts))")
-    hf = rule.header_filter
-    if hf is not None:
-        g.hf_guard = _guard_of(rule.header_code)
-        if g.hf_guard is not None:
-            g.guards.append(g.hf_guard)
-        frag = inline_expr(rule.header_code, f"h{i}_")
+            ns[f"_pre{i}"] = ir.start_fn
+            g.pre_call = True
+            g.pre = f"_pre{i}(_ev, None)"
+    wake = _inline_any(ir.wake_codes, f"w{i}_", ns) if ir.held is not Held.ANY else None
+    if wake is not None:
+        # A key with state needs only an event some guard of its automaton accepts, or
+        # one at or past the key's next deadline.  When expiring says nothing (no
+        # timeout output, no pending match, no skip strategy holding matches back), the
+        # key's timer does the expiring at the next watermark, unobserved: no deadline
+        # test.
+        expr = "(" + " or ".join(f"({p})" for p in wake) + ")"
+        if ir.held is Held.WAKE:
+            g.held = f"({kvar} in _k{i} and {expr})"
+            g.wake = True
+        else:
+            g.held = f"({kvar} in _k{i} and ({expr} or _k{i}[{kvar}].deadline <= _ts))"
+    if ir.header_fn is not None:
+        frag = inline_expr(ir.header, f"h{i}_")
         if frag is None:
-            ns[f"_hf{i}"] = hf
+            ns[f"_hf{i}"] = ir.header_fn
             g.hf_call = True
             g.hf = f"_hf{i}(_ev)"
         else:
@@ -155,12 +144,14 @@ def _gate(rs: RuleState, i: int, ns: dict[str, Any], keys: dict[str, str],
     return g
 
 
-def _index(gates: list[_Gate], rules: Sequence[RuleState], ns: dict[str, Any]) -> str | None:
+def _index(gates: list[_Gate]) -> str | None:
     """Pick the field most rules' guards test for equality and fill each gate's literal
     sets for it; ``None`` when too few rules would profit."""
     count: dict[str, int] = {}
     for g in gates:
-        for fld in {x[0] for x in g.guards if x is not None}:
+        guards = {c.eq_guard[0] for c in g.guarded_codes()
+                  if c is not None and c.eq_guard is not None}
+        for fld in guards:
             count[fld] = count.get(fld, 0) + 1
     if not count:
         return None
@@ -170,14 +161,15 @@ def _index(gates: list[_Gate], rules: Sequence[RuleState], ns: dict[str, Any]) -
     for g in gates:
         if g.kvar is None:
             continue
-        rule = rules[g.i].rule
+        ir = g.ir
         if g.pre is not None and g.pre != "True":
-            g.pre_lits = _eq_lits([code_of(c) for c in rule.nfa.start_take_conds], fld)
-        if g.wake is not None:
-            g.held_lits = _eq_lits(g.wake, fld)
-        if g.hf_guard is not None and g.hf_guard[0] == fld:
+            g.pre_lits = eq_literals(ir.start_codes, fld)
+        if g.wake:
+            g.held_lits = eq_literals(ir.wake_codes, fld)
+        hf = ir.header.eq_guard if ir.header is not None else None
+        if ir.header_fn is not None and hf is not None and hf[0] == fld:
             # the header `where` gates the whole rule, held keys included
-            only = frozenset((g.hf_guard[1],))
+            only = frozenset((hf[1],))
             g.held_lits = only if g.held_lits is None else g.held_lits & only
             g.pre_lits = only if g.pre_lits is None else g.pre_lits & only
     return fld
@@ -216,58 +208,6 @@ def _emit(g: _Gate, value: str | None, indexed: bool, out: list[str], ind: str) 
             f"{ind}    _due = _op.next_due"]
 
 
-def wake_takes(nfa: NFA) -> list[EdgeCond] | None:
-    """The TAKE guards of an automaton whose partial matches only move when one of them
-    holds, or ``None`` when it is not such an automaton.
-
-    That is so when every state a partial match can wait in has no PROCEED edge and exactly
-    one IGNORE edge, back to itself, guarded by ``not g`` for one of its own TAKE guards
-    ``g`` (relaxed contiguity, ``followed by``), and no TAKE guard is constant or reads the
-    partial match: an event failing every TAKE guard of the automaton then takes nothing,
-    starts nothing and is ignored by every partial match, so
-    :func:`cep.nfa.matcher.process` would change nothing.
-    """
-    waiting = {t.target for s in nfa.states for t in s.transitions
-               if t.action in (TAKE, IGNORE) and t.target.kind not in (FINAL, STOP)}
-    takes: dict[Any, EdgeCond] = {}  # by function: the first guard of each
-    for s in nfa.states:
-        own = [t for t in s.transitions if t.action == TAKE]
-        for t in own:
-            if t.cond.always or t.cond.iterative:
-                return None
-            takes.setdefault(t.cond.fn, t.cond)
-        if s not in waiting:
-            continue
-        ignores = [t for t in s.transitions if t.action == IGNORE]
-        if any(t.action == PROCEED for t in s.transitions) or len(ignores) != 1:
-            return None
-        ign = ignores[0]
-        if ign.target is not s or ign.cond.always:
-            return None
-        negated = ign.cond.negates
-        if negated is None or negated.fn not in [t.cond.fn for t in own]:
-            return None
-    return list(takes.values()) or None
-
-
-def _wake(nfa: NFA, i: int, ns: dict[str, Any]) -> tuple[str, list[Any]] | None:
-    """An inline test that is false only for events that leave every partial match of this
-    automaton where it is (see :func:`wake_takes`), and the TAKE guards it tests; ``None``
-    when there is no such test or a guard has no inline form."""
-    takes = wake_takes(nfa)
-    if takes is None:
-        return None
-    parts: list[str] = []
-    for j, take in enumerate(takes):
-        frag = inline_expr(code_of(take), f"w{i}_{j}_")
-        if frag is None:
-            return None
-        ns.update(frag[1])
-        if frag[0] not in parts:
-            parts.append(frag[0])
-    return "(" + " or ".join(f"({p})" for p in parts) + ")", takes
-
-
 def build_scanner(rules: Sequence[RuleState], source: str,
                   index: RuleIndex | None = None) -> Scanner:
     """Generate the batch loop for ``rules`` (in dispatch order) reading input ``source``.
@@ -303,12 +243,12 @@ def build_scanner(rules: Sequence[RuleState], source: str,
             continue
         if inline is not None and id(rs) not in inline:
             continue
-        gates.append(_gate(rs, i, ns, keys, body))
+        gates.append(_gate(gate_of(rs), i, ns, keys, body))
         binds.append(f"    _k{i} = _r{i}.keys")
     # Only a draining version can disappear in the middle of a batch (when its last key
     # goes); then the rule list is rebound and the loop must stop after the current event.
     watch = any(rs.draining for rs in rules)
-    fld = _index(gates, rules, ns) if len(gates) >= _MIN_INDEXED else None
+    fld = _index(gates) if len(gates) >= _MIN_INDEXED else None
     single = (len(gates) == 1 and gates[0].kvar is not None and not gates[0].pre_call
               and not gates[0].hf_call and not indexed)
     dispatch: list[str] = []

@@ -37,12 +37,11 @@ from typing import Any
 
 import orjson
 
-from cep.compiler.generated import code_of
 from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate, join
 from cep.event import Event, nesting_within
 from cep.operator.cep_operator import CepOperator
-from cep.operator.fastpath import wake_takes
-from cep.operator.rule_state import RuleState, silent_expiry
+from cep.operator.gate import Held, gate_of
+from cep.operator.rule_state import RuleState
 
 native: ModuleType | None
 if os.environ.get("CEP_PUREPYTHON") == "1":  # the pure path forced (msgpack's switch)
@@ -85,37 +84,34 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
     owners: list[RuleState] = []
     gates: list[Pred] = []
     for rs in rules:
-        rule = rs.rule
         if rs.draining:
             return None
-        if rule.sources is not None and source not in rule.sources:
+        if rs.rule.sources is not None and source not in rs.rule.sources:
             continue
-        key_paths = rule.key_paths
-        if key_paths is None or len(key_paths) != 1:
+        ir = gate_of(rs)
+        key_paths = ir.key_paths
+        if ir.starts is None or key_paths is None or len(key_paths) != 1:
             return None
-        nfa = rule.nfa
-        conds = nfa.start_take_conds
-        if not conds or any(c.always for c in conds):
+        if not ir.starts or any(c.always for c in ir.starts):
             return None
         # An event failing every TAKE guard reachable from the start cannot start a partial
         # match (see NFA.start_take_conds): stepping a key without state with it leaves no
         # state.  A guard that reads the partial match translates to "unknown" there.
-        starts = [condition_predicate(code_of(c), slot_of) for c in conds]
+        starts = [condition_predicate(c, slot_of) for c in ir.start_codes]
         pre = _or(starts)
         if pre[0] == "const" and pre != FALSE:
             return None  # (nearly) every event could start a match
         held: Pred = ("held", slot_of(key_paths[0]), len(owners))
-        takes = wake_takes(nfa)
-        if takes is not None and silent_expiry(rs):
+        if ir.held is Held.WAKE:
             # The key lookup last: most events fail the guards before it.  A guard that is
             # also a start guard is left out: the gate is `pre or (wake and held)`, and when
             # `pre` is not true neither is that guard (absorption holds in Kleene's logic).
-            wake = [p for p in (condition_predicate(code_of(t), slot_of) for t in takes)
+            wake = [p for p in (condition_predicate(c, slot_of) for c in ir.wake_codes)
                     if p not in starts]
             held = _and([_or(wake), held])
         gate = _or([pre, held])
-        if rule.header_filter is not None:
-            gate = _and([condition_predicate(rule.header_code, slot_of), gate])
+        if ir.header_fn is not None:
+            gate = _and([condition_predicate(ir.header, slot_of), gate])
         owners.append(rs)
         gates.append(gate)
     paths = tuple(sorted(slots, key=slots.__getitem__))
