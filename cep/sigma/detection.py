@@ -69,23 +69,59 @@ def _balanced(op: str, items: list[ast.Expr]) -> ast.Expr:
 
 
 def _or(items: list[ast.Expr]) -> ast.Expr:
-    """``items`` or-ed; equalities of one subject with literals become one ``in [..]``."""
+    """``items`` or-ed; equalities of one subject with literals become one ``in [..]``, and
+    several ``contains``/``starts with``/``ends with`` literals on one ``lower(f)`` one RE2
+    search (:func:`_searchable`)."""
     if not items:
         return ast.Lit(False)
     grouped: dict[ast.Expr, list[ast.Lit]] = {}
+    searched: dict[ast.Expr, list[ast.Binary]] = {}
     rest: list[ast.Expr] = []
     for e in _flat("or", items):
         if (isinstance(e, ast.Binary) and e.op == "==" and isinstance(e.right, ast.Lit)
                 and not isinstance(e.left, ast.Lit)):
             grouped.setdefault(e.left, []).append(e.right)
+        elif _searchable(e):
+            assert isinstance(e, ast.Binary)
+            searched.setdefault(e.left, []).append(e)
         else:
             rest.append(e)
+    for subject, tests in searched.items():
+        if len(tests) == 1:
+            rest.append(tests[0])
+            continue
+        alts = []
+        for t in tests:
+            assert isinstance(t.right, ast.Lit) and isinstance(t.right.value, str)
+            lit = re.escape(t.right.value)
+            alts.append(lit if t.op == "contains" else "\\A" + lit if t.op == "starts with"
+                        else lit + "\\z")
+        rest.append(ast.Binary("matches", subject, ast.Lit("(?s)" + "|".join(alts))))
     for subject, lits in grouped.items():
         if len(lits) == 1:
             rest.append(ast.Binary("==", subject, lits[0]))
         else:
             rest.append(ast.Binary("in", subject, ast.ListLit(tuple(lits))))
     return _balanced("or", rest)
+
+
+def _searchable(e: ast.Expr) -> bool:
+    """Whether ``e`` is ``lower(f) contains/starts with/ends with "lit"`` with a literal the
+    rule index has no use for (no whole path segment, no file name after a backslash), so
+    that it may join one regex search with others on ``lower(f)``: for a string the search
+    is the same test, for anything else both are false."""
+    if not (isinstance(e, ast.Binary) and e.op in ("contains", "starts with", "ends with")
+            and isinstance(e.right, ast.Lit) and type(e.right.value) is str
+            and isinstance(e.left, ast.Call) and e.left.func == "lower"):
+        return False
+    lit = e.right.value
+    if "\\" not in lit:
+        return True
+    if e.op == "ends with":
+        return False  # the file name after the last backslash indexes it
+    parts = lit.split("\\")
+    whole = parts[:-1] if e.op == "starts with" else parts[1:-1]
+    return not any(whole)
 
 
 def _and(items: list[ast.Expr]) -> ast.Expr:
