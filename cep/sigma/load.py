@@ -2,10 +2,10 @@
 
 Each file is parsed by pySigma (the specification's reference library), the processing
 pipelines are applied to each rule, and each detection rule is compiled to an engine rule
-(:mod:`cep.sigma.rule`); correlation rules are left out with a warning (not compiled by this
-version).  The result is one :class:`~cep.lang.ast.RuleFile` per Sigma
-file, so the rest of the engine (checks, compiler, operator, hot reload) handles Sigma rules
-as it handles ``.cep`` rules.
+(:mod:`cep.sigma.rule`); correlation rules are compiled over the detection rules of the same
+file they name (:mod:`cep.sigma.correlation`).  The result is one
+:class:`~cep.lang.ast.RuleFile` per Sigma file, so the rest of the engine (checks,
+compiler, operator, hot reload) handles Sigma rules as it handles ``.cep`` rules.
 
 Errors and warnings:
 
@@ -34,6 +34,7 @@ from sigma.rule import SigmaRule
 from cep.diagnostics import Diagnostic
 from cep.lang import ast
 from cep.lang.limits import MAX_FILE_BYTES
+from cep.sigma.correlation import to_correlation_rule
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
 from cep.sigma.rule import rule_name, to_engine_rule
@@ -115,38 +116,70 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
         out.diagnostics += diags
         rules: list[ast.Rule] = []
         if coll is not None and not diags:
-            for sr in coll.rules:
-                if isinstance(sr, SigmaCorrelationRule):
-                    out.rejected[f"{path}: {sr.title}"] = _NO_CORRELATION
-                    out.diagnostics.append(Diagnostic(
-                        str(path), _span(sr.source),
-                        f"Sigma correlation rule `{sr.title}` left out: {_NO_CORRELATION}",
-                        severity="warning"))
-                    continue
-                if not isinstance(sr, SigmaRule):
-                    continue
-                name = _unique(rule_name(path.stem, sr), sr, used)
-                try:
-                    processed = sr
-                    if pipeline is not None:  # (a pipeline changes the rule in place)
-                        processed = copy.deepcopy(sr)
-                        pipeline.apply(processed)
-                    rule = to_engine_rule(processed, name)
-                except (UnsupportedSigma, SigmaError) as exc:
-                    reason = str(exc)
-                    out.rejected[f"{path}: {sr.title}"] = reason
-                    out.diagnostics.append(Diagnostic(
-                        str(path), _span(sr.source), f"Sigma rule `{sr.title}` left out: {reason}",
-                        severity="warning"))
-                    continue
-                used.add(name)
-                rules.append(_at(rule, sr))
-                out.sources[name] = sr
+            rules = _compile_file(path, coll, pipeline, used, out)
         out.files.append(ast.RuleFile(str(path), text or "", tuple(rules)))
     return out
 
 
-_NO_CORRELATION = "correlation rules are not compiled by this version (docs/sigma.md)"
+def _compile_file(path: Path, coll: SigmaCollection, pipeline: ProcessingPipeline | None,
+                  used: set[str], out: SigmaLoad) -> list[ast.Rule]:
+    """The engine rules of one parsed Sigma file: its detection rules (those a correlation
+    uses without ``generate: true`` compiled for it but not run on their own), then its
+    correlation rules over them; what cannot be compiled is left out with a warning."""
+    refs_error = None
+    try:
+        coll.resolve_rule_references()
+    except SigmaError as exc:  # a correlation naming a rule of another file
+        refs_error = str(exc)
+    rules: list[ast.Rule] = []
+    conditions: dict[int, ast.Expr] = {}
+
+    def left_out(sr: SigmaRule | SigmaCorrelationRule, reason: str) -> None:
+        kind = "correlation rule" if isinstance(sr, SigmaCorrelationRule) else "rule"
+        out.rejected[f"{path}: {sr.title}"] = reason
+        out.diagnostics.append(Diagnostic(
+            str(path), _span(sr.source), f"Sigma {kind} `{sr.title}` left out: {reason}",
+            severity="warning"))
+
+    for sr in coll.rules:
+        if not isinstance(sr, SigmaRule):
+            continue
+        name = _unique(rule_name(path.stem, sr), sr, used)
+        try:
+            processed = sr
+            if pipeline is not None:  # (a pipeline changes the rule in place)
+                processed = copy.deepcopy(sr)
+                pipeline.apply(processed)
+            rule = to_engine_rule(processed, name)
+        except (UnsupportedSigma, SigmaError) as exc:
+            left_out(sr, str(exc))
+            continue
+        conditions[id(sr)] = rule.pattern[0].condition or ast.Lit(True)
+        if sr._output:
+            used.add(name)
+            rules.append(_at(rule, sr))
+            out.sources[name] = sr
+    for cr in coll.rules:
+        if not isinstance(cr, SigmaCorrelationRule):
+            continue
+        if refs_error is not None:
+            left_out(cr, refs_error)
+            continue
+        name = _unique(rule_name(path.stem, cr), cr, used)
+        try:
+            group_by = cr.group_by
+            if pipeline is not None:
+                processed_cr = copy.deepcopy(cr)
+                pipeline.apply(processed_cr)
+                group_by = processed_cr.group_by
+            rule = to_correlation_rule(cr, name, conditions, group_by)
+        except (UnsupportedSigma, SigmaError) as exc:
+            left_out(cr, str(exc))
+            continue
+        used.add(name)
+        rules.append(_at(rule, cr))
+        out.sources[name] = cr
+    return rules
 
 
 def _unique(name: str, sr: SigmaRule | SigmaCorrelationRule, used: set[str]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sigma.correlations import SigmaCorrelationRule
 from sigma.rule import SigmaRule
 
 from cep.lang import ast
@@ -41,7 +42,7 @@ class SigmaMeta:
     references: tuple[str, ...]
 
 
-def sigma_meta(rule: SigmaRule) -> SigmaMeta:
+def sigma_meta(rule: SigmaRule | SigmaCorrelationRule) -> SigmaMeta:
     """The metadata of a Sigma rule (missing attributes as empty values, level ``medium``)."""
     level = str(rule.level.name).lower() if rule.level is not None else "medium"
     return SigmaMeta(
@@ -58,7 +59,7 @@ def sigma_meta(rule: SigmaRule) -> SigmaMeta:
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]+")
 
 
-def rule_name(stem: str, rule: SigmaRule) -> str:
+def rule_name(stem: str, rule: SigmaRule | SigmaCorrelationRule) -> str:
     """The engine's name of a Sigma rule: its ``name`` attribute if it has one, else the
     file's stem (SigmaHQ names each file after its rule), made an identifier (runs of other
     characters become ``_``; a leading digit gets ``sigma_`` before it)."""
