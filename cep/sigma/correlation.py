@@ -86,8 +86,9 @@ def to_correlation_rule(corr: SigmaCorrelationRule, name: str,
         if n > 1:
             stages.append(ast.Stage("followed_by", "more", cond,
                                     (ast.Modifier("times", n=n - 1),)))
-        extra: tuple[tuple[str, ast.Expr], ...] = (("count", ast.Binary("+", ast.Lit(1), ast.Call("count", (ast.Path(("more",)),)))
-                  if n > 1 else ast.Lit(1)),)
+        counted: ast.Expr = (ast.Binary("+", ast.Lit(1), ast.Call("count", (ast.Path(("more",)),)))
+                             if n > 1 else ast.Lit(1))
+        extra: tuple[tuple[str, ast.Expr], ...] = (("count", counted),)
     elif corr.type == SigmaCorrelationType.TEMPORAL_ORDERED:
         if isinstance(corr.condition, SigmaCorrelationCondition) and not (
                 corr.condition.op == SigmaCorrelationConditionOperator.GTE
