@@ -111,13 +111,20 @@ def test_all_corpus_rules_compile_or_have_a_reason() -> None:
           f"{len(left_out)} (placeholders without values)")
 
 
-def test_correlation_rule_is_left_out_with_a_warning(tmp_path: Path) -> None:
+def test_unsupported_correlation_is_left_out_with_a_warning(tmp_path: Path) -> None:
     yml = tmp_path / "with_correlation.yml"
     yml.write_text(RULE.replace("title: Suspicious", "name: certutil_download\ntitle: Suspicious")
-                   + "---\ntitle: Many downloads\ncorrelation:\n  type: event_count\n"
+                   + "---\ntitle: Many users\ncorrelation:\n  type: value_count\n"
                    "  rules: [certutil_download]\n  group-by: [Computer]\n  timespan: 1h\n"
-                   "  condition: {gte: 3}\n", encoding="utf-8")
+                   "  condition: {gte: 3, field: User}\n", encoding="utf-8")
     rs = load_rule_set([str(yml)])
-    assert rs.ok and [r.name for r in rs.rules] == ["certutil_download"]
-    assert any("correlation rule `Many downloads` left out" in d.message
-               and d.severity == "warning" for d in rs.diagnostics)
+    # the detection rule serves the correlation only (no `generate: true`): nothing runs
+    assert rs.ok and rs.rules == []
+    assert any("correlation rule `Many users` left out: correlation type value_count is not "
+               "supported yet" in d.message and d.severity == "warning" for d in rs.diagnostics)
+    supported = yml.read_text().replace("value_count", "event_count").replace(
+        ", field: User", "")
+    yml.write_text(supported, encoding="utf-8")
+    rs = load_rule_set([str(yml)])
+    assert rs.ok and [r.name for r in rs.rules] == ["with_correlation"]
+    assert rs.rules[0].key_names == ("Computer",)
