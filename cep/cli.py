@@ -276,8 +276,11 @@ def replay(flags: ReplayFlags) -> None:
     from cep.app.replay import run_request
     from cep.app.settings import SettingsError, resolve_replay
 
+    cfg = _config(flags.config) if flags.config else None
+    pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
+
     def load(paths: list[str]) -> list["CompiledRule"] | None:
-        rs = _load(paths)
+        rs = _load(paths, sigma_pipelines=pipelines)
         return rs.rules if rs.ok else None
 
     try:

