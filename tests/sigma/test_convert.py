@@ -155,3 +155,21 @@ def test_run_and_replay_take_the_sigma_pipeline(tmp_path: Path, command: str) ->
     assert alert["data"]["sigma_id"] == "19b08b1c-861d-4e75-a1ef-ea0c1baf202b"
     assert alert["severity"] == "high"
     assert alert["data"]["author"] == "Florian Roth (Nextron Systems)"
+
+
+def test_rule_tests_list_sigma_files(tmp_path: Path) -> None:
+    (tmp_path / "proc_creation_win_certutil_download.yml").write_text(RULE, encoding="utf-8")
+    (tmp_path / "certutil.test.yaml").write_text(
+        "rule_files: [proc_creation_win_certutil_download.yml]\n"
+        "tests:\n"
+        "  - name: a download alerts, a plain certutil does not\n"
+        "    input:\n"
+        "      - {ts: 0, Image: 'C:\\Windows\\certutil.exe', CommandLine: 'certutil -urlcache x'}\n"
+        "      - {ts: 1, Image: 'C:\\Windows\\certutil.exe', CommandLine: 'certutil -dump'}\n"
+        "    expect:\n"
+        "      - rule: proc_creation_win_certutil_download\n"
+        "        data: {level: high}\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "cep.cli", "test", str(tmp_path)],
+                          capture_output=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert b"1 passed, 0 failed" in done.stdout + done.stderr
