@@ -98,15 +98,28 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+_SIGMA_PIPELINE_HELP = ("pySigma processing pipeline for the Sigma rules (.yml): a shipped "
+                        "name (windows-xml, windows-flat, winlogbeat) or a pipeline file; "
+                        "repeatable, applied in order (default: the config's [rules] "
+                        "sigma_pipelines).")
+
+
+def _pipelines(option: list[str] | None, cfg: "Config | None") -> tuple[str, ...]:
+    """The Sigma pipelines of a command: ``--sigma-pipeline`` or the config's."""
+    if option:
+        return tuple(option)
+    return tuple(cfg.rules.sigma_pipelines) if cfg is not None else ()
+
+
 def _load(paths: list[str], quiet_warnings: bool = False,
           more: "Callable[[RuleSet], list[Diagnostic]] | None" = None,
-          strict: bool = False) -> RuleSet:
-    """Load, print the diagnostics (with ``more``'s, computed from the loaded set; with
-    ``strict``, warnings become errors)."""
+          strict: bool = False, sigma_pipelines: tuple[str, ...] = ()) -> RuleSet:
+    """Load (Sigma files through ``sigma_pipelines``), print the diagnostics (with
+    ``more``'s, computed from the loaded set; with ``strict``, warnings become errors)."""
     for p in paths:
         if not Path(p).exists():
             raise _fail(f"no such rule file or directory: {p}")
-    rs = load_rule_set(paths)
+    rs = load_rule_set(paths, sigma_pipelines)
     if more is not None:
         rs.diagnostics += more(rs)
     if strict:
@@ -134,6 +147,8 @@ def check(
         "of the wrong type are errors (default: the config's [rules] schema).")] = None,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Warnings are errors (exit 1), for CI.")] = False,
+    sigma_pipeline: Annotated[list[str] | None, typer.Option(
+        "--sigma-pipeline", help=_SIGMA_PIPELINE_HELP)] = None,
 ) -> None:
     """Validate rule files: every error, each as `file:line:col`.
 
@@ -161,8 +176,14 @@ def check(
         event_schema = load_schema(schema_path) if schema_path else None
     except CepError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    rs = _load(paths, more=lambda rs: field_diagnostics(rs.files, event_schema)
-               + lint_files(rs.files), strict=strict)
+    from cep.sigma.files import is_sigma_path
+
+    def more(rs: RuleSet) -> "list[Diagnostic]":  # Sigma files compare both types on purpose
+        own = [f for f in rs.files if not is_sigma_path(f.path)]
+        return field_diagnostics(own, event_schema) + lint_files(own)
+
+    rs = _load(paths, more=more, strict=strict,
+               sigma_pipelines=_pipelines(sigma_pipeline, cfg))
     n_rules = sum(len(f.rules) for f in rs.files)
     n_err, n_warn = len(rs.errors), len(rs.diagnostics) - len(rs.errors)
     if rs.errors:
@@ -255,8 +276,11 @@ def replay(flags: ReplayFlags) -> None:
     from cep.app.replay import run_request
     from cep.app.settings import SettingsError, resolve_replay
 
+    cfg = _config(flags.config) if flags.config else None
+    pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
+
     def load(paths: list[str]) -> list["CompiledRule"] | None:
-        rs = _load(paths)
+        rs = _load(paths, sigma_pipelines=pipelines)
         return rs.rules if rs.ok else None
 
     try:
@@ -420,7 +444,8 @@ def run(flags: RunFlags) -> None:
         raise _fail("no rules: give rule paths (cep run PATH... or --rules PATH) or [rules] "
                     "paths in the --config file")
     if cfg is not None and cfg.uses_kafka and flags.input_path is None:
-        _run_kafka(cfg, rules, flags.quiet, flags.http, flags.log_format)
+        _run_kafka(cfg, rules, flags.quiet, flags.http, flags.log_format,
+                   _pipelines(list(flags.sigma_pipelines), cfg))
         return
     try:
         plan = resolve_file_run(flags, cfg, sys.stderr.isatty())
@@ -428,19 +453,20 @@ def run(flags: RunFlags) -> None:
         raise _fail(str(exc)) from None
     for warning in plan.warnings:
         typer.echo(f"cep: warning: {warning}", err=True)
-    rs = _load(rules)
+    pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
+    rs = _load(rules, sigma_pipelines=pipelines)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); no events processed", err=True)
         raise typer.Exit(EXIT_RULES)
     if not rs.rules:
         raise _fail("no rules found under " + ", ".join(rules))
     _serve_file(rs.rules, rules, plan, cfg, flags.quiet, flags.log_format,
-                flags.max_dead_letter_ratio)
+                flags.max_dead_letter_ratio, pipelines)
 
 
 def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "FileRun",
                 cfg: "Config | None", quiet: bool, log_format: str,
-                max_dead: float | None = None) -> None:
+                max_dead: float | None = None, sigma_pipelines: tuple[str, ...] = ()) -> None:
     """Run a resolved file run: open its outputs (appending after a checkpoint), serve it,
     print the summary line and what the input's quality suggests; exit 3 when a file gave
     only dead letters, 4 when more than ``max_dead`` of it were dead letters."""
@@ -459,7 +485,8 @@ def _serve_file(compiled: list["CompiledRule"], rule_paths: list[str], plan: "Fi
         from cep.app.ops import Operations
 
         setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
-        ops = Operations("file", rule_paths, compiled, watch=plan.watch, http=plan.http)
+        ops = Operations("file", rule_paths, compiled, watch=plan.watch, http=plan.http,
+                         sigma_pipelines=sigma_pipelines)
     collect_less()
     try:
         summary = serve_file(compiled, plan.options, sink_set, ops, checkpoints)
@@ -541,6 +568,48 @@ def map_cmd(
     typer.echo(f"cep: {n:,} events mapped ({name})", err=True)
 
 
+sigma_app = typer.Typer(help="Sigma rules: convert them to the engine's rule text.",
+                        no_args_is_help=True)
+app.add_typer(sigma_app, name="sigma")
+
+
+@sigma_app.command("convert")
+def sigma_convert(
+    paths: Annotated[list[str], typer.Argument(
+        metavar="RULE.yml...", help="Sigma rule files or directories.", show_default=False)],
+    sigma_pipeline: Annotated[list[str] | None, typer.Option(
+        "--sigma-pipeline", help=_SIGMA_PIPELINE_HELP)] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Write here instead of standard output.")] = None,
+) -> None:
+    """Print the .cep rules that Sigma rules compile to (what cep run runs).
+
+    Rules the engine cannot run exactly are left out with a warning that
+    says why; a file pySigma rejects is an error (exit 1).
+
+    Example: cep sigma convert rules/windows/process_creation/x.yml > x.cep
+    """
+    from cep.lang.format import format_rules
+    from cep.sigma.load import load_sigma
+    from cep.sigma.pipelines import PipelineError, load_pipeline
+
+    for p in paths:
+        if not Path(p).exists():
+            raise _fail(f"no such rule file or directory: {p}")
+    try:
+        pipeline = load_pipeline(_pipelines(sigma_pipeline, None))
+    except PipelineError as exc:
+        raise _fail(str(exc)) from None
+    loaded = load_sigma(paths, pipeline)
+    shown = RuleSet(diagnostics=loaded.diagnostics, files=loaded.files)
+    if shown.diagnostics:
+        typer.echo(render_diagnostics(shown), err=True)
+    text = "\n".join(format_rules(f.rules) for f in loaded.files if f.rules)
+    _write_out(output, text.encode("utf-8"))
+    if shown.errors:
+        raise typer.Exit(EXIT_RULES)
+
+
 @app.command("infer-schema")
 def infer_schema_cmd(
     input_path: Annotated[str, typer.Option(
@@ -613,14 +682,14 @@ def _config(path: str) -> "Config":
 
 
 def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
-               log_format: str) -> None:
+               log_format: str, sigma_pipelines: tuple[str, ...] = ()) -> None:
     """Kafka mode: consume until SIGTERM, then drain, checkpoint and exit 0."""
     from cep.app.kafka_pipeline import run_kafka
     from cep.app.logs import setup_logging
     from cep.app.ops import Operations
 
     setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
-    rs = _load(rules)
+    rs = _load(rules, sigma_pipelines=sigma_pipelines)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); not started", err=True)
         raise typer.Exit(EXIT_RULES)
@@ -628,7 +697,8 @@ def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
         raise _fail("no rules found under " + ", ".join(rules))
     asked = http or cfg.metrics.http
     ops = Operations("kafka", rules, rs.rules, watch=cfg.rules.reload,
-                     http=asked or "127.0.0.1:9464", http_required=bool(asked))
+                     http=asked or "127.0.0.1:9464", http_required=bool(asked),
+                     sigma_pipelines=sigma_pipelines)
     collect_less()  # with the rules made, as in file mode
     try:
         stats = run_kafka(cfg, rs.rules, ops)

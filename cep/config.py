@@ -233,6 +233,10 @@ class RulesConfig:
     schema: str | None = setting(None, Kind.PATH, "event schema (YAML, docs/schema.md) that "
                                  "`cep check` checks the rules' fields against (`--schema` "
                                  "overrides it)")
+    sigma_pipelines: tuple[str, ...] = setting(
+        (), Kind.LIST, "pySigma processing pipelines of the Sigma rules (`.yml`), in order: "
+        "shipped names (`windows-xml`, `windows-flat`, `winlogbeat`) or pipeline files "
+        "(`--sigma-pipeline` overrides them; docs/sigma.md)")
 
 
 @dataclass(frozen=True)
@@ -561,6 +565,8 @@ def parse_config(text: str, file: str = "cep.toml") -> Config:
     rd = r.table(_table_of(r, doc, "rules"), "rules", _RULES_KEYS)
     rules = _values(r, "rules", rd, RulesConfig)
     rules["paths"] = tuple(r.path(p) for p in rules.get("paths", ()))
+    rules["sigma_pipelines"] = tuple(p if "/" not in p and "." not in p else r.path(p)
+                                     for p in rules.get("sigma_pipelines", ()))
     md = r.table(_table_of(r, doc, "metrics"), "metrics", _METRICS_KEYS)
     metrics = _values(r, "metrics", md, MetricsConfig)
     if r.errors:

@@ -83,8 +83,10 @@ class Operations:
     def __init__(self, mode: str, rule_paths: list[str], rules: list[CompiledRule],
                  watch: bool = True, http: str | None = None,
                  http_required: bool = True, reload_token: str | None = None,
-                 http_limits: HttpLimits | None = None) -> None:
+                 http_limits: HttpLimits | None = None,
+                 sigma_pipelines: tuple[str, ...] = ()) -> None:
         self.mode = mode
+        self.sigma_pipelines = tuple(sigma_pipelines)
         self.reload_token = reload_token or os.environ.get(TOKEN_ENV) or None
         self.http_limits = http_limits
         self.http_required = http_required
@@ -117,7 +119,8 @@ class Operations:
             self._file_of = {r.name: (r.file, r.line) for r in rules}
             return report
 
-        self.reloader = Reloader(self.rule_paths, control, apply_and_remember, self.rules)
+        self.reloader = Reloader(self.rule_paths, control, apply_and_remember, self.rules,
+                                 sigma_pipelines=self.sigma_pipelines)
 
     def file_of(self, rule: str) -> tuple[str, int]:
         """Where the running version of ``rule`` was defined: ``(file, line)``."""

@@ -180,8 +180,10 @@ class Reloader:
     def __init__(self, paths: Iterable[str], control: Control, apply: Apply,
                  rules: list[CompiledRule], apply_timeout_s: float | None = None,
                  min_interval_s: float = MIN_INTERVAL_S,
-                 compile_deadline_s: float = DEFAULT_DEADLINE_S) -> None:
+                 compile_deadline_s: float = DEFAULT_DEADLINE_S,
+                 sigma_pipelines: tuple[str, ...] = ()) -> None:
         self.paths = list(paths)
+        self.sigma_pipelines = tuple(sigma_pipelines)
         self.control = control
         self.apply = apply
         self.apply_timeout_s = apply_timeout_s
@@ -300,7 +302,8 @@ class Reloader:
         running ones and log each diagnostic.  Runs on the calling thread (the pipeline
         part through :attr:`control`)."""
         started = time.perf_counter()
-        rs = compile_with_deadline(self.paths, self.compile_deadline_s, self._running)
+        rs = compile_with_deadline(self.paths, self.compile_deadline_s, self._running,
+                                   self.sigma_pipelines)
         errors = _errors(rs)
         if not errors and not rs.rules:
             errors = [{"file": ", ".join(self.paths), "line": 0, "col": 0,

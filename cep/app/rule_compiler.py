@@ -44,17 +44,21 @@ _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding the ce
 
 
 def compile_with_deadline(paths: list[str], deadline_s: float = DEFAULT_DEADLINE_S,
-                          running: Mapping[str, CompiledRule] | None = None) -> RuleSet:
+                          running: Mapping[str, CompiledRule] | None = None,
+                          sigma_pipelines: tuple[str, ...] = ()) -> RuleSet:
     """:func:`~cep.app.rules.load_rule_set` of ``paths``, with the check and the compilation
     first done by a child process given ``deadline_s`` seconds.  A child that takes longer is
     killed; the result then holds one error diagnostic (so does a child that fails).
+    ``sigma_pipelines``: the pySigma pipelines of the Sigma files among them.
     ``running`` (name → rule) are compiled rules that may be reused as they are.  Never
     raises for bad rules."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
     try:
         done = subprocess.run([sys.executable, "-m", "cep.app.rule_compiler"],
-                              input=orjson.dumps(paths), capture_output=True,
+                              input=orjson.dumps({"paths": paths,
+                                                  "sigma_pipelines": sigma_pipelines}),
+                              capture_output=True,
                               timeout=deadline_s, env=env, check=False)
     except subprocess.TimeoutExpired:  # the child is killed by now
         return _failed(paths, f"compiling the rules took longer than {deadline_s:g} s "
@@ -89,11 +93,12 @@ def _failed(paths: list[str], message: str) -> RuleSet:
 
 
 def main() -> None:
-    """The child: rule paths (a JSON list) on standard input; the parsed files and the
+    """The child: ``{"paths": [...], "sigma_pipelines": [...]}`` (JSON) on standard input;
+    the parsed files and the
     diagnostics of :func:`~cep.app.rules.load_rule_set` (a pickled :class:`RuleSet` without
     compiled rules) on standard output."""
-    paths = orjson.loads(sys.stdin.buffer.read())
-    rs = load_rule_set(paths)
+    asked = orjson.loads(sys.stdin.buffer.read())
+    rs = load_rule_set(asked["paths"], asked.get("sigma_pipelines", ()))
     sys.stdout.buffer.write(pickle.dumps(RuleSet(diagnostics=rs.diagnostics, files=rs.files),
                                          protocol=pickle.HIGHEST_PROTOCOL))
 

@@ -6,15 +6,20 @@ compiled.  The caller gets the compiled rules or the complete list of diagnostic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.diagnostics import Diagnostic, render
-from cep.lang.ast import RuleFile
+from cep.lang.ast import NOWHERE, RuleFile
 from cep.lang.lists import load_lists
 from cep.lang.load import load_rules
+from cep.sigma.files import is_sigma_path, sigma_files
+
+if TYPE_CHECKING:
+    from cep.sigma.load import SigmaLoad
 
 __all__ = ["RuleSet", "load_rule_set", "render_diagnostics", "source_texts"]
 
@@ -37,13 +42,22 @@ class RuleSet:
         return not self.errors
 
 
-def load_rule_set(paths: list[str]) -> RuleSet:
+def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = ()) -> RuleSet:
     """Parse and check every ``.cep`` file under ``paths``; compile them if all are clean.
+
+    Sigma rule files (``.yml``, named or under a directory) are loaded beside them
+    (:func:`cep.sigma.load.load_sigma`) through the pySigma processing pipelines
+    ``sigma_pipelines`` (shipped names or pipeline files, in order); a pipeline that cannot be
+    loaded is an error.
 
     A rule that passes the checks but fails to compile is reported as an error at its name
     (no exception): callers such as the hot reload then keep the rules they run.
     """
-    files, diags = load_rules(paths)
+    files, diags = load_rules([p for p in paths if not is_sigma_path(p)])
+    if sigma_pipelines or sigma_files(paths):
+        sig = _load_sigma(paths, sigma_pipelines)
+        files += sig.files
+        diags += sig.diagnostics
     rs = RuleSet(diagnostics=list(diags), files=list(files))
     if rs.errors:
         return rs
@@ -63,6 +77,18 @@ def load_rule_set(paths: list[str]) -> RuleSet:
     if rs.errors:
         rs.rules = []
     return rs
+
+
+def _load_sigma(paths: list[str], pipelines: Sequence[str]) -> SigmaLoad:
+    """The Sigma part of :func:`load_rule_set` (pySigma imported only here)."""
+    from cep.sigma.load import SigmaLoad, load_sigma
+    from cep.sigma.pipelines import PipelineError, load_pipeline
+
+    try:
+        pipeline = load_pipeline(pipelines)
+    except PipelineError as exc:
+        return SigmaLoad(diagnostics=[Diagnostic(", ".join(pipelines), NOWHERE, str(exc))])
+    return load_sigma(paths, pipeline)
 
 
 def source_texts(rs: RuleSet) -> Callable[[str], str]:

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from cep.app.logs import LOG_FORMATS
 from cep.app.pipeline import FileRunOptions
-from cep.config import Config, KafkaConfig, SourceConfig, StateConfig, load_config, parse_duration
+from cep.config import (
+    Config,
+    KafkaConfig,
+    RulesConfig,
+    SourceConfig,
+    StateConfig,
+    load_config,
+    parse_duration,
+)
 from cep.io.codecs import TimeSpec, time_spec
 from cep.io.offsets import OffsetBound
 from cep.operator.records import MAX_EVENTS_PER_MATCH
@@ -103,6 +111,11 @@ class RunFlags:
         "--checkpoint-dir", like=(StateConfig, "checkpoint_dir"),
         doc="Checkpoint a file run here; a rerun on the same input resumes where it "
             "stopped, output files exact.")
+    sigma_pipelines: tuple[str, ...] = flag(
+        "--sigma-pipeline", like=(RulesConfig, "sigma_pipelines"),
+        doc="pySigma processing pipeline for the Sigma rules (.yml): a shipped name "
+            "(windows-xml, windows-flat, winlogbeat) or a pipeline file; repeatable, applied "
+            "in order (default: the config's [rules] sigma_pipelines).")
 
     @property
     def all_rules(self) -> list[str]:
@@ -302,6 +315,11 @@ class ReplayFlags:
                                  doc="Progress bar (default: on a terminal).")
     quiet: bool = flag("--quiet", "-q", kind=Kind.BOOL, default=False,
                        doc="No summary table.")
+    sigma_pipelines: tuple[str, ...] = flag(
+        "--sigma-pipeline", like=(RulesConfig, "sigma_pipelines"),
+        doc="pySigma processing pipeline for the Sigma rules (.yml): a shipped name "
+            "(windows-xml, windows-flat, winlogbeat) or a pipeline file; repeatable, applied "
+            "in order (default: the config's [rules] sigma_pipelines).")
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,7 @@ _ARITH_FN: dict[str, Callable[[Any, Any], Any]] = {
 }
 _FUNC_HELPER = {
     "lower": "_lower", "upper": "_upper", "len": "_len", "abs": "_abs",
-    "round": "_round", "haversine_km": "_haversine_km",
+    "round": "_round", "haversine_km": "_haversine_km", "text": "_text",
 }
 _LIST_TESTS = {"in": "test", "not in": "test_not", "in~": "test_folded",
                "not in~": "test_folded_not"}

@@ -44,7 +44,7 @@ __all__ = [
     "add", "sub", "mul", "div", "mod", "neg",
     "set_key", "in_set", "not_in_set", "in_", "not_in",
     "contains", "starts_with", "ends_with", "Regex", "matches",
-    "fn_lower", "fn_upper", "fn_len", "fn_abs", "fn_round", "fn_haversine_km",
+    "fn_lower", "fn_upper", "fn_text", "fn_len", "fn_abs", "fn_round", "fn_haversine_km",
     "agg_count", "agg_count_field", "agg_sum", "agg_avg", "agg_min", "agg_max",
     "agg_first", "agg_last", "agg_distinct_count", "agg_values",
     "pm_events", "pm_count", "pm_first", "pm_last",
@@ -316,6 +316,40 @@ def matches(regex: Regex, s: Any) -> bool:
 def fn_lower(s: Any) -> Any:
     """Lower-cased string; null for a non-string."""
     return s.lower() if type(s) is str else None
+
+
+def fn_text(v: Any) -> Any:
+    """Every string inside ``v`` (an object's values and a list's items, at any depth, in
+    document order) joined by newlines: the text a keyword search reads; a string is itself,
+    a number, boolean or null inside is skipped; null when ``v`` holds no string at all.
+    Walked without recursion, so no nesting depth can raise."""
+    t = type(v)
+    if t is str:
+        return v
+    if t is not dict and t is not list:
+        return None
+    out: list[str] = []
+    for x in (v.values() if t is dict else v):  # the top level in a plain loop (flat events)
+        tx = type(x)
+        if tx is str:
+            out.append(x)
+        elif tx is dict or tx is list:
+            _strings_into(x, out)
+    return "\n".join(out) if out else None
+
+
+def _strings_into(v: dict[str, Any] | list[Any], out: list[str]) -> None:
+    """Append the strings inside ``v`` to ``out`` in document order (iteratively)."""
+    todo: list[Any] = [v]
+    while todo:
+        x = todo.pop()
+        t = type(x)
+        if t is str:
+            out.append(x)
+        elif t is dict:
+            todo.extend(reversed(list(x.values())))
+        elif t is list:
+            todo.extend(reversed(x))
 
 
 def fn_upper(s: Any) -> Any:
@@ -669,6 +703,7 @@ HELPERS: dict[str, Any] = {
     "_matches": matches,
     "_lower": fn_lower,
     "_upper": fn_upper,
+    "_text": fn_text,
     "_len": fn_len,
     "_abs": fn_abs,
     "_round": fn_round,

@@ -169,7 +169,7 @@ def walk(expr: Expr, aggregates: bool = True) -> Iterator[Expr]:
 
 
 FUNCTIONS: dict[str, int] = {
-    "lower": 1, "upper": 1, "len": 1, "abs": 1, "round": 2, "haversine_km": 4,
+    "lower": 1, "upper": 1, "len": 1, "abs": 1, "round": 2, "haversine_km": 4, "text": 1,
 }
 """Scalar functions and their argument counts (``round`` also accepts 1)."""
 

@@ -71,8 +71,14 @@ def format_duration(ms: int) -> str:
     return f"{sign}{ms}ms"
 
 
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')
+"""Printable ASCII but ``"`` and backslash: written as it is."""
+
+
 def quote_string(value: str) -> str:
     """A double-quoted string literal that parses back to ``value``."""
+    if _PLAIN.fullmatch(value):
+        return f'"{value}"'
     out = ['"']
     for ch in value:
         if ch in '"\\':

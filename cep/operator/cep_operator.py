@@ -51,6 +51,7 @@ from cep.operator.records import (
     dead_letter_record,
     late_record,
 )
+from cep.operator.rule_index import RuleIndex
 from cep.operator.time_guard import FutureGuard
 from cep.operator.versions import ReloadReport, apply_rule_set
 from cep.operator.watermark import NEG_INF, POS_INF, WatermarkTracker
@@ -146,6 +147,7 @@ class CepOperator:
         self.dropped_partial_matches = 0
         self._scan: tuple[list[RuleState], tuple[bool, ...], tuple[str, bool, bool],
                           Scanner] | None = None
+        self._rule_index: tuple[list[RuleState], RuleIndex] | None = None
         self._fast_source = "input"
         self.hold_after = HOLD_AFTER
         self._holders: list[HeldKeys] = []
@@ -351,7 +353,7 @@ class CepOperator:
         if (cached is not None and cached[0] is rules and cached[1] == flags
                 and cached[2] == (source, offsets, accepting)):
             return cached[3]
-        scan = build_scanner(rules, source, offsets, accepting)
+        scan = build_scanner(rules, source, offsets, accepting, self.rule_index())
         self._scan = (rules, flags, (source, offsets, accepting), scan)
         return scan
 
@@ -495,9 +497,23 @@ class CepOperator:
     # ------------------------------------------------------------------ per event
 
     def dispatch(self, ev: Event) -> None:
+        """``ev`` to every rule it can concern (:meth:`rule_index`): the rules that are not
+        indexed, in rule order, then the indexed rules whose requirement it meets."""
+        index = self.rule_index()
         dispatch_one = self.dispatch_one
-        for rs in self.rules:
+        for rs in index.always:
             dispatch_one(rs, ev)
+        if index.indexed:
+            for rs in index.candidates(ev.data):
+                dispatch_one(rs, ev)
+
+    def rule_index(self) -> RuleIndex:
+        """The :class:`~cep.operator.rule_index.RuleIndex` of the current rule list (made
+        again when the list is rebound: reload, retirement, restore)."""
+        cached = self._rule_index
+        if cached is None or cached[0] is not self.rules:
+            cached = self._rule_index = (self.rules, RuleIndex(self.rules))
+        return cached[1]
 
     def dispatch_one(self, rs: RuleState, ev: Event) -> None:
         """One rule's part of :meth:`dispatch`: source, header ``where``, key; then the rule's

@@ -38,6 +38,7 @@ from cep.compiler.writer import CodeWriter
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.operator.gate import Held, RuleGate, eq_literals, gate_of
 from cep.operator.key_store import RuleState
+from cep.operator.rule_index import RuleIndex
 
 __all__ = ["Scanner", "build_scanner"]
 
@@ -224,8 +225,12 @@ def _emit(g: _Gate, value: str | None, indexed: bool, w: CodeWriter, single: boo
 
 
 def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False,
-                  accepting: bool = False) -> Scanner:
+                  accepting: bool = False, index: RuleIndex | None = None) -> Scanner:
     """Generate the batch loop for ``rules`` (in dispatch order) reading input ``source``.
+
+    With an ``index`` (:class:`~cep.operator.rule_index.RuleIndex` of ``rules``) only its
+    ``always`` rules are tested inline; then each event goes to the indexed rules whose
+    requirement it meets (``CepOperator.dispatch_one``), as :meth:`CepOperator.dispatch` does.
 
     The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1,
     offs=None, inp=None, accept=None)`` handles ``objs`` in order: ``tf`` is the event-time
@@ -256,8 +261,12 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
                "_min": MIN_EVENT_TIME_MS, "_zip": zip})
     keys: dict[str, _KeyVar] = {}
     gates: list[_Gate] = []
+    indexed = index is not None and index.indexed > 0
+    inline = {id(rs) for rs in index.always} if index is not None and indexed else None
     for i, rs in enumerate(rules):
         if rs.rule.sources is not None and source not in rs.rule.sources:
+            continue
+        if inline is not None and id(rs) not in inline:
             continue
         gates.append(_gate(gate_of(rs), i, ns, keys))
     # Only a draining version can disappear in the middle of a batch (when its last key
@@ -265,7 +274,7 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
     watch = any(rs.draining for rs in rules)
     fld = _index(gates) if len(gates) >= _MIN_INDEXED else None
     single = (len(gates) == 1 and gates[0].kvar is not None and not gates[0].pre_call
-              and not gates[0].hf_call)
+              and not gates[0].hf_call and not indexed)
     w = CodeWriter()
     with w.block("def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, "
                  "_due=None, _pid=-1, _offs=None, _inp=None, _accept=None):"):
@@ -295,6 +304,14 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
                     _emit(g, None, False, w, single)
             else:
                 _indexed(w, gates, fld, ns)
+            if indexed:
+                assert index is not None
+                ns["_cands"] = index.candidates
+                with w.block("for _r in _cands(_d):"):
+                    with w.block("if _ev is None:"):
+                        w.line(_MAKE_EVENT)
+                    w.line("dispatch_one(_r, _ev)")
+                    w.line("_due = _ctx.next_due")
             if watch:
                 with w.block("if _op.rules is not _rules:"):
                     w.line("return _seq, _off, _last, True")

@@ -316,6 +316,8 @@ class Prescan:
         op = self.op
         if op.buffered or not op.watermarks.is_sole_in_order(self.source):
             return None
+        if op.rule_index().indexed:
+            return None  # the indexed rules are decided by their index, in Python
         rules = op.rules
         flags = tuple(rs.draining for rs in rules)
         cached = self._cached

@@ -1,0 +1,328 @@
+"""Which rules an event can concern: rules indexed by the fields and literals they require.
+
+With thousands of rules (a Sigma collection), testing every rule's first stage on every
+event costs more than everything else.  Most rules *require* something of an event before
+their condition can hold — ``EventID`` equal to one of a few numbers, ``Image`` ending in
+``\\rundll32.exe``, a field ``TargetObject`` being present — and most events have none of
+it.  This module derives, from each rule's first-stage condition, a set of *index keys* one
+of which an event must carry for the condition to hold, and looks up the rules an event's
+keys name; a rule whose condition an event cannot satisfy is never evaluated for it.
+
+Keys (:class:`IndexKey`) over a field path ``p`` of the event:
+
+* ``("val", p, v)``: the value of ``p``, a string lower-cased or a number written in
+  decimal (``4688`` and ``"4688"`` are one key; an integral float is written as an int);
+* ``("base", p, b)``: the text after the last backslash of the lower-cased string at ``p``
+  (a Windows path's file name);
+* ``("seg", p, s)``: ``s`` is one of the backslash-separated segments of that string
+  (a directory or registry key name);
+* ``("has", p)``: ``p`` holds a value (not missing, not null).
+
+Requirement of an expression (:func:`requirement`; ``None``: none, any event may satisfy
+it): ``lower(p) == "v"`` and ``p == v`` require ``val``; ``in [..]`` the union; ``ends with
+"…\\name"`` requires ``base`` ``name``; any other comparison, ``contains``, ``starts with``,
+``matches`` or ``is not null`` on ``p`` requires ``has p`` — except that ``contains`` /
+``starts with`` a literal with a whole segment between backslashes (``contains
+"\\currentversion\\run"``: ``currentversion``) require ``seg`` of the longest such
+segment; ``a or b`` the union of both (none if either has none); ``a and b`` the more
+selective of the two; ``not``, ``is null``, a literal ``true``, and expressions over no field
+of the event under test require nothing.
+Each rule is true only if one key of its requirement is carried by the event (the proof is
+case by case above: ``==`` between a string and a number is false, ``lower`` maps each
+character on its own, so a string ending in ``\\name`` has ``name`` as its last segment).
+
+Only rules that never keep state for a key are indexed (a single stage that completes on
+the event it takes: every TAKE of the start state reaches the final state, nothing pends,
+no timeout output); for them, "can the event start a match" is the whole question.  Every
+other rule is dispatched as before.  Dispatch order: the rules that are not indexed, in rule
+order, then the indexed candidates, in rule order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from cep.compiler.generated import code_of
+from cep.event import get_path
+from cep.lang import ast
+from cep.nfa.model import FINAL, IGNORE, TAKE
+from cep.operator.key_store import RuleState
+
+__all__ = ["IndexKey", "RuleIndex", "event_keys", "requirement", "MIN_INDEXED"]
+
+MIN_INDEXED = 16
+"""Fewer indexable rules than this: no index (a plain loop is as fast)."""
+
+
+class IndexKey(NamedTuple):
+    """One thing an event can carry: ``kind`` ``val``/``base``/``has``, the field ``path``,
+    and the ``value`` (``""`` for ``has``)."""
+
+    kind: str
+    path: tuple[str, ...]
+    value: str = ""
+
+
+Requirement = frozenset[IndexKey] | None
+
+
+def _norm(v: Any) -> str | None:
+    """The ``val`` text of a value: lower-cased string, decimal number; ``None`` for others
+    (booleans, containers, null)."""
+    t = type(v)
+    if t is str:
+        return v.lower()  # type: ignore[no-any-return]
+    if t is int:
+        return str(v)
+    if t is float:
+        return str(int(v)) if v.is_integer() else repr(v)
+    return None
+
+
+def _field(e: ast.Expr, scope: frozenset[str]) -> tuple[str, ...] | None:
+    """The field path of the event under test that ``e`` is, or ``lower(…)`` of; ``None``
+    for anything else (a stage's field, ``ts``, a computed value)."""
+    if isinstance(e, ast.Call) and e.func in ("lower", "upper") and len(e.args) == 1:
+        e = e.args[0]
+    if not isinstance(e, ast.Path):
+        return None
+    parts = e.parts
+    if parts[0] == "this":
+        parts = parts[1:]
+    elif parts[0] in scope:
+        return None
+    if not parts or parts == ("ts",):
+        return None
+    return parts
+
+
+def _has(e: ast.Expr, scope: frozenset[str]) -> Requirement:
+    p = _field(e, scope)
+    return None if p is None else frozenset((IndexKey("has", p),))
+
+
+def _lit_key(p: tuple[str, ...], lit: ast.Expr) -> IndexKey | None:
+    if not isinstance(lit, ast.Lit) or type(lit.value) is bool:
+        return None
+    text = _norm(lit.value)
+    return None if text is None else IndexKey("val", p, text)
+
+
+def _segment(lit: ast.Expr, anchored: bool) -> str | None:
+    """The longest segment of a string literal that is whole in any string containing it
+    (``anchored``: starting with it): bounded by backslashes on both sides, or by the
+    start and a backslash when anchored; ``None`` when there is none."""
+    if not isinstance(lit, ast.Lit) or type(lit.value) is not str or "\\" not in lit.value:
+        return None
+    parts = lit.value.lower().split("\\")
+    whole = parts[:-1] if anchored else parts[1:-1]
+    whole = [w for w in whole if w]
+    return max(whole, key=len) if whole else None
+
+
+def _rank(req: frozenset[IndexKey]) -> tuple[int, int]:
+    """Smaller is more selective: sets without ``has`` keys first, then fewer keys."""
+    return (sum(k.kind == "has" for k in req), len(req))
+
+
+def requirement(e: ast.Expr, scope: frozenset[str] = frozenset()) -> Requirement:
+    """The index keys one of which an event must carry for ``e`` to hold (see the module
+    doc), or ``None``.  ``scope``: the stage names (their fields are not the event's).
+    Iterative over ``and``/``or`` chains of any length."""
+    if isinstance(e, ast.Binary):
+        if e.op in ("and", "or"):
+            left = requirement(e.left, scope)
+            right = requirement(e.right, scope)
+            if e.op == "or":
+                return None if left is None or right is None else left | right
+            if left is None:
+                return right
+            if right is None:
+                return left
+            return left if _rank(left) <= _rank(right) else right
+        if e.op in ("==", "in"):
+            for subj, other in ((e.left, e.right), (e.right, e.left)):
+                p = _field(subj, scope)
+                if p is None:
+                    continue
+                items = other.items if (e.op == "in" and isinstance(other, ast.ListLit)) \
+                    else (other,) if e.op == "==" else None
+                if items is not None:
+                    keys = [_lit_key(p, it) for it in items]
+                    if all(k is not None for k in keys):
+                        return frozenset(k for k in keys if k is not None)
+                return frozenset((IndexKey("has", p),))
+            return None
+        if e.op == "ends with":
+            p = _field(e.left, scope)
+            if p is None:
+                return None
+            lit = e.right
+            if isinstance(lit, ast.Lit) and type(lit.value) is str and "\\" in lit.value:
+                tail = lit.value.lower().rsplit("\\", 1)[1]
+                return frozenset((IndexKey("base", p, tail),))
+            return frozenset((IndexKey("has", p),))
+        if e.op in ("contains", "starts with"):
+            p = _field(e.left, scope)
+            if p is None:
+                return None
+            seg = _segment(e.right, e.op == "starts with")
+            if seg is not None:
+                return frozenset((IndexKey("seg", p, seg),))
+            return frozenset((IndexKey("has", p),))
+        if e.op in ("matches", "<", "<=", ">", ">=", "!="):
+            return _has(e.left, scope)
+        return None
+    if isinstance(e, ast.IsNull):
+        return _has(e.operand, scope) if e.negated else None
+    if isinstance(e, ast.Lit):
+        return frozenset() if e.value is False or e.value is None else None
+    if isinstance(e, ast.Path):
+        return _has(e, scope)
+    return None
+
+
+def stateless(rs: RuleState) -> bool:
+    """Whether the rule never keeps state for a key: its start state only TAKEs into the
+    final state (or ignores), nothing pends, no window, no timeout output."""
+    rule = rs.rule
+    nfa = rule.nfa
+    if nfa.has_pending or rule.timeout_emit_fn is not None or nfa.window_ms:
+        return False
+    for t in nfa.start.transitions:
+        if t.action == TAKE and t.target.kind != FINAL:
+            return False
+        if t.action not in (TAKE, IGNORE):
+            return False
+        if t.action == IGNORE and t.target is not nfa.start:
+            return False
+    return True
+
+
+def rule_requirement(rs: RuleState) -> Requirement:
+    """The requirement of a stateless rule's start (the union over its start conditions),
+    or ``None``."""
+    if not stateless(rs):
+        return None
+    out: set[IndexKey] = set()
+    for cond in rs.rule.nfa.start_take_conds:
+        code = code_of(cond)
+        if code is None or code.ast is None:
+            return None
+        req = requirement(code.ast, frozenset(code.scope))
+        if req is None:
+            return None
+        out |= req
+    return frozenset(out)
+
+
+def event_keys(data: dict[str, Any], paths: Sequence[tuple[tuple[str, ...], bool]]
+               ) -> list[IndexKey]:
+    """The index keys ``data`` carries for the field ``paths`` (each with whether its
+    ``seg`` keys are wanted)."""
+    out: list[IndexKey] = []
+    for p, segs in paths:
+        v = data.get(p[0]) if len(p) == 1 else get_path(data, p)
+        if v is None:
+            continue
+        out.append(IndexKey("has", p))
+        text = _norm(v)
+        if text is not None:
+            out.append(IndexKey("val", p, text))
+            if type(v) is str:
+                parts = text.split("\\")
+                out.append(IndexKey("base", p, parts[-1]))
+                if segs and len(parts) > 1:
+                    out += [IndexKey("seg", p, s) for s in set(parts)]
+    return out
+
+
+class _PathIndex(NamedTuple):
+    """The indexed rules (by position) of one field path, per key kind."""
+
+    path: tuple[str, ...]
+    has: list[int]
+    val: dict[str, list[int]]
+    base: dict[str, list[int]]
+    seg: dict[str, list[int]]
+
+
+class RuleIndex:
+    """The rules of one rule list split into those always dispatched and those indexed by
+    their requirement (see the module doc).
+
+    Attributes:
+        always: rule states dispatched for every event, in rule order.
+        indexed: how many rules are indexed.
+    """
+
+    __slots__ = ("always", "indexed", "_paths", "_rules")
+
+    def __init__(self, rules: Sequence[RuleState]) -> None:
+        reqs = [rule_requirement(rs) for rs in rules]
+        if sum(r is not None for r in reqs) < MIN_INDEXED:
+            reqs = [None] * len(rules)
+        self._rules = list(rules)
+        self.always = [rs for rs, r in zip(rules, reqs, strict=True) if r is None]
+        self.indexed = sum(r is not None for r in reqs)
+        by_path: dict[tuple[str, ...], _PathIndex] = {}
+        for pos, req in enumerate(reqs):
+            for key in sorted(req or ()):
+                pi = by_path.get(key.path)
+                if pi is None:
+                    pi = by_path[key.path] = _PathIndex(key.path, [], {}, {}, {})
+                if key.kind == "has":
+                    pi.has.append(pos)
+                else:
+                    getattr(pi, key.kind).setdefault(key.value, []).append(pos)
+        self._paths = list(by_path.values())
+
+    def keys(self) -> list[IndexKey]:
+        """Every index key of the index (for reports and tests)."""
+        out = []
+        for pi in self._paths:
+            if pi.has:
+                out.append(IndexKey("has", pi.path))
+            for kind in ("val", "base", "seg"):
+                out += [IndexKey(kind, pi.path, v) for v in getattr(pi, kind)]
+        return out
+
+    def candidates(self, data: dict[str, Any]) -> list[RuleState]:
+        """The indexed rules whose requirement ``data`` meets, in rule order, each once."""
+        found: list[int] = []
+        for p, has, val, base, seg in self._paths:
+            v = data.get(p[0]) if len(p) == 1 else get_path(data, p)
+            if v is None:
+                continue
+            if has:
+                found += has
+            t = type(v)
+            if t is str:
+                text = v.lower()
+            elif t is int:
+                text = str(v)
+            elif t is float:
+                text = str(int(v)) if v.is_integer() else repr(v)
+            else:
+                continue
+            hit = val.get(text)
+            if hit is not None:
+                found += hit
+            if t is str and (base or seg):
+                parts = text.split("\\")
+                if base:
+                    hit = base.get(parts[-1])
+                    if hit is not None:
+                        found += hit
+                if seg and len(parts) > 1:
+                    for part in set(parts):
+                        hit = seg.get(part)
+                        if hit is not None:
+                            found += hit
+        if not found:
+            return []
+        rules = self._rules
+        if len(found) == 1:
+            return [rules[found[0]]]
+        return [rules[i] for i in sorted(set(found))]

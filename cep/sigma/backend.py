@@ -1,0 +1,73 @@
+"""A pySigma backend whose output is the engine's rule text (``.cep``).
+
+``cep sigma convert RULE.yml`` and pySigma's own ``sigma convert -t cep`` (the backend is
+found through pySigma's plugin directory ``sigma.backends``, where this distribution
+installs ``sigma/backends/cep``) print, for each Sigma rule, the engine rule that
+:mod:`cep.sigma.rule` compiles it to — the same text ``cep run`` runs, to fork into a
+hand-written pattern.
+
+The backend converts whole rules through :func:`cep.sigma.rule.to_engine_rule`; pySigma's
+per-condition hooks of text-query backends are not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sigma.collection import SigmaCollection
+from sigma.conversion.base import Backend
+from sigma.correlations import SigmaCorrelationRule
+from sigma.rule import SigmaRule
+
+from cep.lang.format import format_rule
+from cep.sigma.rule import rule_name, to_engine_rule
+
+__all__ = ["CepBackend", "convert_rule_text"]
+
+
+def convert_rule_text(rule: SigmaRule) -> str:
+    """The ``.cep`` text of one processed Sigma detection rule.
+
+    Raises:
+        cep.sigma.detection.UnsupportedSigma: the rule uses what the engine cannot run."""
+    stem = Path(str(rule.source.path)).stem if rule.source is not None else "sigma_rule"
+    return format_rule(to_engine_rule(rule, rule_name(stem, rule)))
+
+
+class CepBackend(Backend):
+    """pySigma backend ``cep``: Sigma detection rules → ``.cep`` rule text (one string per
+    rule; the collection's output is the rules joined by blank lines).  Correlation rules are
+    not converted by this backend (``cep run`` compiles them itself)."""
+
+    name: ClassVar[str] = "cep rule engine"
+    formats: ClassVar[dict[str, str]] = {"default": "cep rule text (.cep)"}
+    requires_pipeline: ClassVar[bool] = False
+
+    def convert(self, rule_collection: SigmaCollection, output_format: str | None = None,
+                correlation_method: str | None = None,
+                callback: Callable[..., Any] | None = None) -> Any:
+        self.init_processing_pipeline(output_format)
+        rule_collection.resolve_rule_references()
+        texts: list[str] = []
+        for rule in rule_collection.rules:
+            if isinstance(rule, SigmaCorrelationRule):
+                continue
+            texts += self.convert_rule(rule, output_format)
+        return self.finalize(texts, output_format or "default")
+
+    def convert_rule(self, rule: SigmaRule, output_format: str | None = None,
+                     callback: Callable[..., Any] | None = None) -> list[Any]:
+        if not hasattr(self, "last_processing_pipeline"):
+            self.init_processing_pipeline(output_format)
+        self.last_processing_pipeline.apply(rule)
+        return [convert_rule_text(rule)]
+
+    def finalize(self, queries: list[Any], output_format: str) -> Any:
+        return "\n".join(queries)
+
+
+# The condition hooks pySigma declares abstract belong to query-string backends; this one
+# converts whole rules (above), so none of them is ever called.
+CepBackend.__abstractmethods__ = frozenset()

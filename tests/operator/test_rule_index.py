@@ -1,0 +1,107 @@
+"""The rule index never hides a rule from an event its first stage accepts.
+
+Generated conditions (equality, ``in``, ``ends with``, ``contains``, ``starts with``,
+``matches``, ``is null``, ``not``, ``and``/``or`` over plain and lower-cased fields, literals
+with backslashes) on generated events: whenever a condition holds, the event carries one of
+the index keys of its requirement; and an operator with many rules (indexed) emits exactly
+the alerts of each rule run alone (never indexed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cep.compiler.build import build_rule
+from cep.event import Event
+from cep.lang import ast
+from cep.operator.cep_operator import CepOperator
+from cep.operator.rule_index import MIN_INDEXED, event_keys, requirement
+
+FIELDS = ("A", "B")
+TEXT = st.text("aB\\x", max_size=5)
+LIT = st.one_of(TEXT, st.integers(0, 2), st.sampled_from([1.0, 2.5, True]))
+
+
+def _subject(draw: st.DrawFn) -> ast.Expr:
+    path = ast.Path(("this", draw(st.sampled_from(FIELDS))))
+    return ast.Call("lower", (path,)) if draw(st.booleans()) else path
+
+
+@st.composite
+def atoms(draw: st.DrawFn) -> ast.Expr:
+    subject = _subject(draw)
+    op = draw(st.sampled_from(["==", "in", "ends with", "contains", "starts with", "matches",
+                               "is not null", "is null", ">"]))
+    if op == "in":
+        return ast.Binary("in", subject, ast.ListLit(tuple(
+            ast.Lit(v) for v in draw(st.lists(LIT, min_size=1, max_size=3)))))
+    if op == "matches":
+        return ast.Binary("matches", subject, ast.Lit("x"))
+    if op in ("is null", "is not null"):
+        return ast.IsNull(subject, negated=op == "is not null")
+    if op == ">":
+        return ast.Binary(">", subject, ast.Lit(1))
+    return ast.Binary(op, subject, ast.Lit(draw(LIT if op == "==" else TEXT)))
+
+
+conditions = st.recursive(
+    atoms(),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda t: ast.Binary("and", *t)),
+        st.tuples(inner, inner).map(lambda t: ast.Binary("or", *t)),
+        inner.map(lambda e: ast.Unary("not", e))),
+    max_leaves=6)
+
+events = st.dictionaries(st.sampled_from(FIELDS),
+                         st.one_of(TEXT, st.integers(0, 2), st.sampled_from([1.0, 2.5, True]),
+                                   st.none()))
+
+
+def _rule(name: str, cond: ast.Expr) -> Any:
+    return build_rule(ast.Rule(name=name, pattern=(ast.Stage("begin", "s", cond, ()),)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(conditions, st.lists(events, min_size=1, max_size=8))
+def test_requirement_is_necessary(cond: ast.Expr, evs: list[dict[str, Any]]) -> None:
+    rule = _rule("r", cond)
+    req = requirement(cond)
+    paths = [(("A",), True), (("B",), True)]
+    for i, data in enumerate(evs):
+        if rule.nfa.start_prefilter.fn(Event(i, i, data), None) and req is not None:
+            assert req & set(event_keys(data, paths)), (cond, data, req)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(conditions, min_size=1, max_size=8),
+       st.lists(st.one_of(TEXT, st.integers(0, 2)), min_size=MIN_INDEXED,
+                max_size=MIN_INDEXED),
+       st.lists(events, min_size=1, max_size=10))
+def test_indexed_operator_emits_what_each_rule_alone_emits(
+        mixed: list[ast.Expr], lits: list[Any], evs: list[dict[str, Any]]) -> None:
+    # enough rules with a requirement that the operator indexes them, among generated ones
+    conds = [ast.Binary("==", ast.Call("lower", (ast.Path(("this", "A")),)), ast.Lit(v))
+             for v in lits] + mixed
+    rules = [_rule(f"r{i}", c) for i, c in enumerate(conds)]
+    out: list[tuple[str, int]] = []
+    op = CepOperator(rules, lambda s, rec: out.append((rec["rule"], rec["start"])))
+    usable = sum(requirement(c) is not None for c in conds)
+    assert op.rule_index().indexed == (usable if usable >= MIN_INDEXED else 0)
+    for i, d in enumerate(evs):
+        op.on_event(Event(i, i, d))
+    op.finish()
+    batched: list[tuple[str, int]] = []  # the generated loop (fastpath) with the index
+    fast = CepOperator(rules, lambda s, rec: batched.append((rec["rule"], rec["start"])))
+    fast.on_batch([{**d, "ts": i} for i, d in enumerate(evs)], "input", "ts", 0, 0,
+                  lambda d, line: None)
+    fast.finish()
+    assert batched == out
+    alone: list[tuple[str, int]] = []
+    for r in rules:
+        one = CepOperator([r], lambda s, rec: alone.append((rec["rule"], rec["start"])))
+        for i, d in enumerate(evs):
+            one.on_event(Event(i, i, d))
+        one.finish()
+    assert sorted(out) == sorted(alone)
