@@ -20,11 +20,13 @@ FIELDS = ["A", "B"]
 ALPHABET = "aAb\\*?"
 
 
-def _wild(pattern: str, text: str) -> bool:
+def _wild(pattern: str, text: str, before: bool = False, after: bool = False) -> bool:
     """Reference wildcard match of the specification: ``*`` any run, ``?`` one character,
     ``\\`` escapes ``*``, ``?`` and ``\\`` (before anything else it is itself); whole value,
-    case-insensitive.  Brute force over positions (no regex)."""
-    toks: list[tuple[str, str]] = []
+    case-insensitive.  ``before``/``after``: a wildcard the modifier adds (contains,
+    startswith, endswith) around the value as parsed, not spliced into its text (a trailing
+    ``\\`` stays a literal backslash).  Brute force over positions (no regex)."""
+    toks: list[tuple[str, str]] = [("any", "")] if before else []
     i = 0
     while i < len(pattern):
         c = pattern[i]
@@ -34,6 +36,8 @@ def _wild(pattern: str, text: str) -> bool:
             continue
         toks.append(("any", "") if c == "*" else ("one", "") if c == "?" else ("lit", c))
         i += 1
+    if after:
+        toks.append(("any", ""))
     text = text.lower()
 
     @cache
@@ -59,9 +63,9 @@ def _value_matches(mod: str, value: Any, actual: Any) -> bool:
         return actual == value or actual == str(value)
     if not isinstance(actual, str):
         return False
-    pattern = {"": value, "contains": f"*{value}*", "startswith": f"{value}*",
-               "endswith": f"*{value}"}[mod]
-    return _wild(pattern, actual)
+    before, after = {"": (False, False), "contains": (True, True),
+                     "startswith": (False, True), "endswith": (True, False)}[mod]
+    return _wild(value, actual, before, after)
 
 
 def _selection_matches(sel: dict[str, list[Any]], event: dict[str, Any]) -> bool:
@@ -161,3 +165,14 @@ def test_keywords_search_every_string_of_the_event() -> None:
     evs = [{"a": {"b": ["x MimiKatz y"]}}, {"msg": "sekurlsa::logonpasswords"},
            {"msg": "a sekurlsa::x"}, {"n": 1, "msg": "benign"}]
     assert _run(rule, evs) == [True, True, False, False]
+
+
+def test_a_trailing_backslash_is_a_literal_under_contains() -> None:
+    """The modifier's wildcards surround the parsed value: ``contains '\\'`` finds a
+    backslash (pySigma's reading), not a ``*`` (splicing ``*\\*`` would escape the star)."""
+    detection = {"sel1": {"A|contains": ["\\"]}, "sel2": {"A": ["?"]}, "condition": "sel1"}
+    rule = {"title": "generated", "id": "00000000-0000-4000-8000-000000000001",
+            "logsource": {"product": "test"}, "detection": detection}
+    evs = [{"A": "\\"}, {"A": "x\\y"}, {"A": "*"}]
+    assert _run(rule, evs) == [reference(detection, "sel1", e) for e in evs] == [True, True,
+                                                                                   False]
