@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from reference.strategies import cases
 
@@ -59,7 +59,9 @@ def _nfa(case: dict[str, Any]) -> NFA | None:
     rf, diags = parse_text(text, "<case>")
     if diags or check_rule_file(rf):
         return None
-    return build_rule(rf.rules[0], "<case>").nfa
+    # Flink's step unchanged: cohort pruning is what the plain step does not do, and is
+    # checked against the unpruned step in tests/nfa/test_cohort_pruning.py
+    return build_rule(rf.rules[0], "<case>", prune_cohorts=False).nfa
 
 
 def _plain_process(nfa: NFA, ks: KeyState, ev: Event) -> list[Any]:
@@ -176,8 +178,25 @@ def _check_kept(nfa: NFA, sc: Any, fast: KeyState, ev: Event, silent: bool) -> N
                 assert is_idle(trial)
 
 
+_PRUNED = {
+    "id": "hypothesis", "within_ms": None, "skip": "skipPastLastEvent",
+    "stages": [
+        {"name": n, "contiguity": c, "where": w, "quantifier": None, "optional": o,
+         "greedy": False, "until": None, "group": None}
+        for n, c, w, o in (("A", "begin", "true", False), ("B", "next", 'name == "b"', True),
+                           ("C", "followedBy", 'name == "a"', False),
+                           ("D", "next", 'name == "a"', False))],
+    "events": [{"id": 1, "ts": 0, "name": "a", "price": 0},
+               {"id": 2, "ts": 0, "name": "b", "price": 0},
+               {"id": 3, "ts": 0, "name": "a", "price": 0}],
+}
+"""A case where cohort pruning leaves fewer partial matches than the plain step: the step
+under test runs unpruned."""
+
+
 @settings(max_examples=700, deadline=None, suppress_health_check=list(HealthCheck))
 @given(cases(if_function=False, throw_on_miss=False))
+@example(_PRUNED)
 def test_the_matching_step_and_its_shortcuts_agree_with_the_plain_step(
         case: dict[str, Any]) -> None:
     nfa = _nfa(case)
