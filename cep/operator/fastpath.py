@@ -322,6 +322,17 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
     return fn
 
 
+def _admit_or_skip(w: CodeWriter) -> None:
+    """An event time the guard must decide (outside the valid domain, or past its limit):
+    the operator's ``admit_ahead`` decides, the guard's cap and limit are read again (the
+    decision may move them), and a refused event is skipped."""
+    w.line("_ok = _admit(_ts, _d, _src, _off, _last, _pid)")
+    w.line("_cap = _guard.cap")
+    w.line("_lim = _guard.limit(_last)")
+    with w.block("if not _ok:"):
+        w.line("continue")
+
+
 def _event_time(w: CodeWriter, watch: bool, offsets: bool, accepting: bool) -> None:
     """The loop's per-object head: the event time (the caller's ``_odd`` for anything but an
     int, and with ``offsets`` for an int outside the valid domain too), arrival number,
@@ -343,19 +354,11 @@ def _event_time(w: CodeWriter, watch: bool, offsets: bool, accepting: bool) -> N
     with w.block("if _ts != _last:"):
         with w.block("if _ts < _last:"):
             with w.block("if _ts < _min:"):
-                w.line("_ok = _admit(_ts, _d, _src, _off, _last, _pid)")
-                w.line("_cap = _guard.cap")
-                w.line("_lim = _guard.limit(_last)")
-                with w.block("if not _ok:"):
-                    w.line("continue")
+                _admit_or_skip(w)
             w.line("_late(_Ev(_ts, _seq, _d, _src, _off, _pid), _last, _inp)")
             w.line("continue")
         with w.block("if _ts > _lim:"):
-            w.line("_ok = _admit(_ts, _d, _src, _off, _last, _pid)")
-            w.line("_cap = _guard.cap")
-            w.line("_lim = _guard.limit(_last)")
-            with w.block("if not _ok:"):
-                w.line("continue")
+            _admit_or_skip(w)
         w.line("_last = _ts")
         w.line("_lim = _ts + _skew")
         with w.block("if _lim > _cap:"):
