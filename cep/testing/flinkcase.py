@@ -238,4 +238,5 @@ def run_case(case: dict[str, Any], timeouts: bool | None = None, *,
             peak = max(peak, rs.partial_matches())
     op.finish()
     result["peak_partial_matches"] = peak
+    result["evictions"] = sum(rs.evictions for rs in op.rules)
     return result

@@ -28,6 +28,9 @@ def _same_both_ways(case: dict[str, Any]) -> dict[str, Any]:
     assert pruned["error"] == plain["error"]
     if plain["error"] is not None:
         return pruned
+    # the per-key cap evicts from the unpruned run what pruning never holds: the engines
+    # then differ by the cap's design (docs/semantics.md, Caps), not by pruning
+    assume(plain["evictions"] == 0)
     assert pruned["matches"] == plain["matches"]  # same matches, same order
     assert pruned["late"] == plain["late"]
     assert pruned["peak_partial_matches"] <= plain["peak_partial_matches"]
