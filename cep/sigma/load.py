@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
+from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaRule
@@ -34,7 +34,7 @@ from sigma.rule import SigmaRule
 from cep.diagnostics import Diagnostic
 from cep.lang import ast
 from cep.lang.limits import MAX_FILE_BYTES
-from cep.sigma.correlation import to_correlation_rule
+from cep.sigma.correlation import ReferencedRule, to_correlation_rule
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
 from cep.sigma.rule import rule_name, to_engine_rule
@@ -132,7 +132,7 @@ def _compile_file(path: Path, coll: SigmaCollection, pipeline: ProcessingPipelin
     except SigmaError as exc:  # a correlation naming a rule of another file
         refs_error = str(exc)
     rules: list[ast.Rule] = []
-    conditions: dict[int, ast.Expr] = {}
+    detections: dict[int, ReferencedRule] = {}
 
     def left_out(sr: SigmaRule | SigmaCorrelationRule, reason: str) -> None:
         kind = "correlation rule" if isinstance(sr, SigmaCorrelationRule) else "rule"
@@ -154,7 +154,7 @@ def _compile_file(path: Path, coll: SigmaCollection, pipeline: ProcessingPipelin
         except (UnsupportedSigma, SigmaError) as exc:
             left_out(sr, str(exc))
             continue
-        conditions[id(sr)] = rule.pattern[0].condition or ast.Lit(True)
+        detections[id(sr)] = ReferencedRule(name, rule.pattern[0].condition or ast.Lit(True))
         if sr._output:
             used.add(name)
             rules.append(_at(rule, sr))
@@ -167,12 +167,14 @@ def _compile_file(path: Path, coll: SigmaCollection, pipeline: ProcessingPipelin
             continue
         name = _unique(rule_name(path.stem, cr), cr, used)
         try:
-            group_by = cr.group_by
+            processed_cr = cr
             if pipeline is not None:
                 processed_cr = copy.deepcopy(cr)
                 pipeline.apply(processed_cr)
-                group_by = processed_cr.group_by
-            rule = to_correlation_rule(cr, name, conditions, group_by)
+            cond = processed_cr.condition
+            rule = to_correlation_rule(
+                cr, name, detections, processed_cr.group_by,
+                cond.fieldref if isinstance(cond, SigmaCorrelationCondition) else None)
         except (UnsupportedSigma, SigmaError) as exc:
             left_out(cr, str(exc))
             continue
