@@ -20,9 +20,12 @@ temporal_ordered   ``pattern begin r1 where R1 followed by r2 where R2 … withi
 ending at it (docs/rule-language.md); which condition operators each type accepts, and why
 the others are refused, is :func:`having_condition` (docs/sigma.md, *Correlation rules*).
 
-A referenced rule may itself be a correlation (a chain) only where the chain has an exact
-form: see :func:`to_correlation_rule`.  Field ``aliases`` are refused: an event is keyed
+A referenced rule that is itself a correlation (a chain) is refused: the engine's rules read
+events, not other rules' alerts.  A field alias is replaced by the field it names when it
+names the same field for every referenced rule, and refused otherwise: an event is keyed
 before any rule's condition is tested, so its key cannot depend on which rule it matched.
+A condition may be a range (``gt: 100`` with ``lte: 200``), as the specification allows and
+pySigma does not parse (:func:`take_range_criteria`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from cep.lang import ast
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.rule import meta_emit, sigma_meta
 
-__all__ = ["ReferencedRule", "to_correlation_rule", "having_condition", "CorrelationThreshold"]
+__all__ = ["ReferencedRule", "to_correlation_rule", "having_condition", "CorrelationThreshold",
+           "take_range_criteria", "criteria", "RANGE_KEY"]
 
 _Op = SigmaCorrelationConditionOperator
 _OPS = {_Op.GTE: ">=", _Op.GT: ">", _Op.LTE: "<=", _Op.LT: "<", _Op.EQ: "==", _Op.NEQ: "!="}
@@ -121,34 +125,93 @@ def _or(exprs: list[ast.Expr]) -> ast.Expr:
     return out
 
 
-def having_condition(kind: SigmaCorrelationType, cond: SigmaCorrelationCondition,
-                     field: str | list[str] | None) -> CorrelationThreshold:
-    """The ``having`` comparison of a threshold correlation's condition.
+def _and(exprs: list[ast.Expr]) -> ast.Expr:
+    out = exprs[0]
+    for e in exprs[1:]:
+        out = ast.Binary("and", out, e)
+    return out
+
+
+RANGE_KEY = "x-cep-criteria"
+"""Key under which :func:`take_range_criteria` keeps every criterion of a condition, in the
+``correlation`` mapping (pySigma keeps the mapping in ``custom_attributes``)."""
+
+_WORDS = {op.name.lower(): op for op in _Op}
+
+
+def take_range_criteria(docs: list[object]) -> None:
+    """Let pySigma parse the ranges of the specification: a condition such as ``{gt: 100,
+    lte: 200}`` ("To define a range, you can use the conjunction 'AND' in the mapping")
+    keeps one criterion for pySigma, which reads exactly one, and all of them under
+    :data:`RANGE_KEY`.  Changes ``docs`` (parsed YAML documents) in place; documents that
+    are not such correlations are left alone."""
+    for doc in docs:
+        corr = doc.get("correlation") if isinstance(doc, dict) else None
+        cond = corr.get("condition") if isinstance(corr, dict) else None
+        if not isinstance(cond, dict):
+            continue
+        words = [w for w in cond if w in _WORDS]
+        if len(words) < 2:
+            continue
+        assert isinstance(corr, dict)
+        corr[RANGE_KEY] = [[w, cond[w]] for w in words]
+        corr["condition"] = {k: v for k, v in cond.items() if k not in words[1:]}
+
+
+def criteria(corr: SigmaCorrelationRule) -> list[tuple[SigmaCorrelationConditionOperator,
+                                                       int | float]]:
+    """The criteria of a correlation's condition (all of them must hold): the range kept by
+    :func:`take_range_criteria`, else pySigma's one criterion.
+
+    Raises:
+        UnsupportedSigma: a criterion's value is not a number."""
+    raw = corr.custom_attributes.get("correlation")
+    kept = raw.get(RANGE_KEY) if isinstance(raw, dict) else None
+    if kept is None:
+        cond = corr.condition
+        assert isinstance(cond, SigmaCorrelationCondition)
+        return [(cond.op, cond.count)]
+    out = []
+    for word, value in kept:
+        if type(value) not in (int, float) or value != value or abs(value) == float("inf"):
+            raise UnsupportedSigma(f"condition `{word}: {value!r}` is not a number")
+        out.append((_WORDS[word], int(value) if float(value).is_integer() else value))
+    return out
+
+
+def having_condition(kind: SigmaCorrelationType,
+                     crits: list[tuple[SigmaCorrelationConditionOperator, int | float]],
+                     field: str | list[str] | None) -> tuple[CorrelationThreshold, ...]:
+    """The ``having`` comparisons of a threshold correlation's condition (its criteria, all
+    of which must hold).
 
     ``gte``/``gt`` are accepted for every type; ``lt``/``lte``/``eq`` for ``value_avg`` only:
     an average can rise and fall as events are added, so the average of the window ending
-    at an event is decided at that event; a count, a count of distinct values or a sum can
-    only be known to stay at or below a bound when the timespan is over, and ``having``
-    decides at events.  ``neq`` has no ``having`` form.
+    at an event is decided at that event; a count, a count of distinct values or a sum (of
+    amounts, bytes, …) can only be known to stay at or below a bound when the timespan is
+    over, while ``having`` decides at events, and as the upper end of a range it would
+    never decide anything (a count crosses its lower bound one event at a time).  ``neq``
+    has no ``having`` form.
 
     Raises:
-        UnsupportedSigma: the operator is refused for this type (the reason says why), or
+        UnsupportedSigma: an operator is refused for this type (the reason says why), or
             the field is missing or names several fields."""
     aggregate = _AGGREGATE[kind]
     name = kind.name.lower()
-    op = _OPS[cond.op]
-    word = cond.op.name.lower()
-    if cond.op == _Op.NEQ:
-        raise UnsupportedSigma(
-            f"{name} with `neq: {cond.count}`: a value that differs from a number holds for "
-            "windows of every size, so no event can be said to make it hold; the window "
-            "conditions of the engine compare with >=, >, <=, < and ==")
-    if op in ("<", "<=", "==") and aggregate in _WHAT:
-        raise UnsupportedSigma(
-            f"{name} with `{word}: {cond.count}`: {_WHAT[aggregate]} stays "
-            f"{'at' if op == '==' else 'below'} a bound only if no further event comes before "
-            "the timespan is over, which is known at the window's end, while the engine "
-            "alerts at the event that meets a threshold (use gte or gt)")
+    for op_, value in crits:
+        op, word = _OPS[op_], op_.name.lower()
+        if op_ == _Op.NEQ:
+            raise UnsupportedSigma(
+                f"{name} with `neq: {value}`: a value that differs from a number holds for "
+                "windows of every size, so no event can be said to make it hold; the window "
+                "conditions of the engine compare with >=, >, <=, < and ==")
+        if op in ("<", "<=", "==") and aggregate in _WHAT:
+            raise UnsupportedSigma(
+                f"{name} with `{word}: {value}`: {_WHAT[aggregate]} stays "
+                f"{'at' if op == '==' else 'below'} a bound only if no further event comes "
+                "before the timespan is over, which is known at the window's end, while the "
+                "engine alerts at the event that meets a threshold (use gte or gt)")
+    read: str | None = None
     if aggregate != "count":
         if isinstance(field, list):
             if len(field) != 1:
@@ -159,17 +222,20 @@ def having_condition(kind: SigmaCorrelationType, cond: SigmaCorrelationCondition
         parts = field.split(".")
         if any(p == "" for p in parts) or parts == ["ts"]:
             raise UnsupportedSigma(f"field {field!r} of {name} is not a field path")
-        read: str | None = field
-    else:
-        read = None
-    value = cond.count
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return CorrelationThreshold(aggregate, read, op, value)
+        read = field
+    return tuple(CorrelationThreshold(aggregate, read, _OPS[op_],
+                                      int(v) if isinstance(v, float) and v.is_integer() else v)
+                 for op_, v in crits)
+
+
+_HOLDS = {_Op.GTE: lambda a, b: a >= b, _Op.GT: lambda a, b: a > b,
+          _Op.LTE: lambda a, b: a <= b, _Op.LT: lambda a, b: a < b,
+          _Op.EQ: lambda a, b: a == b, _Op.NEQ: lambda a, b: a != b}
 
 
 def _all_rules_condition(corr: SigmaCorrelationRule, n: int) -> None:
-    """Refuse a ``temporal``/``temporal_ordered`` condition other than "all ``n`` rules"."""
+    """Refuse a ``temporal``/``temporal_ordered`` condition that does not mean "all ``n``
+    rules": of the counts 0…n of distinct rules seen, it must hold for n alone."""
     cond = corr.condition
     name = corr.type.name.lower()
     if isinstance(cond, SigmaExtendedCorrelationCondition):
@@ -180,14 +246,14 @@ def _all_rules_condition(corr: SigmaCorrelationRule, n: int) -> None:
                 "referenced rule (`a and b and …`) has an exact form (an unordered or ordered "
                 "set of events)")
         return
-    k = cond.count
-    if (cond.op == _Op.GTE and k == n) or (cond.op == _Op.GT and k == n - 1) or (
-            cond.op == _Op.EQ and k == n):
+    crits = criteria(corr)
+    if [k for k in range(n + 1) if all(_HOLDS[op](k, v) for op, v in crits)] == [n]:
         return
+    written = ", ".join(f"{op.name.lower()}: {v}" for op, v in crits)
     raise UnsupportedSigma(
-        f"{name} with `{cond.op.name.lower()}: {k}` over {n} rules: only the condition that "
-        f"all {n} rules occur (gte: {n}, the default) is supported; some of the rules in any "
-        "combination is not one set of events")
+        f"{name} with `{written}` over {n} rules: only the condition that all {n} rules "
+        f"occur (gte: {n}, the default) is supported; some of the rules in any combination "
+        "is not one set of events")
 
 
 def _conjunction(node: object) -> list[str] | None:
@@ -203,6 +269,36 @@ def _conjunction(node: object) -> list[str] | None:
             out += sub
         return out
     return None
+
+
+def _unaliased(corr: SigmaCorrelationRule, group_by: list[str] | None) -> list[str]:
+    """The group-by fields with each alias replaced by the one field it names in the events
+    of every referenced rule.
+
+    Raises:
+        UnsupportedSigma: an alias names different fields for different rules (an event is
+            keyed by its group-by fields before any rule is tested on it, so its key cannot
+            depend on which rule it matched), or no field for some referenced rule."""
+    aliases = {a.alias: a for a in corr.aliases}
+    refs = [r.reference for r in (corr.referenced_rules or corr.rules or [])]
+    out = []
+    for g in group_by or ():
+        alias = aliases.get(g)
+        if alias is None:
+            out.append(g)
+            continue
+        by_rule = {ref.reference: f for ref, f in alias.mapping.items()}
+        missing = [r for r in refs if r not in by_rule]
+        if missing:
+            raise UnsupportedSigma(f"alias {g!r} names no field for rule {missing[0]!r}")
+        fields = sorted({by_rule[r] for r in refs})
+        if len(fields) != 1:
+            raise UnsupportedSigma(
+                f"alias {g!r} names different fields ({', '.join(fields)}) for different "
+                "rules: an event is keyed by its group-by fields before any rule is tested "
+                "on it, so its key cannot depend on which referenced rule it matched")
+        out.append(fields[0])
+    return out
 
 
 def _member_names(refs: list[ReferencedRule]) -> list[str]:
@@ -255,14 +351,10 @@ def to_correlation_rule(corr: SigmaCorrelationRule, name: str,
     Raises:
         UnsupportedSigma: a type, condition, alias or reference without an exact form here
             (the message says which and why)."""
-    if corr.aliases.aliases:
-        raise UnsupportedSigma(
-            "field aliases: an event is keyed by its group-by fields before any rule is "
-            "tested on it, so its key cannot depend on which referenced rule it matched")
     refs = _references(corr, detections)
     within = corr.timespan.seconds * 1000
     meta = sigma_meta(corr)
-    key = _key(group_by if group_by is not None else corr.group_by)
+    key = _key(_unaliased(corr, group_by if group_by is not None else corr.group_by))
     emit = meta_emit(meta)
     base = ast.Rule(name=name, pattern=(), description=meta.title or None,
                     severity=meta.severity, key_by=key)
@@ -271,14 +363,15 @@ def to_correlation_rule(corr: SigmaCorrelationRule, name: str,
         cond = corr.condition
         if not isinstance(cond, SigmaCorrelationCondition):
             raise UnsupportedSigma(f"{kind.name.lower()} needs a threshold condition")
-        threshold = having_condition(kind, cond, field if field is not None else cond.fieldref)
+        terms = having_condition(kind, criteria(corr),
+                                 field if field is not None else cond.fieldref)
         extra: tuple[tuple[str, ast.Expr], ...] = ()
-        if threshold.aggregate == "count":
+        if terms[0].aggregate == "count":
             extra = (("count", ast.Call("count", (ast.Path((ast.WINDOW_STAGE,)),))),)
         return _replace(base,
                         where=_or([r.condition for r in refs]),
                         pattern=(ast.Stage("begin", ast.WINDOW_STAGE, None, ()),),
-                        window=ast.Window("having", within, threshold.expr()),
+                        window=ast.Window("having", within, _and([t.expr() for t in terms])),
                         emits=(ast.Emit(fields=emit.fields + extra),))
     names = _member_names(refs)
     if kind == SigmaCorrelationType.TEMPORAL:

@@ -34,7 +34,7 @@ from sigma.rule import SigmaRule
 from cep.diagnostics import Diagnostic
 from cep.lang import ast
 from cep.lang.limits import MAX_FILE_BYTES
-from cep.sigma.correlation import ReferencedRule, to_correlation_rule
+from cep.sigma.correlation import ReferencedRule, take_range_criteria, to_correlation_rule
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
 from cep.sigma.rule import rule_name, to_engine_rule
@@ -78,6 +78,7 @@ def _parse(path: Path, text: str) -> tuple[SigmaCollection | None, list[Diagnost
     loc = SigmaRuleLocation(path)
     try:
         docs = list(yaml.load_all(text, Loader=_LOADER))
+        take_range_criteria(docs)
         coll = SigmaCollection.from_dicts(docs, collect_errors=True, source=loc,
                                           resolve_references=False)
     except yaml.YAMLError as exc:

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cep.app.rules import load_rule_set
@@ -118,25 +118,28 @@ def _numbers(datas: list[Data], field: str) -> list[Fraction]:
             if type(d.get(field)) in (int, float)]
 
 
-def aggregate_holds(kind: str, field: str, op: str, threshold: float
+def aggregate_holds(kind: str, field: str, criteria: list[tuple[str, float]]
                     ) -> Callable[[dict[str, list[Data]]], bool]:
-    """The condition of a threshold correlation over the window's events."""
-    cmp, th = _CMP[op], Fraction(threshold)
-
-    def holds(groups: dict[str, list[Data]]) -> bool:
-        datas = groups["events"]
+    """The condition of a threshold correlation over the window's events: every criterion
+    ``(op, threshold)`` holds of the aggregate."""
+    def value(datas: list[Data]) -> Fraction | int | None:
         if kind == "event_count":
-            return cmp(len(datas), th)
+            return len(datas)
         if kind == "value_count":
-            return cmp(len({d[field] for d in datas if d.get(field) is not None}), th)
+            return len({d[field] for d in datas if d.get(field) is not None})
         nums = _numbers(datas, field)
         if kind == "value_sum":
-            return cmp(sum(nums, Fraction(0)), th)
-        return bool(nums) and cmp(sum(nums, Fraction(0)) / len(nums), th)
+            return sum(nums, Fraction(0))
+        return sum(nums, Fraction(0)) / len(nums) if nums else None
+
+    def holds(groups: dict[str, list[Data]]) -> bool:
+        v = value(groups["events"])
+        return v is not None and all(_CMP[op](v, Fraction(th)) for op, th in criteria)
     return holds
 
 
-def _events_of(alerts: list[dict[str, Any]], key: str) -> list[tuple[Any, int, dict[str, list[int]]]]:
+def _events_of(alerts: list[dict[str, Any]], key: str
+               ) -> list[tuple[Any, int, dict[str, list[int]]]]:
     return sorted((r["key"][key], r["end"],
                    {m: [e["ts"] for e in evs] for m, evs in sorted(r["match"].items())})
                   for r in alerts)
@@ -175,31 +178,34 @@ _THRESHOLD = {
 
 
 @st.composite
-def _threshold(draw: st.DrawFn) -> tuple[str, str, float]:
+def _threshold(draw: st.DrawFn) -> tuple[str, list[tuple[str, float]]]:
+    """A type and one criterion, or two (a range, as the specification allows)."""
     kind = draw(st.sampled_from(sorted(_THRESHOLD)))
     ops, values = _THRESHOLD[kind]
-    return kind, draw(st.sampled_from(ops)), draw(values)
+    chosen = draw(st.lists(st.sampled_from(ops), min_size=1, max_size=2, unique=True))
+    return kind, [(op, draw(values)) for op in chosen]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_stream(["hit", "hit2", "other"]), _threshold(), st.sampled_from([1, 2, 4]),
        st.booleans())
 def test_threshold_correlations_agree_with_reference(
-        events: list[tuple[int, Data]], threshold: tuple[str, str, float], span_s: int,
-        two_rules: bool) -> None:
-    kind, op, value = threshold
+        events: list[tuple[int, Data]], threshold: tuple[str, list[tuple[str, float]]],
+        span_s: int, two_rules: bool) -> None:
+    kind, criteria = threshold
     field = "Target" if kind == "value_count" else "Bytes"
     detections = {"hit": {"Type": "hit"}}
     if two_rules:
         detections["hit2"] = {"Type": "hit2"}
-    cond: dict[str, Any] = {op: value}
+    cond: dict[str, Any] = dict(criteria)
     if kind != "event_count":
         cond["field"] = field
     text = _docs(detections, {"type": kind, "rules": sorted(detections), "group-by": ["User"],
                               "timespan": f"{span_s}s", "condition": cond})
     accepted = {"hit", "hit2"} if two_rules else {"hit"}
     want = crossings(events, lambda d: d["User"], {"events": lambda d: d["Type"] in accepted},
-                     aggregate_holds(kind, field, op, value), span_s * 1000)
+                     aggregate_holds(kind, field, criteria), span_s * 1000)
+    event(f"{kind}: {'no alert' if not want else 'alerts'}")
     assert _events_of(_run(text, events), "User") == sorted(want)
 
 
@@ -218,6 +224,7 @@ def test_temporal_agrees_with_reference(events: list[tuple[int, Data]], span_s: 
                               "group-by": ["User"], "timespan": f"{span_s}s"})
     want = crossings(events, lambda d: d["User"], members,
                      lambda g: all(g.values()), span_s * 1000)
+    event("no alert" if not want else "alerts")
     assert _events_of(_run(text, events), "User") == sorted(want)
 
 
@@ -298,6 +305,8 @@ def test_generate_true_keeps_the_referenced_rules_alerts() -> None:
     ("value_avg", {"neq": 5, "field": "T"}, "value_avg with `neq: 5`"),
     ("event_count", {"neq": 5}, "compare with >=, >, <=, < and =="),
     ("value_percentile", {"gte": 5, "field": "T", "percentile": 90}, "not percentiles"),
+    ("event_count", {"gt": 100, "lte": 200}, "event_count with `lte: 200`"),
+    ("value_sum", {"gte": 1, "lt": 9, "field": "T"}, "value_sum with `lt: 9`"),
 ])
 def test_conditions_without_an_exact_form_are_left_out(kind: str, cond: dict[str, Any],
                                                        reason: str) -> None:
@@ -314,13 +323,47 @@ def test_partial_temporal_chains_and_aliases_are_left_out() -> None:
         _docs(two, {**base, "condition": {"gte": 1}}))
     assert "only a conjunction of every referenced rule" in _left_out(
         _docs(two, {**base, "condition": "a or b"}))
-    assert "cannot depend on which referenced rule" in _left_out(
-        _docs(two, {**base, "aliases": {"User": {"a": "User", "b": "Account"}}}))
+    assert "alias 'user' names different fields (Account, User)" in _left_out(
+        _docs(two, {**base, "group-by": ["user"],
+                    "aliases": {"user": {"a": "User", "b": "Account"}}}))
+    assert "alias 'user' names no field for rule 'b'" in _left_out(
+        _docs(two, {**base, "group-by": ["user"], "aliases": {"user": {"a": "User"}}}))
+    assert "only the condition that all 2 rules occur" in _left_out(
+        _docs(two, {**base, "condition": {"gte": 1, "lte": 2}}))
     inner = {"title": "inner", "name": "inner",
              "correlation": {"type": "event_count", "rules": ["a"], "group-by": ["User"],
                              "timespan": "1m", "condition": {"gte": 2}}}
     assert "is a correlation" in _left_out(
         _docs(two, {**base, "rules": ["inner", "b"]}, [inner]))
+
+
+def test_alias_naming_one_field_for_every_rule_is_that_field() -> None:
+    two = {"a": {"Type": "A"}, "b": {"Type": "B"}}
+    events = [(0, {"Account": "u", "Type": "B", "ts": 0}),
+              (5, {"Account": "v", "Type": "A", "ts": 5}),
+              (10, {"Account": "u", "Type": "A", "ts": 10})]
+    [alert] = _run(_docs(two, {"type": "temporal", "rules": ["a", "b"], "group-by": ["user"],
+                               "timespan": "1m",
+                               "aliases": {"user": {"a": "Account", "b": "Account"}}}), events)
+    assert alert["key"] == {"Account": "u"} and alert["end"] == 10
+
+
+def test_range_conditions_and_all_rules_ranges() -> None:
+    """The specification's ranges (two criteria in the mapping), which pySigma alone
+    rejects: an average within bounds, and "all rules" written as a range."""
+    hit = {"hit": {"Type": "hit"}}
+    events = [(t, {"User": "u", "Type": "hit", "Bytes": b, "ts": t})
+              for t, b in [(0, 10), (1, 2), (2, 0), (3, 100)]]
+    alerts = _run(_docs(hit, {"type": "value_avg", "rules": ["hit"], "group-by": ["User"],
+                              "timespan": "1m", "condition": {"gt": 4, "lte": 6,
+                                                              "field": "Bytes"}}), events)
+    assert [a["end"] for a in alerts] == [1]  # averages 10, 6, 4, 28
+    two = {"a": {"Type": "A"}, "b": {"Type": "B"}}
+    [alert] = _run(_docs(two, {"type": "temporal", "rules": ["a", "b"], "group-by": ["User"],
+                               "timespan": "1m", "condition": {"gt": 1, "lte": 2}}),
+                   [(0, {"User": "u", "Type": "A", "ts": 0}),
+                    (1, {"User": "u", "Type": "B", "ts": 1})])
+    assert alert["end"] == 1
 
 
 def test_extended_conjunction_is_all_rules() -> None:
@@ -402,7 +445,7 @@ def test_password_spray_event_count_on_real_telemetry(mordor: list[tuple[int, Da
                   "timespan": "1m", "condition": {"gte": 5}})
     got = _run(text, mordor)
     want = crossings(mordor, _host, {"events": lambda d: d.get("EventID") == 4625},
-                     aggregate_holds("event_count", "", "gte", 5), 60_000)
+                     aggregate_holds("event_count", "", [("gte", 5)]), 60_000)
     assert _events_of(got, "Hostname") == sorted(want)
     assert len(got) == 1 and got[0]["key"]["Hostname"] == "WORKSTATION5.theshire.local"
     assert got[0]["data"]["count"] == 5 and got[0]["data"]["author"] == "test"
@@ -420,7 +463,8 @@ def test_value_count_on_real_telemetry(mordor: list[tuple[int, Data]], event_id:
     span_ms = int(span[:-1]) * (60_000 if span.endswith("m") else 1000)
     got = _run(text, mordor)
     want = crossings(mordor, _host, {"events": lambda d: d.get("EventID") == event_id},
-                     aggregate_holds("value_count", "TargetUserName", "gte", threshold), span_ms)
+                     aggregate_holds("value_count", "TargetUserName", [("gte", threshold)]),
+                     span_ms)
     assert _events_of(got, "Hostname") == sorted(want)
     assert want, "the case should alert"
 
