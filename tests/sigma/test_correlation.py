@@ -378,7 +378,7 @@ def test_extended_conjunction_is_all_rules() -> None:
 def test_converted_correlations_parse_back_to_the_same_rules(tmp_path: Path) -> None:
     """``cep sigma convert`` text of every correlation type loads back to the same rule."""
     rules = {"hit": {"Type": "hit"}, "other": {"Type": "other"}}
-    corrs = [
+    corrs: list[dict[str, Any]] = [
         {"type": "event_count", "condition": {"gt": 3}},
         {"type": "value_count", "condition": {"gte": 3, "field": "Target"}},
         {"type": "value_sum", "condition": {"gte": 1.5, "field": "Bytes"}},
