@@ -6,8 +6,11 @@ installs ``sigma/backends/cep``) print, for each Sigma rule, the engine rule tha
 :mod:`cep.sigma.rule` compiles it to — the same text ``cep run`` runs, to fork into a
 hand-written pattern.
 
-The backend converts whole rules through :func:`cep.sigma.rule.to_engine_rule`; pySigma's
-per-condition hooks of text-query backends are not used.
+The backend converts whole rules: a collection, file by file, through
+:func:`cep.sigma.load.compile_collection` (the rules ``cep sigma convert`` prints for those
+files, correlation rules included; a rule the engine cannot run is left out), one rule
+through :func:`cep.sigma.rule.to_engine_rule`.  pySigma's per-condition hooks of text-query
+backends are not used.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.rule import SigmaRule
 
 from cep.lang.format import format_rule
+from cep.sigma.load import SigmaLoad, compile_collection
 from cep.sigma.rule import rule_name, to_engine_rule
 
 __all__ = ["CepBackend", "convert_rule_text"]
@@ -37,9 +41,9 @@ def convert_rule_text(rule: SigmaRule) -> str:
 
 
 class CepBackend(Backend):
-    """pySigma backend ``cep``: Sigma detection rules → ``.cep`` rule text (one string per
-    rule; the collection's output is the rules joined by blank lines).  Correlation rules are
-    not converted by this backend (``cep run`` compiles them itself)."""
+    """pySigma backend ``cep``: Sigma rules → ``.cep`` rule text (one string per rule; the
+    collection's output is the rules joined by blank lines).  Correlation rules are compiled
+    over the detection rules of their own file, as ``cep run`` does."""
 
     name: ClassVar[str] = "cep rule engine"
     formats: ClassVar[dict[str, str]] = {"default": "cep rule text (.cep)"}
@@ -49,12 +53,16 @@ class CepBackend(Backend):
                 correlation_method: str | None = None,
                 callback: Callable[..., Any] | None = None) -> Any:
         self.init_processing_pipeline(output_format)
-        rule_collection.resolve_rule_references()
-        texts: list[str] = []
+        by_file: dict[str, list[SigmaRule | SigmaCorrelationRule]] = {}
         for rule in rule_collection.rules:
-            if isinstance(rule, SigmaCorrelationRule):
-                continue
-            texts += self.convert_rule(rule, output_format)
+            src = rule.source.path if rule.source is not None else None
+            by_file.setdefault(str(src) if src is not None else "sigma_rule", []).append(rule)
+        texts: list[str] = []
+        used: set[str] = set()
+        for path, rules in by_file.items():
+            compiled = compile_collection(Path(path), SigmaCollection(rules),
+                                          self.last_processing_pipeline, used, SigmaLoad())
+            texts += [format_rule(r) for r in compiled]
         return self.finalize(texts, output_format or "default")
 
     def convert_rule(self, rule: SigmaRule, output_format: str | None = None,

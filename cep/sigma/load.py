@@ -39,7 +39,7 @@ from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
 from cep.sigma.rule import rule_name, to_engine_rule
 
-__all__ = ["SigmaLoad", "load_sigma"]
+__all__ = ["SigmaLoad", "load_sigma", "compile_collection"]
 
 @dataclass
 class SigmaLoad:
@@ -117,13 +117,14 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
         out.diagnostics += diags
         rules: list[ast.Rule] = []
         if coll is not None and not diags:
-            rules = _compile_file(path, coll, pipeline, used, out)
+            rules = compile_collection(path, coll, pipeline, used, out)
         out.files.append(ast.RuleFile(str(path), text or "", tuple(rules)))
     return out
 
 
-def _compile_file(path: Path, coll: SigmaCollection, pipeline: ProcessingPipeline | None,
-                  used: set[str], out: SigmaLoad) -> list[ast.Rule]:
+def compile_collection(path: Path, coll: SigmaCollection,
+                       pipeline: ProcessingPipeline | None, used: set[str], out: SigmaLoad
+                       ) -> list[ast.Rule]:
     """The engine rules of one parsed Sigma file: its detection rules (those a correlation
     uses without ``generate: true`` compiled for it but not run on their own), then its
     correlation rules over them; what cannot be compiled is left out with a warning."""

@@ -70,6 +70,17 @@ def test_pysigma_backend_prints_the_same_text(tmp_path: Path) -> None:
     assert InstalledSigmaPlugins.autodiscover().backends["cep"] is CepBackend
 
 
+def test_pysigma_backend_converts_correlations_as_cep_does(tmp_path: Path) -> None:
+    yml = tmp_path / "mr_many_users.yml"
+    yml.write_text(RULE.replace("title: Suspicious", "name: certutil_download\ntitle: Suspicious")
+                   + "---\ntitle: Many users\nname: many_users\ncorrelation:\n"
+                   "  type: value_count\n  rules: [certutil_download]\n  group-by: [Computer]\n"
+                   "  timespan: 1h\n  condition: {gte: 3, field: User}\n", encoding="utf-8")
+    text = CepBackend().convert(SigmaCollection.load_ruleset([str(yml)]))
+    assert text == _convert(str(yml)).stdout.decode()
+    assert text.startswith("rule many_users\n") and "having count_distinct(User) >= 3" in text
+
+
 def test_unsupported_rule_is_left_out_with_its_reason(tmp_path: Path) -> None:
     yml = tmp_path / "placeholder.yml"
     yml.write_text(RULE.replace("CommandLine|contains|windash:", "User|expand:")
@@ -115,16 +126,15 @@ def test_all_corpus_rules_compile_or_have_a_reason() -> None:
 def test_unsupported_correlation_is_left_out_with_a_warning(tmp_path: Path) -> None:
     yml = tmp_path / "with_correlation.yml"
     yml.write_text(RULE.replace("title: Suspicious", "name: certutil_download\ntitle: Suspicious")
-                   + "---\ntitle: Many users\ncorrelation:\n  type: value_count\n"
+                   + "---\ntitle: Many users\ncorrelation:\n  type: value_median\n"
                    "  rules: [certutil_download]\n  group-by: [Computer]\n  timespan: 1h\n"
                    "  condition: {gte: 3, field: User}\n", encoding="utf-8")
     rs = load_rule_set([str(yml)])
     # the detection rule serves the correlation only (no `generate: true`): nothing runs
     assert rs.ok and rs.rules == []
-    assert any("correlation rule `Many users` left out: correlation type value_count is not "
-               "supported yet" in d.message and d.severity == "warning" for d in rs.diagnostics)
-    supported = yml.read_text().replace("value_count", "event_count").replace(
-        ", field: User", "")
+    assert any("correlation rule `Many users` left out: correlation type value_median has no "
+               "form" in d.message and d.severity == "warning" for d in rs.diagnostics)
+    supported = yml.read_text().replace("value_median", "value_count")
     yml.write_text(supported, encoding="utf-8")
     rs = load_rule_set([str(yml)])
     assert rs.ok and [r.name for r in rs.rules] == ["with_correlation"]
