@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from sigma.collection import SigmaCollection
 from sigma.conversion.base import Backend
 from sigma.correlations import SigmaCorrelationRule
+from sigma.filters import SigmaFilter
 from sigma.rule import SigmaRule
 
 from cep.lang.format import format_rule
@@ -53,7 +54,7 @@ class CepBackend(Backend):
                 correlation_method: str | None = None,
                 callback: Callable[..., Any] | None = None) -> Any:
         self.init_processing_pipeline(output_format)
-        by_file: dict[str, list[SigmaRule | SigmaCorrelationRule]] = {}
+        by_file: dict[str, list[SigmaRule | SigmaCorrelationRule | SigmaFilter]] = {}
         for rule in rule_collection.rules:
             src = rule.source.path if rule.source is not None else None
             by_file.setdefault(str(src) if src is not None else "sigma_rule", []).append(rule)
