@@ -356,8 +356,12 @@ def to_correlation_rule(corr: SigmaCorrelationRule, name: str,
     meta = sigma_meta(corr)
     key = _key(_unaliased(corr, group_by if group_by is not None else corr.group_by))
     emit = meta_emit(meta)
+    # an event without a group-by field belongs to no group (as `stats … by` leaves it out)
+    present: list[ast.Expr] = [ast.IsNull(ast.Path(("this", *p.parts)), negated=True)
+                               for p in key]
     base = ast.Rule(name=name, pattern=(), description=meta.title or None,
-                    severity=meta.severity, key_by=key)
+                    severity=meta.severity, key_by=key,
+                    where=_and(present) if present else None)
     kind = corr.type
     if kind in _AGGREGATE:
         cond = corr.condition
@@ -369,7 +373,7 @@ def to_correlation_rule(corr: SigmaCorrelationRule, name: str,
         if terms[0].aggregate == "count":
             extra = (("count", ast.Call("count", (ast.Path((ast.WINDOW_STAGE,)),))),)
         return _replace(base,
-                        where=_or([r.condition for r in refs]),
+                        where=_and([_or([r.condition for r in refs]), *present]),
                         pattern=(ast.Stage("begin", ast.WINDOW_STAGE, None, ()),),
                         window=ast.Window("having", within, _and([t.expr() for t in terms])),
                         emits=(ast.Emit(fields=emit.fields + extra),))

@@ -88,15 +88,16 @@ def crossings(events: list[tuple[int, Data]], key: Callable[[Data], Any],
               within_ms: int) -> list[tuple[Any, int, dict[str, list[int]]]]:
     """Every event e some member accepts, in (time, arrival) order, at which ``holds`` is
     true of the window ending at e and false of that window without e: ``(key, e's time,
-    {member: times of its events in the window})``."""
+    {member: times of its events in the window})``.  An event whose key is None (a group-by
+    field missing) belongs to no group."""
     order = sorted(range(len(events)), key=lambda i: (events[i][0], i))
     seen: list[tuple[int, Data]] = []
     out = []
     for i in order:
         ts, data = events[i]
-        if not any(p(data) for p in members.values()):
-            continue
         k = key(data)
+        if k is None or not any(p(data) for p in members.values()):
+            continue
         before = [(t, d) for t, d in seen if key(d) == k and ts - t < within_ms]
         seen.append((ts, data))
         after = before + [(ts, data)]
@@ -154,7 +155,7 @@ _VALUES = st.one_of(st.none(), st.integers(-3, 12), st.sampled_from([0.5, 2.25, 
 @st.composite
 def _stream(draw: st.DrawFn, types: list[str]) -> list[tuple[int, Data]]:
     gaps = st.one_of(st.sampled_from([0, 500, 1000]), st.integers(0, 1500))  # (edges often)
-    steps = draw(st.lists(st.tuples(gaps, st.sampled_from(["a", "b"]),
+    steps = draw(st.lists(st.tuples(gaps, st.sampled_from(["a", "b", None]),
                                     st.sampled_from(types), _VALUES,
                                     st.sampled_from(["u1", "u2", "u3", 4, None])),
                           min_size=1, max_size=24))
@@ -162,7 +163,9 @@ def _stream(draw: st.DrawFn, types: list[str]) -> list[tuple[int, Data]]:
     out = []
     for gap, user, kind, value, target in steps:
         ts += gap
-        data: Data = {"User": user, "Type": kind, "ts": ts, "Target": target}
+        data: Data = {"Type": kind, "ts": ts, "Target": target}
+        if user is not None:  # (no user: the event belongs to no group)
+            data["User"] = user
         if value is not None:
             data["Bytes"] = value
         out.append((ts, data))
@@ -203,7 +206,8 @@ def test_threshold_correlations_agree_with_reference(
     text = _docs(detections, {"type": kind, "rules": sorted(detections), "group-by": ["User"],
                               "timespan": f"{span_s}s", "condition": cond})
     accepted = {"hit", "hit2"} if two_rules else {"hit"}
-    want = crossings(events, lambda d: d["User"], {"events": lambda d: d["Type"] in accepted},
+    want = crossings(events, lambda d: d.get("User"),
+                     {"events": lambda d: d["Type"] in accepted},
                      aggregate_holds(kind, field, criteria), span_s * 1000)
     event(f"{kind}: {'no alert' if not want else 'alerts'}")
     assert _events_of(_run(text, events), "User") == sorted(want)
@@ -222,7 +226,7 @@ def test_temporal_agrees_with_reference(events: list[tuple[int, Data]], span_s: 
         members["rule_c"] = lambda d: d["Type"] == "C"
     text = _docs(detections, {"type": "temporal", "rules": list(detections),
                               "group-by": ["User"], "timespan": f"{span_s}s"})
-    want = crossings(events, lambda d: d["User"], members,
+    want = crossings(events, lambda d: d.get("User"), members,
                      lambda g: all(g.values()), span_s * 1000)
     event("no alert" if not want else "alerts")
     assert _events_of(_run(text, events), "User") == sorted(want)
