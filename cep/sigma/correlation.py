@@ -37,6 +37,7 @@ from sigma.correlations import (
     CorrelationConditionAND,
     SigmaCorrelationCondition,
     SigmaCorrelationConditionOperator,
+    SigmaCorrelationFieldAliases,
     SigmaCorrelationRule,
     SigmaCorrelationType,
     SigmaExtendedCorrelationCondition,
@@ -271,7 +272,8 @@ def _conjunction(node: object) -> list[str] | None:
     return None
 
 
-def _unaliased(corr: SigmaCorrelationRule, group_by: list[str] | None) -> list[str]:
+def _unaliased(corr: SigmaCorrelationRule, group_by: list[str] | None,
+               aliases: SigmaCorrelationFieldAliases) -> list[str]:
     """The group-by fields with each alias replaced by the one field it names in the events
     of every referenced rule.
 
@@ -279,11 +281,11 @@ def _unaliased(corr: SigmaCorrelationRule, group_by: list[str] | None) -> list[s
         UnsupportedSigma: an alias names different fields for different rules (an event is
             keyed by its group-by fields before any rule is tested on it, so its key cannot
             depend on which rule it matched), or no field for some referenced rule."""
-    aliases = {a.alias: a for a in corr.aliases}
+    by_name = {a.alias: a for a in aliases}
     refs = [r.reference for r in (corr.referenced_rules or corr.rules or [])]
     out = []
     for g in group_by or ():
-        alias = aliases.get(g)
+        alias = by_name.get(g)
         if alias is None:
             out.append(g)
             continue
@@ -336,7 +338,8 @@ def _references(corr: SigmaCorrelationRule,
 def to_correlation_rule(corr: SigmaCorrelationRule, name: str,
                         detections: dict[int, ReferencedRule],
                         group_by: list[str] | None = None,
-                        field: str | list[str] | None = None) -> ast.Rule:
+                        field: str | list[str] | None = None,
+                        aliases: SigmaCorrelationFieldAliases | None = None) -> ast.Rule:
     """The engine rule of a correlation rule.
 
     Args:
@@ -347,6 +350,7 @@ def to_correlation_rule(corr: SigmaCorrelationRule, name: str,
             the references) → its name and condition.
         group_by: the group-by fields after the processing pipelines (default: the rule's).
         field: the condition's field after the pipelines (default: the rule's).
+        aliases: the field aliases after the pipelines (default: the rule's).
 
     Raises:
         UnsupportedSigma: a type, condition, alias or reference without an exact form here
@@ -354,7 +358,8 @@ def to_correlation_rule(corr: SigmaCorrelationRule, name: str,
     refs = _references(corr, detections)
     within = corr.timespan.seconds * 1000
     meta = sigma_meta(corr)
-    key = _key(_unaliased(corr, group_by if group_by is not None else corr.group_by))
+    key = _key(_unaliased(corr, group_by if group_by is not None else corr.group_by,
+                          aliases if aliases is not None else corr.aliases))
     emit = meta_emit(meta)
     # an event without a group-by field belongs to no group (as `stats … by` leaves it out)
     present: list[ast.Expr] = [ast.IsNull(ast.Path(("this", *p.parts)), negated=True)

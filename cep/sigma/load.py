@@ -176,7 +176,8 @@ def compile_collection(path: Path, coll: SigmaCollection,
             cond = processed_cr.condition
             rule = to_correlation_rule(
                 cr, name, detections, processed_cr.group_by,
-                cond.fieldref if isinstance(cond, SigmaCorrelationCondition) else None)
+                cond.fieldref if isinstance(cond, SigmaCorrelationCondition) else None,
+                processed_cr.aliases)
         except (UnsupportedSigma, SigmaError) as exc:
             left_out(cr, str(exc))
             continue

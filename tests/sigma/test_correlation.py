@@ -370,6 +370,25 @@ def test_range_conditions_and_all_rules_ranges() -> None:
     assert alert["end"] == 1
 
 
+def test_pipelines_map_group_by_value_field_and_aliases(tmp_path: Path) -> None:
+    """winlogbeat's mapping reaches the key, the counted field and the alias's field."""
+    from cep.sigma.pipelines import load_pipeline
+    two = {"a": {"EventID": 4625}, "b": {"EventID": 4624}}
+    cases = [({"type": "value_count", "rules": ["a"], "group-by": ["Computer"],
+               "timespan": "1m", "condition": {"gte": 2, "field": "TargetUserName"}},
+              "key by winlog.computer_name",
+              "having count_distinct(winlog.event_data.TargetUserName) >= 2"),
+             ({"type": "temporal", "rules": ["a", "b"], "group-by": ["user"], "timespan": "1m",
+               "aliases": {"user": {"a": "TargetUserName", "b": "TargetUserName"}}},
+              "key by winlog.event_data.TargetUserName", "all of (")]
+    for i, (corr, key, window) in enumerate(cases):
+        yml = tmp_path / f"p{i}.yml"
+        yml.write_text(_docs(two, corr), encoding="utf-8")
+        loaded = load_sigma([yml], load_pipeline(("winlogbeat",)))
+        text = format_rules(loaded.files[0].rules)
+        assert f"  {key}\n" in text and window in text, text
+
+
 def test_extended_conjunction_is_all_rules() -> None:
     two = {"a": {"Type": "A"}, "b": {"Type": "B"}}
     events = [(0, {"User": "u", "Type": "B", "ts": 0}), (10, {"User": "u", "Type": "A", "ts": 10})]
