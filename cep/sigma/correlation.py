@@ -282,7 +282,7 @@ def _unaliased(corr: SigmaCorrelationRule, group_by: list[str] | None,
             keyed by its group-by fields before any rule is tested on it, so its key cannot
             depend on which rule it matched), or no field for some referenced rule."""
     by_name = {a.alias: a for a in aliases}
-    refs = [r.reference for r in (corr.referenced_rules or corr.rules or [])]
+    refs = corr.referenced_rules or corr.rules or []
     out = []
     for g in group_by or ():
         alias = by_name.get(g)
@@ -290,10 +290,16 @@ def _unaliased(corr: SigmaCorrelationRule, group_by: list[str] | None,
             out.append(g)
             continue
         by_rule = {ref.reference: f for ref, f in alias.mapping.items()}
-        missing = [r for r in refs if r not in by_rule]
-        if missing:
-            raise UnsupportedSigma(f"alias {g!r} names no field for rule {missing[0]!r}")
-        fields = sorted({by_rule[r] for r in refs})
+        fields_of: list[str] = []
+        for ref in refs:  # (an alias names a rule by its name, or by its id)
+            rule = getattr(ref, "rule", None)
+            names = [ref.reference] + ([str(rule.name), str(rule.id)] if rule else [])
+            found = next((by_rule[n] for n in names if n in by_rule), None)
+            if found is None:
+                raise UnsupportedSigma(f"alias {g!r} names no field for rule "
+                                       f"{ref.reference!r}")
+            fields_of.append(found)
+        fields = sorted(set(fields_of))
         if len(fields) != 1:
             raise UnsupportedSigma(
                 f"alias {g!r} names different fields ({', '.join(fields)}) for different "

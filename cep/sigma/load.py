@@ -128,11 +128,7 @@ def compile_collection(path: Path, coll: SigmaCollection,
     """The engine rules of one parsed Sigma file: its detection rules (those a correlation
     uses without ``generate: true`` compiled for it but not run on their own), then its
     correlation rules over them; what cannot be compiled is left out with a warning."""
-    refs_error = None
-    try:
-        coll.resolve_rule_references()
-    except SigmaError as exc:  # a correlation naming a rule of another file
-        refs_error = str(exc)
+    unresolved = _resolve_references(coll)
     rules: list[ast.Rule] = []
     detections: dict[int, ReferencedRule] = {}
 
@@ -161,11 +157,10 @@ def compile_collection(path: Path, coll: SigmaCollection,
             used.add(name)
             rules.append(_at(rule, sr))
             out.sources[name] = sr
+    for bad, reason in unresolved:
+        left_out(bad, reason)
     for cr in coll.rules:
         if not isinstance(cr, SigmaCorrelationRule):
-            continue
-        if refs_error is not None:
-            left_out(cr, refs_error)
             continue
         name = _unique(rule_name(path.stem, cr), cr, used)
         try:
@@ -185,6 +180,42 @@ def compile_collection(path: Path, coll: SigmaCollection,
         rules.append(_at(rule, cr))
         out.sources[name] = cr
     return rules
+
+
+def _resolve_references(coll: SigmaCollection) -> list[tuple[SigmaCorrelationRule, str]]:
+    """Resolve the collection's rule references (pySigma's ``resolve_rule_references``); a
+    correlation naming a rule the file does not hold (one of another file) is taken out of
+    the collection and returned with pySigma's reason, so the file's other rules stay."""
+    try:
+        coll.resolve_rule_references()
+        return []
+    except SigmaError:
+        pass
+    bad: list[tuple[SigmaCorrelationRule, str]] = []
+    for r in coll.rules:
+        if isinstance(r, SigmaCorrelationRule):
+            try:
+                r.resolve_rule_references(coll)
+            except SigmaError as exc:
+                bad.append((r, str(exc)))
+    # (the correlations referring to a left-out one are left out too, with its reason)
+    while True:
+        out = {id(r) for r, _ in bad}
+        more = [(r, f"it refers to {ref.reference!r}, which is left out")
+                for r in coll.rules if isinstance(r, SigmaCorrelationRule) and id(r) not in out
+                for ref in (r.rules or []) if id(getattr(ref, "rule", None)) in out]
+        if not more:
+            break
+        bad += more[:1]
+    out = {id(r) for r, _ in bad}
+    coll.rules = [r for r in coll.rules if id(r) not in out]
+    try:
+        coll.resolve_rule_references()
+    except SigmaError as exc:  # (not expected: every reference left resolved above)
+        rest = [r for r in coll.rules if isinstance(r, SigmaCorrelationRule)]
+        coll.rules = [r for r in coll.rules if not isinstance(r, SigmaCorrelationRule)]
+        bad += [(r, str(exc)) for r in rest]
+    return bad
 
 
 def _unique(name: str, sr: SigmaRule | SigmaCorrelationRule, used: set[str]) -> str:

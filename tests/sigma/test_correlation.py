@@ -341,15 +341,33 @@ def test_partial_temporal_chains_and_aliases_are_left_out() -> None:
         _docs(two, {**base, "rules": ["inner", "b"]}, [inner]))
 
 
+def test_a_missing_reference_leaves_out_only_its_correlation(tmp_path: Path) -> None:
+    yml = tmp_path / "two.yml"
+    yml.write_text(_docs({"hit": {"Type": "hit"}},
+                         {"type": "event_count", "rules": ["hit"], "group-by": ["User"],
+                          "timespan": "1m", "condition": {"gte": 2}},
+                         [{"title": "dangling", "name": "dangling",
+                           "correlation": {"type": "event_count", "rules": ["nope"],
+                                           "timespan": "1m", "condition": {"gte": 2}}}]),
+                   encoding="utf-8")
+    loaded = load_sigma([yml])
+    assert [r.name for r in loaded.files[0].rules] == ["correlated"]
+    [warning] = [d for d in loaded.diagnostics if d.severity == "warning"]
+    assert warning.file == str(yml) and "`dangling` left out: Rule 'nope' not found" in \
+        warning.message
+
+
 def test_alias_naming_one_field_for_every_rule_is_that_field() -> None:
     two = {"a": {"Type": "A"}, "b": {"Type": "B"}}
     events = [(0, {"Account": "u", "Type": "B", "ts": 0}),
               (5, {"Account": "v", "Type": "A", "ts": 5}),
               (10, {"Account": "u", "Type": "A", "ts": 10})]
-    [alert] = _run(_docs(two, {"type": "temporal", "rules": ["a", "b"], "group-by": ["user"],
-                               "timespan": "1m",
-                               "aliases": {"user": {"a": "Account", "b": "Account"}}}), events)
-    assert alert["key"] == {"Account": "u"} and alert["end"] == 10
+    for rules in (["a", "b"], ["a", "00000000-0000-4000-8000-000000000001"]):  # (name or id)
+        [alert] = _run(_docs(two, {"type": "temporal", "rules": rules, "group-by": ["user"],
+                                   "timespan": "1m",
+                                   "aliases": {"user": {"a": "Account", "b": "Account"}}}),
+                       events)
+        assert alert["key"] == {"Account": "u"} and alert["end"] == 10
 
 
 def test_range_conditions_and_all_rules_ranges() -> None:
