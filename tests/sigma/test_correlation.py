@@ -534,3 +534,32 @@ def test_temporal_on_real_telemetry(mordor: list[tuple[int, Data]]) -> None:
                    d.get("Image", "")).lower().endswith("\\purplesharp.exe")}
     want = crossings(mordor, _host, members, lambda g: all(g.values()), 60_000)
     assert len(want) == 1 and _events_of(_run(text, mordor), "Hostname") == want
+
+
+CREDITCARD = (Path(__file__).resolve().parents[3] / "shared" / "data" / "creditcard-ulb"
+              / "creditcard_time_amount_class.csv.gz")
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(("kind", "condition"), [
+    ("value_sum", {"gte": 2000}),              # fraud amounts summing up within 10 minutes
+    ("value_avg", {"lte": 1, "gte": 0}),       # card testing: micro-charges on average
+    ("value_avg", {"gt": 500}),
+])
+def test_value_sum_and_avg_on_real_transactions(kind: str, condition: dict[str, Any]) -> None:
+    """The 284,807 card transactions (one stream: the data set has no card key), frauds
+    (Class 1) by amount over 10 minutes, against the reference."""
+    import csv
+    with gzip.open(CREDITCARD, "rt", encoding="utf-8") as fh:
+        events = [(int(r["Time"]) * 1000, {"Amount": float(r["Amount"]), "Class": int(r["Class"]),
+                                           "ts": int(r["Time"]) * 1000, "row": int(r["row_id"])})
+                  for r in csv.DictReader(fh)]
+    text = _docs({"fraud": {"Class": 1}},
+                 {"type": kind, "rules": ["fraud"], "timespan": "10m",
+                  "condition": {**condition, "field": "Amount"}})
+    want = crossings(events, lambda d: (), {"events": lambda d: d["Class"] == 1},
+                     aggregate_holds(kind, "Amount", list(condition.items())), 600_000)
+    got = _run(text, events)
+    assert want, "the case should alert"
+    assert sorted((r["end"], [e["ts"] for e in r["match"]["events"]]) for r in got) == \
+        sorted((ts, m["events"]) for _, ts, m in want)
