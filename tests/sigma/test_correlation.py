@@ -55,18 +55,21 @@ def _docs(detections: dict[str, dict[str, Any]], correlation: dict[str, Any],
     return yaml.safe_dump_all(docs + (extra or []))
 
 
-def _run(text: str, events: list[tuple[int, Data]], rules: tuple[str, ...] = ("correlated",)
-         ) -> list[dict[str, Any]]:
+def _run(text: str, events: list[tuple[int, Data]], rules: tuple[str, ...] = ("correlated",),
+         out_of_order_ms: int = 0) -> list[dict[str, Any]]:
+    """The alerts of the Sigma file ``text`` over ``events`` in the order given (arrival),
+    with ``out_of_order_ms`` as the input's ``max_out_of_orderness``; no event may be late."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "corr.yml"
         path.write_text(text, encoding="utf-8")
         rs = load_rule_set([str(path)])
     assert rs.ok and [r.name for r in rs.rules] == list(rules), rs.diagnostics
     out: list[dict[str, Any]] = []
-    op = CepOperator(rs.rules, lambda s, rec: out.append(rec))
+    op = CepOperator(rs.rules, lambda s, rec: out.append(rec), {"in": out_of_order_ms})
     for seq, (ts, data) in enumerate(events):
-        op.on_event(Event(ts, seq, data))
+        op.on_event(Event(ts, seq, data), "in")
     op.finish()
+    assert op.late == 0
     return out
 
 
@@ -230,6 +233,36 @@ def test_temporal_agrees_with_reference(events: list[tuple[int, Data]], span_s: 
                      lambda g: all(g.values()), span_s * 1000)
     event("no alert" if not want else "alerts")
     assert _events_of(_run(text, events), "User") == sorted(want)
+
+
+def _all_members(groups: dict[str, list[Data]]) -> bool:
+    return all(groups.values())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_stream(["hit", "A", "B", "other"]), st.lists(st.integers(0, 800), min_size=24,
+                                                     max_size=24), st.booleans())
+def test_out_of_order_arrival_is_matched_in_event_time(
+        events: list[tuple[int, Data]], delays: list[int], temporal: bool) -> None:
+    """Events arriving up to 800 ms late (``max_out_of_orderness`` 1 s) give the alerts of
+    the reference over their event times (ties in arrival order)."""
+    arrival = [e for _, e in sorted(((ts + d, i), (ts, data)) for (i, (ts, data)), d
+                                    in zip(enumerate(events), delays, strict=False))]
+    if temporal:
+        members: dict[str, Pred] = {"a": lambda d: d["Type"] == "A",
+                                    "b": lambda d: d["Type"] == "B"}
+        text = _docs({"a": {"Type": "A"}, "b": {"Type": "B"}},
+                     {"type": "temporal", "rules": ["a", "b"], "group-by": ["User"],
+                      "timespan": "2s"})
+        holds = _all_members
+    else:
+        members = {"events": lambda d: d["Type"] == "hit"}
+        text = _docs({"hit": {"Type": "hit"}},
+                     {"type": "value_count", "rules": ["hit"], "group-by": ["User"],
+                      "timespan": "2s", "condition": {"gte": 2, "field": "Target"}})
+        holds = aggregate_holds("value_count", "Target", [("gte", 2)])
+    want = crossings(arrival, lambda d: d.get("User"), members, holds, 2000)
+    assert _events_of(_run(text, arrival, out_of_order_ms=1000), "User") == sorted(want)
 
 
 def temporal_ordered_reference(events: list[tuple[int, Data]], key: str,
