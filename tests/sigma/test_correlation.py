@@ -254,7 +254,7 @@ def test_out_of_order_arrival_is_matched_in_event_time(
         text = _docs({"a": {"Type": "A"}, "b": {"Type": "B"}},
                      {"type": "temporal", "rules": ["a", "b"], "group-by": ["User"],
                       "timespan": "2s"})
-        holds = _all_members
+        holds: Callable[[dict[str, list[Data]]], bool] = _all_members
     else:
         members = {"events": lambda d: d["Type"] == "hit"}
         text = _docs({"hit": {"Type": "hit"}},
