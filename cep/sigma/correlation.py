@@ -180,6 +180,12 @@ def criteria(corr: SigmaCorrelationRule) -> list[tuple[SigmaCorrelationCondition
     return out
 
 
+_HOLDS = {_Op.GTE: lambda a, b: a >= b, _Op.GT: lambda a, b: a > b,
+          _Op.LTE: lambda a, b: a <= b, _Op.LT: lambda a, b: a < b,
+          _Op.EQ: lambda a, b: a == b, _Op.NEQ: lambda a, b: a != b}
+"""Each operator as a test of a value against a number."""
+
+
 def having_condition(kind: SigmaCorrelationType,
                      crits: list[tuple[SigmaCorrelationConditionOperator, int | float]],
                      field: str | list[str] | None) -> tuple[CorrelationThreshold, ...]:
@@ -212,6 +218,11 @@ def having_condition(kind: SigmaCorrelationType,
                 f"{'at' if op == '==' else 'below'} a bound only if no further event comes "
                 "before the timespan is over, which is known at the window's end, while the "
                 "engine alerts at the event that meets a threshold (use gte or gt)")
+    if aggregate in _WHAT and all(_HOLDS[op_](0, v) for op_, v in crits):
+        written = ", ".join(f"{op_.name.lower()}: {v}" for op_, v in crits)
+        raise UnsupportedSigma(
+            f"{name} with `{written}` holds for a window without events ({_WHAT[aggregate]} "
+            "of 0), so no event can make it hold: it would never fire")
     read: str | None = None
     if aggregate != "count":
         if isinstance(field, list):
@@ -227,11 +238,6 @@ def having_condition(kind: SigmaCorrelationType,
     return tuple(CorrelationThreshold(aggregate, read, _OPS[op_],
                                       int(v) if isinstance(v, float) and v.is_integer() else v)
                  for op_, v in crits)
-
-
-_HOLDS = {_Op.GTE: lambda a, b: a >= b, _Op.GT: lambda a, b: a > b,
-          _Op.LTE: lambda a, b: a <= b, _Op.LT: lambda a, b: a < b,
-          _Op.EQ: lambda a, b: a == b, _Op.NEQ: lambda a, b: a != b}
 
 
 def _all_rules_condition(corr: SigmaCorrelationRule, n: int) -> None:

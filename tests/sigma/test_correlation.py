@@ -176,9 +176,9 @@ def _stream(draw: st.DrawFn, types: list[str]) -> list[tuple[int, Data]]:
 
 
 _THRESHOLD = {
-    "event_count": (["gte", "gt"], st.integers(0, 5)),
-    "value_count": (["gte", "gt"], st.integers(0, 4)),
-    "value_sum": (["gte", "gt"], st.sampled_from([-2, 0, 3, 7.5, 15, 30])),
+    "event_count": (["gte", "gt"], st.integers(1, 5)),
+    "value_count": (["gte", "gt"], st.integers(1, 4)),
+    "value_sum": (["gte", "gt"], st.sampled_from([0.5, 3, 7.5, 15, 30])),
     "value_avg": (["gte", "gt", "lte", "lt", "eq"], st.sampled_from([-1, 0, 1, 2.25, 4, 7])),
 }
 
@@ -343,6 +343,8 @@ def test_generate_true_keeps_the_referenced_rules_alerts() -> None:
     ("event_count", {"neq": 5}, "compare with >=, >, <=, < and =="),
     ("value_percentile", {"gte": 5, "field": "T", "percentile": 90}, "not percentiles"),
     ("event_count", {"gt": 100, "lte": 200}, "event_count with `lte: 200`"),
+    ("event_count", {"gte": 0}, "holds for a window without events"),
+    ("value_sum", {"gte": -2, "field": "T"}, "a sum of 0), so no event can make it hold"),
     ("value_sum", {"gte": 1, "lt": 9, "field": "T"}, "value_sum with `lt: 9`"),
 ])
 def test_conditions_without_an_exact_form_are_left_out(kind: str, cond: dict[str, Any],
