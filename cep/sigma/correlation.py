@@ -209,9 +209,9 @@ def having_condition(kind: SigmaCorrelationType,
         op, word = _OPS[op_], op_.name.lower()
         if op_ == _Op.NEQ:
             raise UnsupportedSigma(
-                f"{name} with `neq: {value}`: a value that differs from a number holds for "
-                "windows of every size, so no event can be said to make it hold; the window "
-                "conditions of the engine compare with >=, >, <=, < and ==")
+                f"{name} with `neq: {value}`: the engine's windows compare with >=, >, <=, "
+                "< and ==; for a count or a sum, differing from a number holds for a window "
+                "without events too, so no event could make it start to hold")
         if op in ("<", "<=", "==") and aggregate in _WHAT:
             raise UnsupportedSigma(
                 f"{name} with `{word}: {value}`: {_WHAT[aggregate]} stays "
