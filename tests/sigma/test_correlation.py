@@ -265,17 +265,20 @@ def test_out_of_order_arrival_is_matched_in_event_time(
     assert _events_of(_run(text, arrival, out_of_order_ms=1000), "User") == sorted(want)
 
 
-def temporal_ordered_reference(events: list[tuple[int, Data]], key: str,
-                               within_ms: int) -> list[tuple[Any, int, int]]:
-    """Per key: an ``A`` then a ``B`` less than the span after it; the alert pairs the
-    earliest ``A`` still within the span with the ``B``, and every ``A`` before it is spent."""
+def temporal_ordered_reference(events: list[tuple[int, Data]], key: str, within_ms: int,
+                               first: Pred = lambda d: d["Type"] == "A",
+                               then: Pred = lambda d: d["Type"] == "B"
+                               ) -> list[tuple[Any, int, int]]:
+    """Per key: an ``A`` (``first``) then a ``B`` (``then``) less than the span after it; the
+    alert pairs the earliest ``A`` still within the span with the ``B``, and every ``A``
+    before it is spent."""
     pending: dict[Any, list[int]] = {}
     out = []
     for ts, data in sorted(events, key=lambda e: e[0]):
         k = data.get(key)
-        if data["Type"] == "A":
+        if first(data):
             pending.setdefault(k, []).append(ts)
-        elif data["Type"] == "B":
+        elif then(data):
             live = [a for a in pending.get(k, []) if ts - a < within_ms]
             if live:
                 out.append((k, live[0], ts))
@@ -598,3 +601,17 @@ def test_value_sum_and_avg_on_real_transactions(kind: str, condition: dict[str, 
     assert want, "the case should alert"
     assert sorted((r["end"], [e["ts"] for e in r["match"]["events"]]) for r in got) == \
         sorted((ts, m["events"]) for _, ts, m in want)
+
+
+@pytest.mark.shared
+def test_temporal_ordered_on_real_telemetry(mordor: list[tuple[int, Data]]) -> None:
+    """A logon (4624) followed by special privileges assigned (4672) on one host within 2 s."""
+    text = _docs({"logon": {"EventID": 4624}, "privileges": {"EventID": 4672}},
+                 {"type": "temporal_ordered", "rules": ["logon", "privileges"],
+                  "group-by": ["Hostname"], "timespan": "2s"})
+    got = [(r["key"]["Hostname"], r["match"]["logon"][0]["ts"], r["match"]["privileges"][0]["ts"])
+           for r in _run(text, mordor)]
+    want = temporal_ordered_reference(mordor, "Hostname", 2000,
+                                      lambda d: d.get("EventID") == 4624,
+                                      lambda d: d.get("EventID") == 4672)
+    assert want and sorted(got) == sorted(want)
