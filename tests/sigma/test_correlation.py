@@ -1,13 +1,15 @@
 """Sigma correlation rules against brute-force references of their semantics (docs/sigma.md,
-*Correlation rules*), on generated events (Hypothesis) and on the mordor capture.
+*Correlation rules*), on generated events (Hypothesis) and on real data (the mordor capture,
+the creditcard-ulb transactions).
 
 The references are written from the definitions, not from the engine: for ``event_count``,
 ``value_count``, ``value_sum``, ``value_avg`` and ``temporal`` an alert fires at an event e
 of the referenced rules when the condition holds over the window ending at e (the group's
 events x up to e, in event-time then arrival order, with ``e.ts - x.ts < timespan``) and does
 not hold over that window without e; each aggregate is computed from the window's list of
-events, with exact fractions.  ``temporal_ordered`` pairs the earliest pending first event
-with the completing second one and starts again after it.
+events, with exact fractions; an event without a group-by field is in no group.
+``temporal_ordered`` pairs the earliest pending first event with the completing second one
+and starts again after it.
 """
 
 from __future__ import annotations
