@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
 from cep.event import Event
@@ -24,7 +25,12 @@ from cep.io.codecs import DeadLetter
 from cep.io.kafka import DecodedRun, MessageDecoder
 from cep.operator.cep_operator import Accepted, CepOperator
 
-__all__ = ["Fed", "feed_batch"]
+__all__ = ["Fed", "Released", "feed_batch", "feed_released"]
+
+Released = tuple[int, str, int, bytes]
+"""A record a shuffle task's merger released: ``(event time in ms, input name
+"<topic>/<partition>", source offset, message value)`` (:meth:`Merger.release
+<cep.app.kafka_shuffle.Merger.release>`)."""
 
 
 @dataclass(frozen=True)
@@ -105,3 +111,92 @@ def _accepted(run: DecodedRun, source: str, partition: int,
         on_accepted(Event(ts, seq, data, source, offset, partition), run.value_at(offset))
 
     return accepted
+
+
+def feed_released(
+    op: CepOperator,
+    decoders: dict[str, MessageDecoder],
+    released: list[Released],
+    *,
+    input_name: str,
+    seq: int,
+    dead_letter: Callable[[dict[str, Any]], None],
+) -> Fed:
+    """Feed a shuffle task's released records, in their order, to its operator's watermark
+    input ``input_name`` (the task's one in-order input): each run of consecutive records of
+    one source topic is decoded together (:meth:`MessageDecoder.decode_all`) and handed to
+    :meth:`CepOperator.on_batch` with each record's partition and offset, so the generated
+    loop matches the merged stream.  A run some record of which does not decode alone (the
+    source task decoded it, so this does not happen) goes record by record, exactly as
+    :meth:`MessageDecoder.decode` and :meth:`CepOperator.on_event` do.  Events get arrival
+    numbers ``seq + 1, …``.  Returns what was fed; never raises on bad records."""
+    events = 0
+    split = _InputNames()
+    for topic, group in groupby(released, key=lambda rec: split.topic(rec[1])):
+        recs = list(group)
+        decoder = decoders[topic]
+        values = [rec[3] for rec in recs]
+        objs = decoder.decode_all(values)
+        seq0 = seq
+        if objs is None:
+            seq = _one_by_one(op, decoder, recs, split, input_name, seq, dead_letter)
+        else:
+            pids = [split.partition(rec[1]) for rec in recs]
+            offsets = [rec[2] for rec in recs]
+            seq, _ = op.on_batch(objs, decoder.source, decoder.time_field, seq, -1,
+                                 _odd_merged_time(decoder, objs, values, pids, dead_letter),
+                                 input_name=input_name, offsets=offsets, partitions=pids)
+        events += seq - seq0
+    return Fed(seq, events)
+
+
+class _InputNames:
+    """Topic and partition of merger input names (``"<topic>/<partition>"``), parsed once
+    per name."""
+
+    def __init__(self) -> None:
+        self.parsed: dict[str, tuple[str, int]] = {}
+
+    def _parse(self, name: str) -> tuple[str, int]:
+        got = self.parsed.get(name)
+        if got is None:
+            topic, _, p = name.rpartition("/")
+            got = self.parsed[name] = (topic, int(p))
+        return got
+
+    def topic(self, name: str) -> str:
+        return self._parse(name)[0]
+
+    def partition(self, name: str) -> int:
+        return self._parse(name)[1]
+
+
+def _one_by_one(op: CepOperator, decoder: MessageDecoder, recs: list[Released],
+                split: _InputNames, input_name: str, seq: int,
+                dead_letter: Callable[[dict[str, Any]], None]) -> int:
+    """Released records decoded and fed one at a time; returns the last arrival number."""
+    for _ts, name, offset, value in recs:
+        res = decoder.decode(value, split.partition(name), offset, seq + 1)
+        if type(res) is not Event:
+            dead_letter(res)  # type: ignore[arg-type]
+            continue
+        seq += 1
+        op.on_event(res, input_name)
+    return seq
+
+
+def _odd_merged_time(decoder: MessageDecoder, objs: list[dict[str, Any]], values: list[bytes],
+                     pids: list[int], dead_letter: Callable[[dict[str, Any]], None]
+                     ) -> Callable[[dict[str, Any], int], int | None]:
+    """:func:`_odd_time` for a merged run (``objs[i]`` decoded from ``values[i]`` of
+    partition ``pids[i]``): the message of a dead letter is found by its object."""
+
+    def odd_time(data: dict[str, Any], offset: int) -> int | None:
+        ts = decoder.event_time(data)
+        if type(ts) is DeadLetter:
+            i = next(i for i, obj in enumerate(objs) if obj is data)
+            dead_letter(decoder.dead_letter(ts, values[i], pids[i], offset))
+            return None
+        return ts  # type: ignore[return-value]
+
+    return odd_time

@@ -35,6 +35,7 @@ import logging
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -145,7 +146,7 @@ class CepOperator:
         # reloads
         self.retired: dict[str, list[int]] = {}
         self.dropped_partial_matches = 0
-        self._scan: tuple[list[RuleState], tuple[bool, ...], tuple[str, bool, bool],
+        self._scan: tuple[list[RuleState], tuple[bool, ...], tuple[str, bool, bool, bool],
                           Scanner] | None = None
         self._rule_index: tuple[list[RuleState], RuleIndex] | None = None
         self._fast_source = "input"
@@ -205,6 +206,14 @@ class CepOperator:
     def watermark(self) -> float:
         return self.watermarks.current
 
+    @property
+    def paced(self) -> bool:
+        """Whether the watermark is right below the largest event time seen (ms), as
+        :meth:`on_event` keeps it for a sole input in order: only then do the in-order fast
+        paths, which find an event late by the largest time, decide as :meth:`on_event`
+        does.  (A shuffle task's merger moves its watermark past the largest time.)"""
+        return self.watermarks.current == self.largest_ts - 1
+
     def on_event(self, ev: Event, input_name: str | None = None) -> None:
         """Accept one decoded event; may release buffered events and fire timers.
 
@@ -254,6 +263,7 @@ class CepOperator:
         partition: int = -1,
         offsets: list[int] | None = None,
         accepted: Accepted | None = None,
+        partitions: list[int] | None = None,
     ) -> tuple[int, int]:
         """Accept decoded objects in arrival order: ``objs[i]`` is line ``offset + 1 + i``
         of ``source`` and gets arrival number ``seq + 1 + …``; its event time is the
@@ -267,6 +277,9 @@ class CepOperator:
         outside the valid domain goes to ``odd_time`` too, as decoding one message does.
         ``accepted(obj, event time, arrival number, offset)`` is called for each event that
         is neither late nor refused, before it is matched (a Kafka source task ships those).
+        ``partitions`` (with ``offsets``; a shuffle task's merged stream of several source
+        partitions) gives each object's partition instead of ``partition``; the offsets need
+        not increase then.
 
         Same outputs as calling :meth:`on_event` for each object; with one input of
         ``max_out_of_orderness`` 0 it runs the generated loop of :mod:`cep.operator.fastpath`.
@@ -276,12 +289,33 @@ class CepOperator:
         name = source if input_name is None else input_name
         self._fast_source = name
         while start < n:
-            if self.buffered or not self.watermarks.is_sole_in_order(name):
+            # (a merged stream resumes after a stop by position, which the loop does not
+            # report: while a version drains, and so the loop can stop, it goes event by
+            # event)
+            if (self.buffered or not self.watermarks.is_sole_in_order(name)
+                    or partitions is not None and any(rs.draining for rs in self.rules)):
                 return self._batch_slow(objs, start, source, time_field, seq, offset, odd_time,
-                                        name, partition, offsets, accepted)
-            scan = self.scanner(source, offsets is not None, accepted is not None)
+                                        name, partitions or partition, offsets, accepted)
+            if not self.paced:  # one event the usual way paces the watermark again
+                end = start + 1
+                seq, offset = self._batch_slow(
+                    objs[start:end], 0, source, time_field, seq, offset, odd_time, name,
+                    partition if partitions is None else partitions[start:end],
+                    None if offsets is None else offsets[start:end], accepted)
+                start = end
+                continue
+            scan = self.scanner(source, offsets is not None, accepted is not None,
+                                partitions is not None)
             seq0, off0 = seq, offset
-            if offsets is None:
+            if partitions is not None:
+                assert offsets is not None
+                part, offs, pids = ((objs, offsets, partitions) if start == 0 else
+                                    (objs[start:], offsets[start:], partitions[start:]))
+                seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
+                                            offset, self.largest_ts, odd_time, None, -1, offs,
+                                            name, accepted, pids)
+                start = n
+            elif offsets is None:
                 part = objs if start == 0 else objs[start:]
                 seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
                                             offset, self.largest_ts, odd_time, None, partition,
@@ -302,8 +336,11 @@ class CepOperator:
     def _batch_slow(
         self, objs: list[dict[str, Any]], start: int, source: str, time_field: str | None,
         seq: int, offset: int, odd_time: Callable[[dict[str, Any], int], int | None],
-        name: str, partition: int, offsets: list[int] | None, accepted: Accepted | None,
+        name: str, partition: int | list[int], offsets: list[int] | None,
+        accepted: Accepted | None,
     ) -> tuple[int, int]:
+        """:meth:`on_batch` event by event from ``objs[start]`` on (``partition``: one for
+        every object, or one per object)."""
         on_event = self.on_event
         part = objs[start:] if start else objs
         if offsets is None:
@@ -321,7 +358,9 @@ class CepOperator:
                     self._one(Event(ts, seq, d, source, offset), name, accepted)
             return seq, offset
         lo, hi = MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS
-        for d, offset in zip(part, offsets[start:] if start else offsets, strict=True):
+        pids = repeat(partition) if isinstance(partition, int) else partition[start:]
+        for d, offset, pid in zip(part, offsets[start:] if start else offsets, pids,
+                                  strict=False):
             ts = d.get(time_field) if time_field is not None else None
             if type(ts) is not int or not lo <= ts <= hi:
                 ts = odd_time(d, offset)
@@ -329,9 +368,9 @@ class CepOperator:
                     continue
             seq += 1
             if accepted is None:
-                on_event(Event(ts, seq, d, source, offset, partition), name)
+                on_event(Event(ts, seq, d, source, offset, pid), name)
             else:
-                self._one(Event(ts, seq, d, source, offset, partition), name, accepted)
+                self._one(Event(ts, seq, d, source, offset, pid), name, accepted)
         return seq, offset
 
     def _one(self, ev: Event, name: str, accepted: Accepted) -> None:
@@ -342,19 +381,21 @@ class CepOperator:
         if self.late + self.refused == dropped:
             accepted(ev.data, ev.ts, ev.seq, ev.offset)
 
-    def scanner(self, source: str, offsets: bool = False, accepting: bool = False) -> Scanner:
+    def scanner(self, source: str, offsets: bool = False, accepting: bool = False,
+                partitions: bool = False) -> Scanner:
         """The generated loop of :func:`~cep.operator.fastpath.build_scanner` for the rule
         set as it is now, reading ``source`` (``offsets``: Kafka messages; ``accepting``:
-        telling which events were accepted), built once and cached until the rules
-        change."""
+        telling which events were accepted; ``partitions``: a partition per message), built
+        once and cached until the rules change."""
         rules = self.rules
         flags = tuple(rs.draining for rs in rules)
         cached = self._scan
+        shape = (source, offsets, accepting, partitions)
         if (cached is not None and cached[0] is rules and cached[1] == flags
-                and cached[2] == (source, offsets, accepting)):
+                and cached[2] == shape):
             return cached[3]
-        scan = build_scanner(rules, source, offsets, accepting, self.rule_index())
-        self._scan = (rules, flags, (source, offsets, accepting), scan)
+        scan = build_scanner(rules, source, offsets, accepting, self.rule_index(), partitions)
+        self._scan = (rules, flags, shape, scan)
         return scan
 
     def refresh_due(self) -> float:

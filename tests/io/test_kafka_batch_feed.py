@@ -9,6 +9,12 @@ deep, missing, odd or out-of-domain times, far-future times, late events), offse
 must emit the same records byte for byte in the same order, accept (and so ship) the same
 events, number the events alike and leave byte-identical checkpoints.  (The real broker:
 ``tests/kafka/test_batched_feed.py``.)
+
+The shuffle side likewise: a shuffle task's records (events of several upstream partitions
+and topics with watermark markers, idle ones among them) fed through
+:meth:`Repartition.feed`, whose merged releases go to the operator as batches
+(:func:`~cep.app.kafka_feed.feed_released`), against the same releases decoded and fed event
+by event, as before.
 """
 
 from __future__ import annotations
@@ -20,10 +26,14 @@ from typing import Any, NamedTuple
 import msgpack
 import orjson
 import pytest
+from aiokafka import TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cep.app.kafka_commit import Task
 from cep.app.kafka_feed import feed_batch
+from cep.app.kafka_repartition import Repartition
+from cep.app.kafka_shuffle import Merger, event_header, marker_header
 from cep.app.rules import load_rule_set
 from cep.checkpoint import encode
 from cep.checkpoint.snapshot import payload
@@ -338,3 +348,128 @@ def test_one_batch_is_one_decoding_call_when_that_is_exact() -> None:
     assert parts[1]["offset"] == 12 and parts[1]["partition"] == PARTITION  # type: ignore[index]
     assert parts[1]["reason"] == "malformed"  # type: ignore[index]
     assert decoder.decode_batch(bad, PARTITION, 13)[0].offsets == [13]  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------------------- shuffle side
+
+SHUFFLE_INPUTS = {"events-topic/0": 0, "events-topic/1": 4, "events-topic/2": 0,
+                  "other-topic/0": 2}
+
+
+class Record(NamedTuple):
+    """A record of a repartition topic partition, as a shuffle task consumes it."""
+
+    offset: int
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class _EventByEvent(Repartition):
+    """The shuffle task's release as it was: each released record decoded and fed alone."""
+
+    def release(self, task: Task) -> int:
+        merger: Merger = task.merger
+        op, seq = task.op, task.seq
+        for _ts, name, offset, value in merger.release():
+            topic, _, p = name.rpartition("/")
+            res = self.decoders[topic].decode(value, int(p), offset, seq + 1)
+            if type(res) is not Event:
+                self.dead_letter(task, res)  # type: ignore[arg-type]
+                continue
+            seq += 1
+            op.on_event(res, "shuffle")
+        task.seq = seq
+        wm = merger.current
+        if wm > op.watermark:
+            op.advance(op.watermarks.observe("shuffle", int(wm) + 1))
+        return 0
+
+
+def _shuffle_records(rng: random.Random, n: int, decoders: dict[str, MessageDecoder]
+                     ) -> list[Record]:
+    """What source tasks ship and mark, interleaved: per input, events in the order it
+    accepted them (within its out-of-orderness, but after an idle marker anything), odd and
+    hostile values among them, and markers now and then."""
+    names = sorted(SHUFFLE_INPUTS)
+    clock = {name: T0 + rng.randint(0, 20) for name in names}
+    largest = {name: float("-inf") for name in names}
+    source_offset = {name: rng.randint(0, 9) for name in names}
+    out: list[Record] = []
+    offset = rng.randint(0, 30)
+    for i in range(n):
+        name = rng.choice(names)
+        topic, _, p = name.rpartition("/")
+        if rng.random() < 0.08:
+            idle = rng.random() < 0.25
+            out.append(Record(offset, b"", marker_header(topic, int(p), largest[name], idle)))
+        else:
+            clock[name] += rng.choice([0, 1, 2, 3, 9, 25])
+            ts = clock[name] - rng.randint(0, SHUFFLE_INPUTS[name])
+            if rng.random() < 0.03:
+                ts -= rng.randint(5, 60)  # after an idle marker: late downstream
+            value = _value(rng, ts, i, "json")
+            decoded = decoders[topic].decode(value, int(p), 0, 1)
+            if type(decoded) is Event:
+                ts = decoded.ts  # the time the source task read (and wrote in the header)
+            largest[name] = max(largest[name], ts)
+            source_offset[name] += rng.choice([1, 1, 1, 2])
+            out.append(Record(offset, value, event_header(topic, int(p), source_offset[name],
+                                                          ts)))
+        offset += 1 if rng.random() < 0.9 else 2  # (commit markers)
+    return out
+
+
+def _shuffle_task(rules: list[CompiledRule], out: list[tuple[str, bytes]]) -> Task:
+    task = Task(1, "g/t/1", [TopicPartition("t", 1)], None, "t")
+    task.merger = Merger(SHUFFLE_INPUTS)
+
+    def emit(sink: str, rec: dict[str, Any]) -> None:
+        out.append((sink, encode_json(rec, newline=False)))
+
+    task.op = CepOperator(rules, emit, {"shuffle": 0}, 3, FutureGuard(None),
+                          max_events_per_match=4)
+    return task
+
+
+def _shuffled(cls: type[Repartition], rules: list[CompiledRule], recs: list[Record],
+              decoders: dict[str, MessageDecoder], rng: random.Random, reload: Reload | None
+              ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    """The records fed in fetched batches of random sizes (some partly fetched again)."""
+    out: list[tuple[str, bytes]] = []
+    task = _shuffle_task(rules, out)
+    feed = cls(decoders, {}, lambda _t, rec: out.append(
+        ("dead_letter", encode_json(rec, newline=False)))).feed
+    tp = task.tps[0]
+    i = 0
+    while i < len(recs):
+        j = min(len(recs), i + rng.choice([1, 3, 8, 40, 300]))
+        if reload is not None and i < reload.at <= j:
+            j = reload.at
+        if reload is not None and i == reload.at:
+            task.op.reload(reload.rules)
+        again = rng.randint(0, 3) if rng.random() < 0.1 else 0
+        feed(task, tp, recs[max(0, i - again):j], recs[i].offset)
+        i = j
+    task.op.advance(task.op.watermarks.observe("shuffle", T0 + 10 ** 7))
+    meta = {"seq": task.seq, "merge": task.merger.state(),
+            "stats": [task.op.events_in, task.op.late, task.op.refused]}
+    return out, _state(encode(task.op, meta))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2 ** 32 - 1), unit=st.sampled_from(["ms", "ms", "s"]),
+       reload_at=st.sampled_from([None, 500]))
+def test_shuffle_task_batches_equal_event_by_event(rules: list[CompiledRule],
+                                                   reloaded: list[CompiledRule], seed: int,
+                                                   unit: str, reload_at: int | None) -> None:
+    rng = random.Random(seed)
+    decoders = {"events-topic": _decoder("json", unit), "other-topic": MessageDecoder(
+        SourceConfig("other", "kafka", topic="other-topic", event_time_unit=unit), 2048)}
+    recs = _shuffle_records(rng, 1200, decoders)
+    reload = None if reload_at is None else Reload(reload_at, reloaded)
+    ref = _shuffled(_EventByEvent, rules, recs, decoders, random.Random(seed), reload)
+    sinks = {sink for sink, _ in ref[0]}
+    assert {"alerts", "late", "dead_letter"} <= sinks, sinks
+    got = _shuffled(Repartition, rules, recs, decoders, random.Random(seed), reload)
+    assert got[0] == ref[0]
+    assert got[1] == ref[1]
