@@ -128,12 +128,10 @@ class Repartition:
         watermark.  Returns the events fed."""
         merger: Merger = task.merger
         op = task.op
-        released = merger.release()
-        if released:
-            fed = feed_released(op, self.decoders, released, input_name="shuffle",
-                                seq=task.seq, dead_letter=lambda rec: self.dead_letter(task, rec))
-            task.seq = fed.seq
+        fed = feed_released(op, self.decoders, merger.release(), input_name="shuffle",
+                            seq=task.seq, dead_letter=lambda rec: self.dead_letter(task, rec))
+        task.seq = fed.seq
         wm = merger.current
         if wm > op.watermark:
             op.advance(op.watermarks.observe("shuffle", int(wm) + 1))
-        return fed.events if released else 0
+        return fed.events
