@@ -24,8 +24,9 @@ from cep.event import Event
 from cep.io.codecs import DeadLetter
 from cep.io.kafka import DecodedRun, MessageDecoder
 from cep.operator.cep_operator import Accepted, CepOperator
+from cep.operator.prescan import MessageLines, Prescan
 
-__all__ = ["Fed", "Released", "feed_batch", "feed_released"]
+__all__ = ["Fed", "Released", "feed_batch", "feed_released", "prescan_for"]
 
 Released = tuple[int, str, int, bytes]
 """A record a shuffle task's merger released: ``(event time in ms, input name
@@ -36,10 +37,12 @@ Released = tuple[int, str, int, bytes]
 @dataclass(frozen=True)
 class Fed:
     """What :func:`feed_batch` did: the last arrival number used and the events fed (dead
-    letters not counted)."""
+    letters not counted; events the scanner passed over counted); ``seconds`` the engine
+    time when measured as a whole."""
 
     seq: int
     events: int
+    seconds: float = 0.0
 
 
 def feed_batch(
@@ -54,6 +57,7 @@ def feed_batch(
     dead_letter: Callable[[dict[str, Any]], None],
     observe_latency: Callable[[float], None] | None = None,
     on_accepted: Callable[[Event, bytes], None] | None = None,
+    prescan: Prescan | None = None,
 ) -> Fed:
     """Decode and feed the messages of one fetched batch of ``partition`` (``msg.offset``,
     ``msg.value``; offsets increasing) from offset ``expected`` on.
@@ -62,8 +66,16 @@ def feed_batch(
     ``input_name``; ``dead_letter(record)`` takes each message that is no event, in order.
     ``observe_latency(seconds)`` (metrics) gets the mean engine time per event of each run.
     ``on_accepted(event, message value)`` is told of each event that was neither late nor
-    refused, before it is matched (a source task ships those to repartition topics).  Never
-    raises on bad messages."""
+    refused, before it is matched (a source task ships those to repartition topics).
+    ``prescan`` (:func:`prescan_for` this operator and input; not with ``on_accepted``) lets
+    the C line scanner pass over the messages no rule wants without decoding them, as file
+    mode does (:func:`_prescanned`).  Never raises on bad messages."""
+    if prescan is not None and on_accepted is None:
+        fed = _prescanned(op, decoder, msgs, prescan, partition, expected, seq, dead_letter)
+        if fed is not None:
+            if observe_latency is not None and fed.events:
+                observe_latency(fed.seconds / fed.events)
+            return fed
     on_batch = op.on_batch
     source, time_field = decoder.source, decoder.time_field
     events = 0
@@ -76,7 +88,7 @@ def feed_batch(
         accepted = (None if on_accepted is None else
                     _accepted(part, source, partition, on_accepted))
         seq, _ = on_batch(part.objects, source, time_field, seq, -1,
-                          _odd_time(decoder, part, partition, dead_letter),
+                          _odd_time(decoder, part.value_at, partition, dead_letter),
                           input_name=input_name, partition=partition, offsets=part.offsets,
                           accepted=accepted)
         events += seq - seq0
@@ -85,17 +97,70 @@ def feed_batch(
     return Fed(seq, events)
 
 
-def _odd_time(decoder: MessageDecoder, run: DecodedRun, partition: int,
+def prescan_for(op: CepOperator, decoder: MessageDecoder, input_name: str) -> Prescan | None:
+    """A :class:`~cep.operator.prescan.Prescan` of ``op`` for the messages of ``decoder``'s
+    source read as watermark input ``input_name``, to keep and hand to :func:`feed_batch`
+    with each batch of that input; ``None`` when the source is not JSON with event times in
+    ms (the scanner reads neither msgpack nor other units)."""
+    if not decoder.json or decoder.time_field is None:
+        return None
+    return Prescan(op, decoder.source, decoder.time_field, decoder.max_bytes, input_name)
+
+
+def _prescanned(op: CepOperator, decoder: MessageDecoder, msgs: list[Any], prescan: Prescan,
+                partition: int, expected: int, seq: int,
+                dead_letter: Callable[[dict[str, Any]], None]) -> Fed | None:
+    """The batch through the C line scanner (:class:`~cep.operator.prescan.Prescan`, file
+    mode's: the same program, from the same rule gates), its message values being the lines
+    of one chunk: a message no rule can want is passed over undecoded, counted as an event
+    and its event time taken as the largest seen, as file mode does with such a line; every
+    other message is decoded and handled as :meth:`MessageDecoder.decode` and
+    :meth:`CepOperator.on_event` would.  ``None`` (nothing done) when the scanner cannot be
+    used now (see :meth:`Prescan.program`), the source is not JSON with event times in ms,
+    or a value is missing (a tombstone) or holds a newline."""
+    program = prescan.program() if decoder.json and decoder.time_field is not None else None
+    if program is None:
+        return None
+    if msgs and msgs[0].offset < expected:
+        msgs = [m for m in msgs if m.offset >= expected]
+    values = [m.value for m in msgs]
+    if not values or None in values:
+        return None
+    chunk = b"\n".join(values)
+    if chunk.count(b"\n") != len(values) - 1:
+        return None
+    offsets = [m.offset for m in msgs]
+    name, on_event = prescan.input, op.on_event
+
+    def handle(_raw: bytes, line: int, seq: int) -> int:
+        """Message number ``line`` (1-based) alone."""
+        res = decoder.decode(values[line - 1], partition, offsets[line - 1], seq + 1)
+        if type(res) is not Event:
+            dead_letter(res)  # type: ignore[arg-type]
+            return seq
+        on_event(res, name)
+        return seq + 1
+
+    value_at = dict(zip(offsets, values, strict=True)).__getitem__
+    lines = MessageLines(offsets, partition,
+                         _odd_time(decoder, value_at, partition, dead_letter))
+    t0 = time.perf_counter()
+    last, _ = prescan.run(program, chunk, seq, 0, handle, lines)
+    return Fed(last, last - seq, time.perf_counter() - t0)
+
+
+def _odd_time(decoder: MessageDecoder, value_at: Callable[[int], bytes], partition: int,
               dead_letter: Callable[[dict[str, Any]], None]
               ) -> Callable[[dict[str, Any], int], int | None]:
-    """The event time of an object of ``run`` whose time is not a valid int of ms, for
-    :meth:`CepOperator.on_batch`: converted, or ``None`` after its message went to
-    ``dead_letter`` (the decision of :meth:`MessageDecoder.decode`)."""
+    """The event time of a decoded object whose time is not a valid int of ms, for
+    :meth:`CepOperator.on_batch`: converted, or ``None`` after its message (its value
+    ``value_at(offset)``) went to ``dead_letter`` (the decision of
+    :meth:`MessageDecoder.decode`)."""
 
     def odd_time(data: dict[str, Any], offset: int) -> int | None:
         ts = decoder.event_time(data)
         if type(ts) is DeadLetter:
-            dead_letter(decoder.dead_letter(ts, run.value_at(offset), partition, offset))
+            dead_letter(decoder.dead_letter(ts, value_at(offset), partition, offset))
             return None
         return ts  # type: ignore[return-value]
 

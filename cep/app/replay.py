@@ -54,6 +54,7 @@ from cep.io.codecs import (
 from cep.io.sinks import SinkSet
 from cep.io.sources import open_input
 from cep.operator.cep_operator import CepOperator
+from cep.operator.prescan import Prescan
 from cep.operator.records import MAX_EVENTS_PER_MATCH, dead_letter_record
 from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS, FutureGuard
 
@@ -562,17 +563,22 @@ class _KafkaFeed:
             TimeSpec(s.event_time, s.event_time_unit), max_bytes) for t, s in by_topic.items()}
         self.seq = 0
         self.consumed = 0
+        self.prescans: dict[str, Prescan | None] = {}  # by input
 
     def feed(self, tp: Any, msgs: list[Any]) -> None:
         """The messages of one fetched batch of topic-partition ``tp``, in offset order."""
-        from cep.app.kafka_feed import feed_batch
+        from cep.app.kafka_feed import feed_batch, prescan_for
 
         ops = self.eng.operators(tp.partition)
         input_id = f"{tp.topic}/{tp.partition}"
         if len(ops) == 1 and not self.eng.compare:
-            self.seq = feed_batch(ops[0], self.decoders[tp.topic], msgs,
-                                  partition=tp.partition, expected=-1, input_name=input_id,
-                                  seq=self.seq, dead_letter=self.eng.dead_letter).seq
+            decoder = self.decoders[tp.topic]
+            if input_id not in self.prescans:
+                self.prescans[input_id] = prescan_for(ops[0], decoder, input_id)
+            self.seq = feed_batch(ops[0], decoder, msgs, partition=tp.partition, expected=-1,
+                                  input_name=input_id, seq=self.seq,
+                                  dead_letter=self.eng.dead_letter,
+                                  prescan=self.prescans[input_id]).seq
         else:
             self._each(ops, tp, msgs, input_id)
         self.consumed += len(msgs)

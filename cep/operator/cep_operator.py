@@ -149,7 +149,6 @@ class CepOperator:
         self._scan: tuple[list[RuleState], tuple[bool, ...], tuple[str, bool, bool, bool],
                           Scanner] | None = None
         self._rule_index: tuple[list[RuleState], RuleIndex] | None = None
-        self._fast_source = "input"
         self.hold_after = HOLD_AFTER
         self._holders: list[HeldKeys] = []
 
@@ -287,7 +286,6 @@ class CepOperator:
         start = 0
         n = len(objs)
         name = source if input_name is None else input_name
-        self._fast_source = name
         while start < n:
             # (a merged stream resumes after a stop by position, which the loop does not
             # report: while a version drains, and so the loop can stop, it goes event by
@@ -448,10 +446,11 @@ class CepOperator:
             for rs in held.rules:
                 rs.holders = held
 
-    def tick_in_order(self, ts: int) -> float:
-        """The fast path saw a new largest event time that passes a timer's deadline."""
+    def tick_in_order(self, ts: int, input_name: str) -> float:
+        """The fast path saw a new largest event time ``ts`` (ms) of watermark input
+        ``input_name`` that passes a timer's deadline; returns the next deadline."""
         wm = self.watermarks.current
-        new_wm = self.watermarks.observe(self._fast_source, ts)
+        new_wm = self.watermarks.observe(input_name, ts)
         if new_wm > wm:
             self.advance(new_wm)
             due = self.context.next_due

@@ -298,6 +298,8 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
         w.line("_lim = _guard.limit(_last)")
         with w.block("if _due is None:"):
             w.line("_due = _op.refresh_due()")
+        with w.block("if _inp is None:"):
+            w.line("_inp = _src")
         if partitions:
             head = "for _d, _off, _pid in _zip(_objs, _offs, _pids):"
         else:
@@ -373,7 +375,7 @@ def _event_time(w: CodeWriter, watch: bool, offsets: bool, accepting: bool) -> N
         with w.block("if _lim > _cap:"):
             w.line("_lim = _cap")
         with w.block("if _ts > _due:"):
-            w.line("_due = _tick(_ts)")
+            w.line("_due = _tick(_ts, _inp)")
             if watch:
                 with w.block("if _op.rules is not _rules:"):
                     if accepting:

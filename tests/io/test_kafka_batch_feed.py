@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cep.app.kafka_commit import Task
-from cep.app.kafka_feed import feed_batch
+from cep.app.kafka_feed import feed_batch, prescan_for
 from cep.app.kafka_repartition import Repartition
 from cep.app.kafka_shuffle import Merger, event_header, marker_header
 from cep.app.rules import load_rule_set
@@ -43,6 +43,7 @@ from cep.event import Event
 from cep.io.kafka import MessageDecoder
 from cep.jsontext import encode_json
 from cep.operator.cep_operator import CepOperator
+from cep.operator.prescan import AVAILABLE
 from cep.operator.time_guard import FutureGuard
 
 RULES = """
@@ -251,13 +252,17 @@ def _accepted(ev: Event, value: bytes) -> bytes:
 
 
 def _batched(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Message],
-             ooo: int, rng: random.Random, plain: bool = False, reload: Reload | None = None
+             ooo: int, rng: random.Random, plain: bool = False, reload: Reload | None = None,
+             scanned: list[int] | None = None
              ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
     """Fetched batches of random sizes, some fetched partly again after a seek back.  The
-    events accepted (``plain``: not asked for) come after the other records, in order."""
+    events accepted (``plain``: not asked for) come after the other records, in order.
+    With ``scanned`` the C line scanner's program is used where it can be, and the batches
+    it was used for are counted there."""
     out: list[tuple[str, bytes]] = []
     accepted: list[tuple[str, bytes]] = []
     op = _operator(rules, out, ooo)
+    prescan = prescan_for(op, decoder, INPUT) if scanned is not None else None
     seq = 0
     i = 0
     while i < len(msgs):
@@ -269,12 +274,14 @@ def _batched(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Mess
                 j = reload.at
         again = rng.randint(0, 3) if rng.random() < 0.1 else 0  # already processed
         batch = msgs[max(0, i - again):j]
+        if scanned is not None and prescan is not None and prescan.program() is not None:
+            scanned.append(j - i)
         fed = feed_batch(op, decoder, batch, partition=PARTITION, expected=msgs[i].offset,
                          input_name=INPUT, seq=seq,
                          dead_letter=lambda rec: out.append(
                              ("dead_letter", encode_json(rec, newline=False))),
                          on_accepted=None if plain else lambda ev, value: accepted.append(
-                             ("accepted", _accepted(ev, value))))
+                             ("accepted", _accepted(ev, value))), prescan=prescan)
         seq = fed.seq
         i = j
     op.advance(op.watermarks.observe(INPUT, T0 + 10 ** 7))
@@ -317,6 +324,38 @@ def test_batched_feed_equals_message_by_message(rules: list[CompiledRule],
     assert got_snapshot == ref_snapshot
     assert _batched(rules, decoder, msgs, ooo, random.Random(seed), plain=True,
                     reload=reload) == _without_accepted((ref_out, ref_snapshot))
+
+
+def _scannable(text: str) -> str:
+    """The rules the C line scanner can decide for (``unconfirmed``, keyed by two fields,
+    would rule it out for the whole set): rule blocks of ``text`` without it."""
+    blocks = text.split("\nrule ")
+    return "\nrule ".join(b for b in blocks if not b.startswith("unconfirmed"))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2 ** 32 - 1), reload_at=st.sampled_from([None, 300]))
+def test_scanned_batches_equal_message_by_message(tmp_path_factory: pytest.TempPathFactory,
+                                                  seed: int, reload_at: int | None) -> None:
+    """Kafka mode's C line scanner (file mode's, over each batch's values): messages no
+    rule wants are passed over undecoded, and everything comes out as message by message,
+    checkpoint included (the events passed over counted, the largest event time taken)."""
+    rules = _load(tmp_path_factory.mktemp("rules") / "r.cep", _scannable(RULES))
+    reloaded = _load(tmp_path_factory.mktemp("rules") / "r.cep", _scannable(RULES).replace(
+        "amount > 50", "amount > 60"))
+    rng = random.Random(seed)
+    # (a tombstone or a value holding a newline keeps its batch from the scanner: most
+    # become empty values, which it hands back as lines that are no object)
+    msgs = [m if m.value is not None and b"\n" not in m.value or rng.random() < 0.2
+            else Message(m.offset, b"") for m in _messages(rng, 600, "json")]
+    decoder = _decoder("json", "ms")
+    reload = None if reload_at is None else Reload(reload_at, reloaded)
+    ref = _without_accepted(_reference(rules, decoder, msgs, 0, reload))
+    assert any(sink == "dead_letter" for sink, _ in ref[0])
+    scanned: list[int] = []
+    got = _batched(rules, decoder, msgs, 0, rng, plain=True, reload=reload, scanned=scanned)
+    assert got == ref
+    assert bool(scanned) == AVAILABLE  # (CEP_PUREPYTHON=1: the scanner is never used)
 
 
 def test_seconds_and_clean_batches_take_the_same_way(rules: list[CompiledRule]) -> None:
