@@ -10,11 +10,17 @@ generated loop (:mod:`cep.operator.fastpath`) where the task has one input in or
 order, the arrival numbers and so the task's checkpoint are those of decoding and feeding
 message by message: dead letters come out between the runs (a message that does not decode)
 or from inside a run, in place (an event time that is not a valid int of ms).
+
+With a :class:`~cep.operator.prescan.Prescan` (:func:`prescan_for`) the batch first goes to
+file mode's C line scanner, its values being the lines of one chunk (:func:`_prescanned`).
+A shuffle task's merged releases are fed by :func:`feed_released`: runs of one source topic,
+each record with its own partition, through the same generated loop.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
@@ -141,7 +147,9 @@ def _prescanned(op: CepOperator, decoder: MessageDecoder, msgs: list[Any], presc
         on_event(res, name)
         return seq + 1
 
-    value_at = dict(zip(offsets, values, strict=True)).__getitem__
+    def value_at(offset: int) -> bytes:
+        return values[bisect_left(offsets, offset)]
+
     lines = MessageLines(offsets, partition,
                          _odd_time(decoder, value_at, partition, dead_letter))
     t0 = time.perf_counter()
