@@ -35,6 +35,7 @@ import logging
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
@@ -68,6 +69,22 @@ an event that is neither late nor refused."""
 HOLDERS_MIN = 4
 """Rules keyed by the same field from which on they share a set of held keys
 (:meth:`CepOperator.share_holders`)."""
+
+@dataclass(frozen=True)
+class _Batch:
+    """The arguments of one :meth:`CepOperator.on_batch` call (``name``: the watermark
+    input)."""
+
+    objs: list[dict[str, Any]]
+    source: str
+    time_field: str | None
+    odd_time: Callable[[dict[str, Any], int], int | None]
+    name: str
+    partition: int
+    offsets: list[int] | None
+    accepted: Accepted | None
+    partitions: list[int] | None
+
 
 class CepOperator:
     """Runs a set of rules over one event-time stream.
@@ -283,65 +300,60 @@ class CepOperator:
         Same outputs as calling :meth:`on_event` for each object; with one input of
         ``max_out_of_orderness`` 0 it runs the generated loop of :mod:`cep.operator.fastpath`.
         """
+        batch = _Batch(objs, source, time_field, odd_time,
+                       source if input_name is None else input_name, partition, offsets,
+                       accepted, partitions)
         start = 0
-        n = len(objs)
-        name = source if input_name is None else input_name
-        while start < n:
+        while start < len(objs):
             # (a merged stream resumes after a stop by position, which the loop does not
             # report: while a version drains, and so the loop can stop, it goes event by
             # event)
-            if (self.buffered or not self.watermarks.is_sole_in_order(name)
+            if (self.buffered or not self.watermarks.is_sole_in_order(batch.name)
                     or partitions is not None and any(rs.draining for rs in self.rules)):
-                return self._batch_slow(objs, start, source, time_field, seq, offset, odd_time,
-                                        name, partitions or partition, offsets, accepted)
+                return self._batch_slow(batch, start, seq, offset)
             if not self.paced:  # one event the usual way paces the watermark again
-                end = start + 1
-                seq, offset = self._batch_slow(
-                    objs[start:end], 0, source, time_field, seq, offset, odd_time, name,
-                    partition if partitions is None else partitions[start:end],
-                    None if offsets is None else offsets[start:end], accepted)
-                start = end
+                seq, offset = self._batch_slow(batch, start, seq, offset, start + 1)
+                start += 1
                 continue
-            scan = self.scanner(source, offsets is not None, accepted is not None,
-                                partitions is not None)
-            seq0, off0 = seq, offset
-            if partitions is not None:
-                assert offsets is not None
-                part, offs, pids = ((objs, offsets, partitions) if start == 0 else
-                                    (objs[start:], offsets[start:], partitions[start:]))
-                seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
-                                            offset, self.largest_ts, odd_time, None, -1, offs,
-                                            name, accepted, pids)
-                start = n
-            elif offsets is None:
-                part = objs if start == 0 else objs[start:]
-                seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
-                                            offset, self.largest_ts, odd_time, None, partition,
-                                            None, name, accepted)
-                start += offset - off0
-            else:
-                part, offs = (objs, offsets) if start == 0 else (objs[start:], offsets[start:])
-                seq, offset, last, stopped = scan(part, self, self.rules, source, time_field,
-                                                  seq, offset, self.largest_ts, odd_time, None,
-                                                  partition, offs, name, accepted)
-                start = bisect_right(offsets, offset) if stopped else n
-            self.events_in += seq - seq0
-            self.largest_ts = last
-            if last > NEG_INF:
-                self.watermarks.observe(name, last)  # type: ignore[arg-type]
+            seq, offset, start = self._batch_fast(batch, start, seq, offset)
         return seq, offset
 
-    def _batch_slow(
-        self, objs: list[dict[str, Any]], start: int, source: str, time_field: str | None,
-        seq: int, offset: int, odd_time: Callable[[dict[str, Any], int], int | None],
-        name: str, partition: int | list[int], offsets: list[int] | None,
-        accepted: Accepted | None,
-    ) -> tuple[int, int]:
-        """:meth:`on_batch` event by event from ``objs[start]`` on (``partition``: one for
-        every object, or one per object)."""
-        on_event = self.on_event
-        part = objs[start:] if start else objs
+    def _batch_fast(self, b: _Batch, start: int, seq: int, offset: int
+                    ) -> tuple[int, int, int]:
+        """:meth:`on_batch`'s generated loop over ``b``'s objects from ``start`` on; returns
+        the last ``(seq, offset)`` and where to go on (the end unless the loop stopped)."""
+        scan = self.scanner(b.source, b.offsets is not None, b.accepted is not None,
+                            b.partitions is not None)
+        seq0, off0, n = seq, offset, len(b.objs)
+        objs, offsets = b.objs, b.offsets
+        part = objs if start == 0 else objs[start:]
+        offs = None if offsets is None else offsets if start == 0 else offsets[start:]
+        pids = (None if b.partitions is None else
+                b.partitions if start == 0 else b.partitions[start:])
+        seq, offset, last, stopped = scan(part, self, self.rules, b.source, b.time_field, seq,
+                                          offset, self.largest_ts, b.odd_time, None,
+                                          b.partition, offs, b.name, b.accepted, pids)
         if offsets is None:
+            start += offset - off0
+        elif pids is None and stopped:
+            start = bisect_right(offsets, offset)
+        else:
+            start = n  # (a merged stream never stops: see on_batch)
+        self.events_in += seq - seq0
+        self.largest_ts = last
+        if last > NEG_INF:
+            self.watermarks.observe(b.name, last)  # type: ignore[arg-type]
+        return seq, offset, start
+
+    def _batch_slow(self, b: _Batch, start: int, seq: int, offset: int,
+                    end: int | None = None) -> tuple[int, int]:
+        """:meth:`on_batch` event by event for ``b``'s objects from ``start`` to ``end``
+        (default: the last)."""
+        on_event = self.on_event
+        source, time_field, odd_time, name, accepted = (b.source, b.time_field, b.odd_time,
+                                                        b.name, b.accepted)
+        part = b.objs[start:end] if start or end is not None else b.objs
+        if b.offsets is None:
             for d in part:
                 offset += 1
                 ts = d.get(time_field) if time_field is not None else None
@@ -356,9 +368,8 @@ class CepOperator:
                     self._one(Event(ts, seq, d, source, offset), name, accepted)
             return seq, offset
         lo, hi = MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS
-        pids = repeat(partition) if isinstance(partition, int) else partition[start:]
-        for d, offset, pid in zip(part, offsets[start:] if start else offsets, pids,
-                                  strict=False):
+        pids = repeat(b.partition) if b.partitions is None else b.partitions[start:end]
+        for d, offset, pid in zip(part, b.offsets[start:end], pids, strict=False):
             ts = d.get(time_field) if time_field is not None else None
             if type(ts) is not int or not lo <= ts <= hi:
                 ts = odd_time(d, offset)
