@@ -29,6 +29,7 @@ from cep.lang.operators import (
     OPERATORS,
     Kind,
     Lowering,
+    Nulls,
     Operands,
     Operator,
     OperatorTable,
@@ -217,3 +218,50 @@ def test_an_operator_added_to_a_copy_of_the_table_goes_all_the_way() -> None:
     assert expr_predicate(first, frozenset(), lambda p: 1, table) == UNKNOWN
     assert expr_predicate(cast.Binary("<", first.left, first.right), frozenset(),
                           lambda p: 1, table) == ("cmp", "<", 1, 5)
+
+
+# ---------------------------------------------------------------------- declared semantics
+
+SAMPLES = [None, "a", "B", "ab", "b*", 1, 2, 2.5, True, ["a", 1]]
+
+
+def _holds(op: Operator, left: object, right: cast.Expr) -> bool:
+    cond = compile_condition(cast.Binary(op.spelling, cast.Path(("x",)), right),
+                             StageScope(), op.spelling)
+    return bool(cond.fn(Event(0, 0, {} if left is None else {"x": left}), None))
+
+
+def _right(op: Operator) -> cast.Expr:
+    return {Lowering.REGEX: cast.Lit("a"), Lowering.FOLD_SET: cast.ListLit((cast.Lit("a"),)),
+            Lowering.GLOB: cast.Lit("a*"), Lowering.MEMBERSHIP: cast.ListLit((cast.Lit("a"),
+                                                                               cast.Lit(1)))
+            }.get(op.lowering, cast.Lit("a"))
+
+
+@pytest.mark.parametrize("op", list(OPERATORS), ids=lambda op: op.spelling)
+def test_a_null_operand_makes_every_operator_false(op: Operator) -> None:
+    """What the table says of nulls (``Nulls``): a missing tested value, and for those that
+    say so a missing other operand, make the test false."""
+    assert not _holds(op, None, _right(op))
+    if op.nulls is Nulls.FALSE and op.lowering not in (Lowering.REGEX,):
+        assert not _holds(op, "a", cast.Path(("y",)))
+
+
+@pytest.mark.parametrize("op", [op for op in OPERATORS if op.negated], ids=lambda op: op.spelling)
+def test_a_negated_operator_is_the_negation_for_present_values(op: Operator) -> None:
+    base = OPERATORS[op.negation_of]  # type: ignore[index]
+    for value in SAMPLES[1:]:
+        assert _holds(op, value, _right(op)) is not _holds(base, value, _right(base)), value
+
+
+@pytest.mark.parametrize("op", [op for op in OPERATORS if op.flipped], ids=lambda op: op.spelling)
+def test_the_flipped_form_holds_with_the_operands_swapped(op: Operator) -> None:
+    flipped = OPERATORS[op.flipped]  # type: ignore[index]
+    for value in SAMPLES:
+        for lit in ("a", 2, True, None):
+            # (two fields: the runtime helper of the flipped form, no literal to flip back)
+            swapped = compile_condition(
+                cast.Binary(flipped.spelling, cast.Path(("y",)), cast.Path(("x",))),
+                StageScope(), "swapped")
+            ev = Event(0, 0, {"x": value, "y": lit})
+            assert bool(swapped.fn(ev, None)) is _holds(op, value, cast.Lit(lit)), (value, lit)
