@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Everything the compiler generates for a set of rule files, as one text, to compare trees.
 
-For each rule file given (``.cep``; directories are searched for them) this writes, in a
+For each rule file given (``.cep``, or a Sigma rule ``.yml``; directories are searched for
+them) this writes, in a
 stable order: the Python source of every compiled condition, header filter, key and emit
 (:attr:`GeneratedCode.source`), the rule index's keys, the batch loop of
 :mod:`cep.operator.fastpath` for the whole file (with and without the rule index), and the
@@ -33,7 +34,7 @@ def _files(args: list[str]) -> list[Path]:
     out: list[Path] = []
     for a in args:
         p = Path(a)
-        out += sorted(p.rglob("*.cep")) if p.is_dir() else [p]
+        out += sorted([*p.rglob("*.cep"), *p.rglob("*.yml")]) if p.is_dir() else [p]
     return out
 
 
