@@ -189,6 +189,6 @@ class _Tr:
             if type(item.value) is not str:
                 return UNKNOWN
             values.append(item.value.encode())
-        if not values:  # (null never matches)
+        if not values:  # an empty list (or nulls only): `in` never holds, `not in` for any value
             return ("notnull", slot) if spec.negated else FALSE
         return (spec.scan_code, slot, tuple(values))
