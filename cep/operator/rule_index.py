@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 from cep.compiler.generated import code_of
 from cep.event import get_path
 from cep.lang import ast
+from cep.lang.operators import OPERATORS, IndexUse
 from cep.nfa.model import FINAL, IGNORE, TAKE
 from cep.operator.key_store import RuleState
 
@@ -126,6 +127,13 @@ def _rank(req: frozenset[IndexKey]) -> tuple[int, int]:
     return (sum(k.kind == "has" for k in req), len(req))
 
 
+def _index_use(op: str) -> IndexUse:
+    """What an event field tested with ``op`` tells the index (its
+    :attr:`~cep.lang.operators.Operator.index`)."""
+    spec = OPERATORS.get(op)
+    return IndexUse.NONE if spec is None else spec.index
+
+
 def requirement(e: ast.Expr, scope: frozenset[str] = frozenset()) -> Requirement:
     """The index keys one of which an event must carry for ``e`` to hold (see the module
     doc), or ``None``.  ``scope``: the stage names (their fields are not the event's).
@@ -141,20 +149,22 @@ def requirement(e: ast.Expr, scope: frozenset[str] = frozenset()) -> Requirement
             if right is None:
                 return left
             return left if _rank(left) <= _rank(right) else right
-        if e.op in ("==", "in"):
+        use = _index_use(e.op)
+        if use in (IndexUse.EQUALS, IndexUse.MEMBER):
             for subj, other in ((e.left, e.right), (e.right, e.left)):
                 p = _field(subj, scope)
                 if p is None:
                     continue
-                items = other.items if (e.op == "in" and isinstance(other, ast.ListLit)) \
-                    else (other,) if e.op == "==" else None
+                items = other.items if (use is IndexUse.MEMBER
+                                        and isinstance(other, ast.ListLit)) \
+                    else (other,) if use is IndexUse.EQUALS else None
                 if items is not None:
                     keys = [_lit_key(p, it) for it in items]
                     if all(k is not None for k in keys):
                         return frozenset(k for k in keys if k is not None)
                 return frozenset((IndexKey("has", p),))
             return None
-        if e.op == "ends with":
+        if use is IndexUse.SUFFIX:
             p = _field(e.left, scope)
             if p is None:
                 return None
@@ -163,15 +173,15 @@ def requirement(e: ast.Expr, scope: frozenset[str] = frozenset()) -> Requirement
                 tail = lit.value.lower().rsplit("\\", 1)[1]
                 return frozenset((IndexKey("base", p, tail),))
             return frozenset((IndexKey("has", p),))
-        if e.op in ("contains", "starts with"):
+        if use in (IndexUse.SEGMENT, IndexUse.PREFIX):
             p = _field(e.left, scope)
             if p is None:
                 return None
-            seg = _segment(e.right, e.op == "starts with")
+            seg = _segment(e.right, use is IndexUse.PREFIX)
             if seg is not None:
                 return frozenset((IndexKey("seg", p, seg),))
             return frozenset((IndexKey("has", p),))
-        if e.op in ("matches", "<", "<=", ">", ">=", "!="):
+        if use is IndexUse.PRESENT:
             return _has(e.left, scope)
         return None
     if isinstance(e, ast.IsNull):
