@@ -220,7 +220,9 @@ def _sigkills(tmp_path: Path, events: list[dict[str, Any]], expected: Counter[by
     events are appended (paced so that the stream outlasts the kills); during run
     ``rebalance_at`` a second member joins, makes progress and leaves (SIGTERM), and during
     run ``restart_at`` the broker is stopped and restarted on its data (no append is in flight
-    then).  A last run finishes; the alerts, read with ``read_committed``, must be file mode's."""
+    then).  A last run finishes; the alerts, read with ``read_committed``, must be file mode's.
+    The kill moments come from ``$CEP_TEST_SEED`` (else the clock; printed, and named in every
+    failure message) — the broker's and the processes' timing still varies between runs."""
     seed = _test_seed()
     rng = random.Random(seed)
     topic, group, alerts, late, config = _setup(tmp_path)
