@@ -643,6 +643,11 @@ class _Gen:
             arity = ast.FUNCTIONS[f]
             if not (len(e.args) == arity or (f == "round" and len(e.args) == 1)):
                 raise CompileError(f"{f}() takes {arity} argument(s), got {len(e.args)}", e.span)
+            if (f == "text" and self.mode != "emit" and len(e.args) == 1
+                    and isinstance(e.args[0], ast.Path) and tuple(e.args[0].parts) == ("this",)):
+                # the event under test's text, built once per event for every rule
+                self.uses_ev = True
+                return _Code("_ev_text(ev)")
             args = [self.expr(a) for a in e.args]
             if all(a.is_lit for a in args):
                 fn = rt.HELPERS[_FUNC_HELPER[f]]
