@@ -79,6 +79,8 @@ def quote_string(value: str) -> str:
     """A double-quoted string literal that parses back to ``value``."""
     if _PLAIN.fullmatch(value):
         return f'"{value}"'
+    if value.isprintable():  # no control, separator or surrogate character: two escapes
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     out = ['"']
     for ch in value:
         if ch in '"\\':
