@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,16 @@ from sigma.rule import SigmaRule
 
 from cep.diagnostics import Diagnostic
 from cep.lang import ast
+from cep.lang.cache_dir import CacheDir, open_cache
 from cep.lang.limits import MAX_FILE_BYTES
+from cep.sigma.cache import (
+    CACHE_PARTS,
+    MAX_ENTRIES,
+    CompiledSigmaFile,
+    entry_name,
+    read_entry,
+    write_entry,
+)
 from cep.sigma.correlation import to_correlation_rule
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
@@ -44,7 +54,9 @@ __all__ = ["SigmaLoad", "load_sigma"]
 @dataclass
 class SigmaLoad:
     """What loading Sigma files gave: one rule file per Sigma file (with the rules that
-    compiled), every diagnostic, and per engine rule name the Sigma rule it came from."""
+    compiled), every diagnostic, and per engine rule name the Sigma rule it came from —
+    for the files parsed by this call only: a file taken from the compiled-file cache
+    (:mod:`cep.sigma.cache`) has no pySigma objects."""
 
     files: list[ast.RuleFile] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
@@ -98,27 +110,69 @@ def _parse(path: Path, text: str) -> tuple[SigmaCollection | None, list[Diagnost
     return coll, diags
 
 
-def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None = None
-               ) -> SigmaLoad:
+def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None = None,
+               pipeline_key: str | None = None) -> SigmaLoad:
     """Parse, process and compile the Sigma files under ``paths`` (see the module doc).
 
     Engine rule names come from :func:`cep.sigma.rule.rule_name`; a name already taken (two
     files with one stem, several rules in one file) gets the first eight characters of the
-    Sigma rule's id appended.  Never raises for bad input."""
+    Sigma rule's id appended.  Never raises for bad input.
+
+    A file compiled before, unchanged, is taken from the compiled-file cache
+    (:mod:`cep.sigma.cache`) when its rules' names are still free; ``pipeline_key`` names
+    ``pipeline`` for it (:func:`cep.sigma.pipelines.load_pipeline`), and without one a
+    pipeline means no cache."""
     out = SigmaLoad()
     used: set[str] = set()
-    for path in sigma_files(paths):
-        text, problem = _read(path)
-        if problem is not None or text is None:
-            out.diagnostics.append(problem or Diagnostic(str(path), ast.NOWHERE, "unreadable"))
-            continue
-        coll, diags = _parse(path, text)
-        out.diagnostics += diags
-        rules: list[ast.Rule] = []
-        if coll is not None and not diags:
-            rules = _compile_file(path, coll, pipeline, used, out)
-        out.files.append(ast.RuleFile(str(path), text or "", tuple(rules)))
+    cached = pipeline is None or pipeline_key is not None
+    with open_cache(*CACHE_PARTS) if cached else nullcontext(None) as cache:
+        written = False
+        for path in sigma_files(paths):
+            written |= _load_file(path, pipeline, pipeline_key or "", cache, used, out)
+        if written and cache is not None:
+            cache.prune(".pickle", MAX_ENTRIES)
     return out
+
+
+def _load_file(path: Path, pipeline: ProcessingPipeline | None, pipeline_key: str,
+               cache: CacheDir | None, used: set[str], out: SigmaLoad) -> bool:
+    """One Sigma file of :func:`load_sigma` into ``out``, from ``cache`` when it holds it
+    under names still free; returns whether a cache entry was written.
+
+    An entry is written for a file whose rules all compiled or were left out with a reason,
+    and whose rules kept the names they would have in any load (no name was taken
+    already): a file whose names depend on the files before it is compiled each time."""
+    text, problem = _read(path)
+    if problem is not None or text is None:
+        out.diagnostics.append(problem or Diagnostic(str(path), ast.NOWHERE, "unreadable"))
+        return False
+    name = entry_name(str(path), text, pipeline_key) if cache is not None else None
+    if cache is not None and name is not None:
+        hit = read_entry(cache, name, str(path), text)
+        if hit is not None and not any(r.name in used for r in hit.file.rules):
+            used.update(r.name for r in hit.file.rules)
+            out.files.append(hit.file)
+            out.diagnostics += hit.diagnostics
+            out.rejected.update(hit.rejected)
+            return False
+    coll, diags = _parse(path, text)
+    out.diagnostics += diags
+    if coll is None or diags:
+        out.files.append(ast.RuleFile(str(path), text, ()))
+        return False
+    part = SigmaLoad()
+    rules = _compile_file(path, coll, pipeline, used, part)
+    rf = ast.RuleFile(str(path), text, tuple(rules))
+    out.files.append(rf)
+    out.diagnostics += part.diagnostics
+    out.sources.update(part.sources)
+    out.rejected.update(part.rejected)
+    own_names = all(r.name == rule_name(path.stem, part.sources[r.name]) for r in rules)
+    if cache is None or name is None or not own_names:
+        return False
+    write_entry(cache, name, CompiledSigmaFile(rf, tuple(part.diagnostics),
+                                               tuple(part.rejected.items())))
+    return True
 
 
 def _compile_file(path: Path, coll: SigmaCollection, pipeline: ProcessingPipeline | None,
