@@ -16,7 +16,7 @@ from cep.compiler.codegen import (
 from cep.compiler.compiled import CompiledRule
 from cep.compiler.window_spec import members_condition, suppress_spec, window_spec
 from cep.lang import ast
-from cep.lang.format import format_expr, format_list_decl, format_rule, rule_version
+from cep.lang.format import format_expr, format_list_decl, rule_texts
 from cep.lang.lists import ListData, list_names_used
 from cep.nfa.compile import compile_nfa
 from cep.nfa.pattern import TRUE, PatternSpec, Quantifier, StageSpec
@@ -103,9 +103,10 @@ def build_rule(rule: ast.Rule, path: str = "",
     header = compile_header_filter(rule.where, lists) if rule.where is not None else None
     used = sorted(list_names_used(rule, lists))
     key = compile_key(rule.key_by)
+    text, version = rule_texts(rule)
     return CompiledRule(
         name=rule.name,
-        version=rule_version(rule),
+        version=version,
         severity=rule.severity,
         sources=frozenset(rule.sources) if rule.sources else None,
         header_filter=header.fn if header is not None else None,
@@ -122,7 +123,7 @@ def build_rule(rule: ast.Rule, path: str = "",
         tags=rule.tags,
         references=rule.references,
         author=rule.author,
-        text="".join(format_list_decl(lists[n].decl) for n in used) + format_rule(rule),
+        text="".join(format_list_decl(lists[n].decl) for n in used) + text,
         lists=tuple((n, lists[n]) for n in used),
         key_code=key,
         header_code=header,

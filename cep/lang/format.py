@@ -12,7 +12,6 @@ import hashlib
 import math
 import re
 import unicodedata
-from dataclasses import replace
 
 from cep.lang.ast import (
     Attr,
@@ -238,7 +237,16 @@ def format_rule(rule: Rule) -> str:
     Modifiers keep their written order.  Raises ``ValueError`` for a float that has no
     literal form (infinity, NaN), which the parser never produces.
     """
-    lines = [f"rule {rule.name}"]
+    head, meta, body = _rule_lines(rule)
+    return "\n".join([head, *meta, *body]) + "\n"
+
+
+def _rule_lines(rule: Rule) -> tuple[str, list[str], list[str]]:
+    """The lines of :func:`format_rule`: the ``rule NAME`` line, the metadata lines (none
+    for a rule without metadata: no description, severity ``medium``, no tags, references
+    or author), and the rest, which no metadata changes."""
+    head = f"rule {rule.name}"
+    lines: list[str] = []
     if rule.description is not None:
         lines.append(f"  description {quote_string(rule.description)}")
     if rule.severity != "medium":
@@ -249,6 +257,7 @@ def format_rule(rule: Rule) -> str:
         lines.append("  references " + ", ".join(quote_string(r) for r in rule.references))
     if rule.author is not None:
         lines.append(f"  author {quote_string(rule.author)}")
+    meta, lines = lines, []
     if rule.sources:
         lines.append("  from " + ", ".join(rule.sources))
     if rule.where is not None:
@@ -282,7 +291,7 @@ def format_rule(rule: Rule) -> str:
     for emit in rule.emits:
         lines.extend(_emit(emit))
     lines.append("end")
-    return "\n".join(lines) + "\n"
+    return head, meta, lines
 
 
 def format_list_decl(decl: ListDecl) -> str:
@@ -304,11 +313,23 @@ def matching_text(rule: Rule) -> str:
     """The canonical text of what ``rule`` matches and emits: :func:`format_rule` without
     the metadata (:data:`~cep.lang.ast.METADATA`: description, severity, tags, references,
     author)."""
-    return format_rule(replace(rule, description=None, severity="medium", tags=(),
-                               references=(), author=None))
+    head, _, body = _rule_lines(rule)  # (the rule with its metadata cleared has no meta)
+    return "\n".join([head, *body]) + "\n"
+
+
+def rule_texts(rule: Rule) -> tuple[str, str]:
+    """``(format_rule(rule), rule_version(rule))`` with one formatting of the rule."""
+    head, meta, body = _rule_lines(rule)
+    matching = "\n".join([head, *body]) + "\n"
+    text = "\n".join([head, *meta, *body]) + "\n" if meta else matching
+    return text, _version_of(matching)
+
+
+def _version_of(matching: str) -> str:
+    return hashlib.sha256(matching.encode("utf-8")).hexdigest()[:16]
 
 
 def rule_version(rule: Rule) -> str:
     """First 16 hex digits of the SHA-256 of :func:`matching_text`: editing a rule's
     metadata keeps its version (and so its partial matches and alert ids)."""
-    return hashlib.sha256(matching_text(rule).encode("utf-8")).hexdigest()[:16]
+    return _version_of(matching_text(rule))
