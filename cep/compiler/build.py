@@ -101,7 +101,7 @@ def build_rule(rule: ast.Rule, path: str = "",
     nfa = compile_nfa(pattern_spec(rule, lists),
                       prune_cohorts=prune_cohorts and timeout_emit is None)
     header = compile_header_filter(rule.where, lists) if rule.where is not None else None
-    used = sorted(list_names_used(rule, lists))
+    used = sorted(list_names_used(rule, lists)) if lists else []  # (none declared: none used)
     key = compile_key(rule.key_by)
     text, version = rule_texts(rule)
     return CompiledRule(
