@@ -507,7 +507,7 @@ class CepOperator:
             if start is None or rs.keys or start(ev, None):
                 dispatch_one(rs, ev)
         if index.indexed:
-            for rs, start in index.gated_candidates(ev.data):
+            for rs, start in index.gated_candidates(ev.data, ev):
                 if start is None or rs.keys or start(ev, None):
                     dispatch_one(rs, ev)
 

@@ -20,7 +20,8 @@ Keys (:class:`IndexKey`) over a field path ``p`` of the event:
 * ``("re", p, r)`` / ``("re_lower", p, r)``: the RE2 pattern ``r`` is found in the string at
   ``p`` / in its lower-casing; ``("re_text", (), r)``: ``r`` is found in ``text(this)``, every
   string of the event (Sigma's keyword searches).  The patterns of one subject are one
-  RE2 set (:class:`PatternIndex`): one pass over the string names every pattern found in it.
+  RE2 set (:class:`PatternIndex`): one pass over the string names every pattern found in it;
+  a string without a UTF-8 form (a lone surrogate), which RE2 cannot read, carries them all.
 
 Requirement of an expression (:func:`requirement`; ``None``: none, any event may satisfy
 it): ``lower(p) == "v"`` and ``p == v`` require ``val``; ``in [..]`` the union; ``ends with
@@ -54,7 +55,7 @@ from typing import Any, NamedTuple
 
 from cep.compiler import runtime as rt
 from cep.compiler.generated import code_of
-from cep.event import get_path
+from cep.event import Event, get_path
 from cep.lang import ast
 from cep.nfa.model import FINAL, IGNORE, TAKE
 from cep.operator.key_store import RuleState
@@ -295,6 +296,15 @@ def gated(rs: RuleState) -> GatedRule:
     return GatedRule(rs, pre.fn if pre is not None else None)
 
 
+def _utf8(s: str) -> bool:
+    """Whether ``s`` has a UTF-8 form (no lone surrogate)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def event_keys(data: dict[str, Any], paths: Sequence[tuple[tuple[str, ...], bool]],
                patterns: Iterable[IndexKey] = ()) -> list[IndexKey]:
     """The index keys ``data`` carries for the field ``paths`` (each with whether its
@@ -308,7 +318,9 @@ def event_keys(data: dict[str, Any], paths: Sequence[tuple[tuple[str, ...], bool
             subject = data.get(k.path[0]) if len(k.path) == 1 else get_path(data, k.path)
             if k.kind == "re_lower":
                 subject = rt.fn_lower(subject)
-        if rt.matches(rt.Regex(k.value), subject):
+        if type(subject) is str and not _utf8(subject):
+            out.append(k)  # RE2 cannot read it: it carries every pattern key (PatternIndex)
+        elif rt.matches(rt.Regex(k.value), subject):
             out.append(k)
     for p, segs in paths:
         v = data.get(p[0]) if len(p) == 1 else get_path(data, p)
@@ -396,7 +408,7 @@ class RuleIndex:
     """
 
     __slots__ = ("always", "always_gated", "indexed", "_paths", "_rules", "_gated", "_text",
-                 "_text_rules", "_raw", "_lowered")
+                 "_text_rules", "_raw", "_lowered", "_top", "_nested")
 
     def __init__(self, rules: Sequence[RuleState]) -> None:
         reqs = [rule_requirement(rs) for rs in rules]
@@ -427,6 +439,8 @@ class RuleIndex:
         self._raw = [PatternIndex(pi.re) if pi.re else None for pi in self._paths]
         self._lowered = [PatternIndex(pi.re_lower) if pi.re_lower else None
                          for pi in self._paths]
+        self._top = {pi.path[0]: n for n, pi in enumerate(self._paths) if len(pi.path) == 1}
+        self._nested = [(n, pi.path) for n, pi in enumerate(self._paths) if len(pi.path) > 1]
 
     def keys(self) -> list[IndexKey]:
         """Every index key of the index (for reports and tests)."""
@@ -443,14 +457,23 @@ class RuleIndex:
         """The indexed rules whose requirement ``data`` meets, in rule order, each once."""
         return [g.state for g in self.gated_candidates(data)]
 
-    def gated_candidates(self, data: dict[str, Any]) -> list[GatedRule]:
-        """:meth:`candidates`, each with its start test (:class:`GatedRule`)."""
+    def gated_candidates(self, data: dict[str, Any], ev: Event | None = None
+                         ) -> list[GatedRule]:
+        """:meth:`candidates`, each with its start test (:class:`GatedRule`); ``ev``: the
+        event whose ``data`` it is, to build its ``text(this)`` once for the index and the
+        rules (:func:`cep.compiler.runtime.ev_text`)."""
         found: list[int] = []
-        raw, lowered = self._raw, self._lowered
-        for n, (p, has, val, base, seg, _, _) in enumerate(self._paths):
-            v = data.get(p[0]) if len(p) == 1 else get_path(data, p)
+        raw, lowered, paths, top = self._raw, self._lowered, self._paths, self._top
+        if len(data) <= len(top):  # the event's fields that some rule requires something of
+            present = [(n, v) for k, v in data.items() if (n := top.get(k)) is not None]
+        else:
+            present = [(n, v) for k, n in top.items() if (v := data.get(k)) is not None]
+        for n, p in self._nested:
+            present.append((n, get_path(data, p)))
+        for n, v in present:
             if v is None:
                 continue
+            _, has, val, base, seg, _, _ = paths[n]
             if has:
                 found += has
             t = type(v)
@@ -483,7 +506,7 @@ class RuleIndex:
                         if hit is not None:
                             found += hit
         if self._text is not None:
-            words = rt.fn_text(data)
+            words = rt.fn_text(data) if ev is None else rt.ev_text(ev)
             if words is not None:
                 found += self._text.hits(words)
         if not found:
