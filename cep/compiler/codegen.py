@@ -155,8 +155,9 @@ class _Code(NamedTuple):
     """A generated Python expression.
 
     ``kind`` is ``"bool"`` when it always evaluates to exactly True or False, ``"int"`` when it
-    always evaluates to an ``int`` (never null), ``"any"`` otherwise; ``lit`` holds the value
-    when it is a compile-time constant."""
+    always evaluates to an ``int`` (never null), ``"str?"`` when to a ``str`` or None
+    (``lower``, ``upper``), ``"any"`` otherwise; ``lit`` holds the value when it is a
+    compile-time constant."""
 
     code: str
     kind: str = "any"
@@ -372,8 +373,43 @@ class _Gen:
                 todo.append(x.left)
             else:
                 operands.append(x)
-        codes = [self.truth(self.expr(x)) for x in operands]
+        if e.op == "or":
+            codes = self._or_codes(operands)
+        else:
+            codes = [self.truth(self.expr(x)) for x in operands]
         return _Code("(" + f" {e.op} ".join(c.code for c in codes) + ")", "bool")
+
+    def _or_codes(self, operands: list[ast.Expr]) -> list[_Code]:
+        """The codes of an ``or`` chain's operands, where the ``starts with`` (or ``ends
+        with``) tests of one subject against string literals are one call of
+        ``startswith`` with the tuple of the literals, at the first one's place (the
+        subject computed once: a Sigma rule lists dozens of file names).  Each operand is
+        a bool that never raises, so the order of the tests does not change the result."""
+        affixes: dict[tuple[str, ast.Expr], list[str]] = {}
+        for x in operands:
+            if (isinstance(x, ast.Binary) and x.op in ("starts with", "ends with")
+                    and isinstance(x.right, ast.Lit) and type(x.right.value) is str):
+                affixes.setdefault((x.op, x.left), []).append(x.right.value)
+        codes: list[_Code] = []
+        done: set[tuple[str, ast.Expr]] = set()
+        for x in operands:
+            if (isinstance(x, ast.Binary) and x.op in ("starts with", "ends with")
+                    and (x.op, x.left) in affixes):
+                key = (x.op, x.left)
+                lits = affixes[key]
+                if len(lits) > 1:
+                    if key in done:
+                        continue  # (in the call at the first one's place)
+                    done.add(key)
+                    subject = self.expr(x.left)
+                    method = "startswith" if x.op == "starts with" else "endswith"
+                    t = self.tmp()
+                    codes.append(_Code(
+                        f"(_type({t} := {subject.code}) is _str"
+                        f" and {t}.{method}({self.const(tuple(lits))}))", "bool"))
+                    continue
+            codes.append(self.truth(self.expr(x)))
+        return codes
 
     def binary(self, e: ast.Binary) -> _Code:
         op = e.op
@@ -413,6 +449,10 @@ class _Gen:
         if op == "not in":
             return _Code(f"_not_in({left.code}, {right.code})", "bool")
         if op == "contains":
+            if type(right.lit) is str and left.kind == "str?":  # a string or null
+                t = self.tmp()
+                return _Code(f"(({t} := {left.code}) is not None and {right.code} in {t})",
+                             "bool")
             if type(right.lit) is str:
                 t = self.tmp()
                 return _Code(
@@ -654,7 +694,8 @@ class _Gen:
                 return self.literal(fn(*(a.lit for a in args)), e.span)
             if f in ("lower", "upper"):
                 t = self.tmp()
-                return _Code(f"({t}.{f}() if _type({t} := {args[0].code}) is _str else None)")
+                return _Code(f"({t}.{f}() if _type({t} := {args[0].code}) is _str else None)",
+                             "str?")
             return _Code(f"{_FUNC_HELPER[f]}({', '.join(a.code for a in args)})")
         raise CompileError(f"unknown function {f}()", e.span)
 

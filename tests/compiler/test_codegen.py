@@ -1008,3 +1008,40 @@ def test_random_expressions_never_raise(expr: ast.Expr, data: dict[str, Any],
     except CompileError:
         return  # aggregates are not allowed in a header filter
     assert type(flt.fn(ev(data, ts))) is bool
+
+
+# --------------------------------------------------------------------------- or chains
+
+_AFFIX_SUBJECTS = (f("this", "A"), call("lower", f("this", "A")), call("lower", f("this", "B")))
+_AFFIX_VALUES = st.one_of(st.text("aB\\", max_size=4), st.integers(0, 2), st.none(),
+                          st.lists(st.text("aB", max_size=2), max_size=2))
+
+
+@st.composite
+def _affix_tests(draw: st.DrawFn) -> ast.Expr:
+    op = draw(st.sampled_from(["starts with", "ends with", "contains", "=="]))
+    subject = draw(st.sampled_from(_AFFIX_SUBJECTS))
+    return b(op, subject, draw(st.one_of(st.text("ab\\", max_size=3), st.integers(0, 2))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_affix_tests(), min_size=2, max_size=8),
+       st.dictionaries(st.sampled_from(["A", "B"]), _AFFIX_VALUES))
+def test_an_or_chain_of_affix_tests_is_the_or_of_its_tests(
+        tests: list[ast.Expr], data: dict[str, Any]) -> None:
+    # the tests of one subject are one startswith/endswith call with a tuple: same result
+    chained = tests[0]
+    for t in tests[1:]:
+        chained = ast.Binary("or", chained, t)
+    whole = compile_condition(chained, StageScope(), "x").fn(ev(data), None)
+    each = [compile_condition(t, StageScope(), "x").fn(ev(data), None) for t in tests]
+    assert whole is any(each)
+
+
+def test_affix_tests_of_one_subject_are_one_call() -> None:
+    lowered = call("lower", f("this", "Image"))
+    chained = b("or", b("ends with", lowered, "\\a.exe"),
+                b("or", b("==", f("this", "x"), 1), b("ends with", lowered, "\\b.exe")))
+    src = source_of(compile_condition(chained, StageScope(), "x"))
+    assert src.count(".endswith(") == 1 and src.count(".lower()") == 1
+    assert compile_condition(chained, StageScope(), "x").fn(ev({"Image": "C:\\B.EXE"}), None)
