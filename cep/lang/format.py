@@ -12,6 +12,7 @@ import hashlib
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 
 from cep.lang.ast import (
     Attr,
@@ -195,16 +196,22 @@ def format_modifier(m: Modifier) -> str:
     return m.kind.replace("_", " ")
 
 
-def _stage(st: Stage, indent: str) -> list[str]:
+def _stage(st: Stage, indent: str, known: Mapping[int, str] | None = None) -> list[str]:
+    """The lines of a stage; ``known``: texts of conditions formatted already, by ``id``."""
     head = f"{indent}{_CONTIGUITY[st.contiguity]} {st.name}"
     mods = "".join(" " + format_modifier(m) for m in st.modifiers)
     if st.group is not None:
         lines = [head + " ("]
         for inner in st.group:
-            lines.extend(_stage(inner, indent + "  "))
+            lines.extend(_stage(inner, indent + "  ", known))
         lines.append(f"{indent}){mods}")
         return lines
-    cond = f" where {format_expr(st.condition)}" if st.condition is not None else ""
+    text = None
+    if st.condition is not None:
+        text = known.get(id(st.condition)) if known else None
+        if text is None:
+            text = format_expr(st.condition)
+    cond = f" where {text}" if text is not None else ""
     return [head + cond + mods]
 
 
@@ -241,10 +248,11 @@ def format_rule(rule: Rule) -> str:
     return "\n".join([head, *meta, *body]) + "\n"
 
 
-def _rule_lines(rule: Rule) -> tuple[str, list[str], list[str]]:
+def _rule_lines(rule: Rule, known: Mapping[int, str] | None = None
+                ) -> tuple[str, list[str], list[str]]:
     """The lines of :func:`format_rule`: the ``rule NAME`` line, the metadata lines (none
     for a rule without metadata: no description, severity ``medium``, no tags, references
-    or author), and the rest, which no metadata changes."""
+    or author), and the rest, which no metadata changes (``known``: see :func:`_stage`)."""
     head = f"rule {rule.name}"
     lines: list[str] = []
     if rule.description is not None:
@@ -268,7 +276,7 @@ def _rule_lines(rule: Rule) -> tuple[str, list[str], list[str]]:
     if window is None:
         lines.append("  pattern")
         for st in rule.pattern:
-            lines.extend(_stage(st, "    "))
+            lines.extend(_stage(st, "    ", known))
     elif window.kind == "having" and window.condition is not None:
         lines.append(f"  having {format_expr(window.condition)} within "
                      f"{format_duration(window.within_ms)}")
@@ -317,9 +325,11 @@ def matching_text(rule: Rule) -> str:
     return "\n".join([head, *body]) + "\n"
 
 
-def rule_texts(rule: Rule) -> tuple[str, str]:
-    """``(format_rule(rule), rule_version(rule))`` with one formatting of the rule."""
-    head, meta, body = _rule_lines(rule)
+def rule_texts(rule: Rule, known: Mapping[int, str] | None = None) -> tuple[str, str]:
+    """``(format_rule(rule), rule_version(rule))`` with one formatting of the rule;
+    ``known``: the text (:func:`format_expr`) of some of its stage conditions, by the
+    ``id`` of the condition, formatted already."""
+    head, meta, body = _rule_lines(rule, known)
     matching = "\n".join([head, *body]) + "\n"
     text = "\n".join([head, *meta, *body]) + "\n" if meta else matching
     return text, _version_of(matching)
