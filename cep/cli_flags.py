@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
-from cep.settings import Flag, Kind, flags_of, value_text
+from cep.settings import Flag, Kind, Panel, flags_of, value_text
 
 __all__ = ["takes"]
 
@@ -27,6 +28,10 @@ _TYPES: dict[Kind, Any] = {
 }
 
 
+# typer's own "Options" group (with --help) holds the flags about running the command
+_PANELS = {p: None if p is Panel.RUNNING else p.value for p in Panel}
+
+
 def _choice_type(name: str, choices: tuple[str, ...]) -> type[enum.Enum]:
     """An enum whose values are ``choices``, for ``--help`` to list (``[json|csv]``)."""
     return enum.Enum(name, [(c, c) for c in choices], type=str)  # type: ignore[return-value]
@@ -35,7 +40,7 @@ def _choice_type(name: str, choices: tuple[str, ...]) -> type[enum.Enum]:
 def _help(f: Flag) -> str:
     """The ``--help`` text: the declared doc (a setting's Markdown backticks dropped) and the
     default."""
-    doc = f.doc.replace("`", "")
+    doc = escape(f.doc.replace("`", ""))  # rich would read "[rules]" as markup
     if f.default is None or f.default == () or f.kind is Kind.BOOL:
         return doc
     return f"{doc}  Default {value_text(f.default, f.kind, quote='')}."
@@ -55,7 +60,7 @@ def _parameter(name: str, f: Flag) -> inspect.Parameter:
         if f.kind is Kind.RATIO:
             extra["max"] = 1.0
         info = typer.Option(*f.names, help=_help(f), metavar=f.metavar, hidden=f.hidden,
-                            show_default=False, **extra)
+                            show_default=False, rich_help_panel=_PANELS[f.panel], **extra)
     if f.kind is Kind.BOOL and f.default is None:
         typ = bool | None  # --x/--no-x, neither given: None
     default = False if f.kind is Kind.BOOL and f.default is not None else None
@@ -67,13 +72,15 @@ def _parameter(name: str, f: Flag) -> inspect.Parameter:
 def takes(cls: type[T]) -> Callable[[Callable[[T], None]], Callable[..., None]]:
     """Decorator: ``@takes(RunFlags) def run(flags: RunFlags) -> None`` is a typer command
     whose options are ``RunFlags``'s declared flags; its docstring is the command's help.
+    ``--help`` lists them by :class:`~cep.settings.Panel`, in declaration order within one.
 
     A flag not given (``None``, or a repeatable flag given no time) leaves the record's
     default; a choice arrives as its text; a repeatable flag as a tuple.
     """
     declared = flags_of(cls)
-    params = [_parameter(d.name, d.flag) for d in declared]
-    params.sort(key=lambda p: p.kind)  # the positional argument first
+    order = {p: i for i, p in enumerate(Panel)}
+    declared.sort(key=lambda d: (bool(d.flag.names), order[d.flag.panel]))  # stable
+    params = [_parameter(d.name, d.flag) for d in declared]  # the positional argument first
 
     def wrap(body: Callable[[T], None]) -> Callable[..., None]:
         def command(*args: Any, **given: Any) -> None:

@@ -15,7 +15,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 __all__ = ["Kind", "Setting", "Declared", "setting", "declared", "doc_rows", "default_text",
-           "value_text", "Flag", "DeclaredFlag", "flag", "flags_of"]
+           "value_text", "Panel", "Flag", "DeclaredFlag", "flag", "flags_of"]
 
 
 class Kind(enum.Enum):
@@ -131,6 +131,17 @@ def doc_rows(cls: type) -> list[tuple[str, str, str]]:
     return [(d.setting.key, default_text(d), d.setting.doc) for d in declared(cls)]
 
 
+class Panel(enum.Enum):
+    """The group a flag is listed under in ``--help``; groups are listed in this order."""
+
+    RULES = "Rules"
+    INPUT = "Input"
+    EVENT_TIME = "Event time"
+    OUTPUT = "Output"
+    LIMITS = "State and limits"
+    RUNNING = "Options"
+
+
 @dataclass(frozen=True)
 class Flag:
     """One command-line option's declaration (read by :mod:`cep.cli_flags`, which makes the
@@ -148,6 +159,7 @@ class Flag:
         metavar: the value's name in ``--help``.
         hidden: a deprecated spelling, accepted but not listed.
         minimum: the least value of an integer or ratio.
+        panel: the group ``--help`` lists it under.
     """
 
     names: tuple[str, ...]
@@ -158,6 +170,7 @@ class Flag:
     metavar: str | None = None
     hidden: bool = False
     minimum: float | None = None
+    panel: Panel = Panel.RUNNING
 
 
 @dataclass(frozen=True)
@@ -171,7 +184,8 @@ class DeclaredFlag:
 def flag(*names: str, kind: Kind | None = None, doc: str | None = None,
          like: tuple[type, str] | None = None, default: Any = None, shown: Any = None,
          choices: tuple[str, ...] | None = None, metavar: str | None = None,
-         hidden: bool = False, minimum: float | None = None) -> Any:
+         hidden: bool = False, minimum: float | None = None,
+         panel: Panel = Panel.RUNNING) -> Any:
     """A dataclass field declared as a command-line flag; its value is ``default`` when the
     flag is not given (``None`` by default: the configuration, then the setting's default,
     applies).
@@ -179,7 +193,8 @@ def flag(*names: str, kind: Kind | None = None, doc: str | None = None,
     ``like=(SettingsClass, "field")`` makes the flag stand for that setting: its kind, choices
     and default come from the declaration, and its help is the setting's doc (unless ``doc``
     says it for the command line), so the option is described once for ``cep.toml`` and the
-    command line.  ``shown`` is the default ``--help`` shows when it is not the setting's.
+    command line.  ``shown`` is the default ``--help`` shows when it is not the setting's;
+    ``panel`` the group ``--help`` lists the flag under.
 
     Raises:
         ValueError: neither ``kind`` nor ``like`` is given, or ``like`` names no setting.
@@ -195,12 +210,12 @@ def flag(*names: str, kind: Kind | None = None, doc: str | None = None,
         f = Flag(names, kind or s.kind, doc or text,
                  got.default if shown is None else shown,
                  s.choices if choices is None else choices, metavar, hidden,
-                 1 if s.positive and minimum is None else minimum)
+                 1 if s.positive and minimum is None else minimum, panel)
     elif kind is None or doc is None:
         raise ValueError("a flag needs a kind and a doc, or a setting it stands for (like=)")
     else:
         f = Flag(names, kind, doc, default if shown is None else shown, choices or (),
-                 metavar, hidden, minimum)
+                 metavar, hidden, minimum, panel)
     if f.kind is Kind.LIST and default is None:
         default = ()  # a repeatable flag given no time
     return field(default=default, metadata={"flag": f})

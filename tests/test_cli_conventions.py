@@ -98,7 +98,7 @@ def test_run_options_are_the_settings_they_stand_for() -> None:
     from cep.config import SourceConfig, StateConfig
     from cep.settings import declared
 
-    text = " ".join(cep("run", "--help", columns=200).stdout.split())
+    text = " ".join(cep("run", "--help", columns=200).stdout.replace("│", " ").split())
     for cls, name in ((SourceConfig, "event_time"), (StateConfig, "max_events_per_match")):
         doc = next(d.setting.doc for d in declared(cls) if d.name == name).replace("`", "")
         assert doc[:1].upper() + doc[1:] in text

@@ -178,19 +178,26 @@ class OpsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Close the listening socket and every connection, stop the worker threads."""
+        """Stop serving: the worker threads finish the requests they are answering (at most
+        2 s; a reload waiting for a stopped pipeline is answered at once), then the listening
+        socket and every connection are closed, a connection still sending its answer once
+        that answer is sent (waitress's ``will_close``)."""
         server = self.server
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=2)
 
         def close_all() -> None:  # on the server's own thread: its map is not shared
             for channel in list(server._map.values()):
-                channel.close()
+                if getattr(channel, "total_outbufs_len", 0):
+                    channel.will_close = True  # closed by the loop once flushed
+                else:
+                    channel.close()
 
         if self._thread is not None and self._thread.is_alive():
             server.trigger.pull_trigger(close_all)
             self._thread.join(5)
         else:
             close_all()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=0)
 
 
 def wsgi_app(ops: Endpoints, policy: AccessPolicy) -> Callable[

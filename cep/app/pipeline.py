@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cep.app.file_checkpoint import FileCheckpoints, Position
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.io.codecs import (
@@ -43,9 +44,9 @@ SAMPLE_MASK = 0xFF  # with metrics, one event in 256 is timed (cep.app.metrics.S
 FIRST_DEAD_LETTERS = 5  # how many dead letters a RunSummary describes
 
 if TYPE_CHECKING:
-    from cep.app.file_checkpoint import FileCheckpoints
-    from cep.app.metrics import EngineSnapshot
+    from cep.app.metrics import EngineSnapshot, RunMetrics
     from cep.app.ops import Operations
+    from cep.app.reload import Control
 
 __all__ = ["FileRunOptions", "RunSummary", "run_chunks", "run_file", "serve_file"]
 
@@ -86,13 +87,13 @@ class RunSummary:
     stats: dict[str, Any] = field(default_factory=dict)
     resumed_after: int = 0  # the input line a checkpoint let this run start after
     first_dead_letters: list[str] = field(default_factory=list)
+    """``line N: reason: error`` of the first :data:`FIRST_DEAD_LETTERS` dead letters."""
     suggested_out_of_orderness_ms: int | None = None
     """With late events: a ``max_out_of_orderness`` that would have matched 99.9 % of them
     (:class:`InputHealth`)."""
     idle_rules: list[str] = field(default_factory=list)
     """Rules with a window whose first stage took no event (no partial match ever started;
     such a rule schedules a timer for every start, so its counters tell)."""
-    """``line N: reason: error`` of the first :data:`FIRST_DEAD_LETTERS` dead letters."""
 
     @property
     def events_per_s(self) -> float:
@@ -143,90 +144,138 @@ def run_file(
     the output files must then be opened in append mode, after
     :meth:`~cep.app.file_checkpoint.FileCheckpoints.truncate_outputs`."""
     metrics = ops.metrics if ops is not None else None
-    emit = metrics.counting(sinks.emit) if metrics is not None else sinks.emit
-    health = InputHealth(emit, opts.max_out_of_orderness_ms)
+    health = InputHealth(metrics.counting(sinks.emit) if metrics is not None else sinks.emit,
+                         opts.max_out_of_orderness_ms)
     emit = health.emit
-    op = operator or CepOperator(
-        rules, emit, {opts.source: opts.max_out_of_orderness_ms},
-        opts.max_partial_matches_per_key,
-        FutureGuard(opts.max_future_skew_ms, time.time if opts.follow else None),
-        max_events_per_match=opts.max_events_per_match,
-    )
-    source = opts.source
-    on_event = op.on_event
+    op = operator or _operator(rules, opts, emit)
     progress = _Progress(sys.stderr) if opts.progress else None
     started = time.perf_counter()
-    seq = dead = skip = nbytes = line_no = 0
+    at = checkpoints.resume(op) if checkpoints is not None else Position(0, 0, 0, 0)
     if checkpoints is not None:
-        from cep.app.file_checkpoint import Position  # only runs that checkpoint need it
-
-        pos = checkpoints.resume(op)
-        seq, dead, skip, nbytes, line_no = pos.seq, pos.dead, pos.lines, pos.bytes, pos.lines
         checkpoints.bind_outputs(sinks)
-    first_seq, first_dead = seq, dead
-    control = None
-    on_idle = None
-    if ops is not None:
-        from cep.app.reload import Control
-
-        control = Control()
-        ops.bind(control, lambda: _snapshot(op, ops, source), op.reload)
-        service = control.service
-        flush = sinks.flush
-
-        def on_idle() -> None:
-            service()
-            flush()
-
-        ops.start()
+    line = _LineRun(op, opts, emit, sinks, at, checkpoints, metrics, progress)
+    on_idle = _serve(ops, op, sinks, line) if ops is not None else None
     try:
         # a plain finite JSON-lines input: chunks decoded in one call, matched in batches
-        batched = ops is None and checkpoints is None and not opts.follow and opts.fmt == "json"
-        if batched:
+        if ops is None and checkpoints is None and not opts.follow and opts.fmt == "json":
             on_chunk = None if progress is None else (
                 lambda events, _bytes: progress.update(events, sinks.counts.get("alerts", 0)))
-            seq, dead = run_chunks(op, opts, emit, on_chunk=on_chunk)
-        for line_no, raw, res in () if batched else _records(opts, should_stop, on_idle):
-            if control is not None and control.pending:
-                control.service()
-            if checkpoints is not None:
-                if line_no <= skip:
-                    continue
-                if checkpoints.due(seq):
-                    checkpoints.save(op, sinks, Position(line_no - 1, seq, dead, nbytes))
-                nbytes += len(raw) + 1
-            if type(res) is DeadLetter:
-                dead += 1
-                _dead_letter(emit, res, source, raw, line_no)
-                continue
-            seq += 1
-            data, ts = res  # type: ignore[misc]
-            if metrics is not None and not seq & SAMPLE_MASK:
-                t0 = time.perf_counter()
-                on_event(Event(ts, seq, data, source, line_no))
-                metrics.observe_latency(time.perf_counter() - t0)
-            else:
-                on_event(Event(ts, seq, data, source, line_no))
-            if progress is not None and not seq & 0x3FFF:
-                progress.update(seq, sinks.counts.get("alerts", 0))
+            line.seq, line.dead = run_chunks(op, opts, emit, on_chunk=on_chunk)
+        else:
+            line.run(_records(opts, should_stop, on_idle))
         if checkpoints is not None:  # before the end of input decides the last windows
-            checkpoints.save(op, sinks, Position(line_no, seq, dead, nbytes))
+            checkpoints.save(op, sinks, line.position())
         op.finish()
         sinks.flush()
     finally:
         if ops is not None:
             ops.stop()
     if progress is not None:
-        progress.done(seq, sinks.counts.get("alerts", 0))
-    elapsed = time.perf_counter() - started
+        progress.done(line.seq, sinks.counts.get("alerts", 0))
+    return _summary(op, sinks, health, line, at, time.perf_counter() - started)
+
+
+def _operator(rules: list[CompiledRule], opts: FileRunOptions,
+              emit: Callable[[str, dict[str, Any]], None]) -> CepOperator:
+    """The operator of a file run: one input (``opts.source``) with its out-of-orderness, the
+    caps, and the future-skew guard (against the wall clock too when following a file)."""
+    return CepOperator(
+        rules, emit, {opts.source: opts.max_out_of_orderness_ms},
+        opts.max_partial_matches_per_key,
+        FutureGuard(opts.max_future_skew_ms, time.time if opts.follow else None),
+        max_events_per_match=opts.max_events_per_match,
+    )
+
+
+def _serve(ops: Operations, op: CepOperator, sinks: SinkSet,
+           line: _LineRun) -> Callable[[], None]:
+    """Bind ``ops`` to the run (reloads, snapshots for status) and start serving; returns what
+    runs while no input line comes (pending requests served, the sinks flushed)."""
+    from cep.app.reload import Control  # asyncio and the rule compiler: long runs only
+
+    control = Control()
+    ops.bind(control, lambda: _snapshot(op, ops, line.opts.source), op.reload)
+    line.control = control
+    service = control.service
+    flush = sinks.flush
+
+    def on_idle() -> None:
+        service()
+        flush()
+
+    ops.start()
+    return on_idle
+
+
+class _LineRun:
+    """The line-by-line path of a file run, and where it is: lines read, events and dead
+    letters numbered, bytes consumed (a checkpoint's :class:`Position`).  Used for CSV, a
+    followed file or standard input, a run that serves operations or checkpoints."""
+
+    def __init__(self, op: CepOperator, opts: FileRunOptions,
+                 emit: Callable[[str, dict[str, Any]], None], sinks: SinkSet, at: Position,
+                 checkpoints: FileCheckpoints | None, metrics: RunMetrics | None,
+                 progress: _Progress | None) -> None:
+        self.op, self.opts, self.emit, self.sinks = op, opts, emit, sinks
+        self.checkpoints, self.metrics, self.progress = checkpoints, metrics, progress
+        self.control: Control | None = None
+        self.skip = self.line_no = at.lines
+        self.seq, self.dead, self.nbytes = at.seq, at.dead, at.bytes
+
+    def position(self) -> Position:
+        """Where the run is: the last line handled, the last event and dead-letter numbers."""
+        return Position(self.line_no, self.seq, self.dead, self.nbytes)
+
+    def run(self, records: Iterator[tuple[int, bytes, tuple[dict[str, Any], int] | DeadLetter]]
+            ) -> None:
+        """Each decoded line in turn: pending operations served, a checkpoint when one is due
+        (lines up to the resumed position skipped), a dead letter written, or an event
+        numbered and handed to the operator."""
+        control, checkpoints, metrics, progress = (
+            self.control, self.checkpoints, self.metrics, self.progress)
+        on_event, emit, source, skip = self.op.on_event, self.emit, self.opts.source, self.skip
+        seq, dead, nbytes, line_no = self.seq, self.dead, self.nbytes, self.line_no
+        try:
+            for line_no, raw, res in records:
+                if control is not None and control.pending:
+                    control.service()
+                if checkpoints is not None:
+                    if line_no <= skip:
+                        continue
+                    if checkpoints.due(seq):
+                        checkpoints.save(self.op, self.sinks,
+                                         Position(line_no - 1, seq, dead, nbytes))
+                    nbytes += len(raw) + 1
+                if type(res) is DeadLetter:
+                    dead += 1
+                    _dead_letter(emit, res, source, raw, line_no)
+                    continue
+                seq += 1
+                data, ts = res  # type: ignore[misc]
+                if metrics is not None and not seq & SAMPLE_MASK:
+                    t0 = time.perf_counter()
+                    on_event(Event(ts, seq, data, source, line_no))
+                    metrics.observe_latency(time.perf_counter() - t0)
+                else:
+                    on_event(Event(ts, seq, data, source, line_no))
+                if progress is not None and not seq & 0x3FFF:
+                    progress.update(seq, self.sinks.counts.get("alerts", 0))
+        finally:
+            self.seq, self.dead, self.nbytes, self.line_no = seq, dead, nbytes, line_no
+
+
+def _summary(op: CepOperator, sinks: SinkSet, health: InputHealth, line: _LineRun,
+             at: Position, elapsed_s: float) -> RunSummary:
+    """The :class:`RunSummary` of a finished run that started at ``at`` (a resumed run counts
+    only what it read itself)."""
     return RunSummary(
-        events=seq - first_seq - op.refused,
-        dead_letters=dead - first_dead + op.refused,
+        events=line.seq - at.seq - op.refused,
+        dead_letters=line.dead - at.dead + op.refused,
         late=op.late,
-        elapsed_s=elapsed,
+        elapsed_s=elapsed_s,
         sink_counts=dict(sinks.counts),
         stats=op.stats(),
-        resumed_after=skip,
+        resumed_after=at.lines,
         first_dead_letters=health.first_dead_letters,
         suggested_out_of_orderness_ms=health.disorder_quantile(0.999),
         idle_rules=[rs.rule.name for rs in op.rules

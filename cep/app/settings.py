@@ -29,6 +29,7 @@ from cep.io.offsets import OffsetBound
 from cep.operator.records import MAX_EVENTS_PER_MATCH
 from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS
 from cep.settings import Kind, flag
+from cep.settings import Panel as P
 
 __all__ = ["RunFlags", "FileRun", "resolve_file_run", "input_format", "SettingsError",
            "ReplayFlags", "ReplayPlan", "resolve_replay", "parse_time", "parse_offsets"]
@@ -46,58 +47,88 @@ _SKEW_HELP = ("An event time further ahead of the wall clock (or of the stream's
 
 
 @dataclass(frozen=True)
-class RunFlags:
+class RuleFlags:
+    """The rule paths a command reads: its arguments and ``--rules``."""
+
+    rule_paths: tuple[str, ...] = flag(kind=Kind.LIST, metavar="[PATHS]...", panel=P.RULES,
+                                       doc="Rule files or directories (as --rules).")
+    rules: tuple[str, ...] = flag("--rules", "-r", kind=Kind.LIST, panel=P.RULES,
+                                  doc="Rule files or directories; repeatable.")
+
+    @property
+    def all_rules(self) -> list[str]:
+        """Rule paths given as arguments and with ``--rules``, in that order."""
+        return [*self.rule_paths, *self.rules]
+
+
+@dataclass(frozen=True)
+class EventFlags(RuleFlags):
+    """The flags ``cep run`` and ``cep replay`` share: how input events are read and timed
+    (durations as text until :func:`resolve_file_run` / :func:`resolve_replay` parse them),
+    where late events and dead letters go, and the Sigma pipelines."""
+
+    sigma_pipelines: tuple[str, ...] = flag(
+        "--sigma-pipeline", like=(RulesConfig, "sigma_pipelines"), panel=P.RULES,
+        doc="pySigma processing pipeline for the Sigma rules (.yml): a shipped name "
+            "(windows-xml, windows-flat, winlogbeat) or a pipeline file; repeatable, applied "
+            "in order (default: the config's [rules] sigma_pipelines).")
+    input_format: str | None = flag(
+        "--input-format", like=(SourceConfig, "format"), choices=("json", "csv"),
+        panel=P.INPUT, doc="json (JSON lines) or csv (a header row, or --columns); gzip, bz2 "
+        "and zstd files are read as they are.")
+    old_format: str | None = flag("--format", kind=Kind.TEXT, hidden=True, panel=P.INPUT,
+                                  doc="Deprecated: --input-format.")
+    columns: str | None = flag("--columns", kind=Kind.TEXT, panel=P.INPUT, doc=(
+        "Column names of a headerless CSV, comma-separated (implies csv)."))
+    event_time: str | None = flag("--event-time", like=(SourceConfig, "event_time"),
+                                  panel=P.EVENT_TIME)
+    time_unit: str | None = flag("--time-unit", like=(SourceConfig, "event_time_unit"),
+                                 panel=P.EVENT_TIME)
+    time_format: str | None = flag("--time-format", kind=Kind.TEXT, doc=_TIME_FORMAT_HELP,
+                                   panel=P.EVENT_TIME)
+    max_out_of_orderness: str | None = flag(
+        "--max-out-of-orderness", like=(SourceConfig, "max_out_of_orderness_ms"),
+        metavar="DURATION", panel=P.EVENT_TIME, doc="How late events may arrive and still "
+        "be matched (e.g. 0s, 500ms, 5m).")
+    max_future_skew: str | None = flag(
+        "--max-future-skew", like=(StateConfig, "max_future_skew_ms"), metavar="DURATION",
+        panel=P.EVENT_TIME, doc=_SKEW_HELP)
+    late: str | None = flag("--late", kind=Kind.TEXT, panel=P.OUTPUT,
+                            doc="Write late events (JSON lines) to this file.")
+    dead_letter: str | None = flag("--dead-letter", kind=Kind.TEXT, panel=P.OUTPUT,
+                                   doc="Write undecodable inputs, with the reason, to this "
+                                   "file.")
+
+
+@dataclass(frozen=True)
+class RunFlags(EventFlags):
     """``cep run``'s flags as given: each declared once (:func:`cep.settings.flag`), most by
     the ``cep.toml`` setting they stand for; ``None`` (or ``()``): not given, and then the
     configuration or the setting's default applies.  Durations are text until
     :func:`resolve_file_run` parses them."""
 
-    rule_paths: tuple[str, ...] = flag(kind=Kind.LIST, metavar="[PATHS]...",
-                                       doc="Rule files or directories (as --rules).")
-    rules: tuple[str, ...] = flag("--rules", "-r", kind=Kind.LIST,
-                                  doc="Rule files or directories; repeatable.")
-    input_path: str | None = flag("--input", "-i", kind=Kind.TEXT,
+    input_path: str | None = flag("--input", "-i", kind=Kind.TEXT, panel=P.INPUT,
                                   doc="Input file of events, or - for standard input.")
-    output: str | None = flag("--output", "-o", kind=Kind.TEXT,
-                              doc="Where alerts go (JSON lines); - is stdout.")
-    input_format: str | None = flag(
-        "--input-format", like=(SourceConfig, "format"), choices=("json", "csv"),
-        doc="json (JSON lines) or csv (a header row, or --columns); gzip, bz2 and zstd "
-            "files are read as they are.")
-    old_format: str | None = flag("--format", kind=Kind.TEXT, hidden=True,
-                                  doc="Deprecated: --input-format.")
-    columns: str | None = flag("--columns", kind=Kind.TEXT, doc=(
-        "Column names of a headerless CSV, comma-separated (implies csv)."))
-    event_time: str | None = flag("--event-time", like=(SourceConfig, "event_time"))
-    time_unit: str | None = flag("--time-unit", like=(SourceConfig, "event_time_unit"))
-    time_format: str | None = flag("--time-format", kind=Kind.TEXT, doc=_TIME_FORMAT_HELP)
-    max_out_of_orderness: str | None = flag(
-        "--max-out-of-orderness", like=(SourceConfig, "max_out_of_orderness_ms"),
-        metavar="DURATION", doc="How late events may arrive and still be matched "
-        "(e.g. 0s, 500ms, 5m).")
-    max_future_skew: str | None = flag(
-        "--max-future-skew", like=(StateConfig, "max_future_skew_ms"), metavar="DURATION",
-        doc=_SKEW_HELP)
-    late: str | None = flag("--late", kind=Kind.TEXT,
-                            doc="Write late events (JSON lines) to this file.")
-    dead_letter: str | None = flag("--dead-letter", kind=Kind.TEXT,
-                                   doc="Write undecodable input lines to this file.")
-    sinks: tuple[str, ...] = flag("--sink", kind=Kind.LIST, doc=(
-        "NAME=FILE for a sink a rule names in `emit to`; repeatable."))
-    follow: bool = flag("--follow", kind=Kind.BOOL, default=False,
+    source: str | None = flag("--source", kind=Kind.TEXT, shown="input", panel=P.INPUT,
+                              doc="Source name of the input, for rules' `from`.")
+    follow: bool = flag("--follow", kind=Kind.BOOL, default=False, panel=P.INPUT,
                         doc="Keep reading a growing file, as tail -f does.")
+    output: str | None = flag("--output", "-o", kind=Kind.TEXT, panel=P.OUTPUT,
+                              doc="Where alerts go (JSON lines); - is stdout.")
+    sinks: tuple[str, ...] = flag("--sink", kind=Kind.LIST, panel=P.OUTPUT, doc=(
+        "NAME=FILE for a sink a rule names in `emit to`; repeatable."))
     max_partial_matches_per_key: int | None = flag(
         "--max-partial-matches-per-key", like=(StateConfig, "max_partial_matches_per_key"),
-    )
+        panel=P.LIMITS)
     max_events_per_match: int | None = flag(
-        "--max-events-per-match", like=(StateConfig, "max_events_per_match"))
+        "--max-events-per-match", like=(StateConfig, "max_events_per_match"), panel=P.LIMITS)
     max_dead_letter_ratio: float | None = flag(
-        "--max-dead-letter-ratio", kind=Kind.RATIO, minimum=0.0,
+        "--max-dead-letter-ratio", kind=Kind.RATIO, minimum=0.0, panel=P.LIMITS,
         doc="Exit 4 when more than this share of the input (0-1) went to the dead letters.")
-    source: str | None = flag("--source", kind=Kind.TEXT, shown="input",
-                              doc="Source name of the input, for rules' `from`.")
-    quiet: bool = flag("--quiet", "-q", kind=Kind.BOOL, default=False,
-                       doc="No summary on stderr.")
+    checkpoint_dir: str | None = flag(
+        "--checkpoint-dir", like=(StateConfig, "checkpoint_dir"), panel=P.LIMITS,
+        doc="Checkpoint a file run here; a rerun on the same input resumes where it "
+            "stopped, output files exact.")
     config: str | None = flag("--config", "-c", kind=Kind.TEXT,
                               doc="A cep.toml: sources, sinks, Kafka, state, rules.")
     http: str | None = flag("--http", kind=Kind.TEXT, doc=(
@@ -107,20 +138,8 @@ class RunFlags:
         "(see docs/operations.md)."))
     log_format: str = flag("--log-format", kind=Kind.CHOICE, choices=LOG_FORMATS,
                            default="text", doc="Log lines on stderr.")
-    checkpoint_dir: str | None = flag(
-        "--checkpoint-dir", like=(StateConfig, "checkpoint_dir"),
-        doc="Checkpoint a file run here; a rerun on the same input resumes where it "
-            "stopped, output files exact.")
-    sigma_pipelines: tuple[str, ...] = flag(
-        "--sigma-pipeline", like=(RulesConfig, "sigma_pipelines"),
-        doc="pySigma processing pipeline for the Sigma rules (.yml): a shipped name "
-            "(windows-xml, windows-flat, winlogbeat) or a pipeline file; repeatable, applied "
-            "in order (default: the config's [rules] sigma_pipelines).")
-
-    @property
-    def all_rules(self) -> list[str]:
-        """Rule paths given as arguments and with ``--rules``, in that order."""
-        return [*self.rule_paths, *self.rules]
+    quiet: bool = flag("--quiet", "-q", kind=Kind.BOOL, default=False,
+                       doc="No summary on stderr.")
 
 
 @dataclass(frozen=True)
@@ -250,76 +269,51 @@ def _skew(text: str) -> int | None:
 
 
 @dataclass(frozen=True)
-class ReplayFlags:
+class ReplayFlags(EventFlags):
     """``cep replay``'s flags as given, each declared once (:func:`cep.settings.flag`);
     ``None`` (or ``()``): not given.  :func:`resolve_replay` checks and merges them."""
 
-    rule_paths: tuple[str, ...] = flag(kind=Kind.LIST, metavar="[PATHS]...",
-                                       doc="Rule files or directories (as --rules).")
-    rules: tuple[str, ...] = flag("--rules", "-r", kind=Kind.LIST,
-                                  doc="Rule files or directories; repeatable.")
     compare: tuple[str, str] | None = flag(
-        "--compare", kind=Kind.PAIR, metavar="OLD NEW",
+        "--compare", kind=Kind.PAIR, metavar="OLD NEW", panel=P.RULES,
         doc="Backtest: OLD and NEW rule paths over the same history.")
-    inputs: tuple[str, ...] = flag("--input", "-i", kind=Kind.LIST,
-                                   doc="Event files, read in order as one source; repeatable.")
-    topics: tuple[str, ...] = flag("--topic", "-t", kind=Kind.LIST,
-                                   doc="Kafka topic to replay; repeatable.")
-    bootstrap: str | None = flag("--bootstrap", kind=Kind.TEXT,
-                                 doc="Kafka bootstrap servers (HOST:PORT,…).")
-    config: str | None = flag("--config", "-c", kind=Kind.TEXT,
-                              doc="A cep.toml: its Kafka settings and Kafka sources.")
-    from_time: str | None = flag("--from", kind=Kind.TEXT,
-                                 doc="First message timestamp: ISO-8601 or epoch ms.")
-    to_time: str | None = flag("--to", kind=Kind.TEXT,
-                               doc="Stop before this message timestamp: ISO-8601 or epoch ms.")
-    from_offset: str | None = flag("--from-offset", kind=Kind.TEXT,
-                                   doc="First offset: N (all partitions) or P:N,P:N.")
-    to_offset: str | None = flag("--to-offset", kind=Kind.TEXT,
-                                 doc="End offset (exclusive): N or P:N,P:N.")
-    output: str | None = flag("--output", "-o", kind=Kind.TEXT,
-                              doc="Alerts as JSON lines to this file (- is stdout).")
-    output_topic: str | None = flag("--output-topic", kind=Kind.TEXT,
-                                    doc="Alerts to this Kafka topic instead.")
-    late: str | None = flag("--late", kind=Kind.TEXT, doc="Late events to this file.")
-    dead_letter: str | None = flag("--dead-letter", kind=Kind.TEXT,
-                                   doc="Undecodable inputs to this file.")
     input_format: str | None = flag(
         "--input-format", like=(SourceConfig, "format"), choices=("json", "csv", "msgpack"),
-        doc="json or csv (files; gzip, bz2 and zstd files are read as they are), msgpack "
-            "(Kafka).")
-    old_format: str | None = flag("--format", kind=Kind.TEXT, hidden=True,
-                                  doc="Deprecated: --input-format.")
-    columns: str | None = flag("--columns", kind=Kind.TEXT, doc=(
-        "Column names of a headerless CSV, comma-separated (implies csv)."))
-    event_time: str | None = flag("--event-time", like=(SourceConfig, "event_time"))
-    time_unit: str | None = flag("--time-unit", like=(SourceConfig, "event_time_unit"))
-    time_format: str | None = flag("--time-format", kind=Kind.TEXT, doc=_TIME_FORMAT_HELP)
-    max_out_of_orderness: str | None = flag(
-        "--max-out-of-orderness", like=(SourceConfig, "max_out_of_orderness_ms"),
-        metavar="DURATION", doc="Allowed disorder of the files (e.g. 0s, 5m).")
-    max_future_skew: str | None = flag(
-        "--max-future-skew", like=(StateConfig, "max_future_skew_ms"), metavar="DURATION",
-        doc=_SKEW_HELP)
+        panel=P.INPUT, doc="json or csv (files; gzip, bz2 and zstd files are read as they "
+        "are), msgpack (Kafka).")
+    inputs: tuple[str, ...] = flag("--input", "-i", kind=Kind.LIST, panel=P.INPUT,
+                                   doc="Event files, read in order as one source; repeatable.")
+    topics: tuple[str, ...] = flag("--topic", "-t", kind=Kind.LIST, panel=P.INPUT,
+                                   doc="Kafka topic to replay; repeatable.")
+    bootstrap: str | None = flag("--bootstrap", kind=Kind.TEXT, panel=P.INPUT,
+                                 doc="Kafka bootstrap servers (HOST:PORT,…).")
+    from_time: str | None = flag("--from", kind=Kind.TEXT, panel=P.INPUT,
+                                 doc="First message timestamp: ISO-8601 or epoch ms.")
+    to_time: str | None = flag("--to", kind=Kind.TEXT, panel=P.INPUT,
+                               doc="Stop before this message timestamp: ISO-8601 or epoch ms.")
+    from_offset: str | None = flag("--from-offset", kind=Kind.TEXT, panel=P.INPUT,
+                                   doc="First offset: N (all partitions) or P:N,P:N.")
+    to_offset: str | None = flag("--to-offset", kind=Kind.TEXT, panel=P.INPUT,
+                                 doc="End offset (exclusive): N or P:N,P:N.")
     source: str | None = flag("--source", kind=Kind.TEXT, shown="input, or the topic",
-                              doc="Source name for rules' `from`.")
-    keep_open: bool = flag("--keep-open", kind=Kind.BOOL, default=False,
+                              panel=P.INPUT, doc="Source name for rules' `from`.")
+    output: str | None = flag("--output", "-o", kind=Kind.TEXT, panel=P.OUTPUT,
+                              doc="Alerts as JSON lines to this file (- is stdout).")
+    output_topic: str | None = flag("--output-topic", kind=Kind.TEXT, panel=P.OUTPUT,
+                                    doc="Alerts to this Kafka topic instead.")
+    keep_open: bool = flag("--keep-open", kind=Kind.BOOL, default=False, panel=P.OUTPUT,
                            doc="Do not close pending windows at the end of the range.")
+    report: str | None = flag("--report", kind=Kind.TEXT, panel=P.OUTPUT,
+                              doc="Write the summary (and backtest diff) as JSON here.")
     max_events_per_match: int | None = flag(
-        "--max-events-per-match", like=(StateConfig, "max_events_per_match"),
+        "--max-events-per-match", like=(StateConfig, "max_events_per_match"), panel=P.LIMITS,
         doc="The most events an alert's match shows; a longer match is cut down, with "
             "events_omitted (not in a backtest).")
-    report: str | None = flag("--report", kind=Kind.TEXT,
-                              doc="Write the summary (and backtest diff) as JSON here.")
+    config: str | None = flag("--config", "-c", kind=Kind.TEXT,
+                              doc="A cep.toml: its Kafka settings and Kafka sources.")
     progress: bool | None = flag("--progress/--no-progress", kind=Kind.BOOL,
                                  doc="Progress bar (default: on a terminal).")
     quiet: bool = flag("--quiet", "-q", kind=Kind.BOOL, default=False,
                        doc="No summary table.")
-    sigma_pipelines: tuple[str, ...] = flag(
-        "--sigma-pipeline", like=(RulesConfig, "sigma_pipelines"),
-        doc="pySigma processing pipeline for the Sigma rules (.yml): a shipped name "
-            "(windows-xml, windows-flat, winlogbeat) or a pipeline file; repeatable, applied "
-            "in order (default: the config's [rules] sigma_pipelines).")
 
 
 @dataclass(frozen=True)
@@ -492,37 +486,31 @@ def parse_offsets(text: str) -> int | dict[int, int]:
 
 
 @dataclass(frozen=True)
-class ExplainFlags:
+class ExplainFlags(RuleFlags):
     """``cep explain``'s flags as given, each declared once (:func:`cep.settings.flag`)."""
 
-    rule_paths: tuple[str, ...] = flag(kind=Kind.LIST, metavar="[PATHS]...",
-                                       doc="Rule files or directories.")
-    rules: tuple[str, ...] = flag("--rules", "-r", kind=Kind.LIST,
-                                  doc="Rule files or directories, as PATHS; repeatable.")
-    rule: str | None = flag("--rule", kind=Kind.TEXT, doc="Only this rule.")
+    rule: str | None = flag("--rule", kind=Kind.TEXT, doc="Only this rule.", panel=P.RULES)
     output_format: str = flag("--output-format", "--format", kind=Kind.CHOICE,
                               choices=("text", "dot", "png", "svg"), default="text",
+                              panel=P.OUTPUT,
                               doc="text, dot (Graphviz source), png or svg (need Graphviz).")
-    output: str | None = flag("--output", "-o", kind=Kind.TEXT,
+    output: str | None = flag("--output", "-o", kind=Kind.TEXT, panel=P.OUTPUT,
                               doc="Write to this file instead of standard output.")
-    states: bool = flag("--states", kind=Kind.BOOL, default=False,
+    states: bool = flag("--states", kind=Kind.BOOL, default=False, panel=P.OUTPUT,
                         doc="Draw the compiled NFA's states, not one node per stage.")
-    trace: str | None = flag("--trace", kind=Kind.TEXT, metavar="RULE", doc=(
+    trace: str | None = flag("--trace", kind=Kind.TEXT, metavar="RULE", panel=P.OUTPUT, doc=(
         "Trace this rule over --input for one --key: every event's fate."))
-    keys: tuple[str, ...] = flag("--key", kind=Kind.LIST,
+    keys: tuple[str, ...] = flag("--key", kind=Kind.LIST, panel=P.OUTPUT,
                                  doc="FIELD=VALUE of the traced key, one per key field.")
-    input_path: str | None = flag("--input", "-i", kind=Kind.TEXT,
+    input_path: str | None = flag("--input", "-i", kind=Kind.TEXT, panel=P.INPUT,
                                   doc="Events to trace (JSON lines; compressed files too).")
     max_out_of_orderness: str | None = flag(
         "--max-out-of-orderness", like=(SourceConfig, "max_out_of_orderness_ms"),
-        metavar="DURATION", doc="As for cep run.")
-    event_time: str | None = flag("--event-time", like=(SourceConfig, "event_time"))
-    time_unit: str | None = flag("--time-unit", like=(SourceConfig, "event_time_unit"))
-
-    @property
-    def all_rules(self) -> list[str]:
-        """Rule paths given as arguments and with ``--rules``, in that order."""
-        return [*self.rule_paths, *self.rules]
+        metavar="DURATION", doc="As for cep run.", panel=P.EVENT_TIME)
+    event_time: str | None = flag("--event-time", like=(SourceConfig, "event_time"),
+                                  panel=P.EVENT_TIME)
+    time_unit: str | None = flag("--time-unit", like=(SourceConfig, "event_time_unit"),
+                                 panel=P.EVENT_TIME)
 
     def trace_time(self) -> tuple[TimeSpec, int]:
         """The traced input's event time and its out-of-orderness (ms).

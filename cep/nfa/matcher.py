@@ -35,8 +35,10 @@ compact form (:class:`cep.event.HeldEvent`) by whoever keeps the key.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from cep.nfa.cohorts import evict_cohorts
 from cep.nfa.heap import JavaHeap, heapify
@@ -57,7 +59,7 @@ __all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "starte
            "single_event_stage",
            "process", "advance_time", "expire_silently", "is_idle", "next_deadline",
            "kept_step", "kept_events_step", "kept_events_state",
-           "KEPT", "DROPPED", "STARTED"]
+           "Kept"]
 
 _INF = float("inf")
 START_CK = (_INF, _INF)
@@ -233,17 +235,18 @@ def start_shortcut(nfa: NFA) -> Shortcut | None:
 
 def _waits(nfa: NFA, target: State, pre: Any) -> Waits | None:
     """The ``waits`` of :func:`start_shortcut` for ``target``, or ``None``."""
-    rows, has_proceed = target.plan or _plan(target)
-    takes = [r for r in rows if r[0] == TAKE]
-    ignores = [r for r in rows if r[0] == IGNORE]
+    plan = target.plan or _plan(target)
+    rows, has_proceed = plan.rows, plan.has_proceed
+    takes = [r for r in rows if r.action == TAKE]
+    ignores = [r for r in rows if r.action == IGNORE]
     if has_proceed or len(takes) != 1 or len(ignores) + 1 != len(rows) or len(ignores) > 1:
         return None
     take = takes[0]
-    if take[2] is None or take[4] != FINAL or take[5]:
+    if take.fn is None or take.kind != FINAL or take.proceeds:
         return None
-    if ignores and (ignores[0][1] is not target or ignores[0][6] is not take[2]):
+    if ignores and (ignores[0].target is not target or ignores[0].inner is not take.fn):
         return None  # (not an IGNORE back to the target on ``not take``)
-    return take[2], take[3], None if pre.always else pre.fn, bool(ignores), nfa.reads_partial
+    return take.fn, take.stage, None if pre.always else pre.fn, bool(ignores), nfa.reads_partial
 
 
 def started_key_state(nfa: NFA, shortcut: Shortcut, ev: Any) -> KeyState:
@@ -256,27 +259,32 @@ def started_key_state(nfa: NFA, shortcut: Shortcut, ev: Any) -> KeyState:
                      _start_computation(nfa)), NO_COMPLETED, ts)
 
 
-KEPT = 0
-""":func:`kept_step`'s and :func:`kept_events_step`'s answer when the event leaves the key as
-it was."""
-DROPPED = 1
-""":func:`kept_step`'s answer when the key's one partial match is discarded (the key is idle)."""
-STARTED = 2
-""":func:`kept_step`'s answer when the event starts a second partial match while the kept one
-waits: the key's partial matches are then those of its two events, the kept one first."""
+class Kept(enum.Enum):
+    """What :func:`kept_step` (and, ``KEPT`` only, :func:`kept_events_step`) decided, other
+    than a completed match."""
+
+    KEPT = "kept"
+    """The event leaves the key as it was."""
+    DROPPED = "dropped"
+    """The key's one partial match is discarded (the key is idle)."""
+    STARTED = "started"
+    """The event starts a second partial match while the kept one waits: the key's partial
+    matches are then those of its two events, the kept one first."""
 
 
-def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
+
+def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any
+              ) -> Kept | PartialMatchNode | None:
     """:func:`process` for a key whose state is its start computation and one partial match
     that took ``kept`` alone, waiting in the :func:`start_shortcut`'s target (a key kept as
     its event alone), when that takes no lists or heaps.  ``ev`` (``ev.ts`` ms, ``ev.seq``)
     either starts no partial match and leaves the partial match where it waits
-    (:data:`KEPT`), discards it (:data:`DROPPED`: no edge holds), or completes it on a TAKE
-    to FINAL (the match's :class:`PartialMatchNode`; the key is then idle: with nothing else
-    alive every skip strategy releases the match at once and prunes nothing); or it starts a
-    partial match while the kept one waits (:data:`STARTED`; ``ev`` comes after ``kept`` in
-    start order — else ``None``).  ``None`` when the general step must decide.  The caller
-    checks that ``ev`` is inside the partial match's window."""
+    (:attr:`Kept.KEPT`), discards it (:attr:`Kept.DROPPED`: no edge holds), or completes it
+    on a TAKE to FINAL (the match's :class:`PartialMatchNode`; the key is then idle: with
+    nothing else alive every skip strategy releases the match at once and prunes nothing);
+    or it starts a partial match while the kept one waits (:attr:`Kept.STARTED`; ``ev``
+    comes after ``kept`` in start order — else ``None``).  ``None`` when the general step
+    must decide.  The caller checks that ``ev`` is inside the partial match's window."""
     target, stage, _, waits = shortcut
     node = PartialMatchNode(stage, kept, None)
     if waits is not None:  # (one test of the target's guard decides)
@@ -285,37 +293,37 @@ def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
         if take(ev, node if reads else None):
             return None if starts else PartialMatchNode(take_stage, ev, node)
         if not ignores:
-            return None if starts else DROPPED
+            return None if starts else Kept.DROPPED
         if not starts:
-            return KEPT
+            return Kept.KEPT
         if ev.ts > kept.ts or (ev.ts == kept.ts and ev.seq > kept.seq):
-            return STARTED
+            return Kept.STARTED
         return None
-    rows, has_proceed = target.plan or _plan(target)
-    edges = _edges(rows, has_proceed, ev, node)  # (the partial match first, as process)
+    edges = _edges(target.plan or _plan(target), ev, node)  # (the partial match first)
     start = nfa.start
-    srows, sproceed = start.plan or _plan(start)
     starts = False
-    for e in _edges(srows, sproceed, ev, None):
-        if e[0] != IGNORE:
+    for e in _edges(start.plan or _plan(start), ev, None):
+        if e.action != IGNORE:
             starts = True  # (the shortcut's one TAKE: to the target, stage ``stage``)
             break
     if not edges:
-        return None if starts else DROPPED
+        return None if starts else Kept.DROPPED
     if len(edges) == 1:
-        action, to, _fn, to_stage, kind, proceeds, _inner = edges[0]
-        if action == IGNORE:
+        e = edges[0]
+        to, to_stage, kind, proceeds = e.target, e.stage, e.kind, e.proceeds
+        if e.action == IGNORE:
             if to is target and kind != FINAL and kind != STOP:
                 if not starts:
-                    return KEPT
+                    return Kept.KEPT
                 if ev.ts > kept.ts or (ev.ts == kept.ts and ev.seq > kept.seq):
-                    return STARTED
+                    return Kept.STARTED
         elif kind == FINAL and not proceeds and not starts:
             return PartialMatchNode(to_stage, ev, node)
     return None
 
 
-def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any) -> Any:
+def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any
+                     ) -> Literal[Kept.KEPT] | tuple[list[Any], list[PartialMatchNode]] | None:
     """:func:`process` for a key whose state is its start computation and partial matches
     that each took one event of ``kept`` alone (in start order: ``(ts, seq)`` ascending), all
     waiting in the :func:`start_shortcut`'s target, for an automaton without a skip strategy
@@ -323,7 +331,7 @@ def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any)
 
     Each partial match is left where it waits, discarded (no edge holds) or completed on a
     TAKE to FINAL, and ``ev`` (``ev.ts`` ms, ``ev.seq``) may start a partial match after them.
-    Returns :data:`KEPT` when nothing changes, else ``(left, matches)``: the events whose
+    Returns :attr:`Kept.KEPT` when nothing changes, else ``(left, matches)``: the events whose
     partial matches still wait (``ev`` last when it started one; empty when the key is idle)
     and the matches' :class:`PartialMatchNode` in emission order.  ``None`` when the general
     step must decide: another way out of the target (a PROCEED, a branch, a STOP), or ``ev``
@@ -363,7 +371,7 @@ def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any)
             left = list(kept)
         left.append(ev)
     if left is None:
-        return KEPT
+        return Kept.KEPT
     return left, matches
 
 
@@ -373,17 +381,18 @@ def _kept_events_edges(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: An
     ``waits``): ``(left or None when none has gone, matches, whether ev starts)``, or
     ``(None, [], None)`` when the general step must decide."""
     target, stage, _, _ = shortcut
-    rows, has_proceed = target.plan or _plan(target)
+    plan = target.plan or _plan(target)
     left: list[Any] | None = None
     matches: list[PartialMatchNode] = []
     for i, e in enumerate(kept):
         node = PartialMatchNode(stage, e, None)
-        edges = _edges(rows, has_proceed, ev, node)
+        edges = _edges(plan, ev, node)
         if edges:
             if len(edges) != 1:
                 return None, [], None
-            action, to, _fn, to_stage, kind, proceeds, _inner = edges[0]
-            if action == IGNORE:
+            row = edges[0]
+            to, to_stage, kind, proceeds = row.target, row.stage, row.kind, row.proceeds
+            if row.action == IGNORE:
                 if to is not target or kind == FINAL or kind == STOP:
                     return None, [], None
                 if left is not None:
@@ -395,9 +404,8 @@ def _kept_events_edges(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: An
         if left is None:  # (discarded or completed)
             left = list(kept[:i])
     start = nfa.start
-    srows, sproceed = start.plan or _plan(start)
     # (the shortcut's one TAKE: to the target, stage ``stage``)
-    starts = any(e[0] != IGNORE for e in _edges(srows, sproceed, ev, None))
+    starts = any(r.action != IGNORE for r in _edges(start.plan or _plan(start), ev, None))
     return left, matches, starts
 
 
@@ -445,39 +453,61 @@ def next_deadline(nfa: NFA, ks: KeyState) -> float:
     return best
 
 
-# Per state, its transitions as plain tuples for the matching step (see ``_plan``):
-# ``(action, target, fn or None when always true, stage of the source, target kind,
-# whether the target has PROCEED edges, inner fn when the guard is ``not inner``)``.  Kept
-# on the state itself (``State.plan``); a state is immutable once its NFA is built.
-_Row = tuple[int, State, Any, str, int, bool, Any]
-_Plan = tuple[_Row, ...]
-def _plan(state: State) -> tuple[_Plan, bool]:
-    """``(transitions, has_proceed)`` of ``state`` for :func:`process`."""
-    got: tuple[_Plan, bool] | None = state.plan
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One transition of a state as the matching step reads it (see :func:`_plan`): its
+    ``action`` (TAKE, IGNORE, PROCEED), ``target`` state, guard ``fn`` (``None``: always
+    true), the ``stage`` of its source, the target's ``kind``, whether the target has PROCEED
+    edges (``proceeds``) and, when the guard is ``not inner``, ``inner`` (else ``None``).
+    Slotted: reading an attribute costs what indexing a tuple does."""
+
+    action: int
+    target: State
+    fn: Callable[[Any, PartialMatchNode | None], Any] | None
+    stage: str
+    kind: int
+    proceeds: bool
+    inner: Callable[[Any, PartialMatchNode | None], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A state's transitions for the matching step (``rows``, in the state's order) and
+    whether one of them is a PROCEED.  Kept on the state itself (``State.plan``); a state is
+    immutable once its NFA is built."""
+
+    rows: tuple[_Row, ...]
+    has_proceed: bool
+
+
+def _plan(state: State) -> _Plan:
+    """The :class:`_Plan` of ``state`` for :func:`process` (made once, then kept on it)."""
+    got: _Plan | None = state.plan
     if got is None:
         rows = tuple(
-            (t.action, t.target, None if t.cond.always else t.cond.fn, t.source.stage,
-             t.target.kind, any(u.action == PROCEED for u in t.target.transitions),
-             None if t.cond.always or t.cond.negates is None else t.cond.negates.fn)
+            _Row(t.action, t.target, None if t.cond.always else t.cond.fn, t.source.stage,
+                 t.target.kind, any(u.action == PROCEED for u in t.target.transitions),
+                 None if t.cond.always or t.cond.negates is None else t.cond.negates.fn)
             for t in state.transitions
         )
-        got = state.plan = (rows, any(r[0] == PROCEED for r in rows))
+        got = state.plan = _Plan(rows, any(r.action == PROCEED for r in rows))
     return got
 
 
-def _edges(rows: _Plan, has_proceed: bool, ev: Any, pm: PartialMatchNode | None) -> list[_Row]:
+def _edges(plan: _Plan, ev: Any, pm: PartialMatchNode | None) -> list[_Row]:
     """The TAKE and IGNORE rows whose guards hold, PROCEED edges followed (Flink's decision
     graph).  A guard ``not c`` right after ``c`` reuses ``c``'s result: both read the same
     event and partial match."""
     edges: list[_Row] = []
     last_fn: Any = None
     last = False
-    todo = [rows]
+    has_proceed = plan.has_proceed
+    todo = [plan.rows]
     while todo:
         for row in todo.pop():
-            fn = row[2]
+            fn = row.fn
             if fn is not None:
-                inner = row[6]
+                inner = row.inner
                 if inner is not None:
                     if inner is not last_fn:
                         last = inner(ev, pm)
@@ -492,9 +522,9 @@ def _edges(rows: _Plan, has_proceed: bool, ev: Any, pm: PartialMatchNode | None)
                     last_fn = fn
                     if not last:
                         continue
-            if row[0] == PROCEED:
+            if row.action == PROCEED:
                 if has_proceed:
-                    todo.append(_plan(row[1])[0])
+                    todo.append(_plan(row.target).rows)
             else:
                 edges.append(row)
     return edges
@@ -537,8 +567,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
         elif state is last_state:
             edges = last_edges
         elif state.reads_partial or not many:
-            rows, has_proceed = state.plan or _plan(state)
-            edges = _edges(rows, has_proceed, ev, pm)
+            edges = _edges(state.plan or _plan(state), ev, pm)
         else:
             if known is None:
                 known = {}
@@ -546,8 +575,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
             else:
                 got = known.get(state)
             if got is None:
-                rows, has_proceed = state.plan or _plan(state)
-                got = known[state] = _edges(rows, has_proceed, ev, None)
+                got = known[state] = _edges(state.plan or _plan(state), ev, None)
             edges = last_edges = got
             last_state = state
         is_start = cs.ck is START_CK
@@ -561,30 +589,30 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
         if na is None:
             if is_start:
                 for e in edges:
-                    if e[0] != IGNORE:
+                    if e.action != IGNORE:
                         break
                 else:
                     continue  # the start computation never ignores: unchanged
                 if len(old) == 1 and len(edges) == 1 and not ks.completed.a:
-                    _, target, _fn, stage, kind, proceeds, _inner = edges[0]
-                    if kind != FINAL and kind != STOP and not proceeds:
+                    e = edges[0]
+                    kind = e.kind
+                    if kind != FINAL and kind != STOP and not e.proceeds:
                         # a key with only the start computation takes the event on one edge
                         # to a waiting state: what the loop below makes, without its lists
-                        ks.a = (Computation(target, PartialMatchNode(stage, ev, None),
+                        ks.a = (Computation(e.target, PartialMatchNode(e.stage, ev, None),
                                             (ts, ev.seq)), cs)
                         return []
             elif len(edges) == 1:
                 e = edges[0]
-                if e[0] == IGNORE:
-                    if e[1] is state and e[4] != FINAL and e[4] != STOP:
+                if e.action == IGNORE:
+                    if e.target is state and e.kind != FINAL and e.kind != STOP:
                         continue  # ignored where it waits: unchanged
-                elif e[4] == FINAL and not e[5] and len(old) == 2 and not ks.completed.a:
+                elif e.kind == FINAL and not e.proceeds and len(old) == 2 and not ks.completed.a:
                     start = old[1]  # (a heap of two: the partial match is the root)
                     if start.ck is START_CK:
-                        srows, sproceed = start.state.plan or _plan(start.state)
-                        ahead = _edges(srows, sproceed, ev, None)
+                        ahead = _edges(start.state.plan or _plan(start.state), ev, None)
                         for e2 in ahead:
-                            if e2[0] != IGNORE:
+                            if e2.action != IGNORE:
                                 break
                         else:
                             # the key's one partial match completes and the event starts
@@ -592,10 +620,10 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                             # lists and heaps (with nothing else alive, every skip strategy
                             # releases the match at once and prunes nothing)
                             ks.a = (start,)
-                            return [PartialMatchNode(e[3], ev, pm)]
+                            return [PartialMatchNode(e.stage, ev, pm)]
         elif len(edges) == 1 and not is_start:
             e = edges[0]
-            if e[0] == IGNORE and e[1] is state and e[4] != FINAL and e[4] != STOP:
+            if e.action == IGNORE and e.target is state and e.kind != FINAL and e.kind != STOP:
                 # ignored where it waits, after a change: re-offered as it is (the loop
                 # below without its list; Java's siftUp, inline)
                 k = len(na)
@@ -612,10 +640,12 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 continue
         retain: list[Computation] = []
         discard = False
-        for action, target, _fn, stage, kind, proceeds, _inner in edges:
-            take = action != IGNORE
+        for e in edges:
+            target = e.target
+            kind = e.kind
+            take = e.action != IGNORE
             if take:
-                node = PartialMatchNode(stage, ev, pm)
+                node = PartialMatchNode(e.stage, ev, pm)
                 ck = (ts, ev.seq) if is_start else cs.ck
                 nxt = Computation(target, node, ck)
             elif is_start:
@@ -631,7 +661,7 @@ def process(nfa: NFA, ks: KeyState, ev: Any) -> list[PartialMatchNode]:
                 retain.append(nxt)
                 if target.absorbing and nxt is not cs:
                     absorbed = True
-            if take and proceeds:
+            if take and e.proceeds:
                 if target.reads_partial:
                     final = _final_after_proceed(target, ev, pm)
                 else:  # (its outcome depends on the event alone: once per target)

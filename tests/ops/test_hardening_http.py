@@ -295,11 +295,20 @@ def test_stopping_while_reloads_wait_for_the_pipeline_ends_at_once(tmp_path: Pat
         conn.request("POST", "/-/reload")
         answers.append(conn.getresponse().status)
 
+    tickets: list[int] = []
+    request = ops.reloader.request
+
+    def counted(reason: str) -> int:  # each client's request, once the server has taken it
+        tickets.append(request(reason))
+        return tickets[-1]
+
+    ops.reloader.request = counted  # type: ignore[method-assign]
     clients = [threading.Thread(target=post) for _ in range(4)]
     for c in clients:
         c.start()
-    wait_for(lambda: ops.reloader is not None and ops.reloader.control.pending, 10,
-             "a reload waiting for the pipeline")
+    wait_for(lambda: len(tickets) == 4 and ops.reloader is not None
+             and ops.reloader.control.pending, 10,
+             "four requests taken and a reload waiting for the pipeline")
     started = time.monotonic()
     ops.stop()
     for c in clients:
