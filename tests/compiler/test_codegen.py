@@ -22,7 +22,7 @@ from cep.compiler.codegen import (
     key_names,
     source_of,
 )
-from cep.event import Event
+from cep.event import Event, HeldEvent, hold
 from cep.lang import ast
 from cep.nfa.pattern import PartialMatchNode
 
@@ -1045,3 +1045,16 @@ def test_affix_tests_of_one_subject_are_one_call() -> None:
     src = source_of(compile_condition(chained, StageScope(), "x"))
     assert src.count(".endswith(") == 1 and src.count(".lower()") == 1
     assert compile_condition(chained, StageScope(), "x").fn(ev({"Image": "C:\\B.EXE"}), None)
+
+
+def test_text_of_this_is_built_once_per_event() -> None:
+    # keyword searches of several rules over one event join its strings once (Event.text)
+    words = compile_condition(b("matches", call("text", f("this")), "(?i)kiwi"), StageScope(),
+                              "x").fn
+    one, two = ev({"a": "gentilKiwi", "b": ["x"]}), ev({"a": "other"})
+    assert words(one, None) and not words(two, None)
+    assert one.text == "gentilKiwi\nx" and two.text == "other"
+    one.data["a"] = "changed"  # (events are not changed once decoded: the text stays)
+    assert words(one, None)
+    held = hold(ev({"a": "kiwi"}))  # an event kept as its JSON text: read, not kept
+    assert isinstance(held, HeldEvent) and words(held, None)
