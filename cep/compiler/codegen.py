@@ -216,6 +216,36 @@ class _Gen:
         self.iterative = False
         self.uses_data = False
         self.uses_ev = False
+        self.shared: dict[tuple[str, ...], str | None] = {}
+        """Fields of the event under test whose ``lower(…)`` the expression reads more than
+        once, with the temporary that holds it once computed (:meth:`share_lowered`)."""
+        self.prelude: list[tuple[str, str]] = []
+        """``(temporary, code)`` computed before the expression, in order."""
+
+    def share_lowered(self, expr: ast.Expr) -> None:
+        """Compute each ``lower(field)`` of the event under test that ``expr`` reads twice
+        or more once, before the expression (a Sigma rule tests one field against many
+        values; ``lower`` is pure and never raises)."""
+        seen: dict[tuple[str, ...], int] = {}
+        for node in ast.walk(expr):
+            if (isinstance(node, ast.Call) and node.func == "lower" and len(node.args) == 1
+                    and isinstance(node.args[0], ast.Path)):
+                parts = self.data_parts(node.args[0])
+                if parts is not None:
+                    seen[parts] = seen.get(parts, 0) + 1
+        self.shared = {parts: None for parts, n in seen.items() if n > 1}
+
+    def data_parts(self, e: ast.Path) -> tuple[str, ...] | None:
+        """The field path of the event under test that ``e`` reads, or ``None`` (a stage's
+        field, ``ts``)."""
+        parts = tuple(e.parts)
+        if not parts or parts[0] in self.scope:
+            return None
+        if parts[0] == "this":
+            parts = parts[1:]
+        if not parts or parts == rt.TS or not all(type(p) is str for p in parts):
+            return None
+        return parts
 
     # -- naming
 
@@ -692,6 +722,16 @@ class _Gen:
             if all(a.is_lit for a in args):
                 fn = rt.HELPERS[_FUNC_HELPER[f]]
                 return self.literal(fn(*(a.lit for a in args)), e.span)
+            if f == "lower" and self.shared and isinstance(e.args[0], ast.Path):
+                field = self.data_parts(e.args[0])
+                if field is not None and field in self.shared:
+                    name = self.shared[field]
+                    if name is None:
+                        t = self.tmp()
+                        name = self.shared[field] = self.tmp()
+                        self.prelude.append((name, f"({t}.lower() if _type({t} := "
+                                                   f"{args[0].code}) is _str else None)"))
+                    return _Code(name, "str?")
             if f in ("lower", "upper"):
                 t = self.tmp()
                 return _Code(f"({t}.{f}() if _type({t} := {args[0].code}) is _str else None)",
@@ -738,6 +778,8 @@ def _build(gen: _Gen, name: str, params: str, body: str) -> GeneratedCode:
         lines.append("    ev = _match_latest(m)")
     if gen.uses_data:
         lines.append("    _d = ev.data")
+    if gen.prelude:  # (each ``(x := …) or True`` is true: the expression's value follows)
+        body = "".join(f"(({n} := {c}) or True) and " for n, c in gen.prelude) + f"({body})"
     lines.append(f"    return {body}")
     source = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = {"__builtins__": {}}
@@ -781,6 +823,7 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str) -> Conditi
         CompileError: see the module docstring.
     """
     gen = _Gen("cond", stages)
+    gen.share_lowered(expr)
     body = gen.truth(_expr(gen, expr))
     code = replace(_build(gen, "_cond", "ev, pm", body.code), ast=expr,
                    scope=tuple(stages.names), eq_guard=eq_guard(expr, stages))
@@ -886,7 +929,15 @@ def compile_emit(fields: Sequence[tuple[str, ast.Expr]], stages: StageScope) -> 
     gen = _Gen("emit", stages)
     entries = []
     for name, expr in fields:
-        value = _expr(gen, expr)
+        if (isinstance(expr, ast.ListLit) and expr.items
+                and all(isinstance(i, ast.Lit) and type(i.value) in (str, int, float)
+                        and (type(i.value) is not float or math.isfinite(i.value))
+                        for i in expr.items)):
+            # a list of literals (a Sigma rule's tags, references): one constant tuple,
+            # made a new list for each alert by _json, not source to compile
+            value = _Code(gen.const(tuple(i.value for i in expr.items)))  # type: ignore[union-attr]
+        else:
+            value = _expr(gen, expr)
         entries.append(f"{gen.name(name, ast.NOWHERE)}: _json({value.code})")
     body = "{" + ", ".join(entries) + "}"
     return _build(gen, "_emit", "m", body)
