@@ -1058,3 +1058,14 @@ def test_text_of_this_is_built_once_per_event() -> None:
     assert words(one, None)
     held = hold(ev({"a": "kiwi"}))  # an event kept as its JSON text: read, not kept
     assert isinstance(held, HeldEvent) and words(held, None)
+
+
+def test_a_field_lowered_twice_is_lowered_once() -> None:
+    lowered = call("lower", f("this", "CommandLine"))
+    cond = b("and", b("contains", lowered, " -enc "),
+             b("or", b("==", lowered, "x"), b("contains", call("lower", f("Image")), "ps")))
+    compiled = compile_condition(cond, StageScope(), "x")
+    assert source_of(compiled).count(".lower()") == 2  # CommandLine once, Image once
+    assert compiled.fn(ev({"CommandLine": "PS -ENC abc", "Image": "PS.exe"}), None)
+    assert not compiled.fn(ev({"CommandLine": "PS -ENC abc", "Image": 3}), None)
+    assert not compiled.fn(ev({"Image": "ps"}), None)
