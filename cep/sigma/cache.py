@@ -5,10 +5,7 @@ Loading SigmaHQ's 2,407 Windows rules spends most of its time in PyYAML, in pySi
 parse and in :mod:`cep.sigma.detection`; the engine rules that come out of one file depend
 only on that file's name and text, on the processing pipelines applied, and on the code
 that compiled them.  So each Sigma file whose rules compiled (some perhaps left out with a
-warning) is kept, pickled, as a :class:`CompiledSigmaFile` in the user's private cache
-directory (``$XDG_CACHE_HOME/cep/sigma`` or ``~/.cache/cep/sigma``; the directory and its
-checks are :mod:`cep.lang.cache_dir`'s, as for parsed ``.cep`` files,
-:mod:`cep.lang.parse_cache`) under a hash of:
+warning) is kept as a :class:`CompiledSigmaFile` under a hash of:
 
 * the file's name and text, and the pipelines' key
   (:func:`cep.sigma.pipelines.load_keyed_pipeline`: the text of every pipeline file, in
@@ -17,8 +14,15 @@ checks are :mod:`cep.lang.cache_dir`'s, as for parsed ``.cep`` files,
   of the diagnostics and of the runtime's regexes, the versions of pySigma, PyYAML and
   google-re2 (which regexes are accepted), and Python's.
 
-At most :data:`MAX_ENTRIES` files are kept (the least recently written go first, pruned
-once per load).  Any problem with the cache only means compiling again;
+The compiled files of one load are kept together, pickled, as one *bundle* (a
+:class:`CompiledSigmaBundle`, a file of the user's private cache directory
+``$XDG_CACHE_HOME/cep/sigma`` or ``~/.cache/cep/sigma``; the directory and its checks are
+:mod:`cep.lang.cache_dir`'s, as for parsed ``.cep`` files, :mod:`cep.lang.parse_cache`) named
+by the list of the load's file paths, the pipelines' key and the engine's version: one file
+to read and one to write per load (creating thousands of small files took a second on its
+own), and a load whose files changed finds the others' in the same bundle, which is then
+written again.  At most :data:`MAX_ENTRIES` bundles are kept (the least recently written go
+first).  Any problem with the cache only means compiling again;
 ``CEP_NO_GRAMMAR_CACHE`` turns it off with the other caches.  An entry is never code the
 rule text chose: it is read only from a directory verified on this very call, and only a
 :class:`CompiledSigmaFile` is accepted from it.
@@ -38,11 +42,11 @@ from cep.diagnostics import Diagnostic
 from cep.lang import ast
 from cep.lang.cache_dir import CacheDir, base_directory
 
-__all__ = ["CACHE_PARTS", "CompiledSigmaFile", "MAX_ENTRIES", "entry_name", "read_entry",
-           "write_entry"]
+__all__ = ["CACHE_PARTS", "CompiledSigmaBundle", "CompiledSigmaFile", "MAX_ENTRIES",
+           "bundle_name", "entry_key", "fits", "read_bundle", "write_bundle"]
 
-MAX_ENTRIES = 8192
-"""Most compiled Sigma files kept (SigmaHQ publishes about 3,800 rules)."""
+MAX_ENTRIES = 32
+"""Most bundles kept (one per set of Sigma files loaded)."""
 
 CACHE_PARTS = ("sigma",)
 """The cache's sub-directory under the user's cache directory."""
@@ -67,6 +71,13 @@ class CompiledSigmaFile:
     rejected: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True)
+class CompiledSigmaBundle:
+    """The compiled files of one load, by :func:`entry_key`."""
+
+    files: dict[str, CompiledSigmaFile]
+
+
 @functools.cache
 def _engine_tag() -> bytes | None:
     """A hash of what compiling a Sigma file depends on besides its text and the
@@ -86,39 +97,59 @@ def _engine_tag() -> bytes | None:
     return h.digest()
 
 
-def entry_name(path: str, text: str, pipeline_key: str) -> str | None:
-    """The entry's file name for the Sigma file ``path`` with ``text`` under the pipelines
-    of ``pipeline_key`` (``""``: none); ``None`` when there is no cache."""
+def entry_key(path: str, text: str, pipeline_key: str) -> str | None:
+    """The key of the Sigma file ``path`` with ``text`` under the pipelines of
+    ``pipeline_key`` (``""``: none) in a bundle; ``None`` when there is no cache."""
+    tag = _engine_tag()
+    if tag is None:
+        return None
+    h = hashlib.sha256(tag)
+    h.update(pipeline_key.encode() + b"\0")
+    h.update(path.encode("utf-8", "surrogatepass") + b"\0" + text.encode("utf-8"))
+    return h.hexdigest()
+
+
+def bundle_name(paths: list[str], pipeline_key: str) -> str | None:
+    """The bundle's file name for a load of the Sigma files ``paths`` (in order) under the
+    pipelines of ``pipeline_key``; ``None`` when there is no cache."""
     tag = _engine_tag()
     if tag is None or base_directory() is None:
         return None
     h = hashlib.sha256(tag)
     h.update(pipeline_key.encode() + b"\0")
-    h.update(path.encode("utf-8", "surrogatepass") + b"\0" + text.encode("utf-8"))
+    for path in paths:
+        h.update(path.encode("utf-8", "surrogatepass") + b"\0")
     return f"{h.hexdigest()[:32]}.pickle"
 
 
-def read_entry(cache: CacheDir, name: str, path: str, text: str) -> CompiledSigmaFile | None:
-    """The entry ``name`` when it is a :class:`CompiledSigmaFile` of ``path`` with ``text``,
-    else ``None`` (missing, damaged, stale)."""
+def read_bundle(cache: CacheDir, name: str) -> dict[str, CompiledSigmaFile]:
+    """The compiled files of bundle ``name`` by key; empty when it is missing, damaged or
+    not a :class:`CompiledSigmaBundle`.  (Each file's entry is still checked against the
+    file's path and text by its reader.)"""
     data = cache.read(name)
     if data is None:
-        return None
+        return {}
     try:
         found = pickle.loads(data)
     except Exception:  # noqa: BLE001 - stale or damaged: compile instead
-        return None
-    if type(found) is not CompiledSigmaFile or type(found.file) is not ast.RuleFile:
-        return None
-    if found.file.path != path or found.file.text != text:
-        return None
-    return found
+        return {}
+    if type(found) is not CompiledSigmaBundle or type(found.files) is not dict:
+        return {}
+    return found.files
 
 
-def write_entry(cache: CacheDir, name: str, entry: CompiledSigmaFile) -> None:
-    """Keep ``entry`` as ``name``; a failure leaves no entry (see :meth:`CacheDir.write`)."""
+def fits(entry: object, path: str, text: str) -> bool:
+    """Whether ``entry`` is the :class:`CompiledSigmaFile` of ``path`` with ``text``."""
+    return (type(entry) is CompiledSigmaFile and type(entry.file) is ast.RuleFile
+            and entry.file.path == path and entry.file.text == text)
+
+
+def write_bundle(cache: CacheDir, name: str, files: dict[str, CompiledSigmaFile]) -> None:
+    """Keep ``files`` as bundle ``name`` (then at most :data:`MAX_ENTRIES` bundles); a
+    failure leaves no bundle (see :meth:`CacheDir.write`)."""
     try:
-        data = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(CompiledSigmaBundle(files), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - a cache that cannot be written is no cache
         return
     cache.write(name, data)
+    cache.prune(".pickle", MAX_ENTRIES)

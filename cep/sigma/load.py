@@ -34,15 +34,16 @@ from sigma.rule import SigmaRule
 
 from cep.diagnostics import Diagnostic
 from cep.lang import ast
-from cep.lang.cache_dir import CacheDir, open_cache
+from cep.lang.cache_dir import open_cache
 from cep.lang.limits import MAX_FILE_BYTES
 from cep.sigma.cache import (
     CACHE_PARTS,
-    MAX_ENTRIES,
     CompiledSigmaFile,
-    entry_name,
-    read_entry,
-    write_entry,
+    bundle_name,
+    entry_key,
+    fits,
+    read_bundle,
+    write_bundle,
 )
 from cep.sigma.correlation import to_correlation_rule
 from cep.sigma.detection import UnsupportedSigma
@@ -125,41 +126,50 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
     out = SigmaLoad()
     used: set[str] = set()
     cached = pipeline is None or pipeline_key is not None
+    key = pipeline_key or ""
+    files = sigma_files(paths)
     with open_cache(*CACHE_PARTS) if cached else nullcontext(None) as cache:
-        written = False
-        for path in sigma_files(paths):
-            written |= _load_file(path, pipeline, pipeline_key or "", cache, used, out)
-        if written and cache is not None:
-            cache.prune(".pickle", MAX_ENTRIES)
+        name = bundle_name([str(p) for p in files], key) if cache is not None else None
+        known = read_bundle(cache, name) if cache is not None and name is not None else {}
+        kept: dict[str, CompiledSigmaFile] = {}
+        for path in files:
+            _load_file(path, pipeline, key, known if name is not None else None, kept,
+                       used, out)
+        if cache is not None and name is not None and kept.keys() != known.keys():
+            write_bundle(cache, name, kept)
     return out
 
 
 def _load_file(path: Path, pipeline: ProcessingPipeline | None, pipeline_key: str,
-               cache: CacheDir | None, used: set[str], out: SigmaLoad) -> bool:
-    """One Sigma file of :func:`load_sigma` into ``out``, from ``cache`` when it holds it
-    under names still free; returns whether a cache entry was written.
+               known: dict[str, CompiledSigmaFile] | None, kept: dict[str, CompiledSigmaFile],
+               used: set[str], out: SigmaLoad) -> None:
+    """One Sigma file of :func:`load_sigma` into ``out``: from ``known`` (the cache's
+    bundle; ``None``: no cache) when it holds the file under names still free, else
+    compiled; what the bundle is to keep of it goes into ``kept``.
 
-    An entry is written for a file whose rules all compiled or were left out with a reason,
-    and whose rules kept the names they would have in any load (no name was taken
-    already): a file whose names depend on the files before it is compiled each time."""
+    A file is kept when its rules all compiled or were left out with a reason, and kept the
+    names they would have in any load (no name was taken already): a file whose names
+    depend on the files before it is compiled each time."""
     text, problem = _read(path)
     if problem is not None or text is None:
         out.diagnostics.append(problem or Diagnostic(str(path), ast.NOWHERE, "unreadable"))
-        return False
-    name = entry_name(str(path), text, pipeline_key) if cache is not None else None
-    if cache is not None and name is not None:
-        hit = read_entry(cache, name, str(path), text)
-        if hit is not None and not any(r.name in used for r in hit.file.rules):
+        return
+    key = entry_key(str(path), text, pipeline_key) if known is not None else None
+    if known is not None and key is not None:
+        hit = known.get(key)
+        if (hit is not None and fits(hit, str(path), text)
+                and not any(r.name in used for r in hit.file.rules)):
             used.update(r.name for r in hit.file.rules)
             out.files.append(hit.file)
             out.diagnostics += hit.diagnostics
             out.rejected.update(hit.rejected)
-            return False
+            kept[key] = hit
+            return
     coll, diags = _parse(path, text)
     out.diagnostics += diags
     if coll is None or diags:
         out.files.append(ast.RuleFile(str(path), text, ()))
-        return False
+        return
     part = SigmaLoad()
     rules = _compile_file(path, coll, pipeline, used, part)
     rf = ast.RuleFile(str(path), text, tuple(rules))
@@ -168,11 +178,8 @@ def _load_file(path: Path, pipeline: ProcessingPipeline | None, pipeline_key: st
     out.sources.update(part.sources)
     out.rejected.update(part.rejected)
     own_names = all(r.name == rule_name(path.stem, part.sources[r.name]) for r in rules)
-    if cache is None or name is None or not own_names:
-        return False
-    write_entry(cache, name, CompiledSigmaFile(rf, tuple(part.diagnostics),
-                                               tuple(part.rejected.items())))
-    return True
+    if key is not None and own_names:
+        kept[key] = CompiledSigmaFile(rf, tuple(part.diagnostics), tuple(part.rejected.items()))
 
 
 def _compile_file(path: Path, coll: SigmaCollection, pipeline: ProcessingPipeline | None,
