@@ -324,8 +324,8 @@ class KafkaPipeline:
             ids = self._task_ids(revoked)
             tasks = [self.tasks.pop(t) for t in ids if t in self.tasks]
             if tasks:
-                log.info("partitions %s revoked: checkpointing and handing over",
-                         _describe(ids))
+                log.info("partitions %s revoked: checkpointing (%d with uncommitted work) "
+                         "and handing over", _describe(ids), sum(t.changed for t in tasks))
                 await self._checkpoint(tasks, final=True)
             for task in tasks:
                 await self._close_task(task)

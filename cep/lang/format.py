@@ -31,6 +31,7 @@ from cep.lang.ast import (
     Stage,
     Unary,
 )
+from cep.lang.operators import OPERATORS
 
 __all__ = ["format_rule", "format_rules", "format_expr", "format_duration", "format_modifier",
            "rule_version", "matching_text", "format_list_decl", "quote_string", "quote_name"]
@@ -39,9 +40,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = frozenset(
     "rule end description severity tags references author from where pattern begin next times "
     "to optional "
-    "greedy consecutive until within emit or and not in contains matches true false null like "
-    "this having by".split()
-)
+    "greedy consecutive until within emit or and not true false null this having by".split()
+) | {op.spelling for op in OPERATORS if op.spelling.isalpha()}
+"""Words read as keywords where a name could stand (the operators of one word among them)."""
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
 _CONTIGUITY = {
     "begin": "begin", "next": "next", "followed_by": "followed by",
@@ -53,12 +54,11 @@ _SKIP = {
     "skip_to_first": "skip to first", "skip_to_last": "skip to last", "no_skip": "no skip",
 }
 
-# Binding strength: higher binds tighter.
+# Binding strength: higher binds tighter.  Every binary operator but the logical and the
+# arithmetic ones is one of cep.lang.operators, and all of those bind as comparisons ("cmp").
 _PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
          "neg": 7, "atom": 8}
-_PREDICATES = {"==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "starts with",
-               "ends with", "matches", "=~", "in~", "not in~", "like", "not like", "like~",
-               "not like~"}
+_BINARY = frozenset({"or", "and", "+", "-", "*", "/", "%"})
 
 
 def format_duration(ms: int) -> str:
@@ -128,9 +128,7 @@ def _lit(value: object, duration: bool) -> str:
 
 def _level(e: Expr) -> int:
     if isinstance(e, Binary):
-        if e.op in _PREDICATES:
-            return _PREC["cmp"]
-        return _PREC[e.op]
+        return _PREC[e.op] if e.op in _BINARY else _PREC["cmp"]
     if isinstance(e, IsNull):
         return _PREC["cmp"]
     if isinstance(e, Unary):
@@ -170,7 +168,7 @@ def format_expr(e: Expr) -> str:
         inner = _wrap(e.operand, _PREC["neg"])
         return "-" + (f"({inner})" if inner.startswith("-") else inner)
     if isinstance(e, Binary):
-        if e.op in _PREDICATES:
+        if e.op not in _BINARY:  # an operator of cep.lang.operators
             left, right = _wrap(e.left, _PREC["+"]), _wrap(e.right, _PREC["+"])
         else:
             level = _PREC[e.op]

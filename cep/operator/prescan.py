@@ -39,6 +39,7 @@ import orjson
 
 from cep.compiler.predicate import FALSE, TRUE, UNKNOWN, Pred, condition_predicate, join
 from cep.event import Event, nesting_within
+from cep.lang.operators import OPERATORS, Operator, Scan
 from cep.operator.cep_operator import CepOperator
 from cep.operator.gate import Held, gate_of
 from cep.operator.key_store import RuleState
@@ -118,13 +119,27 @@ def gates_of(rules: Sequence[RuleState], source: str, time_field: str
     return paths, owners, gates
 
 
+def _equality(pred: Pred) -> bool:
+    """Whether ``pred`` is ``("cmp", code, slot, literal)`` of an equality (``==``)."""
+    spec = OPERATORS.scanned(pred[1]) if pred[0] == "cmp" else None
+    return spec is not None and spec.equality
+
+
+def _membership(pred: Pred) -> Operator | None:
+    """The operator of ``pred`` when it tests membership in a list of strings
+    (:attr:`Scan.LIST`: ``in``, ``not in``), else ``None``."""
+    spec = OPERATORS.scanned(pred[0])
+    return spec if spec is not None and spec.scan is Scan.LIST else None
+
+
 def _lits(pred: Pred, slot: int) -> frozenset[bytes] | None:
     """The plain-string values of ``slot`` for which ``pred`` can be other than false
     (``None``: any value)."""
     op = pred[0]
-    if op == "cmp" and pred[1] == "==" and pred[2] == slot and type(pred[3]) is bytes:
+    if _equality(pred) and pred[2] == slot and type(pred[3]) is bytes:
         return frozenset((pred[3],))
-    if op == "in" and pred[1] == slot:
+    member = _membership(pred)
+    if member is not None and not member.negated and pred[1] == slot:
         return frozenset(pred[2])
     if pred == FALSE:
         return frozenset()
@@ -147,8 +162,11 @@ def _lits(pred: Pred, slot: int) -> frozenset[bytes] | None:
 
 
 def _slots_compared(pred: Pred, out: set[int]) -> set[int]:
-    if pred[0] == "cmp" and pred[1] == "==" and type(pred[3]) is bytes or pred[0] == "in":
-        out.add(pred[2] if pred[0] == "cmp" else pred[1])
+    member = _membership(pred)
+    if _equality(pred) and type(pred[3]) is bytes:
+        out.add(pred[2])
+    elif member is not None and not member.negated:
+        out.add(pred[1])
     elif pred[0] in ("and", "or"):
         for p in pred[1]:
             _slots_compared(p, out)
@@ -169,18 +187,18 @@ def specialise(pred: Pred, slot: int, value: bytes) -> Pred:
             return inner if inner == UNKNOWN else (FALSE if inner == TRUE else TRUE)
         return ("not", inner)
     if op == "cmp" and pred[2] == slot:
-        cmp, lit = pred[1], pred[3]
+        cmp, lit = OPERATORS.scanned(pred[1]), pred[3]
+        assert cmp is not None and cmp.test is not None
         if type(lit) is not bytes:  # a bool or a number: never equal to a string
-            return TRUE if cmp == "!=" else FALSE
-        hold = {"==": value == lit, "!=": value != lit, "<": value < lit,
-                "<=": value <= lit, ">": value > lit, ">=": value >= lit}[cmp]
-        return TRUE if hold else FALSE
+            return TRUE if cmp.mismatch else FALSE
+        return TRUE if cmp.test(value, lit) else FALSE
     if op in ("truth", "isnull") and pred[1] == slot:
         return FALSE
     if op == "notnull" and pred[1] == slot:
         return TRUE
-    if op in ("in", "notin") and pred[1] == slot:
-        return TRUE if (value in pred[2]) == (op == "in") else FALSE
+    member = _membership(pred)
+    if member is not None and pred[1] == slot:
+        return TRUE if (value in pred[2]) != member.negated else FALSE
     return pred
 
 

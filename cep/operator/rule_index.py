@@ -57,6 +57,7 @@ from cep.compiler import runtime as rt
 from cep.compiler.generated import code_of
 from cep.event import Event, get_path
 from cep.lang import ast
+from cep.lang.operators import OPERATORS, IndexUse
 from cep.nfa.model import FINAL, IGNORE, TAKE
 from cep.operator.key_store import RuleState
 
@@ -151,13 +152,13 @@ def _is_text_of_this(e: ast.Expr) -> bool:
             and isinstance(e.args[0], ast.Path) and tuple(e.args[0].parts) == ("this",))
 
 
-def _pattern_key(e: ast.Binary, scope: frozenset[str]) -> IndexKey | None:
-    """The pattern key of ``e`` (``matches`` a literal, or a substring test of a string
-    literal on ``lower(p)``), or ``None``."""
+def _pattern_key(e: ast.Binary, use: IndexUse, scope: frozenset[str]) -> IndexKey | None:
+    """The pattern key of ``e`` (a regex found: ``matches`` a literal; or a substring test of
+    a string literal on ``lower(p)``: ``use`` segment, prefix or suffix), or ``None``."""
     lit = e.right
     if not isinstance(lit, ast.Lit) or type(lit.value) is not str:
         return None
-    if e.op == "matches":
+    if use is IndexUse.PATTERN:
         if _is_text_of_this(e.left):
             return IndexKey("re_text", (), lit.value)
         lowered = _lower_of(e.left, scope)
@@ -171,14 +172,21 @@ def _pattern_key(e: ast.Binary, scope: frozenset[str]) -> IndexKey | None:
     if lowered is None:
         return None
     body = re.escape(lit.value)
-    pattern = ("\\A" + body if e.op == "starts with" else body + "\\z" if e.op == "ends with"
-               else body)
+    pattern = ("\\A" + body if use is IndexUse.PREFIX else body + "\\z"
+               if use is IndexUse.SUFFIX else body)
     return IndexKey("re_lower", lowered, pattern)
 
 
 def _rank(req: frozenset[IndexKey]) -> tuple[int, int]:
     """Smaller is more selective: sets without ``has`` keys first, then fewer keys."""
     return (sum(k.kind == "has" for k in req), len(req))
+
+
+def _index_use(op: str) -> IndexUse:
+    """What an event field tested with ``op`` tells the index (its
+    :attr:`~cep.lang.operators.Operator.index`)."""
+    spec = OPERATORS.get(op)
+    return IndexUse.NONE if spec is None else spec.index
 
 
 def requirement(e: ast.Expr, scope: frozenset[str] = frozenset()) -> Requirement:
@@ -196,20 +204,22 @@ def requirement(e: ast.Expr, scope: frozenset[str] = frozenset()) -> Requirement
             if right is None:
                 return left
             return left if _rank(left) <= _rank(right) else right
-        if e.op in ("==", "in"):
+        use = _index_use(e.op)
+        if use in (IndexUse.EQUALS, IndexUse.MEMBER):
             for subj, other in ((e.left, e.right), (e.right, e.left)):
                 p = _field(subj, scope)
                 if p is None:
                     continue
-                items = other.items if (e.op == "in" and isinstance(other, ast.ListLit)) \
-                    else (other,) if e.op == "==" else None
+                items = other.items if (use is IndexUse.MEMBER
+                                        and isinstance(other, ast.ListLit)) \
+                    else (other,) if use is IndexUse.EQUALS else None
                 if items is not None:
                     keys = [_lit_key(p, it) for it in items]
                     if all(k is not None for k in keys):
                         return frozenset(k for k in keys if k is not None)
                 return frozenset((IndexKey("has", p),))
             return None
-        if e.op == "ends with":
+        if use is IndexUse.SUFFIX:
             p = _field(e.left, scope)
             if p is None:
                 return None
@@ -217,23 +227,23 @@ def requirement(e: ast.Expr, scope: frozenset[str] = frozenset()) -> Requirement
             if isinstance(lit, ast.Lit) and type(lit.value) is str and "\\" in lit.value:
                 tail = lit.value.lower().rsplit("\\", 1)[1]
                 return frozenset((IndexKey("base", p, tail),))
-            key = _pattern_key(e, scope)
+            key = _pattern_key(e, use, scope)
             return frozenset((key or IndexKey("has", p),))
-        if e.op in ("contains", "starts with"):
+        if use in (IndexUse.SEGMENT, IndexUse.PREFIX):
             p = _field(e.left, scope)
             if p is None:
                 return None
-            key = _pattern_key(e, scope)
+            key = _pattern_key(e, use, scope)
             if key is not None:
                 return frozenset((key,))
-            seg = _segment(e.right, e.op == "starts with")
+            seg = _segment(e.right, use is IndexUse.PREFIX)
             if seg is not None:
                 return frozenset((IndexKey("seg", p, seg),))
             return frozenset((IndexKey("has", p),))
-        if e.op == "matches":
-            key = _pattern_key(e, scope)
+        if use is IndexUse.PATTERN:
+            key = _pattern_key(e, use, scope)
             return frozenset((key,)) if key is not None else _has(e.left, scope)
-        if e.op in ("<", "<=", ">", ">=", "!="):
+        if use is IndexUse.PRESENT:
             return _has(e.left, scope)
         return None
     if isinstance(e, ast.IsNull):
