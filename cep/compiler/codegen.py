@@ -158,8 +158,9 @@ class _Code(NamedTuple):
     """A generated Python expression.
 
     ``kind`` is ``"bool"`` when it always evaluates to exactly True or False, ``"int"`` when it
-    always evaluates to an ``int`` (never null), ``"any"`` otherwise; ``lit`` holds the value
-    when it is a compile-time constant."""
+    always evaluates to an ``int`` (never null), ``"str?"`` when to a ``str`` or None
+    (``lower``, ``upper``), ``"any"`` otherwise; ``lit`` holds the value when it is a
+    compile-time constant."""
 
     code: str
     kind: str = "any"
@@ -210,6 +211,36 @@ class _Gen:
         self.iterative = False
         self.uses_data = False
         self.uses_ev = False
+        self.shared: dict[tuple[str, ...], str | None] = {}
+        """Fields of the event under test whose ``lower(…)`` the expression reads more than
+        once, with the temporary that holds it once computed (:meth:`share_lowered`)."""
+        self.prelude: list[tuple[str, str]] = []
+        """``(temporary, code)`` computed before the expression, in order."""
+
+    def share_lowered(self, expr: ast.Expr) -> None:
+        """Compute each ``lower(field)`` of the event under test that ``expr`` reads twice
+        or more once, before the expression (a Sigma rule tests one field against many
+        values; ``lower`` is pure and never raises)."""
+        seen: dict[tuple[str, ...], int] = {}
+        for node in ast.walk(expr):
+            if (isinstance(node, ast.Call) and node.func == "lower" and len(node.args) == 1
+                    and isinstance(node.args[0], ast.Path)):
+                parts = self.data_parts(node.args[0])
+                if parts is not None:
+                    seen[parts] = seen.get(parts, 0) + 1
+        self.shared = {parts: None for parts, n in seen.items() if n > 1}
+
+    def data_parts(self, e: ast.Path) -> tuple[str, ...] | None:
+        """The field path of the event under test that ``e`` reads, or ``None`` (a stage's
+        field, ``ts``)."""
+        parts = tuple(e.parts)
+        if not parts or parts[0] in self.scope:
+            return None
+        if parts[0] == "this":
+            parts = parts[1:]
+        if not parts or parts == rt.TS or not all(type(p) is str for p in parts):
+            return None
+        return parts
 
     # -- naming
 
@@ -367,8 +398,55 @@ class _Gen:
                 todo.append(x.left)
             else:
                 operands.append(x)
-        codes = [self.truth(self.expr(x)) for x in operands]
+        if e.op == "or":
+            codes = self._or_codes(operands)
+        else:
+            codes = [self.truth(self.expr(x)) for x in operands]
         return _Code("(" + f" {e.op} ".join(c.code for c in codes) + ")", "bool")
+
+    def _or_codes(self, operands: list[ast.Expr]) -> list[_Code]:
+        """The codes of an ``or`` chain's operands, where the ``starts with`` (or ``ends
+        with``) tests of one subject against string literals are one call of
+        ``startswith`` with the tuple of the literals, at the first one's place (the
+        subject computed once: a Sigma rule lists dozens of file names).  Each operand is
+        a bool that never raises, so the order of the tests does not change the result."""
+        def affix(x: ast.Expr) -> str | None:
+            """The ``str`` method of ``x``'s operator when ``x`` tests a string literal with
+            ``startswith``/``endswith`` (which take a tuple), else ``None``."""
+            if not (isinstance(x, ast.Binary) and isinstance(x.right, ast.Lit)
+                    and type(x.right.value) is str):
+                return None
+            spec = self.scope.operators.get(x.op)
+            if spec is None or spec.lowering is not Lowering.AFFIX:
+                return None
+            return spec.python if spec.python in ("startswith", "endswith") else None
+
+        affixes: dict[tuple[str, ast.Expr], list[str]] = {}
+        for x in operands:
+            method = affix(x)
+            if method is not None:
+                assert isinstance(x, ast.Binary) and isinstance(x.right, ast.Lit)
+                affixes.setdefault((method, x.left), []).append(str(x.right.value))
+        codes: list[_Code] = []
+        done: set[tuple[str, ast.Expr]] = set()
+        for x in operands:
+            method = affix(x)
+            if method is not None:
+                assert isinstance(x, ast.Binary)
+                key = (method, x.left)
+                lits = affixes[key]
+                if len(lits) > 1:
+                    if key in done:
+                        continue  # (in the call at the first one's place)
+                    done.add(key)
+                    subject = self.expr(x.left)
+                    t = self.tmp()
+                    codes.append(_Code(
+                        f"(_type({t} := {subject.code}) is _str"
+                        f" and {t}.{method}({self.const(tuple(lits))}))", "bool"))
+                    continue
+            codes.append(self.truth(self.expr(x)))
+        return codes
 
     def binary(self, e: ast.Binary) -> _Code:
         op = e.op
@@ -417,6 +495,9 @@ class _Gen:
         folded = self._fold(spec, left, right)
         if folded is not None:
             return folded
+        if type(right.lit) is str and left.kind == "str?":  # a string or null: no helper
+            t = self.tmp()
+            return _Code(f"(({t} := {left.code}) is not None and {right.code} in {t})", "bool")
         if type(right.lit) is str:
             t = self.tmp()
             return _Code(
@@ -672,13 +753,29 @@ class _Gen:
             arity = ast.FUNCTIONS[f]
             if not (len(e.args) == arity or (f == "round" and len(e.args) == 1)):
                 raise CompileError(f"{f}() takes {arity} argument(s), got {len(e.args)}", e.span)
+            if (f == "text" and self.mode != "emit" and len(e.args) == 1
+                    and isinstance(e.args[0], ast.Path) and tuple(e.args[0].parts) == ("this",)):
+                # the event under test's text, built once per event for every rule
+                self.uses_ev = True
+                return _Code("_ev_text(ev)")
             args = [self.expr(a) for a in e.args]
             if all(a.is_lit for a in args):
                 fn = rt.HELPERS[_FUNC_HELPER[f]]
                 return self.literal(fn(*(a.lit for a in args)), e.span)
+            if f == "lower" and self.shared and isinstance(e.args[0], ast.Path):
+                field = self.data_parts(e.args[0])
+                if field is not None and field in self.shared:
+                    name = self.shared[field]
+                    if name is None:
+                        t = self.tmp()
+                        name = self.shared[field] = self.tmp()
+                        self.prelude.append((name, f"({t}.lower() if _type({t} := "
+                                                   f"{args[0].code}) is _str else None)"))
+                    return _Code(name, "str?")
             if f in ("lower", "upper"):
                 t = self.tmp()
-                return _Code(f"({t}.{f}() if _type({t} := {args[0].code}) is _str else None)")
+                return _Code(f"({t}.{f}() if _type({t} := {args[0].code}) is _str else None)",
+                             "str?")
             return _Code(f"{_FUNC_HELPER[f]}({', '.join(a.code for a in args)})")
         raise CompileError(f"unknown function {f}()", e.span)
 
@@ -721,6 +818,8 @@ def _build(gen: _Gen, name: str, params: str, body: str) -> GeneratedCode:
         lines.append("    ev = _match_latest(m)")
     if gen.uses_data:
         lines.append("    _d = ev.data")
+    if gen.prelude:  # (each ``(x := …) or True`` is true: the expression's value follows)
+        body = "".join(f"(({n} := {c}) or True) and " for n, c in gen.prelude) + f"({body})"
     lines.append(f"    return {body}")
     source = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = {"__builtins__": {}}
@@ -764,6 +863,7 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str) -> Conditi
         CompileError: see the module docstring.
     """
     gen = _Gen("cond", stages)
+    gen.share_lowered(expr)
     body = gen.truth(_expr(gen, expr))
     code = replace(_build(gen, "_cond", "ev, pm", body.code), ast=expr,
                    scope=tuple(stages.names), eq_guard=eq_guard(expr, stages))
@@ -870,7 +970,15 @@ def compile_emit(fields: Sequence[tuple[str, ast.Expr]], stages: StageScope) -> 
     gen = _Gen("emit", stages)
     entries = []
     for name, expr in fields:
-        value = _expr(gen, expr)
+        if (isinstance(expr, ast.ListLit) and expr.items
+                and all(isinstance(i, ast.Lit) and type(i.value) in (str, int, float)
+                        and (type(i.value) is not float or math.isfinite(i.value))
+                        for i in expr.items)):
+            # a list of literals (a Sigma rule's tags, references): one constant tuple,
+            # made a new list for each alert by _json, not source to compile
+            value = _Code(gen.const(tuple(i.value for i in expr.items)))  # type: ignore[union-attr]
+        else:
+            value = _expr(gen, expr)
         entries.append(f"{gen.name(name, ast.NOWHERE)}: _json({value.code})")
     body = "{" + ", ".join(entries) + "}"
     return _build(gen, "_emit", "m", body)

@@ -122,6 +122,8 @@ class IndexUse(Enum):
     """The field must start with the literal's text."""
     SUFFIX = "suffix"
     """The field must end with the literal's text (a path's last segment when it has one)."""
+    PATTERN = "pattern"
+    """The field must be a string in which the RE2 pattern (the literal) is found."""
 
 
 class Syntax(Enum):
@@ -281,7 +283,7 @@ ENDS_WITH = Operator("ends with", "ENDS_WITH", Kind.TEXT, Lowering.AFFIX,
                      runtime="_ends_with", python="endswith", operands=_TEXT,
                      index=IndexUse.SUFFIX)
 MATCHES = Operator("matches", "MATCHES", Kind.TEXT, Lowering.REGEX, runtime="_matches",
-                   operands=_TEXT, right=Syntax.STRING, index=IndexUse.PRESENT)
+                   operands=_TEXT, right=Syntax.STRING, index=IndexUse.PATTERN)
 
 EQ_CI = Operator("=~", "EQ_CI", Kind.MATCHING, Lowering.FOLD_EQ, folds_case=True,
                  exact_as="==")

@@ -552,11 +552,15 @@ class CepOperator:
         indexed, in rule order, then the indexed rules whose requirement it meets."""
         index = self.rule_index()
         dispatch_one = self.dispatch_one
-        for rs in index.always:
-            dispatch_one(rs, ev)
-        if index.indexed:
-            for rs in index.candidates(ev.data):
+        # A rule that holds no key and whose start test fails would do nothing with ``ev``
+        # (see RuleIndex.gated_candidates): one call of the test instead of the whole path.
+        for rs, start in index.always_gated:
+            if start is None or rs.keys or start(ev, None):
                 dispatch_one(rs, ev)
+        if index.indexed:
+            for rs, start in index.gated_candidates(ev.data, ev):
+                if start is None or rs.keys or start(ev, None):
+                    dispatch_one(rs, ev)
 
     def rule_index(self) -> RuleIndex:
         """The :class:`~cep.operator.rule_index.RuleIndex` of the current rule list (made
