@@ -591,16 +591,16 @@ def sigma_convert(
     """
     from cep.lang.format import format_rules
     from cep.sigma.load import load_sigma
-    from cep.sigma.pipelines import PipelineError, load_pipeline
+    from cep.sigma.pipelines import PipelineError, load_keyed_pipeline
 
     for p in paths:
         if not Path(p).exists():
             raise _fail(f"no such rule file or directory: {p}")
     try:
-        pipeline = load_pipeline(_pipelines(sigma_pipeline, None))
+        pipeline, key = load_keyed_pipeline(_pipelines(sigma_pipeline, None))
     except PipelineError as exc:
         raise _fail(str(exc)) from None
-    loaded = load_sigma(paths, pipeline)
+    loaded = load_sigma(paths, pipeline, key)
     shown = RuleSet(diagnostics=loaded.diagnostics, files=loaded.files)
     if shown.diagnostics:
         typer.echo(render_diagnostics(shown), err=True)

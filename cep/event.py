@@ -44,9 +44,12 @@ class Event:
         source: name of the source it came from (``"input"`` for ``cep run --input``).
         offset: line number (files, 1-based) or Kafka offset; ``-1`` when unknown.
         partition: Kafka partition, or ``-1`` for files.
+        text: every string of ``data`` joined by newlines, once some rule's keyword search
+            has read it (:func:`cep.compiler.runtime.ev_text`), else ``None``: the text is
+            built once per event however many rules search it.
     """
 
-    __slots__ = ("ts", "seq", "data", "source", "offset", "partition")
+    __slots__ = ("ts", "seq", "data", "source", "offset", "partition", "text")
 
     def __init__(
         self,
@@ -63,6 +66,7 @@ class Event:
         self.source = source
         self.offset = offset
         self.partition = partition
+        self.text: str | None = None
 
     def plain(self) -> Event:
         """This event (:meth:`HeldEvent.plain` decodes a held one): a record builder reads

@@ -82,13 +82,13 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = ()) -> Rule
 def _load_sigma(paths: list[str], pipelines: Sequence[str]) -> SigmaLoad:
     """The Sigma part of :func:`load_rule_set` (pySigma imported only here)."""
     from cep.sigma.load import SigmaLoad, load_sigma
-    from cep.sigma.pipelines import PipelineError, load_pipeline
+    from cep.sigma.pipelines import PipelineError, load_keyed_pipeline
 
     try:
-        pipeline = load_pipeline(pipelines)
+        pipeline, key = load_keyed_pipeline(pipelines)
     except PipelineError as exc:
         return SigmaLoad(diagnostics=[Diagnostic(", ".join(pipelines), NOWHERE, str(exc))])
-    return load_sigma(paths, pipeline)
+    return load_sigma(paths, pipeline, key)
 
 
 def source_texts(rs: RuleSet) -> Callable[[str], str]:

@@ -16,7 +16,7 @@ from cep.compiler.codegen import (
 from cep.compiler.compiled import CompiledRule
 from cep.compiler.window_spec import members_condition, suppress_spec, window_spec
 from cep.lang import ast
-from cep.lang.format import format_expr, format_list_decl, format_rule, rule_version
+from cep.lang.format import format_expr, format_list_decl, rule_texts
 from cep.lang.lists import ListData, list_names_used
 from cep.nfa.compile import compile_nfa
 from cep.nfa.pattern import TRUE, PatternSpec, Quantifier, StageSpec
@@ -42,13 +42,16 @@ def _quantifier(stage: ast.Stage) -> Quantifier:
     return Quantifier("one_or_more", 1, None, inner)
 
 
-def _stage(stage: ast.Stage, scope: StageScope) -> StageSpec:
+def _stage(stage: ast.Stage, scope: StageScope, labels: dict[int, str]) -> StageSpec:
+    """The spec of one stage; the text of each condition formatted is kept in ``labels``
+    by the condition's ``id`` (the rule's text reuses it)."""
     group = None
     cond = TRUE
     if stage.group is not None:
-        group = tuple(_stage(s, scope) for s in stage.group)
+        group = tuple(_stage(s, scope, labels) for s in stage.group)
     elif stage.condition is not None:
-        cond = compile_condition(stage.condition, scope, format_expr(stage.condition))
+        label = labels[id(stage.condition)] = format_expr(stage.condition)
+        cond = compile_condition(stage.condition, scope, label)
     until = None
     if stage.until is not None:
         until = compile_condition(stage.until, scope, format_expr(stage.until))
@@ -65,11 +68,13 @@ def _stage(stage: ast.Stage, scope: StageScope) -> StageSpec:
     )
 
 
-def pattern_spec(rule: ast.Rule, lists: Mapping[str, ListData] | None = None) -> PatternSpec:
+def pattern_spec(rule: ast.Rule, lists: Mapping[str, ListData] | None = None,
+                 labels: dict[int, str] | None = None) -> PatternSpec:
     """The language-independent pattern of a checked rule (``lists``: its file's).  A rule
     with a window (``having`` / ``all of``) has one single-event stage,
     :data:`~cep.lang.ast.WINDOW_STAGE`, taking every event of the rule (``all of``: every
-    event some member wants)."""
+    event some member wants).  ``labels``, when given, receives the text of each stage
+    condition by the condition's ``id``."""
     if rule.window is not None:
         cond = members_condition(rule.pattern) if rule.window.kind == "all_of" else None
         compiled = TRUE if cond is None else compile_condition(
@@ -77,7 +82,8 @@ def pattern_spec(rule: ast.Rule, lists: Mapping[str, ListData] | None = None) ->
         return PatternSpec(stages=(StageSpec(ast.WINDOW_STAGE, "begin", compiled),))
     scope = StageScope.from_pattern(rule.pattern, lists)
     return PatternSpec(
-        stages=tuple(_stage(s, scope) for s in rule.pattern),
+        stages=tuple(_stage(s, scope, {} if labels is None else labels)
+                     for s in rule.pattern),
         within_ms=rule.within_ms,
         skip=rule.skip.kind,
         skip_stage=rule.skip.stage,
@@ -98,14 +104,16 @@ def build_rule(rule: ast.Rule, path: str = "",
     lists = lists or {}
     scope = StageScope.from_pattern(rule.pattern, lists)
     match_emit, timeout_emit = rule.match_emit, rule.timeout_emit
-    nfa = compile_nfa(pattern_spec(rule, lists),
+    labels: dict[int, str] = {}
+    nfa = compile_nfa(pattern_spec(rule, lists, labels),
                       prune_cohorts=prune_cohorts and timeout_emit is None)
     header = compile_header_filter(rule.where, lists) if rule.where is not None else None
-    used = sorted(list_names_used(rule, lists))
+    used = sorted(list_names_used(rule, lists)) if lists else []  # (none declared: none used)
     key = compile_key(rule.key_by)
+    text, version = rule_texts(rule, labels)
     return CompiledRule(
         name=rule.name,
-        version=rule_version(rule),
+        version=version,
         severity=rule.severity,
         sources=frozenset(rule.sources) if rule.sources else None,
         header_filter=header.fn if header is not None else None,
@@ -122,7 +130,7 @@ def build_rule(rule: ast.Rule, path: str = "",
         tags=rule.tags,
         references=rule.references,
         author=rule.author,
-        text="".join(format_list_decl(lists[n].decl) for n in used) + format_rule(rule),
+        text="".join(format_list_decl(lists[n].decl) for n in used) + text,
         lists=tuple((n, lists[n]) for n in used),
         key_code=key,
         header_code=header,

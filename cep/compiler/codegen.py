@@ -80,6 +80,7 @@ from cep.compiler.generated import GeneratedCode
 from cep.compiler.matchers import CidrSet, FoldedSet, GlobSet, MatcherError, eq_folded
 from cep.lang import ast
 from cep.lang.lists import ListData
+from cep.lang.operators import OPERATORS, Lowering, Operator, OperatorTable
 from cep.nfa.pattern import Condition
 
 __all__ = [
@@ -113,6 +114,8 @@ class StageScope:
 
     names: frozenset[str] = frozenset()
     lists: Mapping[str, ListData] = field(default_factory=dict, compare=False)
+    operators: OperatorTable = field(default=OPERATORS, compare=False)
+    """The comparison operators of the language (another table for tests)."""
 
     def list_named(self, e: ast.Expr) -> ListData | None:
         """The list or table ``e`` names (a one-part path that is no stage), else None."""
@@ -155,8 +158,9 @@ class _Code(NamedTuple):
     """A generated Python expression.
 
     ``kind`` is ``"bool"`` when it always evaluates to exactly True or False, ``"int"`` when it
-    always evaluates to an ``int`` (never null), ``"any"`` otherwise; ``lit`` holds the value
-    when it is a compile-time constant."""
+    always evaluates to an ``int`` (never null), ``"str?"`` when to a ``str`` or None
+    (``lower``, ``upper``), ``"any"`` otherwise; ``lit`` holds the value when it is a
+    compile-time constant."""
 
     code: str
     kind: str = "any"
@@ -170,11 +174,6 @@ class _Code(NamedTuple):
 _FALSE = _Code("False", "bool", False)
 _TRUE = _Code("True", "bool", True)
 
-_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
-_CMP_HELPER = {"==": "_eq", "!=": "_ne", "<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge"}
-_CMP_FN: dict[str, Callable[[Any, Any], bool]] = {
-    "==": rt.eq, "!=": rt.ne, "<": rt.lt, "<=": rt.le, ">": rt.gt, ">=": rt.ge,
-}
 _ARITH_HELPER = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
 _ARITH_FN: dict[str, Callable[[Any, Any], Any]] = {
     "+": rt.add, "-": rt.sub, "*": rt.mul, "/": rt.div, "%": rt.mod,
@@ -183,9 +182,6 @@ _FUNC_HELPER = {
     "lower": "_lower", "upper": "_upper", "len": "_len", "abs": "_abs",
     "round": "_round", "haversine_km": "_haversine_km", "text": "_text",
 }
-_LIST_TESTS = {"in": "test", "not in": "test_not", "in~": "test_folded",
-               "not in~": "test_folded_not"}
-"""Membership in a list or table of the rule's file: the :class:`ListData` method."""
 _FIELD_AGGS = {
     "sum": "_agg_sum", "avg": "_agg_avg", "min": "_agg_min", "max": "_agg_max",
     "distinct_count": "_agg_distinct_count", "values": "_agg_values",
@@ -215,6 +211,36 @@ class _Gen:
         self.iterative = False
         self.uses_data = False
         self.uses_ev = False
+        self.shared: dict[tuple[str, ...], str | None] = {}
+        """Fields of the event under test whose ``lower(…)`` the expression reads more than
+        once, with the temporary that holds it once computed (:meth:`share_lowered`)."""
+        self.prelude: list[tuple[str, str]] = []
+        """``(temporary, code)`` computed before the expression, in order."""
+
+    def share_lowered(self, expr: ast.Expr) -> None:
+        """Compute each ``lower(field)`` of the event under test that ``expr`` reads twice
+        or more once, before the expression (a Sigma rule tests one field against many
+        values; ``lower`` is pure and never raises)."""
+        seen: dict[tuple[str, ...], int] = {}
+        for node in ast.walk(expr):
+            if (isinstance(node, ast.Call) and node.func == "lower" and len(node.args) == 1
+                    and isinstance(node.args[0], ast.Path)):
+                parts = self.data_parts(node.args[0])
+                if parts is not None:
+                    seen[parts] = seen.get(parts, 0) + 1
+        self.shared = {parts: None for parts, n in seen.items() if n > 1}
+
+    def data_parts(self, e: ast.Path) -> tuple[str, ...] | None:
+        """The field path of the event under test that ``e`` reads, or ``None`` (a stage's
+        field, ``ts``)."""
+        parts = tuple(e.parts)
+        if not parts or parts[0] in self.scope:
+            return None
+        if parts[0] == "this":
+            parts = parts[1:]
+        if not parts or parts == rt.TS or not all(type(p) is str for p in parts):
+            return None
+        return parts
 
     # -- naming
 
@@ -372,73 +398,139 @@ class _Gen:
                 todo.append(x.left)
             else:
                 operands.append(x)
-        codes = [self.truth(self.expr(x)) for x in operands]
+        if e.op == "or":
+            codes = self._or_codes(operands)
+        else:
+            codes = [self.truth(self.expr(x)) for x in operands]
         return _Code("(" + f" {e.op} ".join(c.code for c in codes) + ")", "bool")
+
+    def _or_codes(self, operands: list[ast.Expr]) -> list[_Code]:
+        """The codes of an ``or`` chain's operands, where the ``starts with`` (or ``ends
+        with``) tests of one subject against string literals are one call of
+        ``startswith`` with the tuple of the literals, at the first one's place (the
+        subject computed once: a Sigma rule lists dozens of file names).  Each operand is
+        a bool that never raises, so the order of the tests does not change the result."""
+        def affix(x: ast.Expr) -> str | None:
+            """The ``str`` method of ``x``'s operator when ``x`` tests a string literal with
+            ``startswith``/``endswith`` (which take a tuple), else ``None``."""
+            if not (isinstance(x, ast.Binary) and isinstance(x.right, ast.Lit)
+                    and type(x.right.value) is str):
+                return None
+            spec = self.scope.operators.get(x.op)
+            if spec is None or spec.lowering is not Lowering.AFFIX:
+                return None
+            return spec.python if spec.python in ("startswith", "endswith") else None
+
+        affixes: dict[tuple[str, ast.Expr], list[str]] = {}
+        for x in operands:
+            method = affix(x)
+            if method is not None:
+                assert isinstance(x, ast.Binary) and isinstance(x.right, ast.Lit)
+                affixes.setdefault((method, x.left), []).append(str(x.right.value))
+        codes: list[_Code] = []
+        done: set[tuple[str, ast.Expr]] = set()
+        for x in operands:
+            method = affix(x)
+            if method is not None:
+                assert isinstance(x, ast.Binary)
+                key = (method, x.left)
+                lits = affixes[key]
+                if len(lits) > 1:
+                    if key in done:
+                        continue  # (in the call at the first one's place)
+                    done.add(key)
+                    subject = self.expr(x.left)
+                    t = self.tmp()
+                    codes.append(_Code(
+                        f"(_type({t} := {subject.code}) is _str"
+                        f" and {t}.{method}({self.const(tuple(lits))}))", "bool"))
+                    continue
+            codes.append(self.truth(self.expr(x)))
+        return codes
 
     def binary(self, e: ast.Binary) -> _Code:
         op = e.op
         if op in ("and", "or"):
             return self.logical(e)
-        if op in ("in", "not in") and isinstance(e.right, ast.Call) \
-                and e.right.func == ast.CIDR_FUNCTION:
-            return self.in_cidr(op, self.expr(e.left), e.right)
-        listed = self.scope.list_named(e.right) if op in _LIST_TESTS else None
+        spec = self.scope.operators.get(op)
+        if spec is None:
+            if op not in _ARITH_HELPER:
+                raise CompileError(f"unknown operator {op!r}", e.span)
+            left = self.expr(e.left)
+            return self.arith(op, left, self.expr(e.right), e.span)
+        if spec.cidr and isinstance(e.right, ast.Call) and e.right.func == ast.CIDR_FUNCTION:
+            return self.in_cidr(spec, self.expr(e.left), e.right)
+        listed = self.scope.list_named(e.right) if spec.list_test is not None else None
         if listed is not None:
-            fn = getattr(listed, _LIST_TESTS[op])
+            fn = getattr(listed, spec.list_test)  # type: ignore[arg-type]
             left = self.expr(e.left)
             if left.is_lit:
                 return _TRUE if fn(left.lit) else _FALSE
             return _Code(f"{self.const(fn)}({left.code})", "bool")
-        if op in ast.MATCHING_OPS:
-            return self.matching(op, self.expr(e.left), e.right)
-        if op in ("in", "not in") and isinstance(e.right, ast.ListLit):
-            return self.in_list(op, self.expr(e.left), e.right)
-        left = self.expr(e.left)
-        if op == "matches":
-            return self.matches(left, e.right)
-        right = self.expr(e.right)
-        if op in _CMP_HELPER:
-            return self.compare(op, left, right)
-        if op in _ARITH_HELPER:
-            return self.arith(op, left, right, e.span)
-        if left.is_lit and right.is_lit:
-            fold = {
-                "in": rt.in_, "not in": rt.not_in, "contains": rt.contains,
-                "starts with": rt.starts_with, "ends with": rt.ends_with,
-            }.get(op)
-            if fold is not None:
-                return _TRUE if fold(left.lit, right.lit) else _FALSE
-        if op == "in":
-            return _Code(f"_in({left.code}, {right.code})", "bool")
-        if op == "not in":
-            return _Code(f"_not_in({left.code}, {right.code})", "bool")
-        if op == "contains":
-            if type(right.lit) is str:
-                t = self.tmp()
-                return _Code(
-                    f"(({right.code} in {t}) if _type({t} := {left.code}) is _str"
-                    f" else _contains({t}, {right.code}))",
-                    "bool",
-                )
-            return _Code(f"_contains({left.code}, {right.code})", "bool")
-        if op in ("starts with", "ends with"):
-            method = "startswith" if op == "starts with" else "endswith"
-            if type(right.lit) is str:
-                t = self.tmp()
-                return _Code(
-                    f"(_type({t} := {left.code}) is _str and {t}.{method}({right.code}))", "bool"
-                )
-            helper = "_starts_with" if op == "starts with" else "_ends_with"
-            return _Code(f"{helper}({left.code}, {right.code})", "bool")
-        raise CompileError(f"unknown operator {op!r}", e.span)
+        return self._LOWERINGS[spec.lowering](self, spec, e)
 
-    def compare(self, op: str, left: _Code, right: _Code) -> _Code:
+    # -- the lowerings of cep.lang.operators, one method each (Operator.lowering)
+
+    def _fold(self, spec: Operator, left: _Code, right: _Code) -> _Code | None:
+        """The constant result of ``left spec right`` for two literals (its runtime
+        helper), else ``None``."""
+        if left.is_lit and right.is_lit and spec.runtime is not None:
+            return _TRUE if rt.HELPERS[spec.runtime](left.lit, right.lit) else _FALSE
+        return None
+
+    def lower_compare(self, spec: Operator, e: ast.Binary) -> _Code:
+        return self.compare(spec, self.expr(e.left), self.expr(e.right))
+
+    def lower_membership(self, spec: Operator, e: ast.Binary) -> _Code:
+        if isinstance(e.right, ast.ListLit):
+            return self.in_list(spec, self.expr(e.left), e.right)
+        left, right = self.expr(e.left), self.expr(e.right)
+        folded = self._fold(spec, left, right)
+        if folded is not None:
+            return folded
+        return _Code(f"{spec.runtime}({left.code}, {right.code})", "bool")
+
+    def lower_contains(self, spec: Operator, e: ast.Binary) -> _Code:
+        left, right = self.expr(e.left), self.expr(e.right)
+        folded = self._fold(spec, left, right)
+        if folded is not None:
+            return folded
+        if type(right.lit) is str and left.kind == "str?":  # a string or null: no helper
+            t = self.tmp()
+            return _Code(f"(({t} := {left.code}) is not None and {right.code} in {t})", "bool")
+        if type(right.lit) is str:
+            t = self.tmp()
+            return _Code(
+                f"(({right.code} in {t}) if _type({t} := {left.code}) is _str"
+                f" else {spec.runtime}({t}, {right.code}))",
+                "bool",
+            )
+        return _Code(f"{spec.runtime}({left.code}, {right.code})", "bool")
+
+    def lower_affix(self, spec: Operator, e: ast.Binary) -> _Code:
+        left, right = self.expr(e.left), self.expr(e.right)
+        folded = self._fold(spec, left, right)
+        if folded is not None:
+            return folded
+        if type(right.lit) is str:
+            t = self.tmp()
+            return _Code(
+                f"(_type({t} := {left.code}) is _str and {t}.{spec.python}({right.code}))",
+                "bool")
+        return _Code(f"{spec.runtime}({left.code}, {right.code})", "bool")
+
+    def lower_regex(self, spec: Operator, e: ast.Binary) -> _Code:
+        return self.matches(spec, self.expr(e.left), e.right)
+
+    def compare(self, spec: Operator, left: _Code, right: _Code) -> _Code:
         if left.is_lit and right.is_lit:
-            return _TRUE if _CMP_FN[op](left.lit, right.lit) else _FALSE
+            return _TRUE if rt.HELPERS[spec.runtime](left.lit, right.lit) else _FALSE  # type: ignore[index]
         if left.is_lit:
-            op, left, right = _FLIP[op], right, left
+            assert spec.flipped is not None
+            spec, left, right = self.scope.operators[spec.flipped], right, left
         if not right.is_lit:
-            return _Code(f"{_CMP_HELPER[op]}({left.code}, {right.code})", "bool")
+            return _Code(f"{spec.runtime}({left.code}, {right.code})", "bool")
+        op = spec.python
         v = right.lit
         x = left.code
         if v is None:
@@ -447,22 +539,22 @@ class _Gen:
             return _Code(f"({x} {op} {right.code})", "bool")  # an int that is never null
         t = self.tmp()
         if type(v) is bool:
-            if op == "==":
+            if spec.ordering:
+                return _FALSE  # bool is not ordered
+            if not spec.mismatch:
                 return _Code(f"({x} is {v!r})", "bool")
-            if op == "!=":
-                return _Code(f"(({t} := {x}) is not None and {t} is not {v!r})", "bool")
-            return _FALSE  # bool is not ordered
+            return _Code(f"(({t} := {x}) is not None and {t} is not {v!r})", "bool")
         if type(v) is str:
-            if op == "==":
-                return _Code(f"({x} == {right.code})", "bool")
-            if op == "!=":
-                return _Code(f"(({t} := {x}) is not None and {t} != {right.code})", "bool")
-            return _Code(f"(_type({t} := {x}) is _str and {t} {op} {right.code})", "bool")
+            if spec.ordering:
+                return _Code(f"(_type({t} := {x}) is _str and {t} {op} {right.code})", "bool")
+            if not spec.mismatch:
+                return _Code(f"({x} {op} {right.code})", "bool")
+            return _Code(f"(({t} := {x}) is not None and {t} {op} {right.code})", "bool")
         # a number
-        if op == "!=":
+        if spec.mismatch:
             return _Code(
                 f"(({t} := {x}) is not None and"
-                f" (_type({t}) not in _NUM or {t} != {right.code}))",
+                f" (_type({t}) not in _NUM or {t} {op} {right.code}))",
                 "bool",
             )
         return _Code(f"(_type({t} := {x}) in _NUM and {t} {op} {right.code})", "bool")
@@ -482,20 +574,23 @@ class _Gen:
             return _Code(f"({left.code} {op} {t} if _type({t} := {right.code}) in _NUM else None)")
         return _Code(f"{_ARITH_HELPER[op]}({left.code}, {right.code})")
 
-    def in_list(self, op: str, left: _Code, lst: ast.ListLit) -> _Code:
+    def in_list(self, spec: Operator, left: _Code, lst: ast.ListLit) -> _Code:
+        """``left in [...]`` (``not in`` when ``spec`` is negated): a frozenset look-up for
+        scalar literals, else ``spec``'s runtime helper."""
+        negated = spec.negated
         items = [self.expr(i) for i in lst.items]
         if not all(i.is_lit and _scalar_lit(i.lit) for i in items):
-            helper = "_in" if op == "in" else "_not_in"
-            return _Code(f"{helper}({left.code}, [{', '.join(i.code for i in items)}])", "bool")
+            return _Code(f"{spec.runtime}({left.code}, [{', '.join(i.code for i in items)}])",
+                         "bool")
         values = [i.lit for i in items if i.lit is not None]
         keys = frozenset(rt.set_key(v) for v in values)
         if left.is_lit:
             hit = rt.in_set(left.lit, keys)
-            if op == "in":
+            if not negated:
                 return _TRUE if hit else _FALSE
             return _TRUE if left.lit is not None and not hit else _FALSE
         if not values:
-            return _FALSE if op == "in" else _Code(f"({left.code} is not None)", "bool")
+            return _FALSE if not negated else _Code(f"({left.code} is not None)", "bool")
         t = self.tmp()
         c = self.const(keys)
         types = {type(v) for v in values}
@@ -503,27 +598,27 @@ class _Gen:
             guard = "is _str"
         elif types <= rt.NUM:
             guard = "in _NUM"
-        elif op == "in":
+        elif not negated:
             return _Code(f"_in_set({left.code}, {c})", "bool")
         else:
             return _Code(f"_not_in_set({left.code}, {c})", "bool")
-        if op == "in":
+        if not negated:
             return _Code(f"(_type({t} := {left.code}) {guard} and {t} in {c})", "bool")
         return _Code(
             f"(({t} := {left.code}) is not None and not (_type({t}) {guard} and {t} in {c}))",
             "bool",
         )
 
-    def matches(self, left: _Code, pattern: ast.Expr) -> _Code:
+    def matches(self, spec: Operator, left: _Code, pattern: ast.Expr) -> _Code:
         if not isinstance(pattern, ast.Lit) or type(pattern.value) is not str:
-            raise CompileError("`matches` needs a string literal pattern", pattern.span)
+            raise CompileError(f"`{spec.spelling}` needs a string literal pattern", pattern.span)
         try:
             regex = rt.Regex(pattern.value)
         except Exception as exc:
             raise CompileError(f"invalid regular expression: {exc}", pattern.span) from exc
         if left.is_lit:
             return _TRUE if rt.matches(regex, left.lit) else _FALSE
-        return _Code(f"_matches({self.const(regex)}, {left.code})", "bool")
+        return _Code(f"{spec.runtime}({self.const(regex)}, {left.code})", "bool")
 
     # -- matching operators (cep/compiler/matchers.py)
 
@@ -545,7 +640,7 @@ class _Gen:
             out.append(item.value)
         return out
 
-    def in_cidr(self, op: str, left: _Code, call: ast.Call) -> _Code:
+    def in_cidr(self, spec: Operator, left: _Code, call: ast.Call) -> _Code:
         blocks = []
         for arg in call.args:
             if not isinstance(arg, ast.Lit) or type(arg.value) is not str:
@@ -558,42 +653,57 @@ class _Gen:
             matcher = CidrSet(blocks)
         except MatcherError as exc:
             raise CompileError(str(exc), call.span) from exc
-        return self._test(matcher, op == "not in", left)
+        return self._test(matcher, spec.negated, left)
 
-    def matching(self, op: str, left: _Code, right: ast.Expr) -> _Code:
-        negated = op.startswith("not ")
-        base = op[4:] if negated else op
-        if base == "=~":
-            r = self.expr(right)
-            if left.is_lit and right is not None and r.is_lit:
-                return _TRUE if eq_folded(left.lit, r.lit) else _FALSE
-            if left.is_lit:
-                left, r = r, left
-            if r.is_lit and type(r.lit) is str:
-                t = self.tmp()
-                c = self.const(r.lit.casefold())
-                return _Code(f"(_type({t} := {left.code}) is _str and {t}.casefold() == {c})",
-                             "bool")
-            if r.is_lit:
-                return self.compare("==", left, r)
-            return _Code(f"{self.const(eq_folded)}({left.code}, {r.code})", "bool")
-        if base == "in~":
-            if not isinstance(right, ast.ListLit) or not all(
-                    isinstance(i, ast.Lit) and _scalar_lit(i.value) for i in right.items):
-                raise CompileError(f"`{op}` needs a list of literals, as in "
-                                   f"`{op} [\"admin\", \"root\"]`", right.span)
-            values = [i.value for i in right.items if isinstance(i, ast.Lit)]
-            return self._test(FoldedSet(values), negated, left)
-        # like, like~
-        patterns = self._string_lits(right, f"the patterns of `{op}`")
+    def lower_fold_eq(self, spec: Operator, e: ast.Binary) -> _Code:
+        left, right = self.expr(e.left), e.right
+        r = self.expr(right)
+        if left.is_lit and right is not None and r.is_lit:
+            return _TRUE if eq_folded(left.lit, r.lit) else _FALSE
+        if left.is_lit:
+            left, r = r, left
+        if r.is_lit and type(r.lit) is str:
+            t = self.tmp()
+            c = self.const(r.lit.casefold())
+            return _Code(f"(_type({t} := {left.code}) is _str and {t}.casefold() == {c})",
+                         "bool")
+        if r.is_lit:
+            assert spec.exact_as is not None
+            return self.compare(self.scope.operators[spec.exact_as], left, r)
+        return _Code(f"{self.const(eq_folded)}({left.code}, {r.code})", "bool")
+
+    def lower_fold_set(self, spec: Operator, e: ast.Binary) -> _Code:
+        op, left, right = spec.spelling, self.expr(e.left), e.right
+        if not isinstance(right, ast.ListLit) or not all(
+                isinstance(i, ast.Lit) and _scalar_lit(i.value) for i in right.items):
+            raise CompileError(f"`{op}` needs a list of literals, as in "
+                               f"`{op} [\"admin\", \"root\"]`", right.span)
+        values = [i.value for i in right.items if isinstance(i, ast.Lit)]
+        return self._test(FoldedSet(values), spec.negated, left)
+
+    def lower_glob(self, spec: Operator, e: ast.Binary) -> _Code:
+        left, right = self.expr(e.left), e.right
+        patterns = self._string_lits(right, f"the patterns of `{spec.spelling}`")
         try:
-            globs = GlobSet(patterns, fold=base == "like~")
+            globs = GlobSet(patterns, fold=spec.folds_case)
         except Exception as exc:
             raise CompileError(f"invalid pattern: {exc}", right.span) from exc
-        if globs.only_exact and not globs.fold and not left.is_lit:
-            return self.in_list("not in" if negated else "in", left, ast.ListLit(
+        if globs.only_exact and spec.exact_as is not None and not left.is_lit:
+            return self.in_list(self.scope.operators[spec.exact_as], left, ast.ListLit(
                 tuple(ast.Lit(p) for p in sorted(globs.exact)), right.span))
-        return self._test(globs, negated, left)
+        return self._test(globs, spec.negated, left)
+
+    _LOWERINGS: dict[Lowering, Callable[[_Gen, Operator, ast.Binary], _Code]] = {
+        Lowering.COMPARE: lower_compare,
+        Lowering.MEMBERSHIP: lower_membership,
+        Lowering.CONTAINS: lower_contains,
+        Lowering.AFFIX: lower_affix,
+        Lowering.REGEX: lower_regex,
+        Lowering.FOLD_EQ: lower_fold_eq,
+        Lowering.FOLD_SET: lower_fold_set,
+        Lowering.GLOB: lower_glob,
+    }
+    """The method that writes each lowering of :class:`~cep.lang.operators.Lowering`."""
 
     # -- calls
 
@@ -643,13 +753,29 @@ class _Gen:
             arity = ast.FUNCTIONS[f]
             if not (len(e.args) == arity or (f == "round" and len(e.args) == 1)):
                 raise CompileError(f"{f}() takes {arity} argument(s), got {len(e.args)}", e.span)
+            if (f == "text" and self.mode != "emit" and len(e.args) == 1
+                    and isinstance(e.args[0], ast.Path) and tuple(e.args[0].parts) == ("this",)):
+                # the event under test's text, built once per event for every rule
+                self.uses_ev = True
+                return _Code("_ev_text(ev)")
             args = [self.expr(a) for a in e.args]
             if all(a.is_lit for a in args):
                 fn = rt.HELPERS[_FUNC_HELPER[f]]
                 return self.literal(fn(*(a.lit for a in args)), e.span)
+            if f == "lower" and self.shared and isinstance(e.args[0], ast.Path):
+                field = self.data_parts(e.args[0])
+                if field is not None and field in self.shared:
+                    name = self.shared[field]
+                    if name is None:
+                        t = self.tmp()
+                        name = self.shared[field] = self.tmp()
+                        self.prelude.append((name, f"({t}.lower() if _type({t} := "
+                                                   f"{args[0].code}) is _str else None)"))
+                    return _Code(name, "str?")
             if f in ("lower", "upper"):
                 t = self.tmp()
-                return _Code(f"({t}.{f}() if _type({t} := {args[0].code}) is _str else None)")
+                return _Code(f"({t}.{f}() if _type({t} := {args[0].code}) is _str else None)",
+                             "str?")
             return _Code(f"{_FUNC_HELPER[f]}({', '.join(a.code for a in args)})")
         raise CompileError(f"unknown function {f}()", e.span)
 
@@ -692,6 +818,8 @@ def _build(gen: _Gen, name: str, params: str, body: str) -> GeneratedCode:
         lines.append("    ev = _match_latest(m)")
     if gen.uses_data:
         lines.append("    _d = ev.data")
+    if gen.prelude:  # (each ``(x := …) or True`` is true: the expression's value follows)
+        body = "".join(f"(({n} := {c}) or True) and " for n, c in gen.prelude) + f"({body})"
     lines.append(f"    return {body}")
     source = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = {"__builtins__": {}}
@@ -735,6 +863,7 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str) -> Conditi
         CompileError: see the module docstring.
     """
     gen = _Gen("cond", stages)
+    gen.share_lowered(expr)
     body = gen.truth(_expr(gen, expr))
     code = replace(_build(gen, "_cond", "ev, pm", body.code), ast=expr,
                    scope=tuple(stages.names), eq_guard=eq_guard(expr, stages))
@@ -754,7 +883,8 @@ def eq_guard(expr: ast.Expr, stages: StageScope = EMPTY_SCOPE) -> tuple[str, str
         if e.op == "and":
             todo += [e.right, e.left]
             continue
-        if e.op != "==":
+        spec = stages.operators.get(e.op)
+        if spec is None or not spec.equality:
             continue
         for a, b in ((e.left, e.right), (e.right, e.left)):
             if isinstance(a, ast.Path) and isinstance(b, ast.Lit) and type(b.value) is str \
@@ -840,7 +970,15 @@ def compile_emit(fields: Sequence[tuple[str, ast.Expr]], stages: StageScope) -> 
     gen = _Gen("emit", stages)
     entries = []
     for name, expr in fields:
-        value = _expr(gen, expr)
+        if (isinstance(expr, ast.ListLit) and expr.items
+                and all(isinstance(i, ast.Lit) and type(i.value) in (str, int, float)
+                        and (type(i.value) is not float or math.isfinite(i.value))
+                        for i in expr.items)):
+            # a list of literals (a Sigma rule's tags, references): one constant tuple,
+            # made a new list for each alert by _json, not source to compile
+            value = _Code(gen.const(tuple(i.value for i in expr.items)))  # type: ignore[union-attr]
+        else:
+            value = _expr(gen, expr)
         entries.append(f"{gen.name(name, ast.NOWHERE)}: _json({value.code})")
     body = "{" + ", ".join(entries) + "}"
     return _build(gen, "_emit", "m", body)

@@ -5,20 +5,22 @@ under test), in three-valued logic — false, true, unknown:
 
 * ``("const", r)`` with ``r`` 0 (false), 1 (true) or 2 (unknown);
 * ``("and", (p, …))``, ``("or", (p, …))``, ``("not", p)`` — Kleene's connectives;
-* ``("cmp", op, slot, literal)`` — ``op`` one of ``== != < <= > >=``, the literal a bool,
-  an int (64-bit), a finite float or UTF-8 ``bytes`` (a string);
+* ``("cmp", code, slot, literal)`` — ``code`` the :attr:`~cep.lang.operators.Operator.scan_code`
+  of an operator lowered as :attr:`~cep.lang.operators.Scan.CMP` (the six comparisons), the
+  literal a bool, an int (64-bit), a finite float or UTF-8 ``bytes`` (a string);
 * ``("truth", slot)`` — the value is ``true``; ``("isnull", slot)``, ``("notnull", slot)``;
-* ``("in", slot, (bytes, …))``, ``("notin", slot, (bytes, …))`` — membership in a list of
-  strings;
+* ``(code, slot, (bytes, …))`` — membership in a list of strings, ``code`` the scanner code
+  of an operator lowered as :attr:`~cep.lang.operators.Scan.LIST` (``in``, ``not in``);
 * ``("held", slot, i)`` — the value is a key of rule ``i``'s per-key state (built by
   :mod:`cep.operator.prescan`, not here).
 
 The translation follows the semantics of :mod:`cep.compiler.codegen` (a comparison with a
 missing or null value is false, ``!=`` is false when the value is null, ordering needs two
 numbers or two strings, ``bool`` is not a number, a bare value is true only when it is
-``true``).  Whatever it does not model — stage references, ``ts``, arithmetic, functions,
-regexes, ``contains``, CIDR blocks, case-insensitive forms and wildcard patterns (a
-``like`` without a wildcard is membership) — becomes *unknown*, never a guess: the scanner
+``true``).  Which operators it models is the table's (:class:`~cep.lang.operators.Scan`);
+whatever it does not model — stage references, ``ts``, arithmetic, functions, regexes,
+``contains``, CIDR blocks, case-insensitive forms and wildcard patterns (a ``like`` without a
+wildcard is membership) — becomes *unknown*, never a guess: the scanner
 then leaves the line to Python, so a predicate may only ever be less decisive than the
 compiled condition, never different.
 """
@@ -32,6 +34,7 @@ from typing import Any
 from cep.compiler.generated import GeneratedCode
 from cep.compiler.matchers import parse_glob
 from cep.lang import ast
+from cep.lang.operators import OPERATORS, Operator, OperatorTable, Scan
 
 __all__ = ["Pred", "UNKNOWN", "TRUE", "FALSE", "condition_predicate", "expr_predicate", "join"]
 
@@ -40,7 +43,6 @@ FALSE: Pred = ("const", 0)
 TRUE: Pred = ("const", 1)
 UNKNOWN: Pred = ("const", 2)
 
-_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _INT64 = 1 << 63
 
 # slot_of(path) -> slot number for a field path (a tuple of str)
@@ -68,15 +70,19 @@ def condition_predicate(code: GeneratedCode | None, slot_of: SlotOf) -> Pred:
     return expr_predicate(code.ast, frozenset(code.scope), slot_of)
 
 
-def expr_predicate(expr: ast.Expr, stages: frozenset[str], slot_of: SlotOf) -> Pred:
-    """The predicate of ``expr`` as a condition (true only when it evaluates to ``true``)."""
-    return _Tr(stages, slot_of).cond(expr)
+def expr_predicate(expr: ast.Expr, stages: frozenset[str], slot_of: SlotOf,
+                   operators: OperatorTable = OPERATORS) -> Pred:
+    """The predicate of ``expr`` as a condition (true only when it evaluates to ``true``);
+    ``operators``: the language's comparison operators (another table for tests)."""
+    return _Tr(stages, slot_of, operators).cond(expr)
 
 
 class _Tr:
-    def __init__(self, stages: frozenset[str], slot_of: SlotOf) -> None:
+    def __init__(self, stages: frozenset[str], slot_of: SlotOf,
+                 operators: OperatorTable) -> None:
         self.stages = stages
         self.slot_of = slot_of
+        self.operators = operators
 
     def field(self, e: ast.Expr) -> int | None:
         """The slot of a field of the event under test, or None."""
@@ -110,17 +116,19 @@ class _Tr:
         if isinstance(e, ast.Binary):
             if e.op in ("and", "or"):
                 return self.logical(e)
-            if e.op in _FLIP:
+            spec = self.operators.get(e.op)
+            scan = Scan.UNKNOWN if spec is None else spec.scan
+            if scan is Scan.CMP:
                 return self.compare(e)
-            if e.op in ("in", "not in") and isinstance(e.right, ast.ListLit):
-                return self.in_list(e.op, e.left, e.right)
-            if e.op in ("like", "not like"):
-                return self.like(e.op, e.left, e.right)
+            if scan is Scan.LIST and isinstance(e.right, ast.ListLit):
+                return self.in_list(spec, e.left, e.right)  # type: ignore[arg-type]
+            if scan is Scan.EXACT_GLOB:
+                return self.like(spec, e.left, e.right)  # type: ignore[arg-type]
         return UNKNOWN
 
-    def like(self, op: str, left: ast.Expr, right: ast.Expr) -> Pred:
-        """``like`` whose patterns hold no wildcard: membership in those strings; any other
-        pattern (a wildcard, case folding) is not modelled."""
+    def like(self, spec: Operator, left: ast.Expr, right: ast.Expr) -> Pred:
+        """Wildcard patterns none of which holds a wildcard: the membership operator
+        ``spec`` amounts to then (``like`` → ``in``); any other pattern is not modelled."""
         items = right.items if isinstance(right, ast.ListLit) else (right,)
         texts: list[ast.Expr] = []
         for item in items:
@@ -130,7 +138,8 @@ class _Tr:
             if any(p.kind != "text" for p in parts):
                 return UNKNOWN
             texts.append(ast.Lit(parts[0].text if parts else ""))
-        return self.in_list("in" if op == "like" else "not in", left, ast.ListLit(tuple(texts)))
+        assert spec.exact_as is not None
+        return self.in_list(self.operators[spec.exact_as], left, ast.ListLit(tuple(texts)))
 
     def logical(self, e: ast.Binary) -> Pred:
         items: list[Pred] = []
@@ -144,9 +153,11 @@ class _Tr:
         return join(e.op, items)
 
     def compare(self, e: ast.Binary) -> Pred:
-        op, left, right = e.op, e.left, e.right
+        spec, left, right = self.operators[e.op], e.left, e.right
         if isinstance(left, ast.Lit) and not isinstance(right, ast.Lit):
-            op, left, right = _FLIP[op], right, left
+            assert spec.flipped is not None
+            spec, left, right = self.operators[spec.flipped], right, left
+        op = spec.scan_code
         if not isinstance(right, ast.Lit):
             return UNKNOWN
         slot = self.field(left)
@@ -156,7 +167,7 @@ class _Tr:
         if v is None:
             return FALSE  # a comparison with null is false
         if type(v) is bool:
-            return ("cmp", op, slot, v) if op in ("==", "!=") else FALSE
+            return FALSE if spec.ordering else ("cmp", op, slot, v)  # bool is not ordered
         if type(v) is str:
             return ("cmp", op, slot, v.encode())
         if type(v) is int:
@@ -165,7 +176,7 @@ class _Tr:
             return ("cmp", op, slot, v) if math.isfinite(v) else UNKNOWN
         return UNKNOWN
 
-    def in_list(self, op: str, left: ast.Expr, lst: ast.ListLit) -> Pred:
+    def in_list(self, spec: Operator, left: ast.Expr, lst: ast.ListLit) -> Pred:
         slot = self.field(left)
         if slot is None:
             return UNKNOWN
@@ -178,6 +189,6 @@ class _Tr:
             if type(item.value) is not str:
                 return UNKNOWN
             values.append(item.value.encode())
-        if op == "in":
-            return ("in", slot, tuple(values)) if values else FALSE
-        return ("notin", slot, tuple(values)) if values else ("notnull", slot)
+        if not values:  # an empty list (or nulls only): `in` never holds, `not in` for any value
+            return ("notnull", slot) if spec.negated else FALSE
+        return (spec.scan_code, slot, tuple(values))

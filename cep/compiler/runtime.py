@@ -243,7 +243,7 @@ def ends_with(a: Any, b: Any) -> bool:
 
 
 @functools.cache
-def _re2_options() -> Any:
+def re2_options() -> Any:
     """Options of every :class:`Regex`; re2 is imported only by rules that use ``matches``."""
     import re2
 
@@ -271,7 +271,7 @@ class Regex:
         import re2
 
         self.pattern = pattern
-        self._re = re2.compile(pattern, _re2_options())
+        self._re = re2.compile(pattern, re2_options())
         self._raw: Any = None
         self._anchor: Any = None
         try:
@@ -336,6 +336,18 @@ def fn_text(v: Any) -> Any:
         elif tx is dict or tx is list:
             _strings_into(x, out)
     return "\n".join(out) if out else None
+
+
+def ev_text(ev: Any) -> Any:
+    """``text(this)`` of the event under test ``ev`` (:func:`fn_text` of its data), built on
+    the first read and kept on a plain :class:`~cep.event.Event` (its ``text``), so that the
+    keyword searches of many rules over one event join its strings once."""
+    if type(ev) is not Event:
+        return fn_text(ev.data)
+    t = ev.text
+    if t is None:
+        t = ev.text = fn_text(ev.data)
+    return t
 
 
 def _strings_into(v: dict[str, Any] | list[Any], out: list[str]) -> None:
@@ -704,6 +716,7 @@ HELPERS: dict[str, Any] = {
     "_lower": fn_lower,
     "_upper": fn_upper,
     "_text": fn_text,
+    "_ev_text": ev_text,
     "_len": fn_len,
     "_abs": fn_abs,
     "_round": fn_round,

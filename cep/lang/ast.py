@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal as TLiteral
 
 __all__ = [
     "Span", "Expr", "Lit", "ListLit", "Path", "Unary", "Binary", "IsNull", "Call", "Attr",
     "Lookup", "ListDecl",
     "Modifier", "Stage", "Skip", "Emit", "Suppress", "Window", "Rule", "RuleFile",
     "CONTIGUITIES", "SEVERITIES", "AGGREGATES", "FUNCTIONS", "WINDOW_AGGREGATES",
-    "WINDOW_STAGE", "walk", "MATCHING_OPS", "CIDR_FUNCTION", "METADATA",
+    "WINDOW_STAGE", "walk", "CIDR_FUNCTION", "METADATA",
 ]
 
 
@@ -76,23 +75,15 @@ class Unary:
     span: Span = field(default=NOWHERE, compare=False)
 
 
-BinaryOp = TLiteral[
-    "and", "or", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%",
-    "in", "not in", "contains", "starts with", "ends with", "matches",
-    "=~", "in~", "not in~", "like", "not like", "like~", "not like~",
-]
-
-MATCHING_OPS = frozenset({"=~", "in~", "not in~", "like", "not like", "like~", "not like~"})
-"""The matching operators of docs/rule-language.md (case-insensitive and wildcard forms);
-``x in cidr(…)`` is the ``in`` operator with a :data:`CIDR_FUNCTION` call on its right."""
-
 CIDR_FUNCTION = "cidr"
-"""``cidr("10.0.0.0/8", …)``: a set of IP blocks, only ever right of ``in`` / ``not in``."""
+"""``cidr("10.0.0.0/8", …)``: a set of IP blocks, only ever right of an operator that allows
+it (:attr:`cep.lang.operators.Operator.cidr`: ``in``, ``not in``)."""
 
 
 @dataclass(frozen=True)
 class Binary:
-    """A binary operation; ``op`` is one of :data:`BinaryOp` spelled as in the language."""
+    """A binary operation; ``op`` is ``and``, ``or``, an arithmetic operator (``+ - * / %``)
+    or the spelling of one of the operators of :mod:`cep.lang.operators`."""
 
     op: str
     left: Expr

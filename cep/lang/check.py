@@ -20,7 +20,6 @@ from cep.lang.ast import (
     AGGREGATES,
     CIDR_FUNCTION,
     FUNCTIONS,
-    MATCHING_OPS,
     SEVERITIES,
     Attr,
     Binary,
@@ -41,6 +40,7 @@ from cep.lang.ast import (
 from cep.lang.format import format_modifier
 from cep.lang.limits import MAX_EXPR_DEPTH, MAX_PATTERN_STEPS, MAX_TIMES
 from cep.lang.lists import check_declarations
+from cep.lang.operators import OPERATORS, Kind, Lowering, OperatorTable
 from cep.lang.references import check_references
 from cep.lang.suggest import did_you_mean
 from cep.lang.window_check import check_window_clauses
@@ -65,7 +65,6 @@ _CONTIGUITY_TEXT = {
     "followed_by_any": "followed by any", "not_next": "not next",
     "not_followed_by": "not followed by",
 }
-_COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -89,6 +88,8 @@ class _Ctx:
     groups: dict[str, Stage] = field(default_factory=dict)
     lists: frozenset[str] = frozenset()
     """The lists and tables the rule's file declares."""
+    operators: OperatorTable = OPERATORS
+    """The comparison operators of the language."""
 
     def error(self, span: Span, message: str, hint: str | None = None) -> None:
         self.out.append(Diagnostic(self.file, span, f"rule `{self.rule.name}`: {message}",
@@ -488,12 +489,13 @@ def _visit(ctx: _Ctx, expr: Expr, where: str) -> None:
     elif isinstance(expr, Binary):
         _check_binary(ctx, expr)
         _visit(ctx, expr.left, where)
-        if _is_cidr(expr.right) and expr.op in ("in", "not in"):
+        spec = ctx.operators.get(expr.op)
+        if _is_cidr(expr.right) and spec is not None and spec.cidr:
             _check_cidr(ctx, expr.right)  # type: ignore[arg-type]
         elif _is_list(ctx, expr):
             pass  # `x in NAME` of a declared list or table
-        elif expr.op in MATCHING_OPS:
-            _check_matching(ctx, expr)
+        elif spec is not None and spec.kind is Kind.MATCHING:
+            _check_matching(ctx, expr, spec.lowering)
         else:
             _visit(ctx, expr.right, where)
     elif isinstance(expr, Unary | IsNull):
@@ -531,10 +533,12 @@ def _check_path(ctx: _Ctx, path: Path, where: str) -> None:
 
 
 def _is_list(ctx: _Ctx, expr: Binary) -> bool:
-    """``x in NAME`` (``not in``, ``in~``, ``not in~``) where NAME is a declared list or
-    table, not a stage."""
+    """``x in NAME`` (``not in``, ``in~``, ``not in~``: an operator with a
+    :attr:`~cep.lang.operators.Operator.list_test`) where NAME is a declared list or table,
+    not a stage."""
     right = expr.right
-    return (expr.op in ("in", "not in", "in~", "not in~") and isinstance(right, Path)
+    spec = ctx.operators.get(expr.op)
+    return (spec is not None and spec.list_test is not None and isinstance(right, Path)
             and len(right.parts) == 1 and right.parts[0] in ctx.lists
             and right.parts[0] not in ctx.stages)
 
@@ -561,14 +565,14 @@ def _check_cidr(ctx: _Ctx, call: Call) -> None:
                       "write an IPv4 or IPv6 network, as `10.0.0.0/8` or `2001:db8::/32`")
 
 
-def _check_matching(ctx: _Ctx, expr: Binary) -> None:
-    """The right side of ``=~`` (any expression), ``in~`` (a list of literals) and ``like``
-    (a string literal or a list of them)."""
+def _check_matching(ctx: _Ctx, expr: Binary, lowering: Lowering) -> None:
+    """The right side of a matching operator, by its lowering: ``=~`` (any expression),
+    ``in~`` (a list of literals) and ``like`` (a string literal or a list of them)."""
     op, right = expr.op, expr.right
-    if op == "=~":
+    if lowering is Lowering.FOLD_EQ:
         return
     items = right.items if isinstance(right, ListLit) else None
-    if op.endswith("in~"):
+    if lowering is Lowering.FOLD_SET:
         if items is None or not all(isinstance(i, Lit) for i in items):
             ctx.error(right.span, f"`{op}` needs a list of literals",
                       f'write `{op} ["admin", "root"]`')
@@ -638,7 +642,11 @@ def _check_aggregate(ctx: _Ctx, call: Call, where: str) -> None:
 
 
 def _check_binary(ctx: _Ctx, expr: Binary) -> None:
-    if expr.op == "matches" and isinstance(expr.right, Lit) and isinstance(expr.right.value, str):
+    spec = ctx.operators.get(expr.op)
+    if spec is None:
+        return
+    if (spec.lowering is Lowering.REGEX and isinstance(expr.right, Lit)
+            and isinstance(expr.right.value, str)):
         import re2
 
         try:
@@ -649,14 +657,13 @@ def _check_binary(ctx: _Ctx, expr: Binary) -> None:
                 reason = reason.decode("utf-8", "replace")
             ctx.error(expr.right.span, f"invalid regular expression: {reason}",
                       "the regex engine is RE2: no look-around or back-references")
-    if expr.op not in _COMPARISONS:
+    if spec.kind is not Kind.ORDER:
         return
     left_null = isinstance(expr.left, Lit) and expr.left.value is None
     right_null = isinstance(expr.right, Lit) and expr.right.value is None
-    if (left_null or right_null) and expr.op in ("==", "!="):
-        better = "is null" if expr.op == "==" else "is not null"
+    if (left_null or right_null) and spec.null_hint is not None:
         ctx.warn(expr.span, f"`{expr.op} null` is always false",
-                 f"use `{better}` to test for a missing value")
+                 f"use `{spec.null_hint}` to test for a missing value")
     elif isinstance(expr.left, Lit | ListLit) and isinstance(expr.right, Lit | ListLit):
         ctx.warn(expr.span, "this compares two literals: the result never changes")
 
@@ -694,11 +701,12 @@ _PASSES: tuple[Callable[[_Ctx], None], ...] = (
 )
 
 
-def check_rule(rule: Rule, file: str = "<string>",
-               lists: frozenset[str] = frozenset()) -> list[Diagnostic]:
+def check_rule(rule: Rule, file: str = "<string>", lists: frozenset[str] = frozenset(),
+               operators: OperatorTable = OPERATORS) -> list[Diagnostic]:
     """Run every pass over one rule (``lists``: the names of the lists and tables its file
-    declares); returns its errors and warnings in source order."""
-    ctx = _Ctx(file, rule, [], lists=lists)
+    declares; ``operators``: the language's comparison operators, another table for tests);
+    returns its errors and warnings in source order."""
+    ctx = _Ctx(file, rule, [], lists=lists, operators=operators)
     for check in _PASSES:
         check(ctx)
     ctx.out.sort(key=lambda d: (d.span.line, d.span.col))

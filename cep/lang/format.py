@@ -12,7 +12,7 @@ import hashlib
 import math
 import re
 import unicodedata
-from dataclasses import replace
+from collections.abc import Mapping
 
 from cep.lang.ast import (
     Attr,
@@ -31,6 +31,7 @@ from cep.lang.ast import (
     Stage,
     Unary,
 )
+from cep.lang.operators import OPERATORS
 
 __all__ = ["format_rule", "format_rules", "format_expr", "format_duration", "format_modifier",
            "rule_version", "matching_text", "format_list_decl", "quote_string", "quote_name"]
@@ -39,9 +40,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = frozenset(
     "rule end description severity tags references author from where pattern begin next times "
     "to optional "
-    "greedy consecutive until within emit or and not in contains matches true false null like "
-    "this having by".split()
-)
+    "greedy consecutive until within emit or and not true false null this having by".split()
+) | {op.spelling for op in OPERATORS if op.spelling.isalpha()}
+"""Words read as keywords where a name could stand (the operators of one word among them)."""
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
 _CONTIGUITY = {
     "begin": "begin", "next": "next", "followed_by": "followed by",
@@ -53,12 +54,11 @@ _SKIP = {
     "skip_to_first": "skip to first", "skip_to_last": "skip to last", "no_skip": "no skip",
 }
 
-# Binding strength: higher binds tighter.
+# Binding strength: higher binds tighter.  Every binary operator but the logical and the
+# arithmetic ones is one of cep.lang.operators, and all of those bind as comparisons ("cmp").
 _PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
          "neg": 7, "atom": 8}
-_PREDICATES = {"==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "starts with",
-               "ends with", "matches", "=~", "in~", "not in~", "like", "not like", "like~",
-               "not like~"}
+_BINARY = frozenset({"or", "and", "+", "-", "*", "/", "%"})
 
 
 def format_duration(ms: int) -> str:
@@ -79,6 +79,8 @@ def quote_string(value: str) -> str:
     """A double-quoted string literal that parses back to ``value``."""
     if _PLAIN.fullmatch(value):
         return f'"{value}"'
+    if value.isprintable():  # no control, separator or surrogate character: two escapes
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     out = ['"']
     for ch in value:
         if ch in '"\\':
@@ -126,9 +128,7 @@ def _lit(value: object, duration: bool) -> str:
 
 def _level(e: Expr) -> int:
     if isinstance(e, Binary):
-        if e.op in _PREDICATES:
-            return _PREC["cmp"]
-        return _PREC[e.op]
+        return _PREC[e.op] if e.op in _BINARY else _PREC["cmp"]
     if isinstance(e, IsNull):
         return _PREC["cmp"]
     if isinstance(e, Unary):
@@ -168,7 +168,7 @@ def format_expr(e: Expr) -> str:
         inner = _wrap(e.operand, _PREC["neg"])
         return "-" + (f"({inner})" if inner.startswith("-") else inner)
     if isinstance(e, Binary):
-        if e.op in _PREDICATES:
+        if e.op not in _BINARY:  # an operator of cep.lang.operators
             left, right = _wrap(e.left, _PREC["+"]), _wrap(e.right, _PREC["+"])
         else:
             level = _PREC[e.op]
@@ -194,16 +194,22 @@ def format_modifier(m: Modifier) -> str:
     return m.kind.replace("_", " ")
 
 
-def _stage(st: Stage, indent: str) -> list[str]:
+def _stage(st: Stage, indent: str, known: Mapping[int, str] | None = None) -> list[str]:
+    """The lines of a stage; ``known``: texts of conditions formatted already, by ``id``."""
     head = f"{indent}{_CONTIGUITY[st.contiguity]} {st.name}"
     mods = "".join(" " + format_modifier(m) for m in st.modifiers)
     if st.group is not None:
         lines = [head + " ("]
         for inner in st.group:
-            lines.extend(_stage(inner, indent + "  "))
+            lines.extend(_stage(inner, indent + "  ", known))
         lines.append(f"{indent}){mods}")
         return lines
-    cond = f" where {format_expr(st.condition)}" if st.condition is not None else ""
+    text = None
+    if st.condition is not None:
+        text = known.get(id(st.condition)) if known else None
+        if text is None:
+            text = format_expr(st.condition)
+    cond = f" where {text}" if text is not None else ""
     return [head + cond + mods]
 
 
@@ -236,7 +242,17 @@ def format_rule(rule: Rule) -> str:
     Modifiers keep their written order.  Raises ``ValueError`` for a float that has no
     literal form (infinity, NaN), which the parser never produces.
     """
-    lines = [f"rule {rule.name}"]
+    head, meta, body = _rule_lines(rule)
+    return "\n".join([head, *meta, *body]) + "\n"
+
+
+def _rule_lines(rule: Rule, known: Mapping[int, str] | None = None
+                ) -> tuple[str, list[str], list[str]]:
+    """The lines of :func:`format_rule`: the ``rule NAME`` line, the metadata lines (none
+    for a rule without metadata: no description, severity ``medium``, no tags, references
+    or author), and the rest, which no metadata changes (``known``: see :func:`_stage`)."""
+    head = f"rule {rule.name}"
+    lines: list[str] = []
     if rule.description is not None:
         lines.append(f"  description {quote_string(rule.description)}")
     if rule.severity != "medium":
@@ -247,6 +263,7 @@ def format_rule(rule: Rule) -> str:
         lines.append("  references " + ", ".join(quote_string(r) for r in rule.references))
     if rule.author is not None:
         lines.append(f"  author {quote_string(rule.author)}")
+    meta, lines = lines, []
     if rule.sources:
         lines.append("  from " + ", ".join(rule.sources))
     if rule.where is not None:
@@ -257,7 +274,7 @@ def format_rule(rule: Rule) -> str:
     if window is None:
         lines.append("  pattern")
         for st in rule.pattern:
-            lines.extend(_stage(st, "    "))
+            lines.extend(_stage(st, "    ", known))
     elif window.kind == "having" and window.condition is not None:
         lines.append(f"  having {format_expr(window.condition)} within "
                      f"{format_duration(window.within_ms)}")
@@ -280,7 +297,7 @@ def format_rule(rule: Rule) -> str:
     for emit in rule.emits:
         lines.extend(_emit(emit))
     lines.append("end")
-    return "\n".join(lines) + "\n"
+    return head, meta, lines
 
 
 def format_list_decl(decl: ListDecl) -> str:
@@ -302,11 +319,25 @@ def matching_text(rule: Rule) -> str:
     """The canonical text of what ``rule`` matches and emits: :func:`format_rule` without
     the metadata (:data:`~cep.lang.ast.METADATA`: description, severity, tags, references,
     author)."""
-    return format_rule(replace(rule, description=None, severity="medium", tags=(),
-                               references=(), author=None))
+    head, _, body = _rule_lines(rule)  # (the rule with its metadata cleared has no meta)
+    return "\n".join([head, *body]) + "\n"
+
+
+def rule_texts(rule: Rule, known: Mapping[int, str] | None = None) -> tuple[str, str]:
+    """``(format_rule(rule), rule_version(rule))`` with one formatting of the rule;
+    ``known``: the text (:func:`format_expr`) of some of its stage conditions, by the
+    ``id`` of the condition, formatted already."""
+    head, meta, body = _rule_lines(rule, known)
+    matching = "\n".join([head, *body]) + "\n"
+    text = "\n".join([head, *meta, *body]) + "\n" if meta else matching
+    return text, _version_of(matching)
+
+
+def _version_of(matching: str) -> str:
+    return hashlib.sha256(matching.encode("utf-8")).hexdigest()[:16]
 
 
 def rule_version(rule: Rule) -> str:
     """First 16 hex digits of the SHA-256 of :func:`matching_text`: editing a rule's
     metadata keeps its version (and so its partial matches and alert ids)."""
-    return hashlib.sha256(matching_text(rule).encode("utf-8")).hexdigest()[:16]
+    return _version_of(matching_text(rule))

@@ -1,7 +1,10 @@
 """Loading the Lark grammar of rule files, once per process.
 
 The grammar lives in ``grammar/cep.lark`` at the top of the source tree and is shipped as
-package data (``cep/grammar`` links to it).
+package data (``cep/grammar`` links to it).  The comparison, membership, text and matching
+operators are not written there: the lines ``// @operators: …`` stand where
+:mod:`cep.lang.operators` writes their alternatives of ``predicate`` and their terminals, from
+the table the parser is built for.
 """
 
 from __future__ import annotations
@@ -18,18 +21,49 @@ from lark import Lark
 from lark.lexer import PatternRE, PatternStr
 
 from cep.lang.cache_dir import open_cache
+from cep.lang.operators import (
+    COMPARE_TERMINAL,
+    OPERATORS,
+    OperatorTable,
+    grammar_alternatives,
+    grammar_terminals,
+)
 
 __all__ = ["grammar_text", "parser", "terminal_text"]
 
 
+_ALTERNATIVES = "// @operators: the operators' alternatives"
+_TERMINALS = "// @operators: terminals"
+
+
 @functools.cache
-def grammar_text() -> str:
-    """The text of ``cep.lark`` (package data: ``cep/grammar/cep.lark``)."""
+def grammar_file() -> str:
+    """The text of ``cep.lark`` as written (package data: ``cep/grammar/cep.lark``)."""
     return (Path(__file__).parent.parent / "grammar" / "cep.lark").read_text(encoding="utf-8")
 
 
 @functools.cache
-def parser() -> Lark:
+def grammar_text(operators: OperatorTable = OPERATORS) -> str:
+    """The grammar: ``cep.lark`` with the operators of ``operators`` written in where its
+    ``// @operators: …`` lines stand (each must be there exactly once)."""
+    out = []
+    for line in grammar_file().split("\n"):
+        if line.strip().startswith(_ALTERNATIVES):
+            out.append(grammar_alternatives(operators))
+        elif line.strip().startswith(_TERMINALS):
+            out.append(grammar_terminals(operators))
+        else:
+            out.append(line)
+    marked = [line.strip() for line in grammar_file().split("\n")
+              if line.strip().startswith("// @operators:")]
+    if len(marked) != 2 or not (marked[0].startswith(_ALTERNATIVES)
+                                and marked[1].startswith(_TERMINALS)):
+        raise lark.exceptions.GrammarError("cep.lark must hold each `// @operators:` line once")
+    return "\n".join(out)
+
+
+@functools.cache
+def parser(operators: OperatorTable = OPERATORS) -> Lark:
     """The LALR parser with the contextual lexer and position propagation, built once.
 
     Building the LALR tables takes about 0.15 s, a good part of a short ``cep run``; the
@@ -39,9 +73,11 @@ def parser() -> Lark:
     the Lark and Python versions, and loaded from there when it is present.  Any problem
     with the cache just means building the parser again.
 
+    ``operators``: the operators it reads (a table other than the language's is for tests).
+
     Raises :class:`lark.exceptions.GrammarError` if the grammar itself is broken.
     """
-    text = grammar_text()
+    text = grammar_text(operators)
     name = _cache_name(text)
     with open_cache() as cache:
         data = cache.read(name) if cache is not None else None
@@ -78,7 +114,8 @@ _DESCRIPTIONS = {
     "INT": "a whole number",
     "DECIMAL": "a number",
     "DURATION": "a duration such as 30s or 5m",
-    "COMPARE": "a comparison (== != < <= > >=)",
+    COMPARE_TERMINAL: "a comparison (" + " ".join(
+        op.spelling for op in OPERATORS if op.terminal == COMPARE_TERMINAL) + ")",
     "$END": "the end of the file",
 }
 

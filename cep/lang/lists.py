@@ -42,11 +42,11 @@ from cep.lang.ast import (
 from cep.lang.ast import (
     Path as ExprPath,
 )
+from cep.lang.operators import OPERATORS
 
 __all__ = ["ListData", "check_declarations", "load_lists", "resolve_path", "list_names_used"]
 
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\Z")
-_MEMBERSHIP = ("in", "not in", "in~", "not in~")
 _NUMBER_START = frozenset("-0123456789")
 
 
@@ -178,11 +178,17 @@ def list_names_used(rule: Rule, declared: Mapping[str, Any] | frozenset[str]) ->
         for node in walk(expr):
             if isinstance(node, Lookup) and node.table in declared:
                 used.add(node.table)
-            elif (isinstance(node, Binary) and node.op in _MEMBERSHIP
+            elif (isinstance(node, Binary) and _tests_lists(node.op)
                   and isinstance(node.right, ExprPath) and len(node.right.parts) == 1
                   and node.right.parts[0] in declared and node.right.parts[0] not in stages):
                 used.add(node.right.parts[0])
     return used
+
+
+def _tests_lists(op: str) -> bool:
+    """Whether a declared list may stand right of ``op`` (``in``, ``not in``, ``in~``…)."""
+    spec = OPERATORS.get(op)
+    return spec is not None and spec.list_test is not None
 
 
 def resolve_path(decl: ListDecl, rule_file: str) -> Path | str:

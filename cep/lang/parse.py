@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any
 
-from lark import Token, Transformer_NonRecursive, Tree, v_args
+from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import UnexpectedInput
 from lark.lexer import LexerState, LexerThread, LineCounter
 from lark.tree import Meta
@@ -64,6 +64,7 @@ from cep.lang.limits import (
     MAX_LITERAL_CHARS,
     MAX_SYNTAX_ERRORS,
 )
+from cep.lang.operators import OPERATORS, OperatorTable
 
 __all__ = ["parse_text", "parse_file", "unquote_string"]
 
@@ -479,7 +480,7 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule | ListDecl]]):
     def binary(self, meta: Meta, ch: list[Any]) -> Binary:
         op = ch[1]
         assert isinstance(op, Token)
-        text = op.value if op.type == "COMPARE" or len(op.value) == 1 else " ".join(op.split())
+        text = " ".join(op.split())  # an operator's words joined by one space: its spelling
         return Binary(text, ch[0], ch[2], _meta_span(meta))
 
     def unary(self, meta: Meta, ch: list[Any]) -> Expr:
@@ -559,14 +560,14 @@ class _Cursor:
         self.pos = pos
 
 
-def _parse_range(cursor: _Cursor, stop: int) -> Tree[Token]:
+def _parse_range(cursor: _Cursor, stop: int, built: Lark) -> Tree[Token]:
     """Parse ``text[cursor.pos:stop]`` with positions as in the whole text.
 
     Lark reads the range in place (a ``TextSlice``) and counts lines from the cursor's; its
     public ``parse`` would count them again from the start of the text, which made recovering
     from N errors cost N passes over the file.  Raises :class:`UnexpectedInput`.
     """
-    front = parser().parser
+    front = built.parser
     lines = LineCounter("\n")
     lines.char_pos, lines.line, lines.line_start_pos = cursor.pos, cursor.line, cursor.line_start
     lines.column = cursor.pos - cursor.line_start + 1
@@ -590,11 +591,11 @@ def _build(tree: Tree[Token], lines: list[str], path: str
     return rules, builder.diagnostics
 
 
-def _parse_segment(cursor: _Cursor, stop: int, lines: list[str], path: str
+def _parse_segment(cursor: _Cursor, stop: int, lines: list[str], path: str, built: Lark
                    ) -> tuple[list[Rule | ListDecl], list[Diagnostic]]:
     """Rules between two rule starts that already parsed once (empty if they somehow don't)."""
     try:
-        tree = _parse_range(cursor, stop)
+        tree = _parse_range(cursor, stop, built)
     except UnexpectedInput:
         return [], []
     return _build(tree, lines, path)
@@ -621,7 +622,8 @@ def _too_large(path: str, size: int) -> Diagnostic:
                       "bytes (1 MiB)", hint="split the rules over several files")
 
 
-def parse_text(text: str, path: str = "<string>") -> tuple[RuleFile, list[Diagnostic]]:
+def parse_text(text: str, path: str = "<string>", operators: OperatorTable = OPERATORS
+               ) -> tuple[RuleFile, list[Diagnostic]]:
     """Parse the text of a rule file.
 
     Returns the :class:`RuleFile` holding every rule that parsed, and the diagnostics: one per
@@ -629,7 +631,8 @@ def parse_text(text: str, path: str = "<string>") -> tuple[RuleFile, list[Diagno
     :data:`MAX_SYNTAX_ERRORS` of them one more diagnostic counts the rest), tokens beyond the
     limits, clauses given twice.  A text over :data:`MAX_FILE_BYTES` gets one diagnostic at
     1:1 and no parse.  Never raises on bad input; semantic checks are :mod:`cep.lang.check`'s
-    job.  Time and memory are linear in the length of ``text``.
+    job.  Time and memory are linear in the length of ``text``.  ``operators``: the
+    comparison operators the grammar reads (a table other than the language's is for tests).
     """
     unparsable = _unparsable(text, path)
     if unparsable is not None:
@@ -641,10 +644,11 @@ def parse_text(text: str, path: str = "<string>") -> tuple[RuleFile, list[Diagno
     rules: list[Rule | ListDecl] = []
     diags: list[Diagnostic] = []
     cursor = _Cursor(text)
+    built = parser(operators)
     errors, first_unshown = 0, None
     while True:
         try:
-            tree = _parse_range(cursor, len(text))
+            tree = _parse_range(cursor, len(text), built)
         except UnexpectedInput as err:
             err_pos = _error_offset(err, text)
             errors += 1
@@ -657,7 +661,7 @@ def parse_text(text: str, path: str = "<string>") -> tuple[RuleFile, list[Diagno
             k = bisect_left(starts, err_pos)  # the rule that failed starts before starts[k]
             failing = starts[k - 1] if k and starts[k - 1] >= cursor.pos else cursor.pos
             if failing > cursor.pos:
-                seg_rules, seg_diags = _parse_segment(cursor, failing, lines, path)
+                seg_rules, seg_diags = _parse_segment(cursor, failing, lines, path, built)
                 rules.extend(seg_rules)
                 diags.extend(seg_diags)
             k = bisect_left(starts, max(err_pos, cursor.pos + 1))

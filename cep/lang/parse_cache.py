@@ -142,7 +142,8 @@ def _parser_tag() -> bytes | None:
         spec = importlib.util.find_spec("lark")  # its __init__ names its version
         assert spec is not None and spec.origin is not None
         files = [Path(spec.origin)] + [_LANG.parent / part for part in
-                                       ("grammar/cep.lark", "lang/parse.py", "lang/ast.py")]
+                                       ("grammar/cep.lark", "lang/parse.py", "lang/ast.py",
+                                        "lang/operators.py")]
         for file in files:
             h.update(b"\0" + file.read_bytes())
     except Exception:  # noqa: BLE001 - no cache rather than a wrong one

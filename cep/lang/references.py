@@ -24,6 +24,7 @@ from cep.lang.ast import (
     Stage,
     walk,
 )
+from cep.lang.operators import IN, OPERATORS, Kind
 from cep.lang.suggest import closest
 
 __all__ = ["check_references", "paths_of", "cidr_hint"]
@@ -41,7 +42,7 @@ def _binaries(expr: Expr) -> Iterator[Binary]:
     return (node for node in walk(expr) if isinstance(node, Binary))
 
 
-def cidr_hint(text: str, op: str = "in") -> str | None:
+def cidr_hint(text: str, op: str = IN.spelling) -> str | None:
     """For an IPv4 or IPv6 block written as a string (``"10.0.0.0/8"``), the test meant:
     ``in cidr("10.0.0.0/8")``; ``None`` if it is not a block."""
     if "/" not in text:
@@ -179,7 +180,8 @@ class _Pass:
                                    "match", "emit the fields of a stage that matches")
 
     def check_membership(self, node: Binary) -> None:
-        if node.op not in ("in", "not in") or not isinstance(node.right, Lit):
+        spec = OPERATORS.get(node.op)
+        if spec is None or spec.kind is not Kind.MEMBERSHIP or not isinstance(node.right, Lit):
             return
         value = node.right.value
         kind = {str: "string", bool: "boolean", int: "number", float: "number"}.get(

@@ -23,6 +23,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import SEVERITIES, Span
 from cep.lang.grammar import parser, terminal_text
+from cep.lang.operators import OPERATORS
 from cep.lang.suggest import closest
 
 __all__ = ["explain", "EXAMPLES", "KEYWORD_WORDS"]
@@ -31,27 +32,26 @@ KEYWORD_WORDS = frozenset(
     "rule end description severity tags references author from where key by pattern begin "
     "next followed any not times to or more one optional greedy consecutive allow "
     "combinations until within after "
-    "match no skip past last event first emit on timeout and in is null contains starts ends "
-    "with matches like true false this".split()
-)
-"""Every word that is (part of) a keyword."""
+    "match no skip past last event first emit on timeout and is null true false this".split()
+) | {word for op in OPERATORS for word in op.spelling.split() if word.isalpha()}
+"""Every word that is (part of) a keyword (an operator's words among them)."""
 
 _JOINED = {
     re.sub(r"\s+", "", words): words
     for words in (
-        "followed by", "followed by any", "not followed by", "not next", "not in", "is null",
-        "is not null", "starts with", "ends with", "key by", "or more", "one or more",
+        "followed by", "followed by any", "not followed by", "not next", "is null",
+        "is not null", "key by", "or more", "one or more",
         "allow combinations", "after match", "no skip", "skip to next",
         "skip past last event", "skip to first", "skip to last", "on timeout emit",
+        *(op.spelling for op in OPERATORS
+          if " " in op.spelling and op.spelling.replace(" ", "").isalpha()),
     )
 }
 
 _EXPR_START = {"NAME", "QNAME", "THIS", "STRING", "INT", "DECIMAL", "DURATION", "TRUE", "FALSE",
                "NULL", "LSQB", "LPAR", "NOT", "MINUS"}
-_OPERATORS = {"COMPARE", "PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "AND", "OR", "IN",
-              "NOT_IN", "CONTAINS", "STARTS_WITH", "ENDS_WITH", "MATCHES", "IS_NULL",
-              "IS_NOT_NULL", "DOT", "LPAR", "EQ_CI", "IN_CI", "NOT_IN_CI", "LIKE", "NOT_LIKE",
-              "LIKE_CI", "NOT_LIKE_CI"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "AND", "OR", "IS_NULL",
+              "IS_NOT_NULL", "DOT", "LPAR"} | {op.terminal for op in OPERATORS}
 _MODIFIERS = {"TIMES", "ONE_OR_MORE", "OPTIONAL", "GREEDY", "CONSECUTIVE",
               "ALLOW_COMBINATIONS", "UNTIL", "WITHIN"}
 _STAGES = {"NEXT", "FOLLOWED_BY", "FOLLOWED_BY_ANY", "NOT_NEXT", "NOT_FOLLOWED_BY"}

@@ -30,15 +30,13 @@ from cep.lang.ast import (
     walk,
 )
 from cep.lang.check import all_stages
+from cep.lang.operators import OPERATORS, Operator, OperatorTable
 from cep.lang.references import paths_of
 from cep.lang.schema import FieldSpec, Schema, type_of
 from cep.lang.suggest import closest
 
 __all__ = ["check_schema", "mixed_literal_warnings", "field_diagnostics"]
 
-_COMPARE = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
-_TEXT_OPS = ("matches", "contains", "starts with", "ends with", "like", "not like", "like~",
-             "not like~")
 _NUMBERS = frozenset({"integer", "number"})
 
 
@@ -53,10 +51,10 @@ class _Read:
 
 @dataclass(frozen=True)
 class _Compare:
-    """A field compared with a literal: ``op`` and the literal's value and span."""
+    """A field compared with a literal: the operator and the literal's value and span."""
 
     read: _Read
-    op: str
+    op: Operator
     value: object
     span: Span
 
@@ -117,23 +115,29 @@ def _nodes(expr: Expr) -> Iterator[Expr]:
     return walk(expr)
 
 
-def _compares(rule: Rule) -> Iterator[_Compare]:
+def _compares(rule: Rule, operators: OperatorTable) -> Iterator[_Compare]:
+    """The fields of ``rule`` tested with an operator whose operands a schema checks
+    (:class:`~cep.lang.operators.Operands`): with each literal (a list's items one by one
+    where the operator says so), and with ``None`` where a text operator's other side is no
+    literal.  A field right of the operator counts only where the operands can be swapped."""
     stages = {st.name for st in all_stages(rule.pattern) if st.group is None}
     for expr in _expressions(rule):
         for node in _nodes(expr):
-            if not isinstance(node, Binary) or node.op not in _COMPARE + _TEXT_OPS:
+            spec = operators.get(node.op) if isinstance(node, Binary) else None
+            if spec is None or not (spec.operands.values or spec.operands.text):
                 continue
+            assert isinstance(node, Binary)
             for side, other in ((node.left, node.right), (node.right, node.left)):
                 read = _resolve(side, stages)
-                if read is None or (side is node.right and node.op not in _COMPARE[:6]):
+                if read is None or (side is node.right and spec.flipped is None):
                     continue
-                literals = other.items if isinstance(other, ListLit) and node.op in (
-                    "in", "not in") else (other,)
+                literals = other.items if isinstance(other, ListLit) and spec.operands.items \
+                    else (other,)
                 for lit in literals:
                     if isinstance(lit, Lit) and lit.value is not None and not lit.duration:
-                        yield _Compare(read, node.op, lit.value, lit.span)
-                if node.op in _TEXT_OPS and not isinstance(other, Lit):
-                    yield _Compare(read, node.op, None, other.span)
+                        yield _Compare(read, spec, lit.value, lit.span)
+                if spec.operands.text and not isinstance(other, Lit):
+                    yield _Compare(read, spec, None, other.span)
 
 
 def _kind(value: object) -> str:
@@ -158,9 +162,11 @@ def _literal(value: object) -> str:
 
 class _SchemaPass:
     def __init__(self, schema: Schema, file: str, rule: Rule, out: list[Diagnostic],
-                 lists: frozenset[str] = frozenset()) -> None:
+                 lists: frozenset[str] = frozenset(), operators: OperatorTable = OPERATORS
+                 ) -> None:
         self.schema, self.file, self.rule, self.out = schema, file, rule, out
         self.lists = lists
+        self.operators = operators
         self.stages = [st.name for st in all_stages(rule.pattern) if st.group is None]
 
     def error(self, span: Span, message: str, hint: str | None) -> None:
@@ -173,7 +179,7 @@ class _SchemaPass:
             if (read.dotted, read.span.line, read.span.col) not in seen:
                 seen.add((read.dotted, read.span.line, read.span.col))
                 self.check_known(read)
-        for cmp in _compares(self.rule):
+        for cmp in _compares(self.rule, self.operators):
             spec = self.schema.lookup(cmp.read.dotted)
             if spec is not None:
                 self.check_compare(cmp, spec)
@@ -201,21 +207,20 @@ class _SchemaPass:
 
     def check_compare(self, cmp: _Compare, spec: FieldSpec) -> None:
         field, types = cmp.read.dotted, " or ".join(sorted(spec.types))
-        if cmp.op in _TEXT_OPS:
-            text = spec.types & {"string", "any"} or (
-                cmp.op == "contains" and "list" in spec.types)
-            if not text:
-                self.error(cmp.read.span, f"`{cmp.op}` on `{field}`, which is {_a(types)} in "
+        op = cmp.op.spelling
+        if cmp.op.operands.text:
+            if not spec.types & cmp.op.operands.text:
+                self.error(cmp.read.span, f"`{op}` on `{field}`, which is {_a(types)} in "
                            "the schema: it never holds",
                            "compare it with `==`, `<`, `in [..]` …, or test a text field")
             return
         if not _fits(spec, cmp.value):
             want = sorted(spec.types)[0]
             fix = _convert(cmp.value, want)
-            self.error(cmp.span, f"`{field}` is {_a(types)} in the schema; `{cmp.op}` with "
+            self.error(cmp.span, f"`{field}` is {_a(types)} in the schema; `{op}` with "
                        f"the {_kind(cmp.value)} {_literal(cmp.value)} never holds",
                        f"write {fix}" if fix else f"compare it with {_a(want)}")
-        elif spec.enum is not None and cmp.op in ("==", "!=", "in", "not in") and (
+        elif spec.enum is not None and cmp.op.operands.enum and (
                 cmp.value not in spec.enum):
             guess = closest(str(cmp.value), [str(v) for v in spec.enum], cutoff=0.6)
             values = ", ".join(_literal(v) for v in spec.enum)
@@ -241,15 +246,17 @@ def _convert(value: object, want: str) -> str | None:
     return None
 
 
-def check_schema(files: Iterable[RuleFile], schema: Schema) -> list[Diagnostic]:
+def check_schema(files: Iterable[RuleFile], schema: Schema,
+                 operators: OperatorTable = OPERATORS) -> list[Diagnostic]:
     """Errors of every rule of ``files`` against ``schema`` (see the module docstring), in
-    file and source order.  Raises nothing."""
+    file and source order (``operators``: the language's comparison operators, another table
+    for tests).  Raises nothing."""
     out: list[Diagnostic] = []
     for rf in files:
         local: list[Diagnostic] = []
         for rule in rf.rules:
             _SchemaPass(schema, rf.path, rule, local,
-                        frozenset(d.name for d in rf.lists)).run()
+                        frozenset(d.name for d in rf.lists), operators).run()
         out += sorted(local, key=lambda d: (d.span.line, d.span.col))
     return out
 
@@ -261,8 +268,8 @@ def mixed_literal_warnings(files: Iterable[RuleFile]) -> list[Diagnostic]:
     by_field: dict[str, list[tuple[str, str, _Compare]]] = {}
     for rf in files:
         for rule in rf.rules:
-            for cmp in _compares(rule):
-                if cmp.value is not None and cmp.op in _COMPARE:
+            for cmp in _compares(rule, OPERATORS):
+                if cmp.value is not None and cmp.op.operands.values:
                     by_field.setdefault(cmp.read.dotted, []).append((rf.path, rule.name, cmp))
     out: list[Diagnostic] = []
     for field, uses in by_field.items():

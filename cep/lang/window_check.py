@@ -20,10 +20,10 @@ from cep.lang.ast import (
     Span,
     walk,
 )
+from cep.lang.operators import OPERATORS
 
 __all__ = ["check_window_clauses", "having_terms", "HavingTerm"]
 
-_ORDER = ("<", "<=", ">", ">=", "==")
 _SHRINKING = frozenset({"count", "count_distinct"})
 """Aggregates that adding an event never lowers: compared with ``<`` / ``<=`` they can only
 stop holding when an event is added, never start."""
@@ -61,7 +61,9 @@ def having_terms(expr: Expr) -> tuple[list[HavingTerm], list[tuple[Span, str, st
     problems: list[tuple[Span, str, str]] = []
     shape = "`count()`, `count_distinct(f)`, `sum(f)`, `avg(f)`, `min(f)` or `max(f)`"
     for e in _conjuncts(expr):
-        if not (isinstance(e, Binary) and e.op in _ORDER and isinstance(e.left, Call)):
+        spec = OPERATORS.get(e.op) if isinstance(e, Binary) else None
+        if not (spec is not None and spec.having and isinstance(e, Binary)
+                and isinstance(e.left, Call)):
             problems.append((e.span, "a `having` condition compares aggregates with numbers, "
                              "joined by `and`", f"write e.g. `count_distinct(host) >= 10`; "
                              f"the aggregates are {shape}"))
@@ -120,7 +122,7 @@ def check_window_clauses(rule: Rule, file: str) -> list[Diagnostic]:
     if window.kind == "having" and window.condition is not None:
         terms, problems = having_terms(window.condition)
         out += [_diag(file, rule, span, msg, hint) for span, msg, hint in problems]
-        if terms and not problems and all(t.func in _SHRINKING and t.op in ("<", "<=")
+        if terms and not problems and all(t.func in _SHRINKING and OPERATORS[t.op].below
                                           for t in terms):
             out.append(_diag(file, rule, window.condition.span,
                              "this `having` condition never fires: adding an event can only "

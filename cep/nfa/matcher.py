@@ -35,9 +35,10 @@ compact form (:class:`cep.event.HeldEvent`) by whoever keeps the key.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from cep.nfa.cohorts import evict_cohorts
 from cep.nfa.heap import JavaHeap, heapify
@@ -58,7 +59,7 @@ __all__ = ["Computation", "KeyState", "new_key_state", "start_shortcut", "starte
            "single_event_stage",
            "process", "advance_time", "expire_silently", "is_idle", "next_deadline",
            "kept_step", "kept_events_step", "kept_events_state",
-           "KEPT", "DROPPED", "STARTED"]
+           "Kept"]
 
 _INF = float("inf")
 START_CK = (_INF, _INF)
@@ -258,27 +259,32 @@ def started_key_state(nfa: NFA, shortcut: Shortcut, ev: Any) -> KeyState:
                      _start_computation(nfa)), NO_COMPLETED, ts)
 
 
-KEPT = 0
-""":func:`kept_step`'s and :func:`kept_events_step`'s answer when the event leaves the key as
-it was."""
-DROPPED = 1
-""":func:`kept_step`'s answer when the key's one partial match is discarded (the key is idle)."""
-STARTED = 2
-""":func:`kept_step`'s answer when the event starts a second partial match while the kept one
-waits: the key's partial matches are then those of its two events, the kept one first."""
+class Kept(enum.Enum):
+    """What :func:`kept_step` (and, ``KEPT`` only, :func:`kept_events_step`) decided, other
+    than a completed match."""
+
+    KEPT = "kept"
+    """The event leaves the key as it was."""
+    DROPPED = "dropped"
+    """The key's one partial match is discarded (the key is idle)."""
+    STARTED = "started"
+    """The event starts a second partial match while the kept one waits: the key's partial
+    matches are then those of its two events, the kept one first."""
 
 
-def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
+
+def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any
+              ) -> Kept | PartialMatchNode | None:
     """:func:`process` for a key whose state is its start computation and one partial match
     that took ``kept`` alone, waiting in the :func:`start_shortcut`'s target (a key kept as
     its event alone), when that takes no lists or heaps.  ``ev`` (``ev.ts`` ms, ``ev.seq``)
     either starts no partial match and leaves the partial match where it waits
-    (:data:`KEPT`), discards it (:data:`DROPPED`: no edge holds), or completes it on a TAKE
-    to FINAL (the match's :class:`PartialMatchNode`; the key is then idle: with nothing else
-    alive every skip strategy releases the match at once and prunes nothing); or it starts a
-    partial match while the kept one waits (:data:`STARTED`; ``ev`` comes after ``kept`` in
-    start order — else ``None``).  ``None`` when the general step must decide.  The caller
-    checks that ``ev`` is inside the partial match's window."""
+    (:attr:`Kept.KEPT`), discards it (:attr:`Kept.DROPPED`: no edge holds), or completes it
+    on a TAKE to FINAL (the match's :class:`PartialMatchNode`; the key is then idle: with
+    nothing else alive every skip strategy releases the match at once and prunes nothing);
+    or it starts a partial match while the kept one waits (:attr:`Kept.STARTED`; ``ev``
+    comes after ``kept`` in start order — else ``None``).  ``None`` when the general step
+    must decide.  The caller checks that ``ev`` is inside the partial match's window."""
     target, stage, _, waits = shortcut
     node = PartialMatchNode(stage, kept, None)
     if waits is not None:  # (one test of the target's guard decides)
@@ -287,11 +293,11 @@ def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
         if take(ev, node if reads else None):
             return None if starts else PartialMatchNode(take_stage, ev, node)
         if not ignores:
-            return None if starts else DROPPED
+            return None if starts else Kept.DROPPED
         if not starts:
-            return KEPT
+            return Kept.KEPT
         if ev.ts > kept.ts or (ev.ts == kept.ts and ev.seq > kept.seq):
-            return STARTED
+            return Kept.STARTED
         return None
     edges = _edges(target.plan or _plan(target), ev, node)  # (the partial match first)
     start = nfa.start
@@ -301,22 +307,23 @@ def kept_step(nfa: NFA, shortcut: Shortcut, kept: Any, ev: Any) -> Any:
             starts = True  # (the shortcut's one TAKE: to the target, stage ``stage``)
             break
     if not edges:
-        return None if starts else DROPPED
+        return None if starts else Kept.DROPPED
     if len(edges) == 1:
         e = edges[0]
         to, to_stage, kind, proceeds = e.target, e.stage, e.kind, e.proceeds
         if e.action == IGNORE:
             if to is target and kind != FINAL and kind != STOP:
                 if not starts:
-                    return KEPT
+                    return Kept.KEPT
                 if ev.ts > kept.ts or (ev.ts == kept.ts and ev.seq > kept.seq):
-                    return STARTED
+                    return Kept.STARTED
         elif kind == FINAL and not proceeds and not starts:
             return PartialMatchNode(to_stage, ev, node)
     return None
 
 
-def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any) -> Any:
+def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any
+                     ) -> Literal[Kept.KEPT] | tuple[list[Any], list[PartialMatchNode]] | None:
     """:func:`process` for a key whose state is its start computation and partial matches
     that each took one event of ``kept`` alone (in start order: ``(ts, seq)`` ascending), all
     waiting in the :func:`start_shortcut`'s target, for an automaton without a skip strategy
@@ -324,7 +331,7 @@ def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any)
 
     Each partial match is left where it waits, discarded (no edge holds) or completed on a
     TAKE to FINAL, and ``ev`` (``ev.ts`` ms, ``ev.seq``) may start a partial match after them.
-    Returns :data:`KEPT` when nothing changes, else ``(left, matches)``: the events whose
+    Returns :attr:`Kept.KEPT` when nothing changes, else ``(left, matches)``: the events whose
     partial matches still wait (``ev`` last when it started one; empty when the key is idle)
     and the matches' :class:`PartialMatchNode` in emission order.  ``None`` when the general
     step must decide: another way out of the target (a PROCEED, a branch, a STOP), or ``ev``
@@ -364,7 +371,7 @@ def kept_events_step(nfa: NFA, shortcut: Shortcut, kept: Sequence[Any], ev: Any)
             left = list(kept)
         left.append(ev)
     if left is None:
-        return KEPT
+        return Kept.KEPT
     return left, matches
 
 

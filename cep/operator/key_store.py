@@ -34,11 +34,9 @@ import orjson
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event, HeldEvent, hold
 from cep.nfa.matcher import (
-    DROPPED,
-    KEPT,
     START_CK,
-    STARTED,
     Computation,
+    Kept,
     KeyState,
     advance_time,
     expire_silently,
@@ -473,15 +471,15 @@ class RuleState:
         if deadline <= ev.ts:
             return False
         got = kept_step(self.rule.nfa, self.shortcut, kept, ev)  # type: ignore[arg-type]
-        if got is None or (got is STARTED and self.ctx.cap < 2):
+        if got is None or (got is Kept.STARTED and self.ctx.cap < 2):
             return False  # (with a cap of one, the older of two is evicted the usual way)
-        if got is KEPT:
+        if got is Kept.KEPT:
             return True
-        if got is STARTED:
+        if got is Kept.STARTED:
             self.keys[key] = (deadline, kept, ev)
         else:
             del self.keys[key]  # idle
-            if got is not DROPPED:
+            if got is not Kept.DROPPED:
                 self.emit_match(key, got)
         self._changed(key)
         return True
@@ -499,7 +497,7 @@ class RuleState:
         got = kept_events_step(self.rule.nfa, self.shortcut, kept[1:], ev)  # type: ignore[arg-type]
         if got is None:
             return False
-        if got is KEPT:
+        if got is Kept.KEPT:
             return True
         left, matches = got
         if not left:

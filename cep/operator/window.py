@@ -21,7 +21,6 @@ Layer 3: plain data, no I/O.
 
 from __future__ import annotations
 
-import operator
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from fractions import Fraction
@@ -30,6 +29,7 @@ from typing import Any, NamedTuple
 from cep.compiler.window_spec import WindowSpec
 from cep.event import Event
 from cep.lang.ast import WINDOW_STAGE
+from cep.lang.operators import OPERATORS
 from cep.nfa.pattern import PartialMatchNode
 
 __all__ = ["WindowState", "WindowHit", "MAX_WINDOW_EVENTS"]
@@ -126,9 +126,13 @@ class _Extreme:
 _COUNT, _DISTINCT, _SUMK, _AVG, _MIN, _MAX = range(6)
 _KINDS = {"count": _COUNT, "count_distinct": _DISTINCT, "sum": _SUMK, "avg": _AVG,
           "min": _MIN, "max": _MAX}
-_CMP: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
-}
+
+
+def _test(op: str) -> Callable[[Any, Any], bool]:
+    """The comparison of a ``having`` term (one of ``OPERATORS`` usable there)."""
+    test = OPERATORS[op].test
+    assert test is not None
+    return test
 
 
 class _KeyWindow:
@@ -169,7 +173,7 @@ class WindowState:
         self._getters = tuple(t.value for t in spec.terms)
         # per term: (kind, comparison, threshold — scaled for sums and averages)
         self._checks = tuple(
-            (k, _CMP[t.op], _scaled(t.threshold) if k in (_SUMK, _AVG) else t.threshold)
+            (k, _test(t.op), _scaled(t.threshold) if k in (_SUMK, _AVG) else t.threshold)
             for k, t in zip(self._kinds, spec.terms, strict=True))
         self._members = tuple(cond for _, cond in spec.members)
         self._sweep_at = _SWEEP_MIN

@@ -36,6 +36,21 @@ from sigma import conditions as sc
 from sigma import types as st
 
 from cep.lang import ast
+from cep.lang.operators import (
+    CONTAINS,
+    ENDS_WITH,
+    EQ,
+    GE,
+    GT,
+    IN,
+    LE,
+    LT,
+    MATCHES,
+    NE,
+    OPERATORS,
+    STARTS_WITH,
+    IndexUse,
+)
 
 __all__ = ["UnsupportedSigma", "detection_expr", "field_path"]
 
@@ -78,7 +93,7 @@ def _or(items: list[ast.Expr]) -> ast.Expr:
     searched: dict[ast.Expr, list[ast.Binary]] = {}
     rest: list[ast.Expr] = []
     for e in _flat("or", items):
-        if (isinstance(e, ast.Binary) and e.op == "==" and isinstance(e.right, ast.Lit)
+        if (isinstance(e, ast.Binary) and e.op == EQ.spelling and isinstance(e.right, ast.Lit)
                 and not isinstance(e.left, ast.Lit)):
             grouped.setdefault(e.left, []).append(e.right)
         elif _searchable(e):
@@ -94,14 +109,15 @@ def _or(items: list[ast.Expr]) -> ast.Expr:
         for t in tests:
             assert isinstance(t.right, ast.Lit) and isinstance(t.right.value, str)
             lit = re.escape(t.right.value)
-            alts.append(lit if t.op == "contains" else "\\A" + lit if t.op == "starts with"
+            use = OPERATORS[t.op].index
+            alts.append(lit if use is IndexUse.SEGMENT else "\\A" + lit if use is IndexUse.PREFIX
                         else lit + "\\z")
-        rest.append(ast.Binary("matches", subject, ast.Lit("(?s)" + "|".join(alts))))
+        rest.append(ast.Binary(MATCHES.spelling, subject, ast.Lit("(?s)" + "|".join(alts))))
     for subject, lits in grouped.items():
         if len(lits) == 1:
-            rest.append(ast.Binary("==", subject, lits[0]))
+            rest.append(ast.Binary(EQ.spelling, subject, lits[0]))
         else:
-            rest.append(ast.Binary("in", subject, ast.ListLit(tuple(lits))))
+            rest.append(ast.Binary(IN.spelling, subject, ast.ListLit(tuple(lits))))
     return _balanced("or", rest)
 
 
@@ -110,17 +126,19 @@ def _searchable(e: ast.Expr) -> bool:
     rule index has no use for (no whole path segment, no file name after a backslash), so
     that it may join one regex search with others on ``lower(f)``: for a string the search
     is the same test, for anything else both are false."""
-    if not (isinstance(e, ast.Binary) and e.op in ("contains", "starts with", "ends with")
+    spec = OPERATORS.get(e.op) if isinstance(e, ast.Binary) else None
+    use = IndexUse.NONE if spec is None else spec.index
+    if not (isinstance(e, ast.Binary) and spec in (CONTAINS, STARTS_WITH, ENDS_WITH)
             and isinstance(e.right, ast.Lit) and type(e.right.value) is str
             and isinstance(e.left, ast.Call) and e.left.func == "lower"):
         return False
     lit = e.right.value
     if "\\" not in lit:
         return True
-    if e.op == "ends with":
+    if use is IndexUse.SUFFIX:
         return False  # the file name after the last backslash indexes it
     parts = lit.split("\\")
-    whole = parts[:-1] if e.op == "starts with" else parts[1:-1]
+    whole = parts[:-1] if use is IndexUse.PREFIX else parts[1:-1]
     return not any(whole)
 
 
@@ -215,10 +233,10 @@ def string_expr(target: ast.Expr, value: st.SigmaString, cased: bool) -> ast.Exp
 
     if not value.contains_special():
         plain = "".join(str(p) for p in parts)
-        eq: ast.Expr = ast.Binary("==", subject, lit(plain))
+        eq: ast.Expr = ast.Binary(EQ.spelling, subject, lit(plain))
         n = _digits_number(plain)
         if n is not None:
-            eq = _or([eq, ast.Binary("==", target, ast.Lit(n))])
+            eq = _or([eq, ast.Binary(EQ.spelling, target, ast.Lit(n))])
         return eq
     inner = parts
     lead = bool(inner) and inner[0] is st.SpecialChars.WILDCARD_MULTI
@@ -228,17 +246,18 @@ def string_expr(target: ast.Expr, value: st.SigmaString, cased: bool) -> ast.Exp
     if all(isinstance(p, str) for p in inner):
         text = "".join(str(p) for p in inner)
         if text == "":  # "*" (or "**"): any string value
-            return ast.Binary("matches", target, ast.Lit(""))
-        op = ("contains" if lead and trail else "ends with" if lead
-              else "starts with" if trail else "==")
+            return ast.Binary(MATCHES.spelling, target, ast.Lit(""))
+        op = (CONTAINS.spelling if lead and trail else ENDS_WITH.spelling if lead
+              else STARTS_WITH.spelling if trail else EQ.spelling)
         return ast.Binary(op, subject, lit(text))
     flags = "(?s)" if cased else "(?is)"
-    return ast.Binary("matches", target, ast.Lit(f"{flags}\\A{_regex_of(parts, False)}\\z"))
+    return ast.Binary(MATCHES.spelling, target, ast.Lit(f"{flags}\\A{_regex_of(parts, False)}\\z"))
 
 
 def _number_expr(target: ast.Expr, n: int | float) -> ast.Expr:
     text = str(n)
-    return _or([ast.Binary("==", target, ast.Lit(n)), ast.Binary("==", target, ast.Lit(text))])
+    return _or([ast.Binary(EQ.spelling, target, ast.Lit(n)),
+                ast.Binary(EQ.spelling, target, ast.Lit(text))])
 
 
 _RE_FLAGS = {
@@ -275,9 +294,9 @@ def check_re2(pattern: str) -> None:
 
 
 _CMP = {
-    st.CompareOperators.LT: "<", st.CompareOperators.LTE: "<=",
-    st.CompareOperators.GT: ">", st.CompareOperators.GTE: ">=",
-    st.CompareOperators.NEQ: "!=",
+    st.CompareOperators.LT: LT.spelling, st.CompareOperators.LTE: LE.spelling,
+    st.CompareOperators.GT: GT.spelling, st.CompareOperators.GTE: GE.spelling,
+    st.CompareOperators.NEQ: NE.spelling,
 }
 
 
@@ -318,8 +337,8 @@ def _v_number(target: ast.Expr, value: st.SigmaType) -> ast.Expr:
 def _v_bool(target: ast.Expr, value: st.SigmaType) -> ast.Expr:
     assert isinstance(value, st.SigmaBool)
     b = bool(value.boolean)
-    return ast.Binary("or", ast.Binary("==", target, ast.Lit(b)),
-                      ast.Binary("==", _lower(target), ast.Lit("true" if b else "false")))
+    return ast.Binary("or", ast.Binary(EQ.spelling, target, ast.Lit(b)),
+                      ast.Binary(EQ.spelling, _lower(target), ast.Lit("true" if b else "false")))
 
 
 def _v_null(target: ast.Expr, value: st.SigmaType) -> ast.Expr:
@@ -333,7 +352,7 @@ def _v_exists(target: ast.Expr, value: st.SigmaType) -> ast.Expr:
 
 def _v_regex(target: ast.Expr, value: st.SigmaType) -> ast.Expr:
     assert isinstance(value, st.SigmaRegularExpression)
-    return ast.Binary("matches", target, ast.Lit(regex_literal(value)))
+    return ast.Binary(MATCHES.spelling, target, ast.Lit(regex_literal(value)))
 
 
 def _v_cidr(target: ast.Expr, value: st.SigmaType) -> ast.Expr:
@@ -349,9 +368,9 @@ def _v_compare(target: ast.Expr, value: st.SigmaType) -> ast.Expr:
 def _v_fieldref(target: ast.Expr, value: st.SigmaType) -> ast.Expr:
     assert isinstance(value, st.SigmaFieldReference)
     other = _lower(field_path(value.field))
-    op = ("contains" if value.starts_with and value.ends_with
-          else "ends with" if value.starts_with
-          else "starts with" if value.ends_with else "==")
+    op = (CONTAINS.spelling if value.starts_with and value.ends_with
+          else ENDS_WITH.spelling if value.starts_with
+          else STARTS_WITH.spelling if value.ends_with else EQ.spelling)
     return ast.Binary(op, _lower(target), other)
 
 
@@ -387,13 +406,13 @@ def keyword_expr(value: st.SigmaType) -> ast.Expr:
 
     Raises:
         UnsupportedSigma: for a keyword that is not a string, a number or a regex."""
-    return ast.Binary("matches", _TEXT, ast.Lit("(?m)" + keyword_pattern(value)))
+    return ast.Binary(MATCHES.spelling, _TEXT, ast.Lit("(?m)" + keyword_pattern(value)))
 
 
 def keywords_expr(values: list[st.SigmaType]) -> ast.Expr:
     """Several keywords or-ed: one search of the event's text for any of them (the text is
     built once, not once per keyword)."""
-    return ast.Binary("matches", _TEXT,
+    return ast.Binary(MATCHES.spelling, _TEXT,
                       ast.Lit("(?m)" + "|".join(keyword_pattern(v) for v in values)))
 
 

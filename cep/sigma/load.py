@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,17 @@ from sigma.rule import SigmaRule
 
 from cep.diagnostics import Diagnostic
 from cep.lang import ast
+from cep.lang.cache_dir import open_cache
 from cep.lang.limits import MAX_FILE_BYTES
+from cep.sigma.cache import (
+    CACHE_PARTS,
+    CompiledSigmaFile,
+    bundle_name,
+    entry_key,
+    fits,
+    read_bundle,
+    write_bundle,
+)
 from cep.sigma.correlation import ReferencedRule, take_range_criteria, to_correlation_rule
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
@@ -44,7 +55,9 @@ __all__ = ["SigmaLoad", "load_sigma", "compile_collection"]
 @dataclass
 class SigmaLoad:
     """What loading Sigma files gave: one rule file per Sigma file (with the rules that
-    compiled), every diagnostic, and per engine rule name the Sigma rule it came from."""
+    compiled), every diagnostic, and per engine rule name the Sigma rule it came from —
+    for the files parsed by this call only: a file taken from the compiled-file cache
+    (:mod:`cep.sigma.cache`) has no pySigma objects."""
 
     files: list[ast.RuleFile] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
@@ -99,27 +112,75 @@ def _parse(path: Path, text: str) -> tuple[SigmaCollection | None, list[Diagnost
     return coll, diags
 
 
-def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None = None
-               ) -> SigmaLoad:
+def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None = None,
+               pipeline_key: str | None = None) -> SigmaLoad:
     """Parse, process and compile the Sigma files under ``paths`` (see the module doc).
 
     Engine rule names come from :func:`cep.sigma.rule.rule_name`; a name already taken (two
     files with one stem, several rules in one file) gets the first eight characters of the
-    Sigma rule's id appended.  Never raises for bad input."""
+    Sigma rule's id appended.  Never raises for bad input.
+
+    A file compiled before, unchanged, is taken from the compiled-file cache
+    (:mod:`cep.sigma.cache`) when its rules' names are still free; ``pipeline_key`` names
+    ``pipeline`` for it (:func:`cep.sigma.pipelines.load_pipeline`), and without one a
+    pipeline means no cache."""
     out = SigmaLoad()
     used: set[str] = set()
-    for path in sigma_files(paths):
-        text, problem = _read(path)
-        if problem is not None or text is None:
-            out.diagnostics.append(problem or Diagnostic(str(path), ast.NOWHERE, "unreadable"))
-            continue
-        coll, diags = _parse(path, text)
-        out.diagnostics += diags
-        rules: list[ast.Rule] = []
-        if coll is not None and not diags:
-            rules = compile_collection(path, coll, pipeline, used, out)
-        out.files.append(ast.RuleFile(str(path), text or "", tuple(rules)))
+    cached = pipeline is None or pipeline_key is not None
+    key = pipeline_key or ""
+    files = sigma_files(paths)
+    with open_cache(*CACHE_PARTS) if cached else nullcontext(None) as cache:
+        name = bundle_name([str(p) for p in files], key) if cache is not None else None
+        known = read_bundle(cache, name) if cache is not None and name is not None else {}
+        kept: dict[str, CompiledSigmaFile] = {}
+        for path in files:
+            _load_file(path, pipeline, key, known if name is not None else None, kept,
+                       used, out)
+        if cache is not None and name is not None and kept.keys() != known.keys():
+            write_bundle(cache, name, kept)
     return out
+
+
+def _load_file(path: Path, pipeline: ProcessingPipeline | None, pipeline_key: str,
+               known: dict[str, CompiledSigmaFile] | None, kept: dict[str, CompiledSigmaFile],
+               used: set[str], out: SigmaLoad) -> None:
+    """One Sigma file of :func:`load_sigma` into ``out``: from ``known`` (the cache's
+    bundle; ``None``: no cache) when it holds the file under names still free, else
+    compiled; what the bundle is to keep of it goes into ``kept``.
+
+    A file is kept when its rules all compiled or were left out with a reason, and kept the
+    names they would have in any load (no name was taken already): a file whose names
+    depend on the files before it is compiled each time."""
+    text, problem = _read(path)
+    if problem is not None or text is None:
+        out.diagnostics.append(problem or Diagnostic(str(path), ast.NOWHERE, "unreadable"))
+        return
+    key = entry_key(str(path), text, pipeline_key) if known is not None else None
+    if known is not None and key is not None:
+        hit = known.get(key)
+        if (hit is not None and fits(hit, str(path), text)
+                and not any(r.name in used for r in hit.file.rules)):
+            used.update(r.name for r in hit.file.rules)
+            out.files.append(hit.file)
+            out.diagnostics += hit.diagnostics
+            out.rejected.update(hit.rejected)
+            kept[key] = hit
+            return
+    coll, diags = _parse(path, text)
+    out.diagnostics += diags
+    if coll is None or diags:
+        out.files.append(ast.RuleFile(str(path), text, ()))
+        return
+    part = SigmaLoad()
+    rules = compile_collection(path, coll, pipeline, used, part)
+    rf = ast.RuleFile(str(path), text, tuple(rules))
+    out.files.append(rf)
+    out.diagnostics += part.diagnostics
+    out.sources.update(part.sources)
+    out.rejected.update(part.rejected)
+    own_names = all(r.name == rule_name(path.stem, part.sources[r.name]) for r in rules)
+    if key is not None and own_names:
+        kept[key] = CompiledSigmaFile(rf, tuple(part.diagnostics), tuple(part.rejected.items()))
 
 
 def compile_collection(path: Path, coll: SigmaCollection,

@@ -8,13 +8,14 @@ its priority).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from sigma.exceptions import SigmaError
 from sigma.processing.pipeline import ProcessingPipeline
 
-__all__ = ["PipelineError", "SHIPPED", "load_pipeline", "shipped_names"]
+__all__ = ["PipelineError", "SHIPPED", "load_keyed_pipeline", "load_pipeline", "shipped_names"]
 
 _DIR = Path(__file__).parent / "pipelines"
 
@@ -32,7 +33,7 @@ def shipped_names() -> list[str]:
 SHIPPED = tuple(shipped_names())
 
 
-def _one(spec: str) -> ProcessingPipeline:
+def _one(spec: str) -> tuple[ProcessingPipeline, str]:
     path = _DIR / f"{spec}.yml" if spec in SHIPPED else Path(spec)
     if not path.is_file():
         raise PipelineError(
@@ -43,7 +44,7 @@ def _one(spec: str) -> ProcessingPipeline:
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(f"sigma pipeline {spec!r}: cannot be read ({exc})") from None
     try:
-        return ProcessingPipeline.from_yaml(text, source_path=str(path))
+        return ProcessingPipeline.from_yaml(text, source_path=str(path)), text
     except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise PipelineError(f"sigma pipeline {spec!r}: {type(exc).__name__}: {exc}") from None
 
@@ -54,8 +55,20 @@ def load_pipeline(specs: Sequence[str]) -> ProcessingPipeline | None:
 
     Raises:
         PipelineError: a name is unknown, a file cannot be read or is not a valid pipeline."""
+    return load_keyed_pipeline(specs)[0]
+
+
+def load_keyed_pipeline(specs: Sequence[str]) -> tuple[ProcessingPipeline | None, str]:
+    """:func:`load_pipeline`, with a key of what the pipeline is: the SHA-256 (hex) of the
+    text of each pipeline file in order, ``""`` for none (the compiled-file cache's,
+    :mod:`cep.sigma.cache`).
+
+    Raises:
+        PipelineError: as :func:`load_pipeline`."""
     merged: ProcessingPipeline | None = None
+    h = hashlib.sha256()
     for spec in specs:
-        p = _one(spec)
+        p, text = _one(spec)
+        h.update(text.encode("utf-8", "surrogatepass") + b"\0")
         merged = p if merged is None else merged + p
-    return merged
+    return merged, (h.hexdigest() if specs else "")

@@ -15,6 +15,7 @@ from typing import Any
 from cep.compiler.build import build_rule
 from cep.event import Event
 from cep.lang.check import check_rule_file
+from cep.lang.operators import CONTAINS, STARTS_WITH
 from cep.lang.parse import parse_text
 from cep.operator.cep_operator import CepOperator
 
@@ -75,7 +76,7 @@ def _convert_condition(text: str, stage_name: _Renamer) -> str:
                 j += 1
             left = " ".join(t for _, t in toks[i + 2 : comma])
             right = " ".join(t for _, t in toks[comma + 1 : j])
-            op = "starts with" if tok == "startsWith" else "contains"
+            op = STARTS_WITH.spelling if tok == "startsWith" else CONTAINS.spelling
             out.append(
                 f"({_convert_condition(left, stage_name)} {op} "
                 f"{_convert_condition(right, stage_name)})"

@@ -22,7 +22,7 @@ from cep.compiler.codegen import (
     key_names,
     source_of,
 )
-from cep.event import Event
+from cep.event import Event, HeldEvent, hold
 from cep.lang import ast
 from cep.nfa.pattern import PartialMatchNode
 
@@ -1008,3 +1008,64 @@ def test_random_expressions_never_raise(expr: ast.Expr, data: dict[str, Any],
     except CompileError:
         return  # aggregates are not allowed in a header filter
     assert type(flt.fn(ev(data, ts))) is bool
+
+
+# --------------------------------------------------------------------------- or chains
+
+_AFFIX_SUBJECTS = (f("this", "A"), call("lower", f("this", "A")), call("lower", f("this", "B")))
+_AFFIX_VALUES = st.one_of(st.text("aB\\", max_size=4), st.integers(0, 2), st.none(),
+                          st.lists(st.text("aB", max_size=2), max_size=2))
+
+
+@st.composite
+def _affix_tests(draw: st.DrawFn) -> ast.Expr:
+    op = draw(st.sampled_from(["starts with", "ends with", "contains", "=="]))
+    subject = draw(st.sampled_from(_AFFIX_SUBJECTS))
+    return b(op, subject, draw(st.one_of(st.text("ab\\", max_size=3), st.integers(0, 2))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_affix_tests(), min_size=2, max_size=8),
+       st.dictionaries(st.sampled_from(["A", "B"]), _AFFIX_VALUES))
+def test_an_or_chain_of_affix_tests_is_the_or_of_its_tests(
+        tests: list[ast.Expr], data: dict[str, Any]) -> None:
+    # the tests of one subject are one startswith/endswith call with a tuple: same result
+    chained = tests[0]
+    for t in tests[1:]:
+        chained = ast.Binary("or", chained, t)
+    whole = compile_condition(chained, StageScope(), "x").fn(ev(data), None)
+    each = [compile_condition(t, StageScope(), "x").fn(ev(data), None) for t in tests]
+    assert whole is any(each)
+
+
+def test_affix_tests_of_one_subject_are_one_call() -> None:
+    lowered = call("lower", f("this", "Image"))
+    chained = b("or", b("ends with", lowered, "\\a.exe"),
+                b("or", b("==", f("this", "x"), 1), b("ends with", lowered, "\\b.exe")))
+    src = source_of(compile_condition(chained, StageScope(), "x"))
+    assert src.count(".endswith(") == 1 and src.count(".lower()") == 1
+    assert compile_condition(chained, StageScope(), "x").fn(ev({"Image": "C:\\B.EXE"}), None)
+
+
+def test_text_of_this_is_built_once_per_event() -> None:
+    # keyword searches of several rules over one event join its strings once (Event.text)
+    words = compile_condition(b("matches", call("text", f("this")), "(?i)kiwi"), StageScope(),
+                              "x").fn
+    one, two = ev({"a": "gentilKiwi", "b": ["x"]}), ev({"a": "other"})
+    assert words(one, None) and not words(two, None)
+    assert one.text == "gentilKiwi\nx" and two.text == "other"
+    one.data["a"] = "changed"  # (events are not changed once decoded: the text stays)
+    assert words(one, None)
+    held = hold(ev({"a": "kiwi"}))  # an event kept as its JSON text: read, not kept
+    assert isinstance(held, HeldEvent) and words(held, None)
+
+
+def test_a_field_lowered_twice_is_lowered_once() -> None:
+    lowered = call("lower", f("this", "CommandLine"))
+    cond = b("and", b("contains", lowered, " -enc "),
+             b("or", b("==", lowered, "x"), b("contains", call("lower", f("Image")), "ps")))
+    compiled = compile_condition(cond, StageScope(), "x")
+    assert source_of(compiled).count(".lower()") == 2  # CommandLine once, Image once
+    assert compiled.fn(ev({"CommandLine": "PS -ENC abc", "Image": "PS.exe"}), None)
+    assert not compiled.fn(ev({"CommandLine": "PS -ENC abc", "Image": 3}), None)
+    assert not compiled.fn(ev({"Image": "ps"}), None)

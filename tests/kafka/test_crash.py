@@ -228,8 +228,12 @@ def test_a_paused_member_is_fenced_and_its_work_is_not_duplicated(
     assert len(ids) == len(set(ids)), "duplicated alerts"
     assert set(ids) == {r["alert_id"] for r in run(expected_alerts(topic, [RULES]))}
     # Woken, the member finds its producers fenced: either its next checkpoint fails or
-    # its final checkpoint on revocation does; both are logged as a fenced partition.
-    assert re.search(r"partition \d+: fenced", a.log()), a.log()[-3000:]
+    # its final checkpoint on revocation does; both are logged as a fenced partition.  (A
+    # member frozen right after a checkpoint, with nothing uncommitted, commits nothing
+    # when it wakes, and so is never told.)
+    handed = re.findall(r"revoked: checkpointing \((\d+) with uncommitted work\)", a.log())
+    if handed and handed[0] != "0":
+        assert re.search(r"partition \d+: fenced", a.log()), a.log()[-3000:]
 
 
 def test_fenced_partition_that_is_still_assigned_is_restored(

@@ -27,11 +27,9 @@ from cep.lang.check import check_rule_file
 from cep.lang.parse import parse_text
 from cep.nfa.heap import JavaHeap
 from cep.nfa.matcher import (
-    DROPPED,
-    KEPT,
     START_CK,
-    STARTED,
     Computation,
+    Kept,
     KeyState,
     _next_computations,
     _release,
@@ -147,11 +145,11 @@ def _check_kept(nfa: NFA, sc: Any, fast: KeyState, ev: Event, silent: bool) -> N
         answer = kept_step(nfa, sc, kept, ev)  # type: ignore[arg-type]
         trial = _copy(fast)
         out = [_chain(m) for m in process(nfa, trial, ev)]
-        if answer is KEPT:
+        if answer is Kept.KEPT:
             assert out == [] and _comps(trial.a) == _comps(fast.a)
-        elif answer is DROPPED:
+        elif answer is Kept.DROPPED:
             assert out == [] and is_idle(trial)
-        elif answer is STARTED:
+        elif answer is Kept.STARTED:
             # the two events kept, in start order: the state process makes
             both = kept_events_state(nfa, sc, [kept, ev])  # type: ignore[arg-type]
             assert out == [] and _comps(both.a) == _comps(trial.a)
@@ -166,7 +164,7 @@ def _check_kept(nfa: NFA, sc: Any, fast: KeyState, ev: Event, silent: bool) -> N
         answer = kept_events_step(nfa, sc, events, ev)  # type: ignore[arg-type]
         trial = _copy(fast)
         out = [_chain(m) for m in process(nfa, trial, ev)]
-        if answer is KEPT:
+        if answer is Kept.KEPT:
             assert out == [] and _comps(trial.a) == _comps(fast.a)
         elif answer is not None:
             left, matches = answer
@@ -328,7 +326,7 @@ def test_an_event_before_the_kept_ones_in_start_order_takes_the_general_step() -
     def x(ts: int, seq: int) -> Event:
         return Event(ts, seq, {"name": "x"}, "input", seq)
 
-    assert kept_step(nfa, sc, x(5, 2), x(5, 3)) is STARTED
+    assert kept_step(nfa, sc, x(5, 2), x(5, 3)) is Kept.STARTED
     assert kept_step(nfa, sc, x(5, 2), x(5, 1)) is None
     assert kept_step(nfa, sc, x(5, 2), x(4, 3)) is None
     left, matches = kept_events_step(nfa, sc, [x(1, 1), x(5, 2)], x(5, 3))

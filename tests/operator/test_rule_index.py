@@ -17,10 +17,12 @@ from cep.compiler.build import build_rule
 from cep.event import Event
 from cep.lang import ast
 from cep.operator.cep_operator import CepOperator
-from cep.operator.rule_index import MIN_INDEXED, event_keys, requirement
+from cep.operator.rule_index import MIN_INDEXED, RE_KINDS, event_keys, requirement
 
 FIELDS = ("A", "B")
 TEXT = st.text("aB\\x", max_size=5)
+PATTERN = st.sampled_from(["x", "\\Aa", "b\\z", "a.x", "(?i)b", "(?m)^x$", "\\\\", ""])
+EVENT_TEXT = st.text("aB\\x.\n\ud800", max_size=5)  # (a lone surrogate: no UTF-8)
 LIT = st.one_of(TEXT, st.integers(0, 2), st.sampled_from([1.0, 2.5, True]))
 
 
@@ -38,7 +40,9 @@ def atoms(draw: st.DrawFn) -> ast.Expr:
         return ast.Binary("in", subject, ast.ListLit(tuple(
             ast.Lit(v) for v in draw(st.lists(LIT, min_size=1, max_size=3)))))
     if op == "matches":
-        return ast.Binary("matches", subject, ast.Lit("x"))
+        if draw(st.booleans()):  # a keyword search: every string of the event
+            subject = ast.Call("text", (ast.Path(("this",)),))
+        return ast.Binary("matches", subject, ast.Lit(draw(PATTERN)))
     if op in ("is null", "is not null"):
         return ast.IsNull(subject, negated=op == "is not null")
     if op == ">":
@@ -55,7 +59,8 @@ conditions = st.recursive(
     max_leaves=6)
 
 events = st.dictionaries(st.sampled_from(FIELDS),
-                         st.one_of(TEXT, st.integers(0, 2), st.sampled_from([1.0, 2.5, True]),
+                         st.one_of(EVENT_TEXT, st.integers(0, 2),
+                                   st.sampled_from([1.0, 2.5, True]),
                                    st.none()))
 
 
@@ -71,7 +76,8 @@ def test_requirement_is_necessary(cond: ast.Expr, evs: list[dict[str, Any]]) -> 
     paths = [(("A",), True), (("B",), True)]
     for i, data in enumerate(evs):
         if rule.nfa.start_prefilter.fn(Event(i, i, data), None) and req is not None:
-            assert req & set(event_keys(data, paths)), (cond, data, req)
+            patterns = [k for k in req if k.kind in RE_KINDS]
+            assert req & set(event_keys(data, paths, patterns)), (cond, data, req)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
