@@ -21,7 +21,7 @@ from cep.sigma.files import is_sigma_path, sigma_files
 if TYPE_CHECKING:
     from cep.sigma.load import SigmaLoad
 
-__all__ = ["RuleSet", "load_rule_set", "render_diagnostics", "source_texts"]
+__all__ = ["RuleSet", "load_rule_set", "render_diagnostics", "source_texts", "file_checks"]
 
 
 @dataclass
@@ -111,3 +111,26 @@ def render_diagnostics(rs: RuleSet) -> str:
     for d in rs.diagnostics:
         out.append(render(d, text_of(d.file)))
     return "\n".join(out)
+
+
+def file_checks(schema_path: str | None) -> Callable[[RuleSet], list[Diagnostic]]:
+    """The checks ``cep check`` adds to loading, as a function of the loaded set: fields
+    against the event schema at ``schema_path`` (without one, a field compared with literals
+    of different types across the rules is a warning) and the lints (unbounded state,
+    superlinear partial matches).  Sigma files are left out: their conditions compare one
+    field with several types on purpose.
+
+    Raises:
+        CepError: the schema cannot be read.
+    """
+    from cep.lang.lint import lint_files
+    from cep.lang.schema import load_schema
+    from cep.lang.typecheck import field_diagnostics
+
+    event_schema = load_schema(schema_path) if schema_path else None
+
+    def more(rs: RuleSet) -> list[Diagnostic]:
+        own = [f for f in rs.files if not is_sigma_path(f.path)]
+        return field_diagnostics(own, event_schema) + lint_files(own)
+
+    return more
