@@ -42,7 +42,8 @@ class RuleSet:
         return not self.errors
 
 
-def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = ()) -> RuleSet:
+def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
+                  defer: bool = False) -> RuleSet:
     """Parse and check every ``.cep`` file under ``paths``; compile them if all are clean.
 
     Sigma rule files (``.yml``, named or under a directory) are loaded beside them
@@ -52,6 +53,13 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = ()) -> Rule
 
     A rule that passes the checks but fails to compile is reported as an error at its name
     (no exception): callers such as the hot reload then keep the rules they run.
+
+    ``defer`` (for running, not for checking): Python's ``compile()`` of each rule's
+    conditions waits for their first call (``build_rule(defer=True)``,
+    :mod:`cep.compiler.deferred`), so rules no event is ever a candidate for cost little.
+    Every rule is still built and every diagnostic above still reported now; only Python
+    failing on a generated source (which ``cep check``, compiling eagerly, reports) would
+    show later, as a logged error that disables the condition.
     """
     files, diags = load_rules([p for p in paths if not is_sigma_path(p)])
     if sigma_pipelines or sigma_files(paths):
@@ -68,7 +76,7 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = ()) -> Rule
             continue
         for rule in rf.rules:
             try:
-                rs.rules.append(build_rule(rule, rf.path, lists))
+                rs.rules.append(build_rule(rule, rf.path, lists, defer=defer))
             except Exception as exc:  # noqa: BLE001 - a checked rule should compile; if one
                 # does not, it is still reported at the rule, and nothing is half loaded
                 rs.diagnostics.append(Diagnostic(
