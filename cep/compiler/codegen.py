@@ -9,8 +9,9 @@ Safety
     exact ``str``/``int``/``float`` values.  Identifiers are generated (``_v0``, ``_c0``);
     field names only ever appear as ``repr``'d dictionary keys (``_d.get('user')``) or tuples
     passed to a runtime helper, so a field called ``__class__`` is just a dictionary key and no
-    rule can reach an attribute, a builtin or a module.  Regexes are compiled once, here, with
-    google-re2 (linear time) and passed in as constants.  The source stays inspectable through
+    rule can reach an attribute, a builtin or a module.  Regexes are compiled once, here (or,
+    when the compilation is deferred, on their first test), with google-re2 (linear time)
+    and passed in as constants.  The source stays inspectable through
     :func:`source_of` (or the ``source`` attribute of the returned function).
 
 Name resolution (see :class:`cep.lang.ast.Path`)
@@ -206,9 +207,12 @@ class _Gen:
     map; ``ev`` is bound to the match's latest event.
     """
 
-    def __init__(self, mode: Mode, scope: StageScope) -> None:
+    def __init__(self, mode: Mode, scope: StageScope, deferred: bool = False) -> None:
         self.mode = mode
         self.scope = scope
+        self.deferred = deferred
+        """Regexes are compiled on their first test (:class:`cep.compiler.runtime.Regex`;
+        the patterns of a checked rule are known to compile)."""
         self.consts: dict[str, Any] = {}
         self.n_tmp = 0
         self.iterative = False
@@ -616,7 +620,7 @@ class _Gen:
         if not isinstance(pattern, ast.Lit) or type(pattern.value) is not str:
             raise CompileError(f"`{spec.spelling}` needs a string literal pattern", pattern.span)
         try:
-            regex = rt.Regex(pattern.value)
+            regex = rt.Regex(pattern.value, deferred=self.deferred and not left.is_lit)
         except Exception as exc:
             raise CompileError(f"invalid regular expression: {exc}", pattern.span) from exc
         if left.is_lit:
@@ -873,8 +877,11 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str,
         stages: the rule's event-bearing stage names.
         label: the expression's text, shown by ``cep explain``.
         defer: the rule's name when Python's ``compile()`` of the generated source is to
-            wait for the condition's first call (:mod:`cep.compiler.deferred`; the source
-            is generated now, so every error below is still raised now).
+            wait for the condition's first call (:mod:`cep.compiler.deferred`), and each
+            regex's compilation its first test (:class:`cep.compiler.runtime.Regex`).  The
+            source is generated now, so every error below is still raised now, except an
+            invalid regex: only for a checked rule (the checker, or the Sigma loader, has
+            compiled each pattern with the same engine).
 
     Returns:
         A :class:`~cep.nfa.pattern.Condition` whose ``fn(ev, pm)`` takes the
@@ -887,7 +894,7 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str,
     Raises:
         CompileError: see the module docstring.
     """
-    gen = _Gen("cond", stages)
+    gen = _Gen("cond", stages, deferred=defer is not None)
     gen.share_lowered(expr)
     body = gen.truth(_expr(gen, expr))
     what = None if defer is None else f"rule `{defer}`: condition `{label[:200]}`"
@@ -933,7 +940,7 @@ def compile_header_filter(expr: ast.Expr, lists: Mapping[str, ListData] | None =
     Raises:
         CompileError: for aggregates (there is no match yet) and the usual errors.
     """
-    gen = _Gen("filter", StageScope(frozenset(), lists or {}))
+    gen = _Gen("filter", StageScope(frozenset(), lists or {}), deferred=defer is not None)
     body = gen.truth(_expr(gen, expr))
     what = None if defer is None else f"rule `{defer}`: header filter"
     return replace(_build(gen, "_filter", "ev", body.code, what), ast=expr,
