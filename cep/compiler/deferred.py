@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["DeferredBody", "deferred_function", "DEFERRABLE_PARAMS"]
 
@@ -64,6 +65,7 @@ class DeferredBody:
         namespace: the globals the function runs with (runtime helpers and the generator's
             constants, empty builtins), shared with the stub.
         what: whose function it is, for the error log (``rule `x`: condition `…```).
+        off: the code the stub gets when Python cannot compile ``source`` (``return False``).
         stub: the function handed out (set by :func:`deferred_function`).
     """
 
@@ -72,13 +74,12 @@ class DeferredBody:
     namespace: dict[str, Any]
     what: str
     off: CodeType
-    stub: FunctionType | None = None
+    stub: Callable[..., Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __call__(self, *args: Any) -> Any:
         """The first call of the stub: compile, rebind the stub's code, answer ``args``."""
-        stub = self.stub
-        assert stub is not None
+        stub = cast(FunctionType, self.stub)  # (a field typed FunctionType reads as a method)
         with self._lock:
             if stub.__code__.co_name == "stub":  # (not rebound by a concurrent first call)
                 stub.__code__ = self.compiled()
@@ -96,14 +97,6 @@ class DeferredBody:
             return self.off
         code: CodeType = self.namespace[self.name].__code__
         return code
-
-    def force(self) -> None:
-        """Compile now (when not done yet), as the first call would."""
-        stub = self.stub
-        assert stub is not None
-        with self._lock:
-            if stub.__code__.co_name == "stub":
-                stub.__code__ = self.compiled()
 
 
 def deferred_function(source: str, name: str, params: str, namespace: dict[str, Any],
