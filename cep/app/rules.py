@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cep.compiler.build import build_rule
@@ -62,8 +63,9 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
     show later, as a logged error that disables the condition.
     """
     files, diags = load_rules([p for p in paths if not is_sigma_path(p)])
-    if sigma_pipelines or sigma_files(paths):
-        sig = _load_sigma(paths, sigma_pipelines)
+    sig_files = sigma_files(paths)
+    if sigma_pipelines or sig_files:
+        sig = _load_sigma(paths, sigma_pipelines, sig_files)
         files += sig.files
         diags += sig.diagnostics
     rs = RuleSet(diagnostics=list(diags), files=list(files))
@@ -87,8 +89,9 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
     return rs
 
 
-def _load_sigma(paths: list[str], pipelines: Sequence[str]) -> SigmaLoad:
-    """The Sigma part of :func:`load_rule_set` (pySigma imported only here)."""
+def _load_sigma(paths: list[str], pipelines: Sequence[str], files: list[Path]) -> SigmaLoad:
+    """The Sigma part of :func:`load_rule_set` (pySigma imported only here); ``files``:
+    :func:`~cep.sigma.files.sigma_files` of ``paths``."""
     from cep.sigma.load import SigmaLoad, load_sigma
     from cep.sigma.pipelines import PipelineError, load_keyed_pipeline
 
@@ -96,7 +99,7 @@ def _load_sigma(paths: list[str], pipelines: Sequence[str]) -> SigmaLoad:
         pipeline, key = load_keyed_pipeline(pipelines)
     except PipelineError as exc:
         return SigmaLoad(diagnostics=[Diagnostic(", ".join(pipelines), NOWHERE, str(exc))])
-    return load_sigma(paths, pipeline, key)
+    return load_sigma(paths, pipeline, key, files=files)
 
 
 def source_texts(rs: RuleSet) -> Callable[[str], str]:
