@@ -457,6 +457,8 @@ def run(flags: RunFlags) -> None:
     for warning in plan.warnings:
         typer.echo(f"cep: warning: {warning}", err=True)
     pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
+    collect_less()  # already while the rules load: thousands of Sigma rules make millions
+    # of containers, and the default thresholds' collections cost a sixth of the load
     rs = _load(rules, sigma_pipelines=pipelines, defer=True)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); no events processed", err=True)
@@ -692,6 +694,7 @@ def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
     from cep.app.ops import Operations
 
     setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
+    collect_less()  # already while the rules load, as in file mode
     rs = _load(rules, sigma_pipelines=sigma_pipelines, defer=True)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); not started", err=True)
