@@ -110,5 +110,6 @@ def deferred_function(source: str, name: str, params: str, namespace: dict[str, 
     body = DeferredBody(source, name, namespace, what, off)
     namespace[_FIRST_CALL] = body
     stub = FunctionType(stub_code, namespace, name)
+    stub.__qualname__ = name
     body.stub = stub
     return stub, body
