@@ -9,9 +9,19 @@ fed to one operator per partition (the benchmark's rule, brute_force, or ``--rul
 * **per message** — :meth:`MessageDecoder.decode` of each value, then
   :meth:`CepOperator.on_event` (how Kafka mode fed its operators before the batched feed);
 * **batched** — :func:`cep.app.kafka_feed.feed_batch` (one decoding call per batch where
-  exact, then :meth:`CepOperator.on_batch`: the rule set's generated loop).
+  exact, then :meth:`CepOperator.on_batch`: the rule set's generated loop);
+* **scanned** — the same with the C line scanner (:func:`cep.app.kafka_feed.prescan_for`,
+  as Kafka mode feeds a JSON source with one in-order input): messages no rule wants are
+  passed over undecoded (``CEP_PUREPYTHON=1``, or no built extension: as batched).
 
-The two ways alternate ``--repeat`` times in one process; events/s is events ÷ CPU seconds
+With ``--stage shuffle`` a shuffle task is measured instead: the same events merged into one
+stream in ``(event time, partition, offset)`` order, as its merger releases them, cut into
+releases of ``--batch`` × 4 records after each of which the watermark moves to the release's
+last time; **per message** decodes and feeds each released record with ``on_event``,
+**batched** is :func:`cep.app.kafka_feed.feed_released` (runs decoded together, the generated
+loop with a partition per record).
+
+The ways alternate ``--repeat`` times in one process; events/s is events ÷ CPU seconds
 of the feeding alone (no Kafka client, no commits), and both must emit the same alerts.
 
 Usage::
@@ -33,7 +43,7 @@ from typing import Any, NamedTuple
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
-from cep.app.kafka_feed import feed_batch
+from cep.app.kafka_feed import Released, feed_batch, feed_released, prescan_for
 from cep.app.rules import load_rule_set
 from cep.config import SourceConfig
 from cep.event import Event
@@ -93,12 +103,15 @@ def run(way: str, fetched: list[tuple[int, list[Message]]], rules: list[Any],
            for p in range(PARTITIONS)]
     seqs = [0] * PARTITIONS
     dead: list[dict[str, Any]] = []
+    scans = [prescan_for(op, decoder, f"events/{p}") if way == "scanned" else None
+             for p, op in enumerate(ops)]
     t0 = time.process_time()
     for p, msgs in fetched:
         op, name = ops[p], f"events/{p}"
-        if way == "batched":
+        if way != "per message":
             seqs[p] = feed_batch(op, decoder, msgs, partition=p, expected=msgs[0].offset,
-                                 input_name=name, seq=seqs[p], dead_letter=dead.append).seq
+                                 input_name=name, seq=seqs[p], dead_letter=dead.append,
+                                 prescan=scans[p]).seq
             continue
         seq, decode, on_event = seqs[p], decoder.decode, op.on_event
         for m in msgs:
@@ -112,6 +125,50 @@ def run(way: str, fetched: list[tuple[int, list[Message]]], rules: list[Any],
     return time.process_time() - t0, sum(seqs), alerts
 
 
+def releases(fetched: list[tuple[int, list[Message]]], decoder: MessageDecoder, size: int
+             ) -> list[list[Released]]:
+    """The events of ``fetched`` as a shuffle task's merger releases them: in ``(event time,
+    input, offset)`` order, ``size`` records at a time."""
+    merged: list[Released] = []
+    for p, msgs in fetched:
+        for m in msgs:
+            ev = decoder.decode(m.value, p, m.offset, 0)
+            if type(ev) is Event:
+                merged.append((ev.ts, f"events/{p}", m.offset, m.value))
+    merged.sort(key=lambda rec: (rec[0], rec[1], rec[2]))
+    return [merged[i:i + size] for i in range(0, len(merged), size)]
+
+
+def run_shuffle(way: str, released: list[list[Released]], rules: list[Any],
+                decoder: MessageDecoder) -> tuple[float, int, list[bytes]]:
+    """A shuffle task's operator fed every release one way; as :func:`run`."""
+    alerts: list[bytes] = []
+
+    def emit(sink: str, rec: dict[str, Any]) -> None:
+        if sink == "alerts":
+            alerts.append(encode_json(rec, newline=False))
+
+    op = CepOperator(rules, emit, {"shuffle": 0}, 10_000, FutureGuard(None))
+    decoders, dead = {"events": decoder}, []
+    seq = 0
+    t0 = time.process_time()
+    for recs in released:
+        if way == "batched":
+            seq = feed_released(op, decoders, recs, input_name="shuffle", seq=seq,
+                                dead_letter=dead.append).seq
+        else:
+            for _ts, name, offset, value in recs:
+                res = decoder.decode(value, int(name.rpartition("/")[2]), offset, seq + 1)
+                if type(res) is Event:
+                    seq += 1
+                    op.on_event(res, "shuffle")
+        wm = recs[-1][0]
+        if wm > op.watermark:
+            op.advance(op.watermarks.observe("shuffle", wm + 1))
+    op.finish()
+    return time.process_time() - t0, seq, alerts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -122,6 +179,8 @@ def main() -> None:
                     "over 4 partitions)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rules", type=Path, help="rule file (default: brute_force)")
+    ap.add_argument("--stage", choices=["source", "shuffle"], default="source",
+                    help="a source task's feed (default) or a shuffle task's")
     args = ap.parse_args()
     rules_path = args.rules
     if rules_path is None:
@@ -131,19 +190,26 @@ def main() -> None:
     assert rs.ok, rs.diagnostics
     decoder = MessageDecoder(SourceConfig("events", "kafka", topic="events"), 1 << 20)
     fetched = batches(args.events, args.users, args.seed, args.batch)
-    rates: dict[str, list[float]] = {"per message": [], "batched": []}
+    ways = ["per message", "batched"] + (["scanned"] if args.stage == "source" else [])
+    rates: dict[str, list[float]] = {way: [] for way in ways}
+    released = (releases(fetched, decoder, args.batch * PARTITIONS)
+                if args.stage == "shuffle" else [])
     reference: list[bytes] | None = None
     for _ in range(args.repeat):
         for way in rates:
-            cpu, events, alerts = run(way, fetched, rs.rules, decoder)
+            if args.stage == "shuffle":
+                cpu, events, alerts = run_shuffle(way, released, rs.rules, decoder)
+            else:
+                cpu, events, alerts = run(way, fetched, rs.rules, decoder)
             reference = alerts if reference is None else reference
             assert alerts == reference, f"{way}: other alerts"
             rates[way].append(events / cpu)
             print(f"{way}: {events:,} events, {len(alerts):,} alerts, {cpu:.2f} s CPU = "
                   f"{events / cpu:,.0f} events/s", flush=True)
     med = {w: statistics.median(r) for w, r in rates.items()}
-    print(f"medians: per message {med['per message']:,.0f} events/s, batched "
-          f"{med['batched']:,.0f} events/s ({med['batched'] / med['per message']:.2f}×)")
+    base = med["per message"]
+    print("medians: " + ", ".join(f"{w} {v:,.0f} events/s ({v / base:.2f}×)"
+                                  for w, v in med.items()))
 
 
 if __name__ == "__main__":

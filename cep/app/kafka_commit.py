@@ -29,6 +29,7 @@ from cep.checkpoint import encode
 from cep.config import KafkaConfig
 from cep.io.kafka import Backoff, Changelog, SinkRoutes, encode_record
 from cep.operator.cep_operator import CepOperator
+from cep.operator.prescan import Prescan
 
 __all__ = ["Task", "Shipped", "Committer", "RunStats", "Stopped", "retry", "quietly"]
 
@@ -100,6 +101,7 @@ class Task:
         self.marked: dict[str, tuple[float, bool]] = {}
         self.merger: Any = None
         self.committed: dict[TopicPartition, int] = {}
+        self.prescans: dict[TopicPartition, Prescan | None] = {}  # (kafka_feed.prescan_for)
 
     def emit(self, sink: str, record: dict[str, Any]) -> None:
         self.out.append((sink, record))

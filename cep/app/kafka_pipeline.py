@@ -63,7 +63,7 @@ from cep.app.kafka_commit import (
     retry,
     sleep,
 )
-from cep.app.kafka_feed import feed_batch
+from cep.app.kafka_feed import feed_batch, prescan_for
 from cep.app.kafka_members import InstanceGuard
 from cep.app.kafka_plan import KafkaPlan, Shuffle, plan_rules
 from cep.app.kafka_repartition import Repartition
@@ -538,10 +538,14 @@ class KafkaPipeline:
         """A source task's messages when no repartition topic reads the source: decoded and
         fed as a batch (:func:`~cep.app.kafka_feed.feed_batch`).  Returns the events fed."""
         metrics = self.metrics
-        fed = feed_batch(task.op, self.decoders[tp.topic], msgs, partition=tp.partition,
+        decoder = self.decoders[tp.topic]
+        if tp not in task.prescans:
+            task.prescans[tp] = prescan_for(task.op, decoder, task.inputs[tp])
+        fed = feed_batch(task.op, decoder, msgs, partition=tp.partition,
                          expected=expected, input_name=task.inputs[tp], seq=task.seq,
                          dead_letter=lambda rec: self._dead_letter(task, rec),
-                         observe_latency=metrics.observe_latency if metrics else None)
+                         observe_latency=metrics.observe_latency if metrics else None,
+                         prescan=task.prescans[tp])
         if metrics is not None:
             metrics.events[self.sources[tp.topic].name] += fed.events
         task.seq = fed.seq

@@ -29,7 +29,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from cep.app.kafka_commit import Shipped, Task
-from cep.app.kafka_feed import feed_batch
+from cep.app.kafka_feed import feed_batch, feed_released
 from cep.app.kafka_plan import Shuffle
 from cep.app.kafka_shuffle import Merger, event_header, marker_header, parse_header
 from cep.event import Event
@@ -123,23 +123,15 @@ class Repartition:
         return self.release(task)
 
     def release(self, task: Task) -> int:
-        """Feed the events the shuffle task's merged watermark has passed, in order; advance
-        its operator to that watermark.  Returns the events fed."""
+        """Feed the events the shuffle task's merged watermark has passed, in order
+        (:func:`~cep.app.kafka_feed.feed_released`: as batches); advance its operator to that
+        watermark.  Returns the events fed."""
         merger: Merger = task.merger
         op = task.op
-        seq = task.seq
-        n = 0
-        for _ts, name, offset, value in merger.release():
-            topic, _, p = name.rpartition("/")
-            res = self.decoders[topic].decode(value, int(p), offset, seq + 1)
-            if type(res) is not Event:  # cannot happen: the source task decoded it
-                self.dead_letter(task, res)  # type: ignore[arg-type]
-                continue
-            seq += 1
-            n += 1
-            op.on_event(res, "shuffle")
-        task.seq = seq
+        fed = feed_released(op, self.decoders, merger.release(), input_name="shuffle",
+                            seq=task.seq, dead_letter=lambda rec: self.dead_letter(task, rec))
+        task.seq = fed.seq
         wm = merger.current
         if wm > op.watermark:
             op.advance(op.watermarks.observe("shuffle", int(wm) + 1))
-        return n
+        return fed.events

@@ -54,6 +54,7 @@ from cep.io.codecs import (
 from cep.io.sinks import SinkSet
 from cep.io.sources import open_input
 from cep.operator.cep_operator import CepOperator
+from cep.operator.prescan import Prescan
 from cep.operator.records import MAX_EVENTS_PER_MATCH, dead_letter_record
 from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS, FutureGuard
 
@@ -451,18 +452,54 @@ def replay_kafka(kafka: KafkaConfig, sources: list[SourceConfig], opts: ReplayOp
 
 async def _replay_kafka(kafka: KafkaConfig, sources: list[SourceConfig], opts: ReplayOptions,
                         start: Any, end: Any) -> ReplaySummary:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    """:func:`replay_kafka` on the event loop: resolve the range, feed every fetched batch
+    (:class:`_KafkaFeed`), send alerts to ``opts.alert_topic`` as they come, and decide what
+    is left at the end (unless ``keep_open``)."""
+    from aiokafka import AIOKafkaConsumer
 
-    from cep.io.kafka import (
-        MessageDecoder,
-        client_options,
-        encode_record,
-        read_offset_range,
-        resolve_offset_range,
-        topic_partitions,
-    )
+    from cep.io.kafka import client_options, resolve_offset_range
 
     by_topic = {s.topic or "": s for s in sources}
+    tps = await _topic_partitions(kafka, by_topic)
+    options = client_options(kafka)
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False, group_id=None, isolation_level="read_committed",
+        fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20, **options)
+    await consumer.start()
+    out = _AlertOut(opts.alert_topic)
+    try:
+        ranges = await resolve_offset_range(consumer, tps, start, end)
+        live = {tp: r for tp, r in ranges.items() if r[1] > r[0]}
+        eng = _kafka_engine(opts, by_topic, live, sources)
+        if not eng.compare:
+            await out.start(options)
+        feed = _KafkaFeed(eng, by_topic, kafka.max_event_bytes)
+        bar = _Bar(opts.progress, sum(b - a for a, b in live.values()), "replay")
+        started = time.perf_counter()
+        await _consume(consumer, live, feed, bar, out)
+        eng.finish()
+        await out.finish(eng.pending)
+        if opts.sinks is not None:
+            opts.sinks.flush()
+        bar.close(feed.consumed, feed.seq)
+        summary = eng.summary(feed.seq, time.perf_counter() - started)
+        summary.ranges = {f"{tp.topic}/{tp.partition}": r for tp, r in sorted(ranges.items())}
+        summary.all_partitions = sorted({rs.rule.name for op in eng.merged for rs in op.rules})
+        return summary
+    finally:
+        await consumer.stop()
+        await out.stop()
+
+
+async def _topic_partitions(kafka: KafkaConfig, by_topic: dict[str, SourceConfig]
+                            ) -> list[Any]:
+    """Every ``TopicPartition`` of the source topics, by topic then partition.  Raises
+    ``ValueError`` for a topic that does not exist or topics with different partition
+    counts, ``KafkaError`` when the broker does not answer."""
+    from aiokafka import TopicPartition
+
+    from cep.io.kafka import topic_partitions
+
     sizes = await topic_partitions(kafka, list(by_topic))
     missing = [t for t in by_topic if t not in sizes]
     if missing:
@@ -470,86 +507,143 @@ async def _replay_kafka(kafka: KafkaConfig, sources: list[SourceConfig], opts: R
     if len(set(sizes.values())) > 1:
         raise ValueError("the topics must be co-partitioned (same partition count): "
                          + ", ".join(f"{t} has {n}" for t, n in sorted(sizes.items())))
-    decoders = {t: MessageDecoder(s, kafka.max_event_bytes) for t, s in by_topic.items()}
-    # The hot loop calls the same codec MessageDecoder wraps, minus one call per message.
-    raw_decoders = {t: (msgpack_decoder if s.format == "msgpack" else json_decoder)(
-        TimeSpec(s.event_time, s.event_time_unit), kafka.max_event_bytes)
-        for t, s in by_topic.items()}
-    options = client_options(kafka)
-    consumer = AIOKafkaConsumer(
-        enable_auto_commit=False, group_id=None, isolation_level="read_committed",
-        fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20, **options)
-    producer = None
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t in sorted(by_topic) for p in range(sizes[t])]
-        ranges = await resolve_offset_range(consumer, tps, start, end)
-        live = {tp: r for tp, r in ranges.items() if r[1] > r[0]}
+    return [TopicPartition(t, p) for t in sorted(by_topic) for p in range(sizes[t])]
 
-        def inputs_of(pid: int) -> dict[str, int]:
-            return {f"{tp.topic}/{pid}": by_topic[tp.topic].max_out_of_orderness_ms
-                    for tp in live if tp.partition == pid}
 
-        every = {f"{tp.topic}/{tp.partition}": by_topic[tp.topic].max_out_of_orderness_ms
-                 for tp in live}
-        eng = _Engine(opts, inputs_of, every, lambda rule: co_partitioned(rule, sources))
-        if opts.alert_topic is not None and not eng.compare:
-            producer = AIOKafkaProducer(linger_ms=20, enable_idempotence=True, **options)
-            await producer.start()
-        futures: list[Any] = []
-        bar = _Bar(opts.progress, sum(b - a for a, b in live.values()), "replay")
-        started = time.perf_counter()
-        seq = consumed = 0
-        remember = eng.remember if eng.compare else None
-        async for batch, finished in read_offset_range(consumer, live):
-            for tp, msgs in batch.items():
-                pid = tp.partition
-                ops = eng.operators(pid)
-                mdec = decoders[tp.topic]
-                decode = raw_decoders[tp.topic]
-                name = mdec.source
-                input_id = f"{tp.topic}/{pid}"
-                on_event = ops[0].on_event
-                others = ops[1:]
-                for msg in msgs:
-                    value = msg.value
-                    res = decode(value) if value is not None else None
-                    if type(res) is tuple:
-                        seq += 1
-                        ev = Event(res[1], seq, res[0], name, msg.offset, pid)
-                        if remember is not None:
-                            remember(ev, (tp.topic, pid, msg.offset))
-                        on_event(ev, input_id)
-                        for other in others:
-                            other.on_event(ev, input_id)
-                    else:  # the live decoder builds the dead-letter record
-                        eng.dead_letter(mdec.decode(value, pid, msg.offset, seq + 1))  # type: ignore[arg-type]
-                consumed += len(msgs)
-            for tp in finished:
-                if tp in live:
-                    eng.input_done(tp.partition, f"{tp.topic}/{tp.partition}")
-            eng.sample()
-            bar.update(consumed, seq)
-            if producer is not None and eng.pending:
-                futures += await _send(producer, opts.alert_topic or "", eng.pending,
-                                       encode_record)
-        eng.finish()
-        if producer is not None:
-            futures += await _send(producer, opts.alert_topic or "", eng.pending, encode_record)
-            await producer.flush()
-            for f in futures:
-                await f
-        if opts.sinks is not None:
-            opts.sinks.flush()
-        bar.close(consumed, seq)
-        summary = eng.summary(seq, time.perf_counter() - started)
-        summary.ranges = {f"{tp.topic}/{tp.partition}": r for tp, r in sorted(ranges.items())}
-        summary.all_partitions = sorted({rs.rule.name for op in eng.merged for rs in op.rules})
-        return summary
-    finally:
-        await consumer.stop()
-        if producer is not None:
-            await producer.stop()
+def _kafka_engine(opts: ReplayOptions, by_topic: dict[str, SourceConfig],
+                  live: dict[Any, tuple[int, int]], sources: list[SourceConfig]) -> _Engine:
+    """The engine over the partitions with a non-empty range: one watermark input
+    ``"<topic>/<partition>"`` per partition, with its source's ``max_out_of_orderness``."""
+
+    def ooo(tp: Any) -> int:
+        return by_topic[tp.topic].max_out_of_orderness_ms
+
+    def inputs_of(pid: int) -> dict[str, int]:
+        return {f"{tp.topic}/{pid}": ooo(tp) for tp in live if tp.partition == pid}
+
+    every = {f"{tp.topic}/{tp.partition}": ooo(tp) for tp in live}
+    return _Engine(opts, inputs_of, every, lambda rule: co_partitioned(rule, sources))
+
+
+async def _consume(consumer: Any, live: dict[Any, tuple[int, int]], feed: _KafkaFeed,
+                   bar: _Bar, out: _AlertOut) -> None:
+    """Read every partition's range to its end (:func:`~cep.io.kafka.read_offset_range`),
+    feeding each fetched batch; a partition whose range is done becomes idle."""
+    from cep.io.kafka import read_offset_range
+
+    eng = feed.eng
+    async for batch, finished in read_offset_range(consumer, live):
+        for tp, msgs in batch.items():
+            feed.feed(tp, msgs)
+        for tp in finished:
+            if tp in live:
+                eng.input_done(tp.partition, f"{tp.topic}/{tp.partition}")
+        eng.sample()
+        bar.update(feed.consumed, feed.seq)
+        await out.send(eng.pending)
+
+
+class _KafkaFeed:
+    """Fetched messages to the engine's operators.  A partition whose events go to one
+    operator (a replay whose rules all run per partition) takes the batched path of a live
+    source task (:func:`~cep.app.kafka_feed.feed_batch`: decoded at once, the generated
+    loop); otherwise each message is decoded once and fed to every operator in turn (a
+    backtest remembers where each event came from), so that the operators' outputs
+    interleave as the events do.  ``seq`` is the last arrival number used, ``consumed`` the
+    messages read."""
+
+    def __init__(self, eng: _Engine, by_topic: dict[str, SourceConfig], max_bytes: int
+                 ) -> None:
+        from cep.io.kafka import MessageDecoder
+
+        self.eng = eng
+        self.decoders = {t: MessageDecoder(s, max_bytes) for t, s in by_topic.items()}
+        # (the message-by-message loop calls the codec MessageDecoder wraps: one call less)
+        self.codecs = {t: (msgpack_decoder if s.format == "msgpack" else json_decoder)(
+            TimeSpec(s.event_time, s.event_time_unit), max_bytes) for t, s in by_topic.items()}
+        self.seq = 0
+        self.consumed = 0
+        self.prescans: dict[str, Prescan | None] = {}  # by input
+
+    def feed(self, tp: Any, msgs: list[Any]) -> None:
+        """The messages of one fetched batch of topic-partition ``tp``, in offset order."""
+        from cep.app.kafka_feed import feed_batch, prescan_for
+
+        ops = self.eng.operators(tp.partition)
+        input_id = f"{tp.topic}/{tp.partition}"
+        if len(ops) == 1 and not self.eng.compare:
+            decoder = self.decoders[tp.topic]
+            if input_id not in self.prescans:
+                self.prescans[input_id] = prescan_for(ops[0], decoder, input_id)
+            self.seq = feed_batch(ops[0], decoder, msgs, partition=tp.partition, expected=-1,
+                                  input_name=input_id, seq=self.seq,
+                                  dead_letter=self.eng.dead_letter,
+                                  prescan=self.prescans[input_id]).seq
+        else:
+            self._each(ops, tp, msgs, input_id)
+        self.consumed += len(msgs)
+
+    def _each(self, ops: list[CepOperator], tp: Any, msgs: list[Any], input_id: str) -> None:
+        """Message by message, each event to every operator of ``ops`` in turn."""
+        (op, *others) = ops
+        on_event = op.on_event
+        decode, mdec = self.codecs[tp.topic], self.decoders[tp.topic]
+        remember = self.eng.remember if self.eng.compare else None
+        name, pid, seq = mdec.source, tp.partition, self.seq
+        for msg in msgs:
+            value = msg.value
+            res = decode(value) if value is not None else None
+            if type(res) is not tuple:  # the live decoder builds the dead-letter record
+                self.eng.dead_letter(mdec.decode(value, pid, msg.offset, seq + 1))  # type: ignore[arg-type]
+                continue
+            seq += 1
+            ev = Event(res[1], seq, res[0], name, msg.offset, pid)
+            if remember is not None:
+                remember(ev, (tp.topic, pid, msg.offset))
+            on_event(ev, input_id)
+            for other in others:
+                other.on_event(ev, input_id)
+        self.seq = seq
+
+
+class _AlertOut:
+    """Alerts to a Kafka topic (``topic`` None: nowhere), sent after each fetched batch and
+    waited for at the end."""
+
+    def __init__(self, topic: str | None) -> None:
+        self.topic = topic
+        self.producer: Any = None
+        self.futures: list[Any] = []
+
+    async def start(self, options: dict[str, Any]) -> None:
+        """Start the producer (idempotent) when there is a topic."""
+        from aiokafka import AIOKafkaProducer
+
+        if self.topic is not None:
+            self.producer = AIOKafkaProducer(linger_ms=20, enable_idempotence=True, **options)
+            await self.producer.start()
+
+    async def send(self, pending: list[tuple[str, dict[str, Any]]]) -> None:
+        """Send and clear ``pending`` ``(sink, record)`` pairs (kept when there is no
+        producer: a backtest or a replay into files)."""
+        from cep.io.kafka import encode_record
+
+        if self.producer is not None and pending:
+            self.futures += await _send(self.producer, self.topic or "", pending,
+                                        encode_record)
+
+    async def finish(self, pending: list[tuple[str, dict[str, Any]]]) -> None:
+        """Send the rest and wait until every alert is acknowledged."""
+        if self.producer is None:
+            return
+        await self.send(pending)
+        await self.producer.flush()
+        for f in self.futures:
+            await f
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
 
 
 def co_partitioned(rule: CompiledRule, sources: list[SourceConfig]) -> bool:

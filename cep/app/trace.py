@@ -2,11 +2,13 @@
 
 :func:`trace_key` runs one rule over an input through a :class:`~cep.operator.cep_operator.
 CepOperator` exactly as ``cep run`` would (the same decoders, watermark, lateness, future-skew
-guard and matching step), and observes it: the operator's :meth:`dispatch_one` for the rule is
-wrapped, so for every event of the traced key the key's partial matches are compared before
-and after its step, and the records the step emitted are kept.  The operator's start shortcut
-and compact key forms are turned off for the traced rule (they are proven equal to the general
-step, which is easier to observe).  Nothing here matches anything itself.
+guard and matching step), and observes it: the operator's :meth:`dispatch` hands every event
+to the rule's wrapped :meth:`dispatch_one`, so for every event of the traced key the key's
+partial matches are compared before and after its step, and the records the step emitted are
+kept.  The operator's start shortcut and compact key forms are turned off for the traced rule
+(they are proven equal to the general step, which is easier to observe), and so is skipping a
+rule that holds no key for an event its first stage cannot take.  Nothing here matches
+anything itself.
 
 A fate is one of ``taken`` (a stage took the event; the partial matches it is now in),
 ``matched`` (it completed a match: an alert), ``suppressed`` (it completed one whose alert
@@ -96,7 +98,9 @@ def trace_key(rule: CompiledRule, key: dict[str, str],
         trace.fates.append(_fate(rule, rs_, ours[0], ev, before, emitted[n:],
                                  rs_.matches - made))
 
-    setattr(op, "dispatch_one", observed)  # noqa: B010  (the operator's dispatch calls it)
+    # every event to the rule: the operator's dispatch would not call a rule that holds no
+    # key for an event its first stage cannot take (RuleIndex), whose fate is still told
+    setattr(op, "dispatch", lambda ev: observed(rs, ev))  # noqa: B010
     seq = 0
     for line, _raw, res in records:
         if isinstance(res, DeadLetter):

@@ -22,9 +22,9 @@ import asyncio
 import logging
 import random
 from bisect import bisect_left
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
@@ -162,12 +162,9 @@ class MessageDecoder:
             return []
         values = [m.value for m in msgs]
         offsets = [m.offset for m in msgs]
-        if self.json and None not in values and max(map(len, values)) <= self.max_bytes:
-            chunk = b"\n".join(values)
-            if chunk.count(b"\n") == len(values) - 1:
-                objs = decode_json_chunk(chunk, len(values))
-                if objs is not None:
-                    return [DecodedRun(objs, offsets, values)]
+        objs = self._at_once(values)
+        if objs is not None:
+            return [DecodedRun(objs, offsets, values)]  # type: ignore[arg-type]
         out: list[DecodedRun | dict[str, Any]] = []
         run: DecodedRun | None = None
         decode = self._decode
@@ -183,6 +180,37 @@ class MessageDecoder:
             run.objects.append(res[0])  # type: ignore[index]
             run.offsets.append(offset)
             run.values.append(value)  # type: ignore[arg-type]
+        return out
+
+    def _at_once(self, values: Sequence[bytes | None]) -> list[dict[str, Any]] | None:
+        """The objects of JSON ``values`` decoded by one call, or ``None`` where that might
+        differ from decoding each alone (see :meth:`decode_batch`)."""
+        if not self.json or None in values:
+            return None
+        present = cast(list[bytes], values)
+        if max(map(len, present)) > self.max_bytes:
+            return None
+        chunk = b"\n".join(present)
+        if chunk.count(b"\n") != len(values) - 1:
+            return None
+        return decode_json_chunk(chunk, len(values))
+
+    def decode_all(self, values: Sequence[bytes | None]) -> list[dict[str, Any]] | None:
+        """The objects of ``values`` when every one decodes to an object (at once where
+        :meth:`decode_batch` would), else ``None`` (the caller then decodes each with
+        :meth:`decode` for its dead-letter record).  Event times are not looked at."""
+        if not values:
+            return []
+        objs = self._at_once(values)
+        if objs is not None:
+            return objs
+        decode = self._decode
+        out = []
+        for value in values:
+            res = decode(value) if value is not None else TOMBSTONE
+            if type(res) is DeadLetter:
+                return None
+            out.append(res[0])  # type: ignore[index]
         return out
 
     def event_time(self, data: dict[str, Any]) -> int | DeadLetter:

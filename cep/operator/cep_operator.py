@@ -35,6 +35,8 @@ import logging
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -67,6 +69,22 @@ an event that is neither late nor refused."""
 HOLDERS_MIN = 4
 """Rules keyed by the same field from which on they share a set of held keys
 (:meth:`CepOperator.share_holders`)."""
+
+@dataclass(frozen=True)
+class _Batch:
+    """The arguments of one :meth:`CepOperator.on_batch` call (``name``: the watermark
+    input)."""
+
+    objs: list[dict[str, Any]]
+    source: str
+    time_field: str | None
+    odd_time: Callable[[dict[str, Any], int], int | None]
+    name: str
+    partition: int
+    offsets: list[int] | None
+    accepted: Accepted | None
+    partitions: list[int] | None
+
 
 class CepOperator:
     """Runs a set of rules over one event-time stream.
@@ -145,10 +163,9 @@ class CepOperator:
         # reloads
         self.retired: dict[str, list[int]] = {}
         self.dropped_partial_matches = 0
-        self._scan: tuple[list[RuleState], tuple[bool, ...], tuple[str, bool, bool],
+        self._scan: tuple[list[RuleState], tuple[bool, ...], tuple[str, bool, bool, bool],
                           Scanner] | None = None
         self._rule_index: tuple[list[RuleState], RuleIndex] | None = None
-        self._fast_source = "input"
         self.hold_after = HOLD_AFTER
         self._holders: list[HeldKeys] = []
 
@@ -205,6 +222,14 @@ class CepOperator:
     def watermark(self) -> float:
         return self.watermarks.current
 
+    @property
+    def paced(self) -> bool:
+        """Whether the watermark is right below the largest event time seen (ms), as
+        :meth:`on_event` keeps it for a sole input in order: only then do the in-order fast
+        paths, which find an event late by the largest time, decide as :meth:`on_event`
+        does.  (A shuffle task's merger moves its watermark past the largest time.)"""
+        return self.watermarks.current == self.largest_ts - 1
+
     def on_event(self, ev: Event, input_name: str | None = None) -> None:
         """Accept one decoded event; may release buffered events and fire timers.
 
@@ -254,6 +279,7 @@ class CepOperator:
         partition: int = -1,
         offsets: list[int] | None = None,
         accepted: Accepted | None = None,
+        partitions: list[int] | None = None,
     ) -> tuple[int, int]:
         """Accept decoded objects in arrival order: ``objs[i]`` is line ``offset + 1 + i``
         of ``source`` and gets arrival number ``seq + 1 + …``; its event time is the
@@ -267,46 +293,67 @@ class CepOperator:
         outside the valid domain goes to ``odd_time`` too, as decoding one message does.
         ``accepted(obj, event time, arrival number, offset)`` is called for each event that
         is neither late nor refused, before it is matched (a Kafka source task ships those).
+        ``partitions`` (with ``offsets``; a shuffle task's merged stream of several source
+        partitions) gives each object's partition instead of ``partition``; the offsets need
+        not increase then.
 
         Same outputs as calling :meth:`on_event` for each object; with one input of
         ``max_out_of_orderness`` 0 it runs the generated loop of :mod:`cep.operator.fastpath`.
         """
+        batch = _Batch(objs, source, time_field, odd_time,
+                       source if input_name is None else input_name, partition, offsets,
+                       accepted, partitions)
         start = 0
-        n = len(objs)
-        name = source if input_name is None else input_name
-        self._fast_source = name
-        while start < n:
-            if self.buffered or not self.watermarks.is_sole_in_order(name):
-                return self._batch_slow(objs, start, source, time_field, seq, offset, odd_time,
-                                        name, partition, offsets, accepted)
-            scan = self.scanner(source, offsets is not None, accepted is not None)
-            seq0, off0 = seq, offset
-            if offsets is None:
-                part = objs if start == 0 else objs[start:]
-                seq, offset, last, _ = scan(part, self, self.rules, source, time_field, seq,
-                                            offset, self.largest_ts, odd_time, None, partition,
-                                            None, name, accepted)
-                start += offset - off0
-            else:
-                part, offs = (objs, offsets) if start == 0 else (objs[start:], offsets[start:])
-                seq, offset, last, stopped = scan(part, self, self.rules, source, time_field,
-                                                  seq, offset, self.largest_ts, odd_time, None,
-                                                  partition, offs, name, accepted)
-                start = bisect_right(offsets, offset) if stopped else n
-            self.events_in += seq - seq0
-            self.largest_ts = last
-            if last > NEG_INF:
-                self.watermarks.observe(name, last)  # type: ignore[arg-type]
+        while start < len(objs):
+            # (a merged stream resumes after a stop by position, which the loop does not
+            # report: while a version drains, and so the loop can stop, it goes event by
+            # event)
+            if (self.buffered or not self.watermarks.is_sole_in_order(batch.name)
+                    or partitions is not None and any(rs.draining for rs in self.rules)):
+                return self._batch_slow(batch, start, seq, offset)
+            if not self.paced:  # one event the usual way paces the watermark again
+                seq, offset = self._batch_slow(batch, start, seq, offset, start + 1)
+                start += 1
+                continue
+            seq, offset, start = self._batch_fast(batch, start, seq, offset)
         return seq, offset
 
-    def _batch_slow(
-        self, objs: list[dict[str, Any]], start: int, source: str, time_field: str | None,
-        seq: int, offset: int, odd_time: Callable[[dict[str, Any], int], int | None],
-        name: str, partition: int, offsets: list[int] | None, accepted: Accepted | None,
-    ) -> tuple[int, int]:
-        on_event = self.on_event
-        part = objs[start:] if start else objs
+    def _batch_fast(self, b: _Batch, start: int, seq: int, offset: int
+                    ) -> tuple[int, int, int]:
+        """:meth:`on_batch`'s generated loop over ``b``'s objects from ``start`` on; returns
+        the last ``(seq, offset)`` and where to go on (the end unless the loop stopped)."""
+        scan = self.scanner(b.source, b.offsets is not None, b.accepted is not None,
+                            b.partitions is not None)
+        seq0, off0, n = seq, offset, len(b.objs)
+        objs, offsets = b.objs, b.offsets
+        part = objs if start == 0 else objs[start:]
+        offs = None if offsets is None else offsets if start == 0 else offsets[start:]
+        pids = (None if b.partitions is None else
+                b.partitions if start == 0 else b.partitions[start:])
+        seq, offset, last, stopped = scan(part, self, self.rules, b.source, b.time_field, seq,
+                                          offset, self.largest_ts, b.odd_time, None,
+                                          b.partition, offs, b.name, b.accepted, pids)
         if offsets is None:
+            start += offset - off0
+        elif pids is None and stopped:
+            start = bisect_right(offsets, offset)
+        else:
+            start = n  # (a merged stream never stops: see on_batch)
+        self.events_in += seq - seq0
+        self.largest_ts = last
+        if last > NEG_INF:
+            self.watermarks.observe(b.name, last)  # type: ignore[arg-type]
+        return seq, offset, start
+
+    def _batch_slow(self, b: _Batch, start: int, seq: int, offset: int,
+                    end: int | None = None) -> tuple[int, int]:
+        """:meth:`on_batch` event by event for ``b``'s objects from ``start`` to ``end``
+        (default: the last)."""
+        on_event = self.on_event
+        source, time_field, odd_time, name, accepted = (b.source, b.time_field, b.odd_time,
+                                                        b.name, b.accepted)
+        part = b.objs[start:end] if start or end is not None else b.objs
+        if b.offsets is None:
             for d in part:
                 offset += 1
                 ts = d.get(time_field) if time_field is not None else None
@@ -321,7 +368,8 @@ class CepOperator:
                     self._one(Event(ts, seq, d, source, offset), name, accepted)
             return seq, offset
         lo, hi = MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS
-        for d, offset in zip(part, offsets[start:] if start else offsets, strict=True):
+        pids = repeat(b.partition) if b.partitions is None else b.partitions[start:end]
+        for d, offset, pid in zip(part, b.offsets[start:end], pids, strict=False):
             ts = d.get(time_field) if time_field is not None else None
             if type(ts) is not int or not lo <= ts <= hi:
                 ts = odd_time(d, offset)
@@ -329,9 +377,9 @@ class CepOperator:
                     continue
             seq += 1
             if accepted is None:
-                on_event(Event(ts, seq, d, source, offset, partition), name)
+                on_event(Event(ts, seq, d, source, offset, pid), name)
             else:
-                self._one(Event(ts, seq, d, source, offset, partition), name, accepted)
+                self._one(Event(ts, seq, d, source, offset, pid), name, accepted)
         return seq, offset
 
     def _one(self, ev: Event, name: str, accepted: Accepted) -> None:
@@ -342,19 +390,21 @@ class CepOperator:
         if self.late + self.refused == dropped:
             accepted(ev.data, ev.ts, ev.seq, ev.offset)
 
-    def scanner(self, source: str, offsets: bool = False, accepting: bool = False) -> Scanner:
+    def scanner(self, source: str, offsets: bool = False, accepting: bool = False,
+                partitions: bool = False) -> Scanner:
         """The generated loop of :func:`~cep.operator.fastpath.build_scanner` for the rule
         set as it is now, reading ``source`` (``offsets``: Kafka messages; ``accepting``:
-        telling which events were accepted), built once and cached until the rules
-        change."""
+        telling which events were accepted; ``partitions``: a partition per message), built
+        once and cached until the rules change."""
         rules = self.rules
         flags = tuple(rs.draining for rs in rules)
         cached = self._scan
+        shape = (source, offsets, accepting, partitions)
         if (cached is not None and cached[0] is rules and cached[1] == flags
-                and cached[2] == (source, offsets, accepting)):
+                and cached[2] == shape):
             return cached[3]
-        scan = build_scanner(rules, source, offsets, accepting, self.rule_index())
-        self._scan = (rules, flags, (source, offsets, accepting), scan)
+        scan = build_scanner(rules, source, offsets, accepting, self.rule_index(), partitions)
+        self._scan = (rules, flags, shape, scan)
         return scan
 
     def refresh_due(self) -> float:
@@ -407,10 +457,11 @@ class CepOperator:
             for rs in held.rules:
                 rs.holders = held
 
-    def tick_in_order(self, ts: int) -> float:
-        """The fast path saw a new largest event time that passes a timer's deadline."""
+    def tick_in_order(self, ts: int, input_name: str) -> float:
+        """The fast path saw a new largest event time ``ts`` (ms) of watermark input
+        ``input_name`` that passes a timer's deadline; returns the next deadline."""
         wm = self.watermarks.current
-        new_wm = self.watermarks.observe(self._fast_source, ts)
+        new_wm = self.watermarks.observe(input_name, ts)
         if new_wm > wm:
             self.advance(new_wm)
             due = self.context.next_due

@@ -43,7 +43,7 @@ from cep.operator.rule_index import RuleIndex
 __all__ = ["Scanner", "build_scanner"]
 
 # scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1, offs=None, inp=None,
-#      accept=None)
+#      accept=None, pids=None)
 #     -> (seq, off, last, stopped)
 Scanner = Callable[..., tuple[int, int, float, bool]]
 
@@ -225,7 +225,8 @@ def _emit(g: _Gate, value: str | None, indexed: bool, w: CodeWriter, single: boo
 
 
 def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False,
-                  accepting: bool = False, index: RuleIndex | None = None) -> Scanner:
+                  accepting: bool = False, index: RuleIndex | None = None,
+                  partitions: bool = False) -> Scanner:
     """Generate the batch loop for ``rules`` (in dispatch order) reading input ``source``.
 
     With an ``index`` (:class:`~cep.operator.rule_index.RuleIndex` of ``rules``) only its
@@ -233,20 +234,24 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
     requirement it meets (``CepOperator.dispatch_one``), as :meth:`CepOperator.dispatch` does.
 
     The returned ``scan(objs, op, rules, src, tf, seq, off, last, odd, due=None, pid=-1,
-    offs=None, inp=None, accept=None)`` handles ``objs`` in order: ``tf`` is the event-time
-    field, ``seq``/``off`` the last arrival number and line number used, ``last`` the largest
-    event time seen, ``odd(obj, line)`` the event time of an object whose time field is not an int
-    (``None`` after routing it as a dead letter), ``due`` a lower bound of every rule's
-    earliest timer (ms; ``None``: computed), ``pid`` the Kafka partition of the events
-    (``-1``: a file), ``inp`` the watermark input (``None``: ``src``).  It returns the
-    updated ``(seq, off, last, stopped)``; ``stopped`` means the rule list changed (a drained
-    version retired) and the caller must rebuild before the next object.
+    offs=None, inp=None, accept=None, pids=None)`` handles ``objs`` in order: ``tf`` is the
+    event-time field, ``seq``/``off`` the last arrival number and line number used, ``last``
+    the largest event time seen, ``odd(obj, line)`` the event time of an object whose time
+    field is not an int (``None`` after routing it as a dead letter), ``due`` a lower bound
+    of every rule's earliest timer (ms; ``None``: computed), ``pid`` the Kafka partition of
+    the events (``-1``: a file), ``inp`` the watermark input (``None``: ``src``).  It returns
+    the updated ``(seq, off, last, stopped)``; ``stopped`` means the rule list changed (a
+    drained version retired) and the caller must rebuild before the next object.
 
     With ``offsets`` (Kafka messages) the loop reads each object's offset from ``offs`` (one
     per object, increasing) instead of counting lines, returns the last offset used as
     ``off``, and also hands an int event time outside the valid domain to ``odd``, as
     decoding one message does (:func:`cep.io.codecs.json_decoder`), so that it costs no
     arrival number.
+
+    With ``partitions`` too (a shuffle task's merged stream) each object's Kafka partition
+    comes from ``pids`` (one per object) instead of ``pid``; the offsets then need not
+    increase.
 
     With ``accepting`` the loop calls ``accept(obj, event time, arrival number, offset)`` for
     each event it accepts (neither late nor refused), before matching it.
@@ -277,7 +282,7 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
               and not gates[0].hf_call and not indexed)
     w = CodeWriter()
     with w.block("def _scan(_objs, _op, _rules, _src, _tf, _seq, _off, _last, _odd, "
-                 "_due=None, _pid=-1, _offs=None, _inp=None, _accept=None):"):
+                 "_due=None, _pid=-1, _offs=None, _inp=None, _accept=None, _pids=None):"):
         for g in gates:
             w.line(f"_k{g.i} = _r{g.i}.keys")
             w.line(f"_s{g.i} = _r{g.i}.step")
@@ -293,8 +298,14 @@ def build_scanner(rules: Sequence[RuleState], source: str, offsets: bool = False
         w.line("_lim = _guard.limit(_last)")
         with w.block("if _due is None:"):
             w.line("_due = _op.refresh_due()")
-        with w.block("for _d, _off in _zip(_objs, _offs):" if offsets else "for _d in _objs:"):
-            _event_time(w, watch, offsets, accepting)
+        with w.block("if _inp is None:"):
+            w.line("_inp = _src")
+        if partitions:
+            head = "for _d, _off, _pid in _zip(_objs, _offs, _pids):"
+        else:
+            head = "for _d, _off in _zip(_objs, _offs):" if offsets else "for _d in _objs:"
+        with w.block(head):
+            _event_time(w, watch, offsets or partitions, accepting)
             for kv in keys.values():
                 w.line(f"{kv.name} = {kv.expr}")
             if not single:
@@ -364,7 +375,7 @@ def _event_time(w: CodeWriter, watch: bool, offsets: bool, accepting: bool) -> N
         with w.block("if _lim > _cap:"):
             w.line("_lim = _cap")
         with w.block("if _ts > _due:"):
-            w.line("_due = _tick(_ts)")
+            w.line("_due = _tick(_ts, _inp)")
             if watch:
                 with w.block("if _op.rules is not _rules:"):
                     if accepting:

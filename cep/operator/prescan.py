@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -53,7 +54,7 @@ else:
     except ImportError:  # pragma: no cover - depends on the build
         native = None
 
-__all__ = ["AVAILABLE", "Prescan", "build_program", "holders_of"]
+__all__ = ["AVAILABLE", "MessageLines", "Prescan", "build_program", "holders_of"]
 
 AVAILABLE = native is not None
 """Whether the C extension was built and is used (``CEP_PUREPYTHON=1`` in the environment
@@ -312,17 +313,34 @@ BATCH_CAP = 512
 """Most wanted lines one call of :func:`cep._prescan.batch` lists."""
 
 
+@dataclass(frozen=True)
+class MessageLines:
+    """A chunk whose lines are the values of Kafka messages of one partition (Kafka mode):
+    line ``i`` (1-based) is the message at offset ``offsets[i - 1]`` of ``partition``.
+    ``odd_time(obj, offset)`` is the event time of an object whose time is not an int of ms
+    in the valid domain, or ``None`` after its message went to the dead letters
+    (:meth:`CepOperator.on_batch <cep.operator.cep_operator.CepOperator.on_batch>`)."""
+
+    offsets: list[int]
+    partition: int
+    odd_time: Callable[[dict[str, Any], int], int | None]
+
+
 class Prescan:
     """Runs :func:`cep._prescan.batch` over chunks for one operator and input.
 
+    ``source`` names the events' source (what rules read ``from``); ``input_name`` is the
+    operator's watermark input (default ``source``; a Kafka topic-partition).
     ``handle(raw, line, seq)`` decodes and handles one line in Python (a dead letter, a blank
     line or an event) and returns the last arrival number used; the operator's state is what
     it leaves.
     """
 
-    def __init__(self, op: CepOperator, source: str, time_field: str, max_bytes: int) -> None:
+    def __init__(self, op: CepOperator, source: str, time_field: str, max_bytes: int,
+                 input_name: str | None = None) -> None:
         self.op = op
         self.source = source
+        self.input = source if input_name is None else input_name
         self.time_field = time_field
         self.max_bytes = max_bytes
         self._cached: tuple[list[RuleState], tuple[bool, ...], Any, list[RuleState], int,
@@ -332,7 +350,7 @@ class Prescan:
         """The program for the operator's current rules, or ``None`` when the scanner cannot
         be used right now (then the caller takes its usual path)."""
         op = self.op
-        if op.buffered or not op.watermarks.is_sole_in_order(self.source):
+        if op.buffered or not op.watermarks.is_sole_in_order(self.input) or not op.paced:
             return None
         if op.rule_index().indexed:
             return None  # the indexed rules are decided by their index, in Python
@@ -352,10 +370,12 @@ class Prescan:
         return cached[2]
 
     def run(self, program: Any, chunk: bytes, seq: int, line: int,
-            handle: Callable[[bytes, int, int], int]) -> tuple[int, int]:
+            handle: Callable[[bytes, int, int], int], messages: MessageLines | None = None
+            ) -> tuple[int, int]:
         """Handle every line of ``chunk`` (lines joined by ``\\n``, the first being line
         ``line + 1``; ``seq`` the last arrival number used).  Returns the last ``(seq,
-        line)``.
+        line)``.  With ``messages`` the lines are Kafka messages (``line`` is then 0): an
+        event's offset and partition are its message's.
 
         Lines the scanner passes over are counted as events.  The in-order lines some rules
         want come back in batches, each with the rules that want it, and each becomes an
@@ -372,7 +392,8 @@ class Prescan:
         scan = native.batch  # type: ignore[union-attr]
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
-        source = self.source
+        source, name = self.source, self.input
+        offs, pid = (None, -1) if messages is None else (messages.offsets, messages.partition)
         tf = self.time_field
         max_bytes = self.max_bytes
         rules = op.rules
@@ -423,7 +444,8 @@ class Prescan:
                     line += 1
                     op.events_in += 1
                     op.largest_ts = bts
-                    ev = Event(bts, seq, d, source, line)
+                    ev = Event(bts, seq, d, source, line if offs is None else offs[line - 1],
+                               pid)
                     key = unset  # the key of the rules in `keyed`, made once
                     for g in bgates:
                         if keyed[g]:
@@ -436,7 +458,7 @@ class Prescan:
                             dispatch_one(owners[g], ev)
                 else:  # (orjson disagreeing with the scanner: the usual way, to be safe)
                     op.largest_ts = -math.inf if blast == _INT64_MIN else blast
-                    seq, line = self._usual(raw, seq, line, handle)
+                    seq, line = self._usual(raw, seq, line, handle, messages)
                 if op.rules is not rules:
                     return self._rest(chunk, end + 1, seq, line, handle)
             if skipped:
@@ -448,7 +470,7 @@ class Prescan:
             # a line handled the usual way, the end of the chunk; matching does not)
             if pos > n:
                 if op.largest_ts != -math.inf:
-                    observe(source, op.largest_ts)  # type: ignore[arg-type]
+                    observe(name, op.largest_ts)  # type: ignore[arg-type]
                 return seq, line
             if gates is not None:
                 continue
@@ -458,7 +480,7 @@ class Prescan:
                 # before testing it, then look at it again
                 op.largest_ts = ts
                 wm = op.watermarks.current
-                new_wm = observe(source, ts)
+                new_wm = observe(name, ts)
                 if new_wm > wm:
                     op.advance(new_wm)
                 if op.rules is not rules:
@@ -469,12 +491,12 @@ class Prescan:
             end = n if nl < 0 else nl
             raw = chunk[pos:end]
             pos = end + 1
-            seq, line = self._usual(raw, seq, line, handle)
+            seq, line = self._usual(raw, seq, line, handle, messages)
             if op.rules is not rules:
                 return self._rest(chunk, pos, seq, line, handle)
 
-    def _usual(self, raw: bytes, seq: int, line: int, handle: Callable[[bytes, int, int], int]
-               ) -> tuple[int, int]:
+    def _usual(self, raw: bytes, seq: int, line: int, handle: Callable[[bytes, int, int], int],
+               messages: MessageLines | None = None) -> tuple[int, int]:
         """One line the usual way: an object with an int event time through the generated
         loop (late events, rule sets the scanner could not decide for), anything else to
         ``handle``.  Returns the last ``(seq, line)``."""
@@ -487,24 +509,32 @@ class Prescan:
             except orjson.JSONDecodeError:
                 pass
         if op.largest_ts != -math.inf:
-            op.watermarks.observe(self.source, op.largest_ts)  # type: ignore[arg-type]
+            op.watermarks.observe(self.input, op.largest_ts)  # type: ignore[arg-type]
         if type(d) is not dict or type(d.get(tf)) is not int:
             line += 1
             return handle(raw.rstrip(b"\r"), line, seq), line
         seq0 = seq
-        scan = op.scanner(self.source)  # built once per rule set, on first use
-        seq, line, last, _ = scan((d,), op, op.rules, self.source, tf, seq, line,
-                                  op.largest_ts, _no_odd_time, op.next_due)
+        if messages is None:
+            scan = op.scanner(self.source)  # built once per rule set, on first use
+            seq, line, last, _ = scan((d,), op, op.rules, self.source, tf, seq, line,
+                                      op.largest_ts, _no_odd_time, op.next_due)
+        else:  # (an int time outside the valid domain: the message's dead letter)
+            scan = op.scanner(self.source, True)
+            off = messages.offsets[line]
+            seq, _, last, _ = scan((d,), op, op.rules, self.source, tf, seq, off,
+                                   op.largest_ts, messages.odd_time, op.next_due,
+                                   messages.partition, (off,), self.input)
+            line += 1
         op.events_in += seq - seq0
         op.largest_ts = last
-        op.watermarks.observe(self.source, last)  # type: ignore[arg-type]
+        op.watermarks.observe(self.input, last)  # type: ignore[arg-type]
         return seq, line
 
     def _rest(self, chunk: bytes, pos: int, seq: int, line: int,
               handle: Callable[[bytes, int, int], int]) -> tuple[int, int]:
         """The rule set changed under the scan: the rest of the chunk line by line."""
         if self.op.largest_ts != -math.inf:
-            self.op.watermarks.observe(self.source, self.op.largest_ts)  # type: ignore[arg-type]
+            self.op.watermarks.observe(self.input, self.op.largest_ts)  # type: ignore[arg-type]
         for raw in chunk[pos:].split(b"\n") if pos <= len(chunk) else ():
             line += 1
             seq = handle(raw.rstrip(b"\r"), line, seq)

@@ -9,6 +9,12 @@ deep, missing, odd or out-of-domain times, far-future times, late events), offse
 must emit the same records byte for byte in the same order, accept (and so ship) the same
 events, number the events alike and leave byte-identical checkpoints.  (The real broker:
 ``tests/kafka/test_batched_feed.py``.)
+
+The shuffle side likewise: a shuffle task's records (events of several upstream partitions
+and topics with watermark markers, idle ones among them) fed through
+:meth:`Repartition.feed`, whose merged releases go to the operator as batches
+(:func:`~cep.app.kafka_feed.feed_released`), against the same releases decoded and fed event
+by event, as before.
 """
 
 from __future__ import annotations
@@ -20,10 +26,14 @@ from typing import Any, NamedTuple
 import msgpack
 import orjson
 import pytest
+from aiokafka import TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cep.app.kafka_feed import feed_batch
+from cep.app.kafka_commit import Task
+from cep.app.kafka_feed import feed_batch, prescan_for
+from cep.app.kafka_repartition import Repartition
+from cep.app.kafka_shuffle import Merger, event_header, marker_header
 from cep.app.rules import load_rule_set
 from cep.checkpoint import encode
 from cep.checkpoint.snapshot import payload
@@ -33,6 +43,7 @@ from cep.event import Event
 from cep.io.kafka import MessageDecoder
 from cep.jsontext import encode_json
 from cep.operator.cep_operator import CepOperator
+from cep.operator.prescan import AVAILABLE
 from cep.operator.time_guard import FutureGuard
 
 RULES = """
@@ -241,13 +252,17 @@ def _accepted(ev: Event, value: bytes) -> bytes:
 
 
 def _batched(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Message],
-             ooo: int, rng: random.Random, plain: bool = False, reload: Reload | None = None
+             ooo: int, rng: random.Random, plain: bool = False, reload: Reload | None = None,
+             scanned: list[int] | None = None
              ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
     """Fetched batches of random sizes, some fetched partly again after a seek back.  The
-    events accepted (``plain``: not asked for) come after the other records, in order."""
+    events accepted (``plain``: not asked for) come after the other records, in order.
+    With ``scanned`` the C line scanner's program is used where it can be, and the batches
+    it was used for are counted there."""
     out: list[tuple[str, bytes]] = []
     accepted: list[tuple[str, bytes]] = []
     op = _operator(rules, out, ooo)
+    prescan = prescan_for(op, decoder, INPUT) if scanned is not None else None
     seq = 0
     i = 0
     while i < len(msgs):
@@ -259,12 +274,14 @@ def _batched(rules: list[CompiledRule], decoder: MessageDecoder, msgs: list[Mess
                 j = reload.at
         again = rng.randint(0, 3) if rng.random() < 0.1 else 0  # already processed
         batch = msgs[max(0, i - again):j]
+        if scanned is not None and prescan is not None and prescan.program() is not None:
+            scanned.append(j - i)
         fed = feed_batch(op, decoder, batch, partition=PARTITION, expected=msgs[i].offset,
                          input_name=INPUT, seq=seq,
                          dead_letter=lambda rec: out.append(
                              ("dead_letter", encode_json(rec, newline=False))),
                          on_accepted=None if plain else lambda ev, value: accepted.append(
-                             ("accepted", _accepted(ev, value))))
+                             ("accepted", _accepted(ev, value))), prescan=prescan)
         seq = fed.seq
         i = j
     op.advance(op.watermarks.observe(INPUT, T0 + 10 ** 7))
@@ -309,6 +326,38 @@ def test_batched_feed_equals_message_by_message(rules: list[CompiledRule],
                     reload=reload) == _without_accepted((ref_out, ref_snapshot))
 
 
+def _scannable(text: str) -> str:
+    """The rules the C line scanner can decide for (``unconfirmed``, keyed by two fields,
+    would rule it out for the whole set): rule blocks of ``text`` without it."""
+    blocks = text.split("\nrule ")
+    return "\nrule ".join(b for b in blocks if not b.startswith("unconfirmed"))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2 ** 32 - 1), reload_at=st.sampled_from([None, 300]))
+def test_scanned_batches_equal_message_by_message(tmp_path_factory: pytest.TempPathFactory,
+                                                  seed: int, reload_at: int | None) -> None:
+    """Kafka mode's C line scanner (file mode's, over each batch's values): messages no
+    rule wants are passed over undecoded, and everything comes out as message by message,
+    checkpoint included (the events passed over counted, the largest event time taken)."""
+    rules = _load(tmp_path_factory.mktemp("rules") / "r.cep", _scannable(RULES))
+    reloaded = _load(tmp_path_factory.mktemp("rules") / "r.cep", _scannable(RULES).replace(
+        "amount > 50", "amount > 60"))
+    rng = random.Random(seed)
+    # (a tombstone or a value holding a newline keeps its batch from the scanner: most
+    # become empty values, which it hands back as lines that are no object)
+    msgs = [m if m.value is not None and b"\n" not in m.value or rng.random() < 0.2
+            else Message(m.offset, b"") for m in _messages(rng, 600, "json")]
+    decoder = _decoder("json", "ms")
+    reload = None if reload_at is None else Reload(reload_at, reloaded)
+    ref = _without_accepted(_reference(rules, decoder, msgs, 0, reload))
+    assert any(sink == "dead_letter" for sink, _ in ref[0])
+    scanned: list[int] = []
+    got = _batched(rules, decoder, msgs, 0, rng, plain=True, reload=reload, scanned=scanned)
+    assert got == ref
+    assert bool(scanned) == AVAILABLE  # (CEP_PUREPYTHON=1: the scanner is never used)
+
+
 def test_seconds_and_clean_batches_take_the_same_way(rules: list[CompiledRule]) -> None:
     """Event times in seconds (every time converted) and batches without a bad message (one
     decoding call for the whole batch) agree too."""
@@ -338,3 +387,132 @@ def test_one_batch_is_one_decoding_call_when_that_is_exact() -> None:
     assert parts[1]["offset"] == 12 and parts[1]["partition"] == PARTITION  # type: ignore[index]
     assert parts[1]["reason"] == "malformed"  # type: ignore[index]
     assert decoder.decode_batch(bad, PARTITION, 13)[0].offsets == [13]  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------------------- shuffle side
+
+SHUFFLE_INPUTS = {"events-topic/0": 0, "events-topic/1": 4, "events-topic/2": 0,
+                  "other-topic/0": 2}
+
+
+class Record(NamedTuple):
+    """A record of a repartition topic partition, as a shuffle task consumes it."""
+
+    offset: int
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class _EventByEvent(Repartition):
+    """The shuffle task's release as it was: each released record decoded and fed alone."""
+
+    def release(self, task: Task) -> int:
+        merger: Merger = task.merger
+        op, seq = task.op, task.seq
+        for _ts, name, offset, value in merger.release():
+            topic, _, p = name.rpartition("/")
+            res = self.decoders[topic].decode(value, int(p), offset, seq + 1)
+            if type(res) is not Event:
+                self.dead_letter(task, res)  # type: ignore[arg-type]
+                continue
+            seq += 1
+            op.on_event(res, "shuffle")
+        task.seq = seq
+        wm = merger.current
+        if wm > op.watermark:
+            op.advance(op.watermarks.observe("shuffle", int(wm) + 1))
+        return 0
+
+
+def _shuffle_records(rng: random.Random, n: int, decoders: dict[str, MessageDecoder]
+                     ) -> list[Record]:
+    """What source tasks ship and mark, interleaved: per input, events in the order it
+    accepted them (within its out-of-orderness, but after an idle marker anything), odd and
+    hostile values among them, and markers now and then."""
+    names = sorted(SHUFFLE_INPUTS)
+    clock = {name: T0 + rng.randint(0, 20) for name in names}
+    largest = {name: float("-inf") for name in names}
+    source_offset = {name: rng.randint(0, 9) for name in names}
+    out: list[Record] = []
+    offset = rng.randint(0, 30)
+    idle: set[str] = set()
+    for i in range(n):
+        name = rng.choice(names)
+        topic, _, p = name.rpartition("/")
+        if rng.random() < 0.08:
+            if rng.random() < 0.25:
+                idle.add(name)
+            out.append(Record(offset, b"", marker_header(topic, int(p), largest[name],
+                                                         name in idle)))
+        else:
+            clock[name] += rng.choice([0, 1, 2, 3, 9, 25])
+            ts = clock[name] - rng.randint(0, SHUFFLE_INPUTS[name])
+            if name in idle and rng.random() < 0.5 or rng.random() < 0.02:
+                ts -= rng.randint(5, 60)  # after an idle marker: late downstream
+            idle.discard(name)
+            value = _value(rng, ts, i, "json")
+            decoded = decoders[topic].decode(value, int(p), 0, 1)
+            if type(decoded) is Event:
+                ts = decoded.ts  # the time the source task read (and wrote in the header)
+            largest[name] = max(largest[name], ts)
+            source_offset[name] += rng.choice([1, 1, 1, 2])
+            out.append(Record(offset, value, event_header(topic, int(p), source_offset[name],
+                                                          ts)))
+        offset += 1 if rng.random() < 0.9 else 2  # (commit markers)
+    return out
+
+
+def _shuffle_task(rules: list[CompiledRule], out: list[tuple[str, bytes]]) -> Task:
+    task = Task(1, "g/t/1", [TopicPartition("t", 1)], None, "t")
+    task.merger = Merger(SHUFFLE_INPUTS)
+
+    def emit(sink: str, rec: dict[str, Any]) -> None:
+        out.append((sink, encode_json(rec, newline=False)))
+
+    task.op = CepOperator(rules, emit, {"shuffle": 0}, 3, FutureGuard(None),
+                          max_events_per_match=4)
+    return task
+
+
+def _shuffled(cls: type[Repartition], rules: list[CompiledRule], recs: list[Record],
+              decoders: dict[str, MessageDecoder], rng: random.Random, reload: Reload | None
+              ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    """The records fed in fetched batches of random sizes (some partly fetched again)."""
+    out: list[tuple[str, bytes]] = []
+    task = _shuffle_task(rules, out)
+    feed = cls(decoders, {}, lambda _t, rec: out.append(
+        ("dead_letter", encode_json(rec, newline=False)))).feed
+    tp = task.tps[0]
+    i = 0
+    while i < len(recs):
+        j = min(len(recs), i + rng.choice([1, 3, 8, 40, 300]))
+        if reload is not None and i < reload.at <= j:
+            j = reload.at
+        if reload is not None and i == reload.at:
+            task.op.reload(reload.rules)
+        again = rng.randint(0, 3) if rng.random() < 0.1 else 0
+        feed(task, tp, recs[max(0, i - again):j], recs[i].offset)
+        i = j
+    task.op.advance(task.op.watermarks.observe("shuffle", T0 + 10 ** 7))
+    meta = {"seq": task.seq, "merge": task.merger.state(),
+            "stats": [task.op.events_in, task.op.late, task.op.refused]}
+    return out, _state(encode(task.op, meta))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2 ** 32 - 1), unit=st.sampled_from(["ms", "ms", "s"]),
+       reload_at=st.sampled_from([None, 500]))
+def test_shuffle_task_batches_equal_event_by_event(rules: list[CompiledRule],
+                                                   reloaded: list[CompiledRule], seed: int,
+                                                   unit: str, reload_at: int | None) -> None:
+    rng = random.Random(seed)
+    decoders = {"events-topic": _decoder("json", unit), "other-topic": MessageDecoder(
+        SourceConfig("other", "kafka", topic="other-topic", event_time_unit=unit), 2048)}
+    recs = _shuffle_records(rng, 1200, decoders)
+    reload = None if reload_at is None else Reload(reload_at, reloaded)
+    ref = _shuffled(_EventByEvent, rules, recs, decoders, random.Random(seed), reload)
+    sinks = {sink for sink, _ in ref[0]}
+    assert {"alerts", "dead_letter"} <= sinks, sinks  # (late ones, mostly)
+    got = _shuffled(Repartition, rules, recs, decoders, random.Random(seed), reload)
+    assert got[0] == ref[0]
+    assert got[1] == ref[1]

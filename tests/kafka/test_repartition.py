@@ -139,15 +139,29 @@ def _wait_alerts(alerts: str, want: int, procs: list[CepProcess], timeout_s: flo
     time.sleep(1.5)  # anything extra would show up now
 
 
-def _check(alerts: str, late: str, expected: Counter[bytes]) -> None:
+def _check(alerts: str, late: str, expected: Counter[bytes], note: str = "") -> None:
+    """The committed alerts are file mode's, none twice, and no event was late; ``note``
+    ends each failure message (a run's seed)."""
     got = run(read_json(alerts))
     ids = Counter(a["alert_id"] for a in got)
-    assert not [i for i, n in ids.items() if n > 1], "duplicated alerts"
+    twice = [a for a in got if ids[a["alert_id"]] > 1]
+    assert not twice, (f"{len(twice) - len({a['alert_id'] for a in twice})} duplicated alerts, "
+                       f"by rule {dict(Counter(a['rule'] for a in twice))}: "
+                       f"{[_content(a) for a in twice[:2]]}{note}")
     content = Counter(_content(a) for a in got)
     lost, extra = expected - content, content - expected
     assert not lost and not extra, (f"lost {sum(lost.values())}, extra {sum(extra.values())}: "
-                                    f"{list(lost)[:2]} {list(extra)[:2]}")
-    assert run(read_json(late)) == [], "no event is late in an event-time-ordered input"
+                                    f"{list(lost)[:2]} {list(extra)[:2]}{note}")
+    assert run(read_json(late)) == [], f"no event is late in an event-time-ordered input{note}"
+
+
+def _test_seed() -> int:
+    """The seed of a run's random moments: ``$CEP_TEST_SEED``, else the clock.  Printed (and
+    so shown with a failure's captured output) and named in the failure messages, so that a
+    failing run's moments can be drawn again."""
+    seed = int(os.environ.get("CEP_TEST_SEED") or time.time())
+    print(f"CEP_TEST_SEED={seed}")
+    return seed
 
 
 def test_mixed_keys_one_process_gives_file_mode_alerts(
@@ -206,8 +220,10 @@ def _sigkills(tmp_path: Path, events: list[dict[str, Any]], expected: Counter[by
     events are appended (paced so that the stream outlasts the kills); during run
     ``rebalance_at`` a second member joins, makes progress and leaves (SIGTERM), and during
     run ``restart_at`` the broker is stopped and restarted on its data (no append is in flight
-    then).  A last run finishes; the alerts, read with ``read_committed``, must be file mode's."""
-    seed = int(os.environ.get("CEP_TEST_SEED", time.time()))
+    then).  A last run finishes; the alerts, read with ``read_committed``, must be file mode's.
+    The kill moments come from ``$CEP_TEST_SEED`` (else the clock; printed, and named in every
+    failure message) — the broker's and the processes' timing still varies between runs."""
+    seed = _test_seed()
     rng = random.Random(seed)
     topic, group, alerts, late, config = _setup(tmp_path)
     by = _keyed(events)
@@ -264,7 +280,7 @@ def _sigkills(tmp_path: Path, events: list[dict[str, Any]], expected: Counter[by
         _wait_alerts(alerts, sum(expected.values()), [final], timeout_s=120)
     finally:
         assert final.terminate() == 0, final.log()[-3000:]
-    _check(alerts, late, expected)
+    _check(alerts, late, expected, f" (CEP_TEST_SEED={seed})")
     assert mid_stream >= kills // 2, f"only {mid_stream} kills landed mid-stream (seed {seed})"
     restored = final.log()
     assert f"{shuffle} partition" in restored and "restored checkpoint" in restored

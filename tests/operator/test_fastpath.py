@@ -211,3 +211,43 @@ def test_out_of_orderness_takes_the_buffered_path(tmp_path: Path, seed: int) -> 
     ref = _run("reference", rules, objs, 3)
     assert _run("event", rules, objs, 3) == ref
     assert _run("batch", rules, objs, 3) == ref
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_watermark_moved_from_outside_is_kept_by_the_batch_loop(tmp_path: Path,
+                                                                    seed: int) -> None:
+    """Between batches the watermark is moved past the largest event time from outside (as
+    a shuffle task's merger does): events at or below it are late in ``on_batch`` as in
+    ``on_event`` (the loop, which finds lateness by the largest time, waits until an event
+    the usual way has put the watermark right below the largest time again)."""
+    rules = _rules(tmp_path)
+    rng = random.Random(200 + seed)
+    objs = [d for d in _objects(rng, 400) if type(d["ts"]) is int]
+    cuts = sorted(rng.sample(range(1, len(objs)), 25))
+    jumps = {c: rng.randint(0, 12) for c in cuts}
+
+    def run(batched: bool) -> list[Any]:
+        out: list[Any] = []
+        op = CepOperator(rules, lambda sink, rec: out.append((sink, rec.get("alert_id"),
+                                                               rec.get("event"))),
+                         {"input": 0})
+        seq = off = 0
+        for lo, hi in zip([0, *cuts], [*cuts, len(objs)], strict=True):
+            if lo in jumps and op.largest_ts > float("-inf"):  # past the largest time
+                op.advance(op.watermarks.observe("input", int(op.largest_ts) + jumps[lo]))
+            if batched:
+                seq, off = op.on_batch(objs[lo:hi], "input", "ts", seq, off, _no_odd)
+                continue
+            for d in objs[lo:hi]:
+                seq, off = seq + 1, off + 1
+                op.on_event(Event(d["ts"], seq, d, "input", off))
+        op.finish()
+        return [*out, ("stats", op.events_in, op.late, op.largest_ts)]
+
+    ref = run(False)
+    assert any(r[0] == "late" for r in ref)
+    assert run(True) == ref
+
+
+def _no_odd(d: dict[str, Any], line: int) -> int | None:
+    raise AssertionError("every time is an int")
