@@ -113,13 +113,16 @@ def _pipelines(option: list[str] | None, cfg: "Config | None") -> tuple[str, ...
 
 def _load(paths: list[str], quiet_warnings: bool = False,
           more: "Callable[[RuleSet], list[Diagnostic]] | None" = None,
-          strict: bool = False, sigma_pipelines: tuple[str, ...] = ()) -> RuleSet:
+          strict: bool = False, sigma_pipelines: tuple[str, ...] = (),
+          defer: bool = False) -> RuleSet:
     """Load (Sigma files through ``sigma_pipelines``), print the diagnostics (with
-    ``more``'s, computed from the loaded set; with ``strict``, warnings become errors)."""
+    ``more``'s, computed from the loaded set; with ``strict``, warnings become errors).
+    ``defer``: for commands that run the rules, conditions are compiled by Python on first
+    use (:func:`cep.app.rules.load_rule_set`)."""
     for p in paths:
         if not Path(p).exists():
             raise _fail(f"no such rule file or directory: {p}")
-    rs = load_rule_set(paths, sigma_pipelines)
+    rs = load_rule_set(paths, sigma_pipelines, defer=defer)
     if more is not None:
         rs.diagnostics += more(rs)
     if strict:
@@ -263,7 +266,7 @@ def replay(flags: ReplayFlags) -> None:
     pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
 
     def load(paths: list[str]) -> list["CompiledRule"] | None:
-        rs = _load(paths, sigma_pipelines=pipelines)
+        rs = _load(paths, sigma_pipelines=pipelines, defer=True)
         return rs.rules if rs.ok else None
 
     try:
@@ -437,7 +440,9 @@ def run(flags: RunFlags) -> None:
     for warning in plan.warnings:
         typer.echo(f"cep: warning: {warning}", err=True)
     pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
-    rs = _load(rules, sigma_pipelines=pipelines)
+    collect_less()  # already while the rules load: thousands of Sigma rules make millions
+    # of containers, and the default thresholds' collections cost a sixth of the load
+    rs = _load(rules, sigma_pipelines=pipelines, defer=True)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); no events processed", err=True)
         raise typer.Exit(EXIT_RULES)
@@ -672,7 +677,8 @@ def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
     from cep.app.ops import Operations
 
     setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
-    rs = _load(rules, sigma_pipelines=sigma_pipelines)
+    collect_less()  # already while the rules load, as in file mode
+    rs = _load(rules, sigma_pipelines=sigma_pipelines, defer=True)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); not started", err=True)
         raise typer.Exit(EXIT_RULES)
