@@ -14,7 +14,8 @@ Whole process, alternating so that all see the same load (``--repeat`` rounds):
   then reading, decoding, matching and writing each alert;
 * cep, warm: the same command with the cache of an earlier run (one untimed run before
   the first round fills it): the Sigma files come from the cache, the rules are still
-  built (code generation) in the process;
+  built (code generation) in the process, Python's ``compile()`` of a rule's condition and
+  its regexes waiting for the rule's first candidate event (``cep.compiler.deferred``);
 * cep at an earlier version (when ``--baseline DIR`` names a directory holding that
   version's ``cep`` package, e.g. ``git archive COMMIT cep | tar -x -C DIR``): the same
   command, run by this project's Python with ``DIR`` first on its path;

@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 
 from cep.app.gc_policy import collect_less
 from cep.app.rules import RuleSet, load_rule_set, render_diagnostics
-from cep.app.settings import ExplainFlags, ReplayFlags, RunFlags
+from cep.app.settings import CheckFlags, ExplainFlags, ReplayFlags, RunFlags
 from cep.cli_flags import takes
 from cep.errors import CepError
 
@@ -113,13 +113,16 @@ def _pipelines(option: list[str] | None, cfg: "Config | None") -> tuple[str, ...
 
 def _load(paths: list[str], quiet_warnings: bool = False,
           more: "Callable[[RuleSet], list[Diagnostic]] | None" = None,
-          strict: bool = False, sigma_pipelines: tuple[str, ...] = ()) -> RuleSet:
+          strict: bool = False, sigma_pipelines: tuple[str, ...] = (),
+          defer: bool = False) -> RuleSet:
     """Load (Sigma files through ``sigma_pipelines``), print the diagnostics (with
-    ``more``'s, computed from the loaded set; with ``strict``, warnings become errors)."""
+    ``more``'s, computed from the loaded set; with ``strict``, warnings become errors).
+    ``defer``: for commands that run the rules, conditions are compiled by Python on first
+    use (:func:`cep.app.rules.load_rule_set`)."""
     for p in paths:
         if not Path(p).exists():
             raise _fail(f"no such rule file or directory: {p}")
-    rs = load_rule_set(paths, sigma_pipelines)
+    rs = load_rule_set(paths, sigma_pipelines, defer=defer)
     if more is not None:
         rs.diagnostics += more(rs)
     if strict:
@@ -133,23 +136,8 @@ def _load(paths: list[str], quiet_warnings: bool = False,
 
 
 @app.command()
-def check(
-    paths: Annotated[list[str] | None, typer.Argument(
-        help="Rule files or directories (*.cep, recursively).", show_default=False)] = None,
-    rules: Annotated[list[str] | None, typer.Option(
-        "--rules", "-r", help="Rule files or directories, as PATHS; repeatable.")] = None,
-    config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="A cep.toml with Kafka sources: also print each rule's path "
-        "(direct, or through which repartition topic); its [rules] paths when no PATHS.")
-    ] = None,
-    schema: Annotated[str | None, typer.Option(
-        "--schema", help="An event schema (YAML, docs/schema.md): unknown fields and literals "
-        "of the wrong type are errors (default: the config's [rules] schema).")] = None,
-    strict: Annotated[bool, typer.Option(
-        "--strict", help="Warnings are errors (exit 1), for CI.")] = False,
-    sigma_pipeline: Annotated[list[str] | None, typer.Option(
-        "--sigma-pipeline", help=_SIGMA_PIPELINE_HELP)] = None,
-) -> None:
+@takes(CheckFlags)
+def check(flags: CheckFlags) -> None:
     """Validate rule files: every error, each as `file:line:col`.
 
     Reports all errors of all files in one run, with the offending line and a
@@ -163,43 +151,41 @@ def check(
 
     Example: cep check rules/ --schema rules/schema.yaml
     """
-    from cep.lang.lint import lint_files
-    from cep.lang.schema import load_schema
-    from cep.lang.typecheck import field_diagnostics
+    from cep.app.rules import file_checks
 
-    cfg = _config(config) if config is not None else None
-    paths = _rule_paths(paths, rules) or (list(cfg.rules.paths) if cfg is not None else [])
+    cfg = _config(flags.config) if flags.config is not None else None
+    paths = flags.all_rules or (list(cfg.rules.paths) if cfg is not None else [])
     if not paths:
         raise _fail("no rules: give rule paths (cep check PATH... or --rules PATH)")
-    schema_path = schema or (cfg.rules.schema if cfg is not None else None)
     try:
-        event_schema = load_schema(schema_path) if schema_path else None
+        more = file_checks(flags.schema or (cfg.rules.schema if cfg is not None else None))
     except CepError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    from cep.sigma.files import is_sigma_path
-
-    def more(rs: RuleSet) -> "list[Diagnostic]":  # Sigma files compare both types on purpose
-        own = [f for f in rs.files if not is_sigma_path(f.path)]
-        return field_diagnostics(own, event_schema) + lint_files(own)
-
-    rs = _load(paths, more=more, strict=strict,
-               sigma_pipelines=_pipelines(sigma_pipeline, cfg))
-    n_rules = sum(len(f.rules) for f in rs.files)
-    n_err, n_warn = len(rs.errors), len(rs.diagnostics) - len(rs.errors)
+    rs = _load(paths, more=more, strict=flags.strict,
+               sigma_pipelines=_pipelines(list(flags.sigma_pipelines), cfg))
+    n_files, n_warn = len(rs.files), len(rs.diagnostics) - len(rs.errors)
     if rs.errors:
-        typer.echo(f"{n_err} error(s), {n_warn} warning(s) in {len(rs.files)} file(s)", err=True)
+        typer.echo(f"{len(rs.errors)} error(s), {n_warn} warning(s) in {n_files} file(s)",
+                   err=True)
         raise typer.Exit(EXIT_RULES)
-    typer.echo(f"ok: {n_rules} rule(s) in {len(rs.files)} file(s), {n_warn} warning(s)")
+    typer.echo(f"ok: {sum(len(f.rules) for f in rs.files)} rule(s) in {n_files} file(s), "
+               f"{n_warn} warning(s)")
     if cfg is not None and cfg.kafka is not None and cfg.kafka_sources:
-        from cep.app.kafka_plan import plan_rules
+        _print_plan(cfg, rs.rules)
 
-        try:
-            plan = plan_rules(cfg.kafka_sources, rs.rules, cfg.kafka.group_id,
-                              cfg.kafka.repartition)
-        except CepError as exc:
-            raise _fail(str(exc), exc.exit_code) from None
-        for line in plan.lines():
-            typer.echo(f"plan: {line}")
+
+def _print_plan(cfg: "Config", rules: list["CompiledRule"]) -> None:
+    """Each rule's path through the config's Kafka sources (direct, or through which
+    repartition topic); exit 2 when a rule cannot be served."""
+    from cep.app.kafka_plan import plan_rules
+
+    assert cfg.kafka is not None
+    try:
+        plan = plan_rules(cfg.kafka_sources, rules, cfg.kafka.group_id, cfg.kafka.repartition)
+    except CepError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    for line in plan.lines():
+        typer.echo(f"plan: {line}")
 
 
 @app.command("test")
@@ -280,7 +266,7 @@ def replay(flags: ReplayFlags) -> None:
     pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
 
     def load(paths: list[str]) -> list["CompiledRule"] | None:
-        rs = _load(paths, sigma_pipelines=pipelines)
+        rs = _load(paths, sigma_pipelines=pipelines, defer=True)
         return rs.rules if rs.ok else None
 
     try:
@@ -340,7 +326,7 @@ def explain(flags: ExplainFlags) -> None:
         raise _fail("no rules: give rule paths (cep explain PATH... or --rules PATH)")
     if fmt == "png" and output is None and sys.stdout.isatty():
         raise _fail("--format png writes binary data: give --output FILE.png")
-    rs = _load(paths, quiet_warnings=True)
+    rs = _load(paths, quiet_warnings=True, sigma_pipelines=tuple(flags.sigma_pipelines))
     if not rs.ok:
         raise typer.Exit(EXIT_RULES)
     if flags.trace is not None:
@@ -454,7 +440,9 @@ def run(flags: RunFlags) -> None:
     for warning in plan.warnings:
         typer.echo(f"cep: warning: {warning}", err=True)
     pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
-    rs = _load(rules, sigma_pipelines=pipelines)
+    collect_less()  # already while the rules load: thousands of Sigma rules make millions
+    # of containers, and the default thresholds' collections cost a sixth of the load
+    rs = _load(rules, sigma_pipelines=pipelines, defer=True)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); no events processed", err=True)
         raise typer.Exit(EXIT_RULES)
@@ -689,7 +677,8 @@ def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
     from cep.app.ops import Operations
 
     setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
-    rs = _load(rules, sigma_pipelines=sigma_pipelines)
+    collect_less()  # already while the rules load, as in file mode
+    rs = _load(rules, sigma_pipelines=sigma_pipelines, defer=True)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); not started", err=True)
         raise typer.Exit(EXIT_RULES)

@@ -85,7 +85,7 @@ def _reuse_or_build(rule: Rule, path: str, running: Mapping[str, CompiledRule],
     if (old is not None and old.file == path and old.line == rule.span.line
             and old.version == rule_version(rule) and old.text == format_rule(rule)):
         return old  # (a rule that uses lists never: its text holds their declarations)
-    return build_rule(rule, path, lists)
+    return build_rule(rule, path, lists, defer=True)  # (the child compiled it in full)
 
 
 def _failed(paths: list[str], message: str) -> RuleSet:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cep.compiler.build import build_rule
@@ -21,7 +22,7 @@ from cep.sigma.files import is_sigma_path, sigma_files
 if TYPE_CHECKING:
     from cep.sigma.load import SigmaLoad
 
-__all__ = ["RuleSet", "load_rule_set", "render_diagnostics", "source_texts"]
+__all__ = ["RuleSet", "load_rule_set", "render_diagnostics", "source_texts", "file_checks"]
 
 
 @dataclass
@@ -42,7 +43,8 @@ class RuleSet:
         return not self.errors
 
 
-def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = ()) -> RuleSet:
+def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
+                  defer: bool = False) -> RuleSet:
     """Parse and check every ``.cep`` file under ``paths``; compile them if all are clean.
 
     Sigma rule files (``.yml``, named or under a directory) are loaded beside them
@@ -52,10 +54,18 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = ()) -> Rule
 
     A rule that passes the checks but fails to compile is reported as an error at its name
     (no exception): callers such as the hot reload then keep the rules they run.
+
+    ``defer`` (for running, not for checking): Python's ``compile()`` of each rule's
+    conditions waits for their first call (``build_rule(defer=True)``,
+    :mod:`cep.compiler.deferred`), so rules no event is ever a candidate for cost little.
+    Every rule is still built and every diagnostic above still reported now; only Python
+    failing on a generated source (which ``cep check``, compiling eagerly, reports) would
+    show later, as a logged error that disables the condition.
     """
     files, diags = load_rules([p for p in paths if not is_sigma_path(p)])
-    if sigma_pipelines or sigma_files(paths):
-        sig = _load_sigma(paths, sigma_pipelines)
+    sig_files = sigma_files(paths)
+    if sigma_pipelines or sig_files:
+        sig = _load_sigma(paths, sigma_pipelines, sig_files)
         files += sig.files
         diags += sig.diagnostics
     rs = RuleSet(diagnostics=list(diags), files=list(files))
@@ -68,7 +78,7 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = ()) -> Rule
             continue
         for rule in rf.rules:
             try:
-                rs.rules.append(build_rule(rule, rf.path, lists))
+                rs.rules.append(build_rule(rule, rf.path, lists, defer=defer))
             except Exception as exc:  # noqa: BLE001 - a checked rule should compile; if one
                 # does not, it is still reported at the rule, and nothing is half loaded
                 rs.diagnostics.append(Diagnostic(
@@ -79,8 +89,9 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = ()) -> Rule
     return rs
 
 
-def _load_sigma(paths: list[str], pipelines: Sequence[str]) -> SigmaLoad:
-    """The Sigma part of :func:`load_rule_set` (pySigma imported only here)."""
+def _load_sigma(paths: list[str], pipelines: Sequence[str], files: list[Path]) -> SigmaLoad:
+    """The Sigma part of :func:`load_rule_set` (pySigma imported only here); ``files``:
+    :func:`~cep.sigma.files.sigma_files` of ``paths``."""
     from cep.sigma.load import SigmaLoad, load_sigma
     from cep.sigma.pipelines import PipelineError, load_keyed_pipeline
 
@@ -88,7 +99,7 @@ def _load_sigma(paths: list[str], pipelines: Sequence[str]) -> SigmaLoad:
         pipeline, key = load_keyed_pipeline(pipelines)
     except PipelineError as exc:
         return SigmaLoad(diagnostics=[Diagnostic(", ".join(pipelines), NOWHERE, str(exc))])
-    return load_sigma(paths, pipeline, key)
+    return load_sigma(paths, pipeline, key, files=files)
 
 
 def source_texts(rs: RuleSet) -> Callable[[str], str]:
@@ -111,3 +122,26 @@ def render_diagnostics(rs: RuleSet) -> str:
     for d in rs.diagnostics:
         out.append(render(d, text_of(d.file)))
     return "\n".join(out)
+
+
+def file_checks(schema_path: str | None) -> Callable[[RuleSet], list[Diagnostic]]:
+    """The checks ``cep check`` adds to loading, as a function of the loaded set: fields
+    against the event schema at ``schema_path`` (without one, a field compared with literals
+    of different types across the rules is a warning) and the lints (unbounded state,
+    superlinear partial matches).  Sigma files are left out: their conditions compare one
+    field with several types on purpose.
+
+    Raises:
+        CepError: the schema cannot be read.
+    """
+    from cep.lang.lint import lint_files
+    from cep.lang.schema import load_schema
+    from cep.lang.typecheck import field_diagnostics
+
+    event_schema = load_schema(schema_path) if schema_path else None
+
+    def more(rs: RuleSet) -> list[Diagnostic]:
+        own = [f for f in rs.files if not is_sigma_path(f.path)]
+        return field_diagnostics(own, event_schema) + lint_files(own)
+
+    return more

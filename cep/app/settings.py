@@ -31,7 +31,8 @@ from cep.operator.time_guard import DEFAULT_MAX_SKEW_MS
 from cep.settings import Kind, flag
 from cep.settings import Panel as P
 
-__all__ = ["RunFlags", "FileRun", "resolve_file_run", "input_format", "SettingsError",
+__all__ = ["RuleFlags", "CheckFlags", "EventFlags", "RunFlags", "ExplainFlags", "FileRun",
+           "resolve_file_run", "input_format", "SettingsError",
            "ReplayFlags", "ReplayPlan", "resolve_replay", "parse_time", "parse_offsets"]
 
 
@@ -48,12 +49,18 @@ _SKEW_HELP = ("An event time further ahead of the wall clock (or of the stream's
 
 @dataclass(frozen=True)
 class RuleFlags:
-    """The rule paths a command reads: its arguments and ``--rules``."""
+    """The rule paths a command reads (its arguments and ``--rules``) and the pySigma
+    pipelines its Sigma rule files go through."""
 
     rule_paths: tuple[str, ...] = flag(kind=Kind.LIST, metavar="[PATHS]...", panel=P.RULES,
                                        doc="Rule files or directories (as --rules).")
     rules: tuple[str, ...] = flag("--rules", "-r", kind=Kind.LIST, panel=P.RULES,
                                   doc="Rule files or directories; repeatable.")
+    sigma_pipelines: tuple[str, ...] = flag(
+        "--sigma-pipeline", like=(RulesConfig, "sigma_pipelines"), panel=P.RULES,
+        doc="pySigma processing pipeline for the Sigma rules (.yml): a shipped name "
+            "(windows-xml, windows-flat, winlogbeat) or a pipeline file; repeatable, applied "
+            "in order (default: the config's [rules] sigma_pipelines).")
 
     @property
     def all_rules(self) -> list[str]:
@@ -62,16 +69,25 @@ class RuleFlags:
 
 
 @dataclass(frozen=True)
+class CheckFlags(RuleFlags):
+    """``cep check``'s flags as given, each declared once (:func:`cep.settings.flag`)."""
+
+    config: str | None = flag("--config", "-c", kind=Kind.TEXT, doc=(
+        "A cep.toml with Kafka sources: also print each rule's path (direct, or through "
+        "which repartition topic); its [rules] paths when no PATHS."))
+    schema: str | None = flag("--schema", like=(RulesConfig, "schema"), panel=P.RULES, doc=(
+        "An event schema (YAML, docs/schema.md): unknown fields and literals of the wrong "
+        "type are errors (default: the config's [rules] schema)."))
+    strict: bool = flag("--strict", kind=Kind.BOOL, default=False,
+                        doc="Warnings are errors (exit 1), for CI.")
+
+
+@dataclass(frozen=True)
 class EventFlags(RuleFlags):
     """The flags ``cep run`` and ``cep replay`` share: how input events are read and timed
     (durations as text until :func:`resolve_file_run` / :func:`resolve_replay` parse them),
-    where late events and dead letters go, and the Sigma pipelines."""
+    and where late events and dead letters go."""
 
-    sigma_pipelines: tuple[str, ...] = flag(
-        "--sigma-pipeline", like=(RulesConfig, "sigma_pipelines"), panel=P.RULES,
-        doc="pySigma processing pipeline for the Sigma rules (.yml): a shipped name "
-            "(windows-xml, windows-flat, winlogbeat) or a pipeline file; repeatable, applied "
-            "in order (default: the config's [rules] sigma_pipelines).")
     input_format: str | None = flag(
         "--input-format", like=(SourceConfig, "format"), choices=("json", "csv"),
         panel=P.INPUT, doc="json (JSON lines) or csv (a header row, or --columns); gzip, bz2 "

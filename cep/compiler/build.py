@@ -42,19 +42,21 @@ def _quantifier(stage: ast.Stage) -> Quantifier:
     return Quantifier("one_or_more", 1, None, inner)
 
 
-def _stage(stage: ast.Stage, scope: StageScope, labels: dict[int, str]) -> StageSpec:
+def _stage(stage: ast.Stage, scope: StageScope, labels: dict[int, str],
+           defer: str | None) -> StageSpec:
     """The spec of one stage; the text of each condition formatted is kept in ``labels``
-    by the condition's ``id`` (the rule's text reuses it)."""
+    by the condition's ``id`` (the rule's text reuses it); ``defer``: see
+    :func:`pattern_spec`."""
     group = None
     cond = TRUE
     if stage.group is not None:
-        group = tuple(_stage(s, scope, labels) for s in stage.group)
+        group = tuple(_stage(s, scope, labels, defer) for s in stage.group)
     elif stage.condition is not None:
         label = labels[id(stage.condition)] = format_expr(stage.condition)
-        cond = compile_condition(stage.condition, scope, label)
+        cond = compile_condition(stage.condition, scope, label, defer)
     until = None
     if stage.until is not None:
-        until = compile_condition(stage.until, scope, format_expr(stage.until))
+        until = compile_condition(stage.until, scope, format_expr(stage.until), defer)
     return StageSpec(
         name=stage.name,
         contiguity=stage.contiguity,
@@ -69,20 +71,23 @@ def _stage(stage: ast.Stage, scope: StageScope, labels: dict[int, str]) -> Stage
 
 
 def pattern_spec(rule: ast.Rule, lists: Mapping[str, ListData] | None = None,
-                 labels: dict[int, str] | None = None) -> PatternSpec:
+                 labels: dict[int, str] | None = None, *, defer: bool = False
+                 ) -> PatternSpec:
     """The language-independent pattern of a checked rule (``lists``: its file's).  A rule
     with a window (``having`` / ``all of``) has one single-event stage,
     :data:`~cep.lang.ast.WINDOW_STAGE`, taking every event of the rule (``all of``: every
     event some member wants).  ``labels``, when given, receives the text of each stage
-    condition by the condition's ``id``."""
+    condition by the condition's ``id``.  ``defer``: Python's ``compile()`` of each
+    condition waits for its first call (:mod:`cep.compiler.deferred`)."""
+    owner = rule.name if defer else None
     if rule.window is not None:
         cond = members_condition(rule.pattern) if rule.window.kind == "all_of" else None
         compiled = TRUE if cond is None else compile_condition(
-            cond, StageScope(lists=lists or {}), format_expr(cond))
+            cond, StageScope(lists=lists or {}), format_expr(cond), owner)
         return PatternSpec(stages=(StageSpec(ast.WINDOW_STAGE, "begin", compiled),))
     scope = StageScope.from_pattern(rule.pattern, lists)
     return PatternSpec(
-        stages=tuple(_stage(s, scope, {} if labels is None else labels)
+        stages=tuple(_stage(s, scope, {} if labels is None else labels, owner)
                      for s in rule.pattern),
         within_ms=rule.within_ms,
         skip=rule.skip.kind,
@@ -92,7 +97,7 @@ def pattern_spec(rule: ast.Rule, lists: Mapping[str, ListData] | None = None,
 
 def build_rule(rule: ast.Rule, path: str = "",
                lists: Mapping[str, ListData] | None = None, *,
-               prune_cohorts: bool = True) -> CompiledRule:
+               prune_cohorts: bool = True, defer: bool = False) -> CompiledRule:
     """Compile one checked rule; ``lists`` are the loaded lists and tables of its file
     (:func:`cep.lang.lists.load_lists`).  Raises :class:`cep.nfa.compile.PatternError` or
     :class:`cep.compiler.codegen.CompileError` only for rules the checker would reject.
@@ -100,14 +105,22 @@ def build_rule(rule: ast.Rule, path: str = "",
     ``prune_cohorts``: let the matching step merge a cohort's partial matches where that
     cannot change an alert (:attr:`cep.nfa.model.NFA.cohort_pruning`; never for a rule with
     ``on timeout emit``, whose timed-out partial matches are all reported); ``False`` runs
-    Flink's algorithm unchanged (differential tests)."""
+    Flink's algorithm unchanged (differential tests).
+
+    ``defer``: Python's ``compile()`` of the stage conditions and the header filter waits
+    for their first call (:mod:`cep.compiler.deferred`): a rule the rule index never offers
+    an event costs no compilation.  Everything else is built now, by the same code, and
+    every error above is still raised now; only Python failing to compile a generated
+    source (nesting too deep; ``defer=False`` raises it as a ``CompileError``) would show at
+    that first call, where it is logged and the condition disabled."""
     lists = lists or {}
     scope = StageScope.from_pattern(rule.pattern, lists)
     match_emit, timeout_emit = rule.match_emit, rule.timeout_emit
     labels: dict[int, str] = {}
-    nfa = compile_nfa(pattern_spec(rule, lists, labels),
+    nfa = compile_nfa(pattern_spec(rule, lists, labels, defer=defer),
                       prune_cohorts=prune_cohorts and timeout_emit is None)
-    header = compile_header_filter(rule.where, lists) if rule.where is not None else None
+    header = (compile_header_filter(rule.where, lists, rule.name if defer else None)
+              if rule.where is not None else None)
     used = sorted(list_names_used(rule, lists)) if lists else []  # (none declared: none used)
     key = compile_key(rule.key_by)
     text, version = rule_texts(rule, labels)

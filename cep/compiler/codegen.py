@@ -9,8 +9,9 @@ Safety
     exact ``str``/``int``/``float`` values.  Identifiers are generated (``_v0``, ``_c0``);
     field names only ever appear as ``repr``'d dictionary keys (``_d.get('user')``) or tuples
     passed to a runtime helper, so a field called ``__class__`` is just a dictionary key and no
-    rule can reach an attribute, a builtin or a module.  Regexes are compiled once, here, with
-    google-re2 (linear time) and passed in as constants.  The source stays inspectable through
+    rule can reach an attribute, a builtin or a module.  Regexes are compiled once, here (or,
+    when the compilation is deferred, on their first test), with google-re2 (linear time)
+    and passed in as constants.  The source stays inspectable through
     :func:`source_of` (or the ``source`` attribute of the returned function).
 
 Name resolution (see :class:`cep.lang.ast.Path`)
@@ -68,14 +69,17 @@ Errors
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import tokenize
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import CodeType
 from typing import Any, Literal, NamedTuple
 
 from cep.compiler import runtime as rt
+from cep.compiler.deferred import deferred_function
 from cep.compiler.generated import GeneratedCode
 from cep.compiler.matchers import CidrSet, FoldedSet, GlobSet, MatcherError, eq_folded
 from cep.lang import ast
@@ -203,9 +207,12 @@ class _Gen:
     map; ``ev`` is bound to the match's latest event.
     """
 
-    def __init__(self, mode: Mode, scope: StageScope) -> None:
+    def __init__(self, mode: Mode, scope: StageScope, deferred: bool = False) -> None:
         self.mode = mode
         self.scope = scope
+        self.deferred = deferred
+        """Regexes are compiled on their first test (:class:`cep.compiler.runtime.Regex`;
+        the patterns of a checked rule are known to compile)."""
         self.consts: dict[str, Any] = {}
         self.n_tmp = 0
         self.iterative = False
@@ -613,7 +620,7 @@ class _Gen:
         if not isinstance(pattern, ast.Lit) or type(pattern.value) is not str:
             raise CompileError(f"`{spec.spelling}` needs a string literal pattern", pattern.span)
         try:
-            regex = rt.Regex(pattern.value)
+            regex = rt.Regex(pattern.value, deferred=self.deferred and not left.is_lit)
         except Exception as exc:
             raise CompileError(f"invalid regular expression: {exc}", pattern.span) from exc
         if left.is_lit:
@@ -810,9 +817,12 @@ class _Gen:
 # --------------------------------------------------------------------------- assembly
 
 
-def _build(gen: _Gen, name: str, params: str, body: str) -> GeneratedCode:
+def _build(gen: _Gen, name: str, params: str, body: str, defer: str | None = None
+           ) -> GeneratedCode:
     """Compile ``def name(params): return body`` (plus the bindings ``body`` needs) with empty
-    builtins and only the runtime helpers and ``gen``'s constants in scope."""
+    builtins and only the runtime helpers and ``gen``'s constants in scope.  ``defer`` (whose
+    function it is, for the log): Python's ``compile()`` waits for the function's first call
+    (:func:`cep.compiler.deferred.deferred_function`; conditions and filters only)."""
     lines = [f"def {name}({params}):"]
     if gen.mode == "emit" and (gen.uses_data or gen.uses_ev):
         lines.append("    ev = _match_latest(m)")
@@ -825,15 +835,30 @@ def _build(gen: _Gen, name: str, params: str, body: str) -> GeneratedCode:
     namespace: dict[str, Any] = {"__builtins__": {}}
     namespace.update(rt.HELPERS)
     namespace.update(gen.consts)
-    try:
-        code = compile(source, f"<cep:{name}>", "exec")
-    except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
-        raise CompileError("expression is too complex or too deeply nested") from exc
-    exec(code, namespace)
     # The same expression as a fragment over the data object ``_d`` alone, for code that
     # inlines several rules' keys and first conditions into one loop (see ``inline_expr``).
     data_only = not gen.iterative and not gen.uses_ev and gen.mode != "emit"
+    if defer is not None:
+        fn, _ = deferred_function(source, name, params, namespace, defer)
+        return GeneratedCode(fn, source, body if data_only else None, dict(gen.consts))
+    try:
+        code = _compiled(source, name)
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
+        raise CompileError("expression is too complex or too deeply nested") from exc
+    exec(code, namespace)
     return GeneratedCode(namespace[name], source, body if data_only else None, dict(gen.consts))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str, name: str) -> CodeType:
+    """``compile()`` of a generated module source.  Code objects are immutable and carry no
+    constant of the rule (those live in the namespace each function is executed into), so
+    rules whose generated source is the same (the unkeyed ``key`` of every Sigma rule) share
+    one; a pure memo, bounded.
+
+    Raises:
+        SyntaxError, RecursionError, MemoryError, ValueError: Python cannot compile it."""
+    return compile(source, f"<cep:{name}>", "exec")
 
 
 def _expr(gen: _Gen, expr: ast.Expr) -> _Code:
@@ -843,13 +868,20 @@ def _expr(gen: _Gen, expr: ast.Expr) -> _Code:
         raise CompileError("expression is nested too deeply") from exc
 
 
-def compile_condition(expr: ast.Expr, stages: StageScope, label: str) -> Condition:
+def compile_condition(expr: ast.Expr, stages: StageScope, label: str,
+                      defer: str | None = None) -> Condition:
     """Compile a stage's ``where`` or ``until`` expression.
 
     Args:
         expr: the expression AST.
         stages: the rule's event-bearing stage names.
         label: the expression's text, shown by ``cep explain``.
+        defer: the rule's name when Python's ``compile()`` of the generated source is to
+            wait for the condition's first call (:mod:`cep.compiler.deferred`), and each
+            regex's compilation its first test (:class:`cep.compiler.runtime.Regex`).  The
+            source is generated now, so every error below is still raised now, except an
+            invalid regex: only for a checked rule (the checker, or the Sigma loader, has
+            compiled each pattern with the same engine).
 
     Returns:
         A :class:`~cep.nfa.pattern.Condition` whose ``fn(ev, pm)`` takes the
@@ -862,10 +894,11 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str) -> Conditi
     Raises:
         CompileError: see the module docstring.
     """
-    gen = _Gen("cond", stages)
+    gen = _Gen("cond", stages, deferred=defer is not None)
     gen.share_lowered(expr)
     body = gen.truth(_expr(gen, expr))
-    code = replace(_build(gen, "_cond", "ev, pm", body.code), ast=expr,
+    what = None if defer is None else f"rule `{defer}`: condition `{label[:200]}`"
+    code = replace(_build(gen, "_cond", "ev, pm", body.code, what), ast=expr,
                    scope=tuple(stages.names), eq_guard=eq_guard(expr, stages))
     return Condition(code.fn, label, gen.iterative, body.is_lit and body.lit is True, code)
 
@@ -898,17 +931,20 @@ def eq_guard(expr: ast.Expr, stages: StageScope = EMPTY_SCOPE) -> tuple[str, str
     return None
 
 
-def compile_header_filter(expr: ast.Expr, lists: Mapping[str, ListData] | None = None
-                          ) -> GeneratedCode:
+def compile_header_filter(expr: ast.Expr, lists: Mapping[str, ListData] | None = None,
+                          defer: str | None = None) -> GeneratedCode:
     """Compile the rule header ``where``: ``code.fn(event) -> bool`` (no stages in scope;
-    ``lists``: the lists and tables of the rule's file).
+    ``lists``: the lists and tables of the rule's file; ``defer``: as for
+    :func:`compile_condition`).
 
     Raises:
         CompileError: for aggregates (there is no match yet) and the usual errors.
     """
-    gen = _Gen("filter", StageScope(frozenset(), lists or {}))
+    gen = _Gen("filter", StageScope(frozenset(), lists or {}), deferred=defer is not None)
     body = gen.truth(_expr(gen, expr))
-    return replace(_build(gen, "_filter", "ev", body.code), ast=expr, eq_guard=eq_guard(expr))
+    what = None if defer is None else f"rule `{defer}`: header filter"
+    return replace(_build(gen, "_filter", "ev", body.code, what), ast=expr,
+                   eq_guard=eq_guard(expr))
 
 
 def compile_key(paths: tuple[ast.Path, ...]) -> GeneratedCode:

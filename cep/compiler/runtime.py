@@ -29,6 +29,7 @@ and a field path (a tuple of segments; ``("ts",)`` means the event time).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal, DecimalException
@@ -254,30 +255,48 @@ def re2_options() -> Any:
 
 
 class Regex:
-    """A google-re2 pattern compiled once, when the rule is compiled.
+    """A google-re2 pattern compiled once: when the rule is compiled, or (``deferred``) on
+    its first test.
 
     re2 runs in time linear in the input, whatever the pattern: no backtracking blow-up.
     :meth:`test` has *search* semantics.  When the installed re2 binding exposes its
     low-level matcher it is called directly on the UTF-8 bytes (several times faster than
     ``search``, which also computes match offsets); otherwise ``search`` is used.
 
+    ``deferred``: for a pattern already known to compile (the checker's or the Sigma
+    loader's test, which use the same engine), the compilation waits for the first
+    :meth:`test` — a rule no event is offered to costs none.  Should it fail all the same,
+    every test raises ``re2.error`` (:func:`matches` is then false) and the failure is
+    logged once.
+
     Raises:
-        re2.error: for an invalid pattern (including backreferences and look-arounds).
+        re2.error: for an invalid pattern (including backreferences and look-arounds),
+            unless ``deferred``.
     """
 
-    __slots__ = ("pattern", "_re", "_raw", "_anchor")
+    __slots__ = ("pattern", "_re", "_raw", "_anchor", "_failed")
 
-    def __init__(self, pattern: str) -> None:
-        import re2
-
+    def __init__(self, pattern: str, deferred: bool = False) -> None:
         self.pattern = pattern
-        self._re = re2.compile(pattern, re2_options())
+        self._re: Any = None
         self._raw: Any = None
         self._anchor: Any = None
+        self._failed: Exception | None = None
+        if not deferred:
+            self._compile()
+
+    def _compile(self) -> None:
+        """Compile the pattern and probe the low-level matcher.
+
+        Raises:
+            re2.error: an invalid pattern."""
+        import re2
+
+        self._re = re2.compile(self.pattern, re2_options())
         try:
             raw = self._re._regexp
             anchor = re2._re2.RE2.Anchor.UNANCHORED
-            for probe in ("", "x", pattern):
+            for probe in ("", "x", self.pattern):
                 data = probe.encode("utf-8")
                 fast = raw.Match(anchor, data, 0, len(data))[0][0] >= 0
                 if fast is not (self._re.search(probe) is not None):
@@ -287,12 +306,28 @@ class Regex:
             self._raw = None
 
     def test(self, s: str) -> bool:
-        """Whether the pattern matches anywhere in ``s`` (may raise on unencodable text)."""
+        """Whether the pattern matches anywhere in ``s`` (may raise on unencodable text, and
+        for a deferred pattern that does not compile)."""
         raw = self._raw
         if raw is not None:
             data = s.encode("utf-8")
             return bool(raw.Match(self._anchor, data, 0, len(data))[0][0] >= 0)
+        if self._re is None:
+            self._first_test()
         return self._re.search(s) is not None
+
+    def _first_test(self) -> None:
+        """Compile a deferred pattern (a failure is logged once, then raised each time)."""
+        if self._failed is None:
+            try:
+                self._compile()
+                return
+            except Exception as exc:  # noqa: BLE001 - re2.error
+                self._failed = exc
+                logging.getLogger("cep.compiler").error(
+                    "regular expression %r cannot be compiled (%s): it never matches",
+                    self.pattern[:200], exc)
+        raise self._failed
 
     def __repr__(self) -> str:
         return f"Regex({self.pattern!r})"

@@ -26,14 +26,16 @@ def sigma_files(paths: Iterable[str | Path]) -> list[Path]:
         p = Path(raw)
         if p.is_dir():
             root = p.resolve()
-            found = [q for q in sorted(p.rglob("*.yml"))
-                     if q.is_file() and q.resolve().is_relative_to(root)]
+            found = []
+            for q in sorted(p.rglob("*.yml")):
+                real = q.resolve()  # (once per file: thousands of files)
+                if q.is_file() and real.is_relative_to(root):
+                    found.append((q, real))
         elif is_sigma_path(p):
-            found = [p]
+            found = [(p, p.resolve())]
         else:
             continue
-        for q in found:
-            key = q.resolve()
+        for q, key in found:
             if key not in seen:
                 seen.add(key)
                 out.append(q)

@@ -113,7 +113,8 @@ def _parse(path: Path, text: str) -> tuple[SigmaCollection | None, list[Diagnost
 
 
 def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None = None,
-               pipeline_key: str | None = None) -> SigmaLoad:
+               pipeline_key: str | None = None, *,
+               files: Sequence[Path] | None = None) -> SigmaLoad:
     """Parse, process and compile the Sigma files under ``paths`` (see the module doc).
 
     Engine rule names come from :func:`cep.sigma.rule.rule_name`; a name already taken (two
@@ -123,12 +124,13 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
     A file compiled before, unchanged, is taken from the compiled-file cache
     (:mod:`cep.sigma.cache`) when its rules' names are still free; ``pipeline_key`` names
     ``pipeline`` for it (:func:`cep.sigma.pipelines.load_pipeline`), and without one a
-    pipeline means no cache."""
+    pipeline means no cache.  ``files``: :func:`cep.sigma.files.sigma_files` of ``paths``
+    when the caller has it already (listing thousands of files is not free)."""
     out = SigmaLoad()
     used: set[str] = set()
     cached = pipeline is None or pipeline_key is not None
     key = pipeline_key or ""
-    files = sigma_files(paths)
+    files = list(sigma_files(paths) if files is None else files)
     with open_cache(*CACHE_PARTS) if cached else nullcontext(None) as cache:
         name = bundle_name([str(p) for p in files], key) if cache is not None else None
         known = read_bundle(cache, name) if cache is not None and name is not None else {}

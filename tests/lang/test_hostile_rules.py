@@ -312,7 +312,7 @@ def test_a_rule_that_fails_to_compile_is_a_diagnostic_at_the_rule(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cep.app.rules
 
-    def broken(*args: object) -> CompiledRule:
+    def broken(*args: object, **kwargs: object) -> CompiledRule:
         raise RecursionError("maximum recursion depth exceeded")
 
     (tmp_path / "good.cep").write_text(GOOD)
