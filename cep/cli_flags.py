@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.markup import escape
 
 from cep.settings import Flag, Kind, Panel, flags_of, value_text
 
@@ -40,7 +39,7 @@ def _choice_type(name: str, choices: tuple[str, ...]) -> type[enum.Enum]:
 def _help(f: Flag) -> str:
     """The ``--help`` text: the declared doc (a setting's Markdown backticks dropped) and the
     default."""
-    doc = escape(f.doc.replace("`", ""))  # rich would read "[rules]" as markup
+    doc = f.doc.replace("`", "").replace("[", "\\[")  # rich would read "[rules]" as markup
     if f.default is None or f.default == () or f.kind is Kind.BOOL:
         return doc
     return f"{doc}  Default {value_text(f.default, f.kind, quote='')}."

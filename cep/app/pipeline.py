@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cep.app.file_checkpoint import FileCheckpoints, Position
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.io.codecs import (
@@ -44,6 +43,7 @@ SAMPLE_MASK = 0xFF  # with metrics, one event in 256 is timed (cep.app.metrics.S
 FIRST_DEAD_LETTERS = 5  # how many dead letters a RunSummary describes
 
 if TYPE_CHECKING:
+    from cep.app.file_checkpoint import FileCheckpoints, Position
     from cep.app.metrics import EngineSnapshot, RunMetrics
     from cep.app.ops import Operations
     from cep.app.reload import Control
@@ -150,8 +150,9 @@ def run_file(
     op = operator or _operator(rules, opts, emit)
     progress = _Progress(sys.stderr) if opts.progress else None
     started = time.perf_counter()
-    at = checkpoints.resume(op) if checkpoints is not None else Position(0, 0, 0, 0)
+    at = None
     if checkpoints is not None:
+        at = checkpoints.resume(op)
         checkpoints.bind_outputs(sinks)
     line = _LineRun(op, opts, emit, sinks, at, checkpoints, metrics, progress)
     on_idle = _serve(ops, op, sinks, line) if ops is not None else None
@@ -172,7 +173,7 @@ def run_file(
             ops.stop()
     if progress is not None:
         progress.done(line.seq, sinks.counts.get("alerts", 0))
-    return _summary(op, sinks, health, line, at, time.perf_counter() - started)
+    return _summary(op, sinks, health, line, time.perf_counter() - started)
 
 
 def _operator(rules: list[CompiledRule], opts: FileRunOptions,
@@ -213,17 +214,22 @@ class _LineRun:
     followed file or standard input, a run that serves operations or checkpoints."""
 
     def __init__(self, op: CepOperator, opts: FileRunOptions,
-                 emit: Callable[[str, dict[str, Any]], None], sinks: SinkSet, at: Position,
+                 emit: Callable[[str, dict[str, Any]], None], sinks: SinkSet,
+                 at: Position | None,
                  checkpoints: FileCheckpoints | None, metrics: RunMetrics | None,
                  progress: _Progress | None) -> None:
         self.op, self.opts, self.emit, self.sinks = op, opts, emit, sinks
         self.checkpoints, self.metrics, self.progress = checkpoints, metrics, progress
         self.control: Control | None = None
-        self.skip = self.line_no = at.lines
-        self.seq, self.dead, self.nbytes = at.seq, at.dead, at.bytes
+        self.skip = self.line_no = at.lines if at is not None else 0
+        self.seq, self.dead, self.nbytes = (at.seq, at.dead, at.bytes) if at is not None else (
+            0, 0, 0)
+        self.first_seq, self.first_dead = self.seq, self.dead  # (where a resumed run began)
 
     def position(self) -> Position:
         """Where the run is: the last line handled, the last event and dead-letter numbers."""
+        from cep.app.file_checkpoint import Position  # only runs that checkpoint need it
+
         return Position(self.line_no, self.seq, self.dead, self.nbytes)
 
     def run(self, records: Iterator[tuple[int, bytes, tuple[dict[str, Any], int] | DeadLetter]]
@@ -235,6 +241,8 @@ class _LineRun:
             self.control, self.checkpoints, self.metrics, self.progress)
         on_event, emit, source, skip = self.op.on_event, self.emit, self.opts.source, self.skip
         seq, dead, nbytes, line_no = self.seq, self.dead, self.nbytes, self.line_no
+        if checkpoints is not None:
+            from cep.app.file_checkpoint import Position  # only runs that checkpoint need it
         try:
             for line_no, raw, res in records:
                 if control is not None and control.pending:
@@ -265,17 +273,17 @@ class _LineRun:
 
 
 def _summary(op: CepOperator, sinks: SinkSet, health: InputHealth, line: _LineRun,
-             at: Position, elapsed_s: float) -> RunSummary:
-    """The :class:`RunSummary` of a finished run that started at ``at`` (a resumed run counts
-    only what it read itself)."""
+             elapsed_s: float) -> RunSummary:
+    """The :class:`RunSummary` of a finished run (a resumed run counts only what it read
+    itself)."""
     return RunSummary(
-        events=line.seq - at.seq - op.refused,
-        dead_letters=line.dead - at.dead + op.refused,
+        events=line.seq - line.first_seq - op.refused,
+        dead_letters=line.dead - line.first_dead + op.refused,
         late=op.late,
         elapsed_s=elapsed_s,
         sink_counts=dict(sinks.counts),
         stats=op.stats(),
-        resumed_after=at.lines,
+        resumed_after=line.skip,
         first_dead_letters=health.first_dead_letters,
         suggested_out_of_orderness_ms=health.disorder_quantile(0.999),
         idle_rules=[rs.rule.name for rs in op.rules
