@@ -45,6 +45,7 @@ from sigma.correlations import (
 )
 
 from cep.lang import ast
+from cep.lang.operators import EQ, GE, GT, LE, LT, NE
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.rule import meta_emit, sigma_meta
 
@@ -52,7 +53,8 @@ __all__ = ["ReferencedRule", "to_correlation_rule", "having_condition", "Correla
            "take_range_criteria", "criteria", "RANGE_KEY"]
 
 _Op = SigmaCorrelationConditionOperator
-_OPS = {_Op.GTE: ">=", _Op.GT: ">", _Op.LTE: "<=", _Op.LT: "<", _Op.EQ: "==", _Op.NEQ: "!="}
+_OPS = {_Op.GTE: GE.spelling, _Op.GT: GT.spelling, _Op.LTE: LE.spelling, _Op.LT: LT.spelling,
+        _Op.EQ: EQ.spelling, _Op.NEQ: NE.spelling}
 
 _AGGREGATE = {
     SigmaCorrelationType.EVENT_COUNT: "count",
@@ -206,16 +208,16 @@ def having_condition(kind: SigmaCorrelationType,
     aggregate = _AGGREGATE[kind]
     name = kind.name.lower()
     for op_, value in crits:
-        op, word = _OPS[op_], op_.name.lower()
+        word = op_.name.lower()
         if op_ == _Op.NEQ:
             raise UnsupportedSigma(
                 f"{name} with `neq: {value}`: the engine's windows compare with >=, >, <=, "
                 "< and ==; for a count or a sum, differing from a number holds for a window "
                 "without events too, so no event could make it start to hold")
-        if op in ("<", "<=", "==") and aggregate in _WHAT:
+        if op_ in (_Op.LT, _Op.LTE, _Op.EQ) and aggregate in _WHAT:
             raise UnsupportedSigma(
                 f"{name} with `{word}: {value}`: {_WHAT[aggregate]} stays "
-                f"{'at' if op == '==' else 'below'} a bound only if no further event comes "
+                f"{'at' if op_ == _Op.EQ else 'below'} a bound only if no further event comes "
                 "before the timespan is over, which is known at the window's end, while the "
                 "engine alerts at the event that meets a threshold (use gte or gt)")
     if aggregate in _WHAT and all(_HOLDS[op_](0, v) for op_, v in crits):
