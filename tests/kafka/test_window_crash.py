@@ -9,7 +9,9 @@ import os
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -32,7 +34,20 @@ pytestmark = [pytest.mark.kafka, pytest.mark.shared]
 RULES = str(Path(__file__).parent / "rules" / "window_burst.cep")
 
 
-def test_windows_and_suppression_survive_sigkill_exactly_once(tmp_path: Path) -> None:
+@dataclass
+class KilledRun:
+    """A ``cep run`` over ``rules`` killed three times at random moments (``seed``), then run
+    to the end: its committed alerts (``got``, none duplicated) and an offline run's over the
+    same topic (``expected``)."""
+
+    got: list[dict[str, Any]]
+    expected: list[dict[str, Any]]
+    seed: int
+
+
+def sigkilled_run(tmp_path: Path, rules: str) -> KilledRun:
+    """:class:`KilledRun` of ``rules`` over the peers' events, produced while it runs
+    (``CEP_TEST_SEED`` draws the same kill moments again)."""
     events = _events()
     seed = int(os.environ.get("CEP_TEST_SEED", time.time()))
     rng = random.Random(seed)
@@ -40,7 +55,7 @@ def test_windows_and_suppression_survive_sigkill_exactly_once(tmp_path: Path) ->
     run(create_topics([topic], partitions=4))
     run(create_topics([alerts], partitions=4))
     config = write_config(tmp_path / "cep.toml", topic=topic, group=group, alerts=alerts,
-                          rules=[RULES], kafka_extra=f'group_instance_id = "{group}-a"')
+                          rules=[rules], kafka_extra=f'group_instance_id = "{group}-a"')
     producing = _produce_in_background(topic, events, per_second=10_000)
     for i in range(3):
         if not producing.is_alive():
@@ -60,9 +75,14 @@ def test_windows_and_suppression_survive_sigkill_exactly_once(tmp_path: Path) ->
     finally:
         assert final.terminate() == 0, final.log()[-3000:]
     got = [orjson.loads(m.value) for m in run(read_all(alerts, committed=True))]
-    ids = [r["alert_id"] for r in got]
-    dupes = [i for i, n in Counter(ids).items() if n > 1]
+    dupes = [i for i, n in Counter(r["alert_id"] for r in got).items() if n > 1]
     assert not dupes, f"{len(dupes)} duplicated alerts (seed {seed})"
-    expected = {r["alert_id"]: r["suppressed"] for r in run(expected_alerts(topic, [RULES]))}
+    return KilledRun(got, run(expected_alerts(topic, [rules])), seed)
+
+
+def test_windows_and_suppression_survive_sigkill_exactly_once(tmp_path: Path) -> None:
+    killed = sigkilled_run(tmp_path, RULES)
+    expected = {r["alert_id"]: r["suppressed"] for r in killed.expected}
     assert len(expected) > 500 and sum(expected.values()) > 20  # both clauses at work
-    assert {r["alert_id"]: r["suppressed"] for r in got} == expected, f"seed {seed}"
+    assert {r["alert_id"]: r["suppressed"] for r in killed.got} == expected, \
+        f"seed {killed.seed}"
