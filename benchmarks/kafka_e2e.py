@@ -15,7 +15,7 @@
 * **Latency** — one process; events are appended at a steady rate (default 5,000/s).  Input
   and alert topics use ``LogAppendTime``, so each message carries the broker's append time.
   For every alert: *append→append* = alert's append time − append time of the match's last
-  event (the issue's definition; the alert is then written but its transaction not yet
+  event (the definition of the target; the alert is then written but its transaction not yet
   committed), and *append→visible* = when a ``read_committed`` consumer received the alert −
   the same event's append time (what a downstream consumer sees with exactly-once).
 

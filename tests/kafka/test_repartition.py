@@ -314,7 +314,7 @@ def test_twenty_sigkills_across_both_hops(
 
 @pytest.mark.slow
 def test_sigkills_a_rebalance_and_a_broker_restart_across_both_hops(tmp_path: Path) -> None:
-    """The issue's "done when": ≥ 20 SIGKILLs at random moments across both hops, plus one
+    """The long run: ≥ 20 SIGKILLs at random moments across both hops, plus one
     rebalance (a second member joins and leaves) and one broker restart."""
     _sigkills(tmp_path, _events(seed=29, n=40_000), _file_mode(tmp_path, 29, 40_000),
               kills=20, rebalance_at=6, restart_at=13)

@@ -154,7 +154,7 @@ def test_cli_infer_schema(tmp_path: Path) -> None:
 
 @pytest.mark.shared
 def test_real_windows_events_hold_logon_type_as_a_string() -> None:
-    """The mistake of the issue: `LogonType == 3` against Windows data, where it is "3"."""
+    """A common mistake: `LogonType == 3` against Windows data, where it is "3"."""
     from cep.mapping import DATASETS
 
     path = SHARED / "windows-security-mordor" / "purplesharp_ad_playbook_I_2020-10-22042947.json.gz"

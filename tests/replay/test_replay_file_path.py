@@ -1,4 +1,4 @@
-"""``cep replay --input`` runs on ``cep run``'s batched path (issue 24, item 3): the same
+"""``cep replay --input`` runs on ``cep run``'s batched path: the same
 alerts as ``cep run`` over the peers' generated events, whole or split into files read one
 after the other, with the progress bar drawn; and the replay really goes through
 :func:`cep.app.pipeline.run_chunks`."""

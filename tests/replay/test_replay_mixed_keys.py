@@ -1,4 +1,4 @@
-"""``cep replay --topic`` over rules keyed unlike the topic (issue 19, item 5): a 4-partition
+"""``cep replay --topic`` over rules keyed unlike the topic: a 4-partition
 topic whose producer keys events by ``user``, a rule ``key by user`` and a rule ``key by
 src_ip``.  Replay reads every partition in one process; the ``src_ip`` rule must see all
 partitions' events in one operator, so the replay's alerts equal file mode's over the same
