@@ -45,44 +45,9 @@ from cep.jsontext import encode_json
 from cep.operator.cep_operator import CepOperator
 from cep.operator.prescan import AVAILABLE
 from cep.operator.time_guard import FutureGuard
+from tests.operator.test_fastpath import CORE_RULES
 
-RULES = """
-rule fails_then_ok
-  key by user
-  pattern
-    begin fails where type == "login" and not ok  times 2 or more consecutive greedy
-    next  success where type == "login" and ok
-  within 40ms
-end
-
-rule pay_refund_pay
-  key by user
-  pattern
-    begin       pay    where type == "payment"
-    followed by refund where type == "refund"
-    followed by pay2   where type == "payment"
-  within 30ms
-  on timeout emit { n: count(pay) }
-end
-
-rule small_then_big
-  where type == "payment"
-  key by user
-  pattern
-    begin       small where amount < 5  times 2 or more
-    followed by big   where amount > 50 and ts - small.ts < 25ms
-  within 60ms
-end
-
-rule unconfirmed
-  key by user, dev
-  pattern
-    begin           add  where type == "add"
-    followed by     move where type == "move" within 20ms
-    not followed by conf where type == "conf" within 7ms
-  after match skip past last event
-end
-
+RULES = CORE_RULES + """
 rule other_source
   from other
   key by user

@@ -19,7 +19,7 @@ from cep.compiler.compiled import CompiledRule
 from cep.event import Event
 from cep.operator.cep_operator import CepOperator
 
-RULES = """
+CORE_RULES = """
 rule fails_then_ok
   key by user
   pattern
@@ -55,7 +55,11 @@ rule unconfirmed
     not followed by conf where type == "conf" within 7ms
   after match skip past last event
 end
+"""
+"""Four rules of every shape the fast paths handle: a greedy loop, a timeout emit, a header
+`where` with a loop and a partial-match guard, a `not followed by` with stage windows."""
 
+RULES = CORE_RULES + """
 rule any_view
   from other
   key by user
