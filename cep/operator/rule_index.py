@@ -4,289 +4,47 @@ With thousands of rules (a Sigma collection), testing every rule's first stage o
 event costs more than everything else.  Most rules *require* something of an event before
 their condition can hold — ``EventID`` equal to one of a few numbers, ``Image`` ending in
 ``\\rundll32.exe``, a field ``TargetObject`` being present — and most events have none of
-it.  This module derives, from each rule's first-stage condition, a set of *index keys* one
-of which an event must carry for the condition to hold, and looks up the rules an event's
-keys name; a rule whose condition an event cannot satisfy is never evaluated for it.
+it.  Each rule's start has *clauses* (:mod:`cep.operator.requirement`): sets of index keys,
+an event carrying a key of each for the rule's first stage to take it.  The index looks up
+the keys an event carries and returns the rules all of whose clauses they meet; a rule whose
+condition an event cannot satisfy is never evaluated for it.
 
-Keys (:class:`IndexKey`) over a field path ``p`` of the event:
+Every key is looked up once per event, whatever number of rules name it.  A clause is known
+by a number: a rule's most selective clause by the rule's position, its other clauses by
+numbers past the last rule, one per distinct clause (shared by the rules that have it).  The
+keys of a field name the clauses they meet; the pattern keys of one subject (the field's
+string, its lower-casing, ``text(this)``) are one RE2 set (:class:`PatternIndex`): one pass
+over the string names every pattern found in it; a string without a UTF-8 form (a lone
+surrogate), which RE2 cannot read, carries them all.  A rule is a candidate when its own
+clause is met and its others are among those met.
 
-* ``("val", p, v)``: the value of ``p``, a string lower-cased or a number written in
-  decimal (``4688`` and ``"4688"`` are one key; an integral float is written as an int);
-* ``("base", p, b)``: the text after the last backslash of the lower-cased string at ``p``
-  (a Windows path's file name);
-* ``("seg", p, s)``: ``s`` is one of the backslash-separated segments of that string
-  (a directory or registry key name);
-* ``("has", p)``: ``p`` holds a value (not missing, not null);
-* ``("re", p, r)`` / ``("re_lower", p, r)``: the RE2 pattern ``r`` is found in the string at
-  ``p`` / in its lower-casing; ``("re_text", (), r)``: ``r`` is found in ``text(this)``, every
-  string of the event (Sigma's keyword searches).  The patterns of one subject are one
-  RE2 set (:class:`PatternIndex`): one pass over the string names every pattern found in it;
-  a string without a UTF-8 form (a lone surrogate), which RE2 cannot read, carries them all.
-
-Requirement of an expression (:func:`requirement`; ``None``: none, any event may satisfy
-it): ``lower(p) == "v"`` and ``p == v`` require ``val``; ``in [..]`` the union; ``ends with
-"…\\name"`` requires ``base`` ``name``; ``matches "r"`` on ``p``, ``lower(p)`` or
-``text(this)`` requires ``r`` found there (``re``, ``re_lower``, ``re_text``), and so do
-``contains`` / ``starts with`` / ``ends with`` a string literal on ``lower(p)`` (the literal
-escaped, anchored at the start or the end: ``lower`` yields a string or null, so these are
-substring tests); any other comparison, ``contains``, ``starts with`` or ``is not null`` on
-``p`` requires ``has p`` — except that ``contains`` / ``starts with`` a literal with a whole
-segment between backslashes (``contains "\\currentversion\\run"``: ``currentversion``)
-require ``seg`` of the longest such segment; ``a or b`` the union of both (none if either
-has none); ``a and b`` the more selective of the two; ``not``, ``is null``, a literal
-``true``, and expressions over no field of the event under test require nothing.
-Each rule is true only if one key of its requirement is carried by the event (the proof is
-case by case above: ``==`` between a string and a number is false, ``lower`` maps each
-character on its own, so a string ending in ``\\name`` has ``name`` as its last segment; a
-pattern key is the rule's own test, RE2 search of the same pattern in the same string).
-
-Only rules that never keep state for a key are indexed (a single stage that completes on
-the event it takes: every TAKE of the start state reaches the final state, nothing pends,
-no timeout output); for them, "can the event start a match" is the whole question.  Every
-other rule is dispatched as before.  Dispatch order: the rules that are not indexed, in rule
-order, then the indexed candidates, in rule order.
+Rules without clauses (not stateless, or nothing required) are dispatched for every event.
+Dispatch order: the rules that are not indexed, in rule order, then the indexed candidates,
+in rule order.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from cep.compiler import runtime as rt
-from cep.compiler.generated import code_of
 from cep.event import Event, get_path
-from cep.lang import ast
-from cep.lang.operators import OPERATORS, IndexUse
-from cep.nfa.model import FINAL, IGNORE, TAKE
 from cep.operator.key_store import RuleState
+from cep.operator.requirement import (
+    RE_KINDS,
+    Clauses,
+    IndexKey,
+    event_keys,
+    requirement,
+    rule_clauses,
+)
 
-__all__ = ["GatedRule", "IndexKey", "PatternIndex", "RE_KINDS", "RuleIndex", "gated", "event_keys",
-           "requirement", "MIN_INDEXED"]
+__all__ = ["GatedRule", "IndexKey", "PatternIndex", "RE_KINDS", "RuleIndex", "gated",
+           "event_keys", "requirement", "MIN_INDEXED"]
 
 MIN_INDEXED = 16
 """Fewer indexable rules than this: no index (a plain loop is as fast)."""
-
-
-class IndexKey(NamedTuple):
-    """One thing an event can carry: ``kind`` ``val``/``base``/``seg``/``has``/``re``/
-    ``re_lower``/``re_text``, the field ``path`` (``()`` for ``re_text``), and the ``value``
-    (``""`` for ``has``; the RE2 pattern for the ``re`` kinds)."""
-
-    kind: str
-    path: tuple[str, ...]
-    value: str = ""
-
-
-Requirement = frozenset[IndexKey] | None
-
-
-def _norm(v: Any) -> str | None:
-    """The ``val`` text of a value: lower-cased string, decimal number; ``None`` for others
-    (booleans, containers, null)."""
-    t = type(v)
-    if t is str:
-        return v.lower()  # type: ignore[no-any-return]
-    if t is int:
-        return str(v)
-    if t is float:
-        return str(int(v)) if v.is_integer() else repr(v)
-    return None
-
-
-def _field(e: ast.Expr, scope: frozenset[str]) -> tuple[str, ...] | None:
-    """The field path of the event under test that ``e`` is, or ``lower(…)`` of; ``None``
-    for anything else (a stage's field, ``ts``, a computed value)."""
-    if isinstance(e, ast.Call) and e.func in ("lower", "upper") and len(e.args) == 1:
-        e = e.args[0]
-    if not isinstance(e, ast.Path):
-        return None
-    parts = e.parts
-    if parts[0] == "this":
-        parts = parts[1:]
-    elif parts[0] in scope:
-        return None
-    if not parts or parts == ("ts",):
-        return None
-    return parts
-
-
-def _has(e: ast.Expr, scope: frozenset[str]) -> Requirement:
-    p = _field(e, scope)
-    return None if p is None else frozenset((IndexKey("has", p),))
-
-
-def _lit_key(p: tuple[str, ...], lit: ast.Expr) -> IndexKey | None:
-    if not isinstance(lit, ast.Lit) or type(lit.value) is bool:
-        return None
-    text = _norm(lit.value)
-    return None if text is None else IndexKey("val", p, text)
-
-
-def _segment(lit: ast.Expr, anchored: bool) -> str | None:
-    """The longest segment of a string literal that is whole in any string containing it
-    (``anchored``: starting with it): bounded by backslashes on both sides, or by the
-    start and a backslash when anchored; ``None`` when there is none."""
-    if not isinstance(lit, ast.Lit) or type(lit.value) is not str or "\\" not in lit.value:
-        return None
-    parts = lit.value.lower().split("\\")
-    whole = parts[:-1] if anchored else parts[1:-1]
-    whole = [w for w in whole if w]
-    return max(whole, key=len) if whole else None
-
-
-RE_KINDS = ("re", "re_lower", "re_text")
-"""The kinds of index keys that are patterns found in a string (see the module doc)."""
-
-
-def _lower_of(e: ast.Expr, scope: frozenset[str]) -> tuple[str, ...] | None:
-    """The field path ``p`` when ``e`` is ``lower(p)`` of the event under test, else ``None``."""
-    if isinstance(e, ast.Call) and e.func == "lower" and len(e.args) == 1 \
-            and isinstance(e.args[0], ast.Path):
-        return _field(e.args[0], scope)
-    return None
-
-
-def _is_text_of_this(e: ast.Expr) -> bool:
-    return (isinstance(e, ast.Call) and e.func == "text" and len(e.args) == 1
-            and isinstance(e.args[0], ast.Path) and tuple(e.args[0].parts) == ("this",))
-
-
-def _pattern_key(e: ast.Binary, use: IndexUse, scope: frozenset[str]) -> IndexKey | None:
-    """The pattern key of ``e`` (a regex found: ``matches`` a literal; or a substring test of
-    a string literal on ``lower(p)``: ``use`` segment, prefix or suffix), or ``None``."""
-    lit = e.right
-    if not isinstance(lit, ast.Lit) or type(lit.value) is not str:
-        return None
-    if use is IndexUse.PATTERN:
-        if _is_text_of_this(e.left):
-            return IndexKey("re_text", (), lit.value)
-        lowered = _lower_of(e.left, scope)
-        if lowered is not None:
-            return IndexKey("re_lower", lowered, lit.value)
-        if isinstance(e.left, ast.Path):
-            p = _field(e.left, scope)
-            return None if p is None else IndexKey("re", p, lit.value)
-        return None
-    lowered = _lower_of(e.left, scope)
-    if lowered is None:
-        return None
-    body = re.escape(lit.value)
-    pattern = ("\\A" + body if use is IndexUse.PREFIX else body + "\\z"
-               if use is IndexUse.SUFFIX else body)
-    return IndexKey("re_lower", lowered, pattern)
-
-
-def _rank(req: frozenset[IndexKey]) -> tuple[int, int]:
-    """Smaller is more selective: sets without ``has`` keys first, then fewer keys."""
-    return (sum(k.kind == "has" for k in req), len(req))
-
-
-def _index_use(op: str) -> IndexUse:
-    """What an event field tested with ``op`` tells the index (its
-    :attr:`~cep.lang.operators.Operator.index`)."""
-    spec = OPERATORS.get(op)
-    return IndexUse.NONE if spec is None else spec.index
-
-
-def requirement(e: ast.Expr, scope: frozenset[str] = frozenset()) -> Requirement:
-    """The index keys one of which an event must carry for ``e`` to hold (see the module
-    doc), or ``None``.  ``scope``: the stage names (their fields are not the event's).
-    Iterative over ``and``/``or`` chains of any length."""
-    if isinstance(e, ast.Binary):
-        if e.op in ("and", "or"):
-            left = requirement(e.left, scope)
-            right = requirement(e.right, scope)
-            if e.op == "or":
-                return None if left is None or right is None else left | right
-            if left is None:
-                return right
-            if right is None:
-                return left
-            return left if _rank(left) <= _rank(right) else right
-        use = _index_use(e.op)
-        if use in (IndexUse.EQUALS, IndexUse.MEMBER):
-            for subj, other in ((e.left, e.right), (e.right, e.left)):
-                p = _field(subj, scope)
-                if p is None:
-                    continue
-                items = other.items if (use is IndexUse.MEMBER
-                                        and isinstance(other, ast.ListLit)) \
-                    else (other,) if use is IndexUse.EQUALS else None
-                if items is not None:
-                    keys = [_lit_key(p, it) for it in items]
-                    if all(k is not None for k in keys):
-                        return frozenset(k for k in keys if k is not None)
-                return frozenset((IndexKey("has", p),))
-            return None
-        if use is IndexUse.SUFFIX:
-            p = _field(e.left, scope)
-            if p is None:
-                return None
-            lit = e.right
-            if isinstance(lit, ast.Lit) and type(lit.value) is str and "\\" in lit.value:
-                tail = lit.value.lower().rsplit("\\", 1)[1]
-                return frozenset((IndexKey("base", p, tail),))
-            key = _pattern_key(e, use, scope)
-            return frozenset((key or IndexKey("has", p),))
-        if use in (IndexUse.SEGMENT, IndexUse.PREFIX):
-            p = _field(e.left, scope)
-            if p is None:
-                return None
-            key = _pattern_key(e, use, scope)
-            if key is not None:
-                return frozenset((key,))
-            seg = _segment(e.right, use is IndexUse.PREFIX)
-            if seg is not None:
-                return frozenset((IndexKey("seg", p, seg),))
-            return frozenset((IndexKey("has", p),))
-        if use is IndexUse.PATTERN:
-            key = _pattern_key(e, use, scope)
-            return frozenset((key,)) if key is not None else _has(e.left, scope)
-        if use is IndexUse.PRESENT:
-            return _has(e.left, scope)
-        return None
-    if isinstance(e, ast.IsNull):
-        return _has(e.operand, scope) if e.negated else None
-    if isinstance(e, ast.Lit):
-        return frozenset() if e.value is False or e.value is None else None
-    if isinstance(e, ast.Path):
-        return _has(e, scope)
-    return None
-
-
-def stateless(rs: RuleState) -> bool:
-    """Whether the rule never keeps state for a key: its start state only TAKEs into the
-    final state (or ignores), nothing pends, no window, no timeout output."""
-    rule = rs.rule
-    nfa = rule.nfa
-    if nfa.has_pending or rule.timeout_emit_fn is not None or nfa.window_ms:
-        return False
-    for t in nfa.start.transitions:
-        if t.action == TAKE and t.target.kind != FINAL:
-            return False
-        if t.action not in (TAKE, IGNORE):
-            return False
-        if t.action == IGNORE and t.target is not nfa.start:
-            return False
-    return True
-
-
-def rule_requirement(rs: RuleState) -> Requirement:
-    """The requirement of a stateless rule's start (the union over its start conditions),
-    or ``None``."""
-    if not stateless(rs):
-        return None
-    out: set[IndexKey] = set()
-    for cond in rs.rule.nfa.start_take_conds:
-        code = code_of(cond)
-        if code is None or code.ast is None:
-            return None
-        req = requirement(code.ast, frozenset(code.scope))
-        if req is None:
-            return None
-        out |= req
-    return frozenset(out)
 
 
 class GatedRule(NamedTuple):
@@ -306,98 +64,65 @@ def gated(rs: RuleState) -> GatedRule:
     return GatedRule(rs, pre.fn if pre is not None else None)
 
 
-def _utf8(s: str) -> bool:
-    """Whether ``s`` has a UTF-8 form (no lone surrogate)."""
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def event_keys(data: dict[str, Any], paths: Sequence[tuple[tuple[str, ...], bool]],
-               patterns: Iterable[IndexKey] = ()) -> list[IndexKey]:
-    """The index keys ``data`` carries for the field ``paths`` (each with whether its
-    ``seg`` keys are wanted), and those of the pattern keys ``patterns`` it carries (each
-    pattern searched on its own: the reference :class:`RuleIndex` is tested against)."""
-    out: list[IndexKey] = []
-    for k in patterns:
-        if k.kind == "re_text":
-            subject = rt.fn_text(data)
-        else:
-            subject = data.get(k.path[0]) if len(k.path) == 1 else get_path(data, k.path)
-            if k.kind == "re_lower":
-                subject = rt.fn_lower(subject)
-        if type(subject) is str and not _utf8(subject):
-            out.append(k)  # RE2 cannot read it: it carries every pattern key (PatternIndex)
-        elif rt.matches(rt.Regex(k.value), subject):
-            out.append(k)
-    for p, segs in paths:
-        v = data.get(p[0]) if len(p) == 1 else get_path(data, p)
-        if v is None:
-            continue
-        out.append(IndexKey("has", p))
-        text = _norm(v)
-        if text is not None:
-            out.append(IndexKey("val", p, text))
-            if type(v) is str:
-                parts = text.split("\\")
-                out.append(IndexKey("base", p, parts[-1]))
-                if segs and len(parts) > 1:
-                    out += [IndexKey("seg", p, s) for s in set(parts)]
-    return out
-
-
 class PatternIndex:
-    """The rules (by position) that require one of several RE2 patterns found in one
-    subject string, as one RE2 set searched once per string.
+    """The clauses (by number) that one of several RE2 patterns found in one subject string
+    meets, as one RE2 set searched once per string, compiled on the first search (a field
+    no event has costs none).
 
     The set holds, first, the empty pattern, found in every string: a result without it
-    means the set's search could not run (RE2 out of memory), and then every rule of the
+    means the set's search could not run (RE2 out of memory), and then every clause of the
     index is returned, as when the string cannot be encoded (lone surrogates) or the set
     cannot be built at all — more candidates, never fewer (each tests its own regex)."""
 
-    __slots__ = ("every", "_rules", "_set")
+    __slots__ = ("every", "_patterns", "_clauses", "_match")
 
     def __init__(self, patterns: dict[str, list[int]]) -> None:
-        self.every = sorted({i for rules in patterns.values() for i in rules})
-        self._rules: list[list[int]] = [[]]
-        self._set: Any = None
+        self.every = sorted({i for nums in patterns.values() for i in nums})
+        self._patterns = patterns
+        self._clauses: list[list[int]] = [[], *patterns.values()]
+        self._match: Callable[[bytes], Any] | None = self._compile
+
+    def _compile(self, data: bytes) -> Any:
+        """Compile the set, then search ``data`` with it (the first search)."""
         try:
             import re2
 
             found = re2.Set.SearchSet(rt.re2_options())
             found.Add("")
-            for pattern, rules in patterns.items():
+            for pattern in self._patterns:
                 found.Add(pattern)
-                self._rules.append(rules)
             found.Compile()
-            self._set = found
+            # the binding's own set when it shows it: one call less per search
+            self._match = getattr(found, "_set", found).Match
         except Exception:  # noqa: BLE001 - re2.error or a binding without sets: no filter
-            self._set = None
+            self._match = None
+            return None
+        return self._match(data)
 
     def hits(self, s: str) -> list[int]:
-        """The positions of the rules one of whose patterns is found in ``s`` (repeats
-        possible; ``every`` rule when the search cannot tell)."""
-        found = self._set
-        if found is None:
+        """The numbers of the clauses one of whose patterns is found in ``s`` (repeats
+        possible; ``every`` clause when the search cannot tell)."""
+        match = self._match
+        if match is None:
             return self.every
         try:
-            got = found.Match(s)
+            got = match(s.encode())
         except Exception:  # noqa: BLE001 - unencodable text: every rule decides alone
             return self.every
-        if 0 not in got:
+        if not got or 0 not in got:
             return self.every
-        rules = self._rules
+        if len(got) == 1:
+            return []
+        nums = self._clauses
         out: list[int] = []
         for i in got:
-            out += rules[i]
+            out += nums[i]
         return out
 
 
 class _PathIndex(NamedTuple):
-    """The indexed rules (by position) of one field path, per key kind (the pattern kinds
-    as :class:`PatternIndex` once the index is built)."""
+    """The clauses (by number) that the keys of one field path meet, per key kind (the
+    pattern kinds as :class:`PatternIndex` once the index is built)."""
 
     path: tuple[str, ...]
     has: list[int]
@@ -408,9 +133,60 @@ class _PathIndex(NamedTuple):
     re_lower: dict[str, list[int]]
 
 
+class _Field(NamedTuple):
+    """What the index looks up for one field path: the clauses its presence meets, its
+    ``val``/``base``/``seg`` keys (``None`` when the field has none of that kind), and the
+    searches of its string and of the string's lower-casing (``None``: no pattern)."""
+
+    path: tuple[str, ...]
+    has: list[int]
+    val: dict[str, list[int]] | None
+    base: dict[str, list[int]] | None
+    seg: dict[str, list[int]] | None
+    raw: Callable[[str], list[int]] | None
+    lowered: Callable[[str], list[int]] | None
+
+
+def _field(pi: _PathIndex) -> _Field:
+    raw = PatternIndex(pi.re).hits if pi.re else None
+    lowered = PatternIndex(pi.re_lower).hits if pi.re_lower else None
+    return _Field(pi.path, pi.has, pi.val or None, pi.base or None, pi.seg or None, raw,
+                  lowered)
+
+
+def _subject(key: IndexKey) -> tuple[str, tuple[str, ...]]:
+    """What is looked at to tell whether an event carries ``key``: the field (its path), and
+    for a pattern key the string searched (its kind too)."""
+    return (key.kind if key.kind in RE_KINDS else "", key.path)
+
+
+def _own_first(reqs: list[Clauses]) -> list[Clauses]:
+    """``reqs`` with each rule's own clause first: of those with the fewest ``has`` keys,
+    one that looks at nothing no other rule looks at (:func:`_subject`; each such thing
+    costs a look, a search, for every event with the field, for the sake of one rule), and
+    of those the one whose keys name the fewest rules (a key many rules name is common)."""
+    rules_of: dict[Any, int] = {}
+    for req in reqs:
+        for thing in {_subject(k) for c in req for k in c} | {k for c in req for k in c}:
+            rules_of[thing] = rules_of.get(thing, 0) + 1
+
+    def cost(c: frozenset[IndexKey]) -> tuple[int, bool, int]:
+        return (sum(k.kind == "has" for k in c), any(rules_of[_subject(k)] == 1 for k in c),
+                sum(rules_of[k] for k in c))
+
+    out = []
+    for req in reqs:
+        if len(req) > 1:
+            first = min(req, key=cost)  # (the first of equals: the most selective)
+            if first is not req[0]:
+                req = (first, *(c for c in req if c is not first))
+        out.append(req)
+    return out
+
+
 class RuleIndex:
     """The rules of one rule list split into those always dispatched and those indexed by
-    their requirement (see the module doc).
+    their clauses (see the module doc).
 
     Attributes:
         always: rule states dispatched for every event, in rule order.
@@ -418,39 +194,69 @@ class RuleIndex:
     """
 
     __slots__ = ("always", "always_gated", "indexed", "_paths", "_rules", "_gated", "_text",
-                 "_text_rules", "_raw", "_lowered", "_top", "_nested")
+                 "_text_rules", "_top", "_nested", "_needs", "_count")
 
     def __init__(self, rules: Sequence[RuleState]) -> None:
-        reqs = [rule_requirement(rs) for rs in rules]
-        if sum(r is not None for r in reqs) < MIN_INDEXED:
-            reqs = [None] * len(rules)
+        reqs = [rule_clauses(rs) for rs in rules]
+        if sum(bool(r) for r in reqs) < MIN_INDEXED:
+            reqs = [()] * len(rules)
         self._rules = list(rules)
         self._gated = [gated(rs) for rs in rules]
-        self.always = [rs for rs, r in zip(rules, reqs, strict=True) if r is None]
-        self.always_gated = [g for g, r in zip(self._gated, reqs, strict=True) if r is None]
-        self.indexed = sum(r is not None for r in reqs)
+        self.always = [rs for rs, r in zip(rules, reqs, strict=True) if not r]
+        self.always_gated = [g for g, r in zip(self._gated, reqs, strict=True) if not r]
+        self.indexed = sum(bool(r) for r in reqs)
+        self._count = len(rules)
+        self._needs, by_key = self._number(reqs)
         by_path: dict[tuple[str, ...], _PathIndex] = {}
         text: dict[str, list[int]] = {}
-        for pos, req in enumerate(reqs):
-            for key in sorted(req or ()):
-                if key.kind == "re_text":
-                    text.setdefault(key.value, []).append(pos)
-                    continue
-                pi = by_path.get(key.path)
-                if pi is None:
-                    pi = by_path[key.path] = _PathIndex(key.path, [], {}, {}, {}, {}, {})
-                if key.kind == "has":
-                    pi.has.append(pos)
-                else:
-                    getattr(pi, key.kind).setdefault(key.value, []).append(pos)
+        for key, nums in by_key.items():
+            if key.kind == "re_text":
+                text[key.value] = nums
+                continue
+            pi = by_path.get(key.path)
+            if pi is None:
+                pi = by_path[key.path] = _PathIndex(key.path, [], {}, {}, {}, {}, {})
+            if key.kind == "has":
+                pi.has.extend(nums)
+            else:
+                getattr(pi, key.kind)[key.value] = nums
         self._paths = list(by_path.values())
         self._text_rules = text
-        self._text = PatternIndex(text) if text else None
-        self._raw = [PatternIndex(pi.re) if pi.re else None for pi in self._paths]
-        self._lowered = [PatternIndex(pi.re_lower) if pi.re_lower else None
-                         for pi in self._paths]
-        self._top = {pi.path[0]: n for n, pi in enumerate(self._paths) if len(pi.path) == 1}
-        self._nested = [(n, pi.path) for n, pi in enumerate(self._paths) if len(pi.path) > 1]
+        self._text = PatternIndex(text).hits if text else None
+        fields = [_field(pi) for pi in self._paths]
+        self._top = {f.path[0]: f for f in fields if len(f.path) == 1}
+        self._nested = [f for f in fields if len(f.path) > 1]
+
+    def _number(self, reqs: list[Clauses]
+                ) -> tuple[list[frozenset[int] | None] | None, dict[IndexKey, list[int]]]:
+        """The clauses' numbers (see the module doc): per rule, the numbers of its other
+        clauses (``None``: it has none; the list itself ``None`` when no rule has any), and
+        per index key the numbers of the clauses it meets."""
+        n = len(reqs)
+        reqs = _own_first(reqs)
+        # another clause only when what it looks at is looked at anyway, for rules' own
+        looked = {_subject(k) for req in reqs if req for k in req[0]}
+        others: dict[frozenset[IndexKey], int] = {}
+        needs: list[frozenset[int] | None] = [None] * n
+        by_key: dict[IndexKey, list[int]] = {}
+        for pos, req in enumerate(reqs):
+            if not req:
+                continue
+            for key in sorted(req[0]):
+                by_key.setdefault(key, []).append(pos)
+            nums = []
+            for clause in req[1:]:
+                if any(_subject(k) not in looked for k in clause):
+                    continue
+                num = others.get(clause)
+                if num is None:
+                    num = others[clause] = n + len(others)
+                    for key in sorted(clause):
+                        by_key.setdefault(key, []).append(num)
+                nums.append(num)
+            if nums:
+                needs[pos] = frozenset(nums)
+        return (needs if others else None), by_key
 
     def keys(self) -> list[IndexKey]:
         """Every index key of the index (for reports and tests)."""
@@ -464,7 +270,7 @@ class RuleIndex:
         return out
 
     def candidates(self, data: dict[str, Any]) -> list[RuleState]:
-        """The indexed rules whose requirement ``data`` meets, in rule order, each once."""
+        """The indexed rules whose clauses ``data`` meets, in rule order, each once."""
         return [g.state for g in self.gated_candidates(data)]
 
     def gated_candidates(self, data: dict[str, Any], ev: Event | None = None
@@ -473,55 +279,63 @@ class RuleIndex:
         event whose ``data`` it is, to build its ``text(this)`` once for the index and the
         rules (:func:`cep.compiler.runtime.ev_text`)."""
         found: list[int] = []
-        raw, lowered, paths, top = self._raw, self._lowered, self._paths, self._top
-        if len(data) <= len(top):  # the event's fields that some rule requires something of
-            present = [(n, v) for k, v in data.items() if (n := top.get(k)) is not None]
-        else:
-            present = [(n, v) for k, n in top.items() if (v := data.get(k)) is not None]
-        for n, p in self._nested:
-            present.append((n, get_path(data, p)))
-        for n, v in present:
+        top = self._top
+        # the event's fields that some clause names (a set intersection, in C)
+        present = [(top[k], data[k]) for k in top.keys() & data.keys()]
+        if self._nested:
+            present += [(f, get_path(data, f.path)) for f in self._nested]
+        for (_, has, val, base, seg, raw, lowered), v in present:
             if v is None:
                 continue
-            _, has, val, base, seg, _, _ = paths[n]
             if has:
                 found += has
             t = type(v)
             if t is str:
+                if raw is not None:
+                    found += raw(v)
+                if val is None and base is None and seg is None and lowered is None:
+                    continue
                 text = v.lower()
-                pix = raw[n]
-                if pix is not None:
-                    found += pix.hits(v)
-                pix = lowered[n]
-                if pix is not None:
-                    found += pix.hits(text)
+                if lowered is not None:
+                    found += lowered(text)
+                if base is not None or seg is not None:
+                    parts = text.split("\\")
+                    if base is not None:
+                        hit = base.get(parts[-1])
+                        if hit is not None:
+                            found += hit
+                    if seg is not None and len(parts) > 1:
+                        for part in set(parts):
+                            hit = seg.get(part)
+                            if hit is not None:
+                                found += hit
+            elif val is None:
+                continue
             elif t is int:
                 text = str(v)
             elif t is float:
                 text = str(int(v)) if v.is_integer() else repr(v)
             else:
                 continue
-            hit = val.get(text)
-            if hit is not None:
-                found += hit
-            if t is str and (base or seg):
-                parts = text.split("\\")
-                if base:
-                    hit = base.get(parts[-1])
-                    if hit is not None:
-                        found += hit
-                if seg and len(parts) > 1:
-                    for part in set(parts):
-                        hit = seg.get(part)
-                        if hit is not None:
-                            found += hit
+            if val is not None:
+                hit = val.get(text)
+                if hit is not None:
+                    found += hit
         if self._text is not None:
             words = rt.fn_text(data) if ev is None else rt.ev_text(ev)
             if words is not None:
-                found += self._text.hits(words)
+                found += self._text(words)
         if not found:
             return []
         rules = self._gated
         if len(found) == 1:
-            return [rules[found[0]]]
-        return [rules[i] for i in sorted(set(found))]
+            i = found[0]
+            return [rules[i]] if i < self._count and (
+                self._needs is None or self._needs[i] is None) else []
+        met = set(found)
+        needs = self._needs
+        if needs is None:
+            return [rules[i] for i in sorted(met)]
+        n = self._count
+        return [rules[i] for i in sorted(met)
+                if i < n and ((need := needs[i]) is None or need <= met)]

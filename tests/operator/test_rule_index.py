@@ -3,8 +3,9 @@
 Generated conditions (equality, ``in``, ``ends with``, ``contains``, ``starts with``,
 ``matches``, ``is null``, ``not``, ``and``/``or`` over plain and lower-cased fields, literals
 with backslashes) on generated events: whenever a condition holds, the event carries one of
-the index keys of its requirement; and an operator with many rules (indexed) emits exactly
-the alerts of each rule run alone (never indexed)."""
+the index keys of each of its clauses; and an operator with many rules (indexed) emits exactly
+the alerts of each rule run alone (never indexed).  A rule whose other clause an event does
+not meet is no candidate for it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from cep.compiler.build import build_rule
 from cep.event import Event
 from cep.lang import ast
 from cep.operator.cep_operator import CepOperator
+from cep.operator.requirement import clauses
 from cep.operator.rule_index import MIN_INDEXED, RE_KINDS, event_keys, requirement
 
 FIELDS = ("A", "B")
@@ -70,14 +72,16 @@ def _rule(name: str, cond: ast.Expr) -> Any:
 
 @settings(max_examples=400, deadline=None)
 @given(conditions, st.lists(events, min_size=1, max_size=8))
-def test_requirement_is_necessary(cond: ast.Expr, evs: list[dict[str, Any]]) -> None:
+def test_every_clause_is_necessary(cond: ast.Expr, evs: list[dict[str, Any]]) -> None:
     rule = _rule("r", cond)
-    req = requirement(cond)
+    found = clauses(cond)
+    assert requirement(cond) == (found[0] if found else None)
     paths = [(("A",), True), (("B",), True)]
     for i, data in enumerate(evs):
-        if rule.nfa.start_prefilter.fn(Event(i, i, data), None) and req is not None:
-            patterns = [k for k in req if k.kind in RE_KINDS]
-            assert req & set(event_keys(data, paths, patterns)), (cond, data, req)
+        if rule.nfa.start_prefilter.fn(Event(i, i, data), None):
+            for req in found:
+                patterns = [k for k in req if k.kind in RE_KINDS]
+                assert req & set(event_keys(data, paths, patterns)), (cond, data, req)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -111,3 +115,24 @@ def test_indexed_operator_emits_what_each_rule_alone_emits(
             one.on_event(Event(i, i, d))
         one.finish()
     assert sorted(out) == sorted(alone)
+
+
+def test_a_rule_is_a_candidate_only_when_every_clause_is_met() -> None:
+    # r<i>: lower(A) == "a<i>" and lower(B) ends with "\\x.exe" (its own clause: A's value,
+    # which names one rule, not B's, which names all); s<i>: lower(B) == "b<i>" (B is looked
+    # at anyway, so r<i>'s other clause is kept)
+    def lower(field: str) -> ast.Expr:
+        return ast.Call("lower", (ast.Path(("this", field)),))
+
+    rules = [_rule(f"r{i}", ast.Binary(
+        "and", ast.Binary("==", lower("A"), ast.Lit(f"a{i}")),
+        ast.Binary("ends with", lower("B"), ast.Lit("\\x.exe")))) for i in range(MIN_INDEXED)]
+    rules += [_rule(f"s{i}", ast.Binary("==", lower("B"), ast.Lit(f"b{i}")))
+              for i in range(MIN_INDEXED)]
+    index = CepOperator(rules, lambda s, rec: None).rule_index()
+    assert index.indexed == 2 * MIN_INDEXED
+    assert [rs.rule.name for rs in index.candidates({"A": "A3", "B": "c:\\X.EXE"})] == ["r3"]
+    assert index.candidates({"A": "a3", "B": "c:\\y.exe"}) == []
+    assert index.candidates({"A": "a3"}) == []
+    assert index.candidates({"B": "c:\\x.exe"}) == []
+    assert [rs.rule.name for rs in index.candidates({"A": "a3", "B": "b3"})] == ["s3"]
