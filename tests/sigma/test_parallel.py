@@ -1,0 +1,128 @@
+"""Sigma files compiled in forked workers give exactly what one process gives: the same
+rules, names (also where two files share a stem), diagnostics and left-out rules, with or
+without the compiled-file cache; a worker that fails only costs time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cep.sigma import load as load_module
+from cep.sigma.load import SigmaLoad, load_sigma
+from cep.sigma.parallel import map_forked
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+RULE = """\
+title: Tool {n}
+id: {uuid}
+status: test
+author: someone
+level: high
+logsource:
+  product: windows
+  category: process_creation
+detection:
+  selection:
+    Image|endswith: '\\tool{n}.exe'
+    CommandLine|contains|all: ['-a{n}', '-b']
+  condition: selection
+"""
+
+PLACEHOLDER = """\
+title: Placeholder {n}
+id: {uuid}
+logsource:
+  product: windows
+detection:
+  selection:
+    CommandLine|expand: '%admins%'
+  condition: selection
+"""
+
+
+def _tree(root: Path, files: int) -> Path:
+    """``files`` Sigma files under ``root``: plain rules, rules left out (a placeholder),
+    a broken file, and files of one stem in two directories (their names depend on the
+    order of the files)."""
+    for n in range(files):
+        sub = root / f"d{n % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        uuid = f"{n:08x}-3b5e-4c56-9d2a-6a6d2f0c1a11"
+        text = (PLACEHOLDER if n % 17 == 0 else RULE).format(n=n, uuid=uuid)
+        stem = f"same{n % 5}" if n % 11 == 0 else f"rule{n}"
+        (sub / f"{stem}.yml").write_text(text)
+    (root / "d0" / "broken.yml").write_text("title: x\ndetection: [\n")
+    return root
+
+
+def _same(a: SigmaLoad, b: SigmaLoad) -> None:
+    assert a.files == b.files
+    assert a.diagnostics == b.diagnostics
+    assert a.rejected == b.rejected
+
+
+def _parses_here(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files parsed in this process (a forked worker's parses are not seen here)."""
+    calls: list[str] = []
+    real = load_module._parse
+
+    def counting(path: Path, text: str) -> object:
+        calls.append(str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(load_module, "_parse", counting)
+    return calls
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_forked_compilation_equals_one_process(tmp_path: Path, cache: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if cache:
+        monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("CEP_NO_GRAMMAR_CACHE", "1")
+    root = _tree(tmp_path / "rules", 150)
+    monkeypatch.setattr(load_module, "worker_count", lambda jobs: 1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-serial"))
+    serial = load_sigma([root])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-forked"))
+    monkeypatch.setattr(load_module, "worker_count", lambda jobs: 3)
+    calls = _parses_here(monkeypatch)
+    forked = load_sigma([root])
+    _same(forked, serial)
+    names = [r.name for f in forked.files for r in f.rules]
+    assert len(names) == len(set(names)) > 100
+    assert any(n.startswith("same0_") for n in names)  # (a stem taken by an earlier file)
+    assert any("left out" in d.message for d in forked.diagnostics)
+    assert any(d.severity == "error" for d in forked.diagnostics)
+    # The workers parsed two thirds of the files; this process parsed its share, the
+    # broken file, and the files whose names an earlier file took, once more.
+    assert 50 <= len(calls) < 90
+    if cache:  # the bundle written from a forked load serves the next load alone
+        calls.clear()
+        _same(load_sigma([root]), serial)
+        assert str(root / "d0" / "broken.yml") in calls
+        assert all(c.endswith("broken.yml") or Path(c).stem.startswith("same") for c in calls)
+
+
+def _square_unless_child(parent: int, n: int) -> int:
+    if os.getpid() != parent and n == 7:
+        raise RuntimeError("a worker fails")
+    return n * n
+
+
+def test_a_failing_worker_only_costs_time() -> None:
+    parent = os.getpid()
+    jobs = list(range(40))
+    got = map_forked(lambda n: _square_unless_child(parent, n), jobs, workers=3)
+    assert got == [n * n for n in jobs]
+
+
+def test_results_come_back_in_job_order() -> None:
+    jobs = [f"job{n}" for n in range(101)]
+    assert map_forked(lambda j: (os.getpid(), j), jobs, workers=4) != [
+        (os.getpid(), j) for j in jobs]  # (the work was shared)
+    assert [j for _, j in map_forked(lambda j: (os.getpid(), j), jobs, workers=4)] == jobs
