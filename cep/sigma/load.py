@@ -48,7 +48,7 @@ from cep.sigma.cache import (
 from cep.sigma.correlation import ReferencedRule, take_range_criteria, to_correlation_rule
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
-from cep.sigma.parallel import map_forked, worker_count
+from cep.sigma.parallel import map_forked, run_behind, worker_count
 from cep.sigma.rule import rule_name, to_engine_rule
 
 __all__ = ["SigmaLoad", "load_sigma", "compile_collection"]
@@ -115,7 +115,7 @@ def _parse(path: Path, text: str) -> tuple[SigmaCollection | None, list[Diagnost
 
 def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None = None,
                pipeline_key: str | None = None, *,
-               files: Sequence[Path] | None = None) -> SigmaLoad:
+               files: Sequence[Path] | None = None, write_behind: bool = False) -> SigmaLoad:
     """Parse, process and compile the Sigma files under ``paths`` (see the module doc).
 
     Engine rule names come from :func:`cep.sigma.rule.rule_name`; a name already taken (two
@@ -128,7 +128,9 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
     pipeline means no cache.  The other files are compiled on every CPU
     (:func:`cep.sigma.parallel.map_forked`) before they are taken in order, as the cache's
     are.  ``files``: :func:`cep.sigma.files.sigma_files` of ``paths`` when the caller has
-    it already (listing thousands of files is not free)."""
+    it already (listing thousands of files is not free).  ``write_behind``: the cache is
+    written by a detached process (:func:`cep.sigma.parallel.run_behind`) while the caller
+    goes on, where one can be forked — for a run, which does not read it again."""
     out = SigmaLoad()
     used: set[str] = set()
     cached = pipeline is None or pipeline_key is not None
@@ -153,7 +155,9 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
             _load_file(path, text, pipeline, k, found or ahead.get(str(path)), kept, used,
                        out)
         if cache is not None and name is not None and kept.keys() != known.keys():
-            write_bundle(cache, name, kept)
+            bundle = (cache, name, kept)
+            if not (write_behind and run_behind(lambda: write_bundle(*bundle))):
+                write_bundle(*bundle)
     return out
 
 

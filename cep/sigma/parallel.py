@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-__all__ = ["MIN_PER_WORKER", "MAX_WORKERS", "map_forked", "worker_count"]
+__all__ = ["MIN_PER_WORKER", "MAX_WORKERS", "map_forked", "run_behind", "worker_count"]
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -40,17 +40,47 @@ MAX_WORKERS = 8
 """Most processes (the caller included) one call uses."""
 
 
+def _cpus() -> int:
+    """The CPUs this process may run on; 1 where a fork is not safe (no ``os.fork``, or
+    other threads running)."""
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def worker_count(jobs: int) -> int:
     """How many processes (the caller included) :func:`map_forked` would use for ``jobs``
     jobs here: 1 without ``os.fork``, with other threads running, on one CPU, or for fewer
     than ``2 * MIN_PER_WORKER`` jobs."""
-    if not hasattr(os, "fork") or threading.active_count() > 1:
-        return 1
+    return max(1, min(_cpus(), MAX_WORKERS, jobs // MIN_PER_WORKER))
+
+
+def run_behind(fn: Callable[[], object]) -> bool:
+    """Run ``fn`` in a detached process (a forked grandchild, so nobody has to wait for it
+    and it leaves no zombie) while the caller goes on, on another CPU; ``False``, having
+    run nothing, where that is not possible (one CPU, no safe fork): the caller runs
+    ``fn`` itself.  For work whose result only a later run reads (writing a cache); its
+    failure is not reported."""
+    if _cpus() < 2:
+        return False
     try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_WORKERS, jobs // MIN_PER_WORKER))
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid == 0:  # the child: fork the grandchild and leave at once
+        try:
+            if os.fork() == 0:
+                try:
+                    fn()
+                finally:
+                    os._exit(0)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    return True
 
 
 def map_forked(fn: Callable[[J], R | None], jobs: Sequence[J], workers: int | None = None

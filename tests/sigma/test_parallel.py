@@ -5,13 +5,14 @@ without the compiled-file cache; a worker that fails only costs time."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from cep.sigma import load as load_module
 from cep.sigma.load import SigmaLoad, load_sigma
-from cep.sigma.parallel import map_forked
+from cep.sigma.parallel import map_forked, run_behind
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -126,3 +127,36 @@ def test_results_come_back_in_job_order() -> None:
     assert map_forked(lambda j: (os.getpid(), j), jobs, workers=4) != [
         (os.getpid(), j) for j in jobs]  # (the work was shared)
     assert [j for _, j in map_forked(lambda j: (os.getpid(), j), jobs, workers=4)] == jobs
+
+
+def _wait_for(path: Path) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_work_run_behind_is_done_by_another_process(tmp_path: Path) -> None:
+    out = tmp_path / "pid"
+    if not run_behind(lambda: out.write_text(str(os.getpid()))):
+        pytest.skip("one CPU here: nothing to run behind on")
+    assert _wait_for(out)
+    assert int(out.read_text()) != os.getpid()
+
+
+def test_a_cache_written_behind_serves_the_next_load(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
+    root = _tree(tmp_path / "rules", 20)
+    first = load_sigma([root], write_behind=True)
+    bundles = tmp_path / "cache" / "cep" / "sigma"
+    deadline = time.monotonic() + 30
+    while not list(bundles.glob("*.pickle")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    calls = _parses_here(monkeypatch)
+    _same(load_sigma([root]), first)
+    assert calls and all(c.endswith("broken.yml") or Path(c).stem.startswith("same")
+                         for c in calls)
