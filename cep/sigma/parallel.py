@@ -25,7 +25,7 @@ import os
 import pickle
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["MIN_PER_WORKER", "MAX_WORKERS", "map_forked", "run_behind", "worker_count"]
 
@@ -86,36 +86,72 @@ def run_behind(fn: Callable[[], object]) -> bool:
 def map_forked(fn: Callable[[J], R | None], jobs: Sequence[J], workers: int | None = None
                ) -> list[R | None]:
     """``[fn(j) for j in jobs]``, computed by ``workers`` processes (default
-    :func:`worker_count`; a caller that passes it has made sure that a fork is safe):
-    process ``i`` takes jobs ``i, i + n, i + 2n, …`` (neighbouring files, often alike in
-    cost, spread over all), the caller takes share 0.  ``fn``'s results must pickle; a job
-    whose child failed is computed here.  Exceptions of ``fn`` in the caller's share
+    :func:`worker_count`; a caller that passes it has made sure that a fork is safe).
+
+    The jobs are cut into chunks of neighbouring jobs whose numbers wait in a pipe: each
+    process (the caller too) reads the next number when it is free, so all finish within
+    about one chunk of each other however unequal the jobs.  ``fn``'s results must pickle;
+    a job whose child failed is computed here.  Exceptions of ``fn`` in the caller's jobs
     propagate."""
     n = max(1, min(workers if workers is not None else worker_count(len(jobs)), len(jobs)))
     if n == 1:
         return [fn(j) for j in jobs]
-    children: list[tuple[int, int, int]] = []  # (share, pid, read end)
-    for share in range(1, n):
+    size = max(1, -(-len(jobs) // (n * _CHUNKS_PER_WORKER)))
+    queue = _chunk_queue(len(jobs), size)
+    children: list[tuple[int, int]] = []  # (pid, read end)
+    for _ in range(1, n):
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: compute, send, leave
             os.close(read)
-            _child(fn, jobs[share::n], write)
+            _child(fn, jobs, queue, size, write)
         os.close(write)
-        children.append((share, pid, read))
-    out: list[R | None] = [None] * len(jobs)
-    out[0::n] = [fn(j) for j in jobs[0::n]]
-    for share, pid, read in children:
-        got = _collect(pid, read, len(jobs[share::n]))
-        out[share::n] = got if got is not None else [fn(j) for j in jobs[share::n]]
-    return out
+        children.append((pid, read))
+    out: list[Any] = [_MISSING] * len(jobs)
+    for i, r in _work(fn, jobs, queue, size):
+        out[i] = r
+    os.close(queue)
+    for pid, read in children:
+        for i, r in _collect(pid, read):
+            out[i] = r
+    return [fn(jobs[i]) if r is _MISSING else r for i, r in enumerate(out)]
 
 
-def _child(fn: Callable[[J], R | None], jobs: Sequence[J], write: int) -> None:
-    """A forked child's whole life: the results of ``jobs``, one pickle, into ``write``."""
+_CHUNKS_PER_WORKER = 24
+"""Chunks per process: enough for the last ones to even out unequal jobs, few enough that
+taking one costs nothing."""
+
+_MISSING = object()
+_TOKEN = 4  # (bytes per chunk number in the queue: a pipe hands each read its own bytes)
+
+
+def _chunk_queue(jobs: int, size: int) -> int:
+    """The read end of a pipe holding the first job of every chunk of ``size`` of ``jobs``
+    jobs, its write end closed: reading ``_TOKEN`` bytes takes the next chunk, end of file
+    means none is left."""
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as pipe:  # (a few kilobytes: within the pipe's buffer)
+        pipe.write(b"".join(i.to_bytes(_TOKEN, "little") for i in range(0, jobs, size)))
+    return read
+
+
+def _work(fn: Callable[[J], R | None], jobs: Sequence[J], queue: int, size: int
+          ) -> list[tuple[int, R | None]]:
+    """``(job number, result)`` of every chunk this process takes from ``queue``."""
+    done: list[tuple[int, R | None]] = []
+    while len(token := os.read(queue, _TOKEN)) == _TOKEN:
+        first = int.from_bytes(token, "little")
+        done += [(i, fn(jobs[i])) for i in range(first, min(first + size, len(jobs)))]
+    return done
+
+
+def _child(fn: Callable[[J], R | None], jobs: Sequence[J], queue: int, size: int,
+           write: int) -> None:
+    """A forked child's whole life: the results of the chunks it takes, one pickle, into
+    ``write``."""
     status = 1
     try:
-        data = pickle.dumps([fn(j) for j in jobs], protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(_work(fn, jobs, queue, size), protocol=pickle.HIGHEST_PROTOCOL)
         with os.fdopen(write, "wb") as pipe:
             pipe.write(data)
         status = 0
@@ -123,18 +159,18 @@ def _child(fn: Callable[[J], R | None], jobs: Sequence[J], write: int) -> None:
         os._exit(status)
 
 
-def _collect(pid: int, read: int, expected: int) -> list[R | None] | None:
-    """The results a child sent through ``read`` (all ``expected`` of them), once it has
-    exited cleanly; ``None`` for anything else."""
+def _collect(pid: int, read: int) -> list[tuple[int, Any]]:
+    """The ``(job number, result)`` pairs a child sent through ``read``, once it has exited
+    cleanly; none for anything else (its jobs are then computed by the caller)."""
     with os.fdopen(read, "rb") as pipe:
         data = pipe.read()
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        return None
+        return []
     try:
         got = pickle.loads(data)
-    except Exception:  # noqa: BLE001 - a damaged answer: compute the share here
-        return None
-    if type(got) is not list or len(got) != expected:
-        return None
+    except Exception:  # noqa: BLE001 - a damaged answer: compute its jobs here
+        return []
+    if type(got) is not list or not all(type(p) is tuple and len(p) == 2 for p in got):
+        return []
     return got
