@@ -18,8 +18,9 @@ instead of keeping their own lists of spellings:
   (:attr:`Operator.runtime`, a name of :data:`cep.compiler.runtime.HELPERS`);
   :mod:`cep.compiler.predicate` lowers it to the C line scanner's program by its
   :class:`Scan` (or leaves it *unknown*), and :mod:`cep.operator.prescan` evaluates those
-  program tests with :attr:`Operator.test`; :mod:`cep.operator.rule_index` indexes rules by
-  its :class:`IndexUse`; ``having`` terms accept the operators with :attr:`Operator.having`.
+  program tests with :attr:`Operator.test`; :mod:`cep.operator.requirement` derives the rule
+  index's keys from its :class:`IndexUse`; ``having`` terms accept the operators with
+  :attr:`Operator.having`.
 
 A new operator whose semantics one of the existing lowerings covers is one new entry here
 (plus its tests); one that needs new generated code also needs a new :class:`Lowering` member
@@ -106,7 +107,7 @@ class Scan(Enum):
 
 
 class IndexUse(Enum):
-    """What :mod:`cep.operator.rule_index` learns from a test of an event field."""
+    """What :mod:`cep.operator.requirement` learns from a test of an event field."""
 
     NONE = "none"
     """Nothing: the rule cannot be indexed by this test."""
