@@ -18,6 +18,12 @@ over the string names every pattern found in it; a string without a UTF-8 form (
 surrogate), which RE2 cannot read, carries them all.  A rule is a candidate when its own
 clause is met and its others are among those met.
 
+The answer depends on nothing but the values of the fields some clause names, and on
+``text(this)`` for keyword searches; events alike in those values are frequent (the same
+process, the same registry key), so the index remembers, per set of such values, the clauses
+they meet and the candidates (a bounded memory, started afresh when full): an event seen
+alike costs a look-up and its keyword search only.
+
 Rules without clauses (not stateless, or nothing required) are dispatched for every event.
 Dispatch order: the rules that are not indexed, in rule order, then the indexed candidates,
 in rule order.
@@ -25,7 +31,7 @@ in rule order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from cep.compiler import runtime as rt
@@ -45,6 +51,21 @@ __all__ = ["GatedRule", "IndexKey", "PatternIndex", "RE_KINDS", "RuleIndex", "ga
 
 MIN_INDEXED = 16
 """Fewer indexable rules than this: no index (a plain loop is as fast)."""
+
+SEEN = 4096
+"""The most events' field values whose answer the index keeps
+(:meth:`RuleIndex.gated_candidates`)."""
+
+SEEN_CHARS = 1 << 22
+"""The most characters of field values the index keeps answers for (4 Mi)."""
+
+
+def _typed(v: Any) -> Any:
+    """``v``, not a string, as part of what the index remembers of an event: a number with
+    its type (``1`` and ``1.0`` carry the same keys, ``True`` others), anything else, which
+    carries only ``has`` keys, as its type alone."""
+    t = type(v)
+    return (t, v) if t is int or t is float else t
 
 
 class GatedRule(NamedTuple):
@@ -194,7 +215,7 @@ class RuleIndex:
     """
 
     __slots__ = ("always", "always_gated", "indexed", "_paths", "_rules", "_gated", "_text",
-                 "_text_rules", "_top", "_nested", "_needs", "_count")
+                 "_text_rules", "_top", "_nested", "_needs", "_count", "_seen", "_seen_chars")
 
     def __init__(self, rules: Sequence[RuleState]) -> None:
         reqs = [rule_clauses(rs) for rs in rules]
@@ -226,6 +247,8 @@ class RuleIndex:
         fields = [_field(pi) for pi in self._paths]
         self._top = {f.path[0]: f for f in fields if len(f.path) == 1}
         self._nested = [f for f in fields if len(f.path) > 1]
+        self._seen: dict[frozenset[Any], tuple[list[int], list[GatedRule]]] = {}
+        self._seen_chars = 0
 
     def _number(self, reqs: list[Clauses]
                 ) -> tuple[list[frozenset[int] | None] | None, dict[IndexKey, list[int]]]:
@@ -277,11 +300,45 @@ class RuleIndex:
                          ) -> list[GatedRule]:
         """:meth:`candidates`, each with its start test (:class:`GatedRule`); ``ev``: the
         event whose ``data`` it is, to build its ``text(this)`` once for the index and the
-        rules (:func:`cep.compiler.runtime.ev_text`)."""
+        rules (:func:`cep.compiler.runtime.ev_text`).  The list is the index's own (the same
+        list for events alike in every field the index reads): not to be changed."""
+        top = self._top
+        names = top.keys() & data.keys()  # the event's fields some clause names (in C)
+        # what the answer depends on besides text(this): each such field's value (a string
+        # itself, another value with its type, as 1, 1.0 and True carry different keys)
+        look: frozenset[tuple[Any, Any]] = frozenset(
+            [(k, v) if type(v) is str else (k, _typed(v)) for k in names
+             if (v := data[k]) is not None])
+        if self._nested:
+            look |= {(f.path, _typed(get_path(data, f.path))) for f in self._nested}
+        known = self._seen.get(look)
+        if known is None:
+            known = self._remember(look, self._lookups(data, names))
+        if self._text is None:
+            return known[1]
+        words = rt.fn_text(data) if ev is None else rt.ev_text(ev)
+        more = self._text(words) if words is not None else None
+        return self._pick(known[0] + more) if more else known[1]
+
+    def _remember(self, look: frozenset[Any], found: list[int]
+                  ) -> tuple[list[int], list[GatedRule]]:
+        """Keep what the fields ``look`` carry (the clauses met, the candidates) for the
+        next event alike: at most :data:`SEEN` events' worth, of at most :data:`SEEN_CHARS`
+        characters of field values in all (then the memory starts afresh)."""
+        size = sum(len(v) for _, v in look if type(v) is str)
+        if len(self._seen) >= SEEN or self._seen_chars + size > SEEN_CHARS:
+            self._seen.clear()
+            self._seen_chars = 0
+        known = self._seen[look] = (found, self._pick(found))
+        self._seen_chars += size
+        return known
+
+    def _lookups(self, data: dict[str, Any], names: Iterable[str]) -> list[int]:
+        """The clauses (by number, repeats possible) the keys of the fields ``names`` of
+        ``data`` and of its nested field paths meet."""
         found: list[int] = []
         top = self._top
-        # the event's fields that some clause names (a set intersection, in C)
-        present = [(top[k], data[k]) for k in top.keys() & data.keys()]
+        present = [(top[k], data[k]) for k in names]
         if self._nested:
             present += [(f, get_path(data, f.path)) for f in self._nested]
         for (_, has, val, base, seg, raw, lowered), v in present:
@@ -321,10 +378,11 @@ class RuleIndex:
                 hit = val.get(text)
                 if hit is not None:
                     found += hit
-        if self._text is not None:
-            words = rt.fn_text(data) if ev is None else rt.ev_text(ev)
-            if words is not None:
-                found += self._text(words)
+        return found
+
+    def _pick(self, found: list[int]) -> list[GatedRule]:
+        """The rules, in rule order, whose own clause is in ``found`` and whose other
+        clauses are too."""
         if not found:
             return []
         rules = self._gated

@@ -136,3 +136,24 @@ def test_a_rule_is_a_candidate_only_when_every_clause_is_met() -> None:
     assert index.candidates({"A": "a3"}) == []
     assert index.candidates({"B": "c:\\x.exe"}) == []
     assert [rs.rule.name for rs in index.candidates({"A": "a3", "B": "b3"})] == ["s3"]
+
+
+def test_events_alike_in_the_indexed_fields_differ_in_their_text_and_types() -> None:
+    # r<i>: A == <i> (A's value the index reads); kw: a keyword search over every string
+    rules = [_rule(f"r{i}", ast.Binary("==", ast.Path(("this", "A")), ast.Lit(i)))
+             for i in range(MIN_INDEXED)]
+    rules.append(_rule("kw", ast.Binary("matches", ast.Call("text", (ast.Path(("this",)),)),
+                                        ast.Lit("secret"))))
+    index = CepOperator(rules, lambda s, rec: None).rule_index()
+
+    def names(data: dict[str, Any]) -> list[str]:
+        return [rs.rule.name for rs in index.candidates(data)]
+
+    for _ in range(2):  # the second time from what the index remembers
+        assert names({"A": 1, "C": "a secret"}) == ["r1", "kw"]
+        assert names({"A": 1, "C": "nothing"}) == ["r1"]
+        assert names({"A": 1.0, "C": "nothing"}) == ["r1"]
+        assert names({"A": True, "C": "nothing"}) == []
+        assert names({"A": [1], "C": "secret"}) == ["kw"]
+        assert names({"A": "1"}) == ["r1"]
+        assert names({"C": "nothing"}) == []
