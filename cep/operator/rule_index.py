@@ -310,7 +310,8 @@ class RuleIndex:
             [(k, v) if type(v) is str else (k, _typed(v)) for k in names
              if (v := data[k]) is not None])
         if self._nested:
-            look |= {(f.path, _typed(get_path(data, f.path))) for f in self._nested}
+            look |= {(f.path, v if type(v) is str else _typed(v))
+                     for f in self._nested if (v := get_path(data, f.path)) is not None}
         known = self._seen.get(look)
         if known is None:
             known = self._remember(look, self._lookups(data, names))

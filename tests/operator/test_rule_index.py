@@ -157,3 +157,14 @@ def test_events_alike_in_the_indexed_fields_differ_in_their_text_and_types() -> 
         assert names({"A": [1], "C": "secret"}) == ["kw"]
         assert names({"A": "1"}) == ["r1"]
         assert names({"C": "nothing"}) == []
+
+
+def test_events_alike_but_for_a_nested_field_are_told_apart() -> None:
+    rules = [_rule(f"r{i}", ast.Binary("==", ast.Path(("this", "E", "A")), ast.Lit(f"a{i}")))
+             for i in range(MIN_INDEXED)]
+    index = CepOperator(rules, lambda s, rec: None).rule_index()
+    for _ in range(2):  # the second time from what the index remembers
+        assert [rs.rule.name for rs in index.candidates({"E": {"A": "a1"}})] == ["r1"]
+        assert [rs.rule.name for rs in index.candidates({"E": {"A": "a2"}})] == ["r2"]
+        assert index.candidates({"E": {"A": "b"}}) == []
+        assert index.candidates({"E": "a1"}) == []
