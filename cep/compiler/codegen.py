@@ -858,12 +858,12 @@ def _build(text: GeneratedText, name: str) -> GeneratedCode:
     return GeneratedCode(namespace[name], text)
 
 
-def _deferred(generate: Callable[[], GeneratedText], name: str, params: str, what: str
-              ) -> GeneratedCode:
-    """The code whose text ``generate`` writes, generated and compiled on first use
-    (:func:`cep.compiler.deferred.deferred_function`; ``what``: whose function it is, for
-    the log)."""
-    fn, body = deferred_function(generate, name, params, _namespace(), what)
+def _deferred(generate: Callable[[], GeneratedText], name: str, params: str, what: str,
+              text: GeneratedText | None = None) -> GeneratedCode:
+    """The code whose text ``generate`` writes (or ``text``, written already), generated and
+    compiled on first use (:func:`cep.compiler.deferred.deferred_function`; ``what``: whose
+    function it is, for the log)."""
+    fn, body = deferred_function(generate, name, params, _namespace(), what, text)
     return GeneratedCode(fn, body)
 
 
@@ -922,7 +922,7 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str,
     text, iterative, always = _condition(expr, stages, defer is not None)
     if defer is not None:  # (its shape is known by generating it: only the compile waits)
         what = f"rule `{defer}`: condition `{label[:200]}`"
-        code = _deferred(lambda: text, "_cond", "ev, pm", what)
+        code = _deferred(lambda: text, "_cond", "ev, pm", what, text)
     else:
         code = _build(text, "_cond")
     code = replace(code, ast=expr, scope=tuple(stages.names), eq_guard=guard)

@@ -146,16 +146,16 @@ class DeferredBody:
 
 
 def deferred_function(generate: Callable[[], GeneratedText], name: str, params: str,
-                      namespace: dict[str, Any], what: str
-                      ) -> tuple[FunctionType, DeferredBody]:
+                      namespace: dict[str, Any], what: str,
+                      text: GeneratedText | None = None) -> tuple[FunctionType, DeferredBody]:
     """A stub for ``def name(params)`` whose first call generates its text with
-    ``generate`` and compiles it (see the module doc); ``namespace`` becomes the stub's
-    globals.
+    ``generate`` (unless ``text``, generated already, is given) and compiles it (see the
+    module doc); ``namespace`` becomes the stub's globals.
 
     Raises:
         KeyError: ``params`` is not one of :data:`DEFERRABLE_PARAMS`."""
     stub_code, _ = DEFERRABLE_PARAMS[params]
-    body = DeferredBody(generate, name, params, namespace, what)
+    body = DeferredBody(generate, name, params, namespace, what, _text=text)
     namespace[_FIRST_CALL] = body
     stub = FunctionType(stub_code, namespace, name)
     stub.__qualname__ = name
