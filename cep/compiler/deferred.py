@@ -141,8 +141,9 @@ class DeferredBody:
         self._failed = True
         detail = str(exc) if verb == "generated" and str(exc) else \
             "expression too complex or too deeply nested"
-        log.error("%s cannot be %s (%s: %s): disabled, it never holds", self.what, verb,
-                  type(exc).__name__, detail)
+        log.error("%s cannot be %s (%s: %s): disabled, %s", self.what, verb,
+                  type(exc).__name__, detail,
+                  "its alerts carry no fields" if self.params == "m" else "it never holds")
 
 
 def deferred_function(generate: Callable[[], GeneratedText], name: str, params: str,

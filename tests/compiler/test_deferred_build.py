@@ -16,7 +16,7 @@ import pytest
 from cep.app.rules import load_rule_set
 from cep.app.trace import trace_key
 from cep.compiler.build import build_rule
-from cep.compiler.codegen import CompileError, StageScope, compile_condition
+from cep.compiler.codegen import CompileError, StageScope, compile_condition, compile_emit
 from cep.compiler.compiled import CompiledRule
 from cep.compiler.explain import explain_text
 from cep.compiler.generated import GeneratedCode, code_of
@@ -222,3 +222,21 @@ def test_shape_known_from_the_tree_is_the_generated_one(tree: str) -> None:
         assert [(c.label, c.iterative, c.always) for c in conds_z] == \
             [(c.label, c.iterative, c.always) for c in conds_e]
         assert [c.source for c in _codes(z)] == [c.source for c in _codes(e)]
+
+
+def test_an_emit_that_cannot_be_generated_gives_no_fields(
+        caplog: pytest.LogCaptureFixture) -> None:
+    scope = StageScope.of(["s"])
+    fields = [("a", ast.Path(("s", "x"))), ("b", ast.Call("nosuch", ()))]
+    with pytest.raises(CompileError):
+        compile_emit(fields, scope)
+    code = compile_emit(fields, scope, defer="r")
+    with caplog.at_level(logging.ERROR, logger="cep.compiler"):
+        assert code.fn({"s": [Event(1, 0, {"x": 1})]}) == {}
+    [record] = caplog.records
+    assert record.getMessage() == ("rule `r`: emit cannot be generated (CompileError: "
+                                   "unknown function nosuch()): disabled, its alerts carry "
+                                   "no fields")
+    good = compile_emit(fields[:1], scope, defer="r")
+    assert good.pending and good.fn({"s": [Event(1, 0, {"x": 1})]}) == {"a": 1}
+    assert good.source == compile_emit(fields[:1], scope).source
