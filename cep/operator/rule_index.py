@@ -37,17 +37,10 @@ from typing import Any, NamedTuple
 from cep.compiler import runtime as rt
 from cep.event import Event, get_path
 from cep.operator.key_store import RuleState
-from cep.operator.requirement import (
-    RE_KINDS,
-    Clauses,
-    IndexKey,
-    event_keys,
-    requirement,
-    rule_clauses,
-)
+from cep.operator.requirement import RE_KINDS, Clauses, IndexKey, rule_clauses
 
-__all__ = ["GatedRule", "IndexKey", "PatternIndex", "RE_KINDS", "RuleIndex", "gated",
-           "event_keys", "requirement", "MIN_INDEXED"]
+__all__ = ["GatedRule", "PatternIndex", "RuleIndex", "gated", "MIN_INDEXED", "SEEN",
+           "SEEN_CHARS"]
 
 MIN_INDEXED = 16
 """Fewer indexable rules than this: no index (a plain loop is as fast)."""

@@ -18,8 +18,8 @@ from cep.compiler.build import build_rule
 from cep.event import Event
 from cep.lang import ast
 from cep.operator.cep_operator import CepOperator
-from cep.operator.requirement import clauses
-from cep.operator.rule_index import MIN_INDEXED, RE_KINDS, event_keys, requirement
+from cep.operator.requirement import RE_KINDS, clauses, event_keys, requirement
+from cep.operator.rule_index import MIN_INDEXED
 
 FIELDS = ("A", "B")
 TEXT = st.text("aB\\x", max_size=5)
