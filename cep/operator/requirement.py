@@ -4,10 +4,10 @@ With thousands of rules (a Sigma collection), testing every rule's first stage o
 event costs more than everything else.  Most rules *require* something of an event before
 their condition can hold — ``EventID`` equal to one of a few numbers, ``Image`` ending in
 ``\\rundll32.exe``, a field ``TargetObject`` being present — and most events have none of
-it.  This module derives, from each rule's first-stage condition, a set of *index keys* one
-of which an event must carry for the condition to hold, and looks up the rules an event's
-keys name (:mod:`cep.operator.rule_index`); a rule whose condition an event cannot satisfy is
-never evaluated for it.
+it.  This module derives, from each rule's first-stage condition, sets of *index keys*, one
+key of each of which an event must carry for the condition to hold; the rule index
+(:mod:`cep.operator.rule_index`) looks up the rules an event's keys name, so that a rule
+whose condition an event cannot satisfy is never evaluated for it.
 
 Keys (:class:`IndexKey`) over a field path ``p`` of the event:
 
@@ -373,7 +373,7 @@ def event_keys(data: dict[str, Any], paths: Sequence[tuple[tuple[str, ...], bool
             if k.kind == "re_lower":
                 subject = rt.fn_lower(subject)
         if type(subject) is str and not _utf8(subject):
-            out.append(k)  # RE2 cannot read it: it carries every pattern key (PatternIndex)
+            out.append(k)  # RE2 cannot read it: it carries every pattern key (the index's sets)
         elif rt.matches(rt.Regex(k.value), subject):
             out.append(k)
     for p, segs in paths:
