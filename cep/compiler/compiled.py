@@ -47,6 +47,8 @@ class CompiledRule:
         window: the sliding window of a ``having`` / ``all of`` rule, which decides which of
             the automaton's one-event matches become alerts (``None``: every match does).
         suppress: ``suppress for`` (``None``: every alert is emitted).
+        stream: whether ``sink`` is a derived stream (``emit to stream``): each match record
+            is then an event of that stream for the rules reading it, not an output.
     """
 
     name: str
@@ -73,6 +75,7 @@ class CompiledRule:
     window: WindowSpec | None = None
     suppress: SuppressSpec | None = None
     lists: tuple[tuple[str, ListData], ...] = ()
+    stream: bool = False
 
     @property
     def meta(self) -> dict[str, Any]:
