@@ -45,7 +45,8 @@ from cep.sigma.cache import (
     read_bundle,
     write_bundle,
 )
-from cep.sigma.correlation import ReferencedRule, take_range_criteria, to_correlation_rule
+from cep.sigma.chain import CorrelationOutput, compile_correlation, correlation_order
+from cep.sigma.correlation import ReferencedRule, take_range_criteria
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
 from cep.sigma.rule import rule_name, to_engine_rule
@@ -222,9 +223,11 @@ def compile_collection(path: Path, coll: SigmaCollection,
             out.sources[name] = sr
     for bad, reason in unresolved:
         left_out(bad, reason)
-    for cr in coll.rules:
-        if not isinstance(cr, SigmaCorrelationRule):
-            continue
+    corrs = [cr for cr in coll.rules if isinstance(cr, SigmaCorrelationRule)]
+    read = {id(getattr(r, "rule", None)) for cr in corrs
+            for r in (cr.referenced_rules or cr.rules or [])}
+    outputs: dict[int, CorrelationOutput] = {}
+    for cr in correlation_order(corrs):
         name = _unique(rule_name(path.stem, cr), cr, used)
         try:
             processed_cr = cr
@@ -232,16 +235,19 @@ def compile_collection(path: Path, coll: SigmaCollection,
                 processed_cr = copy.deepcopy(cr)
                 pipeline.apply(processed_cr)
             cond = processed_cr.condition
-            rule = to_correlation_rule(
-                cr, name, detections, processed_cr.group_by,
+            made = compile_correlation(
+                cr, name, detections, outputs, processed_cr.group_by,
                 cond.fieldref if isinstance(cond, SigmaCorrelationCondition) else None,
-                processed_cr.aliases)
+                processed_cr.aliases, read_by_others=id(cr) in read)
         except (UnsupportedSigma, SigmaError) as exc:
             left_out(cr, str(exc))
             continue
-        used.add(name)
-        rules.append(_at(rule, cr))
-        out.sources[name] = cr
+        if made.output is not None:
+            outputs[id(cr)] = made.output
+        for rule in made.rules:
+            used.add(rule.name)
+            rules.append(_at(rule, cr))
+            out.sources[rule.name] = cr
     return rules
 
 
