@@ -240,7 +240,7 @@ def compile_correlation(corr: SigmaCorrelationRule, name: str,
     chained = _alerts_to_stream(rule, name, tuple(gb), key_paths,
                                 keep_name=not getattr(corr, "_output", True))
     kept = rules if getattr(corr, "_output", True) else rules[:-1]
-    output = CorrelationOutput(chained.name, f"{name}__alerts", tuple(gb))
+    output = CorrelationOutput(name, f"{name}__alerts", tuple(gb))
     return CompiledCorrelation((*kept, chained), output, (*streams, output.stream))
 
 
