@@ -7,12 +7,14 @@ and before any later event or timer.  So which derived events exist, and in whic
 readers see them, follows from the input alone, as alerts do: replays, checkpoints (taken
 between events, when no derived event is in flight) and restarts give the same ones.
 
-A derived event has the origin's event time (ms), the stream's name as its source, no
-offset or partition, and an arrival number that orders it after every derived event of an
-earlier origin and after the earlier ones of its own origin: ``(root << ORIGIN_BITS) | n``,
-where ``root`` is the arrival number of the input event at the start of the chain and ``n``
-counts the derived events made since it (1, 2, …).  Its data is the producer's whole match
-record (``rule``, ``key``, ``start``, ``end``, ``match``, ``data``, ``alert_id``, …).
+A derived event has the origin's event time (ms), the stream's name as its source, the
+origin's partition and offset (so the alerts it takes part in have the ids a replay of the
+input gives them, :func:`~cep.operator.records.alert_id`), and an arrival number that orders
+it after every derived event of an earlier origin and after the earlier ones of its own
+origin: ``(root << ORIGIN_BITS) | n``, where ``root`` is the arrival number of the input event
+at the start of the chain and ``n`` counts the derived events made since it (1, 2, …).  Its
+data is the producer's whole match record (``rule``, ``key``, ``start``, ``end``, ``match``,
+``data``, ``alert_id``, …).
 
 Layer 3.
 """
@@ -70,4 +72,5 @@ class DerivedStreams:
             raise OverflowError(f"one event produced more than {_MAX_PER_ORIGIN} derived "
                                 "events")
         self.made += 1
-        self._dispatch(stream, Event(origin.ts, (root << ORIGIN_BITS) | n, record, stream))
+        self._dispatch(stream, Event(origin.ts, (root << ORIGIN_BITS) | n, record, stream,
+                                     origin.offset, origin.partition))
