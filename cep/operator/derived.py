@@ -21,6 +21,7 @@ Layer 3.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,10 @@ class DerivedStreams:
             reads ``stream`` (the operator's rules as they are at that moment).
         is_stream: whether a source name is a derived stream of the current rule set.
 
+    Both are bound methods of the operator, held weakly (the operator holds this object:
+    a strong reference back would make it a reference cycle, freed only by the cyclic
+    collector).
+
     Attributes:
         made: derived events made so far (cumulative).
 
@@ -54,8 +59,8 @@ class DerivedStreams:
 
     def __init__(self, dispatch: Callable[[str, Event], None],
                  is_stream: Callable[[str], bool]) -> None:
-        self._dispatch = dispatch
-        self._is_stream = is_stream
+        self._dispatch = weakref.WeakMethod(dispatch)  # type: ignore[arg-type]
+        self._is_stream = weakref.WeakMethod(is_stream)  # type: ignore[arg-type]
         self._root = -1
         self._n = 0
         self.made = 0
@@ -63,7 +68,9 @@ class DerivedStreams:
     def derive(self, stream: str, record: dict[str, Any], origin: Event) -> None:
         """``record`` (a match record of a rule emitting to ``stream``, made at ``origin``,
         the last event of its match) as an event of ``stream``, dispatched now."""
-        root = origin.seq >> ORIGIN_BITS if self._is_stream(origin.source) else origin.seq
+        is_stream, dispatch = self._is_stream(), self._dispatch()
+        assert is_stream is not None and dispatch is not None  # (the operator is alive)
+        root = origin.seq >> ORIGIN_BITS if is_stream(origin.source) else origin.seq
         if root != self._root:
             self._root = root
             self._n = 0
@@ -72,5 +79,5 @@ class DerivedStreams:
             raise OverflowError(f"one event produced more than {_MAX_PER_ORIGIN} derived "
                                 "events")
         self.made += 1
-        self._dispatch(stream, Event(origin.ts, (root << ORIGIN_BITS) | n, record, stream,
-                                     origin.offset, origin.partition))
+        dispatch(stream, Event(origin.ts, (root << ORIGIN_BITS) | n, record, stream,
+                               origin.offset, origin.partition))

@@ -40,6 +40,7 @@ from sigma.correlations import (
 )
 
 from cep.lang import ast
+from cep.lang.operators import EQ
 from cep.sigma.correlation import (
     ReferencedRule,
     _all_rules_condition,
@@ -301,7 +302,7 @@ def _same_group(earlier: _Member, later: _Member) -> ast.Expr:
     terms: list[ast.Expr] = [earlier.condition or ast.Lit(True)]
     for a, b in zip(earlier.fields, later.fields, strict=True):
         if a != b:
-            terms.append(ast.Binary("==", _path(a, "this"), _path(b, "this")))
+            terms.append(ast.Binary(EQ.spelling, _path(a, "this"), _path(b, "this")))
     return _and(terms)
 
 
@@ -344,7 +345,7 @@ def _derived(corr: SigmaCorrelationRule, name: str, members: list[_Member], grou
             emits=(ast.Emit(fields=emit.fields + extra),))
     feeders = [_feeder(name, m, n, group_by, None, None)
                for m, n in zip(members, names, strict=True)]
-    is_member = [ast.Binary("==", ast.Path(("this", "rule")), ast.Lit(f.name))
+    is_member = [ast.Binary(EQ.spelling, ast.Path(("this", "rule")), ast.Lit(f.name))
                  for f in feeders]
     if kind == SigmaCorrelationType.TEMPORAL:
         _all_rules_condition(corr, len(members))

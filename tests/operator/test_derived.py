@@ -86,7 +86,7 @@ def _run(rules: list[CompiledRule], events: list[dict[str, Any]], cut: int | Non
             saved = encode(op)
             op = CepOperator(rules, emit, {"input": 0})
             decode(saved, op)
-        op.on_event(Event(data["ts"], seq, data), "input")
+        op.on_event(Event(data["ts"], seq, data, "input", seq), "input")  # (line = seq)
     op.finish()
     return out
 
