@@ -30,7 +30,7 @@ Correlations that need neither are compiled as before (:mod:`cep.sigma.correlati
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sigma.correlations import (
     SigmaCorrelationCondition,
@@ -57,7 +57,7 @@ from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.rule import STAGE, meta_emit, sigma_meta
 
 __all__ = ["CorrelationOutput", "CompiledCorrelation", "compile_correlation",
-           "correlation_order", "VALUE_FIELD"]
+           "correlation_order", "needs_streams", "VALUE_FIELD"]
 
 VALUE_FIELD = "sigma_value"
 """The field of a feeder's record that holds the value a ``value_*`` correlation reads."""
@@ -84,7 +84,6 @@ class CompiledCorrelation:
 
     rules: tuple[ast.Rule, ...]
     output: CorrelationOutput | None = None
-    streams: tuple[str, ...] = field(default=())
 
 
 def correlation_order(corrs: list[SigmaCorrelationRule]) -> list[SigmaCorrelationRule]:
@@ -229,20 +228,18 @@ def compile_correlation(corr: SigmaCorrelationRule, name: str,
         rule = to_correlation_rule(corr, name, detections, gb, fld, al)
         key_paths = rule.key_by
         rules: tuple[ast.Rule, ...] = (rule,)
-        streams: tuple[str, ...] = ()
     else:
         members = _members(corr, gb, al, detections, outputs)
         feeders, rule = _derived(corr, name, members, gb, fld)
         key_paths = rule.key_by
         rules = (*feeders, rule)
-        streams = (f"{name}__events",)
     if not read_by_others:
-        return CompiledCorrelation(rules, None, streams)
+        return CompiledCorrelation(rules)
     chained = _alerts_to_stream(rule, name, tuple(gb), key_paths,
                                 keep_name=not getattr(corr, "_output", True))
     kept = rules if getattr(corr, "_output", True) else rules[:-1]
     output = CorrelationOutput(name, f"{name}__alerts", tuple(gb))
-    return CompiledCorrelation((*kept, chained), output, (*streams, output.stream))
+    return CompiledCorrelation((*kept, chained), output)
 
 
 def _first_stage(rule: ast.Rule) -> str:
