@@ -10,8 +10,11 @@ Whole process, alternating so that all see the same load (``--repeat`` rounds):
 * cep, cold: ``cep run RULES --input FILE --event-time @timestamp --time-unit iso
   --max-out-of-orderness 1m --output ALERTS`` with an empty cache directory
   (``XDG_CACHE_HOME`` a new directory each round: rule loading is pySigma's parse and the
-  compilation of every rule, and writing the compiled-file cache, :mod:`cep.sigma.cache`),
-  then reading, decoding, matching and writing each alert;
+  compilation of every rule, on every CPU (:mod:`cep.sigma.parallel`: the forked worker's
+  CPU time is counted, since the run waits for it), and writing the compiled-file cache,
+  :mod:`cep.sigma.cache`, which a run leaves to a detached process: its CPU time is not
+  counted, and the next run starts once the cache is written), then reading, decoding,
+  matching and writing each alert;
 * cep, warm: the same command with the cache of an earlier run (one untimed run before
   the first round fills it): the Sigma files come from the cache, the rules are still
   built (code generation) in the process, Python's ``compile()`` of a rule's condition and
@@ -75,6 +78,16 @@ def _child(cmd: list[str], stdin: Path | None = None,
     return wall, usage.ru_utime + usage.ru_stime
 
 
+def _cache_written(cache: Path, timeout_s: float = 60) -> None:
+    """Wait until the detached process of a run has written its compiled-file bundle
+    under ``cache`` (so that it takes no CPU from the next run)."""
+    deadline = time.monotonic() + timeout_s
+    while not list((cache / "cep" / "sigma").glob("*.pickle")):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no compiled-file cache under {cache} after {timeout_s} s")
+        time.sleep(0.01)
+
+
 def _alerts(path: Path) -> tuple[int, int]:
     rules = set()
     n = 0
@@ -106,6 +119,7 @@ def whole_process(repeat: int, rsigma: str | None, tmp: Path,
     cold_alerts = tmp / "alerts-cold.jsonl"
     warm_cache = tmp / "warm-cache"
     _child(cep(alerts), cache=warm_cache)  # fills the warm cache
+    _cache_written(warm_cache)
     runs: dict[str, list[tuple[float, float]]] = {"cep_baseline": [], "cep_cold": [],
                                                   "cep_warm": [], "rsigma": []}
     load = [os.getloadavg()[0]]
@@ -114,6 +128,7 @@ def whole_process(repeat: int, rsigma: str | None, tmp: Path,
             runs["cep_baseline"].append(_child(cep(base_alerts, baseline),
                                                cache=tmp / f"baseline-cache-{n}"))
         runs["cep_cold"].append(_child(cep(cold_alerts), cache=tmp / f"cold-cache-{n}"))
+        _cache_written(tmp / f"cold-cache-{n}")
         runs["cep_warm"].append(_child(cep(alerts), cache=warm_cache))
         if rsigma:
             runs["rsigma"].append(_child([rsigma, "engine", "eval", "-r", str(RULES),

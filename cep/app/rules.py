@@ -60,12 +60,14 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
     :mod:`cep.compiler.deferred`), so rules no event is ever a candidate for cost little.
     Every rule is still built and every diagnostic above still reported now; only Python
     failing on a generated source (which ``cep check``, compiling eagerly, reports) would
-    show later, as a logged error that disables the condition.
+    show later, as a logged error that disables the condition.  The Sigma files'
+    compiled-file cache is then written by a detached process while the run goes on
+    (:func:`cep.sigma.parallel.run_behind`).
     """
     files, diags = load_rules([p for p in paths if not is_sigma_path(p)])
     sig_files = sigma_files(paths)
     if sigma_pipelines or sig_files:
-        sig = _load_sigma(paths, sigma_pipelines, sig_files)
+        sig = _load_sigma(paths, sigma_pipelines, sig_files, defer)
         files += sig.files
         diags += sig.diagnostics
     rs = RuleSet(diagnostics=list(diags), files=list(files))
@@ -89,9 +91,11 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
     return rs
 
 
-def _load_sigma(paths: list[str], pipelines: Sequence[str], files: list[Path]) -> SigmaLoad:
+def _load_sigma(paths: list[str], pipelines: Sequence[str], files: list[Path],
+                running: bool) -> SigmaLoad:
     """The Sigma part of :func:`load_rule_set` (pySigma imported only here); ``files``:
-    :func:`~cep.sigma.files.sigma_files` of ``paths``."""
+    :func:`~cep.sigma.files.sigma_files` of ``paths``; ``running``: a load for a run, which
+    writes the compiled-file cache behind (``load_sigma(write_behind=True)``)."""
     from cep.sigma.load import SigmaLoad, load_sigma
     from cep.sigma.pipelines import PipelineError, load_keyed_pipeline
 
@@ -99,7 +103,7 @@ def _load_sigma(paths: list[str], pipelines: Sequence[str], files: list[Path]) -
         pipeline, key = load_keyed_pipeline(pipelines)
     except PipelineError as exc:
         return SigmaLoad(diagnostics=[Diagnostic(", ".join(pipelines), NOWHERE, str(exc))])
-    return load_sigma(paths, pipeline, key, files=files)
+    return load_sigma(paths, pipeline, key, files=files, write_behind=running)
 
 
 def source_texts(rs: RuleSet) -> Callable[[str], str]:

@@ -49,6 +49,7 @@ from cep.sigma.chain import CorrelationOutput, compile_correlation, correlation_
 from cep.sigma.correlation import ReferencedRule, take_range_criteria
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
+from cep.sigma.parallel import map_forked, run_behind, worker_count
 from cep.sigma.rule import rule_name, to_engine_rule
 
 __all__ = ["SigmaLoad", "load_sigma", "compile_collection"]
@@ -115,7 +116,7 @@ def _parse(path: Path, text: str) -> tuple[SigmaCollection | None, list[Diagnost
 
 def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None = None,
                pipeline_key: str | None = None, *,
-               files: Sequence[Path] | None = None) -> SigmaLoad:
+               files: Sequence[Path] | None = None, write_behind: bool = False) -> SigmaLoad:
     """Parse, process and compile the Sigma files under ``paths`` (see the module doc).
 
     Engine rule names come from :func:`cep.sigma.rule.rule_name`; a name already taken (two
@@ -125,50 +126,90 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
     A file compiled before, unchanged, is taken from the compiled-file cache
     (:mod:`cep.sigma.cache`) when its rules' names are still free; ``pipeline_key`` names
     ``pipeline`` for it (:func:`cep.sigma.pipelines.load_pipeline`), and without one a
-    pipeline means no cache.  ``files``: :func:`cep.sigma.files.sigma_files` of ``paths``
-    when the caller has it already (listing thousands of files is not free)."""
+    pipeline means no cache.  The other files are compiled on every CPU
+    (:func:`cep.sigma.parallel.map_forked`) before they are taken in order, as the cache's
+    are.  ``files``: :func:`cep.sigma.files.sigma_files` of ``paths`` when the caller has
+    it already (listing thousands of files is not free).  ``write_behind``: the cache is
+    written by a detached process (:func:`cep.sigma.parallel.run_behind`) while the caller
+    goes on, where one can be forked — for a run, which does not read it again."""
     out = SigmaLoad()
     used: set[str] = set()
     cached = pipeline is None or pipeline_key is not None
     key = pipeline_key or ""
     files = list(sigma_files(paths) if files is None else files)
+    read = [(path, *_read(path)) for path in files]
     with open_cache(*CACHE_PARTS) if cached else nullcontext(None) as cache:
         name = bundle_name([str(p) for p in files], key) if cache is not None else None
         known = read_bundle(cache, name) if cache is not None and name is not None else {}
+        keys = [entry_key(str(path), text, key) if name is not None and text is not None
+                else None for path, text, _ in read]
+        ahead = _compile_ahead([(path, text) for (path, text, _), k in zip(read, keys, strict=True)
+                                if text is not None and (k is None or k not in known)],
+                               pipeline)
         kept: dict[str, CompiledSigmaFile] = {}
-        for path in files:
-            _load_file(path, pipeline, key, known if name is not None else None, kept,
-                       used, out)
+        for (path, text, problem), k in zip(read, keys, strict=True):
+            if text is None:
+                out.diagnostics.append(
+                    problem or Diagnostic(str(path), ast.NOWHERE, "unreadable"))
+                continue
+            found = known.get(k) if k is not None else None
+            _load_file(path, text, pipeline, k, found or ahead.get(str(path)), kept, used,
+                       out)
         if cache is not None and name is not None and kept.keys() != known.keys():
-            write_bundle(cache, name, kept)
+            bundle = (cache, name, kept)
+            if not (write_behind and run_behind(lambda: write_bundle(*bundle))):
+                write_bundle(*bundle)
     return out
 
 
-def _load_file(path: Path, pipeline: ProcessingPipeline | None, pipeline_key: str,
-               known: dict[str, CompiledSigmaFile] | None, kept: dict[str, CompiledSigmaFile],
+def _compile_ahead(jobs: list[tuple[Path, str]], pipeline: ProcessingPipeline | None
+                   ) -> dict[str, CompiledSigmaFile]:
+    """The files of ``jobs`` (path, text) compiled on every CPU
+    (:func:`~cep.sigma.parallel.map_forked`), by path: each as it compiles alone, kept only
+    when it names its rules as in any load (:func:`_standalone`); the others are left to
+    the ordered pass of :func:`load_sigma`."""
+    workers = worker_count(len(jobs))
+    if workers == 1:
+        return {}
+    done = map_forked(lambda job: _standalone(job[0], job[1], pipeline), jobs, workers)
+    return {c.file.path: c for c in done if c is not None}
+
+
+def _standalone(path: Path, text: str, pipeline: ProcessingPipeline | None
+                ) -> CompiledSigmaFile | None:
+    """The Sigma file ``path`` with ``text`` compiled on its own (no name taken before it),
+    as the cache keeps it; ``None`` when it has errors or its names are not its own."""
+    coll, diags = _parse(path, text)
+    if coll is None or diags:
+        return None
+    part = SigmaLoad()
+    rules = compile_collection(path, coll, pipeline, set(), part)
+    if not all(r.name == rule_name(path.stem, part.sources[r.name]) for r in rules):
+        return None
+    return CompiledSigmaFile(ast.RuleFile(str(path), text, tuple(rules)),
+                             tuple(part.diagnostics), tuple(part.rejected.items()))
+
+
+def _load_file(path: Path, text: str, pipeline: ProcessingPipeline | None, key: str | None,
+               found: CompiledSigmaFile | None, kept: dict[str, CompiledSigmaFile],
                used: set[str], out: SigmaLoad) -> None:
-    """One Sigma file of :func:`load_sigma` into ``out``: from ``known`` (the cache's
-    bundle; ``None``: no cache) when it holds the file under names still free, else
-    compiled; what the bundle is to keep of it goes into ``kept``.
+    """One Sigma file of :func:`load_sigma` into ``out``: ``found`` (compiled before: the
+    cache's entry, or compiled ahead on another CPU) when it fits the file and its names
+    are still free, else compiled here; what the cache's bundle is to keep of it (under
+    ``key``, ``None``: no cache) goes into ``kept``.
 
     A file is kept when its rules all compiled or were left out with a reason, and kept the
     names they would have in any load (no name was taken already): a file whose names
     depend on the files before it is compiled each time."""
-    text, problem = _read(path)
-    if problem is not None or text is None:
-        out.diagnostics.append(problem or Diagnostic(str(path), ast.NOWHERE, "unreadable"))
+    if (found is not None and fits(found, str(path), text)
+            and not any(r.name in used for r in found.file.rules)):
+        used.update(r.name for r in found.file.rules)
+        out.files.append(found.file)
+        out.diagnostics += found.diagnostics
+        out.rejected.update(found.rejected)
+        if key is not None:
+            kept[key] = found
         return
-    key = entry_key(str(path), text, pipeline_key) if known is not None else None
-    if known is not None and key is not None:
-        hit = known.get(key)
-        if (hit is not None and fits(hit, str(path), text)
-                and not any(r.name in used for r in hit.file.rules)):
-            used.update(r.name for r in hit.file.rules)
-            out.files.append(hit.file)
-            out.diagnostics += hit.diagnostics
-            out.rejected.update(hit.rejected)
-            kept[key] = hit
-            return
     coll, diags = _parse(path, text)
     out.diagnostics += diags
     if coll is None or diags:

@@ -1,0 +1,173 @@
+"""Sigma files compiled in forked workers give exactly what one process gives: the same
+rules, names (also where two files share a stem), diagnostics and left-out rules, with or
+without the compiled-file cache; a worker that fails only costs time."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cep.sigma import load as load_module
+from cep.sigma.load import SigmaLoad, load_sigma
+from cep.sigma.parallel import map_forked, run_behind
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+RULE = """\
+title: Tool {n}
+id: {uuid}
+status: test
+author: someone
+level: high
+logsource:
+  product: windows
+  category: process_creation
+detection:
+  selection:
+    Image|endswith: '\\tool{n}.exe'
+    CommandLine|contains|all: ['-a{n}', '-b']
+  condition: selection
+"""
+
+PLACEHOLDER = """\
+title: Placeholder {n}
+id: {uuid}
+logsource:
+  product: windows
+detection:
+  selection:
+    CommandLine|expand: '%admins%'
+  condition: selection
+"""
+
+
+def _tree(root: Path, files: int) -> Path:
+    """``files`` Sigma files under ``root``: plain rules, rules left out (a placeholder),
+    a broken file, and files of one stem in two directories (their names depend on the
+    order of the files)."""
+    for n in range(files):
+        sub = root / f"d{n % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        uuid = f"{n:08x}-3b5e-4c56-9d2a-6a6d2f0c1a11"
+        text = (PLACEHOLDER if n % 17 == 0 else RULE).format(n=n, uuid=uuid)
+        stem = f"same{n % 5}" if n % 11 == 0 else f"rule{n}"
+        (sub / f"{stem}.yml").write_text(text)
+    (root / "d0" / "broken.yml").write_text("title: x\ndetection: [\n")
+    return root
+
+
+def _same(a: SigmaLoad, b: SigmaLoad) -> None:
+    assert a.files == b.files
+    assert a.diagnostics == b.diagnostics
+    assert a.rejected == b.rejected
+
+
+def _parses_here(monkeypatch: pytest.MonkeyPatch, slow_ms: float = 0) -> list[str]:
+    """The files parsed in this process (a forked worker's parses are not seen here), each
+    ``slow_ms`` slower here than in the workers (so that the workers surely take some)."""
+    calls: list[str] = []
+    real = load_module._parse
+    here = os.getpid()
+
+    def counting(path: Path, text: str) -> object:
+        if os.getpid() == here:
+            calls.append(str(path))
+            time.sleep(slow_ms / 1000)
+        return real(path, text)
+
+    monkeypatch.setattr(load_module, "_parse", counting)
+    return calls
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_forked_compilation_equals_one_process(tmp_path: Path, cache: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if cache:
+        monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("CEP_NO_GRAMMAR_CACHE", "1")
+    root = _tree(tmp_path / "rules", 150)
+    monkeypatch.setattr(load_module, "worker_count", lambda jobs: 1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-serial"))
+    serial = load_sigma([root])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-forked"))
+    monkeypatch.setattr(load_module, "worker_count", lambda jobs: 3)
+    calls = _parses_here(monkeypatch, slow_ms=5)
+    forked = load_sigma([root])
+    _same(forked, serial)
+    names = [r.name for f in forked.files for r in f.rules]
+    assert len(names) == len(set(names)) > 100
+    assert any(n.startswith("same0_") for n in names)  # (a stem taken by an earlier file)
+    assert any("left out" in d.message for d in forked.diagnostics)
+    assert any(d.severity == "error" for d in forked.diagnostics)
+    # The workers parsed files (this process, slowed down, fewer than all); this process
+    # parsed its share, the broken file, and the files whose names an earlier file took,
+    # once more.
+    assert str(root / "d0" / "broken.yml") in calls
+    assert len(calls) < 120
+    if cache:  # the bundle written from a forked load serves the next load alone
+        calls.clear()
+        _same(load_sigma([root]), serial)
+        assert str(root / "d0" / "broken.yml") in calls
+        assert all(c.endswith("broken.yml") or Path(c).stem.startswith("same") for c in calls)
+
+
+def _square_unless_child(parent: int, n: int) -> int:
+    if os.getpid() != parent and n == 7:
+        raise RuntimeError("a worker fails")
+    return n * n
+
+
+def test_a_failing_worker_only_costs_time() -> None:
+    parent = os.getpid()
+    jobs = list(range(40))
+    got = map_forked(lambda n: _square_unless_child(parent, n), jobs, workers=3)
+    assert got == [n * n for n in jobs]
+
+
+def _pid_and(job: str) -> tuple[int, str]:
+    time.sleep(0.002)  # (each job takes a while: no process takes them all)
+    return os.getpid(), job
+
+
+def test_results_come_back_in_job_order() -> None:
+    jobs = [f"job{n}" for n in range(301)]
+    got = map_forked(_pid_and, jobs, workers=4)
+    assert [j for _, j in got] == jobs
+    assert len({pid for pid, _ in got}) > 1  # (the work was shared)
+
+
+def _wait_for(path: Path) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_work_run_behind_is_done_by_another_process(tmp_path: Path) -> None:
+    out = tmp_path / "pid"
+    if not run_behind(lambda: out.write_text(str(os.getpid()))):
+        pytest.skip("one CPU here: nothing to run behind on")
+    assert _wait_for(out)
+    assert int(out.read_text()) != os.getpid()
+
+
+def test_a_cache_written_behind_serves_the_next_load(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
+    root = _tree(tmp_path / "rules", 20)
+    first = load_sigma([root], write_behind=True)
+    bundles = tmp_path / "cache" / "cep" / "sigma"
+    deadline = time.monotonic() + 30
+    while not list(bundles.glob("*.pickle")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    calls = _parses_here(monkeypatch)
+    _same(load_sigma([root]), first)
+    assert calls and all(c.endswith("broken.yml") or Path(c).stem.startswith("same")
+                         for c in calls)
