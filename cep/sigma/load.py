@@ -184,7 +184,7 @@ def _standalone(path: Path, text: str, pipeline: ProcessingPipeline | None
         return None
     part = SigmaLoad()
     rules = compile_collection(path, coll, pipeline, set(), part)
-    if not all(r.name == rule_name(path.stem, part.sources[r.name]) for r in rules):
+    if not all(_own_name(path, r.name, part) for r in rules):
         return None
     return CompiledSigmaFile(ast.RuleFile(str(path), text, tuple(rules)),
                              tuple(part.diagnostics), tuple(part.rejected.items()))
@@ -222,7 +222,7 @@ def _load_file(path: Path, text: str, pipeline: ProcessingPipeline | None, key: 
     out.diagnostics += part.diagnostics
     out.sources.update(part.sources)
     out.rejected.update(part.rejected)
-    own_names = all(r.name == rule_name(path.stem, part.sources[r.name]) for r in rules)
+    own_names = all(_own_name(path, r.name, part) for r in rules)
     if key is not None and own_names:
         kept[key] = CompiledSigmaFile(rf, tuple(part.diagnostics), tuple(part.rejected.items()))
 
@@ -326,6 +326,14 @@ def _resolve_references(coll: SigmaCollection) -> list[tuple[SigmaCorrelationRul
         coll.rules = [r for r in coll.rules if not isinstance(r, SigmaCorrelationRule)]
         bad += [(r, str(exc)) for r in rest]
     return bad
+
+
+def _own_name(path: Path, name: str, part: SigmaLoad) -> bool:
+    """Whether engine rule ``name`` of ``path`` has the name it gets in any load: its Sigma
+    rule's own (:func:`rule_name`), or one made from it (``<own>__…``: a correlation's
+    feeders and stream form, :mod:`cep.sigma.chain`)."""
+    own = rule_name(path.stem, part.sources[name])
+    return name == own or name.startswith(own + "__")
 
 
 def _unique(name: str, sr: SigmaRule | SigmaCorrelationRule, used: set[str]) -> str:

@@ -338,3 +338,23 @@ def test_aliases_on_real_telemetry(mordor: list[tuple[int, Data]]) -> None:
     got = _run(text, mordor, ("correlated__conn", "correlated__wfp", "correlated"))
     assert len(want) == 11
     assert _derived_events_of(got, "local_ip") == sorted(want)
+
+
+def test_a_chain_file_is_compiled_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled-file cache keeps a file of chains and aliases too: the feeders' names are
+    made from the correlation's own name."""
+    import cep.sigma.load as load_module
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
+    parsed: list[str] = []
+    real = load_module._parse
+
+    def counting(path: Path, text: str) -> Any:
+        parsed.append(path.name)
+        return real(path, text)
+    monkeypatch.setattr(load_module, "_parse", counting)
+    (tmp_path / "chain.yml").write_text(_chain_docs("1m", 3, "10m"), encoding="utf-8")
+    first = load_sigma([tmp_path / "chain.yml"])
+    second = load_sigma([tmp_path / "chain.yml"])
+    assert parsed == ["chain.yml"] and second.files == first.files
+    assert [r.name for r in second.files[0].rules] == list(_CHAIN_RULES)
