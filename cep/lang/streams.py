@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from cep.diagnostics import Diagnostic
 from cep.lang.ast import NOWHERE, Rule, RuleFile, Span
+from cep.lang.suggest import did_you_mean
 
-__all__ = ["StreamGraph", "stream_graph", "check_streams"]
+__all__ = ["StreamGraph", "stream_graph", "check_streams", "check_sources"]
 
 
 @dataclass(frozen=True)
@@ -120,4 +121,25 @@ def check_streams(files: Iterable[RuleFile]) -> list[Diagnostic]:
                 path, emit.span if emit is not None else NOWHERE,
                 f"no rule reads the stream `{stream}` that rule `{rule.name}` emits to",
                 hint="read it with `from " + stream + "`", severity="warning"))
+    return out
+
+
+def check_sources(files: Iterable[RuleFile], inputs: Iterable[str]) -> list[Diagnostic]:
+    """Errors for each ``from`` name that is neither one of ``inputs`` (the sources a
+    config declares) nor a stream some rule emits to (``emit to stream``), at its ``from``."""
+    located = [(rf.path, rule) for rf in files for rule in rf.rules]
+    streams = set(stream_graph(rule for _, rule in located).producers)
+    known = set(inputs)
+    out: list[Diagnostic] = []
+    for path, rule in located:
+        for src in rule.sources:
+            if src in known or src in streams:
+                continue
+            guess = did_you_mean(src, sorted(known | streams))
+            out.append(Diagnostic(
+                path, _from_span(rule),
+                f"rule `{rule.name}` reads `{src}`, which is neither a source of the config "
+                f"({', '.join(sorted(known)) or 'none'}) nor a stream a rule emits to",
+                hint=guess or "name a [sources.NAME] of the config, or a rule's "
+                              "`emit to stream NAME`"))
     return out

@@ -68,3 +68,19 @@ def test_a_timeout_record_cannot_go_to_a_stream(tmp_path: Path) -> None:
             "  on timeout emit to stream s { }\nend\n")
     [diag] = _diags(tmp_path, text)
     assert diag.startswith("f0.cep:3:") and ": error: " in diag
+
+
+def test_with_a_config_a_from_must_name_a_source_or_a_stream(tmp_path: Path) -> None:
+    from cep.lang.streams import check_sources
+
+    reader = "rule b\n  from s, auht\n  pattern begin x\n  emit { }\nend\n"
+    paths = [tmp_path / "p.cep", tmp_path / "r.cep"]
+    for p, text in zip(paths, (PRODUCER, reader), strict=True):
+        p.write_text(text, encoding="utf-8")
+    files, _ = load_rules(paths)
+    [diag] = check_sources(files, ["auth"])
+    assert (Path(diag.file).name, diag.span.line, diag.span.col) == ("r.cep", 2, 3)
+    assert diag.message == ("rule `b` reads `auht`, which is neither a source of the config "
+                            "(auth) nor a stream a rule emits to")
+    assert diag.hint == "did you mean `auth`?"
+    assert check_sources(files, ["auth", "auht"]) == []
