@@ -70,3 +70,18 @@ def test_plans_that_could_split_a_key_are_refused(tmp_path: Path, text: str,
     with pytest.raises(ConfigError, match="derived streams need") as err:
         plan_rules([SOURCE], _rules(tmp_path, text), "g")
     assert reason in str(err.value)
+
+
+def test_an_alias_across_fields_runs_when_the_partition_key_is_grouped_too(
+        tmp_path: Path) -> None:
+    """Sigma's form of `group-by: [host, ip]` with `ip` naming `dst` for one rule and `src`
+    for the other, on a topic partitioned by host: every record of one (host, ip) is made in
+    the task of that host."""
+    text = (_producer("a", "host, dst", "host: e.host, ip: e.dst")
+            + _producer("b", "host, src", "host: e.host, ip: e.src")
+            + _reader("data.host, data.ip"))
+    by_host = SourceConfig("auth", "kafka", topic="auth", partition_key=("host",))
+    plan = plan_rules([by_host], _rules(tmp_path, text), "g")
+    assert [r.name for r in plan.direct] == ["a", "b", "reader"]
+    with pytest.raises(ConfigError, match="whose producers run in different tasks"):
+        plan_rules([SOURCE], _rules(tmp_path, text), "g")  # (by user: each by its key)
