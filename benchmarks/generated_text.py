@@ -10,9 +10,13 @@ C line scanner's program of :mod:`cep.operator.prescan` (slots, gates, index).  
 trees over the same files and ``diff`` the outputs: a change that should not alter generated
 code must leave them equal.
 
+``--defer`` loads the rules as ``cep run`` does (``defer=True``: each function generated on
+first use, here when its source is read): its output must equal the eager one's.
+
 Usage, from the root of the tree to measure::
 
-    python ../wt/benchmarks/generated_text.py rules examples ../shared/peers/patterns.cep > out.txt
+    python ../wt/benchmarks/generated_text.py [--defer] rules examples \
+        ../shared/peers/patterns.cep > out.txt
 """
 
 from __future__ import annotations
@@ -54,9 +58,9 @@ def _loop_text(rules: list[Any], source: str, index: RuleIndex | None) -> str:
     return "".join(seen)
 
 
-def dump(path: Path) -> str:
-    """The generated text of one rule file."""
-    rs = load_rule_set([str(path)])
+def dump(path: Path, defer: bool = False) -> str:
+    """The generated text of one rule file (``defer``: loaded with ``defer=True``)."""
+    rs = load_rule_set([str(path)], defer=True) if defer else load_rule_set([str(path)])
     out = [f"### {path.name}: {len(rs.rules)} rules, ok={rs.ok}"]
     for rule in rs.rules:
         out.append(f"## rule {rule.name}")
@@ -94,8 +98,10 @@ def dump(path: Path) -> str:
 
 
 def main() -> None:
-    for path in _files(sys.argv[1:]):
-        print(dump(path))
+    args = sys.argv[1:]
+    defer = "--defer" in args
+    for path in _files([a for a in args if a != "--defer"]):
+        print(dump(path, defer))
 
 
 if __name__ == "__main__":

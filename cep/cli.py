@@ -117,8 +117,8 @@ def _load(paths: list[str], quiet_warnings: bool = False,
           defer: bool = False) -> RuleSet:
     """Load (Sigma files through ``sigma_pipelines``), print the diagnostics (with
     ``more``'s, computed from the loaded set; with ``strict``, warnings become errors).
-    ``defer``: for commands that run the rules, conditions are compiled by Python on first
-    use (:func:`cep.app.rules.load_rule_set`)."""
+    ``defer``: for commands that run the rules, conditions, header filters and emits are
+    generated and compiled on first use (:func:`cep.app.rules.load_rule_set`)."""
     for p in paths:
         if not Path(p).exists():
             raise _fail(f"no such rule file or directory: {p}")

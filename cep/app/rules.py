@@ -55,14 +55,14 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
     A rule that passes the checks but fails to compile is reported as an error at its name
     (no exception): callers such as the hot reload then keep the rules they run.
 
-    ``defer`` (for running, not for checking): Python's ``compile()`` of each rule's
-    conditions waits for their first call (``build_rule(defer=True)``,
+    ``defer`` (for running, not for checking): the code of each rule's conditions, header
+    filter and emits is generated and compiled on its first use (``build_rule(defer=True)``,
     :mod:`cep.compiler.deferred`), so rules no event is ever a candidate for cost little.
-    Every rule is still built and every diagnostic above still reported now; only Python
-    failing on a generated source (which ``cep check``, compiling eagerly, reports) would
-    show later, as a logged error that disables the condition.  The Sigma files'
-    compiled-file cache is then written by a detached process while the run goes on
-    (:func:`cep.sigma.parallel.run_behind`).
+    Every rule is still built and every diagnostic above still reported now; only the
+    generator or Python failing on a deferred function (which ``cep check``, building
+    eagerly, reports) would show later, as a logged error that disables the function.  The
+    Sigma files' compiled-file cache is then written by a detached process while the run
+    goes on (:func:`cep.sigma.parallel.run_behind`).
     """
     files, diags = load_rules([p for p in paths if not is_sigma_path(p)])
     sig_files = sigma_files(paths)

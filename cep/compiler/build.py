@@ -108,19 +108,25 @@ def build_rule(rule: ast.Rule, path: str = "",
     ``on timeout emit``, whose timed-out partial matches are all reported); ``False`` runs
     Flink's algorithm unchanged (differential tests).
 
-    ``defer``: Python's ``compile()`` of the stage conditions and the header filter waits
-    for their first call (:mod:`cep.compiler.deferred`): a rule the rule index never offers
-    an event costs no compilation.  Everything else is built now, by the same code, and
-    every error above is still raised now; only Python failing to compile a generated
-    source (nesting too deep; ``defer=False`` raises it as a ``CompileError``) would show at
-    that first call, where it is logged and the condition disabled."""
+    ``defer`` (for a checked rule): the generation of the code of the stage conditions, the
+    header filter and the emits, and Python's ``compile()`` of it, wait for each function's
+    first use (:mod:`cep.compiler.deferred`): a rule the rule index never offers an event
+    costs no code generation, one that never matches no emit.  Everything else (the
+    automaton, the expression trees the index and the gates read, the rule's text and
+    version) is built now, by the same code, and the errors above that the checker does not
+    already report are still raised now; only the generator or Python failing on a
+    deferred function (an expression the checker rejects; nesting too deep for Python:
+    ``defer=False`` raises it as a ``CompileError``) would show at its first use, where it
+    is logged and the function disabled (a condition never holds, an emit gives no
+    fields)."""
     lists = lists or {}
     scope = StageScope.from_pattern(rule.pattern, lists)
     match_emit, timeout_emit = rule.match_emit, rule.timeout_emit
     labels: dict[int, str] = {}
     nfa = compile_nfa(pattern_spec(rule, lists, labels, defer=defer),
                       prune_cohorts=prune_cohorts and timeout_emit is None)
-    header = (compile_header_filter(rule.where, lists, rule.name if defer else None)
+    owner = rule.name if defer else None
+    header = (compile_header_filter(rule.where, lists, owner)
               if rule.where is not None else None)
     used = sorted(list_names_used(rule, lists)) if lists else []  # (none declared: none used)
     key = compile_key(rule.key_by)
@@ -134,11 +140,12 @@ def build_rule(rule: ast.Rule, path: str = "",
         key_fn=key.fn,
         key_names=key_names(rule.key_by),
         nfa=nfa,
-        emit_fn=compile_emit(match_emit.fields, scope).fn if match_emit else None,
+        emit_fn=compile_emit(match_emit.fields, scope, owner).fn if match_emit else None,
         sink=match_emit.sink if match_emit else "alerts",
         stream=match_emit.stream if match_emit else False,
         carried=carried_keys(rule),
-        timeout_emit_fn=compile_emit(timeout_emit.fields, scope).fn if timeout_emit else None,
+        timeout_emit_fn=(compile_emit(timeout_emit.fields, scope, owner).fn
+                         if timeout_emit else None),
         timeout_sink=timeout_emit.sink if timeout_emit else "alerts",
         file=path,
         line=rule.span.line,

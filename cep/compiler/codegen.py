@@ -80,7 +80,7 @@ from typing import Any, Literal, NamedTuple
 
 from cep.compiler import runtime as rt
 from cep.compiler.deferred import deferred_function
-from cep.compiler.generated import GeneratedCode
+from cep.compiler.generated import GeneratedCode, GeneratedText
 from cep.compiler.matchers import CidrSet, FoldedSet, GlobSet, MatcherError, eq_folded
 from cep.lang import ast
 from cep.lang.lists import ListData
@@ -817,12 +817,8 @@ class _Gen:
 # --------------------------------------------------------------------------- assembly
 
 
-def _build(gen: _Gen, name: str, params: str, body: str, defer: str | None = None
-           ) -> GeneratedCode:
-    """Compile ``def name(params): return body`` (plus the bindings ``body`` needs) with empty
-    builtins and only the runtime helpers and ``gen``'s constants in scope.  ``defer`` (whose
-    function it is, for the log): Python's ``compile()`` waits for the function's first call
-    (:func:`cep.compiler.deferred.deferred_function`; conditions and filters only)."""
+def _text(gen: _Gen, name: str, params: str, body: str) -> GeneratedText:
+    """The text of ``def name(params): return body`` (plus the bindings ``body`` needs)."""
     lines = [f"def {name}({params}):"]
     if gen.mode == "emit" and (gen.uses_data or gen.uses_ev):
         lines.append("    ev = _match_latest(m)")
@@ -831,22 +827,44 @@ def _build(gen: _Gen, name: str, params: str, body: str, defer: str | None = Non
     if gen.prelude:  # (each ``(x := …) or True`` is true: the expression's value follows)
         body = "".join(f"(({n} := {c}) or True) and " for n, c in gen.prelude) + f"({body})"
     lines.append(f"    return {body}")
-    source = "\n".join(lines) + "\n"
-    namespace: dict[str, Any] = {"__builtins__": {}}
-    namespace.update(rt.HELPERS)
-    namespace.update(gen.consts)
     # The same expression as a fragment over the data object ``_d`` alone, for code that
     # inlines several rules' keys and first conditions into one loop (see ``inline_expr``).
     data_only = not gen.iterative and not gen.uses_ev and gen.mode != "emit"
-    if defer is not None:
-        fn, _ = deferred_function(source, name, params, namespace, defer)
-        return GeneratedCode(fn, source, body if data_only else None, dict(gen.consts))
+    return GeneratedText("\n".join(lines) + "\n", body if data_only else None,
+                         dict(gen.consts))
+
+
+def _namespace() -> dict[str, Any]:
+    """The globals of a generated function before its constants: empty builtins and the
+    runtime helpers."""
+    namespace: dict[str, Any] = {"__builtins__": {}}
+    namespace.update(rt.HELPERS)
+    return namespace
+
+
+def _build(text: GeneratedText, name: str) -> GeneratedCode:
+    """Compile ``text`` (its function ``name``) with empty builtins and only the runtime
+    helpers and its constants in scope.
+
+    Raises:
+        CompileError: Python cannot compile it (too complex, too deeply nested)."""
+    namespace = _namespace()
+    namespace.update(text.consts)
     try:
-        code = _compiled(source, name)
+        code = _compiled(text.source, name)
     except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
         raise CompileError("expression is too complex or too deeply nested") from exc
     exec(code, namespace)
-    return GeneratedCode(namespace[name], source, body if data_only else None, dict(gen.consts))
+    return GeneratedCode(namespace[name], text)
+
+
+def _deferred(generate: Callable[[], GeneratedText], name: str, params: str, what: str,
+              text: GeneratedText | None = None) -> GeneratedCode:
+    """The code whose text ``generate`` writes (or ``text``, written already), generated and
+    compiled on first use (:func:`cep.compiler.deferred.deferred_function`; ``what``: whose
+    function it is, for the log)."""
+    fn, body = deferred_function(generate, name, params, _namespace(), what, text)
+    return GeneratedCode(fn, body)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -876,12 +894,13 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str,
         expr: the expression AST.
         stages: the rule's event-bearing stage names.
         label: the expression's text, shown by ``cep explain``.
-        defer: the rule's name when Python's ``compile()`` of the generated source is to
-            wait for the condition's first call (:mod:`cep.compiler.deferred`), and each
-            regex's compilation its first test (:class:`cep.compiler.runtime.Regex`).  The
-            source is generated now, so every error below is still raised now, except an
-            invalid regex: only for a checked rule (the checker, or the Sigma loader, has
-            compiled each pattern with the same engine).
+        defer: the rule's name when the condition's function is to be generated and
+            compiled on its first use (:mod:`cep.compiler.deferred`), and each regex's
+            compilation its first test (:class:`cep.compiler.runtime.Regex`): only for a
+            checked rule (the checker, or the Sigma loader, has compiled each pattern with
+            the same engine), whose expressions the generator accepts.  A condition whose
+            ``iterative`` and ``always`` only generating tells is generated now (only its
+            ``compile()`` waits).
 
     Returns:
         A :class:`~cep.nfa.pattern.Condition` whose ``fn(ev, pm)`` takes the
@@ -892,15 +911,63 @@ def compile_condition(expr: ast.Expr, stages: StageScope, label: str,
         expression is the constant ``true``.
 
     Raises:
-        CompileError: see the module docstring.
+        CompileError: see the module docstring (when deferred: only those found now).
     """
-    gen = _Gen("cond", stages, deferred=defer is not None)
+    guard = eq_guard(expr, stages)
+    if defer is not None and _known_shape(expr, stages):
+        what = f"rule `{defer}`: condition `{label[:200]}`"
+        code = replace(_deferred(lambda: _condition(expr, stages, True)[0], "_cond", "ev, pm",
+                                 what), ast=expr, scope=tuple(stages.names), eq_guard=guard)
+        return Condition(code.fn, label, False, False, code)
+    text, iterative, always = _condition(expr, stages, defer is not None)
+    if defer is not None:  # (its shape is known by generating it: only the compile waits)
+        what = f"rule `{defer}`: condition `{label[:200]}`"
+        code = _deferred(lambda: text, "_cond", "ev, pm", what, text)
+    else:
+        code = _build(text, "_cond")
+    code = replace(code, ast=expr, scope=tuple(stages.names), eq_guard=guard)
+    return Condition(code.fn, label, iterative, always, code)
+
+
+def _condition(expr: ast.Expr, stages: StageScope, deferred: bool
+               ) -> tuple[GeneratedText, bool, bool]:
+    """The text of a condition's function, whether it reads the partial match
+    (``iterative``) and whether it is the constant ``true`` (``always``).
+
+    Raises:
+        CompileError: see the module docstring."""
+    gen = _Gen("cond", stages, deferred=deferred)
     gen.share_lowered(expr)
     body = gen.truth(_expr(gen, expr))
-    what = None if defer is None else f"rule `{defer}`: condition `{label[:200]}`"
-    code = replace(_build(gen, "_cond", "ev, pm", body.code, what), ast=expr,
-                   scope=tuple(stages.names), eq_guard=eq_guard(expr, stages))
-    return Condition(code.fn, label, gen.iterative, body.is_lit and body.lit is True, code)
+    return (_text(gen, "_cond", "ev, pm", body.code), gen.iterative,
+            body.is_lit and body.lit is True)
+
+
+def _known_shape(expr: ast.Expr, stages: StageScope) -> bool:
+    """True when the tree alone tells that the condition's function neither reads the
+    partial match nor is the constant ``true`` (what :func:`_condition` also answers), so
+    that its generation may wait: no stage is named (only a stage name or an aggregate of
+    one makes the generator read the partial match), and the top is an ``and``/``or``
+    (never folded to a constant) or a comparison whose left side reads the event under
+    test (a field, or ``lower``/``upper`` of one), which folds to no constant true: the
+    generator folds a comparison only when its left side is a constant."""
+    if not isinstance(expr, ast.Binary):
+        return False
+    if expr.op not in ("and", "or"):
+        left = expr.left
+        if isinstance(left, ast.Call) and left.func in ("lower", "upper") \
+                and len(left.args) == 1:
+            left = left.args[0]
+        if not isinstance(left, ast.Path) or expr.op not in stages.operators:
+            return False
+    names = stages.names
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Path):
+            if node.parts and node.parts[0] in names:
+                return False
+        elif isinstance(node, ast.Call) and node.func in ast.AGGREGATES:
+            return False
+    return True
 
 
 def eq_guard(expr: ast.Expr, stages: StageScope = EMPTY_SCOPE) -> tuple[str, str] | None:
@@ -940,11 +1007,15 @@ def compile_header_filter(expr: ast.Expr, lists: Mapping[str, ListData] | None =
     Raises:
         CompileError: for aggregates (there is no match yet) and the usual errors.
     """
-    gen = _Gen("filter", StageScope(frozenset(), lists or {}), deferred=defer is not None)
-    body = gen.truth(_expr(gen, expr))
-    what = None if defer is None else f"rule `{defer}`: header filter"
-    return replace(_build(gen, "_filter", "ev", body.code, what), ast=expr,
-                   eq_guard=eq_guard(expr))
+    scope = StageScope(frozenset(), lists or {})
+
+    def generate(deferred: bool) -> GeneratedText:
+        gen = _Gen("filter", scope, deferred=deferred)
+        return _text(gen, "_filter", "ev", gen.truth(_expr(gen, expr)).code)
+
+    code = (_build(generate(False), "_filter") if defer is None else
+            _deferred(lambda: generate(True), "_filter", "ev", f"rule `{defer}`: header filter"))
+    return replace(code, ast=expr, eq_guard=eq_guard(expr))
 
 
 def compile_key(paths: tuple[ast.Path, ...]) -> GeneratedCode:
@@ -978,7 +1049,8 @@ def compile_key(paths: tuple[ast.Path, ...]) -> GeneratedCode:
     key_paths = tuple(
         tuple(p.parts[1:] if len(p.parts) > 1 and p.parts[0] == "this" else p.parts)
         for p in paths)
-    return replace(_build(gen, "_key", "_d", body), key_paths=key_paths)  # type: ignore[arg-type]
+    return replace(_build(_text(gen, "_key", "_d", body), "_key"),
+                   key_paths=key_paths)  # type: ignore[arg-type]
 
 
 def key_names(paths: tuple[ast.Path, ...]) -> tuple[str, ...]:
@@ -992,17 +1064,31 @@ def key_names(paths: tuple[ast.Path, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def compile_emit(fields: Sequence[tuple[str, ast.Expr]], stages: StageScope) -> GeneratedCode:
+def compile_emit(fields: Sequence[tuple[str, ast.Expr]], stages: StageScope,
+                 defer: str | None = None) -> GeneratedCode:
     """Compile an ``emit { name: expr, … }`` block to ``code.fn(match) -> dict``.
 
     ``match`` is the full match map ``{stage: [events oldest first]}``.  ``NAME.f`` reads the
     stage's first event, aggregates all its events, bare fields and ``ts`` the match's latest
     event.  Values are JSON-serialisable (see :func:`cep.compiler.runtime.to_json`); keys keep
-    the order written.
+    the order written.  ``defer``: the rule's name when the function is to be generated and
+    compiled on its first call (a rule's first match; :mod:`cep.compiler.deferred`): only
+    for a checked rule, whose emit the generator accepts.
 
     Raises:
-        CompileError: see the module docstring.
+        CompileError: see the module docstring (not when deferred).
     """
+    if defer is not None:
+        return _deferred(lambda: _emit_text(fields, stages), "_emit", "m",
+                         f"rule `{defer}`: emit")
+    return _build(_emit_text(fields, stages), "_emit")
+
+
+def _emit_text(fields: Sequence[tuple[str, ast.Expr]], stages: StageScope) -> GeneratedText:
+    """The text of an emit's function (:func:`compile_emit`).
+
+    Raises:
+        CompileError: see the module docstring."""
     gen = _Gen("emit", stages)
     entries = []
     for name, expr in fields:
@@ -1016,8 +1102,7 @@ def compile_emit(fields: Sequence[tuple[str, ast.Expr]], stages: StageScope) -> 
         else:
             value = _expr(gen, expr)
         entries.append(f"{gen.name(name, ast.NOWHERE)}: _json({value.code})")
-    body = "{" + ", ".join(entries) + "}"
-    return _build(gen, "_emit", "m", body)
+    return _text(gen, "_emit", "m", "{" + ", ".join(entries) + "}")
 
 
 def inline_expr(code: GeneratedCode | None, prefix: str

@@ -15,12 +15,41 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from cep.lang import ast
 from cep.nfa.model import EdgeCond
 
-__all__ = ["GeneratedCode", "code_of"]
+__all__ = ["GeneratedCode", "GeneratedText", "PendingText", "code_of"]
+
+
+class GeneratedText(NamedTuple):
+    """What generating one function writes.
+
+    Attributes:
+        source: the Python module source (``def name(params): return …``).
+        data_expr: its body as one expression over the data object ``_d`` alone, when it
+            reads nothing else (no ``ts``, no stage, not an emit); ``None`` otherwise.
+        consts: the constants the source refers to (``_c…`` names → values).
+    """
+
+    source: str
+    data_expr: str | None
+    consts: Mapping[str, Any]
+
+
+class PendingText(Protocol):
+    """A function's text not generated yet (:class:`cep.compiler.deferred.DeferredBody`):
+    :meth:`text` generates it once (thread-safe) and returns it every time after."""
+
+    def text(self) -> GeneratedText:
+        """The generated text (generated now when not yet)."""
+        ...
+
+    @property
+    def pending(self) -> bool:
+        """True until the text has been generated."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,10 +59,9 @@ class GeneratedCode:
     Attributes:
         fn: the function (``fn(ev, pm)`` for a condition, ``fn(ev)`` for a header filter,
             ``fn(data)`` for a key, ``fn(match)`` for an emit).
-        source: the Python source it was compiled from.
-        data_expr: its body as one expression over the data object ``_d`` alone, when it
-            reads nothing else (no ``ts``, no stage, not an emit); ``None`` otherwise.
-        consts: the constants the source refers to (``_c…`` names → values).
+        body: its :class:`GeneratedText`, or (a rule built with ``defer``) the
+            :class:`PendingText` that generates it on first need: its first call, or the
+            first read of :attr:`source`, :attr:`data_expr` or :attr:`consts`.
         ast: the expression it was compiled from (conditions and header filters).
         scope: the stage names in scope (conditions).
         eq_guard: ``(field, text)`` when it can only hold for an event whose top-level
@@ -42,13 +70,38 @@ class GeneratedCode:
     """
 
     fn: Callable[..., Any]
-    source: str
-    data_expr: str | None
-    consts: Mapping[str, Any]
+    body: GeneratedText | PendingText
     ast: ast.Expr | None = None
     scope: tuple[str, ...] = ()
     eq_guard: tuple[str, str] | None = None
     key_paths: tuple[tuple[str, ...], ...] | None = None
+
+    @property
+    def text(self) -> GeneratedText:
+        """The generated text (generated now when it was deferred and not yet)."""
+        body = self.body
+        return body if isinstance(body, GeneratedText) else body.text()
+
+    @property
+    def pending(self) -> bool:
+        """True while the text is deferred and not generated yet."""
+        body = self.body
+        return not isinstance(body, GeneratedText) and body.pending
+
+    @property
+    def source(self) -> str:
+        """The Python source the function is compiled from."""
+        return self.text.source
+
+    @property
+    def data_expr(self) -> str | None:
+        """See :attr:`GeneratedText.data_expr`."""
+        return self.text.data_expr
+
+    @property
+    def consts(self) -> Mapping[str, Any]:
+        """See :attr:`GeneratedText.consts`."""
+        return self.text.consts
 
 
 def code_of(edge: EdgeCond) -> GeneratedCode | None:
