@@ -161,6 +161,8 @@ def check(flags: CheckFlags) -> None:
         more = file_checks(flags.schema or (cfg.rules.schema if cfg is not None else None))
     except CepError as exc:
         raise _fail(str(exc), exc.exit_code) from None
+    if cfg is not None and cfg.sources:
+        more = _with_sources(more, list(cfg.sources))
     rs = _load(paths, more=more, strict=flags.strict,
                sigma_pipelines=_pipelines(list(flags.sigma_pipelines), cfg))
     n_files, n_warn = len(rs.files), len(rs.diagnostics) - len(rs.errors)
@@ -172,6 +174,15 @@ def check(flags: CheckFlags) -> None:
                f"{n_warn} warning(s)")
     if cfg is not None and cfg.kafka is not None and cfg.kafka_sources:
         _print_plan(cfg, rs.rules)
+
+
+def _with_sources(more: "Callable[[RuleSet], list[Diagnostic]]", inputs: list[str]
+                  ) -> "Callable[[RuleSet], list[Diagnostic]]":
+    """``more`` and the check that every ``from`` names a source of the config or a derived
+    stream (:func:`cep.lang.streams.check_sources`)."""
+    from cep.lang.streams import check_sources
+
+    return lambda rs: more(rs) + check_sources(rs.files, inputs)
 
 
 def _print_plan(cfg: "Config", rules: list["CompiledRule"]) -> None:

@@ -11,6 +11,10 @@ keyed by the same fields, in any order, share it; an unkeyed rule has one global
 ``blake2b(canonical JSON of the key values, in sorted field order) mod N`` — deterministic
 across processes and runs, unlike Python's ``hash()``.
 
+A rule that reads derived streams (``from NAME`` of an ``emit to stream NAME``) runs in the
+tasks of the rules producing them, and only when its key carries theirs
+(:mod:`cep.app.kafka_streams`).
+
 Pure: no I/O, no asyncio.  :func:`plan_rules` raises :class:`~cep.errors.ConfigError` for a
 rule that cannot be served (it needs repartitioning and ``[kafka] repartition = false``).
 """
@@ -25,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from cep.app.kafka_streams import Part, place_reader, stream_readers
 from cep.compiler.compiled import CompiledRule
 from cep.config import SourceConfig
 from cep.errors import ConfigError
@@ -125,12 +130,19 @@ def plan_rules(sources: list[SourceConfig], rules: list[CompiledRule], group_id:
     direct: list[CompiledRule] = []
     shuffled: list[tuple[CompiledRule, tuple[str, ...], list[str]]] = []
     refused: list[str] = []
+    producers, readers = stream_readers(rules)
+    reading = {r.name for r in readers}
+    parts: dict[str, Part] = {}  # (rule → the key fields deciding its task, for readers)
     for rule in rules:
+        if rule.name in reading:
+            continue  # (placed with the producers of its streams, below)
         key = tuple(rule.key_names)
         read = [n for n in (sorted(by_name) if rule.sources is None else sorted(rule.sources))
                 if n in by_name]
         unserved = [n for n in read if not _co_partitioned(by_name[n], key)]
         if not unserved:
+            pks = {tuple(by_name[n].partition_key or ()) for n in read}
+            parts[rule.name] = pks.pop() if len(pks) == 1 else () if not pks else None
             direct.append(rule)
             why = ("its sources are keyed by " + "; ".join(
                 f"{n}: {', '.join(by_name[n].partition_key or ())}" for n in read)
@@ -152,12 +164,46 @@ def plan_rules(sources: list[SourceConfig], rules: list[CompiledRule], group_id:
         sh = shuffles.setdefault(skey, Shuffle(topics[skey], skey))
         sh.rules.append(rule)
         sh.sources.update(read)
+        parts[rule.name] = skey
         why = "; ".join(f"{n}: {_keyed(by_name[n])}" for n in read
                         if not _co_partitioned(by_name[n], key))
         routes.append(Route(rule.name, key, sh.topic, why))
+    if readers:
+        _place_readers(readers, producers, routes, direct, shuffles, parts)
     order = {r.name: i for i, r in enumerate(rules)}
     routes.sort(key=lambda r: order[r.rule])
     return KafkaPlan(routes, sorted(shuffles.values(), key=lambda s: s.topic), direct)
+
+
+def _place_readers(readers: list[CompiledRule], producers: dict[str, list[CompiledRule]],
+                   routes: list[Route], direct: list[CompiledRule],
+                   shuffles: dict[tuple[str, ...], Shuffle], parts: dict[str, Part]) -> None:
+    """Add the rules reading derived streams to the tasks of their producers
+    (:mod:`cep.app.kafka_streams`), each after the rules it reads; raises
+    :class:`ConfigError` with every reason a reader cannot be placed."""
+    placed = {r.rule: (r.topic, parts[r.rule]) for r in routes}
+    by_topic = {sh.topic: sh for sh in shuffles.values()}
+    pending, refused = list(readers), []
+    while pending:
+        left = []
+        for rule in pending:
+            at = place_reader(rule, producers, placed)
+            if at is None:
+                left.append(rule)
+            elif at.refused is not None:
+                refused.append(at.refused)
+                placed[rule.name] = (None, None)
+            else:
+                placed[rule.name] = (at.topic, at.part)
+                (direct if at.topic is None else by_topic[at.topic].rules).append(rule)
+                routes.append(Route(rule.name, tuple(rule.key_names), at.topic, at.reason))
+        if len(left) == len(pending):
+            refused += [f"rule {r.name} reads derived streams in a cycle" for r in left]
+            break
+        pending = left
+    if refused:
+        raise ConfigError("derived streams need their producers and readers in one task: "
+                          + "; ".join(refused))
 
 
 def _co_partitioned(source: SourceConfig, key: tuple[str, ...]) -> bool:

@@ -14,6 +14,7 @@ from cep.compiler.codegen import (
     key_names,
 )
 from cep.compiler.compiled import CompiledRule
+from cep.compiler.stream_keys import carried_keys
 from cep.compiler.window_spec import members_condition, suppress_spec, window_spec
 from cep.lang import ast
 from cep.lang.format import format_expr, format_list_decl, rule_texts
@@ -141,6 +142,8 @@ def build_rule(rule: ast.Rule, path: str = "",
         nfa=nfa,
         emit_fn=compile_emit(match_emit.fields, scope, owner).fn if match_emit else None,
         sink=match_emit.sink if match_emit else "alerts",
+        stream=match_emit.stream if match_emit else False,
+        carried=carried_keys(rule),
         timeout_emit_fn=(compile_emit(timeout_emit.fields, scope, owner).fn
                          if timeout_emit else None),
         timeout_sink=timeout_emit.sink if timeout_emit else "alerts",

@@ -47,6 +47,10 @@ class CompiledRule:
         window: the sliding window of a ``having`` / ``all of`` rule, which decides which of
             the automaton's one-event matches become alerts (``None``: every match does).
         suppress: ``suppress for`` (``None``: every alert is emitted).
+        stream: whether ``sink`` is a derived stream (``emit to stream``): each match record
+            is then an event of that stream for the rules reading it, not an output.
+        carried: ``(data field, key name)`` pairs of such a rule: the fields of its records
+            that hold its key's values (:func:`~cep.compiler.stream_keys.carried_keys`).
     """
 
     name: str
@@ -73,6 +77,8 @@ class CompiledRule:
     window: WindowSpec | None = None
     suppress: SuppressSpec | None = None
     lists: tuple[tuple[str, ListData], ...] = ()
+    stream: bool = False
+    carried: tuple[tuple[str, str], ...] = ()
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -21,8 +21,9 @@ def _kind(state: State) -> str:
 
 def explain_text(rule: CompiledRule) -> str:
     """States in order (start first) with their edges: ``take``/``ignore``/``proceed``, target
-    and guard.  Also the pattern window, skip strategy, key and rule version; the window of
-    ``having`` / ``all of`` and ``suppress for`` where the rule has them."""
+    and guard.  Also the pattern window, skip strategy, key and rule version; the sources it
+    reads, the window of ``having`` / ``all of``, ``suppress for`` and the derived stream it
+    emits to where the rule has them."""
     nfa = rule.nfa
     lines = [
         f"rule {rule.name}  (version {rule.version}, severity {rule.severity})",
@@ -43,6 +44,11 @@ def explain_text(rule: CompiledRule) -> str:
     if sup is not None:
         lines.insert(-1, f"  suppress: {sup.period_ms} ms per "
                      + (", ".join(sup.names) if sup.names else "key"))
+    if rule.sources is not None:
+        lines.insert(1, "  from: " + ", ".join(sorted(rule.sources)))
+    if rule.stream:
+        lines.insert(-1, f"  matches: events of the derived stream {rule.sink}, for the rules "
+                         "reading it")
     lines.append("")
     for st in nfa.states:
         lines.append(f"  state {st.name}  [{_kind(st)}]")

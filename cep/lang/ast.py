@@ -258,7 +258,10 @@ class Skip:
 
 @dataclass(frozen=True)
 class Emit:
-    """``emit [to SINK] { name: expr, … }`` or, with ``on_timeout``, ``on timeout emit …``."""
+    """``emit [to SINK] { name: expr, … }`` or, with ``on_timeout``, ``on timeout emit …``;
+    ``emit to stream NAME { … }`` (``stream`` true, ``sink`` the stream's name) makes each
+    alert record an event of the internal stream ``NAME``, which rules read with ``from NAME``
+    (docs/rule-language.md, *Derived streams*)."""
 
     fields: tuple[tuple[str, Expr], ...]
     sink: str = "alerts"
@@ -266,6 +269,7 @@ class Emit:
     span: Span = field(default=NOWHERE, compare=False)
     field_spans: tuple[Span, ...] = field(default=(), compare=False)
     """Where each field's name was written (parallel to ``fields``; empty when built by hand)."""
+    stream: bool = False
 
 
 @dataclass(frozen=True)

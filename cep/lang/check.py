@@ -42,6 +42,7 @@ from cep.lang.limits import MAX_EXPR_DEPTH, MAX_PATTERN_STEPS, MAX_TIMES
 from cep.lang.lists import check_declarations
 from cep.lang.operators import OPERATORS, Kind, Lowering, OperatorTable
 from cep.lang.references import check_references
+from cep.lang.streams import check_streams
 from cep.lang.suggest import did_you_mean
 from cep.lang.window_check import check_window_clauses
 
@@ -735,8 +736,10 @@ def check_rule_file(rf: RuleFile) -> list[Diagnostic]:
 
 def check_rule_set(files: Iterable[RuleFile]) -> list[Diagnostic]:
     """Rule names must be unique across files: one error per rule whose name an earlier file
-    already used (duplicates inside one file are :func:`check_rule_file`'s)."""
-    out: list[Diagnostic] = []
+    already used (duplicates inside one file are :func:`check_rule_file`'s); and the derived
+    streams' checks (:func:`cep.lang.streams.check_streams`)."""
+    files = list(files)
+    out: list[Diagnostic] = check_streams(files)
     owner: dict[str, tuple[str, Rule]] = {}
     for rf in files:
         local: dict[str, Rule] = {}

@@ -221,7 +221,9 @@ def _field_name(name: str) -> str:
 
 def _emit(emit: Emit) -> list[str]:
     keyword = "on timeout emit" if emit.on_timeout else "emit"
-    if emit.sink != "alerts":
+    if emit.stream:
+        keyword += f" to stream {emit.sink}"
+    elif emit.sink != "alerts":
         keyword += f" to {emit.sink}"
     if not emit.fields:
         return [f"  {keyword} {{}}"]

@@ -457,10 +457,12 @@ class _Builder(Transformer_NonRecursive[Token, list[Rule | ListDecl]]):
 
     def emit(self, meta: Meta, ch: list[Any]) -> Emit:
         sink = str(ch[2]) if len(ch) == 4 else "alerts"
+        stream = len(ch) == 4 and getattr(ch[1], "type", "") == "TO_STREAM"
         body = ch[-1]
         assert isinstance(body, tuple)
         return Emit(tuple((name, expr) for name, expr, _ in body), sink=sink, on_timeout=False,
-                    span=_meta_span(meta), field_spans=tuple(span for _, _, span in body))
+                    span=_meta_span(meta), field_spans=tuple(span for _, _, span in body),
+                    stream=stream)
 
     def timeout_emit(self, meta: Meta, ch: list[Any]) -> Emit:
         return replace(self.emit(meta, ch), on_timeout=True)

@@ -45,6 +45,7 @@ from cep.compiler.compiled import CompiledRule
 from cep.event import MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, Event
 from cep.jsontext import encode_json
 from cep.operator.alerting import ALERTING_STATS
+from cep.operator.derived import DerivedStreams
 from cep.operator.eviction import EvictionLog
 from cep.operator.fastpath import Scanner, build_scanner
 from cep.operator.key_store import HOLD_AFTER, Emit, HeldKeys, RuleState, StepContext
@@ -148,6 +149,9 @@ class CepOperator:
         # is below it; -inf after timers were set from outside (state_changed)
         self.context = StepContext(emit, max_partial_matches_per_key, EvictionLog(log),
                                    self._retire)
+        self._readers: tuple[list[RuleState], dict[str, list[RuleState]]] | None = None
+        self.derived = DerivedStreams(self._to_readers, self._is_stream)
+        self.context.derive = self.derived.derive
         self.rules = [self.rule_state(r) for r in rules]
         self.watermarks = WatermarkTracker(inputs or {"input": 0})
         self._inorder: deque[Event] = deque()
@@ -585,6 +589,32 @@ class CepOperator:
         rule's ``key_fn``; ``starts``: the caller knows the first stage takes it):
         :meth:`~cep.operator.key_store.RuleState.offer`."""
         rs.offer(ev, key, starts)
+
+    # ------------------------------------------------------------------ derived streams
+
+    def stream_readers(self) -> dict[str, list[RuleState]]:
+        """Each derived stream of the current rule list (``emit to stream``) → the rule
+        states that read it, in rule order (made again when the list is rebound)."""
+        cached = self._readers
+        if cached is None or cached[0] is not self.rules:
+            rules = self.rules
+            streams = {rs.rule.sink for rs in rules if rs.rule.stream}
+            readers: dict[str, list[RuleState]] = {s: [] for s in streams}
+            for rs in rules:
+                for src in rs.rule.sources or ():
+                    if src in readers:
+                        readers[src].append(rs)
+            cached = self._readers = (rules, readers)
+        return cached[1]
+
+    def _is_stream(self, source: str) -> bool:
+        return source in self.stream_readers()
+
+    def _to_readers(self, stream: str, ev: Event) -> None:
+        """A derived event (:mod:`cep.operator.derived`) to the rules reading its stream."""
+        dispatch_one = self.dispatch_one
+        for rs in self.stream_readers().get(stream, ()):
+            dispatch_one(rs, ev)
 
     # ------------------------------------------------------------------ rule versions
 

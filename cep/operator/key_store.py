@@ -152,6 +152,9 @@ class StepContext:
         next_due: a lower bound (ms) of every rule state's earliest timer deadline: a step
             that schedules an earlier timer lowers it; the operator raises it when it has
             looked at every rule's timers.
+        derive: ``derive(stream, record, origin)`` for the match records of a rule that
+            emits to a derived stream (:mod:`cep.operator.derived`); ``None``: the operator
+            runs no such rule.
 
     ``retire`` (a bound method of the operator) is called, through :meth:`retire`, with a
     draining version once its last key is gone.  It is held weakly: the operator holds its
@@ -160,7 +163,8 @@ class StepContext:
     all of its keyed state) instead of as soon as it is dropped.
     """
 
-    __slots__ = ("emit", "cap", "eviction_log", "holding", "hold_at", "next_due", "_retire")
+    __slots__ = ("emit", "cap", "eviction_log", "holding", "hold_at", "next_due", "_retire",
+                 "derive")
 
     def __init__(self, emit: Emit, cap: int, eviction_log: EvictionLog,
                  retire: Callable[[RuleState], None]) -> None:
@@ -171,6 +175,7 @@ class StepContext:
         self.hold_at = HOLD_AFTER
         self.next_due: float = _INF
         self._retire = weakref.WeakMethod(retire)  # type: ignore[arg-type]
+        self.derive: Callable[[str, dict[str, Any], Event], None] | None = None
 
     def retire(self, rs: RuleState) -> None:
         """Tell the operator that the draining version ``rs`` holds no key any more."""
@@ -613,6 +618,11 @@ class RuleState:
         assert rec is not None
         if evicted:
             rec["evicted_partial_matches"] = evicted
+        if self.rule.stream:
+            derive = self.ctx.derive
+            assert derive is not None  # (the operator sets it up for every rule set)
+            derive(self.alerts.sink, rec, node.event.plain())
+            return
         self.ctx.emit(self.alerts.sink, rec)
 
     def _evict(self, key: Hashable, ks: KeyState, over: int) -> None:

@@ -20,10 +20,10 @@ temporal_ordered   ``pattern begin r1 where R1 followed by r2 where R2 … withi
 ending at it (docs/rule-language.md); which condition operators each type accepts, and why
 the others are refused, is :func:`having_condition` (docs/sigma.md, *Correlation rules*).
 
-A referenced rule that is itself a correlation (a chain) is refused: the engine's rules read
-events, not other rules' alerts.  A field alias is replaced by the field it names when it
-names the same field for every referenced rule, and refused otherwise: an event is keyed
-before any rule's condition is tested, so its key cannot depend on which rule it matched.
+A field alias is replaced by the field it names when it names the same field for every
+referenced rule.  Chains (a referenced rule that is a correlation) and aliases naming
+different fields for different rules are compiled onto derived streams by
+:mod:`cep.sigma.chain`, which calls this module for everything else.
 A condition may be a range (``gt: 100`` with ``lte: 200``), as the specification allows and
 pySigma does not parse (:func:`take_range_criteria`).
 """

@@ -45,7 +45,8 @@ from cep.sigma.cache import (
     read_bundle,
     write_bundle,
 )
-from cep.sigma.correlation import ReferencedRule, take_range_criteria, to_correlation_rule
+from cep.sigma.chain import CorrelationOutput, compile_correlation, correlation_order
+from cep.sigma.correlation import ReferencedRule, take_range_criteria
 from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
 from cep.sigma.parallel import map_forked, run_behind, worker_count
@@ -183,7 +184,7 @@ def _standalone(path: Path, text: str, pipeline: ProcessingPipeline | None
         return None
     part = SigmaLoad()
     rules = compile_collection(path, coll, pipeline, set(), part)
-    if not all(r.name == rule_name(path.stem, part.sources[r.name]) for r in rules):
+    if not all(_own_name(path, r.name, part) for r in rules):
         return None
     return CompiledSigmaFile(ast.RuleFile(str(path), text, tuple(rules)),
                              tuple(part.diagnostics), tuple(part.rejected.items()))
@@ -221,7 +222,7 @@ def _load_file(path: Path, text: str, pipeline: ProcessingPipeline | None, key: 
     out.diagnostics += part.diagnostics
     out.sources.update(part.sources)
     out.rejected.update(part.rejected)
-    own_names = all(r.name == rule_name(path.stem, part.sources[r.name]) for r in rules)
+    own_names = all(_own_name(path, r.name, part) for r in rules)
     if key is not None and own_names:
         kept[key] = CompiledSigmaFile(rf, tuple(part.diagnostics), tuple(part.rejected.items()))
 
@@ -263,9 +264,11 @@ def compile_collection(path: Path, coll: SigmaCollection,
             out.sources[name] = sr
     for bad, reason in unresolved:
         left_out(bad, reason)
-    for cr in coll.rules:
-        if not isinstance(cr, SigmaCorrelationRule):
-            continue
+    corrs = [cr for cr in coll.rules if isinstance(cr, SigmaCorrelationRule)]
+    read = {id(getattr(r, "rule", None)) for cr in corrs
+            for r in (cr.referenced_rules or cr.rules or [])}
+    outputs: dict[int, CorrelationOutput] = {}
+    for cr in correlation_order(corrs):
         name = _unique(rule_name(path.stem, cr), cr, used)
         try:
             processed_cr = cr
@@ -273,16 +276,19 @@ def compile_collection(path: Path, coll: SigmaCollection,
                 processed_cr = copy.deepcopy(cr)
                 pipeline.apply(processed_cr)
             cond = processed_cr.condition
-            rule = to_correlation_rule(
-                cr, name, detections, processed_cr.group_by,
+            made = compile_correlation(
+                cr, name, detections, outputs, processed_cr.group_by,
                 cond.fieldref if isinstance(cond, SigmaCorrelationCondition) else None,
-                processed_cr.aliases)
+                processed_cr.aliases, read_by_others=id(cr) in read)
         except (UnsupportedSigma, SigmaError) as exc:
             left_out(cr, str(exc))
             continue
-        used.add(name)
-        rules.append(_at(rule, cr))
-        out.sources[name] = cr
+        if made.output is not None:
+            outputs[id(cr)] = made.output
+        for rule in made.rules:
+            used.add(rule.name)
+            rules.append(_at(rule, cr))
+            out.sources[rule.name] = cr
     return rules
 
 
@@ -320,6 +326,14 @@ def _resolve_references(coll: SigmaCollection) -> list[tuple[SigmaCorrelationRul
         coll.rules = [r for r in coll.rules if not isinstance(r, SigmaCorrelationRule)]
         bad += [(r, str(exc)) for r in rest]
     return bad
+
+
+def _own_name(path: Path, name: str, part: SigmaLoad) -> bool:
+    """Whether engine rule ``name`` of ``path`` has the name it gets in any load: its Sigma
+    rule's own (:func:`rule_name`), or one made from it (``<own>__…``: a correlation's
+    feeders and stream form, :mod:`cep.sigma.chain`)."""
+    own = rule_name(path.stem, part.sources[name])
+    return name == own or name.startswith(own + "__")
 
 
 def _unique(name: str, sr: SigmaRule | SigmaCorrelationRule, used: set[str]) -> str:

@@ -43,6 +43,7 @@ class KilledRun:
     got: list[dict[str, Any]]
     expected: list[dict[str, Any]]
     seed: int
+    topic: str = ""
 
 
 def sigkilled_run(tmp_path: Path, rules: str) -> KilledRun:
@@ -77,7 +78,7 @@ def sigkilled_run(tmp_path: Path, rules: str) -> KilledRun:
     got = [orjson.loads(m.value) for m in run(read_all(alerts, committed=True))]
     dupes = [i for i, n in Counter(r["alert_id"] for r in got).items() if n > 1]
     assert not dupes, f"{len(dupes)} duplicated alerts (seed {seed})"
-    return KilledRun(got, run(expected_alerts(topic, [rules])), seed)
+    return KilledRun(got, run(expected_alerts(topic, [rules])), seed, topic)
 
 
 def test_windows_and_suppression_survive_sigkill_exactly_once(tmp_path: Path) -> None:

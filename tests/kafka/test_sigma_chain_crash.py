@@ -1,0 +1,59 @@
+"""Chained Sigma correlations under SIGKILL against the real broker: the inner correlations'
+alerts are events of derived streams, dispatched in the task that made them (one chain on the
+topic's own partitioning, one through a repartition topic), and a ``cep run`` killed at random
+moments yields exactly the alerts of an uninterrupted run — nothing lost, nothing duplicated
+(the derived records are made again from the replayed events, never stored)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kafka.kafkautil import read_all, run
+from tests.kafka.test_window_crash import sigkilled_run
+
+pytestmark = [pytest.mark.kafka, pytest.mark.shared]
+
+RULES = str(Path(__file__).parent / "rules" / "sigma_chain.yml")
+
+
+async def _one_stream(topic: str) -> list[dict[str, Any]]:
+    """The alerts of one operator over every partition's events in event-time order (ties
+    by partition, offset): what a task keyed by ``ip`` sees of the topic partitioned by
+    user."""
+    from cep.app.rules import load_rule_set
+    from cep.event import Event
+    from cep.io.codecs import DeadLetter, TimeSpec, json_decoder
+    from cep.operator.cep_operator import CepOperator
+
+    decode = json_decoder(TimeSpec())
+    rs = load_rule_set([RULES])
+    out: list[dict[str, Any]] = []
+    events = []
+    for m in await read_all(topic, committed=True):
+        res = decode(m.value)
+        if not isinstance(res, DeadLetter):
+            events.append((res[1], m.partition, m.offset, res[0]))
+    op = CepOperator(rs.rules, lambda sink, rec: out.append(rec), {"all": 0})
+    for seq, (ts, p, off, data) in enumerate(sorted(events, key=lambda e: e[:3]), 1):
+        op.on_event(Event(ts, seq, data, "events", off, p), "all")
+    return out
+
+
+def test_chained_correlations_survive_sigkill_exactly_once(tmp_path: Path) -> None:
+    killed = sigkilled_run(tmp_path, RULES)
+    got, seed = killed.got, killed.seed
+    # (the reference of the user chain is one operator per source partition, the topic's
+    # own partitioning; that of the address chain one operator over the whole topic)
+    expected = [r for r in killed.expected if r["rule"] == "burst_then_refund"]
+    expected += [r for r in run(_one_stream(killed.topic))
+                 if r["rule"] == "address_burst_then_refund"]
+    by_rule = Counter(r["rule"] for r in expected)
+    assert all(by_rule[r] > 20 for r in ("burst_then_refund", "address_burst_then_refund")), \
+        by_rule
+    assert sorted(r["alert_id"] for r in got) == sorted(r["alert_id"] for r in expected), \
+        f"seed {seed}"
+    print(f"\n{dict(by_rule)} alerts after 3 kills, none lost or repeated (seed {seed})")
