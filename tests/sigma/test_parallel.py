@@ -128,14 +128,20 @@ def test_a_failing_worker_only_costs_time() -> None:
     assert got == [n * n for n in jobs]
 
 
-def _pid_and(job: str) -> tuple[int, str]:
-    time.sleep(0.002)  # (each job takes a while: no process takes them all)
+def _pid_once_shared(seen: Path, job: str) -> tuple[int, str]:
+    """``(pid, job)``, once at least two processes have run a job: each notes its pid in
+    ``seen`` and the first waits there for a second, so the work is shared whatever the
+    machine's load (a fast first worker could otherwise take every job)."""
+    (seen / str(os.getpid())).touch()
+    deadline = time.monotonic() + 30
+    while len(os.listdir(seen)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
     return os.getpid(), job
 
 
-def test_results_come_back_in_job_order() -> None:
+def test_results_come_back_in_job_order(tmp_path: Path) -> None:
     jobs = [f"job{n}" for n in range(301)]
-    got = map_forked(_pid_and, jobs, workers=4)
+    got = map_forked(lambda j: _pid_once_shared(tmp_path, j), jobs, workers=4)
     assert [j for _, j in got] == jobs
     assert len({pid for pid, _ in got}) > 1  # (the work was shared)
 
