@@ -5,18 +5,19 @@ Loading SigmaHQ's 2,407 Windows rules cold spends two seconds in PyYAML, pySigma
 independent (a file's engine rules depend on its name, its text and the pipelines only,
 which is also what makes :mod:`cep.sigma.cache` possible), so :func:`map_forked` hands a
 share of them to forked children: a child inherits the loaded modules and the pipeline
-objects as they are (nothing is pickled on the way in), computes its share, and sends back
-one pickle of its results — the same :class:`~cep.sigma.cache.CompiledSigmaFile` values the
-cache keeps — through a pipe; the calling process computes its own share meanwhile.
+objects as they are (nothing is pickled on the way in), takes chunks of files from a queue
+as the calling process does, and sends back each chunk's results — the same
+:class:`~cep.sigma.cache.CompiledSigmaFile` values the cache keeps — through a pipe, which
+the calling process reads between its own chunks.
 
 A fork is taken only where it is safe and worth it: on a POSIX system, from a process that
 runs one thread (a fork copies only the calling thread, and a lock another thread holds
 would stay locked in the child forever), with at least :data:`MIN_PER_WORKER` jobs per
 process.  A child that fails in any way (an exception, a signal, a result that does not
-unpickle) only means that its share is computed in the calling process: the answer is the
-same, only slower.  A child never returns into the caller's code: it leaves with
-``os._exit``, so no ``atexit`` handler, buffered output or temporary file of the parent is
-run or flushed twice.
+unpickle) only means that the jobs whose results did not come are computed in the calling
+process: the answer is the same, only slower.  A child never returns into the caller's
+code: it leaves with ``os._exit``, so no ``atexit`` handler, buffered output or temporary
+file of the parent is run or flushed twice.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 import pickle
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 __all__ = ["MIN_PER_WORKER", "MAX_WORKERS", "map_forked", "run_behind", "worker_count"]
@@ -90,30 +91,35 @@ def map_forked(fn: Callable[[J], R | None], jobs: Sequence[J], workers: int | No
 
     The jobs are cut into chunks of neighbouring jobs whose numbers wait in a pipe: each
     process (the caller too) reads the next number when it is free, so all finish within
-    about one chunk of each other however unequal the jobs.  ``fn``'s results must pickle;
-    a job whose child failed is computed here.  Exceptions of ``fn`` in the caller's jobs
-    propagate."""
+    about one chunk of each other however unequal the jobs.  A child sends each chunk's
+    results as one pickle as soon as it has them, and the caller takes them in between
+    its own chunks, so that little is left to unpickle once the last chunk is done.
+    ``fn``'s results must pickle; a job whose child failed is computed here.  Exceptions
+    of ``fn`` in the caller's jobs propagate."""
     n = max(1, min(workers if workers is not None else worker_count(len(jobs)), len(jobs)))
     if n == 1:
         return [fn(j) for j in jobs]
     size = max(1, -(-len(jobs) // (n * _CHUNKS_PER_WORKER)))
     queue = _chunk_queue(len(jobs), size)
-    children: list[tuple[int, int]] = []  # (pid, read end)
+    children: list[_Results] = []
     for _ in range(1, n):
         read, write = os.pipe()
+        _widen(write)
         pid = os.fork()
         if pid == 0:  # the child: compute, send, leave
             os.close(read)
             _child(fn, jobs, queue, size, write)
         os.close(write)
-        children.append((pid, read))
+        children.append(_Results(pid, read))
     out: list[Any] = [_MISSING] * len(jobs)
-    for i, r in _work(fn, jobs, queue, size):
-        out[i] = r
+    for chunk in _chunks(queue, size, len(jobs)):
+        for i in chunk:
+            out[i] = fn(jobs[i])
+        for child in children:
+            child.take(out, wait=False)
     os.close(queue)
-    for pid, read in children:
-        for i, r in _collect(pid, read):
-            out[i] = r
+    for child in children:
+        child.take(out, wait=True)
     return [fn(jobs[i]) if r is _MISSING else r for i, r in enumerate(out)]
 
 
@@ -123,6 +129,20 @@ taking one costs nothing."""
 
 _MISSING = object()
 _TOKEN = 4  # (bytes per chunk number in the queue: a pipe hands each read its own bytes)
+_LENGTH = 4  # (bytes of a result frame's length: a frame is its length, then one pickle)
+_PIPE_BYTES = 1 << 20
+"""The result pipe's capacity asked for (Linux; the default is 64 KiB): a child seldom
+waits for the caller, busy with its own chunk, to take its results."""
+
+
+def _widen(fd: int) -> None:
+    """Ask for a pipe of :data:`_PIPE_BYTES` (where the system allows; else as it is)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def _chunk_queue(jobs: int, size: int) -> int:
@@ -135,42 +155,78 @@ def _chunk_queue(jobs: int, size: int) -> int:
     return read
 
 
-def _work(fn: Callable[[J], R | None], jobs: Sequence[J], queue: int, size: int
-          ) -> list[tuple[int, R | None]]:
-    """``(job number, result)`` of every chunk this process takes from ``queue``."""
-    done: list[tuple[int, R | None]] = []
+def _chunks(queue: int, size: int, jobs: int) -> Iterator[range]:
+    """The job numbers of each chunk this process takes from ``queue``, one chunk at a
+    time."""
     while len(token := os.read(queue, _TOKEN)) == _TOKEN:
         first = int.from_bytes(token, "little")
-        done += [(i, fn(jobs[i])) for i in range(first, min(first + size, len(jobs)))]
-    return done
+        yield range(first, min(first + size, jobs))
 
 
 def _child(fn: Callable[[J], R | None], jobs: Sequence[J], queue: int, size: int,
            write: int) -> None:
-    """A forked child's whole life: the results of the chunks it takes, one pickle, into
-    ``write``."""
+    """A forked child's whole life: the chunks it takes from ``queue``, each chunk's
+    ``[(job number, result), …]`` sent as one frame into ``write``."""
     status = 1
     try:
-        data = pickle.dumps(_work(fn, jobs, queue, size), protocol=pickle.HIGHEST_PROTOCOL)
         with os.fdopen(write, "wb") as pipe:
-            pipe.write(data)
+            for chunk in _chunks(queue, size, len(jobs)):
+                data = pickle.dumps([(i, fn(jobs[i])) for i in chunk],
+                                    protocol=pickle.HIGHEST_PROTOCOL)
+                pipe.write(len(data).to_bytes(_LENGTH, "little"))
+                pipe.write(data)
+                pipe.flush()
         status = 0
     finally:
         os._exit(status)
 
 
-def _collect(pid: int, read: int) -> list[tuple[int, Any]]:
-    """The ``(job number, result)`` pairs a child sent through ``read``, once it has exited
-    cleanly; none for anything else (its jobs are then computed by the caller)."""
-    with os.fdopen(read, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        return []
-    try:
-        got = pickle.loads(data)
-    except Exception:  # noqa: BLE001 - a damaged answer: compute its jobs here
-        return []
-    if type(got) is not list or not all(type(p) is tuple and len(p) == 2 for p in got):
-        return []
-    return got
+class _Results:
+    """The results a forked child sends: its frames as they come through the pipe ``read``
+    (non-blocking), then, at the end, the rest and its exit.  A frame that does not
+    unpickle, or is not a list of ``(job number, result)``, ends the taking: what came
+    before it stands, the child's other jobs are computed by the caller."""
+
+    def __init__(self, pid: int, read: int) -> None:
+        self.pid = pid
+        self.read = read
+        self.buffer = bytearray()
+        self.broken = False
+        os.set_blocking(read, False)
+
+    def take(self, out: list[Any], *, wait: bool) -> None:
+        """Put the results received so far into ``out`` (by job number); ``wait``: read to
+        the end of the child's output, then reap it."""
+        if wait:
+            os.set_blocking(self.read, True)
+        while True:
+            try:
+                data = os.read(self.read, _PIPE_BYTES)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            self.buffer += data
+        self._frames(out)
+        if wait:
+            os.close(self.read)
+            os.waitpid(self.pid, 0)
+
+    def _frames(self, out: list[Any]) -> None:
+        buf = self.buffer
+        while not self.broken and len(buf) >= _LENGTH:
+            end = _LENGTH + int.from_bytes(buf[:_LENGTH], "little")
+            if len(buf) < end:
+                return
+            try:
+                pairs = pickle.loads(buf[_LENGTH:end])
+            except Exception:  # noqa: BLE001 - a damaged answer: compute its jobs here
+                pairs = None
+            del buf[:end]
+            if type(pairs) is not list or not all(
+                    type(p) is tuple and len(p) == 2 and type(p[0]) is int
+                    and 0 <= p[0] < len(out) for p in pairs):
+                self.broken = True
+                return
+            for i, r in pairs:
+                out[i] = r
