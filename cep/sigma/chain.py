@@ -51,6 +51,7 @@ from cep.sigma.correlation import (
     _replace,
     criteria,
     having_condition,
+    rule_references,
     to_correlation_rule,
 )
 from cep.sigma.detection import UnsupportedSigma
@@ -151,9 +152,7 @@ def _members(corr: SigmaCorrelationRule, group_by: list[str],
              aliases: SigmaCorrelationFieldAliases | None,
              detections: dict[int, ReferencedRule],
              outputs: dict[int, CorrelationOutput]) -> list[_Member]:
-    refs = corr.referenced_rules or corr.rules or []
-    if not refs:
-        raise UnsupportedSigma("a correlation needs the rules it correlates")
+    refs = rule_references(corr)
     out = []
     for ref in refs:
         rule = getattr(ref, "rule", None)

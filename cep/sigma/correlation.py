@@ -329,11 +329,21 @@ def _member_names(refs: list[ReferencedRule]) -> list[str]:
     return out
 
 
-def _references(corr: SigmaCorrelationRule,
-                detections: dict[int, ReferencedRule]) -> list[ReferencedRule]:
+def rule_references(corr: SigmaCorrelationRule) -> list[SigmaRuleReference]:
+    """The references of ``corr`` to the rules it correlates (resolved when the
+    collection's references are).
+
+    Raises:
+        UnsupportedSigma: it names none."""
     refs = corr.referenced_rules or corr.rules or []
     if not refs:
         raise UnsupportedSigma("a correlation needs the rules it correlates")
+    return list(refs)
+
+
+def _references(corr: SigmaCorrelationRule,
+                detections: dict[int, ReferencedRule]) -> list[ReferencedRule]:
+    refs = rule_references(corr)
     out = []
     for ref in refs:
         rule = getattr(ref, "rule", None)

@@ -19,12 +19,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
@@ -35,9 +33,6 @@ from cep.event import Event
 from cep.lang.format import format_rules
 from cep.operator.cep_operator import CepOperator
 from cep.sigma.load import load_sigma
-
-MORDOR = (Path(__file__).resolve().parents[3] / "shared" / "data" / "windows-security-mordor"
-          / "purplesharp_ad_playbook_I_2020-10-22042947.json.gz")
 
 Data = dict[str, Any]
 Pred = Callable[[Data], bool]
@@ -492,18 +487,7 @@ def test_cep_sigma_convert_prints_correlations(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- the mordor capture
 
-def _mordor_ts(d: Data) -> int:
-    return int(datetime.fromisoformat(d["@timestamp"].replace("Z", "+00:00")).timestamp() * 1000)
-
-
-@pytest.fixture(scope="module")
-def mordor() -> list[tuple[int, Data]]:
-    with gzip.open(MORDOR) as fh:
-        datas = [orjson.loads(line) for line in fh]
-    # (the event time is also put in the data, where alerts show it with the events)
-    return sorted(((_mordor_ts(d), {**d, "ts": _mordor_ts(d)}) for d in datas),
-                  key=lambda e: e[0])
-
+# (``mordor``: the capture's events in event-time order, a fixture of conftest.py)
 
 def _host(d: Data) -> Any:
     return d.get("Hostname")

@@ -12,12 +12,10 @@ carrying the inner group-by values.
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -25,13 +23,11 @@ from hypothesis import strategies as st
 from cep.app.rules import load_rule_set
 from cep.lang.format import format_rules
 from cep.sigma.load import load_sigma
-from tests.sigma.test_correlation import (  # (mordor: the capture, a fixture)
-    MORDOR,
+from tests.sigma.test_correlation import (
     Data,
     Pred,
     _docs,
     _left_out,
-    _mordor_ts,
     _run,
     _threshold,
     aggregate_holds,
@@ -292,12 +288,7 @@ def test_chain_reasons_left_out() -> None:
 
 # ---------------------------------------------------------------- the mordor capture
 
-@pytest.fixture(scope="module")
-def mordor() -> list[tuple[int, Data]]:
-    with gzip.open(MORDOR) as fh:
-        datas = [orjson.loads(line) for line in fh]
-    return sorted(((_mordor_ts(d), {**d, "ts": _mordor_ts(d)}) for d in datas),
-                  key=lambda e: e[0])
+# (``mordor``: the capture's events in event-time order, a fixture of conftest.py)
 
 
 @pytest.mark.shared
