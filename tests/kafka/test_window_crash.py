@@ -9,6 +9,7 @@ import os
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,13 @@ class KilledRun:
     topic: str = ""
 
 
-def sigkilled_run(tmp_path: Path, rules: str) -> KilledRun:
+def sigkilled_run(tmp_path: Path, rules: str,
+                  complete: Callable[[str], int] | None = None) -> KilledRun:
     """:class:`KilledRun` of ``rules`` over the peers' events, produced while it runs
-    (``CEP_TEST_SEED`` draws the same kill moments again)."""
+    (``CEP_TEST_SEED`` draws the same kill moments again).  ``complete(topic)``: how many
+    alerts a complete run commits, for rules shuffled through a repartition topic (their
+    task may still be behind when the source topic is consumed): the last run is stopped
+    once that many are committed (and a moment later, for any extra to show)."""
     events = _events()
     seed = int(os.environ.get("CEP_TEST_SEED", time.time()))
     rng = random.Random(seed)
@@ -73,6 +78,11 @@ def sigkilled_run(tmp_path: Path, rules: str) -> KilledRun:
     final = CepProcess(config, tmp_path / "final.log")
     try:
         wait_consumed(group, topic, [final])
+        if complete is not None:
+            want = complete(topic)
+            wait_until(lambda: len(run(read_all(alerts, committed=True))) >= want, 120,
+                       f"{want} alerts in {alerts} (seed {seed})", poll_s=0.5)
+            time.sleep(1.5)
     finally:
         assert final.terminate() == 0, final.log()[-3000:]
     got = [orjson.loads(m.value) for m in run(read_all(alerts, committed=True))]
