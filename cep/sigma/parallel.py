@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -112,12 +113,18 @@ def map_forked(fn: Callable[[J], R | None], jobs: Sequence[J], workers: int | No
         os.close(write)
         children.append(_Results(pid, read))
     out: list[Any] = [_MISSING] * len(jobs)
-    for chunk in _chunks(queue, size, len(jobs)):
-        for i in chunk:
-            out[i] = fn(jobs[i])
-        for child in children:
-            child.take(out, wait=False)
-    os.close(queue)
+    try:
+        for chunk in _chunks(queue, size, len(jobs)):
+            for i in chunk:
+                out[i] = fn(jobs[i])
+            for child in children:
+                child.take(out, wait=False)
+    except BaseException:
+        for child in children:  # (no child outlives the failed call, none left a zombie)
+            child.abandon()
+        raise
+    finally:
+        os.close(queue)
     for child in children:
         child.take(out, wait=True)
     return [fn(jobs[i]) if r is _MISSING else r for i, r in enumerate(out)]
@@ -211,6 +218,15 @@ class _Results:
         if wait:
             os.close(self.read)
             os.waitpid(self.pid, 0)
+
+    def abandon(self) -> None:
+        """Stop the child (its results are not wanted any more) and reap it."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.close(self.read)
+        os.waitpid(self.pid, 0)
 
     def _frames(self, out: list[Any]) -> None:
         buf = self.buffer

@@ -197,3 +197,27 @@ def test_a_cache_written_behind_serves_the_next_load(tmp_path: Path,
     _same(load_sigma([root]), first)
     assert calls and all(c.endswith("broken.yml") or Path(c).stem.startswith("same")
                          for c in calls)
+
+
+def _fails_here(parent: int, n: int) -> int:
+    if os.getpid() == parent:
+        raise ValueError(f"job {n} fails in the caller")
+    time.sleep(0.01)
+    return n
+
+
+def test_a_failure_in_the_caller_leaves_no_worker_behind() -> None:
+    parent = os.getpid()
+    before = _children()
+    with pytest.raises(ValueError, match="fails in the caller"):
+        map_forked(lambda n: _fails_here(parent, n), list(range(400)), workers=3)
+    assert _children() <= before  # (stopped and reaped: no worker, no zombie)
+
+
+def _children() -> set[int]:
+    """The pids of this process's children (running or zombie), from /proc."""
+    found = set()
+    for task in Path("/proc/self/task").iterdir():
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        found |= {int(p) for p in text.split()}
+    return found
