@@ -1,4 +1,5 @@
-"""Shared data of the Sigma tests: the mordor capture as events in event-time order."""
+"""Shared pieces of the Sigma tests: the mordor capture as events in event-time order, a
+private compiled-file cache, and a count of the Sigma files parsed."""
 
 from __future__ import annotations
 
@@ -28,3 +29,26 @@ def mordor() -> list[tuple[int, dict[str, Any]]]:
         datas = [orjson.loads(line) for line in fh]
     return sorted(((mordor_ts(d), {**d, "ts": mordor_ts(d)}) for d in datas),
                   key=lambda e: e[0])
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A compiled-file cache of this test only (turned on); its bundles' directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
+    return tmp_path / "cache" / "cep" / "sigma"
+
+
+def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the Sigma files parsed (YAML and pySigma) from now on in this test."""
+    from cep.sigma import load as load_module
+
+    calls: list[str] = []
+    real = load_module._parse
+
+    def counting(path: Path, text: str) -> object:
+        calls.append(path.name)
+        return real(path, text)
+
+    monkeypatch.setattr(load_module, "_parse", counting)
+    return calls

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cep.sigma import load as load_module
 from cep.sigma.load import SigmaLoad, load_sigma
 from cep.sigma.pipelines import load_keyed_pipeline
+from tests.sigma.conftest import count_parses
 
 RULE = """\
 title: Whoami
@@ -39,23 +39,7 @@ detection:
 """
 
 
-@pytest.fixture
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
-    return tmp_path / "cache" / "cep" / "sigma"
-
-
-def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    real = load_module._parse
-
-    def counting(path: Path, text: str) -> object:
-        calls.append(path.name)
-        return real(path, text)
-
-    monkeypatch.setattr(load_module, "_parse", counting)
-    return calls
+# (``cache_home``: a fixture of conftest.py)
 
 
 def _same(a: SigmaLoad, b: SigmaLoad) -> None:
@@ -66,7 +50,7 @@ def _same(a: SigmaLoad, b: SigmaLoad) -> None:
 
 def test_an_unchanged_file_is_compiled_once(tmp_path: Path, cache_home: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _count_parses(monkeypatch)
+    calls = count_parses(monkeypatch)
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "whoami.yml").write_text(RULE)
     (tmp_path / "r" / "placeholder.yml").write_text(UNSUPPORTED)
@@ -103,7 +87,7 @@ def test_a_name_taken_by_an_earlier_file_is_given_as_without_cache(
 
 def test_the_pipeline_is_part_of_the_key(tmp_path: Path, cache_home: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _count_parses(monkeypatch)
+    calls = count_parses(monkeypatch)
     path = tmp_path / "whoami.yml"
     path.write_text(RULE)
     plain = load_sigma([path])
@@ -124,6 +108,6 @@ def test_a_damaged_entry_is_compiled_again(tmp_path: Path, cache_home: Path,
     first = load_sigma([path])
     (entry,) = cache_home.glob("*.pickle")
     entry.write_bytes(b"not a pickle")
-    calls = _count_parses(monkeypatch)
+    calls = count_parses(monkeypatch)
     _same(load_sigma([path]), first)
     assert calls == ["whoami.yml"]

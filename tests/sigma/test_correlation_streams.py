@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from cep.app.rules import load_rule_set
 from cep.lang.format import format_rules
 from cep.sigma.load import load_sigma
+from tests.sigma.conftest import count_parses
 from tests.sigma.test_correlation import (
     Data,
     Pred,
@@ -331,19 +332,11 @@ def test_aliases_on_real_telemetry(mordor: list[tuple[int, Data]]) -> None:
     assert _derived_events_of(got, "local_ip") == sorted(want)
 
 
-def test_a_chain_file_is_compiled_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_chain_file_is_compiled_once(tmp_path: Path, cache_home: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled-file cache keeps a file of chains and aliases too: the feeders' names are
     made from the correlation's own name."""
-    import cep.sigma.load as load_module
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
-    parsed: list[str] = []
-    real = load_module._parse
-
-    def counting(path: Path, text: str) -> Any:
-        parsed.append(path.name)
-        return real(path, text)
-    monkeypatch.setattr(load_module, "_parse", counting)
+    parsed = count_parses(monkeypatch)
     (tmp_path / "chain.yml").write_text(_chain_docs("1m", 3, "10m"), encoding="utf-8")
     first = load_sigma([tmp_path / "chain.yml"])
     second = load_sigma([tmp_path / "chain.yml"])
