@@ -80,58 +80,106 @@ def gated(rs: RuleState) -> GatedRule:
 
 class PatternIndex:
     """The clauses (by number) that one of several RE2 patterns found in one subject string
-    meets, as one RE2 set searched once per string, compiled on the first search (a field
-    no event has costs none).
+    meets, as RE2 sets searched once per string, compiled on the first search (a field no
+    event has costs none).
 
-    The set holds, first, the empty pattern, found in every string: a result without it
+    The patterns are one set, with a memory budget (``re2.Options.max_mem``) that grows
+    with their size (the thousands of hashes some Sigma rules list need four times RE2's
+    default); patterns that do not compile together even so are split in halves until each
+    part compiles, and each part is one search.  The clauses of a pattern that does not
+    compile even alone are met by every string.
+
+    Each set holds, first, the empty pattern, found in every string: a result without it
     means the set's search could not run (RE2 out of memory), and then every clause of the
-    index is returned, as when the string cannot be encoded (lone surrogates) or the set
+    index is returned, as when the string cannot be encoded (lone surrogates) or the sets
     cannot be built at all — more candidates, never fewer (each tests its own regex)."""
 
-    __slots__ = ("every", "_patterns", "_clauses", "_match")
+    __slots__ = ("every", "_patterns", "_parts", "_always")
 
     def __init__(self, patterns: dict[str, list[int]]) -> None:
         self.every = sorted({i for nums in patterns.values() for i in nums})
         self._patterns = patterns
-        self._clauses: list[list[int]] = [[], *patterns.values()]
-        self._match: Callable[[bytes], Any] | None = self._compile
+        self._parts: list[_SetPart] | None = None
+        self._always: list[int] = []
 
-    def _compile(self, data: bytes) -> Any:
-        """Compile the set, then search ``data`` with it (the first search)."""
+    def _compile(self) -> list[_SetPart]:
+        """The compiled sets (empty: the index cannot tell, every clause is returned), and
+        in :attr:`_always` the clauses of patterns no set can hold."""
         try:
             import re2
 
-            found = re2.Set.SearchSet(rt.re2_options())
-            found.Add("")
-            for pattern in self._patterns:
-                found.Add(pattern)
-            found.Compile()
-            # the binding's own set when it shows it: one call less per search
-            self._match = getattr(found, "_set", found).Match
-        except Exception:  # noqa: BLE001 - re2.error or a binding without sets: no filter
-            self._match = None
-            return None
-        return self._match(data)
+            parts, self._always = _set_parts(re2, list(self._patterns.items()))
+        except Exception:  # noqa: BLE001 - a binding without sets: no filter
+            return []
+        return parts
 
     def hits(self, s: str) -> list[int]:
         """The numbers of the clauses one of whose patterns is found in ``s`` (repeats
         possible; ``every`` clause when the search cannot tell)."""
-        match = self._match
-        if match is None:
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = self._compile()
+        if not parts:
             return self.every
         try:
-            got = match(s.encode())
+            data = s.encode()
         except Exception:  # noqa: BLE001 - unencodable text: every rule decides alone
             return self.every
-        if not got or 0 not in got:
-            return self.every
-        if len(got) == 1:
-            return []
-        nums = self._clauses
-        out: list[int] = []
-        for i in got:
-            out += nums[i]
+        out = list(self._always)
+        for match, nums in parts:
+            got = match(data)
+            if not got or 0 not in got:
+                return self.every
+            if len(got) > 1:
+                for i in got:
+                    out += nums[i]
         return out
+
+
+class _SetPart(NamedTuple):
+    """One compiled RE2 set of a :class:`PatternIndex`: its search (``match(data)``: the
+    numbers of the patterns found in the UTF-8 ``data``, 0 being the empty pattern), and
+    per pattern number the clauses it meets."""
+
+    match: Callable[[bytes], Any]
+    clauses: list[list[int]]
+
+
+def _set_parts(re2: Any, patterns: list[tuple[str, list[int]]]
+               ) -> tuple[list[_SetPart], list[int]]:
+    """``patterns`` (pattern → clause numbers) as few RE2 sets as compile: all in one, with
+    a memory budget of :data:`SET_MEM_PER_BYTE` per byte of pattern (at least RE2's
+    default, at most :data:`MAX_SET_MEM`), or else each half on its own, recursively.  Also
+    the clauses of the patterns that do not compile even alone, which every string must be
+    taken to meet."""
+    options = rt.re2_options()
+    size = sum(len(p) for p, _ in patterns)
+    options.max_mem = min(MAX_SET_MEM, max(options.max_mem, SET_MEM_PER_BYTE * size))
+    found = re2.Set.SearchSet(options)
+    try:
+        found.Add("")
+        for pattern, _ in patterns:
+            found.Add(pattern)
+        found.Compile()
+    except re2.error:
+        if len(patterns) == 1:
+            return [], patterns[0][1]
+        mid = len(patterns) // 2
+        first, always = _set_parts(re2, patterns[:mid])
+        second, more = _set_parts(re2, patterns[mid:])
+        return first + second, always + more
+    # the binding's own set when it shows it: one call less per search
+    return [_SetPart(getattr(found, "_set", found).Match,
+                     [[], *(nums for _, nums in patterns)])], []
+
+
+SET_MEM_PER_BYTE = 128
+"""RE2's memory budget for a set per byte of its patterns: RE2's default (8 MiB) holds
+about 60 KiB of alternatives, and a Sigma rule may list a few thousand hashes (220 KiB)."""
+
+MAX_SET_MEM = 256 << 20
+"""The largest memory budget of one RE2 set (bytes); RE2 takes memory as it needs it, up
+to the budget."""
 
 
 class _PathIndex(NamedTuple):

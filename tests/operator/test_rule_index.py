@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from cep.compiler.build import build_rule
 from cep.event import Event
 from cep.lang import ast
+from cep.operator import rule_index
 from cep.operator.cep_operator import CepOperator
 from cep.operator.requirement import RE_KINDS, clauses, event_keys, requirement
-from cep.operator.rule_index import MIN_INDEXED
+from cep.operator.rule_index import MIN_INDEXED, PatternIndex
 
 FIELDS = ("A", "B")
 TEXT = st.text("aB\\x", max_size=5)
@@ -168,3 +169,30 @@ def test_events_alike_but_for_a_nested_field_are_told_apart() -> None:
         assert [rs.rule.name for rs in index.candidates({"E": {"A": "a2"}})] == ["r2"]
         assert index.candidates({"E": {"A": "b"}}) == []
         assert index.candidates({"E": "a1"}) == []
+
+
+def _hashes(seed: int, n: int) -> list[str]:
+    """``n`` distinct 32-digit hex strings (as a Sigma rule lists MD5 hashes)."""
+    import hashlib
+
+    return [hashlib.md5(f"{seed}:{i}".encode()).hexdigest() for i in range(n)]
+
+
+def test_patterns_too_large_for_one_default_re2_set_are_still_told_apart() -> None:
+    # 44 patterns, one of 6,000 hashes (220 KiB): RE2's default budget (8 MiB) holds no
+    # set of them
+    lists = {i: _hashes(i, 20 + 6000 * (i == 0)) for i in range(44)}
+    big = {"md5=" + "|md5=".join(h for h in hs): [i] for i, hs in lists.items()}
+    index = PatternIndex(big)
+    assert sorted(index.hits("x,md5=" + lists[0][4321] + ",y")) == [0]
+    assert sorted(index.hits("md5=" + lists[7][3] + " md5=" + lists[43][19])) == [7, 43]
+    assert index.hits("md5=" + "0" * 32) == []
+
+
+def test_a_pattern_no_set_can_hold_is_met_by_every_string(monkeypatch: Any) -> None:
+    # with a budget too small for the long alternation alone, its clause is a candidate for
+    # every string (it tests its own regex), while the other pattern still filters
+    monkeypatch.setattr(rule_index, "MAX_SET_MEM", 1 << 20)
+    index = PatternIndex({"md5=" + "|md5=".join(_hashes(0, 8000)): [0], "lsass": [1]})
+    assert index.hits("nothing") == [0]
+    assert sorted(index.hits("lsass.exe")) == [0, 1]
