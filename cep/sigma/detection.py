@@ -93,11 +93,11 @@ def _or(items: list[ast.Expr]) -> ast.Expr:
     searched: dict[ast.Expr, list[ast.Binary]] = {}
     rest: list[ast.Expr] = []
     for e in _flat("or", items):
-        if (isinstance(e, ast.Binary) and e.op == EQ.spelling and isinstance(e.right, ast.Lit)
-                and not isinstance(e.left, ast.Lit)):
+        if type(e) is not ast.Binary:
+            rest.append(e)
+        elif e.op == _EQ and type(e.right) is ast.Lit and type(e.left) is not ast.Lit:
             grouped.setdefault(e.left, []).append(e.right)
-        elif _searchable(e):
-            assert isinstance(e, ast.Binary)
+        elif e.op in _AFFIXES and _searchable(e):
             searched.setdefault(e.left, []).append(e)
         else:
             rest.append(e)
@@ -119,6 +119,10 @@ def _or(items: list[ast.Expr]) -> ast.Expr:
         else:
             rest.append(ast.Binary(IN.spelling, subject, ast.ListLit(tuple(lits))))
     return _balanced("or", rest)
+
+
+_EQ = EQ.spelling
+_AFFIXES = frozenset({CONTAINS.spelling, STARTS_WITH.spelling, ENDS_WITH.spelling})
 
 
 def _searchable(e: ast.Expr) -> bool:
@@ -154,7 +158,7 @@ def _flat(op: str, items: list[ast.Expr]) -> list[ast.Expr]:
     todo = list(reversed(items))
     while todo:
         e = todo.pop()
-        if isinstance(e, ast.Binary) and e.op == op:
+        if type(e) is ast.Binary and e.op == op:
             todo += [e.right, e.left]
         else:
             out.append(e)
@@ -172,6 +176,8 @@ def detection_expr(tree: object) -> ast.Expr:
         UnsupportedSigma: for a construct with no exact counterpart (an unresolved
             placeholder, a query expression, a timestamp part, a regex RE2 cannot run).
     """
+    if isinstance(tree, sc.ConditionFieldEqualsValueExpression):  # (the most frequent)
+        return value_expr(field_path(tree.field), tree.value)
     if isinstance(tree, sc.ConditionAND):
         return _and([detection_expr(a) for a in tree.args])
     if isinstance(tree, sc.ConditionOR):
@@ -181,8 +187,6 @@ def detection_expr(tree: object) -> ast.Expr:
         return _or(rest + ([keywords_expr(words)] if words else []))
     if isinstance(tree, sc.ConditionNOT):
         return ast.Unary("not", detection_expr(tree.args[0]))
-    if isinstance(tree, sc.ConditionFieldEqualsValueExpression):
-        return value_expr(field_path(tree.field), tree.value)
     if isinstance(tree, sc.ConditionValueExpression):
         return keyword_expr(tree.value)
     if tree is None:
@@ -193,14 +197,23 @@ def detection_expr(tree: object) -> ast.Expr:
 # --------------------------------------------------------------------------- values
 
 
-def _parts(value: st.SigmaString) -> tuple[object, ...]:
+def _parts(value: st.SigmaString) -> tuple[tuple[object, ...], bool]:
+    """The parts of ``value`` (strings and wildcards), and whether a wildcard is among them
+    (pySigma's ``contains_special``).
+
+    Raises:
+        UnsupportedSigma: a placeholder is among them."""
     parts = tuple(value.s)
+    special = False
     for p in parts:
+        if type(p) is str:
+            continue
         if isinstance(p, st.Placeholder):
             raise UnsupportedSigma(
                 f"placeholder %{p.name}% has no value: give one in a pipeline "
                 "(`--sigma-pipeline FILE` with a value_placeholders transformation)")
-    return parts
+        special = special or isinstance(p, st.SpecialChars)
+    return parts, special
 
 
 def _regex_of(parts: tuple[object, ...], line_bound: bool) -> str:
@@ -225,15 +238,11 @@ def _digits_number(s: str) -> int | None:
 
 def string_expr(target: ast.Expr, value: st.SigmaString, cased: bool) -> ast.Expr:
     """``target`` against a Sigma string value (wildcards, case-insensitive unless ``cased``)."""
-    parts = _parts(value)
+    parts, special = _parts(value)
     subject = target if cased else _lower(target)
-
-    def lit(s: str) -> ast.Lit:
-        return ast.Lit(s if cased else s.lower())
-
-    if not value.contains_special():
+    if not special:
         plain = "".join(str(p) for p in parts)
-        eq: ast.Expr = ast.Binary(EQ.spelling, subject, lit(plain))
+        eq: ast.Expr = ast.Binary(_EQ, subject, ast.Lit(plain if cased else plain.lower()))
         n = _digits_number(plain)
         if n is not None:
             eq = _or([eq, ast.Binary(EQ.spelling, target, ast.Lit(n))])
@@ -249,7 +258,7 @@ def string_expr(target: ast.Expr, value: st.SigmaString, cased: bool) -> ast.Exp
             return ast.Binary(MATCHES.spelling, target, ast.Lit(""))
         op = (CONTAINS.spelling if lead and trail else ENDS_WITH.spelling if lead
               else STARTS_WITH.spelling if trail else EQ.spelling)
-        return ast.Binary(op, subject, lit(text))
+        return ast.Binary(op, subject, ast.Lit(text if cased else text.lower()))
     flags = "(?s)" if cased else "(?is)"
     return ast.Binary(MATCHES.spelling, target, ast.Lit(f"{flags}\\A{_regex_of(parts, False)}\\z"))
 
@@ -433,9 +442,9 @@ def keyword_pattern(value: st.SigmaType) -> str:
     if not isinstance(value, st.SigmaString):
         raise UnsupportedSigma(f"a keyword of type {type(value).__name__} is not supported")
     cased = isinstance(value, st.SigmaCasedString)
-    parts = _parts(value)
+    parts, special = _parts(value)
     flags = "" if cased else "i"
-    if not value.contains_special():
+    if not special:
         body = re.escape("".join(str(p) for p in parts))
     else:
         lead = bool(parts) and parts[0] is st.SpecialChars.WILDCARD_MULTI
