@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from cep.compiler.build import build_rule
 from cep.compiler.compiled import CompiledRule
 from cep.diagnostics import Diagnostic, render
-from cep.lang.ast import NOWHERE, RuleFile
+from cep.lang.ast import NOWHERE, Rule, RuleFile
 from cep.lang.lists import load_lists
 from cep.lang.load import load_rules
 from cep.sigma.files import is_sigma_path, sigma_files
@@ -66,8 +66,9 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
     """
     files, diags = load_rules([p for p in paths if not is_sigma_path(p)])
     sig_files = sigma_files(paths)
+    built = _Prebuilt(defer)
     if sigma_pipelines or sig_files:
-        sig = _load_sigma(paths, sigma_pipelines, sig_files, defer)
+        sig = _load_sigma(paths, sigma_pipelines, sig_files, defer, built.add)
         files += sig.files
         diags += sig.diagnostics
     rs = RuleSet(diagnostics=list(diags), files=list(files))
@@ -80,7 +81,8 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
             continue
         for rule in rf.rules:
             try:
-                rs.rules.append(build_rule(rule, rf.path, lists, defer=defer))
+                rs.rules.append(built.take(rule)
+                                or build_rule(rule, rf.path, lists, defer=defer))
             except Exception as exc:  # noqa: BLE001 - a checked rule should compile; if one
                 # does not, it is still reported at the rule, and nothing is half loaded
                 rs.diagnostics.append(Diagnostic(
@@ -91,11 +93,49 @@ def load_rule_set(paths: list[str], sigma_pipelines: Sequence[str] = (), *,
     return rs
 
 
+class _Built(NamedTuple):
+    """A rule built ahead (:class:`_Prebuilt`): the syntax tree (kept, so that its ``id``
+    names no other object while this lives) and what it was built into."""
+
+    rule: Rule
+    compiled: CompiledRule
+
+
+class _Prebuilt:
+    """Rules built while other Sigma files still compile on other CPUs
+    (``load_sigma(compiled=…)``), by the ``id`` of their syntax tree: a file of rules
+    without lists is built as soon as it is compiled; the ordered building of
+    :func:`load_rule_set` takes a rule from here when it is the very object built (a rule
+    that fails to build here is built there again, where its error is reported)."""
+
+    def __init__(self, defer: bool) -> None:
+        self.defer = defer
+        self.built: dict[int, _Built] = {}
+
+    def add(self, rf: RuleFile) -> None:
+        """Build the rules of ``rf`` now (none for a file that declares lists)."""
+        if rf.lists:
+            return
+        for rule in rf.rules:
+            try:
+                self.built[id(rule)] = _Built(rule, build_rule(rule, rf.path, {},
+                                                               defer=self.defer))
+            except Exception:  # noqa: BLE001 - reported when built in order
+                continue
+
+    def take(self, rule: Rule) -> CompiledRule | None:
+        """The rule built from ``rule`` (this very object), or ``None``."""
+        found = self.built.pop(id(rule), None)
+        return found.compiled if found is not None and found.rule is rule else None
+
+
 def _load_sigma(paths: list[str], pipelines: Sequence[str], files: list[Path],
-                running: bool) -> SigmaLoad:
+                running: bool, compiled: Callable[[RuleFile], None] | None = None
+                ) -> SigmaLoad:
     """The Sigma part of :func:`load_rule_set` (pySigma imported only here); ``files``:
     :func:`~cep.sigma.files.sigma_files` of ``paths``; ``running``: a load for a run, which
-    writes the compiled-file cache behind (``load_sigma(write_behind=True)``)."""
+    writes the compiled-file cache behind (``load_sigma(write_behind=True)``); ``compiled``:
+    given each file compiled on another CPU as soon as it is (``load_sigma(compiled=…)``)."""
     from cep.sigma.load import SigmaLoad, load_sigma
     from cep.sigma.pipelines import PipelineError, load_keyed_pipeline
 
@@ -103,7 +143,8 @@ def _load_sigma(paths: list[str], pipelines: Sequence[str], files: list[Path],
         pipeline, key = load_keyed_pipeline(pipelines)
     except PipelineError as exc:
         return SigmaLoad(diagnostics=[Diagnostic(", ".join(pipelines), NOWHERE, str(exc))])
-    return load_sigma(paths, pipeline, key, files=files, write_behind=running)
+    return load_sigma(paths, pipeline, key, files=files, write_behind=running,
+                      compiled=compiled)
 
 
 def source_texts(rs: RuleSet) -> Callable[[str], str]:

@@ -20,7 +20,7 @@ Errors and warnings:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +116,8 @@ def _parse(path: Path, text: str) -> tuple[SigmaCollection | None, list[Diagnost
 
 def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None = None,
                pipeline_key: str | None = None, *,
-               files: Sequence[Path] | None = None, write_behind: bool = False) -> SigmaLoad:
+               files: Sequence[Path] | None = None, write_behind: bool = False,
+               compiled: Callable[[ast.RuleFile], None] | None = None) -> SigmaLoad:
     """Parse, process and compile the Sigma files under ``paths`` (see the module doc).
 
     Engine rule names come from :func:`cep.sigma.rule.rule_name`; a name already taken (two
@@ -131,7 +132,13 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
     are.  ``files``: :func:`cep.sigma.files.sigma_files` of ``paths`` when the caller has
     it already (listing thousands of files is not free).  ``write_behind``: the cache is
     written by a detached process (:func:`cep.sigma.parallel.run_behind`) while the caller
-    goes on, where one can be forked — for a run, which does not read it again."""
+    goes on, where one can be forked — for a run, which does not read it again.
+
+    ``compiled``: called with each file compiled on every CPU as soon as this process has
+    it, in no particular order, while other files still compile — so that the caller can
+    build the engine rules of the files meanwhile.  The rule file the result holds (the
+    very objects) for such a file is the one given, unless the ordered pass compiles the
+    file again (a name it takes is taken already)."""
     out = SigmaLoad()
     used: set[str] = set()
     cached = pipeline is None or pipeline_key is not None
@@ -145,7 +152,7 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
                 else None for path, text, _ in read]
         ahead = _compile_ahead([(path, text) for (path, text, _), k in zip(read, keys, strict=True)
                                 if text is not None and (k is None or k not in known)],
-                               pipeline)
+                               pipeline, compiled)
         kept: dict[str, CompiledSigmaFile] = {}
         for (path, text, problem), k in zip(read, keys, strict=True):
             if text is None:
@@ -162,16 +169,23 @@ def load_sigma(paths: Sequence[str | Path], pipeline: ProcessingPipeline | None 
     return out
 
 
-def _compile_ahead(jobs: list[tuple[Path, str]], pipeline: ProcessingPipeline | None
+def _compile_ahead(jobs: list[tuple[Path, str]], pipeline: ProcessingPipeline | None,
+                   compiled: Callable[[ast.RuleFile], None] | None = None
                    ) -> dict[str, CompiledSigmaFile]:
     """The files of ``jobs`` (path, text) compiled on every CPU
     (:func:`~cep.sigma.parallel.map_forked`), by path: each as it compiles alone, kept only
     when it names its rules as in any load (:func:`_standalone`); the others are left to
-    the ordered pass of :func:`load_sigma`."""
+    the ordered pass of :func:`load_sigma`.  ``compiled``: see :func:`load_sigma`."""
     workers = worker_count(len(jobs))
     if workers == 1:
         return {}
-    done = map_forked(lambda job: _standalone(job[0], job[1], pipeline), jobs, workers)
+
+    def taken(c: CompiledSigmaFile) -> None:
+        if compiled is not None:
+            compiled(c.file)
+
+    done = map_forked(lambda job: _standalone(job[0], job[1], pipeline), jobs, workers,
+                      taken if compiled is not None else None)
     return {c.file.path: c for c in done if c is not None}
 
 

@@ -85,8 +85,8 @@ def run_behind(fn: Callable[[], object]) -> bool:
     return True
 
 
-def map_forked(fn: Callable[[J], R | None], jobs: Sequence[J], workers: int | None = None
-               ) -> list[R | None]:
+def map_forked(fn: Callable[[J], R | None], jobs: Sequence[J], workers: int | None = None,
+               taken: Callable[[R], None] | None = None) -> list[R | None]:
     """``[fn(j) for j in jobs]``, computed by ``workers`` processes (default
     :func:`worker_count`; a caller that passes it has made sure that a fork is safe).
 
@@ -96,10 +96,15 @@ def map_forked(fn: Callable[[J], R | None], jobs: Sequence[J], workers: int | No
     results as one pickle as soon as it has them, and the caller takes them in between
     its own chunks, so that little is left to unpickle once the last chunk is done.
     ``fn``'s results must pickle; a job whose child failed is computed here.  Exceptions
-    of ``fn`` in the caller's jobs propagate."""
+    of ``fn`` in the caller's jobs propagate.
+
+    ``taken``: called in the calling process with each result that is not ``None``, once,
+    as soon as this process has it (its own at once, a child's when its chunk's frame is
+    read), in no particular order: work on the results that the calling process does while
+    the children still compute (its exceptions propagate as ``fn``'s do)."""
     n = max(1, min(workers if workers is not None else worker_count(len(jobs)), len(jobs)))
     if n == 1:
-        return [fn(j) for j in jobs]
+        return [_taken(fn(j), taken) for j in jobs]
     size = max(1, -(-len(jobs) // (n * _CHUNKS_PER_WORKER)))
     queue = _chunk_queue(len(jobs), size)
     children: list[_Results] = []
@@ -114,20 +119,28 @@ def map_forked(fn: Callable[[J], R | None], jobs: Sequence[J], workers: int | No
         children.append(_Results(pid, read))
     out: list[Any] = [_MISSING] * len(jobs)
     try:
-        for chunk in _chunks(queue, size, len(jobs)):
-            for i in chunk:
-                out[i] = fn(jobs[i])
-            for child in children:
-                child.take(out, wait=False)
+        try:
+            for chunk in _chunks(queue, size, len(jobs)):
+                for i in chunk:
+                    out[i] = _taken(fn(jobs[i]), taken)
+                for child in children:
+                    child.take(out, taken, wait=False)
+        finally:
+            os.close(queue)
+        for child in children:
+            child.take(out, taken, wait=True)
     except BaseException:
         for child in children:  # (no child outlives the failed call, none left a zombie)
             child.abandon()
         raise
-    finally:
-        os.close(queue)
-    for child in children:
-        child.take(out, wait=True)
-    return [fn(jobs[i]) if r is _MISSING else r for i, r in enumerate(out)]
+    return [_taken(fn(jobs[i]), taken) if r is _MISSING else r for i, r in enumerate(out)]
+
+
+def _taken(result: R | None, taken: Callable[[R], None] | None) -> R | None:
+    """``result``, given to ``taken`` first (see :func:`map_forked`) unless it is ``None``."""
+    if taken is not None and result is not None:
+        taken(result)
+    return result
 
 
 _CHUNKS_PER_WORKER = 24
@@ -199,11 +212,14 @@ class _Results:
         self.read = read
         self.buffer = bytearray()
         self.broken = False
+        self.reaped = False
         os.set_blocking(read, False)
 
-    def take(self, out: list[Any], *, wait: bool) -> None:
-        """Put the results received so far into ``out`` (by job number); ``wait``: read to
-        the end of the child's output, then reap it."""
+    def take(self, out: list[Any], taken: Callable[[Any], None] | None, *, wait: bool
+             ) -> None:
+        """Put the results received so far into ``out`` (by job number), each given to
+        ``taken`` (see :func:`map_forked`); ``wait``: read to the end of the child's output,
+        then reap it."""
         if wait:
             os.set_blocking(self.read, True)
         while True:
@@ -214,13 +230,19 @@ class _Results:
             if not data:
                 break
             self.buffer += data
-        self._frames(out)
-        if wait:
-            os.close(self.read)
-            os.waitpid(self.pid, 0)
+        try:
+            self._frames(out, taken)
+        finally:
+            if wait:
+                os.close(self.read)
+                os.waitpid(self.pid, 0)
+                self.reaped = True
 
     def abandon(self) -> None:
-        """Stop the child (its results are not wanted any more) and reap it."""
+        """Stop the child (its results are not wanted any more) and reap it, unless
+        :meth:`take` has reaped it already."""
+        if self.reaped:
+            return
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -228,7 +250,7 @@ class _Results:
         os.close(self.read)
         os.waitpid(self.pid, 0)
 
-    def _frames(self, out: list[Any]) -> None:
+    def _frames(self, out: list[Any], taken: Callable[[Any], None] | None) -> None:
         buf = self.buffer
         while not self.broken and len(buf) >= _LENGTH:
             end = _LENGTH + int.from_bytes(buf[:_LENGTH], "little")
@@ -245,4 +267,4 @@ class _Results:
                 self.broken = True
                 return
             for i, r in pairs:
-                out[i] = r
+                out[i] = _taken(r, taken)

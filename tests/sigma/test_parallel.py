@@ -221,3 +221,52 @@ def _children() -> set[int]:
         text = (task / "children").read_text() if (task / "children").exists() else ""
         found |= {int(p) for p in text.split()}
     return found
+
+
+def test_each_result_is_taken_once_by_the_calling_process(tmp_path: Path) -> None:
+    parent = os.getpid()
+    taken: list[tuple[int, tuple[int, str]]] = []
+    jobs = [f"job{n}" for n in range(200)]
+
+    def fn(job: str) -> tuple[int, str] | None:
+        if os.getpid() != parent and job == "job7":
+            raise RuntimeError("a worker fails")  # (its jobs are computed here, and taken)
+        return None if job.endswith("3") else _pid_once_shared(tmp_path, job)
+
+    got = map_forked(fn, jobs, workers=3, taken=lambda r: taken.append((os.getpid(), r)))
+    assert {pid for pid, _ in taken} == {parent}
+    assert sorted(r for _, r in taken) == sorted(r for r in got if r is not None)
+    assert len(taken) == 180
+
+
+def test_rules_built_while_files_compile_are_the_rules_built_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cep.app import rules as rules_module
+    from cep.app.rules import load_rule_set
+
+    monkeypatch.setenv("CEP_NO_GRAMMAR_CACHE", "1")
+    root = _tree(tmp_path / "rules", 150)
+    (root / "d0" / "broken.yml").unlink()
+    monkeypatch.setattr(load_module, "worker_count", lambda jobs: 1)
+    serial = load_rule_set([str(root)], defer=True)
+    builds: list[str] = []
+    real = rules_module.build_rule
+
+    def counting(rule: object, *args: object, **kwargs: object) -> object:
+        builds.append(getattr(rule, "name", ""))
+        return real(rule, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rules_module, "build_rule", counting)
+    monkeypatch.setattr(load_module, "worker_count", lambda jobs: 3)
+    (tmp_path / "seen").mkdir()
+    _parses_here(monkeypatch, tmp_path / "seen")  # (the workers surely take a share)
+    forked = load_rule_set([str(root)], defer=True)
+    assert forked.ok and len(forked.rules) > 100
+
+    def shape(rs: rules_module.RuleSet) -> list[tuple[str, str, str, str]]:
+        return [(r.name, r.version, r.text, r.file) for r in rs.rules]
+
+    assert shape(forked) == shape(serial)
+    # each rule built once, but those of the files compiled again in order (a stem that an
+    # earlier file took: at most 14 files of one rule)
+    assert len(forked.rules) <= len(builds) <= len(forked.rules) + 14
