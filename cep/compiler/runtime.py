@@ -243,9 +243,23 @@ def ends_with(a: Any, b: Any) -> bool:
     return type(a) is str and type(b) is str and a.endswith(b)
 
 
+def re2_options(max_mem: int | None = None) -> Any:
+    """Options of every :class:`Regex` and RE2 set; re2 is imported only by rules that use
+    ``matches``.  ``max_mem``: RE2's memory budget in bytes (``None``: RE2's default,
+    8 MiB, and the options are one shared object, not to be changed)."""
+    if max_mem is None:
+        return _shared_options()
+    options = _new_options()
+    options.max_mem = max_mem
+    return options
+
+
 @functools.cache
-def re2_options() -> Any:
-    """Options of every :class:`Regex`; re2 is imported only by rules that use ``matches``."""
+def _shared_options() -> Any:
+    return _new_options()
+
+
+def _new_options() -> Any:
     import re2
 
     options = re2.Options()

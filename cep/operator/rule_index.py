@@ -152,10 +152,9 @@ def _set_parts(re2: Any, patterns: list[tuple[str, list[int]]]
     default, at most :data:`MAX_SET_MEM`), or else each half on its own, recursively.  Also
     the clauses of the patterns that do not compile even alone, which every string must be
     taken to meet."""
-    options = rt.re2_options()
     size = sum(len(p) for p, _ in patterns)
-    options.max_mem = min(MAX_SET_MEM, max(options.max_mem, SET_MEM_PER_BYTE * size))
-    found = re2.Set.SearchSet(options)
+    budget = min(MAX_SET_MEM, max(RE2_MAX_MEM, SET_MEM_PER_BYTE * size))
+    found = re2.Set.SearchSet(rt.re2_options(budget))
     try:
         found.Add("")
         for pattern, _ in patterns:
@@ -172,6 +171,9 @@ def _set_parts(re2: Any, patterns: list[tuple[str, list[int]]]
     return [_SetPart(getattr(found, "_set", found).Match,
                      [[], *(nums for _, nums in patterns)])], []
 
+
+RE2_MAX_MEM = 8 << 20
+"""RE2's default memory budget (bytes): ``re2.Options().max_mem``."""
 
 SET_MEM_PER_BYTE = 128
 """RE2's memory budget for a set per byte of its patterns: RE2's default (8 MiB) holds
