@@ -14,6 +14,7 @@ from cep.compiler.codegen import (
     key_names,
 )
 from cep.compiler.compiled import CompiledRule
+from cep.compiler.requirement import start_clauses
 from cep.compiler.stream_keys import carried_keys
 from cep.compiler.window_spec import members_condition, suppress_spec, window_spec
 from cep.lang import ast
@@ -125,6 +126,7 @@ def build_rule(rule: ast.Rule, path: str = "",
     labels: dict[int, str] = {}
     nfa = compile_nfa(pattern_spec(rule, lists, labels, defer=defer),
                       prune_cohorts=prune_cohorts and timeout_emit is None)
+    clauses = start_clauses(nfa, timeout_emit is not None)
     owner = rule.name if defer else None
     header = (compile_header_filter(rule.where, lists, owner)
               if rule.where is not None else None)
@@ -159,4 +161,5 @@ def build_rule(rule: ast.Rule, path: str = "",
         header_code=header,
         window=window_spec(rule),
         suppress=suppress_spec(rule),
+        start_clauses=clauses,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cep.compiler.generated import GeneratedCode
+from cep.compiler.requirement import Clauses
 from cep.compiler.window_spec import SuppressSpec, WindowSpec
 from cep.event import Event
 from cep.lang.lists import ListData
@@ -51,6 +52,9 @@ class CompiledRule:
             is then an event of that stream for the rules reading it, not an output.
         carried: ``(data field, key name)`` pairs of such a rule: the fields of its records
             that hold its key's values (:func:`~cep.compiler.stream_keys.carried_keys`).
+        start_clauses: what an event must carry for the rule's start to take it, for the
+            rule index (:func:`~cep.compiler.requirement.start_clauses`; ``()``: the rule
+            is offered every event).
     """
 
     name: str
@@ -79,6 +83,7 @@ class CompiledRule:
     lists: tuple[tuple[str, ListData], ...] = ()
     stream: bool = False
     carried: tuple[tuple[str, str], ...] = ()
+    start_clauses: Clauses = ()
 
     @property
     def meta(self) -> dict[str, Any]:

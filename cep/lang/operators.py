@@ -18,7 +18,7 @@ instead of keeping their own lists of spellings:
   (:attr:`Operator.runtime`, a name of :data:`cep.compiler.runtime.HELPERS`);
   :mod:`cep.compiler.predicate` lowers it to the C line scanner's program by its
   :class:`Scan` (or leaves it *unknown*), and :mod:`cep.operator.prescan` evaluates those
-  program tests with :attr:`Operator.test`; :mod:`cep.operator.requirement` derives the rule
+  program tests with :attr:`Operator.test`; :mod:`cep.compiler.requirement` derives the rule
   index's keys from its :class:`IndexUse`; ``having`` terms accept the operators with
   :attr:`Operator.having`.
 
@@ -107,7 +107,7 @@ class Scan(Enum):
 
 
 class IndexUse(Enum):
-    """What :mod:`cep.operator.requirement` learns from a test of an event field."""
+    """What :mod:`cep.compiler.requirement` learns from a test of an event field."""
 
     NONE = "none"
     """Nothing: the rule cannot be indexed by this test."""

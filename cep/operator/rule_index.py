@@ -4,7 +4,7 @@ With thousands of rules (a Sigma collection), testing every rule's first stage o
 event costs more than everything else.  Most rules *require* something of an event before
 their condition can hold — ``EventID`` equal to one of a few numbers, ``Image`` ending in
 ``\\rundll32.exe``, a field ``TargetObject`` being present — and most events have none of
-it.  Each rule's start has *clauses* (:mod:`cep.operator.requirement`): sets of index keys,
+it.  Each rule's start has *clauses* (:mod:`cep.compiler.requirement`): sets of index keys,
 an event carrying a key of each for the rule's first stage to take it.  The index looks up
 the keys an event carries and returns the rules all of whose clauses they meet; a rule whose
 condition an event cannot satisfy is never evaluated for it.
@@ -35,9 +35,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from cep.compiler import runtime as rt
+from cep.compiler.requirement import RE_KINDS, Clauses, IndexKey
 from cep.event import Event, get_path
 from cep.operator.key_store import RuleState
-from cep.operator.requirement import RE_KINDS, Clauses, IndexKey, rule_clauses
 
 __all__ = ["GatedRule", "PatternIndex", "RuleIndex", "gated", "MIN_INDEXED", "SEEN",
            "SEEN_CHARS"]
@@ -261,7 +261,7 @@ class RuleIndex:
                  "_text_rules", "_top", "_nested", "_needs", "_count", "_seen", "_seen_chars")
 
     def __init__(self, rules: Sequence[RuleState]) -> None:
-        reqs = [rule_clauses(rs) for rs in rules]
+        reqs = [rs.rule.start_clauses for rs in rules]
         if sum(bool(r) for r in reqs) < MIN_INDEXED:
             reqs = [()] * len(rules)
         self._rules = list(rules)

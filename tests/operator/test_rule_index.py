@@ -14,12 +14,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cep.compiler import runtime as rt
 from cep.compiler.build import build_rule
+from cep.compiler.requirement import RE_KINDS, clauses, event_keys, requirement
 from cep.event import Event
 from cep.lang import ast
 from cep.operator import rule_index
 from cep.operator.cep_operator import CepOperator
-from cep.operator.requirement import RE_KINDS, clauses, event_keys, requirement
 from cep.operator.rule_index import MIN_INDEXED, PatternIndex
 
 FIELDS = ("A", "B")
@@ -196,3 +197,5 @@ def test_a_pattern_no_set_can_hold_is_met_by_every_string(monkeypatch: Any) -> N
     index = PatternIndex({"md5=" + "|md5=".join(_hashes(0, 8000)): [0], "lsass": [1]})
     assert index.hits("nothing") == [0]
     assert sorted(index.hits("lsass.exe")) == [0, 1]
+    # (the budgets were the sets' own: every regex still has RE2's default)
+    assert rt.re2_options().max_mem == rule_index.RE2_MAX_MEM

@@ -51,7 +51,7 @@ pattern keys.
 Only rules that never keep state for a key are indexed (a single stage that completes on
 the event it takes: every TAKE of the start state reaches the final state, nothing pends,
 no timeout output); for them, "can the event start a match" is the whole question
-(:func:`rule_clauses`).
+(:func:`start_clauses`).
 """
 
 from __future__ import annotations
@@ -65,11 +65,10 @@ from cep.compiler.generated import code_of
 from cep.event import get_path
 from cep.lang import ast
 from cep.lang.operators import OPERATORS, IndexUse
-from cep.nfa.model import FINAL, IGNORE, TAKE
-from cep.operator.key_store import RuleState
+from cep.nfa.model import FINAL, IGNORE, NFA, TAKE
 
 __all__ = ["Clauses", "IndexKey", "MAX_CLAUSES", "RE_KINDS", "Requirement", "clauses",
-           "event_keys", "requirement", "rule_clauses", "stateless"]
+           "event_keys", "requirement", "start_clauses", "stateless"]
 
 MAX_CLAUSES = 4
 """The most clauses kept of one expression (the most selective)."""
@@ -316,12 +315,11 @@ def _atom(e: ast.Expr, scope: frozenset[str]) -> Requirement:
     return None
 
 
-def stateless(rs: RuleState) -> bool:
-    """Whether the rule never keeps state for a key: its start state only TAKEs into the
-    final state (or ignores), nothing pends, no window, no timeout output."""
-    rule = rs.rule
-    nfa = rule.nfa
-    if nfa.has_pending or rule.timeout_emit_fn is not None or nfa.window_ms:
+def stateless(nfa: NFA, timeout_output: bool) -> bool:
+    """Whether a rule with automaton ``nfa`` (and ``timeout_output``: ``on timeout emit``)
+    never keeps state for a key: its start state only TAKEs into the final state (or
+    ignores), nothing pends, no window, no timeout output."""
+    if nfa.has_pending or timeout_output or nfa.window_ms:
         return False
     for t in nfa.start.transitions:
         if t.action == TAKE and t.target.kind != FINAL:
@@ -333,13 +331,15 @@ def stateless(rs: RuleState) -> bool:
     return True
 
 
-def rule_clauses(rs: RuleState) -> Clauses:
-    """The clauses of a stateless rule's start (any of its start conditions holding: their
-    ``or``); ``()`` for a rule that is not stateless or whose start has none."""
-    if not stateless(rs):
+def start_clauses(nfa: NFA, timeout_output: bool) -> Clauses:
+    """The clauses of a stateless rule's start (:func:`stateless`; any of its start
+    conditions holding: their ``or``); ``()`` for a rule that is not stateless or whose
+    start has none.  :func:`cep.compiler.build.build_rule` keeps them in the compiled rule
+    (:attr:`~cep.compiler.compiled.CompiledRule.start_clauses`) for the rule index."""
+    if not stateless(nfa, timeout_output):
         return ()
     out: Clauses | None = None
-    for cond in rs.rule.nfa.start_take_conds:
+    for cond in nfa.start_take_conds:
         code = code_of(cond)
         if code is None or code.ast is None:
             return ()
