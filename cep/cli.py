@@ -287,7 +287,7 @@ def replay(flags: ReplayFlags) -> None:
         console = Console(stderr=plan.summary_to_stderr)
         if not console.is_terminal:
             console = Console(stderr=plan.summary_to_stderr, width=120)
-        collect_less()
+        collect_less(loading=True)
         code = run_request(plan, console, load)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
@@ -451,8 +451,8 @@ def run(flags: RunFlags) -> None:
     for warning in plan.warnings:
         typer.echo(f"cep: warning: {warning}", err=True)
     pipelines = _pipelines(list(flags.sigma_pipelines), cfg)
-    collect_less()  # already while the rules load: thousands of Sigma rules make millions
-    # of containers, and the default thresholds' collections cost a sixth of the load
+    collect_less(loading=True)  # already while the rules load: thousands of Sigma rules
+    # make millions of containers, and the default thresholds' collections cost a sixth
     rs = _load(rules, sigma_pipelines=pipelines, defer=True)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); no events processed", err=True)
@@ -688,7 +688,7 @@ def _run_kafka(cfg: "Config", rules: list[str], quiet: bool, http: str | None,
     from cep.app.ops import Operations
 
     setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
-    collect_less()  # already while the rules load, as in file mode
+    collect_less(loading=True)  # already while the rules load, as in file mode
     rs = _load(rules, sigma_pipelines=sigma_pipelines, defer=True)
     if not rs.ok:
         typer.echo(f"cep: {len(rs.errors)} rule error(s); not started", err=True)
