@@ -22,7 +22,9 @@ The answer depends on nothing but the values of the fields some clause names, an
 ``text(this)`` for keyword searches; events alike in those values are frequent (the same
 process, the same registry key), so the index remembers, per set of such values, the clauses
 they meet and the candidates (a bounded memory, started afresh when full): an event seen
-alike costs a look-up and its keyword search only.
+alike costs a look-up and its keyword search only.  An event alike in all but one field (a
+new registry value under the same process) costs the look-ups of that field's value only:
+each field remembers the clauses its recent values meet.
 
 Rules without clauses (not stateless, or nothing required) are dispatched for every event.
 Dispatch order: the rules that are not indexed, in rule order, then the indexed candidates,
@@ -199,8 +201,9 @@ class _PathIndex(NamedTuple):
 
 class _Field(NamedTuple):
     """What the index looks up for one field path: the clauses its presence meets, its
-    ``val``/``base``/``seg`` keys (``None`` when the field has none of that kind), and the
-    searches of its string and of the string's lower-casing (``None``: no pattern)."""
+    ``val``/``base``/``seg`` keys (``None`` when the field has none of that kind), the
+    searches of its string and of the string's lower-casing (``None``: no pattern), and the
+    clauses met by the values seen lately (:meth:`RuleIndex._lookups`)."""
 
     path: tuple[str, ...]
     has: list[int]
@@ -209,13 +212,56 @@ class _Field(NamedTuple):
     seg: dict[str, list[int]] | None
     raw: Callable[[str], list[int]] | None
     lowered: Callable[[str], list[int]] | None
+    seen: dict[Any, list[int]]
 
 
 def _field(pi: _PathIndex) -> _Field:
     raw = PatternIndex(pi.re).hits if pi.re else None
     lowered = PatternIndex(pi.re_lower).hits if pi.re_lower else None
     return _Field(pi.path, pi.has, pi.val or None, pi.base or None, pi.seg or None, raw,
-                  lowered)
+                  lowered, {})
+
+
+def _field_lookup(f: _Field, v: Any) -> list[int]:
+    """The clauses (by number, repeats possible) that the keys the value ``v`` (not null) of
+    the field ``f`` carries meet."""
+    found: list[int] = []
+    _, has, val, base, seg, raw, lowered, _ = f
+    if has:
+        found += has
+    t = type(v)
+    if t is str:
+        if raw is not None:
+            found += raw(v)
+        if val is None and base is None and seg is None and lowered is None:
+            return found
+        text = v.lower()
+        if lowered is not None:
+            found += lowered(text)
+        if base is not None or seg is not None:
+            parts = text.split("\\")
+            if base is not None:
+                hit = base.get(parts[-1])
+                if hit is not None:
+                    found += hit
+            if seg is not None and len(parts) > 1:
+                for part in set(parts):
+                    hit = seg.get(part)
+                    if hit is not None:
+                        found += hit
+    elif val is None:
+        return found
+    elif t is int:
+        text = str(v)
+    elif t is float:
+        text = str(int(v)) if v.is_integer() else repr(v)
+    else:
+        return found
+    if val is not None:
+        hit = val.get(text)
+        if hit is not None:
+            found += hit
+    return found
 
 
 def _subject(key: IndexKey) -> tuple[str, tuple[str, ...]]:
@@ -258,7 +304,8 @@ class RuleIndex:
     """
 
     __slots__ = ("always", "always_gated", "indexed", "_paths", "_rules", "_gated", "_text",
-                 "_text_rules", "_top", "_nested", "_needs", "_count", "_seen", "_seen_chars")
+                 "_text_rules", "_top", "_nested", "_needs", "_count", "_seen", "_seen_chars",
+                 "_value_chars")
 
     def __init__(self, rules: Sequence[RuleState]) -> None:
         reqs = [rs.rule.start_clauses for rs in rules]
@@ -292,6 +339,7 @@ class RuleIndex:
         self._nested = [f for f in fields if len(f.path) > 1]
         self._seen: dict[frozenset[Any], tuple[list[int], list[GatedRule]]] = {}
         self._seen_chars = 0
+        self._value_chars = 0
 
     def _number(self, reqs: list[Clauses]
                 ) -> tuple[list[frozenset[int] | None] | None, dict[IndexKey, list[int]]]:
@@ -379,50 +427,34 @@ class RuleIndex:
 
     def _lookups(self, data: dict[str, Any], names: Iterable[str]) -> list[int]:
         """The clauses (by number, repeats possible) the keys of the fields ``names`` of
-        ``data`` and of its nested field paths meet."""
+        ``data`` and of its nested field paths meet.  Each field remembers the clauses of
+        the values it had lately (a new combination of values is mostly one new value):
+        at most :data:`SEEN` values per field, of at most :data:`SEEN_CHARS` characters
+        over all fields (then every field's memory starts afresh)."""
         found: list[int] = []
         top = self._top
         present = [(top[k], data[k]) for k in names]
         if self._nested:
             present += [(f, get_path(data, f.path)) for f in self._nested]
-        for (_, has, val, base, seg, raw, lowered), v in present:
+        for f, v in present:
             if v is None:
                 continue
-            if has:
-                found += has
-            t = type(v)
-            if t is str:
-                if raw is not None:
-                    found += raw(v)
-                if val is None and base is None and seg is None and lowered is None:
-                    continue
-                text = v.lower()
-                if lowered is not None:
-                    found += lowered(text)
-                if base is not None or seg is not None:
-                    parts = text.split("\\")
-                    if base is not None:
-                        hit = base.get(parts[-1])
-                        if hit is not None:
-                            found += hit
-                    if seg is not None and len(parts) > 1:
-                        for part in set(parts):
-                            hit = seg.get(part)
-                            if hit is not None:
-                                found += hit
-            elif val is None:
-                continue
-            elif t is int:
-                text = str(v)
-            elif t is float:
-                text = str(int(v)) if v.is_integer() else repr(v)
-            else:
-                continue
-            if val is not None:
-                hit = val.get(text)
-                if hit is not None:
-                    found += hit
+            key = v if type(v) is str else _typed(v)
+            hit = f.seen.get(key)
+            if hit is None:
+                hit = _field_lookup(f, v)
+                size = len(v) if type(v) is str else 0
+                if len(f.seen) >= SEEN or self._value_chars + size > SEEN_CHARS:
+                    for other in self._paths_seen():
+                        other.clear()
+                    self._value_chars = 0
+                f.seen[key] = hit
+                self._value_chars += size
+            found += hit
         return found
+
+    def _paths_seen(self) -> list[dict[Any, list[int]]]:
+        return [f.seen for f in self._top.values()] + [f.seen for f in self._nested]
 
     def _pick(self, found: list[int]) -> list[GatedRule]:
         """The rules, in rule order, whose own clause is in ``found`` and whose other
