@@ -199,3 +199,22 @@ def test_a_pattern_no_set_can_hold_is_met_by_every_string(monkeypatch: Any) -> N
     assert sorted(index.hits("lsass.exe")) == [0, 1]
     # (the budgets were the sets' own: every regex still has RE2's default)
     assert rt.re2_options().max_mem == rule_index.RE2_MAX_MEM
+
+
+def test_field_values_remembered_and_forgotten_give_the_same_candidates(
+        monkeypatch: Any) -> None:
+    # r<i>: lower(B) contains "x<i>."; s<i>: A == "a<i>".  A new B beside a known A, and the
+    # fields' memories started afresh (3 values each), change no answer.
+    monkeypatch.setattr(rule_index, "SEEN", 3)
+    rules = [_rule(f"r{i}", ast.Binary("contains", ast.Call("lower", (ast.Path(("this", "B")),)),
+                                       ast.Lit(f"x{i}."))) for i in range(MIN_INDEXED)]
+    rules += [_rule(f"s{i}", ast.Binary("==", ast.Path(("this", "A")), ast.Lit(f"a{i}")))
+              for i in range(MIN_INDEXED)]
+    index = CepOperator(rules, lambda s, rec: None).rule_index()
+    for round_ in range(3):
+        for i in range(MIN_INDEXED):
+            for j in range(4):
+                k = (i + j) % MIN_INDEXED
+                data = {"A": f"a{i}", "B": f"..X{k}..{round_}"}
+                got = [rs.rule.name for rs in index.candidates(data)]
+                assert got == [f"r{k}", f"s{i}"], data
