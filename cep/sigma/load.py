@@ -24,12 +24,12 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
-from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaRule
 
 from cep.diagnostics import Diagnostic
@@ -51,6 +51,9 @@ from cep.sigma.detection import UnsupportedSigma
 from cep.sigma.files import sigma_files
 from cep.sigma.parallel import map_forked, run_behind, worker_count
 from cep.sigma.rule import rule_name, to_engine_rule
+
+if TYPE_CHECKING:
+    from sigma.processing.pipeline import ProcessingPipeline
 
 __all__ = ["SigmaLoad", "load_sigma", "compile_collection"]
 

@@ -3,7 +3,8 @@
 A pipeline is named (one shipped beside this module: :data:`SHIPPED`) or is a path to a
 pySigma pipeline YAML file (its ``vars`` give placeholders their values, with a
 ``value_placeholders`` transformation).  Several are merged by pySigma's own ``+`` (each keeps
-its priority).
+its priority).  pySigma's pipeline module (a twentieth of a second to import) is imported
+only when a pipeline is given.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sigma.exceptions import SigmaError
-from sigma.processing.pipeline import ProcessingPipeline
+if TYPE_CHECKING:
+    from sigma.processing.pipeline import ProcessingPipeline
 
 __all__ = ["PipelineError", "SHIPPED", "load_keyed_pipeline", "load_pipeline", "shipped_names"]
 
@@ -43,6 +45,9 @@ def _one(spec: str) -> tuple[ProcessingPipeline, str]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(f"sigma pipeline {spec!r}: cannot be read ({exc})") from None
+    from sigma.exceptions import SigmaError
+    from sigma.processing.pipeline import ProcessingPipeline
+
     try:
         return ProcessingPipeline.from_yaml(text, source_path=str(path)), text
     except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as exc:
