@@ -1,7 +1,9 @@
 """Load, check and compile rule files: all or nothing.
 
 Every file is parsed and checked first; only when no file has an error are the rules
-compiled.  The caller gets the compiled rules or the complete list of diagnostics.
+compiled (the rules of Sigma files compiled on other CPUs are built while the others
+compile, and kept only then).  The caller gets the compiled rules or the complete list of
+diagnostics.
 """
 
 from __future__ import annotations
