@@ -3,8 +3,9 @@
 
 For each rule file given (``.cep``, or a Sigma rule ``.yml``; directories are searched for
 them) this writes, in a
-stable order: the Python source of every compiled condition, header filter, key and emit
-(:attr:`GeneratedCode.source`), the rule index's keys, the batch loop of
+stable order: the Python source of every compiled condition, header filter and key
+(:attr:`GeneratedCode.source`; the emits' code is not kept where this can read it), the rule
+index's keys, the batch loop of
 :mod:`cep.operator.fastpath` for the whole file (with and without the rule index), and the
 C line scanner's program of :mod:`cep.operator.prescan` (slots, gates, index).  Run it in two
 trees over the same files and ``diff`` the outputs: a change that should not alter generated
