@@ -1,8 +1,12 @@
-"""Small builders shared by tests that drive the NFA without the rule language."""
+"""Small builders shared by tests that drive the NFA without the rule language, and a
+recorder of a function's calls."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from cep.compiler.compiled import CompiledRule
 from cep.event import Event
@@ -63,3 +67,18 @@ def feed(rules: list[CompiledRule], events: list[dict[str, Any]], ooo: int = 0,
     if finish:
         op.finish()
     return rec
+
+
+def record_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str,
+                 pick: Callable[..., Any]) -> list[Any]:
+    """From now on in this test, each call of ``owner.name`` appends ``pick(*args,
+    **kwargs)`` to the returned list, then runs the real function."""
+    calls: list[Any] = []
+    real = getattr(owner, name)
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        calls.append(pick(*args, **kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls

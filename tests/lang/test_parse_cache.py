@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import record_calls
 
 from cep.lang import parse as parse_module
 from cep.lang import parse_cache
@@ -24,22 +25,13 @@ end
 
 
 @pytest.fixture
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
-    return tmp_path / "cache" / "cep" / "rules"
+def cache_home(private_cache: Path) -> Path:
+    return private_cache / "rules"
 
 
 def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    real = parse_module.parse_text
-
-    def counting(text: str, path: str = "<string>") -> object:
-        calls.append(path)
-        return real(text, path)
-
-    monkeypatch.setattr(parse_module, "parse_text", counting)
-    return calls
+    return record_calls(monkeypatch, parse_module, "parse_text",
+                        lambda text, path="<string>": path)
 
 
 def test_an_unchanged_file_is_parsed_once(tmp_path: Path, cache_home: Path,

@@ -32,23 +32,15 @@ def mordor() -> list[tuple[int, dict[str, Any]]]:
 
 
 @pytest.fixture
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def cache_home(private_cache: Path) -> Path:
     """A compiled-file cache of this test only (turned on); its bundles' directory."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CEP_NO_GRAMMAR_CACHE", raising=False)
-    return tmp_path / "cache" / "cep" / "sigma"
+    return private_cache / "sigma"
 
 
 def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the Sigma files parsed (YAML and pySigma) from now on in this test."""
+    from helpers import record_calls
+
     from cep.sigma import load as load_module
 
-    calls: list[str] = []
-    real = load_module._parse
-
-    def counting(path: Path, text: str) -> object:
-        calls.append(path.name)
-        return real(path, text)
-
-    monkeypatch.setattr(load_module, "_parse", counting)
-    return calls
+    return record_calls(monkeypatch, load_module, "_parse", lambda path, text: path.name)
