@@ -63,6 +63,7 @@ from typing import Any, NamedTuple
 from cep.compiler import runtime as rt
 from cep.compiler.generated import code_of
 from cep.event import get_path
+from cep.jsontext import has_surrogate
 from cep.lang import ast
 from cep.lang.operators import OPERATORS, IndexUse
 from cep.nfa.model import FINAL, IGNORE, NFA, TAKE
@@ -350,15 +351,6 @@ def start_clauses(nfa: NFA, timeout_output: bool) -> Clauses:
     return out or ()
 
 
-def _utf8(s: str) -> bool:
-    """Whether ``s`` has a UTF-8 form (no lone surrogate)."""
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def event_keys(data: dict[str, Any], paths: Sequence[tuple[tuple[str, ...], bool]],
                patterns: Iterable[IndexKey] = ()) -> list[IndexKey]:
     """The index keys ``data`` carries for the field ``paths`` (each with whether its
@@ -372,7 +364,7 @@ def event_keys(data: dict[str, Any], paths: Sequence[tuple[tuple[str, ...], bool
             subject = data.get(k.path[0]) if len(k.path) == 1 else get_path(data, k.path)
             if k.kind == "re_lower":
                 subject = rt.fn_lower(subject)
-        if type(subject) is str and not _utf8(subject):
+        if type(subject) is str and has_surrogate(subject):
             out.append(k)  # RE2 cannot read it: it carries every pattern key (the index's sets)
         elif rt.matches(rt.Regex(k.value), subject):
             out.append(k)
